@@ -1,0 +1,64 @@
+import { createHash } from 'node:crypto';
+import type { BuildRef, CommitInfo } from './types';
+
+// GitHub lets far more through in repo and branch names than is safe to put in YAML, labels
+// or shell. Values reach kubefiles templates only when they match these.
+const SAFE_REPO = /^[a-z0-9_.-]+\/[a-z0-9_.-]+$/;
+const SAFE_BRANCH = /^[A-Za-z0-9_.][A-Za-z0-9_./-]*$/;
+const GIT_SHA = /^[0-9a-f]{40}$/;
+
+export class UnsafeCommitInfoError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UnsafeCommitInfoError';
+  }
+}
+
+/** Lower-cases the repo and checks every value GitHub gave against a safe character set. */
+export function validateCommitInfo(commit: CommitInfo): CommitInfo {
+  const repo = commit.repo.toLowerCase();
+  if (!SAFE_REPO.test(repo)) {
+    throw new UnsafeCommitInfoError(`repo ${JSON.stringify(commit.repo)} has characters outside [a-z0-9_.-]`);
+  }
+  if (!SAFE_BRANCH.test(commit.target_branch) || commit.target_branch.length > 200) {
+    throw new UnsafeCommitInfoError(
+      `branch ${JSON.stringify(commit.target_branch)} has characters outside [A-Za-z0-9_./-]`,
+    );
+  }
+  if (commit.pr !== null && !(Number.isSafeInteger(commit.pr) && commit.pr > 0)) {
+    throw new UnsafeCommitInfoError(`pr ${JSON.stringify(commit.pr)} is not a positive integer`);
+  }
+  if (!GIT_SHA.test(commit.git_commit)) {
+    throw new UnsafeCommitInfoError(`commit ${JSON.stringify(commit.git_commit)} is not a 40-digit hex sha`);
+  }
+  return { ...commit, repo };
+}
+
+export function buildSlug(commit: CommitInfo): string {
+  const pr = commit.pr === null ? '' : `-pr${commit.pr}`;
+  return `${commit.repo}-${commit.target_branch}${pr}-${commit.git_commit.slice(0, 12)}`
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, '-');
+}
+
+/**
+ * A readable prefix of the slug plus a hash of the whole identity: unique, at most 51
+ * characters so that `<name>-<suffix>` object names stay valid DNS labels, and starting and
+ * ending with an alphanumeric as label values must.
+ */
+export function buildName(commit: CommitInfo): string {
+  const identity = [commit.repo, commit.target_branch, commit.pr ?? '', commit.git_commit].join('\n');
+  const hash = createHash('sha256').update(identity).digest('hex').slice(0, 10);
+  const prefix = buildSlug(commit).slice(0, 40).replace(/^-+|-+$/g, '');
+  return prefix ? `${prefix}-${hash}` : `b-${hash}`;
+}
+
+export function buildRef(commit: CommitInfo): BuildRef {
+  const safe = validateCommitInfo(commit);
+  return { name: buildName(safe), slug: buildSlug(safe), commit: safe };
+}
+
+/** The build workflow's id is derived from the name, so any process finds it without a lookup. */
+export function buildWorkflowId(name: string): string {
+  return `build-${name}`;
+}

