@@ -1,4 +1,5 @@
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributePair } from '@temporalio/common';
+import type { BuildState } from './types';
 
 // The build workflow keeps these current so that listing and counting builds is a Temporal
 // visibility query, with no side database. The server must know them before first use.
@@ -23,4 +24,21 @@ export function searchAttributeDeclarations(): string[] {
     [SearchAttributeType.DATETIME]: 'Datetime',
   };
   return Object.values(searchAttributes).map((key) => `${key.name}=${cliType[key.type]}`);
+}
+
+/** The attributes that describe `state`, set at start and upserted on every change. */
+export function buildSearchAttributes(state: BuildState): SearchAttributePair[] {
+  const pairs: SearchAttributePair[] = [
+    { key: searchAttributes.name, value: state.name },
+    { key: searchAttributes.slug, value: state.slug },
+    { key: searchAttributes.repo, value: state.commit.repo },
+    { key: searchAttributes.targetBranch, value: state.commit.target_branch },
+    { key: searchAttributes.commit, value: state.commit.git_commit },
+    { key: searchAttributes.status, value: state.status },
+    { key: searchAttributes.initStatus, value: state.init_status },
+    { key: searchAttributes.created, value: new Date(state.created) },
+  ];
+  if (state.commit.pr !== null) pairs.push({ key: searchAttributes.pr, value: state.commit.pr });
+  if (state.last_scaled) pairs.push({ key: searchAttributes.lastScaled, value: new Date(state.last_scaled) });
+  return pairs;
 }

@@ -85,7 +85,9 @@ async function startApiServer(workDir: string, etcdUrl: string, daemons: Daemon[
       `--service-account-key-file=${path.join(certDir, 'sa.pub')}`,
       `--service-account-signing-key-file=${path.join(certDir, 'sa.key')}`,
       '--service-cluster-ip-range=10.96.0.0/16',
-      '--disable-admission-plugins=ServiceAccount',
+      // No controller-manager runs here to create service accounts' tokens or to lift the
+      // pvc-protection finalizer, so the admission plugins that rely on it are off.
+      '--disable-admission-plugins=ServiceAccount,StorageObjectInUseProtection',
     ],
     logFile,
   );

@@ -1,0 +1,97 @@
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { KubernetesObject } from '@kubernetes/client-node';
+import nunjucks from 'nunjucks';
+import { parseAllDocuments } from 'yaml';
+import { validateCommitInfo } from '../common/build';
+import { findRepoSettings, type Config } from '../common/config';
+import type { BuildRef, KubefilesMode } from '../common/types';
+
+// Turns a kubefiles directory (runboat's format) into the plain objects of one mode.
+// Knows nothing of Odoo: what is deployed lives entirely in the directory.
+
+// Python-style `dict.items()` and friends, which runboat's templates use.
+nunjucks.installJinjaCompat();
+const templates = new nunjucks.Environment(null, { autoescape: false });
+const run = promisify(execFile);
+
+/** A problem with the build's input or its kubefiles, which retrying cannot fix. */
+export class KubefilesError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KubefilesError';
+  }
+}
+
+export async function renderKubefiles(config: Config, build: BuildRef, mode: KubefilesMode): Promise<KubernetesObject[]> {
+  const commit = validateCommitInfo(build.commit);
+  const repoSettings = findRepoSettings(config, commit.repo, commit.target_branch);
+  if (!repoSettings) throw new KubefilesError(`${commit.repo} ${commit.target_branch} matches no RUNBOAT_REPOS entry`);
+  const settings = repoSettings.builds[0];
+  const [imageName, imageTag] = splitImage(settings.image);
+  const variables = {
+    mode,
+    namespace: config.buildNamespace,
+    build_name: build.name,
+    build_slug: build.slug,
+    build_domain: config.buildDomain,
+    commit_info: commit,
+    image_name: imageName,
+    image_tag: imageTag,
+    build_env: { ...config.buildEnv, ...settings.env },
+    build_secret_env: { ...config.buildSecretEnv, ...settings.secret_env },
+    build_template_vars: { ...config.buildTemplateVars, ...settings.template_vars },
+  };
+  const scratch = await mkdtemp(path.join(os.tmpdir(), `runboat-${build.name}-${mode}-`));
+  try {
+    await cp(settings.kubefiles_path ?? config.defaultKubefilesPath, scratch, { recursive: true });
+    await renderTemplates(scratch, variables);
+    return parseObjects(await kustomize(config.kubectl, scratch));
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+/** `registry/name:tag` → [`registry/name`, `tag`]; a port in the registry is not a tag. */
+export function splitImage(image: string): [string, string] {
+  const lastSlash = image.lastIndexOf('/');
+  const colon = image.lastIndexOf(':');
+  return colon > lastSlash ? [image.slice(0, colon), image.slice(colon + 1)] : [image, 'latest'];
+}
+
+async function renderTemplates(dir: string, variables: object): Promise<void> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  for (const entry of entries.filter((e) => e.isFile() && e.name.endsWith('.jinja'))) {
+    const source = path.join(entry.parentPath, entry.name);
+    let rendered: string;
+    try {
+      rendered = templates.renderString(await readFile(source, 'utf8'), variables);
+    } catch (error) {
+      throw new KubefilesError(`cannot render ${entry.name}: ${(error as Error).message}`);
+    }
+    await writeFile(source.slice(0, -'.jinja'.length), rendered);
+    await unlink(source);
+  }
+}
+
+async function kustomize(kubectl: string, dir: string): Promise<string> {
+  try {
+    const { stdout } = await run(kubectl, ['kustomize', dir], { timeout: 60_000, maxBuffer: 32 * 1024 * 1024 });
+    return stdout;
+  } catch (error) {
+    const { stderr, code } = error as { stderr?: string; code?: unknown };
+    if (code === 'ENOENT') throw new Error(`kubectl not found at ${kubectl} (set RUNBOAT_KUBECTL)`);
+    throw new KubefilesError(`kustomize failed: ${(stderr ?? String(error)).trim()}`);
+  }
+}
+
+function parseObjects(stream: string): KubernetesObject[] {
+  return parseAllDocuments(stream).flatMap((document) => {
+    if (document.errors.length) throw new KubefilesError(`kustomize output: ${document.errors[0].message}`);
+    const object = document.toJS() as KubernetesObject | null;
+    return object ? [object] : [];
+  });
+}

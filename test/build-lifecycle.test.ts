@@ -1,0 +1,124 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
+import { buildWorkflowId } from '../common/build';
+import type { BuildStatus, CommitInfo } from '../common/types';
+import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+
+// One build's whole life on a real kube-apiserver and a real Temporal server, with the test
+// playing the Job and Deployment controllers that this control plane does not run.
+
+const config = testConfig();
+const cluster = new TestCluster(config.buildNamespace);
+let temporal: TestTemporal;
+
+beforeAll(async () => {
+  await cluster.createNamespace();
+  cluster.playDeploymentController();
+  temporal = await testTemporal(config, cluster);
+  await temporal.startWorker();
+});
+
+afterAll(async () => {
+  cluster.stopControllers();
+  await temporal?.close();
+});
+
+const commit = (sha: string, pr: number | null = null): CommitInfo => ({
+  repo: 'OCA/mis-builder',
+  target_branch: '16.0',
+  pr,
+  git_commit: SHA(sha),
+});
+
+const statusOf = (name: string, status: BuildStatus) =>
+  waitFor(`${name} to be ${status}`, async () => (await getBuildState(temporal.client, name)).status === status);
+
+describe('a build', () => {
+  it('is deployed idle with the kubefiles contract, initialized, started, stopped and undeployed', async () => {
+    const build = await startBuild(temporal.client, config, commit('a', 42));
+
+    const deployment = await waitFor('the Deployment', () => cluster.deployment(build.name));
+    expect(deployment.spec?.replicas).toBe(0);
+    expect(deployment.metadata?.name).toBe(`${build.name}-odoo`);
+    expect(deployment.metadata?.labels).toMatchObject({ 'runboat/build': build.name });
+    expect(deployment.metadata?.annotations).toMatchObject({
+      'runboat/repo': 'oca/mis-builder',
+      'runboat/target-branch': '16.0',
+      'runboat/pr': '42',
+      'runboat/git-commit': SHA('a'),
+    });
+    expect(['todo', 'started']).toContain(deployment.metadata?.annotations?.['runboat/init-status']);
+
+    const objects = await cluster.builds.listBuildObjects(build.name);
+    expect(objects.map((o) => `${o.kind}/${o.metadata?.name?.slice(build.name.length + 1)}`).sort()).toEqual(
+      [
+        'ConfigMap/odooenv',
+        'ConfigMap/runboat-scripts',
+        'Deployment/odoo',
+        'Ingress/mailhog',
+        'Ingress/odoo',
+        'PersistentVolumeClaim/data',
+        'Secret/odoosecretenv',
+        'Service/odoo',
+      ].concat(objects.some((o) => o.kind === 'Job') ? ['Job/initialize'] : []).sort(),
+    );
+    expect(objects.every((o) => o.metadata?.name?.startsWith(`${build.name}-`))).toBe(true);
+
+    const [initJob] = await waitFor('the init Job', async () => {
+      const jobs = await cluster.jobs(build.name, 'initialize');
+      return jobs.length ? jobs : undefined;
+    });
+    expect(initJob.spec?.template.metadata?.labels).toMatchObject({
+      'runboat/build': build.name,
+      'runboat/job-kind': 'initialize',
+    });
+    await waitFor('init-status started', async () => {
+      const d = await cluster.deployment(build.name);
+      return d.metadata?.annotations?.['runboat/init-status'] === 'started';
+    });
+
+    await cluster.finishJob(build.name, 'initialize', true);
+    await statusOf(build.name, 'started');
+    const started = await cluster.deployment(build.name);
+    expect(started.spec?.replicas).toBe(1);
+    expect(started.metadata?.annotations?.['runboat/init-status']).toBe('succeeded');
+    expect(started.metadata?.annotations?.['runboat/last-scaled']).toBeTruthy();
+
+    await sendBuildCommand(temporal.client, build.name, 'stop');
+    await statusOf(build.name, 'stopped');
+    expect((await cluster.deployment(build.name)).spec?.replicas).toBe(0);
+
+    await sendBuildCommand(temporal.client, build.name, 'start');
+    await statusOf(build.name, 'started');
+    expect((await cluster.deployment(build.name)).spec?.replicas).toBe(1);
+
+    await sendBuildCommand(temporal.client, build.name, 'undeploy');
+    await statusOf(build.name, 'undeploying');
+    await cluster.finishJob(build.name, 'cleanup', true);
+    await temporal.client.workflow.getHandle(buildWorkflowId(build.name)).result();
+    expect(await cluster.builds.listBuildObjects(build.name)).toEqual([]);
+  });
+
+  it('stays stopped at 0 replicas when its init job fails', async () => {
+    const build = await startBuild(temporal.client, config, commit('b'));
+    await cluster.finishJob(build.name, 'initialize', false);
+    await statusOf(build.name, 'failed');
+    const state = await getBuildState(temporal.client, build.name);
+    expect(state.init_status).toBe('failed');
+    expect(state.last_error).toContain('BackoffLimitExceeded');
+    const deployment = await cluster.deployment(build.name);
+    expect(deployment.spec?.replicas).toBe(0);
+    expect(deployment.metadata?.annotations?.['runboat/init-status']).toBe('failed');
+  });
+
+  it('is one build when the same commit is started twice', async () => {
+    const [first, second] = await Promise.all([
+      startBuild(temporal.client, config, commit('c')),
+      startBuild(temporal.client, { ...config }, { ...commit('c'), repo: 'oca/MIS-builder' }),
+    ]);
+    expect(second.name).toBe(first.name);
+    await waitFor('the Deployment', () => cluster.deployment(first.name));
+    const { items } = await cluster.apps.listNamespacedDeployment({ namespace: config.buildNamespace });
+    expect(items.filter((d) => d.metadata?.labels?.['runboat/build'] === first.name)).toHaveLength(1);
+  });
+});

@@ -1,0 +1,32 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { startControlPlane } from '../scripts/control-plane';
+import { startTemporalDevServer } from '../scripts/temporal-dev';
+
+// One real Temporal dev server and one real kube-apiserver (on etcd) for the whole run; each
+// test file works in its own Kubernetes namespace and Temporal task queue.
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    temporalAddress: string;
+    kubeconfig: string;
+  }
+}
+
+export default async function setup(project: TestProject) {
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-test-'));
+  const started = Date.now();
+  const [temporal, controlPlane] = await Promise.all([
+    startTemporalDevServer(workDir),
+    startControlPlane(path.join(workDir, 'kube')),
+  ]);
+  console.log(`substrate up in ${Date.now() - started} ms (logs in ${workDir})`);
+  project.provide('temporalAddress', temporal.address);
+  project.provide('kubeconfig', controlPlane.kubeconfigPath);
+  return async () => {
+    await Promise.all([temporal.stop(), controlPlane.stop()]);
+    rmSync(workDir, { recursive: true, force: true });
+  };
+}

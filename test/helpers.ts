@@ -1,0 +1,161 @@
+import { randomBytes } from 'node:crypto';
+import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, type V1Job } from '@kubernetes/client-node';
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { inject } from 'vitest';
+import { BuildCluster } from '../activities/kubernetes';
+import { loadConfig, type Config } from '../common/config';
+import { binary } from '../scripts/paths';
+import { createWorker } from '../worker/worker';
+
+export const SHA = (char: string) => char.repeat(40);
+
+/** A configuration isolated to one test: its own namespace and task queue. */
+export function testConfig(env: Record<string, string> = {}): Config {
+  const id = randomBytes(4).toString('hex');
+  return loadConfig({
+    RUNBOAT_BUILD_NAMESPACE: `test-${id}`,
+    RUNBOAT_BUILD_DOMAIN: 'runboat.test',
+    RUNBOAT_TASK_QUEUE: `test-${id}`,
+    RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '^1[0-9].0$', builds: [{ image: 'ghcr.io/oca/ci:16.0' }] }]),
+    RUNBOAT_KUBECTL: binary('kubectl'),
+    TEMPORAL_ADDRESS: inject('temporalAddress'),
+    ...env,
+  });
+}
+
+export function kubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(inject('kubeconfig'));
+  return kc;
+}
+
+export class TestCluster {
+  readonly kc = kubeConfig();
+  readonly core = this.kc.makeApiClient(CoreV1Api);
+  readonly apps = this.kc.makeApiClient(AppsV1Api);
+  readonly batch = this.kc.makeApiClient(BatchV1Api);
+  readonly builds: BuildCluster;
+  private controller?: NodeJS.Timeout;
+
+  constructor(readonly namespace: string) {
+    this.builds = new BuildCluster(this.kc, namespace);
+  }
+
+  async createNamespace(): Promise<void> {
+    await this.core.createNamespace({ body: { metadata: { name: this.namespace } } });
+  }
+
+  async deployment(build: string) {
+    const { items } = await this.apps.listNamespacedDeployment({ namespace: this.namespace, labelSelector: `runboat/build=${build}` });
+    return items[0];
+  }
+
+  async jobs(build: string, kind: string) {
+    const labelSelector = `runboat/build=${build},runboat/job-kind=${kind}`;
+    return (await this.batch.listNamespacedJob({ namespace: this.namespace, labelSelector })).items;
+  }
+
+  /** Plays the Job controller: marks the build's `kind` job as succeeded or failed. */
+  async finishJob(build: string, kind: string, succeeded: boolean): Promise<void> {
+    const [job] = await waitFor(`${kind} job of ${build}`, async () => {
+      const jobs = await this.jobs(build, kind);
+      return jobs.length ? jobs : undefined;
+    });
+    const now = new Date();
+    const condition = (type: string, reason: string) => ({
+      type,
+      status: 'True',
+      reason,
+      message: reason,
+      lastProbeTime: now,
+      lastTransitionTime: now,
+    });
+    const status: V1Job['status'] = succeeded
+      ? {
+          startTime: now,
+          completionTime: now,
+          succeeded: 1,
+          conditions: [condition('SuccessCriteriaMet', 'CompletionsReached'), condition('Complete', 'CompletionsReached')],
+        }
+      : {
+          startTime: now,
+          failed: 1,
+          conditions: [condition('FailureTarget', 'BackoffLimitExceeded'), condition('Failed', 'BackoffLimitExceeded')],
+        };
+    await this.batch.replaceNamespacedJobStatus({
+      name: job.metadata!.name!,
+      namespace: this.namespace,
+      body: { ...job, status },
+    });
+  }
+
+  /** Plays the Deployment controller: ready replicas follow the desired count. */
+  playDeploymentController(): void {
+    const sync = async () => {
+      const { items } = await this.apps.listNamespacedDeployment({ namespace: this.namespace });
+      for (const d of items) {
+        const replicas = d.spec?.replicas ?? 0;
+        if ((d.status?.readyReplicas ?? 0) === replicas) continue;
+        await this.apps
+          .replaceNamespacedDeploymentStatus({
+            name: d.metadata!.name!,
+            namespace: this.namespace,
+            body: { ...d, status: { replicas, readyReplicas: replicas, availableReplicas: replicas } },
+          })
+          .catch(() => undefined);
+      }
+    };
+    this.controller = setInterval(() => void sync().catch(() => undefined), 100);
+  }
+
+  stopControllers(): void {
+    clearInterval(this.controller);
+  }
+}
+
+export interface TestTemporal {
+  client: Client;
+  startWorker(): Promise<{ worker: Worker; stop(): Promise<void> }>;
+  close(): Promise<void>;
+}
+
+export async function testTemporal(config: Config, cluster: TestCluster): Promise<TestTemporal> {
+  const connection = await Connection.connect({ address: config.temporalAddress });
+  const nativeConnection = await NativeConnection.connect({ address: config.temporalAddress });
+  const running: Array<() => Promise<void>> = [];
+  return {
+    client: new Client({ connection, namespace: config.temporalNamespace }),
+    async startWorker() {
+      const worker = await createWorker(config, nativeConnection, cluster.builds);
+      const run = worker.run();
+      const stop = async () => {
+        if (worker.getState() === 'RUNNING') worker.shutdown();
+        await run;
+      };
+      running.push(stop);
+      return { worker, stop };
+    },
+    async close() {
+      await Promise.all(running.map((stop) => stop()));
+      await nativeConnection.close();
+      await connection.close();
+    },
+  };
+}
+
+/** Polls until `probe` returns a value other than undefined/false. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined && value !== false) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

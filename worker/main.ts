@@ -1,0 +1,24 @@
+import { NativeConnection } from '@temporalio/worker';
+import { ConfigError, loadConfig } from '../common/config';
+import { logger } from '../common/logger';
+import { createWorker } from './worker';
+
+// The worker process: runs build workflows and their activities until SIGTERM/SIGINT, when
+// it stops polling and lets in-flight activities finish (the SDK's graceful shutdown).
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const connection = await NativeConnection.connect({ address: config.temporalAddress });
+  try {
+    const worker = await createWorker(config, connection);
+    logger.info({ taskQueue: config.taskQueue, namespace: config.buildNamespace }, 'worker started');
+    await worker.run();
+  } finally {
+    await connection.close();
+  }
+}
+
+main().catch((error: unknown) => {
+  logger.fatal(error instanceof ConfigError ? error.message : error, 'worker failed');
+  process.exit(1);
+});

@@ -1,0 +1,2 @@
+// The workflows the worker registers (its `workflowsPath` bundle entry point).
+export { buildWorkflow } from './build';
