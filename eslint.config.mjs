@@ -18,8 +18,15 @@ export default tseslint.config(
         'error',
         {
           patterns: [
-            { group: ['node:*', 'fs', 'path', 'crypto', 'os'], message: 'Workflows must stay deterministic.' },
-            { group: ['../activities/*'], allowTypeImports: true, message: 'Import activities as types only.' },
+            {
+              group: ['node:*', 'fs', 'path', 'crypto', 'os'],
+              message: 'Workflows must stay deterministic.',
+            },
+            {
+              group: ['../activities/*'],
+              allowTypeImports: true,
+              message: 'Import activities as types only.',
+            },
           ],
         },
       ],

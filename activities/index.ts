@@ -1,5 +1,6 @@
 import { ApiException } from '@kubernetes/client-node';
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { UnsafeCommitInfoError } from '../common/build';
 import type { Config } from '../common/config';
 import type { BuildRef, InitStatus, JobKind, JobOutcome, KubefilesMode } from '../common/types';
 import { KubefilesError, renderKubefiles } from './kubefiles';
@@ -73,12 +74,15 @@ async function withHeartbeats<T>(watch: (options: WatchOptions) => Promise<T>): 
 }
 
 function nonRetryableIfPermanent(error: unknown): unknown {
-  if (error instanceof KubefilesError) {
-    return ApplicationFailure.nonRetryable(error.message, 'KubefilesError');
+  if (error instanceof KubefilesError || error instanceof UnsafeCommitInfoError) {
+    return ApplicationFailure.nonRetryable(error.message, error.name);
   }
   if (error instanceof ApiException && [400, 422].includes(error.code)) {
     const body = typeof error.body === 'string' ? error.body : JSON.stringify(error.body);
-    return ApplicationFailure.nonRetryable(`Kubernetes refused the build's objects: ${body}`, 'KubefilesError');
+    return ApplicationFailure.nonRetryable(
+      `Kubernetes refused the build's objects: ${body}`,
+      'KubefilesError',
+    );
   }
   return error;
 }

@@ -26,10 +26,15 @@ export class KubefilesError extends Error {
   }
 }
 
-export async function renderKubefiles(config: Config, build: BuildRef, mode: KubefilesMode): Promise<KubernetesObject[]> {
+export async function renderKubefiles(
+  config: Config,
+  build: BuildRef,
+  mode: KubefilesMode,
+): Promise<KubernetesObject[]> {
   const commit = validateCommitInfo(build.commit);
   const repoSettings = findRepoSettings(config, commit.repo, commit.target_branch);
-  if (!repoSettings) throw new KubefilesError(`${commit.repo} ${commit.target_branch} matches no RUNBOAT_REPOS entry`);
+  if (!repoSettings)
+    throw new KubefilesError(`${commit.repo} ${commit.target_branch} matches no RUNBOAT_REPOS entry`);
   const settings = repoSettings.builds[0];
   const [imageName, imageTag] = splitImage(settings.image);
   const variables = {
@@ -79,7 +84,10 @@ async function renderTemplates(dir: string, variables: object): Promise<void> {
 
 async function kustomize(kubectl: string, dir: string): Promise<string> {
   try {
-    const { stdout } = await run(kubectl, ['kustomize', dir], { timeout: 60_000, maxBuffer: 32 * 1024 * 1024 });
+    const { stdout } = await run(kubectl, ['kustomize', dir], {
+      timeout: 60_000,
+      maxBuffer: 32 * 1024 * 1024,
+    });
     return stdout;
   } catch (error) {
     const { stderr, code } = error as { stderr?: string; code?: unknown };

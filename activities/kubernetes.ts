@@ -27,7 +27,8 @@ export const BUILD_OBJECT_KINDS = [
   { apiVersion: 'v1', kind: 'Pod' },
 ] as const;
 
-const isStatus = (error: unknown, ...codes: number[]) => error instanceof ApiException && codes.includes(error.code);
+const isStatus = (error: unknown, ...codes: number[]) =>
+  error instanceof ApiException && codes.includes(error.code);
 
 export interface WatchOptions {
   signal: AbortSignal;
@@ -56,14 +57,26 @@ export class BuildCluster {
   async apply(objects: KubernetesObject[]): Promise<void> {
     for (const dryRun of ['All', undefined]) {
       for (const object of objects) {
-        await this.objects.patch(object, undefined, dryRun, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+        await this.objects.patch(
+          object,
+          undefined,
+          dryRun,
+          FIELD_MANAGER,
+          true,
+          PatchStrategy.ServerSideApply,
+        );
       }
     }
   }
 
   /** Scaling a build whose Deployment is already gone to 0 is done, not an error. */
   async scale(build: string, replicas: number, at: Date): Promise<void> {
-    await this.patchDeployment(build, replicas === 0, { 'runboat/last-scaled': at.toISOString() }, { replicas });
+    await this.patchDeployment(
+      build,
+      replicas === 0,
+      { 'runboat/last-scaled': at.toISOString() },
+      { replicas },
+    );
   }
 
   async setInitStatus(build: string, status: InitStatus): Promise<void> {
@@ -105,8 +118,12 @@ export class BuildCluster {
 
   /** Waits, by watching, until the build's Deployment reports `replicas` ready replicas. */
   async waitForReadyReplicas(build: string, replicas: number, options: WatchOptions): Promise<void> {
-    await this.watchUntil<V1Deployment, true>('apps/v1', 'Deployment', `runboat/build=${build}`, options, (type, d) =>
-      type !== 'DELETED' && (d.status?.readyReplicas ?? 0) === replicas ? true : undefined,
+    await this.watchUntil<V1Deployment, true>(
+      'apps/v1',
+      'Deployment',
+      `runboat/build=${build}`,
+      options,
+      (type, d) => (type !== 'DELETED' && (d.status?.readyReplicas ?? 0) === replicas ? true : undefined),
     );
   }
 
@@ -118,7 +135,8 @@ export class BuildCluster {
   ): Promise<void> {
     const { items } = await this.list('apps/v1', 'Deployment', `runboat/build=${build}`);
     if (items.length === 0 && missingIsDone) return;
-    if (items.length !== 1) throw new Error(`expected one Deployment labelled runboat/build=${build}, found ${items.length}`);
+    if (items.length !== 1)
+      throw new Error(`expected one Deployment labelled runboat/build=${build}, found ${items.length}`);
     const { name, namespace } = items[0].metadata ?? {};
     await this.objects.patch(
       { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace, annotations }, spec },
@@ -131,14 +149,30 @@ export class BuildCluster {
   }
 
   private list(apiVersion: string, kind: string, labelSelector: string) {
-    return this.objects.list(apiVersion, kind, this.namespace, undefined, undefined, undefined, undefined, labelSelector);
+    return this.objects.list(
+      apiVersion,
+      kind,
+      this.namespace,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      labelSelector,
+    );
   }
 
   private async deleteAll(apiVersion: string, kind: string, labelSelector: string): Promise<number> {
     const { items } = await this.list(apiVersion, kind, labelSelector);
     for (const item of items) {
       try {
-        await this.objects.delete({ apiVersion, kind, metadata: item.metadata }, undefined, undefined, undefined, undefined, 'Background');
+        await this.objects.delete(
+          { apiVersion, kind, metadata: item.metadata },
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+          'Background',
+        );
       } catch (error) {
         if (!isStatus(error, 404)) throw error;
       }
@@ -193,7 +227,8 @@ export class BuildCluster {
         if (result instanceof Error) reject(result);
         else resolve(result);
       };
-      const onAbort = () => finish(options.signal.reason instanceof Error ? options.signal.reason : new Error('aborted'));
+      const onAbort = () =>
+        finish(options.signal.reason instanceof Error ? options.signal.reason : new Error('aborted'));
       options.signal.addEventListener('abort', onAbort, { once: true });
       const params = { labelSelector, resourceVersion: from, allowWatchBookmarks: true, timeoutSeconds: 300 };
       this.watcher
@@ -214,9 +249,12 @@ export class BuildCluster {
           },
           (error: unknown) => finish(error ? toError(error) : { resourceVersion }),
         )
-        .then((c) => {
-          controller = c;
-        }, (error: unknown) => finish(toError(error)));
+        .then(
+          (c) => {
+            controller = c;
+          },
+          (error: unknown) => finish(toError(error)),
+        );
     });
   }
 }
@@ -226,9 +264,14 @@ function toError(error: unknown): Error {
 }
 
 export function jobOutcome(job: V1Job): JobOutcome | undefined {
-  const condition = (type: string) => job.status?.conditions?.find((c) => c.type === type && c.status === 'True');
+  const condition = (type: string) =>
+    job.status?.conditions?.find((c) => c.type === type && c.status === 'True');
   if (condition('Complete')) return { succeeded: true };
   const failed = condition('Failed');
-  if (failed) return { succeeded: false, reason: [failed.reason, failed.message].filter(Boolean).join(': ') || 'failed' };
+  if (failed)
+    return {
+      succeeded: false,
+      reason: [failed.reason, failed.message].filter(Boolean).join(': ') || 'failed',
+    };
   return undefined;
 }

@@ -25,7 +25,9 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
   try {
     build = buildRef(commit);
     if (!findRepoSettings(config, build.commit.repo, build.commit.target_branch)) {
-      throw new UnsupportedBuildError(`${build.commit.repo} ${build.commit.target_branch} matches no RUNBOAT_REPOS entry`);
+      throw new UnsupportedBuildError(
+        `${build.commit.repo} ${build.commit.target_branch} matches no RUNBOAT_REPOS entry`,
+      );
     }
   } catch (error) {
     logger.warn({ commit, reason: (error as Error).message }, 'build refused');
@@ -34,7 +36,12 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
   await client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
     workflowId: buildWorkflowId(build.name),
     taskQueue: config.taskQueue,
-    args: [{ build, settings: { initTimeoutSeconds: config.initTimeoutSeconds, noCleanupJob: config.noCleanupJob } }],
+    args: [
+      {
+        build,
+        settings: { initTimeoutSeconds: config.initTimeoutSeconds, noCleanupJob: config.noCleanupJob },
+      },
+    ],
     workflowIdConflictPolicy: 'USE_EXISTING',
     workflowIdReusePolicy: 'ALLOW_DUPLICATE',
   });

@@ -49,7 +49,9 @@ export function buildSlug(commit: CommitInfo): string {
 export function buildName(commit: CommitInfo): string {
   const identity = [commit.repo, commit.target_branch, commit.pr ?? '', commit.git_commit].join('\n');
   const hash = createHash('sha256').update(identity).digest('hex').slice(0, 10);
-  const prefix = buildSlug(commit).slice(0, 40).replace(/^-+|-+$/g, '');
+  const prefix = buildSlug(commit)
+    .slice(0, 40)
+    .replace(/^-+|-+$/g, '');
   return prefix ? `${prefix}-${hash}` : `b-${hash}`;
 }
 

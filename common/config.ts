@@ -7,14 +7,17 @@ import { z } from 'zod';
 // runboat `.env` works unchanged; the TEMPORAL_* and a few RUNBOAT_* ones are this project's.
 
 const jsonOf = <T extends z.ZodType>(schema: T) =>
-  z.string().transform((text, ctx) => {
-    try {
-      return JSON.parse(text) as unknown;
-    } catch (error) {
-      ctx.addIssue({ code: 'custom', message: `is not valid JSON (${(error as Error).message})` });
-      return z.NEVER;
-    }
-  }).pipe(schema);
+  z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: `is not valid JSON (${(error as Error).message})` });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
 
 const stringMap = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String));
 const templateVars = z.record(z.string(), z.unknown());
@@ -23,7 +26,10 @@ const regex = z.string().transform((source, ctx) => {
   try {
     return new RegExp(source, 'i');
   } catch (error) {
-    ctx.addIssue({ code: 'custom', message: `is not a valid regular expression (${(error as Error).message})` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `is not a valid regular expression (${(error as Error).message})`,
+    });
     return z.NEVER;
   }
 });
@@ -130,13 +136,16 @@ export function withDotEnv(env: NodeJS.ProcessEnv, dir = process.cwd()): NodeJS.
 
 /** Parses and validates the configuration; throws one ConfigError naming every bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Config {
-  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const present = Object.fromEntries(
+    Object.entries(env).filter(([, value]) => value !== undefined && value !== ''),
+  );
   const parsed = envSchema.safeParse(present);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const [variable, ...where] = issue.path;
       const detail = where.length ? ` (at ${where.join('.')})` : '';
-      const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
+      const message =
+        issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message;
       return `${String(variable)}${detail} ${message}`;
     });
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
@@ -173,8 +182,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
 }
 
 /** The repo entry whose patterns match, or undefined when the repo/branch is not supported. */
-export function findRepoSettings(config: Config, repo: string, targetBranch: string): RepoSettings | undefined {
-  return config.repos.find((entry) => matchesAtStart(entry.repo, repo) && matchesAtStart(entry.branch, targetBranch));
+export function findRepoSettings(
+  config: Config,
+  repo: string,
+  targetBranch: string,
+): RepoSettings | undefined {
+  return config.repos.find(
+    (entry) => matchesAtStart(entry.repo, repo) && matchesAtStart(entry.branch, targetBranch),
+  );
 }
 
 /** Python's `re.match`, as runboat uses it: anchored at the start only. */

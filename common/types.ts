@@ -23,13 +23,7 @@ export interface BuildRef {
 
 /** The statuses runboat's API reports; clients rely on these exact seven names. */
 export type BuildStatus =
-  | 'initializing'
-  | 'failed'
-  | 'stopped'
-  | 'starting'
-  | 'started'
-  | 'stopping'
-  | 'undeploying';
+  'initializing' | 'failed' | 'stopped' | 'starting' | 'started' | 'stopping' | 'undeploying';
 
 /** Mirrors the Deployment annotation `runboat/init-status`. */
 export type InitStatus = 'todo' | 'started' | 'succeeded' | 'failed';

@@ -55,7 +55,11 @@ async function startEtcd(workDir: string, daemons: Daemon[]): Promise<string> {
     logFile,
   );
   daemons.push(etcd);
-  await waitUntil('etcd', async () => (await fetch(`${clientUrl}/health`)).ok, { timeoutMs: 30_000, daemon: etcd, logFile });
+  await waitUntil('etcd', async () => (await fetch(`${clientUrl}/health`)).ok, {
+    timeoutMs: 30_000,
+    daemon: etcd,
+    logFile,
+  });
   return clientUrl;
 }
 
@@ -104,10 +108,14 @@ async function startApiServer(workDir: string, etcdUrl: string, daemons: Daemon[
 
 function httpsOk(url: string, token: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const request = https.get(url, { headers: { Authorization: `Bearer ${token}` }, rejectUnauthorized: false }, (res) => {
-      res.resume();
-      resolve(res.statusCode === 200);
-    });
+    const request = https.get(
+      url,
+      { headers: { Authorization: `Bearer ${token}` }, rejectUnauthorized: false },
+      (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      },
+    );
     request.on('error', () => resolve(false));
     request.setTimeout(2_000, () => request.destroy());
   });

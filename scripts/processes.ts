@@ -52,7 +52,9 @@ export async function waitUntil(
   const deadline = Date.now() + options.timeoutMs;
   for (;;) {
     if (options.daemon && options.daemon.process.exitCode !== null) {
-      throw new Error(`${options.daemon.name} exited with ${options.daemon.process.exitCode}; see ${options.logFile}`);
+      throw new Error(
+        `${options.daemon.name} exited with ${options.daemon.process.exitCode}; see ${options.logFile}`,
+      );
     }
     if (await probe().catch(() => false)) return;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; see ${options.logFile}`);

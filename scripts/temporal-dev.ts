@@ -21,7 +21,11 @@ export async function startTemporalDevServer(
   const uiPort = options.uiPort ?? (await freePort());
   const logFile = path.join(workDir, 'temporal.log');
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', `${port}`, '--ui-port', `${uiPort}`];
-  args.push('--log-level', 'warn', ...searchAttributeDeclarations().flatMap((sa) => ['--search-attribute', sa]));
+  args.push(
+    '--log-level',
+    'warn',
+    ...searchAttributeDeclarations().flatMap((sa) => ['--search-attribute', sa]),
+  );
   if (options.dbFile) args.push('--db-filename', options.dbFile);
   const daemon = startDaemon('temporal', binary('temporal'), args, logFile);
   try {

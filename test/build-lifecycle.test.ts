@@ -31,7 +31,10 @@ const commit = (sha: string, pr: number | null = null): CommitInfo => ({
 });
 
 const statusOf = (name: string, status: BuildStatus) =>
-  waitFor(`${name} to be ${status}`, async () => (await getBuildState(temporal.client, name)).status === status);
+  waitFor(
+    `${name} to be ${status}`,
+    async () => (await getBuildState(temporal.client, name)).status === status,
+  );
 
 describe('a build', () => {
   it('is deployed idle with the kubefiles contract, initialized, started, stopped and undeployed', async () => {
@@ -60,7 +63,9 @@ describe('a build', () => {
         'PersistentVolumeClaim/data',
         'Secret/odoosecretenv',
         'Service/odoo',
-      ].concat(objects.some((o) => o.kind === 'Job') ? ['Job/initialize'] : []).sort(),
+      ]
+        .concat(objects.some((o) => o.kind === 'Job') ? ['Job/initialize'] : [])
+        .sort(),
     );
     expect(objects.every((o) => o.metadata?.name?.startsWith(`${build.name}-`))).toBe(true);
 

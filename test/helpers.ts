@@ -17,7 +17,9 @@ export function testConfig(env: Record<string, string> = {}): Config {
     RUNBOAT_BUILD_NAMESPACE: `test-${id}`,
     RUNBOAT_BUILD_DOMAIN: 'runboat.test',
     RUNBOAT_TASK_QUEUE: `test-${id}`,
-    RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '^1[0-9].0$', builds: [{ image: 'ghcr.io/oca/ci:16.0' }] }]),
+    RUNBOAT_REPOS: JSON.stringify([
+      { repo: '^oca/.*', branch: '^1[0-9].0$', builds: [{ image: 'ghcr.io/oca/ci:16.0' }] },
+    ]),
     RUNBOAT_KUBECTL: binary('kubectl'),
     TEMPORAL_ADDRESS: inject('temporalAddress'),
     ...env,
@@ -47,7 +49,10 @@ export class TestCluster {
   }
 
   async deployment(build: string) {
-    const { items } = await this.apps.listNamespacedDeployment({ namespace: this.namespace, labelSelector: `runboat/build=${build}` });
+    const { items } = await this.apps.listNamespacedDeployment({
+      namespace: this.namespace,
+      labelSelector: `runboat/build=${build}`,
+    });
     return items[0];
   }
 
@@ -76,12 +81,18 @@ export class TestCluster {
           startTime: now,
           completionTime: now,
           succeeded: 1,
-          conditions: [condition('SuccessCriteriaMet', 'CompletionsReached'), condition('Complete', 'CompletionsReached')],
+          conditions: [
+            condition('SuccessCriteriaMet', 'CompletionsReached'),
+            condition('Complete', 'CompletionsReached'),
+          ],
         }
       : {
           startTime: now,
           failed: 1,
-          conditions: [condition('FailureTarget', 'BackoffLimitExceeded'), condition('Failed', 'BackoffLimitExceeded')],
+          conditions: [
+            condition('FailureTarget', 'BackoffLimitExceeded'),
+            condition('Failed', 'BackoffLimitExceeded'),
+          ],
         };
     await this.batch.replaceNamespacedJobStatus({
       name: job.metadata!.name!,
@@ -145,7 +156,11 @@ export async function testTemporal(config: Config, cluster: TestCluster): Promis
 }
 
 /** Polls until `probe` returns a value other than undefined/false. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined | false>,
+  timeoutMs = 30_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -155,7 +170,8 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
     } catch (error) {
       lastError = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }

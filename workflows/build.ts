@@ -18,15 +18,17 @@ import { buildStateQuery, commandSignals, type BuildPhase, type BuildWorkflowInp
 // One build's whole life (SPEC §3): deploy, initialize once, then start/stop on request until
 // undeployed. Every Kubernetes side effect is an idempotent activity, retried until it succeeds.
 
-const kube = proxyActivities<BuildActivities>({
-  startToCloseTimeout: '2 minutes',
-  retry: { initialInterval: '1 second', maximumInterval: '1 minute', nonRetryableErrorTypes: ['KubefilesError'] },
-});
+// Retried without limit: every activity is idempotent, and a build stuck on an unreachable
+// cluster shows its pending activity and last failure in the Temporal Web UI.
+const retry = { initialInterval: '1 second', maximumInterval: '1 minute' };
 
+const kube = proxyActivities<BuildActivities>({ startToCloseTimeout: '2 minutes', retry });
+
+/** Watches last as long as what they wait for; heartbeats tell a dead worker from a long wait. */
 const watches = proxyActivities<BuildActivities>({
   startToCloseTimeout: '1 day',
   heartbeatTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
+  retry,
 });
 
 /** Continue-as-new well before Temporal's history limits, keeping replays short. */
@@ -93,7 +95,9 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     if (outcome === INTERRUPTED) return takeInterrupt();
     if (outcome === TIMED_OUT || !outcome.succeeded) {
       state.last_error =
-        outcome === TIMED_OUT ? `initialization timed out after ${settings.initTimeoutSeconds} s` : outcome.reason;
+        outcome === TIMED_OUT
+          ? `initialization timed out after ${settings.initTimeoutSeconds} s`
+          : outcome.reason;
       log.warn('build initialization failed', { build: build.name, reason: state.last_error });
       if (outcome === TIMED_OUT) await kube.deleteJobs(build.name, 'initialize');
       await kube.setInitStatus(build.name, 'failed');

