@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import nunjucks from 'nunjucks';
 import { parseAllDocuments } from 'yaml';
-import { validateCommitInfo } from '../common/build';
+import { buildRef, UnsafeCommitInfoError } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import type { BuildRef, KubefilesMode } from '../common/types';
 
@@ -31,7 +31,13 @@ export async function renderKubefiles(
   build: BuildRef,
   mode: KubefilesMode,
 ): Promise<KubernetesObject[]> {
-  const commit = validateCommitInfo(build.commit);
+  // Name and slug reach names and host names: they must be the ones the commit gives.
+  const { commit, name, slug } = buildRef(build.commit);
+  if (name !== build.name || slug !== build.slug) {
+    throw new UnsafeCommitInfoError(
+      `build name ${JSON.stringify(build.name)} or slug does not match its commit`,
+    );
+  }
   const repoSettings = findRepoSettings(config, commit.repo, commit.target_branch);
   if (!repoSettings)
     throw new KubefilesError(`${commit.repo} ${commit.target_branch} matches no RUNBOAT_REPOS entry`);

@@ -221,11 +221,15 @@ export class BuildCluster {
     let resourceVersion = from;
     return new Promise((resolve, reject) => {
       let controller: AbortController | undefined;
+      let settled = false;
+      // Aborting the request makes the client report an AbortError through `done`: settle first.
       const finish = (result: { decided: R } | { resourceVersion: string | undefined } | Error) => {
+        if (settled) return;
+        settled = true;
         options.signal.removeEventListener('abort', onAbort);
-        controller?.abort();
         if (result instanceof Error) reject(result);
         else resolve(result);
+        controller?.abort();
       };
       const onAbort = () =>
         finish(options.signal.reason instanceof Error ? options.signal.reason : new Error('aborted'));
@@ -250,8 +254,9 @@ export class BuildCluster {
           (error: unknown) => finish(error ? toError(error) : { resourceVersion }),
         )
         .then(
-          (c) => {
-            controller = c;
+          (started) => {
+            controller = started;
+            if (settled) started.abort();
           },
           (error: unknown) => finish(toError(error)),
         );

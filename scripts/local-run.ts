@@ -16,7 +16,9 @@ import { startTemporalDevServer } from './temporal-dev';
 const DEMO_DEFAULTS: Record<string, string> = {
   RUNBOAT_BUILD_NAMESPACE: 'runboat-builds',
   RUNBOAT_BUILD_DOMAIN: 'runboat.localhost',
-  RUNBOAT_REPOS: JSON.stringify([{ repo: '.*', branch: '.*', builds: [{ image: 'ghcr.io/oca/oca-ci/py3.10-odoo16.0:latest' }] }]),
+  RUNBOAT_REPOS: JSON.stringify([
+    { repo: '.*', branch: '.*', builds: [{ image: 'ghcr.io/oca/oca-ci/py3.10-odoo16.0:latest' }] },
+  ]),
   RUNBOAT_KUBECTL: binary('kubectl'),
 };
 
@@ -29,7 +31,11 @@ async function main(): Promise<void> {
   try {
     if (!env.TEMPORAL_ADDRESS) {
       const dir = path.join(cacheDir, 'local', 'temporal');
-      const temporal = await startTemporalDevServer(dir, { port: 7233, uiPort: 8233, dbFile: path.join(dir, 'temporal.db') });
+      const temporal = await startTemporalDevServer(dir, {
+        port: 7233,
+        uiPort: 8233,
+        dbFile: path.join(dir, 'temporal.db'),
+      });
       stack.push(temporal.stop);
       env.TEMPORAL_ADDRESS = temporal.address;
       logger.info({ address: temporal.address, webUi: temporal.uiUrl }, 'Temporal dev server started');
@@ -38,7 +44,10 @@ async function main(): Promise<void> {
       const controlPlane = await startControlPlane(path.join(cacheDir, 'local', 'kubernetes'));
       stack.push(controlPlane.stop);
       env.KUBECONFIG = controlPlane.kubeconfigPath;
-      logger.info({ server: controlPlane.server, kubeconfig: controlPlane.kubeconfigPath }, 'local control plane started');
+      logger.info(
+        { server: controlPlane.server, kubeconfig: controlPlane.kubeconfigPath },
+        'local control plane started',
+      );
     }
     const config = loadConfig(env);
     const kubeConfig = new KubeConfig();
@@ -46,7 +55,11 @@ async function main(): Promise<void> {
     await ensureNamespace(kubeConfig, config.buildNamespace);
     const connection = await NativeConnection.connect({ address: config.temporalAddress });
     stack.push(() => connection.close());
-    const worker = await createWorker(config, connection, new BuildCluster(kubeConfig, config.buildNamespace));
+    const worker = await createWorker(
+      config,
+      connection,
+      new BuildCluster(kubeConfig, config.buildNamespace),
+    );
     // The SDK shuts the worker down gracefully on SIGINT/SIGTERM; run() then returns.
     await worker.run();
   } finally {

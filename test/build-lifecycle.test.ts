@@ -1,3 +1,7 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import { buildWorkflowId } from '../common/build';
@@ -52,6 +56,14 @@ describe('a build', () => {
     });
     expect(['todo', 'started']).toContain(deployment.metadata?.annotations?.['runboat/init-status']);
 
+    const [initJob] = await waitFor('the init Job', async () => {
+      const jobs = await cluster.jobs(build.name, 'initialize');
+      return jobs.length ? jobs : undefined;
+    });
+    expect(initJob.spec?.template.metadata?.labels).toMatchObject({
+      'runboat/build': build.name,
+      'runboat/job-kind': 'initialize',
+    });
     const objects = await cluster.builds.listBuildObjects(build.name);
     expect(objects.map((o) => `${o.kind}/${o.metadata?.name?.slice(build.name.length + 1)}`).sort()).toEqual(
       [
@@ -63,20 +75,11 @@ describe('a build', () => {
         'PersistentVolumeClaim/data',
         'Secret/odoosecretenv',
         'Service/odoo',
-      ]
-        .concat(objects.some((o) => o.kind === 'Job') ? ['Job/initialize'] : [])
-        .sort(),
+        'Job/initialize',
+      ].sort(),
     );
     expect(objects.every((o) => o.metadata?.name?.startsWith(`${build.name}-`))).toBe(true);
 
-    const [initJob] = await waitFor('the init Job', async () => {
-      const jobs = await cluster.jobs(build.name, 'initialize');
-      return jobs.length ? jobs : undefined;
-    });
-    expect(initJob.spec?.template.metadata?.labels).toMatchObject({
-      'runboat/build': build.name,
-      'runboat/job-kind': 'initialize',
-    });
     await waitFor('init-status started', async () => {
       const d = await cluster.deployment(build.name);
       return d.metadata?.annotations?.['runboat/init-status'] === 'started';
@@ -100,8 +103,20 @@ describe('a build', () => {
     await sendBuildCommand(temporal.client, build.name, 'undeploy');
     await statusOf(build.name, 'undeploying');
     await cluster.finishJob(build.name, 'cleanup', true);
-    await temporal.client.workflow.getHandle(buildWorkflowId(build.name)).result();
+    const handle = temporal.client.workflow.getHandle(buildWorkflowId(build.name));
+    await handle.result();
     expect(await cluster.builds.listBuildObjects(build.name)).toEqual([]);
+
+    // The whole life replays deterministically; RUNBOAT_RECORD_HISTORIES=1 keeps it as a
+    // fixture that test/replay.test.ts replays against every later change of the workflow.
+    const history = await handle.fetchHistory();
+    await Worker.runReplayHistory({ workflowsPath: path.resolve(__dirname, '..', 'workflows') }, history);
+    if (process.env.RUNBOAT_RECORD_HISTORIES) {
+      writeFileSync(
+        path.join(__dirname, 'fixtures', 'histories', 'build-full-lifecycle.json'),
+        historyToJSON(history),
+      );
+    }
   });
 
   it('stays stopped at 0 replicas when its init job fails', async () => {
