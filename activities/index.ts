@@ -3,6 +3,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { UnsafeCommitInfoError } from '../common/build';
 import type { Config } from '../common/config';
 import type { BuildRef, InitStatus, JobKind, JobOutcome, KubefilesMode } from '../common/types';
+import { createCoordinationActivities } from './coordination';
 import { KubefilesError, renderKubefiles } from './kubefiles';
 import type { BuildCluster, WatchOptions } from './kubernetes';
 
@@ -13,6 +14,8 @@ const HEARTBEAT_INTERVAL_MS = 5_000;
 
 export function createActivities(config: Config, cluster: BuildCluster) {
   return {
+    ...createCoordinationActivities(config),
+
     async applyKubefiles(build: BuildRef, mode: KubefilesMode): Promise<void> {
       try {
         await cluster.apply(await renderKubefiles(config, build, mode));

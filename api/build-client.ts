@@ -3,7 +3,7 @@ import { buildRef, buildWorkflowId } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import { logger } from '../common/logger';
 import type { BuildCommand, BuildRef, BuildState, CommitInfo } from '../common/types';
-import { buildStateQuery, commandSignals } from '../workflows/definitions';
+import { buildStateQuery, commandSignals, type LifecycleSettings } from '../workflows/definitions';
 import type { buildWorkflow } from '../workflows';
 
 // How the API (and tests) drive build workflows: always through Temporal, never Kubernetes.
@@ -36,16 +36,19 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
   await client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
     workflowId: buildWorkflowId(build.name),
     taskQueue: config.taskQueue,
-    args: [
-      {
-        build,
-        settings: { initTimeoutSeconds: config.initTimeoutSeconds, noCleanupJob: config.noCleanupJob },
-      },
-    ],
+    args: [{ build, settings: lifecycleSettings(config) }],
     workflowIdConflictPolicy: 'USE_EXISTING',
     workflowIdReusePolicy: 'ALLOW_DUPLICATE',
   });
   return build;
+}
+
+export function lifecycleSettings(config: Config): LifecycleSettings {
+  return {
+    maxInitializing: config.maxInitializing,
+    initTimeoutSeconds: config.initTimeoutSeconds,
+    noCleanupJob: config.noCleanupJob,
+  };
 }
 
 export async function sendBuildCommand(client: Client, name: string, command: BuildCommand): Promise<void> {

@@ -1,4 +1,6 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, type V1Job } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
@@ -174,4 +176,26 @@ export async function waitFor<T>(
       throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/** A worker as its own process (`worker/main.ts`), configured like `config`, to kill or scale out. */
+export function spawnWorkerProcess(config: Config, env: Record<string, string> = {}): ChildProcess {
+  const root = path.resolve(__dirname, '..');
+  return spawn(process.execPath, ['--import', 'tsx', path.join(root, 'worker', 'main.ts')], {
+    cwd: root,
+    env: {
+      ...process.env,
+      KUBECONFIG: inject('kubeconfig'),
+      TEMPORAL_ADDRESS: config.temporalAddress,
+      RUNBOAT_TASK_QUEUE: config.taskQueue,
+      RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
+      RUNBOAT_BUILD_DOMAIN: config.buildDomain,
+      RUNBOAT_KUBECTL: config.kubectl,
+      RUNBOAT_MAX_INITIALIZING: String(config.maxInitializing),
+      RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
+      LOG_LEVEL: 'warn',
+      ...env,
+    },
+    stdio: 'ignore',
+  });
 }

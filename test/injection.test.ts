@@ -61,7 +61,7 @@ it('fails a workflow started with hostile values behind the API, creating nothin
   const handle = await temporal.client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
     workflowId: buildWorkflowId('hostile'),
     taskQueue: config.taskQueue,
-    args: [{ build, settings: { initTimeoutSeconds: 60, noCleanupJob: true } }],
+    args: [{ build, settings: { maxInitializing: 2, initTimeoutSeconds: 60, noCleanupJob: true } }],
   });
   const failure = await handle.result().catch((error: unknown) => error);
   expect(failure).toBeInstanceOf(WorkflowFailedError);

@@ -1,9 +1,15 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { getBuildState, startBuild } from '../api/build-client';
-import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
-import { inject } from 'vitest';
+import {
+  SHA,
+  spawnWorkerProcess,
+  TestCluster,
+  testConfig,
+  testTemporal,
+  waitFor,
+  type TestTemporal,
+} from './helpers';
 
 // A worker process killed (SIGKILL) while its activity watches the init Job: another worker
 // resumes the same attempt's watch and finishes the build, without re-running the init.
@@ -12,26 +18,11 @@ const config = testConfig();
 const cluster = new TestCluster(config.buildNamespace);
 let temporal: TestTemporal;
 const workers: ChildProcess[] = [];
-
-function spawnWorker(): ChildProcess {
-  const root = path.resolve(__dirname, '..');
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'worker', 'main.ts')], {
-    cwd: root,
-    env: {
-      ...process.env,
-      KUBECONFIG: inject('kubeconfig'),
-      TEMPORAL_ADDRESS: config.temporalAddress,
-      RUNBOAT_TASK_QUEUE: config.taskQueue,
-      RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
-      RUNBOAT_BUILD_DOMAIN: config.buildDomain,
-      RUNBOAT_KUBECTL: config.kubectl,
-      RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
-    },
-    stdio: 'ignore',
-  });
-  workers.push(child);
-  return child;
-}
+const spawnWorker = () => {
+  const worker = spawnWorkerProcess(config);
+  workers.push(worker);
+  return worker;
+};
 
 beforeAll(async () => {
   await cluster.createNamespace();

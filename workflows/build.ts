@@ -2,6 +2,7 @@ import {
   CancellationScope,
   condition,
   continueAsNew,
+  getExternalWorkflowHandle,
   log,
   proxyActivities,
   setHandler,
@@ -14,6 +15,7 @@ import type { BuildActivities } from '../activities';
 import { buildSearchAttributes } from '../common/search-attributes';
 import type { BuildCommand, BuildState, BuildStatus, InitStatus, JobKind } from '../common/types';
 import { buildStateQuery, commandSignals, type BuildPhase, type BuildWorkflowInput } from './definitions';
+import { initSlotsWorkflowId, releaseSlotSignal, slotGrantedSignal } from './init-slots';
 
 // One build's whole life (SPEC §3): deploy, initialize once, then start/stop on request until
 // undeployed. Every Kubernetes side effect is an idempotent activity, retried until it succeeds.
@@ -81,8 +83,40 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     return 'initialize';
   }
 
+  let slotGranted = false;
+  setHandler(slotGrantedSignal, () => void (slotGranted = true));
+
+  /** Waits in line for one of the `max_initializing` init slots; false if interrupted first. */
+  async function acquireInitSlot(): Promise<boolean> {
+    slotGranted = false;
+    await kube.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing);
+    const granted = await untilInterrupted(() => condition(() => slotGranted), interruptRequested);
+    if (granted !== INTERRUPTED) return true;
+    await releaseInitSlot();
+    return false;
+  }
+
+  async function releaseInitSlot(): Promise<void> {
+    try {
+      const { taskQueue, workflowId } = workflowInfo();
+      await getExternalWorkflowHandle(initSlotsWorkflowId(taskQueue)).signal(releaseSlotSignal, workflowId);
+    } catch (error) {
+      // No coordinator means no slot to give back.
+      log.warn('could not release init slot', { build: build.name, error: String(error) });
+    }
+  }
+
   async function initialize(): Promise<BuildPhase> {
     setStatus('initializing', 'todo');
+    if (!(await acquireInitSlot())) return takeInterrupt();
+    try {
+      return await initializeHoldingSlot();
+    } finally {
+      await releaseInitSlot();
+    }
+  }
+
+  async function initializeHoldingSlot(): Promise<BuildPhase> {
     await kube.deleteJobs(build.name, 'initialize');
     await kube.applyKubefiles(build, 'initialize');
     await kube.setInitStatus(build.name, 'started');

@@ -19,6 +19,7 @@ export const buildStateQuery = defineQuery<BuildState>('buildState');
 
 /** Settings a build reads once, at start; they come from the worker's configuration. */
 export interface LifecycleSettings {
+  maxInitializing: number;
   initTimeoutSeconds: number;
   noCleanupJob: boolean;
 }

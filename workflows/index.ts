@@ -1,2 +1,3 @@
 // The workflows the worker registers (its `workflowsPath` bundle entry point).
 export { buildWorkflow } from './build';
+export { initSlotsWorkflow } from './init-slots';

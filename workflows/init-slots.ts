@@ -1,0 +1,97 @@
+import {
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  getExternalWorkflowHandle,
+  log,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { BuildActivities } from '../activities';
+
+// A global semaphore of `capacity` init slots, shared by every build on every worker: one
+// long-lived coordinator workflow grants slots in request order, and takes back the slots of
+// builds that ended without giving theirs back (terminated, or failed by an operator).
+
+/** One coordinator per task queue, so that deployments sharing a Temporal namespace stay apart. */
+export const initSlotsWorkflowId = (taskQueue: string): string => `runboat-init-slots-${taskQueue}`;
+
+export interface SlotRequest {
+  workflowId: string;
+  /** The configured `max_initializing`; the newest request's value applies. */
+  capacity: number;
+}
+
+export const requestSlotSignal = defineSignal<[SlotRequest]>('requestInitSlot');
+export const releaseSlotSignal = defineSignal<[string]>('releaseInitSlot');
+/** Sent by the coordinator to a build workflow. */
+export const slotGrantedSignal = defineSignal('initSlotGranted');
+
+export interface InitSlots {
+  capacity: number;
+  holders: string[];
+  waiting: string[];
+}
+export const initSlotsQuery = defineQuery<InitSlots>('initSlots');
+
+const { endedWorkflows } = proxyActivities<BuildActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
+});
+
+const RECLAIM_INTERVAL = '1 minute';
+const MAX_HISTORY_EVENTS = 5_000;
+
+export async function initSlotsWorkflow(initial: InitSlots): Promise<void> {
+  const slots: InitSlots = { ...initial, holders: [...initial.holders], waiting: [...initial.waiting] };
+  /** Holders asking again (a retried request): they are told again, not queued twice. */
+  const regrant = new Set<string>();
+
+  setHandler(requestSlotSignal, ({ workflowId, capacity }) => {
+    slots.capacity = capacity;
+    if (slots.holders.includes(workflowId)) regrant.add(workflowId);
+    else if (!slots.waiting.includes(workflowId)) slots.waiting.push(workflowId);
+  });
+  setHandler(releaseSlotSignal, (workflowId) => {
+    slots.holders = slots.holders.filter((id) => id !== workflowId);
+    slots.waiting = slots.waiting.filter((id) => id !== workflowId);
+    regrant.delete(workflowId);
+  });
+  setHandler(initSlotsQuery, () => slots);
+
+  const canGrant = () => slots.waiting.length > 0 && slots.holders.length < slots.capacity;
+  for (;;) {
+    const woken = await condition(() => canGrant() || regrant.size > 0, RECLAIM_INTERVAL);
+    for (const workflowId of regrant) {
+      regrant.delete(workflowId);
+      await grant(workflowId);
+    }
+    while (canGrant()) {
+      const workflowId = slots.waiting.shift() as string;
+      slots.holders.push(workflowId);
+      await grant(workflowId);
+    }
+    if (!woken && slots.holders.length + slots.waiting.length > 0) {
+      const ended = new Set(await endedWorkflows([...slots.holders, ...slots.waiting]));
+      if (ended.size) log.warn('reclaiming init slots of ended builds', { workflowIds: [...ended] });
+      slots.holders = slots.holders.filter((id) => !ended.has(id));
+      slots.waiting = slots.waiting.filter((id) => !ended.has(id));
+    }
+    const info = workflowInfo();
+    if (info.continueAsNewSuggested || info.historyLength > MAX_HISTORY_EVENTS) {
+      await continueAsNew<typeof initSlotsWorkflow>(slots);
+    }
+  }
+
+  async function grant(workflowId: string): Promise<void> {
+    try {
+      await getExternalWorkflowHandle(workflowId).signal(slotGrantedSignal);
+    } catch (error) {
+      // The build is gone: its slot goes to the next in line.
+      log.warn('init slot holder is gone', { workflowId, error: String(error) });
+      slots.holders = slots.holders.filter((id) => id !== workflowId);
+    }
+  }
+}
