@@ -1,6 +1,8 @@
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Config } from '../common/config';
+import type { BuildSnapshot } from '../common/types';
+import { buildStateQuery } from '../workflows/definitions';
 import {
   initSlotsWorkflowId,
   requestSlotSignal,
@@ -24,6 +26,23 @@ export function createCoordinationActivities(config: Config) {
           signalArgs: [{ workflowId, capacity }],
         },
       );
+    },
+
+    /** The exact state of every running build of this task queue. */
+    async deployedBuilds(): Promise<BuildSnapshot[]> {
+      const { client } = Context.current();
+      const query = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${config.taskQueue}'`;
+      const snapshots: BuildSnapshot[] = [];
+      for await (const { workflowId } of client.workflow.list({ query })) {
+        Context.current().heartbeat();
+        try {
+          snapshots.push(await client.workflow.getHandle(workflowId).query(buildStateQuery));
+        } catch (error) {
+          // Listed a moment ago, gone now: nothing to evict.
+          if (!(error instanceof WorkflowNotFoundError)) throw error;
+        }
+      }
+      return snapshots;
     },
 
     /** Those of `workflowIds` whose workflow is no longer running. */

@@ -1,9 +1,14 @@
 import type { Client } from '@temporalio/client';
-import { buildRef, buildWorkflowId } from '../common/build';
+import { buildRef } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import { logger } from '../common/logger';
-import type { BuildCommand, BuildRef, BuildState, CommitInfo } from '../common/types';
-import { buildStateQuery, commandSignals, type LifecycleSettings } from '../workflows/definitions';
+import type { BuildCommand, BuildRef, BuildSnapshot, CommitInfo } from '../common/types';
+import {
+  buildStateQuery,
+  buildWorkflowId,
+  commandSignals,
+  type LifecycleSettings,
+} from '../workflows/definitions';
 import type { buildWorkflow } from '../workflows';
 
 // How the API (and tests) drive build workflows: always through Temporal, never Kubernetes.
@@ -55,6 +60,6 @@ export async function sendBuildCommand(client: Client, name: string, command: Bu
   await client.workflow.getHandle(buildWorkflowId(name)).signal(commandSignals[command]);
 }
 
-export async function getBuildState(client: Client, name: string): Promise<BuildState> {
+export async function getBuildState(client: Client, name: string): Promise<BuildSnapshot> {
   return client.workflow.getHandle(buildWorkflowId(name)).query(buildStateQuery);
 }

@@ -59,8 +59,3 @@ export function buildRef(commit: CommitInfo): BuildRef {
   const safe = validateCommitInfo(commit);
   return { name: buildName(safe), slug: buildSlug(safe), commit: safe };
 }
-
-/** The build workflow's id is derived from the name, so any process finds it without a lookup. */
-export function buildWorkflowId(name: string): string {
-  return `build-${name}`;
-}

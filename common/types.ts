@@ -48,3 +48,8 @@ export interface BuildState extends BuildRef {
   /** Why the last initialization or cleanup failed, for people reading the build page. */
   last_error: string | null;
 }
+
+/** What the build workflow's query answers: its state and the commands it has yet to act on. */
+export interface BuildSnapshot extends BuildState {
+  pending_commands: BuildCommand[];
+}

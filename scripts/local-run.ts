@@ -1,9 +1,11 @@
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import path from 'node:path';
 import { BuildCluster } from '../activities/kubernetes';
 import { ConfigError, loadConfig, withDotEnv } from '../common/config';
 import { logger } from '../common/logger';
+import { ensureEvictionSchedule } from '../worker/schedule';
 import { createWorker } from '../worker/worker';
 import { startControlPlane } from './control-plane';
 import { binary, cacheDir } from './paths';
@@ -55,6 +57,10 @@ async function main(): Promise<void> {
     await ensureNamespace(kubeConfig, config.buildNamespace);
     const connection = await NativeConnection.connect({ address: config.temporalAddress });
     stack.push(() => connection.close());
+    const clientConnection = await Connection.connect({ address: config.temporalAddress });
+    stack.push(() => clientConnection.close());
+    const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
+    await ensureEvictionSchedule(client, config);
     const worker = await createWorker(
       config,
       connection,

@@ -4,7 +4,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
-import { buildWorkflowId } from '../common/build';
+import { buildWorkflowId } from '../workflows/definitions';
 import type { BuildStatus, CommitInfo } from '../common/types';
 import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
 

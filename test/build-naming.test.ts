@@ -1,12 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  UnsafeCommitInfoError,
-  buildName,
-  buildRef,
-  buildSlug,
-  buildWorkflowId,
-  validateCommitInfo,
-} from '../common/build';
+import { UnsafeCommitInfoError, buildName, buildRef, buildSlug, validateCommitInfo } from '../common/build';
+import { buildWorkflowId } from '../workflows/definitions';
 import type { CommitInfo } from '../common/types';
 
 const SHA = 'abcdef0123456789abcdef0123456789abcdef01';

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, type V1Job } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection, type Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { inject } from 'vitest';
 import { BuildCluster } from '../activities/kubernetes';
 import { loadConfig, type Config } from '../common/config';
@@ -11,6 +11,13 @@ import { binary } from '../scripts/paths';
 import { createWorker } from '../worker/worker';
 
 export const SHA = (char: string) => char.repeat(40);
+
+// Workers log every workflow step at INFO; tests show warnings and errors only.
+try {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+} catch {
+  // Installed already by another test file in this process.
+}
 
 /** A configuration isolated to one test: its own namespace and task queue. */
 export function testConfig(env: Record<string, string> = {}): Config {

@@ -1,7 +1,8 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { startBuild } from '../api/build-client';
-import { buildWorkflowId, UnsafeCommitInfoError } from '../common/build';
+import { UnsafeCommitInfoError } from '../common/build';
+import { buildWorkflowId } from '../workflows/definitions';
 import { logger } from '../common/logger';
 import type { CommitInfo } from '../common/types';
 import type { buildWorkflow } from '../workflows';

@@ -1,6 +1,8 @@
+import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { ConfigError, loadConfig } from '../common/config';
 import { logger } from '../common/logger';
+import { ensureEvictionSchedule } from './schedule';
 import { createWorker } from './worker';
 
 // The worker process: runs build workflows and their activities until SIGTERM/SIGINT, when
@@ -9,11 +11,17 @@ import { createWorker } from './worker';
 async function main(): Promise<void> {
   const config = loadConfig();
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
+  const clientConnection = await Connection.connect({ address: config.temporalAddress });
   try {
+    await ensureEvictionSchedule(
+      new Client({ connection: clientConnection, namespace: config.temporalNamespace }),
+      config,
+    );
     const worker = await createWorker(config, connection);
     logger.info({ taskQueue: config.taskQueue, namespace: config.buildNamespace }, 'worker started');
     await worker.run();
   } finally {
+    await clientConnection.close();
     await connection.close();
   }
 }

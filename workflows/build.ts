@@ -51,7 +51,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   for (const [command, signal] of Object.entries(commandSignals)) {
     setHandler(signal, () => void commands.push(command as BuildCommand));
   }
-  setHandler(buildStateQuery, () => state);
+  setHandler(buildStateQuery, () => ({ ...state, pending_commands: [...commands] }));
 
   const setStatus = (status: BuildStatus, initStatus: InitStatus = state.init_status) => {
     if (status !== state.status || initStatus !== state.init_status) {
@@ -146,16 +146,18 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     return 'live';
   }
 
+  // The status changes before the activities run: a query (eviction's, say) made during the
+  // transition must see where the build is heading, or it would act on it twice.
   async function start(): Promise<void> {
+    setStatus('starting');
     await kube.applyKubefiles(build, 'start');
     await scale(1);
-    setStatus('starting');
   }
 
   async function stop(): Promise<void> {
+    setStatus('stopping');
     await scale(0);
     await kube.applyKubefiles(build, 'stop');
-    setStatus('stopping');
   }
 
   /** One step of the live phase: finish a transition, or act on the next command. */

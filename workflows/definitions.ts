@@ -1,7 +1,10 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
-import type { BuildRef, BuildState, BuildCommand } from '../common/types';
+import type { BuildCommand, BuildRef, BuildSnapshot, BuildState } from '../common/types';
 
 // The build workflow's interface, shared by the workflow, the API and tests.
+
+/** The build workflow's id is derived from the name, so any process finds it without a lookup. */
+export const buildWorkflowId = (name: string): string => `build-${name}`;
 
 export const startSignal = defineSignal('start');
 export const stopSignal = defineSignal('stop');
@@ -15,7 +18,7 @@ export const commandSignals: Record<BuildCommand, ReturnType<typeof defineSignal
   undeploy: undeploySignal,
 };
 
-export const buildStateQuery = defineQuery<BuildState>('buildState');
+export const buildStateQuery = defineQuery<BuildSnapshot>('buildState');
 
 /** Settings a build reads once, at start; they come from the worker's configuration. */
 export interface LifecycleSettings {

@@ -1,3 +1,4 @@
 // The workflows the worker registers (its `workflowsPath` bundle entry point).
 export { buildWorkflow } from './build';
 export { initSlotsWorkflow } from './init-slots';
+export { evictionWorkflow } from './eviction';

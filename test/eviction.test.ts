@@ -1,0 +1,105 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getBuildState, startBuild } from '../api/build-client';
+import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
+import { ensureEvictionSchedule, evictionScheduleId } from '../worker/schedule';
+import type { evictionWorkflow } from '../workflows';
+import { buildWorkflowId } from '../workflows/definitions';
+import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+
+// Eight builds on two branches and a PR, all started; max_running=2, max_deployed=4.
+
+const config = testConfig({
+  RUNBOAT_MAX_INITIALIZING: '8',
+  RUNBOAT_MAX_RUNNING: '2',
+  RUNBOAT_MAX_DEPLOYED: '4',
+  RUNBOAT_NO_CLEANUP_JOB: 'true',
+  RUNBOAT_EVICTION_INTERVAL: '3600',
+});
+const cluster = new TestCluster(config.buildNamespace);
+let temporal: TestTemporal;
+
+beforeAll(async () => {
+  await cluster.createNamespace();
+  cluster.playDeploymentController();
+  temporal = await testTemporal(config, cluster);
+  await temporal.startWorker();
+});
+
+afterAll(async () => {
+  cluster.stopControllers();
+  await temporal?.close();
+});
+
+const commit = (branch: string, pr: number | null, sha: string): CommitInfo => ({
+  repo: 'oca/sale-workflow',
+  target_branch: branch,
+  pr,
+  git_commit: SHA(sha),
+});
+
+const runEviction = () =>
+  temporal.client.workflow.execute<typeof evictionWorkflow>('evictionWorkflow', {
+    workflowId: `eviction-${Date.now()}`,
+    taskQueue: config.taskQueue,
+    args: [{ maxStarted: config.maxStarted, maxDeployed: config.maxDeployed }],
+  });
+
+describe('eviction', () => {
+  it('stops the builds scaled longest ago, then undeploys stopped ones but the newest of each branch', async () => {
+    // Created in this order: b3 is the newest build of 16.0, c3 of 17.0.
+    const created: Record<string, CommitInfo> = {
+      b1: commit('16.0', null, '1'),
+      b2: commit('16.0', null, '2'),
+      b3: commit('16.0', null, '3'),
+      c1: commit('17.0', null, '4'),
+      c2: commit('17.0', null, '5'),
+      c3: commit('17.0', null, '6'),
+      p1: commit('17.0', 7, '7'),
+      p2: commit('17.0', 7, '8'),
+    };
+    const builds: Record<string, BuildRef> = {};
+    for (const [key, c] of Object.entries(created))
+      builds[key] = await startBuild(temporal.client, config, c);
+    const status = async (key: string) => (await getBuildState(temporal.client, builds[key].name)).status;
+    const reach = (key: string, wanted: BuildStatus) =>
+      waitFor(`${key} to be ${wanted}`, async () => (await status(key)) === wanted);
+
+    // Started (scaled) in another order, oldest first: c3 is scaled longest ago.
+    const scaledOrder = ['c3', 'b1', 'b2', 'p1', 'c1', 'b3', 'c2', 'p2'];
+    for (const key of scaledOrder) {
+      await cluster.finishJob(builds[key].name, 'initialize', true);
+      await reach(key, 'started');
+    }
+
+    const [first, second] = [await runEviction(), await runEviction()];
+    expect(first.stop.sort()).toEqual(['c3', 'b1', 'b2', 'p1', 'c1', 'b3'].map((k) => builds[k].name).sort());
+    expect(first.undeploy.sort()).toEqual(['b1', 'b2', 'p1', 'c1'].map((k) => builds[k].name).sort());
+    // Run again at once: the stops and undeploys asked for are seen, nothing more is evicted.
+    expect(second).toEqual({ stop: [], undeploy: [] });
+
+    for (const key of ['c2', 'p2']) expect(await status(key)).toBe('started');
+    for (const key of ['c3', 'b3']) await reach(key, 'stopped');
+    for (const key of ['b1', 'b2', 'p1', 'c1']) {
+      await temporal.client.workflow.getHandle(buildWorkflowId(builds[key].name)).result();
+      expect(await cluster.builds.listBuildObjects(builds[key].name)).toEqual([]);
+    }
+    expect(await runEviction()).toEqual({ stop: [], undeploy: [] });
+  });
+
+  it('is run by a schedule that the worker creates idempotently, overlap SKIP', async () => {
+    await ensureEvictionSchedule(temporal.client, config);
+    await ensureEvictionSchedule(temporal.client, { ...config, evictionIntervalSeconds: 1800 });
+    const handle = temporal.client.schedule.getHandle(evictionScheduleId(config));
+    try {
+      const schedule = await handle.describe();
+      expect(schedule.spec.intervals?.[0].every).toBe(1_800_000);
+      expect(schedule.policies.overlap).toBe('SKIP');
+      expect(schedule.action).toMatchObject({
+        workflowType: 'evictionWorkflow',
+        taskQueue: config.taskQueue,
+      });
+    } finally {
+      await handle.delete();
+    }
+  });
+});
