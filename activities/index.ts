@@ -1,9 +1,10 @@
 import { ApiException } from '@kubernetes/client-node';
-import { ApplicationFailure, Context } from '@temporalio/activity';
+import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { UnsafeCommitInfoError } from '../common/build';
 import type { Config } from '../common/config';
 import type { BuildRef, InitStatus, JobKind, JobOutcome, KubefilesMode } from '../common/types';
 import { createCoordinationActivities } from './coordination';
+import { GitHub, type CommitStatusState } from './github';
 import { KubefilesError, renderKubefiles } from './kubefiles';
 import type { BuildCluster, WatchOptions } from './kubernetes';
 
@@ -12,9 +13,20 @@ import type { BuildCluster, WatchOptions } from './kubernetes';
 
 const HEARTBEAT_INTERVAL_MS = 5_000;
 
-export function createActivities(config: Config, cluster: BuildCluster) {
+export function createActivities(config: Config, cluster: BuildCluster, github = new GitHub(config)) {
   return {
     ...createCoordinationActivities(config),
+
+    /** Reports the build on its commit; a failure to post is logged, never fails the build. */
+    async reportCommitStatus(build: BuildRef, state: CommitStatusState, description: string): Promise<void> {
+      if (config.disableCommitStatuses) return;
+      const targetUrl = `${config.baseUrl}/builds/${build.name}?live`;
+      try {
+        await github.postCommitStatus(build.commit, { state, description, targetUrl });
+      } catch (error) {
+        log.warn('could not post commit status', { build: build.name, state, error: String(error) });
+      }
+    },
 
     async applyKubefiles(build: BuildRef, mode: KubefilesMode): Promise<void> {
       try {

@@ -22,6 +22,8 @@ const DEMO_DEFAULTS: Record<string, string> = {
     { repo: '.*', branch: '.*', builds: [{ image: 'ghcr.io/oca/oca-ci/py3.10-odoo16.0:latest' }] },
   ]),
   RUNBOAT_KUBECTL: binary('kubectl'),
+  // The demo repos are not yours to post statuses on; set a token and turn them back on.
+  RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
 };
 
 async function main(): Promise<void> {

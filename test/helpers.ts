@@ -31,6 +31,10 @@ export function testConfig(env: Record<string, string> = {}): Config {
     ]),
     RUNBOAT_KUBECTL: binary('kubectl'),
     TEMPORAL_ADDRESS: inject('temporalAddress'),
+    // Tests talk to loopback only: commit statuses go nowhere unless a test points them at
+    // its recording server.
+    RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
+    RUNBOAT_GITHUB_API_URL: 'http://127.0.0.1:9',
     ...env,
   });
 }
@@ -199,6 +203,8 @@ export function spawnWorkerProcess(config: Config, env: Record<string, string> =
       RUNBOAT_BUILD_DOMAIN: config.buildDomain,
       RUNBOAT_KUBECTL: config.kubectl,
       RUNBOAT_MAX_INITIALIZING: String(config.maxInitializing),
+      RUNBOAT_DISABLE_COMMIT_STATUSES: String(config.disableCommitStatuses),
+      RUNBOAT_GITHUB_API_URL: config.githubApiUrl,
       RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
       LOG_LEVEL: 'warn',
       ...env,

@@ -80,6 +80,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     setStatus('initializing', 'todo');
     await kube.deleteJobs(build.name, 'initialize');
     await kube.applyKubefiles(build, 'deployment');
+    await kube.reportCommitStatus(build, 'pending', 'deployed, waiting to initialize');
     return 'initialize';
   }
 
@@ -121,6 +122,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     await kube.applyKubefiles(build, 'initialize');
     await kube.setInitStatus(build.name, 'started');
     setStatus('initializing', 'started');
+    await kube.reportCommitStatus(build, 'pending', 'initializing');
     const outcome = await untilInterrupted(
       () => watches.waitForJob(build.name, 'initialize'),
       interruptRequested,
@@ -136,12 +138,14 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
       if (outcome === TIMED_OUT) await kube.deleteJobs(build.name, 'initialize');
       await kube.setInitStatus(build.name, 'failed');
       setStatus('failed', 'failed');
+      await kube.reportCommitStatus(build, 'failure', 'initialization failed');
       return 'live';
     }
     state.last_error = null;
     await kube.setInitStatus(build.name, 'succeeded');
     await kube.applyKubefiles(build, 'stop');
     setStatus('stopped', 'succeeded');
+    await kube.reportCommitStatus(build, 'success', 'ready');
     await start();
     return 'live';
   }
