@@ -177,7 +177,7 @@ describe('renderKubefiles with the default kubefiles', () => {
     expect(deployment.spec?.selector.matchLabels?.['runboat/build']).toBe(build.name);
   });
 
-  it('routes <slug>.<domain> and <slug>.mail.<domain> (runboat's deploy links) to the build Service', () => {
+  it('routes <slug>.<domain> and <slug>.mail.<domain> (as runboat links them) to the build Service', () => {
     const hostOf = (name: string) =>
       named<V1Ingress>(objects, 'Ingress', `${build.name}-${name}`).spec?.rules?.[0];
     expect(build.slug).toBe('oca-mis-builder-16-0-pr42-0123456789ab');
