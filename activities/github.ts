@@ -37,4 +37,18 @@ export class GitHub {
       context: COMMIT_STATUS_CONTEXT,
     });
   }
+
+  /** The commit a branch points at now, as a build identity. */
+  async branchHead(repo: string, branch: string): Promise<CommitInfo> {
+    const [owner, name] = repo.split('/');
+    const { data } = await this.octokit.rest.repos.getBranch({ owner, repo: name, branch });
+    return { repo, target_branch: branch, pr: null, git_commit: data.commit.sha };
+  }
+
+  /** A pull request's head commit and the branch it targets, as a build identity. */
+  async pullRequestHead(repo: string, pr: number): Promise<CommitInfo> {
+    const [owner, name] = repo.split('/');
+    const { data } = await this.octokit.rest.pulls.get({ owner, repo: name, pull_number: pr });
+    return { repo, target_branch: data.base.ref, pr, git_commit: data.head.sha };
+  }
 }

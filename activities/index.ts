@@ -1,4 +1,4 @@
-import { ApiException } from '@kubernetes/client-node';
+import { ApiException, type KubernetesObject } from '@kubernetes/client-node';
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { UnsafeCommitInfoError } from '../common/build';
 import type { Config } from '../common/config';
@@ -14,6 +14,7 @@ import type { BuildCluster, WatchOptions } from './kubernetes';
 const HEARTBEAT_INTERVAL_MS = 5_000;
 
 export function createActivities(config: Config, cluster: BuildCluster, github = new GitHub(config)) {
+  const rendered = renderCache(config);
   return {
     ...createCoordinationActivities(config),
 
@@ -30,7 +31,7 @@ export function createActivities(config: Config, cluster: BuildCluster, github =
 
     async applyKubefiles(build: BuildRef, mode: KubefilesMode): Promise<void> {
       try {
-        await cluster.apply(await renderKubefiles(config, build, mode));
+        await cluster.apply(await rendered(build, mode));
       } catch (error) {
         throw nonRetryableIfPermanent(error);
       }
@@ -48,6 +49,15 @@ export function createActivities(config: Config, cluster: BuildCluster, github =
       await cluster.deleteJobs(name, kind);
     },
 
+    /** Best effort: a build whose log cannot be kept still fails with its reason. */
+    async keepInitLog(name: string): Promise<void> {
+      try {
+        if (!(await cluster.keepInitLog(name))) log.warn('no init log to keep', { build: name });
+      } catch (error) {
+        log.warn('could not keep the init log', { build: name, error: String(error) });
+      }
+    },
+
     async deleteBuild(name: string): Promise<void> {
       await cluster.deleteBuild(name);
     },
@@ -63,6 +73,27 @@ export function createActivities(config: Config, cluster: BuildCluster, github =
 }
 
 export type BuildActivities = ReturnType<typeof createActivities>;
+
+const RENDER_CACHE_SIZE = 2_000;
+
+/**
+ * A build renders the same objects in a mode every time (the configuration is read once per
+ * worker), and kustomize costs a process spawn: keep the most recent renders.
+ */
+function renderCache(config: Config) {
+  const cache = new Map<string, Promise<KubernetesObject[]>>();
+  return (build: BuildRef, mode: KubefilesMode): Promise<KubernetesObject[]> => {
+    const key = JSON.stringify([build, mode]);
+    let objects = cache.get(key);
+    if (!objects) {
+      objects = renderKubefiles(config, build, mode);
+      objects.catch(() => cache.delete(key));
+      cache.set(key, objects);
+      if (cache.size > RENDER_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+    }
+    return objects;
+  };
+}
 
 /**
  * Runs a watch while heartbeating the last resourceVersion seen, so that a retry after a worker

@@ -1,5 +1,6 @@
 import {
   ApiException,
+  CoreV1Api,
   KubeConfig,
   KubernetesObjectApi,
   PatchStrategy,
@@ -14,6 +15,12 @@ import type { InitStatus, JobKind, JobOutcome } from '../common/types';
 // activity retried after a crash at any point converges to the same state.
 
 export const FIELD_MANAGER = 'runboat-temporal';
+
+/** ConfigMaps hold at most 1 MiB: logs are cut to their last 512 KiB. */
+const MAX_LOG_BYTES = 512 * 1024;
+
+const podTime = (pod: { metadata?: { creationTimestamp?: Date } }) =>
+  new Date(pod.metadata?.creationTimestamp ?? 0).getTime();
 
 /** What the orchestrator deletes when a build goes: every kind the kubefiles contract produces. */
 export const BUILD_OBJECT_KINDS = [
@@ -40,6 +47,7 @@ export interface WatchOptions {
 
 export class BuildCluster {
   private readonly objects: KubernetesObjectApi;
+  private readonly core: CoreV1Api;
   private readonly watcher: Watch;
 
   constructor(
@@ -47,6 +55,7 @@ export class BuildCluster {
     readonly namespace: string,
   ) {
     this.objects = KubernetesObjectApi.makeApiClient(kubeConfig);
+    this.core = kubeConfig.makeApiClient(CoreV1Api);
     this.watcher = new Watch(kubeConfig);
   }
 
@@ -56,16 +65,11 @@ export class BuildCluster {
    */
   async apply(objects: KubernetesObject[]): Promise<void> {
     for (const dryRun of ['All', undefined]) {
-      for (const object of objects) {
-        await this.objects.patch(
-          object,
-          undefined,
-          dryRun,
-          FIELD_MANAGER,
-          true,
-          PatchStrategy.ServerSideApply,
-        );
-      }
+      await Promise.all(
+        objects.map((object) =>
+          this.objects.patch(object, undefined, dryRun, FIELD_MANAGER, true, PatchStrategy.ServerSideApply),
+        ),
+      );
     }
   }
 
@@ -125,6 +129,51 @@ export class BuildCluster {
       options,
       (type, d) => (type !== 'DELETED' && (d.status?.readyReplicas ?? 0) === replicas ? true : undefined),
     );
+  }
+
+  /**
+   * The log of the build's newest init-job pod or (kind `deployment`) Odoo pod; for the init
+   * log, the copy kept when it failed once the pod is gone. Undefined when there is none.
+   */
+  async readLog(build: string, kind: 'initialize' | 'deployment'): Promise<string | undefined> {
+    const selector = kind === 'initialize' ? `runboat/job-kind=initialize` : '!runboat/job-kind';
+    const { items } = await this.core.listNamespacedPod({
+      namespace: this.namespace,
+      labelSelector: `runboat/build=${build},${selector}`,
+    });
+    const newest = items.sort((a, b) => podTime(b) - podTime(a))[0];
+    if (newest?.metadata?.name && newest.status?.phase !== 'Pending') {
+      return this.core.readNamespacedPodLog({
+        name: newest.metadata.name,
+        namespace: this.namespace,
+        container: newest.spec?.containers[0]?.name,
+        limitBytes: MAX_LOG_BYTES,
+      });
+    }
+    if (kind === 'deployment') return undefined;
+    const kept = await this.core
+      .readNamespacedConfigMap({ name: `${build}-init-log`, namespace: this.namespace })
+      .catch((error: unknown) => (isStatus(error, 404) ? undefined : Promise.reject(error)));
+    return kept?.data?.log;
+  }
+
+  /** Keeps the init log in a ConfigMap of the build, so that it outlives the job's pod. */
+  async keepInitLog(build: string): Promise<boolean> {
+    const log = await this.readLog(build, 'initialize');
+    if (log === undefined) return false;
+    await this.apply([
+      {
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: {
+          name: `${build}-init-log`,
+          namespace: this.namespace,
+          labels: { 'runboat/build': build },
+        },
+        data: { log: log.slice(-MAX_LOG_BYTES) },
+      } as KubernetesObject,
+    ]);
+    return true;
   }
 
   private async patchDeployment(

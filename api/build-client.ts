@@ -1,8 +1,18 @@
 import type { Client } from '@temporalio/client';
+import type { TypedSearchAttributes } from '@temporalio/common';
 import { buildRef } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import { logger } from '../common/logger';
-import type { BuildCommand, BuildRef, BuildSnapshot, CommitInfo } from '../common/types';
+import { searchAttributes } from '../common/search-attributes';
+import type {
+  BuildCommand,
+  BuildRef,
+  BuildSnapshot,
+  BuildState,
+  BuildStatus,
+  CommitInfo,
+  InitStatus,
+} from '../common/types';
 import {
   buildStateQuery,
   buildWorkflowId,
@@ -62,4 +72,81 @@ export async function sendBuildCommand(client: Client, name: string, command: Bu
 
 export async function getBuildState(client: Client, name: string): Promise<BuildSnapshot> {
   return client.workflow.getHandle(buildWorkflowId(name)).query(buildStateQuery);
+}
+
+/** runboat's filters: `branch` means builds of that branch itself, not of its PRs. */
+export interface BuildFilter {
+  repo?: string;
+  target_branch?: string;
+  branch?: string;
+  pr?: number;
+  status?: BuildStatus;
+  name?: string;
+}
+
+/** A build as visibility lists it: every field the API shows comes from search attributes. */
+export type ListedBuild = Omit<BuildState, 'last_error'>;
+
+/**
+ * Running build workflows of this deployment's task queue that match `filter`, oldest first.
+ * Filter values are validated by the caller; they are quoted here all the same.
+ */
+export async function listBuilds(
+  client: Client,
+  config: Config,
+  filter: BuildFilter = {},
+): Promise<ListedBuild[]> {
+  const quote = (value: string) => `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+  const clauses = [
+    `WorkflowType = 'buildWorkflow'`,
+    `ExecutionStatus = 'Running'`,
+    `TaskQueue = ${quote(config.taskQueue)}`,
+  ];
+  if (filter.repo) clauses.push(`${searchAttributes.repo.name} = ${quote(filter.repo.toLowerCase())}`);
+  if (filter.target_branch)
+    clauses.push(`${searchAttributes.targetBranch.name} = ${quote(filter.target_branch)}`);
+  if (filter.branch) {
+    clauses.push(
+      `${searchAttributes.targetBranch.name} = ${quote(filter.branch)}`,
+      `${searchAttributes.pr.name} IS NULL`,
+    );
+  }
+  if (filter.pr !== undefined) clauses.push(`${searchAttributes.pr.name} = ${filter.pr}`);
+  if (filter.status) clauses.push(`${searchAttributes.status.name} = ${quote(filter.status)}`);
+  if (filter.name) clauses.push(`${searchAttributes.name.name} = ${quote(filter.name)}`);
+  const builds: ListedBuild[] = [];
+  for await (const workflow of client.workflow.list({ query: clauses.join(' AND ') })) {
+    const listed = fromSearchAttributes(workflow.typedSearchAttributes);
+    if (listed) builds.push(listed);
+  }
+  return builds.sort((a, b) => a.created.localeCompare(b.created));
+}
+
+function fromSearchAttributes(attributes: TypedSearchAttributes): ListedBuild | undefined {
+  const name = attributes.get(searchAttributes.name);
+  const status = attributes.get(searchAttributes.status) as BuildStatus | undefined;
+  const created = attributes.get(searchAttributes.created);
+  // A workflow that has not run its first task yet has no attributes: not listed until it has.
+  if (!name || !status || !created) return undefined;
+  return {
+    name,
+    slug: attributes.get(searchAttributes.slug) ?? '',
+    commit: {
+      repo: attributes.get(searchAttributes.repo) ?? '',
+      target_branch: attributes.get(searchAttributes.targetBranch) ?? '',
+      pr: attributes.get(searchAttributes.pr) ?? null,
+      git_commit: attributes.get(searchAttributes.commit) ?? '',
+    },
+    status,
+    init_status: (attributes.get(searchAttributes.initStatus) ?? 'todo') as InitStatus,
+    created: created.toISOString(),
+    last_scaled: attributes.get(searchAttributes.lastScaled)?.toISOString() ?? null,
+  };
+}
+
+/** Asks every build matching `filter` to undeploy; returns their names. */
+export async function undeployBuilds(client: Client, config: Config, filter: BuildFilter): Promise<string[]> {
+  const builds = await listBuilds(client, config, filter);
+  await Promise.all(builds.map((build) => sendBuildCommand(client, build.name, 'undeploy')));
+  return builds.map((build) => build.name);
 }

@@ -78,7 +78,6 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
 
   async function deploy(): Promise<BuildPhase> {
     setStatus('initializing', 'todo');
-    await kube.deleteJobs(build.name, 'initialize');
     await kube.applyKubefiles(build, 'deployment');
     await kube.reportCommitStatus(build, 'pending', 'deployed, waiting to initialize');
     return 'initialize';
@@ -135,6 +134,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
           ? `initialization timed out after ${settings.initTimeoutSeconds} s`
           : outcome.reason;
       log.warn('build initialization failed', { build: build.name, reason: state.last_error });
+      await kube.keepInitLog(build.name);
       if (outcome === TIMED_OUT) await kube.deleteJobs(build.name, 'initialize');
       await kube.setInitStatus(build.name, 'failed');
       setStatus('failed', 'failed');
@@ -209,14 +209,20 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     log.info('build undeployed', { build: build.name });
   }
 
+  /** Reset: the init job is killed at once, not when the build's turn for a slot comes. */
+  async function redeploy(): Promise<BuildPhase> {
+    setStatus('initializing', 'todo');
+    await kube.deleteJobs(build.name, 'initialize');
+    return deploy();
+  }
+
   const phases: Record<Exclude<BuildPhase, 'undeploy'>, () => Promise<BuildPhase>> = {
     deploy,
-    redeploy: deploy,
+    redeploy,
     initialize,
     live,
   };
   let phase: BuildPhase = input.resume?.phase ?? 'deploy';
-  if (!input.resume) upsertSearchAttributes(buildSearchAttributes(state));
   while (phase !== 'undeploy') {
     phase = await phases[phase]();
     const info = workflowInfo();

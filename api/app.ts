@@ -1,0 +1,196 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import express, { Router, type RequestHandler } from 'express';
+import { z } from 'zod';
+import type { GitHub } from '../activities/github';
+import type { BuildCluster } from '../activities/kubernetes';
+import type { Config } from '../common/config';
+import type { BuildCommand } from '../common/types';
+import { buildWorkflowId } from '../workflows/definitions';
+import { getBuildState, listBuilds, sendBuildCommand, startBuild, undeployBuilds } from './build-client';
+import { errorHandler, HttpError } from './errors';
+import { BuildEvents } from './events';
+import { openApiDocument } from './openapi';
+import { buildJson, listedBuildJson, statusCounts } from './views';
+import { webhookRouter, type WebhookObserver } from './webhooks';
+
+// The HTTP API, runboat's paths and fields. The process holds no state of its own: every
+// answer comes from Temporal (and pod logs from Kubernetes), so API processes scale out.
+
+export interface ApiDependencies {
+  config: Config;
+  client: Client;
+  cluster: BuildCluster;
+  github: GitHub;
+  observeWebhook?: WebhookObserver;
+}
+
+/** Every outbound call is bounded: an unreachable backend answers 503, never hangs. */
+const BACKEND_TIMEOUT_MS = 10_000;
+
+const repo = z
+  .string()
+  .regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, 'must be owner/name')
+  .transform((value) => value.toLowerCase());
+const branch = z.string().regex(/^[A-Za-z0-9_.][A-Za-z0-9_./-]*$/, 'has characters outside [A-Za-z0-9_./-]');
+const pr = z.coerce.number().int().positive();
+const status = z.enum([
+  'initializing',
+  'failed',
+  'stopped',
+  'starting',
+  'started',
+  'stopping',
+  'undeploying',
+]);
+const buildName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'is not a build name');
+
+const filterQuery = z.object({
+  repo: repo.optional(),
+  target_branch: branch.optional(),
+  branch: branch.optional(),
+  pr: pr.optional(),
+});
+
+function parseQuery<T>(schema: z.ZodType<T>, query: unknown): T {
+  const parsed = schema.safeParse(query);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new HttpError(400, `${issue.path.join('.')} ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+const sha256 = (value: string) => createHash('sha256').update(value).digest();
+
+function adminOnly(config: Config): RequestHandler {
+  return (request, _response, next) => {
+    const match = /^Basic (.+)$/i.exec(request.get('authorization') ?? '');
+    const [user, ...rest] = match ? Buffer.from(match[1], 'base64').toString('utf8').split(':') : [];
+    const password = rest.join(':');
+    // Constant time: compare digests of equal length, and both fields whatever the first gives.
+    const userOk = timingSafeEqual(sha256(user ?? ''), sha256(config.adminUser));
+    const passwordOk = timingSafeEqual(sha256(password), sha256(config.adminPassword ?? ''));
+    if (!match || !config.adminPassword || !userOk || !passwordOk) {
+      _response.set('www-authenticate', 'Basic realm="runboat"');
+      throw new HttpError(401, 'admin credentials required');
+    }
+    next();
+  };
+}
+
+export function createApp(deps: ApiDependencies): { app: express.Express; events: BuildEvents } {
+  const { config, cluster, github } = deps;
+  const client = deps.client;
+  const events = new BuildEvents(config, client);
+  const admin = adminOnly(config);
+  const bounded = <T>(work: () => Promise<T>) => client.withDeadline(Date.now() + BACKEND_TIMEOUT_MS, work);
+
+  async function runningBuild(name: string) {
+    parseQuery(buildName, name);
+    return bounded(async () => {
+      const { status: workflowStatus } = await client.workflow.getHandle(buildWorkflowId(name)).describe();
+      if (workflowStatus.name !== 'RUNNING') throw new HttpError(404, `build ${name} not found`);
+      return getBuildState(client, name);
+    });
+  }
+
+  const api = Router();
+
+  api.get('/status', async (_request, response) => {
+    response.json(statusCounts(config, await bounded(() => listBuilds(client, config))));
+  });
+
+  api.get('/repos', async (_request, response) => {
+    const builds = await bounded(() => listBuilds(client, config));
+    const names = [...new Set(builds.map((b) => b.commit.repo))].sort();
+    response.json(names.map((name) => ({ name, link: `https://github.com/${name}` })));
+  });
+
+  api.get('/builds', async (request, response) => {
+    const filter = parseQuery(filterQuery.extend({ status: status.optional() }), request.query);
+    const builds = await bounded(() => listBuilds(client, config, filter));
+    response.json(builds.map((build) => listedBuildJson(config, build)));
+  });
+
+  api.delete('/builds', admin, async (request, response) => {
+    const filter = parseQuery(filterQuery, request.query);
+    if (Object.values(filter).every((value) => value === undefined)) {
+      throw new HttpError(400, 'give at least one of repo, target_branch, branch, pr');
+    }
+    response.json({ undeployed: await bounded(() => undeployBuilds(client, config, filter)) });
+  });
+
+  api.post('/builds/trigger/branch', admin, async (request, response) => {
+    const query = parseQuery(z.object({ repo, branch }), request.query);
+    const commit = await github.branchHead(query.repo, query.branch);
+    const build = await bounded(() => startBuild(client, config, commit));
+    response.json({ name: build.name });
+  });
+
+  api.post('/builds/trigger/pr', admin, async (request, response) => {
+    const query = parseQuery(z.object({ repo, pr }), request.query);
+    const commit = await github.pullRequestHead(query.repo, query.pr);
+    const build = await bounded(() => startBuild(client, config, commit));
+    response.json({ name: build.name });
+  });
+
+  api.get('/builds/:name', async (request, response) => {
+    const state = await runningBuild(request.params.name);
+    response.json({ ...buildJson(config, state), last_error: state.last_error });
+  });
+
+  for (const [path, kind] of [
+    ['init-log', 'initialize'],
+    ['log', 'deployment'],
+  ] as const) {
+    api.get(`/builds/:name/${path}`, async (request, response) => {
+      await runningBuild(request.params.name);
+      const log = await cluster.readLog(request.params.name, kind);
+      if (log === undefined) throw new HttpError(404, 'No log found.');
+      response.type('text/plain').send(log);
+    });
+  }
+
+  const command =
+    (name: BuildCommand): RequestHandler =>
+    async (request, response) => {
+      const state = await runningBuild(request.params.name as string);
+      if (state.status === 'undeploying' || state.pending_commands.includes('undeploy')) {
+        throw new HttpError(409, `build ${state.name} is being undeployed`);
+      }
+      await bounded(() => sendBuildCommand(client, state.name, name));
+      response.json(null);
+    };
+  api.post('/builds/:name/start', command('start'));
+  api.post('/builds/:name/stop', command('stop'));
+  api.post('/builds/:name/reset', command('reset'));
+  api.delete('/builds/:name', admin, command('undeploy'));
+
+  api.get('/build-events', async (request, response) => {
+    const filter = parseQuery(filterQuery.extend({ build_name: buildName.optional() }), request.query);
+    const { build_name: name, ...rest } = filter;
+    await bounded(() => events.subscribe({ ...rest, name }, response));
+  });
+
+  api.get('/openapi.json', (_request, response) => {
+    response.json(openApiDocument(config));
+  });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.get('/healthz', (_request, response) => {
+    response.json({ status: 'ok' });
+  });
+  app.get('/readyz', async (_request, response) => {
+    await bounded(() => client.workflowService.getSystemInfo({}));
+    response.json({ status: 'ready' });
+  });
+  app.use(webhookRouter(config, client, deps.observeWebhook));
+  app.use('/api/v1', api);
+  app.use('/api/v1', (_request, _response) => {
+    throw new HttpError(404, 'no such endpoint');
+  });
+  app.use(errorHandler);
+  return { app, events };
+}

@@ -1,0 +1,200 @@
+import type { Config } from '../common/config';
+
+// The API's contract, served at /api/v1/openapi.json; a test holds it to the real routes.
+
+const filterParameters = ['repo', 'target_branch', 'branch', 'pr'].map((name) => ({
+  name,
+  in: 'query',
+  required: false,
+  schema: name === 'pr' ? { type: 'integer', minimum: 1 } : { type: 'string' },
+}));
+const nameParameter = { name: 'name', in: 'path', required: true, schema: { type: 'string' } };
+const error = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } },
+});
+const json = (description: string, schema: object) => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+const admin = [{ basic: [] }];
+const buildRef = { $ref: '#/components/schemas/Build' };
+const action = (summary: string) => ({
+  summary,
+  parameters: [nameParameter],
+  responses: {
+    '200': json('Asked', { type: 'null' }),
+    '404': error('Unknown build'),
+    '409': error('Not possible now (the build is being undeployed)'),
+    '503': error('Temporal unreachable'),
+  },
+});
+const trigger = (summary: string, parameter: object) => ({
+  summary,
+  security: admin,
+  parameters: [{ name: 'repo', in: 'query', required: true, schema: { type: 'string' } }, parameter],
+  responses: {
+    '200': json('Build started (or already running)', {
+      type: 'object',
+      properties: { name: { type: 'string' } },
+    }),
+    '400': error('Bad parameters or unsupported repo/branch'),
+    '401': error('Admin credentials required'),
+  },
+});
+
+export function openApiDocument(config: Config) {
+  return {
+    openapi: '3.1.0',
+    info: { title: 'runboat-temporal', version: '1', description: "runboat's API, on Temporal workflows" },
+    servers: [{ url: `${config.baseUrl}/api/v1` }],
+    components: {
+      securitySchemes: { basic: { type: 'http', scheme: 'basic' } },
+      schemas: {
+        Error: { type: 'object', required: ['detail'], properties: { detail: { type: 'string' } } },
+        CommitInfo: {
+          type: 'object',
+          properties: {
+            repo: { type: 'string' },
+            target_branch: { type: 'string' },
+            pr: { type: ['integer', 'null'] },
+            git_commit: { type: 'string' },
+          },
+        },
+        Build: {
+          type: 'object',
+          properties: {
+            name: { type: 'string' },
+            commit_info: { $ref: '#/components/schemas/CommitInfo' },
+            deploy_link: { type: 'string' },
+            deploy_link_mailhog: { type: 'string' },
+            repo_target_branch_link: { type: 'string' },
+            repo_pr_link: { type: ['string', 'null'] },
+            repo_commit_link: { type: 'string' },
+            webui_link: { type: 'string' },
+            status: {
+              enum: ['initializing', 'failed', 'stopped', 'starting', 'started', 'stopping', 'undeploying'],
+            },
+            init_status: { enum: ['todo', 'started', 'succeeded', 'failed'] },
+            created: { type: 'string', format: 'date-time' },
+            last_scaled: { type: ['string', 'null'], format: 'date-time' },
+            workflow_link: { type: 'string', description: 'The build in the Temporal Web UI' },
+          },
+        },
+        Status: {
+          type: 'object',
+          properties: Object.fromEntries(
+            [
+              'deployed',
+              'max_deployed',
+              'failed',
+              'stopped',
+              'started',
+              'max_started',
+              'to_initialize',
+              'initializing',
+              'max_initializing',
+              'undeploying',
+            ].map((field) => [field, { type: 'integer' }]),
+          ),
+        },
+      },
+    },
+    paths: {
+      '/status': {
+        get: {
+          summary: 'Counts and limits',
+          responses: { '200': json('Counts', { $ref: '#/components/schemas/Status' }) },
+        },
+      },
+      '/repos': {
+        get: {
+          summary: 'Repos with builds',
+          responses: {
+            '200': json('Repos', {
+              type: 'array',
+              items: { type: 'object', properties: { name: { type: 'string' }, link: { type: 'string' } } },
+            }),
+          },
+        },
+      },
+      '/builds': {
+        get: {
+          summary: 'Builds, oldest first',
+          parameters: [
+            ...filterParameters,
+            { name: 'status', in: 'query', required: false, schema: { type: 'string' } },
+          ],
+          responses: {
+            '200': json('Builds', { type: 'array', items: buildRef }),
+            '400': error('Bad parameters'),
+          },
+        },
+        delete: {
+          summary: 'Undeploy the matching builds',
+          security: admin,
+          parameters: filterParameters,
+          responses: {
+            '200': json('Undeployed', { type: 'object' }),
+            '400': error('No filter'),
+            '401': error('Admin credentials required'),
+          },
+        },
+      },
+      '/builds/trigger/branch': {
+        post: trigger('Build the head of a branch', {
+          name: 'branch',
+          in: 'query',
+          required: true,
+          schema: { type: 'string' },
+        }),
+      },
+      '/builds/trigger/pr': {
+        post: trigger('Build the head of a pull request', {
+          name: 'pr',
+          in: 'query',
+          required: true,
+          schema: { type: 'integer' },
+        }),
+      },
+      '/builds/{name}': {
+        get: {
+          summary: 'One build',
+          parameters: [nameParameter],
+          responses: { '200': json('The build', buildRef), '404': error('Unknown build') },
+        },
+        delete: { ...action('Undeploy the build'), security: admin },
+      },
+      '/builds/{name}/init-log': {
+        get: {
+          summary: "The init job's log, kept after a failure",
+          parameters: [nameParameter],
+          responses: { '200': { description: 'Log text' }, '404': error('No log') },
+        },
+      },
+      '/builds/{name}/log': {
+        get: {
+          summary: "The running build's log",
+          parameters: [nameParameter],
+          responses: { '200': { description: 'Log text' }, '404': error('No log') },
+        },
+      },
+      '/builds/{name}/start': { post: action('Start the build (initializing it again if it failed)') },
+      '/builds/{name}/stop': { post: action('Stop the build') },
+      '/builds/{name}/reset': { post: action('Redeploy and initialize again') },
+      '/build-events': {
+        get: {
+          summary: 'Server-Sent Events: the matching builds, then upd/del events',
+          parameters: [
+            ...filterParameters,
+            { name: 'build_name', in: 'query', required: false, schema: { type: 'string' } },
+          ],
+          responses: { '200': { description: 'text/event-stream of {event, build}' } },
+        },
+      },
+      '/openapi.json': {
+        get: { summary: 'This document', responses: { '200': { description: 'OpenAPI 3.1' } } },
+      },
+    },
+  };
+}

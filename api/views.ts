@@ -1,0 +1,78 @@
+import type { Config } from '../common/config';
+import type { CommitInfo } from '../common/types';
+import { buildWorkflowId } from '../workflows/definitions';
+import type { ListedBuild } from './build-client';
+
+// The JSON runboat's clients expect, field for field, plus this project's additions.
+
+export interface BuildJson {
+  name: string;
+  commit_info: CommitInfo;
+  deploy_link: string;
+  deploy_link_mailhog: string;
+  repo_target_branch_link: string;
+  repo_pr_link?: string | null;
+  repo_commit_link: string;
+  webui_link: string;
+  status: string;
+  created: string;
+  last_scaled: string | null;
+  /** Added by runboat-temporal. */
+  init_status: string;
+  workflow_link: string;
+}
+
+export function buildJson(config: Config, build: ListedBuild): BuildJson {
+  const { repo, target_branch, pr, git_commit } = build.commit;
+  return {
+    name: build.name,
+    commit_info: build.commit,
+    deploy_link: `http://${build.slug}.${config.buildDomain}`,
+    deploy_link_mailhog: `http://${build.slug}.mail.${config.buildDomain}`,
+    repo_target_branch_link: `https://github.com/${repo}/tree/${target_branch}`,
+    repo_pr_link: pr === null ? null : `https://github.com/${repo}/pull/${pr}`,
+    repo_commit_link: `https://github.com/${repo}/commit/${git_commit}`,
+    webui_link: `${config.baseUrl}/builds/${build.name}`,
+    status: build.status,
+    created: build.created,
+    last_scaled: build.last_scaled,
+    init_status: build.init_status,
+    workflow_link: `${config.temporalUiUrl}/namespaces/${encodeURIComponent(config.temporalNamespace)}/workflows/${encodeURIComponent(buildWorkflowId(build.name))}`,
+  };
+}
+
+/** runboat leaves `repo_pr_link` out of lists when there is none. */
+export function listedBuildJson(config: Config, build: ListedBuild): BuildJson {
+  const json = buildJson(config, build);
+  if (json.repo_pr_link === null) delete json.repo_pr_link;
+  return json;
+}
+
+export interface StatusCounts {
+  deployed: number;
+  max_deployed: number;
+  failed: number;
+  stopped: number;
+  started: number;
+  max_started: number;
+  to_initialize: number;
+  initializing: number;
+  max_initializing: number;
+  undeploying: number;
+}
+
+export function statusCounts(config: Config, builds: ListedBuild[]): StatusCounts {
+  const count = (predicate: (build: ListedBuild) => boolean) => builds.filter(predicate).length;
+  return {
+    deployed: count((b) => b.status !== 'undeploying'),
+    max_deployed: config.maxDeployed,
+    failed: count((b) => b.status === 'failed'),
+    stopped: count((b) => b.status === 'stopped'),
+    started: count((b) => b.status === 'started'),
+    max_started: config.maxStarted,
+    to_initialize: count((b) => b.status === 'initializing' && b.init_status === 'todo'),
+    initializing: count((b) => b.status === 'initializing' && b.init_status === 'started'),
+    max_initializing: config.maxInitializing,
+    undeploying: count((b) => b.status === 'undeploying'),
+  };
+}

@@ -1,0 +1,134 @@
+import { Webhooks } from '@octokit/webhooks';
+import type { Client } from '@temporalio/client';
+import express, { Router } from 'express';
+import { z } from 'zod';
+import { findRepoSettings, type Config } from '../common/config';
+import { logger } from '../common/logger';
+import { startBuild, undeployBuilds } from './build-client';
+import { HttpError } from './errors';
+
+// GitHub's webhook: pushes and pull requests start builds; deleted branches and closed pull
+// requests undeploy theirs. Payloads are verified (when a secret is set) before being read.
+
+export const WEBHOOK_BODY_LIMIT = '1mb';
+
+const repository = z.object({ full_name: z.string().min(3) });
+const pushPayload = z.object({
+  ref: z.string(),
+  after: z.string(),
+  deleted: z.boolean().optional(),
+  repository,
+});
+const pullRequestPayload = z.object({
+  action: z.string(),
+  number: z.number().int().positive(),
+  pull_request: z.object({ head: z.object({ sha: z.string() }), base: z.object({ ref: z.string() }) }),
+  repository,
+});
+const deletePayload = z.object({ ref: z.string(), ref_type: z.string(), repository });
+
+export interface WebhookOutcome {
+  outcome: 'started' | 'undeployed' | 'ignored';
+  detail: string;
+  builds: string[];
+}
+
+export type WebhookObserver = (event: string, outcome: WebhookOutcome['outcome'] | 'rejected') => void;
+
+export function webhookRouter(
+  config: Config,
+  client: Client,
+  observe: WebhookObserver = () => undefined,
+): Router {
+  const router = Router();
+  const verifier = config.githubWebhookSecret
+    ? new Webhooks({ secret: config.githubWebhookSecret })
+    : undefined;
+
+  router.post(
+    '/webhooks/github',
+    express.raw({ type: () => true, limit: WEBHOOK_BODY_LIMIT }),
+    async (request, response) => {
+      const event = request.get('x-github-event') ?? '';
+      try {
+        const body = Buffer.isBuffer(request.body) ? request.body.toString('utf8') : '';
+        if (verifier) {
+          const signature = request.get('x-hub-signature-256') ?? '';
+          const valid = signature !== '' && (await verifier.verify(body, signature).catch(() => false));
+          if (!valid) throw new HttpError(401, 'missing or invalid X-Hub-Signature-256');
+        }
+        let payload: unknown;
+        try {
+          payload = JSON.parse(body);
+        } catch {
+          throw new HttpError(400, 'the payload is not valid JSON');
+        }
+        const result = await handle(event, payload);
+        logger[result.outcome === 'ignored' ? 'debug' : 'info']({ event, ...result }, 'webhook');
+        observe(event, result.outcome);
+        response.json(result);
+      } catch (error) {
+        observe(event, 'rejected');
+        throw error;
+      }
+    },
+  );
+
+  async function handle(event: string, payload: unknown): Promise<WebhookOutcome> {
+    const ignored = (detail: string): WebhookOutcome => ({ outcome: 'ignored', detail, builds: [] });
+    switch (event) {
+      case 'push': {
+        const push = parse(pushPayload, payload);
+        if (!push.ref.startsWith('refs/heads/')) return ignored(`${push.ref} is not a branch`);
+        const branch = push.ref.slice('refs/heads/'.length);
+        const repo = push.repository.full_name.toLowerCase();
+        if (!findRepoSettings(config, repo, branch)) return ignored(`${repo} ${branch} is not configured`);
+        if (push.deleted) return undeploy({ repo, branch }, `branch ${branch} deleted`);
+        return start({ repo, target_branch: branch, pr: null, git_commit: push.after });
+      }
+      case 'pull_request': {
+        const pr = parse(pullRequestPayload, payload);
+        const repo = pr.repository.full_name.toLowerCase();
+        const target = pr.pull_request.base.ref;
+        if (!findRepoSettings(config, repo, target)) return ignored(`${repo} ${target} is not configured`);
+        if (pr.action === 'closed')
+          return undeploy({ repo, pr: pr.number }, `pull request ${pr.number} closed`);
+        if (!['opened', 'synchronize', 'reopened'].includes(pr.action)) return ignored(`action ${pr.action}`);
+        return start({ repo, target_branch: target, pr: pr.number, git_commit: pr.pull_request.head.sha });
+      }
+      case 'delete': {
+        const deleted = parse(deletePayload, payload);
+        const repo = deleted.repository.full_name.toLowerCase();
+        if (deleted.ref_type !== 'branch') return ignored(`${deleted.ref_type} deleted`);
+        if (!findRepoSettings(config, repo, deleted.ref))
+          return ignored(`${repo} ${deleted.ref} is not configured`);
+        return undeploy({ repo, branch: deleted.ref }, `branch ${deleted.ref} deleted`);
+      }
+      default:
+        return ignored(`event ${event || '(none)'} is not handled`);
+    }
+  }
+
+  async function start(commit: Parameters<typeof startBuild>[2]): Promise<WebhookOutcome> {
+    const build = await startBuild(client, config, commit);
+    return { outcome: 'started', detail: `build ${build.name}`, builds: [build.name] };
+  }
+
+  async function undeploy(
+    filter: Parameters<typeof undeployBuilds>[2],
+    why: string,
+  ): Promise<WebhookOutcome> {
+    return { outcome: 'undeployed', detail: why, builds: await undeployBuilds(client, config, filter) };
+  }
+
+  return router;
+}
+
+function parse<T>(schema: z.ZodType<T>, payload: unknown): T {
+  const parsed = schema.safeParse(payload);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new HttpError(400, `invalid payload: ${issue.path.join('.') || '(root)'} ${issue.message}`);
+  }
+  return parsed.data;
+}

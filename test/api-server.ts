@@ -1,0 +1,91 @@
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+import { Webhooks } from '@octokit/webhooks';
+import type { Client } from '@temporalio/client';
+import { GitHub } from '../activities/github';
+import type { Config } from '../common/config';
+import { createApp } from '../api/app';
+import type { TestCluster } from './helpers';
+
+// The API app on a loopback port, and the calls tests make to it as GitHub and people would.
+
+export interface TestApi {
+  url: string;
+  /** Sends a GitHub webhook, signed with `secret` unless `signature` is given. */
+  webhook(
+    event: string,
+    body: string | object,
+    options?: { secret?: string; signature?: string | null },
+  ): Promise<Response>;
+  request(method: string, path: string, options?: { admin?: boolean; body?: string }): Promise<Response>;
+  close(): Promise<void>;
+}
+
+export async function startTestApi(config: Config, client: Client, cluster: TestCluster): Promise<TestApi> {
+  const { app, events } = createApp({ config, client, cluster: cluster.builds, github: new GitHub(config) });
+  const server: Server = await new Promise((resolve) => {
+    const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const adminHeader = `Basic ${Buffer.from(`${config.adminUser}:${config.adminPassword}`).toString('base64')}`;
+  return {
+    url,
+    async webhook(event, body, options = {}) {
+      const text = typeof body === 'string' ? body : JSON.stringify(body);
+      const headers: Record<string, string> = {
+        'content-type': 'application/json',
+        'x-github-event': event,
+        'x-github-delivery': crypto.randomUUID(),
+      };
+      const secret = options.secret ?? config.githubWebhookSecret;
+      if (options.signature !== null) {
+        headers['x-hub-signature-256'] =
+          options.signature ?? (await new Webhooks({ secret: secret ?? '' }).sign(text));
+      }
+      return fetch(`${url}/webhooks/github`, { method: 'POST', headers, body: text });
+    },
+    request(method, path, options = {}) {
+      const headers: Record<string, string> = options.admin ? { authorization: adminHeader } : {};
+      return fetch(`${url}${path}`, { method, headers, body: options.body });
+    },
+    async close() {
+      events.close();
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** Payload shapes from GitHub's webhook documentation, reduced to the fields GitHub always sends. */
+export const payloads = {
+  push(repo: string, branch: string, sha: string, deleted = false) {
+    return {
+      ref: `refs/heads/${branch}`,
+      before: '0'.repeat(40),
+      after: deleted ? '0'.repeat(40) : sha,
+      created: false,
+      deleted,
+      forced: false,
+      repository: { id: 1, name: repo.split('/')[1], full_name: repo, private: false },
+      pusher: { name: 'octocat', email: 'octocat@example.com' },
+      sender: { login: 'octocat', id: 1 },
+      commits: [],
+    };
+  },
+  pullRequest(action: string, repo: string, number: number, base: string, sha: string) {
+    return {
+      action,
+      number,
+      pull_request: {
+        id: number,
+        number,
+        state: action === 'closed' ? 'closed' : 'open',
+        title: 'Add a feature',
+        head: { ref: 'feature', sha, repo: { full_name: `someone/${repo.split('/')[1]}` } },
+        base: { ref: base, sha: 'f'.repeat(40), repo: { full_name: repo } },
+      },
+      repository: { id: 1, name: repo.split('/')[1], full_name: repo, private: false },
+      sender: { login: 'octocat', id: 1 },
+    };
+  },
+};

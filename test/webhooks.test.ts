@@ -1,0 +1,150 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getBuildState } from '../api/build-client';
+import { buildRef } from '../common/build';
+import { buildWorkflowId } from '../workflows/definitions';
+import { payloads, startTestApi, type TestApi } from './api-server';
+import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+
+// Real signed webhook deliveries over HTTP to the API, with a real worker behind it.
+
+const config = testConfig({
+  RUNBOAT_GITHUB_WEBHOOK_SECRET: 'webhook-secret',
+  RUNBOAT_REPOS: JSON.stringify([
+    { repo: '^oca/.*', branch: '^1[0-9]\\.0$', builds: [{ image: 'odoo:16' }] },
+  ]),
+});
+const cluster = new TestCluster(config.buildNamespace);
+let temporal: TestTemporal;
+let api: TestApi;
+
+beforeAll(async () => {
+  await cluster.createNamespace();
+  cluster.playDeploymentController();
+  temporal = await testTemporal(config, cluster);
+  await temporal.startWorker();
+  api = await startTestApi(config, temporal.client, cluster);
+});
+
+afterAll(async () => {
+  cluster.stopControllers();
+  await api?.close();
+  await temporal?.close();
+});
+
+const workflowsOfQueue = () =>
+  temporal.client.workflow.count(`TaskQueue = '${config.taskQueue}' AND WorkflowType = 'buildWorkflow'`);
+
+describe('GitHub webhooks', () => {
+  it('deploys a pushed commit', async () => {
+    const response = await api.webhook('push', payloads.push('OCA/Web', '16.0', SHA('1')));
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { outcome: string; builds: string[] };
+    expect(body.outcome).toBe('started');
+    const { name } = buildRef({ repo: 'oca/web', target_branch: '16.0', pr: null, git_commit: SHA('1') });
+    expect(body.builds).toEqual([name]);
+    const deployment = await waitFor('the Deployment', () => cluster.deployment(name));
+    expect(deployment.metadata?.annotations?.['runboat/repo']).toBe('oca/web');
+  });
+
+  it('deploys a pull request and cleans up all its builds when it is closed', async () => {
+    for (const [action, sha] of [
+      ['opened', SHA('2')],
+      ['synchronize', SHA('3')],
+    ]) {
+      const response = await api.webhook(
+        'pull_request',
+        payloads.pullRequest(action, 'oca/web', 42, '17.0', sha),
+      );
+      expect(response.status).toBe(200);
+    }
+    const names = [SHA('2'), SHA('3')].map(
+      (sha) => buildRef({ repo: 'oca/web', target_branch: '17.0', pr: 42, git_commit: sha }).name,
+    );
+    for (const name of names) await waitFor('the PR Deployment', () => cluster.deployment(name));
+    // Both builds must be visible before `closed` lists them.
+    await waitFor('both builds listed', async () => {
+      const listed = (await (
+        await api.request('GET', '/api/v1/builds?repo=oca/web&pr=42')
+      ).json()) as unknown[];
+      return listed.length === 2;
+    });
+
+    const closed = await api.webhook(
+      'pull_request',
+      payloads.pullRequest('closed', 'oca/web', 42, '17.0', SHA('3')),
+    );
+    expect(((await closed.json()) as { builds: string[] }).builds.sort()).toEqual([...names].sort());
+    for (const name of names) {
+      await waitFor('cleanup job', async () => (await cluster.jobs(name, 'cleanup')).length > 0);
+      await cluster.finishJob(name, 'cleanup', true);
+      await temporal.client.workflow.getHandle(buildWorkflowId(name)).result();
+      expect(await cluster.builds.listBuildObjects(name)).toEqual([]);
+    }
+  });
+
+  it('makes one build of 20 concurrent redeliveries of the same push', async () => {
+    const payload = JSON.stringify(payloads.push('oca/web', '15.0', SHA('4')));
+    const responses = await Promise.all(Array.from({ length: 20 }, () => api.webhook('push', payload)));
+    expect(responses.map((r) => r.status)).toEqual(Array(20).fill(200));
+    const { name } = buildRef({ repo: 'oca/web', target_branch: '15.0', pr: null, git_commit: SHA('4') });
+    await waitFor('the Deployment', () => cluster.deployment(name));
+    expect(await temporal.client.workflow.count(`WorkflowId = '${buildWorkflowId(name)}'`)).toEqual({
+      count: 1,
+      groups: [],
+    });
+    const { items } = await cluster.apps.listNamespacedDeployment({
+      namespace: config.buildNamespace,
+      labelSelector: `runboat/build=${name}`,
+    });
+    expect(items).toHaveLength(1);
+  });
+
+  it('undeploys the builds of a deleted branch', async () => {
+    const { name } = buildRef({ repo: 'oca/web', target_branch: '14.0', pr: null, git_commit: SHA('5') });
+    await api.webhook('push', payloads.push('oca/web', '14.0', SHA('5')));
+    await waitFor('listed', async () => {
+      const listed = (await (await api.request('GET', '/api/v1/builds?branch=14.0')).json()) as unknown[];
+      return listed.length === 1;
+    });
+    const response = await api.webhook('push', payloads.push('oca/web', '14.0', SHA('5'), true));
+    expect(((await response.json()) as { outcome: string }).outcome).toBe('undeployed');
+    await waitFor(
+      'undeploying',
+      async () => (await getBuildState(temporal.client, name)).status === 'undeploying',
+    );
+  });
+
+  it('refuses bad deliveries with the documented status, starting nothing', async () => {
+    const before = (await workflowsOfQueue()).count;
+    const push = JSON.stringify(payloads.push('oca/web', '16.0', SHA('9')));
+    const cases: Array<[string, Promise<Response>, number]> = [
+      ['bad signature', api.webhook('push', push, { secret: 'wrong' }), 401],
+      ['unsigned', api.webhook('push', push, { signature: null }), 401],
+      ['malformed signature', api.webhook('push', push, { signature: 'sha256=zz' }), 401],
+      ['truncated JSON', api.webhook('push', push.slice(0, 40)), 400],
+      ['wrong types', api.webhook('push', { ...payloads.push('oca/web', '16.0', SHA('9')), after: 42 }), 400],
+      ['missing fields', api.webhook('pull_request', { action: 'opened' }), 400],
+      ['10 MB body', api.webhook('push', `{"pad":"${'x'.repeat(10 * 1024 * 1024)}"}`), 413],
+      ['a sha that is not one', api.webhook('push', payloads.push('oca/web', '16.0', '$(reboot)')), 400],
+    ];
+    for (const [what, response, expected] of cases) {
+      const answer = await response;
+      expect(answer.status, what).toBe(expected);
+      expect(((await answer.json()) as { detail: string }).detail, what).toBeTruthy();
+    }
+    for (const [event, body] of [
+      ['issues', { action: 'opened' }],
+      ['push', payloads.push('acme/other', '16.0', SHA('9'))],
+      ['push', payloads.push('oca/web', 'main', SHA('9'))],
+      ['push', { ...payloads.push('oca/web', '16.0', SHA('9')), ref: 'refs/tags/v1' }],
+      ['pull_request', payloads.pullRequest('labeled', 'oca/web', 7, '16.0', SHA('9'))],
+    ] as const) {
+      const answer = await api.webhook(event, body);
+      expect(answer.status, `${event} ${JSON.stringify(body).slice(0, 60)}`).toBe(200);
+      expect(((await answer.json()) as { outcome: string }).outcome).toBe('ignored');
+    }
+    // Give visibility the time to show a workflow if one had been started.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect((await workflowsOfQueue()).count).toBe(before);
+  });
+});
