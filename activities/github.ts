@@ -42,13 +42,35 @@ export class GitHub {
   async branchHead(repo: string, branch: string): Promise<CommitInfo> {
     const [owner, name] = repo.split('/');
     const { data } = await this.octokit.rest.repos.getBranch({ owner, repo: name, branch });
-    return { repo, target_branch: branch, pr: null, git_commit: data.commit.sha };
+    return {
+      repo,
+      target_branch: branch,
+      pr: null,
+      git_commit: expectString(data.commit?.sha, 'commit.sha'),
+    };
   }
 
   /** A pull request's head commit and the branch it targets, as a build identity. */
   async pullRequestHead(repo: string, pr: number): Promise<CommitInfo> {
     const [owner, name] = repo.split('/');
     const { data } = await this.octokit.rest.pulls.get({ owner, repo: name, pull_number: pr });
-    return { repo, target_branch: data.base.ref, pr, git_commit: data.head.sha };
+    return {
+      repo,
+      target_branch: expectString(data.base?.ref, 'base.ref'),
+      pr,
+      git_commit: expectString(data.head?.sha, 'head.sha'),
+    };
   }
+}
+
+export class UnexpectedGitHubResponse extends Error {
+  constructor(field: string) {
+    super(`GitHub's answer has no ${field}`);
+    this.name = 'UnexpectedGitHubResponse';
+  }
+}
+
+function expectString(value: unknown, field: string): string {
+  if (typeof value !== 'string' || value === '') throw new UnexpectedGitHubResponse(field);
+  return value;
 }

@@ -4,7 +4,7 @@ import express, { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import type { GitHub } from '../activities/github';
 import type { BuildCluster } from '../activities/kubernetes';
-import type { Config } from '../common/config';
+import { findRepoSettings, type Config } from '../common/config';
 import type { BuildCommand } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
 import { getBuildState, listBuilds, sendBuildCommand, startBuild, undeployBuilds } from './build-client';
@@ -79,7 +79,14 @@ function adminOnly(config: Config): RequestHandler {
   };
 }
 
-export function createApp(deps: ApiDependencies): { app: express.Express; events: BuildEvents } {
+export interface Api {
+  app: express.Express;
+  events: BuildEvents;
+  /** Method and OpenAPI-style path of every /api/v1 route, to hold the OpenAPI document to. */
+  routes: Array<{ method: string; path: string }>;
+}
+
+export function createApp(deps: ApiDependencies): Api {
   const { config, cluster, github } = deps;
   const client = deps.client;
   const events = new BuildEvents(config, client);
@@ -123,6 +130,9 @@ export function createApp(deps: ApiDependencies): { app: express.Express; events
 
   api.post('/builds/trigger/branch', admin, async (request, response) => {
     const query = parseQuery(z.object({ repo, branch }), request.query);
+    if (!findRepoSettings(config, query.repo, query.branch)) {
+      throw new HttpError(400, `${query.repo} ${query.branch} matches no RUNBOAT_REPOS entry`);
+    }
     const commit = await github.branchHead(query.repo, query.branch);
     const build = await bounded(() => startBuild(client, config, commit));
     response.json({ name: build.name });
@@ -192,5 +202,15 @@ export function createApp(deps: ApiDependencies): { app: express.Express; events
     throw new HttpError(404, 'no such endpoint');
   });
   app.use(errorHandler);
-  return { app, events };
+  const routes = api.stack.flatMap((layer) =>
+    layer.route
+      ? Object.keys((layer.route as unknown as { methods: Record<string, boolean> }).methods).map(
+          (method) => ({
+            method,
+            path: String(layer.route?.path).replace(/:(\w+)/g, '{$1}'),
+          }),
+        )
+      : [],
+  );
+  return { app, events, routes };
 }

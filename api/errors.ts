@@ -1,5 +1,7 @@
 import { ServiceError, WorkflowNotFoundError } from '@temporalio/client';
+import { RequestError } from '@octokit/request-error';
 import type { ErrorRequestHandler } from 'express';
+import { UnexpectedGitHubResponse } from '../activities/github';
 import { UnsafeCommitInfoError } from '../common/build';
 import { logger } from '../common/logger';
 import { UnsupportedBuildError } from './build-client';
@@ -36,6 +38,11 @@ export const errorHandler: ErrorRequestHandler = (error: unknown, request, respo
   let detail = 'internal error';
   if (error instanceof HttpError) [status, detail] = [error.status, error.detail];
   else if (error instanceof WorkflowNotFoundError) [status, detail] = [404, 'build not found'];
+  else if (error instanceof RequestError) {
+    // From GitHub: a missing branch or PR is the caller's 404; anything else is GitHub failing.
+    [status, detail] =
+      error.status === 404 ? [404, 'not found on GitHub'] : [503, `GitHub failed: ${error.message}`];
+  } else if (error instanceof UnexpectedGitHubResponse) [status, detail] = [503, error.message];
   else if (error instanceof UnsafeCommitInfoError || error instanceof UnsupportedBuildError) {
     [status, detail] = [400, error.message];
   } else if ((error as { type?: string }).type === 'entity.too.large')

@@ -11,6 +11,7 @@ import type { TestCluster } from './helpers';
 
 export interface TestApi {
   url: string;
+  routes: Array<{ method: string; path: string }>;
   /** Sends a GitHub webhook, signed with `secret` unless `signature` is given. */
   webhook(
     event: string,
@@ -22,7 +23,13 @@ export interface TestApi {
 }
 
 export async function startTestApi(config: Config, client: Client, cluster: TestCluster): Promise<TestApi> {
-  const { app, events } = createApp({ config, client, cluster: cluster.builds, github: new GitHub(config) });
+  // `cluster.builds` reads logs; GitHub calls go to `config.githubApiUrl` (a recorder in tests).
+  const { app, events, routes } = createApp({
+    config,
+    client,
+    cluster: cluster.builds,
+    github: new GitHub(config),
+  });
   const server: Server = await new Promise((resolve) => {
     const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
   });
@@ -30,6 +37,7 @@ export async function startTestApi(config: Config, client: Client, cluster: Test
   const adminHeader = `Basic ${Buffer.from(`${config.adminUser}:${config.adminPassword}`).toString('base64')}`;
   return {
     url,
+    routes,
     async webhook(event, body, options = {}) {
       const text = typeof body === 'string' ? body : JSON.stringify(body);
       const headers: Record<string, string> = {

@@ -69,10 +69,15 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
 
   const interruptRequested = () => commands.includes('undeploy') || commands.includes('reset');
 
-  /** The phase an interrupting command leads to; the commands it overrides are dropped. */
+  /**
+   * The phase an interrupting command leads to; the commands it overrides are dropped. The
+   * status changes at once, so that no query sees the command gone and the build unchanged.
+   */
   const takeInterrupt = (): BuildPhase => {
     const undeploy = commands.includes('undeploy');
     commands.splice(0, undeploy ? commands.length : commands.indexOf('reset') + 1);
+    if (undeploy) setStatus('undeploying');
+    else setStatus('initializing', 'todo');
     return undeploy ? 'undeploy' : 'redeploy';
   };
 
