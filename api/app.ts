@@ -12,7 +12,8 @@ import { errorHandler, HttpError } from './errors';
 import { BuildEvents } from './events';
 import { openApiDocument } from './openapi';
 import { buildJson, listedBuildJson, statusCounts } from './views';
-import { webhookRouter, type WebhookObserver } from './webhooks';
+import { createMetrics } from './metrics';
+import { webhookRouter } from './webhooks';
 
 // The HTTP API, runboat's paths and fields. The process holds no state of its own: every
 // answer comes from Temporal (and pod logs from Kubernetes), so API processes scale out.
@@ -22,7 +23,6 @@ export interface ApiDependencies {
   client: Client;
   cluster: BuildCluster;
   github: GitHub;
-  observeWebhook?: WebhookObserver;
 }
 
 /** Every outbound call is bounded: an unreachable backend answers 503, never hangs. */
@@ -187,8 +187,13 @@ export function createApp(deps: ApiDependencies): Api {
     response.json(openApiDocument(config));
   });
 
+  const metrics = createMetrics(config, client);
   const app = express();
   app.disable('x-powered-by');
+  app.use(metrics.timeRequests);
+  app.get('/metrics', async (_request, response) => {
+    response.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
   app.get('/healthz', (_request, response) => {
     response.json({ status: 'ok' });
   });
@@ -196,7 +201,7 @@ export function createApp(deps: ApiDependencies): Api {
     await bounded(() => client.workflowService.getSystemInfo({}));
     response.json({ status: 'ready' });
   });
-  app.use(webhookRouter(config, client, deps.observeWebhook));
+  app.use(webhookRouter(config, client, metrics.observeWebhook));
   app.use('/api/v1', api);
   app.use('/api/v1', (_request, _response) => {
     throw new HttpError(404, 'no such endpoint');

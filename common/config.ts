@@ -83,6 +83,10 @@ const envSchema = z.object({
   RUNBOAT_EVICTION_INTERVAL: positiveInt.default(30),
   RUNBOAT_INIT_TIMEOUT: positiveInt.default(1200),
   RUNBOAT_TEMPORAL_UI_URL: url.default('http://localhost:8233'),
+  RUNBOAT_WORKER_METRICS_ADDRESS: z
+    .string()
+    .regex(/^[^:\s]*:\d+$/, 'must be host:port')
+    .optional(),
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
 });
 
@@ -115,6 +119,8 @@ export interface Config {
   evictionIntervalSeconds: number;
   initTimeoutSeconds: number;
   temporalUiUrl: string;
+  /** `host:port` of the worker's Prometheus endpoint; none when unset. */
+  workerMetricsAddress: string | undefined;
   port: number;
 }
 
@@ -177,6 +183,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
     evictionIntervalSeconds: e.RUNBOAT_EVICTION_INTERVAL,
     initTimeoutSeconds: e.RUNBOAT_INIT_TIMEOUT,
     temporalUiUrl: e.RUNBOAT_TEMPORAL_UI_URL,
+    workerMetricsAddress: e.RUNBOAT_WORKER_METRICS_ADDRESS,
     port: e.PORT,
   };
 }

@@ -46,9 +46,10 @@ export async function startTestApi(config: Config, client: Client, cluster: Test
         'x-github-delivery': crypto.randomUUID(),
       };
       const secret = options.secret ?? config.githubWebhookSecret;
-      if (options.signature !== null) {
-        headers['x-hub-signature-256'] =
-          options.signature ?? (await new Webhooks({ secret: secret ?? '' }).sign(text));
+      // Signed like GitHub does when a secret is set; unsigned otherwise (or when told so).
+      if (options.signature) headers['x-hub-signature-256'] = options.signature;
+      else if (options.signature !== null && secret) {
+        headers['x-hub-signature-256'] = await new Webhooks({ secret }).sign(text);
       }
       return fetch(`${url}/webhooks/github`, { method: 'POST', headers, body: text });
     },

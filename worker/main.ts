@@ -2,6 +2,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { ConfigError, loadConfig } from '../common/config';
 import { logger } from '../common/logger';
+import { installRuntime } from './runtime';
 import { ensureEvictionSchedule } from './schedule';
 import { createWorker } from './worker';
 
@@ -10,6 +11,7 @@ import { createWorker } from './worker';
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  installRuntime(config);
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
   const clientConnection = await Connection.connect({ address: config.temporalAddress });
   try {

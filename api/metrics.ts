@@ -1,0 +1,71 @@
+import type { Client } from '@temporalio/client';
+import type { RequestHandler } from 'express';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Config } from '../common/config';
+import type { BuildStatus } from '../common/types';
+import { initSlotsQuery, initSlotsWorkflowId } from '../workflows/init-slots';
+import { listBuilds } from './build-client';
+import type { WebhookObserver } from './webhooks';
+
+// Prometheus metrics of the API process, read from Temporal at scrape time (so every API
+// instance reports the same numbers). Activity latencies come from the worker's own endpoint.
+
+const STATUSES: BuildStatus[] = ['initializing', 'failed', 'stopped', 'starting', 'started', 'stopping', 'undeploying'];
+
+export interface ApiMetrics {
+  registry: Registry;
+  observeWebhook: WebhookObserver;
+  timeRequests: RequestHandler;
+}
+
+export function createMetrics(config: Config, client: Client): ApiMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  new Gauge({
+    name: 'runboat_builds',
+    help: 'Deployed builds by status',
+    labelNames: ['status'],
+    registers: [registry],
+    async collect() {
+      const builds = await listBuilds(client, config);
+      for (const status of STATUSES) this.set({ status }, builds.filter((b) => b.status === status).length);
+    },
+  });
+  new Gauge({
+    name: 'runboat_init_queue_length',
+    help: 'Builds waiting for an init slot',
+    registers: [registry],
+    async collect() {
+      const slots = await client.workflow
+        .getHandle(initSlotsWorkflowId(config.taskQueue))
+        .query(initSlotsQuery)
+        .catch(() => undefined);
+      this.set(slots?.waiting.length ?? 0);
+    },
+  });
+  const webhooks = new Counter({
+    name: 'runboat_webhooks_total',
+    help: 'GitHub webhook deliveries by event and outcome',
+    labelNames: ['event', 'outcome'],
+    registers: [registry],
+  });
+  const requests = new Histogram({
+    name: 'runboat_http_request_duration_seconds',
+    help: 'HTTP requests served, by route and status',
+    labelNames: ['method', 'route', 'status'],
+    registers: [registry],
+  });
+  return {
+    registry,
+    observeWebhook: (event, outcome) => webhooks.inc({ event: event || 'none', outcome }),
+    timeRequests: (request, response, next) => {
+      const end = requests.startTimer({ method: request.method });
+      response.on('finish', () => {
+        // The route pattern, not the path: build names must not become label values.
+        const route = (request.route as { path?: string } | undefined)?.path ?? 'unmatched';
+        end({ route: `${request.baseUrl}${route}`, status: String(response.statusCode) });
+      });
+      next();
+    },
+  };
+}

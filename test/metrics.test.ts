@@ -1,0 +1,58 @@
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { buildRef } from '../common/build';
+import { payloads, startTestApi, type TestApi } from './api-server';
+import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+
+// /metrics, scraped as Prometheus would, after real webhook deliveries.
+
+const config = testConfig({ RUNBOAT_MAX_INITIALIZING: '1' });
+const cluster = new TestCluster(config.buildNamespace);
+let temporal: TestTemporal;
+let api: TestApi;
+
+beforeAll(async () => {
+  await cluster.createNamespace();
+  temporal = await testTemporal(config, cluster);
+  await temporal.startWorker();
+  api = await startTestApi(config, temporal.client, cluster);
+});
+
+afterAll(async () => {
+  await api?.close();
+  await temporal?.close();
+});
+
+const scrape = async () => (await api.request('GET', '/metrics')).text();
+const sample = (text: string, series: string) =>
+  Number(
+    text
+      .split('\n')
+      .find((line) => line.startsWith(`${series} `))
+      ?.split(' ')[1],
+  );
+
+it('counts builds by status, the init queue, webhooks by outcome and requests by route', async () => {
+  for (const sha of ['1', '2']) {
+    expect((await api.webhook('push', payloads.push('oca/web', `1${sha}.0`, SHA(sha)))).status).toBe(200);
+  }
+  await api.webhook('push', payloads.push('acme/web', '16.0', SHA('3')));
+  await api.webhook('push', '{"truncated":');
+  const second = buildRef({ repo: 'oca/web', target_branch: '12.0', pr: null, git_commit: SHA('2') });
+
+  // One init slot: the second build waits in line.
+  const text = await waitFor('both builds counted and one queued', async () => {
+    const scraped = await scrape();
+    return sample(scraped, 'runboat_builds{status="initializing"}') === 2 &&
+      sample(scraped, 'runboat_init_queue_length') === 1
+      ? scraped
+      : undefined;
+  });
+  expect(sample(text, 'runboat_builds{status="started"}')).toBe(0);
+  expect(sample(text, 'runboat_webhooks_total{event="push",outcome="started"}')).toBe(2);
+  expect(sample(text, 'runboat_webhooks_total{event="push",outcome="ignored"}')).toBe(1);
+  expect(sample(text, 'runboat_webhooks_total{event="push",outcome="rejected"}')).toBe(1);
+  expect(text).toContain(
+    'runboat_http_request_duration_seconds_count{method="POST",route="/webhooks/github",status="200"}',
+  );
+  expect(text).not.toContain(second.name);
+});
