@@ -10,7 +10,15 @@ import type { WebhookObserver } from './webhooks';
 // Prometheus metrics of the API process, read from Temporal at scrape time (so every API
 // instance reports the same numbers). Activity latencies come from the worker's own endpoint.
 
-const STATUSES: BuildStatus[] = ['initializing', 'failed', 'stopped', 'starting', 'started', 'stopping', 'undeploying'];
+const STATUSES: BuildStatus[] = [
+  'initializing',
+  'failed',
+  'stopped',
+  'starting',
+  'started',
+  'stopping',
+  'undeploying',
+];
 
 export interface ApiMetrics {
   registry: Registry;

@@ -17,7 +17,9 @@ const PINO_LEVEL: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'
  */
 export function installRuntime(config: Config): void {
   Runtime.install({
-    logger: new DefaultLogger('INFO', ({ level, message, meta }) => logger[PINO_LEVEL[level]](meta ?? {}, message)),
+    logger: new DefaultLogger('INFO', ({ level, message, meta }) =>
+      logger[PINO_LEVEL[level]](meta ?? {}, message),
+    ),
     telemetryOptions: config.workerMetricsAddress
       ? { metrics: { prometheus: { bindAddress: config.workerMetricsAddress, countersTotalSuffix: true } } }
       : undefined,
