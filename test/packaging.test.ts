@@ -1,0 +1,319 @@
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import {
+  createWriteStream,
+  existsSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { Client, Connection } from '@temporalio/client';
+import { temporal as proto } from '@temporalio/proto';
+import { parse } from 'yaml';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startBuild } from '../api/build-client';
+import { searchAttributeDeclarations } from '../common/search-attributes';
+import { binary } from '../scripts/paths';
+import { buildWorkflowId } from '../workflows/definitions';
+import { freePort } from '../scripts/processes';
+import { SHA, TestCluster, testConfig, waitFor } from './helpers';
+
+// What of the production packaging can run here, where no container engine runs and no image
+// can be pulled: the compose file's structure (and `docker compose config` where the CLI is),
+// its Temporal setup script against a real Temporal server, the Dockerfile's stages, and the
+// images' entry points, built as the Dockerfile builds them, run by Node against the substrate.
+
+const execFileAsync = promisify(execFile);
+const root = path.resolve(__dirname, '..');
+const read = (file: string) => readFileSync(path.join(root, file), 'utf8');
+
+interface ComposeService {
+  image?: string;
+  build?: { context: string; target?: string };
+  env_file?: string[];
+  environment?: Record<string, string>;
+  depends_on?: Record<string, { condition: string }>;
+  entrypoint?: string[];
+  command?: string[];
+  ports?: string[];
+}
+const compose = parse(read('docker-compose.yml'), { merge: true }) as {
+  services: Record<string, ComposeService>;
+};
+
+/** `docker compose` as the docker CLI plugin, or a standalone `docker-compose` v2 provisioned. */
+function composeCommand(): string[] | undefined {
+  if (spawnSync('docker', ['compose', 'version']).status === 0) return ['docker', 'compose'];
+  for (const candidate of [binary('docker-compose'), 'docker-compose']) {
+    const probe = spawnSync(candidate, ['version']);
+    if (probe.status === 0 && /v2\./.test(String(probe.stdout))) return [candidate];
+  }
+  return undefined;
+}
+
+/** A compose command string as the container's shell receives it (compose turns `$$` into `$`). */
+const shellOf = (service: ComposeService) => {
+  expect(service.entrypoint).toEqual(['/bin/sh', '-c']);
+  return service.command![0].replaceAll('$$', '$');
+};
+
+describe('docker-compose.yml', () => {
+  it('runs Temporal on PostgreSQL, its Web UI, the worker and the API', () => {
+    const { services } = compose;
+    expect(Object.keys(services)).toEqual(
+      expect.arrayContaining(['postgresql', 'temporal', 'temporal-ui', 'temporal-setup', 'worker', 'api']),
+    );
+    expect(services.postgresql.image).toMatch(/^postgres:/);
+    expect(services.temporal.image).toMatch(/^temporalio\/server:/);
+    expect(services.temporal.environment).toMatchObject({ DB: 'postgres12', POSTGRES_SEEDS: 'postgresql' });
+    expect(services['temporal-ui'].image).toMatch(/^temporalio\/ui:/);
+    expect(services['temporal-ui'].environment?.TEMPORAL_ADDRESS).toBe('temporal:7233');
+
+    const stages = dockerfileStages();
+    for (const [name, target] of [
+      ['worker', 'worker'],
+      ['api', 'api'],
+    ]) {
+      const service = services[name];
+      expect(service.build).toEqual({ context: '.', target });
+      expect(stages.has(target)).toBe(true);
+      // Configured from an .env file; only the address of Temporal is the compose network's.
+      expect(service.env_file).toEqual(['${RUNBOAT_ENV_FILE:-.env}']);
+      expect(service.environment?.TEMPORAL_ADDRESS).toBe('temporal:7233');
+      expect(service.depends_on?.['temporal-setup']).toEqual({ condition: 'service_completed_successfully' });
+    }
+  });
+
+  it("registers exactly the project's search attributes", () => {
+    const script = shellOf(compose.services['temporal-setup']);
+    const declared = [...script.matchAll(/^\s*search_attribute (\w+) (\w+)$/gm)].map(
+      ([, n, t]) => `${n}=${t}`,
+    );
+    expect(declared.sort()).toEqual(searchAttributeDeclarations().sort());
+    expect(script).toContain('temporal operator search-attribute create');
+  });
+
+  const command = composeCommand();
+  it.runIf(command)('is valid for `docker compose config`', async () => {
+    const envFile = path.join(mkdtempSync(path.join(os.tmpdir(), 'runboat-compose-')), '.env');
+    writeFileSync(
+      envFile,
+      'RUNBOAT_BUILD_NAMESPACE=runboat-builds\nRUNBOAT_BUILD_DOMAIN=runboat.example.com\n',
+    );
+    const [file, ...args] = command!;
+    const { stdout } = await execFileAsync(
+      file,
+      [...args, '-f', path.join(root, 'docker-compose.yml'), 'config', '--format', 'json'],
+      { env: { ...process.env, RUNBOAT_ENV_FILE: envFile } },
+    );
+    const config = JSON.parse(stdout) as {
+      services: Record<string, ComposeService & { environment: object }>;
+    };
+    expect(config.services.api.environment).toMatchObject({
+      RUNBOAT_BUILD_NAMESPACE: 'runboat-builds',
+      TEMPORAL_ADDRESS: 'temporal:7233',
+    });
+    expect(config.services.worker.environment).toMatchObject({ RUNBOAT_BUILD_DOMAIN: 'runboat.example.com' });
+    // The setup script is left to the container's shell: nothing in it was interpolated.
+    expect(config.services['temporal-setup'].command).toEqual(compose.services['temporal-setup'].command);
+  });
+
+  it('creates the namespace and the search attributes on a Temporal server, idempotently', async () => {
+    const namespace = `compose-${randomBytes(3).toString('hex')}`;
+    const script = shellOf(compose.services['temporal-setup']);
+    const run = () =>
+      execFileAsync('/bin/sh', ['-c', script], {
+        env: {
+          ...process.env,
+          PATH: `${path.dirname(binary('temporal'))}:${process.env.PATH}`,
+          TEMPORAL_ADDRESS: inject('temporalAddress'),
+          RUNBOAT_TEMPORAL_NAMESPACE: namespace,
+        },
+        timeout: 100_000,
+      });
+    expect((await run()).stdout).toContain(`namespace ${namespace} ready`);
+    // Again, as on every `docker compose up`: everything exists already.
+    expect((await run()).stdout).toContain(`namespace ${namespace} ready`);
+
+    const connection = await Connection.connect({ address: inject('temporalAddress') });
+    try {
+      const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
+      const typeName: Record<number, string> = {
+        [proto.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD]: 'Keyword',
+        [proto.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_INT]: 'Int',
+        [proto.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_DATETIME]: 'Datetime',
+      };
+      const registered = Object.entries(customAttributes ?? {})
+        .filter(([name]) => name.startsWith('Runboat'))
+        .map(([name, type]) => `${name}=${typeName[type] ?? type}`);
+      expect(registered.sort()).toEqual(searchAttributeDeclarations().sort());
+    } finally {
+      await connection.close();
+    }
+  });
+});
+
+/** Stage name -> its instructions, from the Dockerfile. */
+function dockerfileStages(): Map<string, string[]> {
+  const stages = new Map<string, string[]>();
+  let current: string[] = [];
+  const lines = read('Dockerfile')
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line && !line.startsWith('#'));
+  for (const line of lines) {
+    const from = /^FROM\s+\S+(?:\s+AS\s+(\S+))?/i.exec(line);
+    if (from) {
+      current = [];
+      stages.set(from[1] ?? `stage${stages.size}`, current);
+    }
+    current.push(line);
+  }
+  return stages;
+}
+
+describe('Dockerfile', () => {
+  const stages = dockerfileStages();
+  it('has an entry point per process, run by a non-root user on a slim Node image', () => {
+    expect(stages.get('worker')).toContain('CMD ["node", "dist/worker/main.js"]');
+    expect(stages.get('api')).toContain('CMD ["node", "dist/api/main.js"]');
+    const runtime = stages.get('runtime')!;
+    expect(runtime[0]).toMatch(/^FROM \$\{NODE_IMAGE\} AS runtime$/);
+    expect(read('Dockerfile')).toMatch(/^ARG NODE_IMAGE=node:20-[a-z]+-slim$/m);
+    expect(runtime).toContain('USER node');
+    expect(stages.get('worker')![0]).toBe('FROM runtime AS worker');
+    expect(stages.get('api')![0]).toBe('FROM runtime AS api');
+    // kubectl for `kubectl kustomize`, at the path the configuration is given.
+    expect(runtime.join('\n')).toMatch(/RUNBOAT_KUBECTL=\/usr\/local\/bin\/kubectl/);
+    expect(runtime).toContain('COPY --from=kubectl /usr/local/bin/kubectl /usr/local/bin/kubectl');
+  });
+
+  it('copies only files that exist and that .dockerignore lets through', () => {
+    const ignored = read('.dockerignore')
+      .split('\n')
+      .filter((line) => line && !line.startsWith('#'));
+    expect(ignored).toEqual(expect.arrayContaining(['node_modules', 'dist', '.env', '.git']));
+    for (const line of [...stages.values()].flat()) {
+      const copy = /^COPY\s+(?!--from)(.+)\s+\S+$/.exec(line);
+      if (!copy) continue;
+      for (const source of copy[1].split(/\s+/)) {
+        expect(existsSync(path.join(root, source)), source).toBe(true);
+        const top = source.split('/')[0];
+        const allowed = ignored.includes(`!${source}`) || !ignored.some((p) => p === top || p === `${top}/*`);
+        expect(allowed, `${source} is excluded by .dockerignore`).toBe(true);
+      }
+    }
+  });
+});
+
+describe('the compiled entry points', () => {
+  const config = testConfig();
+  const cluster = new TestCluster(config.buildNamespace);
+  const app = mkdtempSync(path.join(os.tmpdir(), 'runboat-image-'));
+  const processes: ChildProcess[] = [];
+  let port: number;
+
+  /** `node <entry>` from the image's layout (/app: dist/, node_modules/, package.json). */
+  const start = (entry: string, env: Record<string, string>) => {
+    const log = createWriteStream(path.join(app, `${path.basename(path.dirname(entry))}.log`));
+    const child = spawn(process.execPath, [entry], {
+      cwd: app,
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        NODE_ENV: 'production',
+        KUBECONFIG: inject('kubeconfig'),
+        TEMPORAL_ADDRESS: config.temporalAddress,
+        RUNBOAT_TASK_QUEUE: config.taskQueue,
+        RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
+        RUNBOAT_BUILD_DOMAIN: config.buildDomain,
+        RUNBOAT_KUBECTL: binary('kubectl'),
+        RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
+        RUNBOAT_GITHUB_API_URL: config.githubApiUrl,
+        RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
+        ...env,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.pipe(log);
+    child.stderr.pipe(log);
+    processes.push(child);
+    return child;
+  };
+  const exitOf = (child: ChildProcess) =>
+    new Promise<number | null>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve(child.exitCode);
+      else child.once('exit', (code) => resolve(code));
+    });
+  const url = (p: string) => `http://127.0.0.1:${port}${p}`;
+
+  beforeAll(async () => {
+    // As the Dockerfile's build stage: `npm run build`, then deploy/dist-assets.sh.
+    await execFileAsync('npm', ['run', 'build', '--', '--outDir', path.join(app, 'dist')], { cwd: root });
+    await execFileAsync('sh', ['deploy/dist-assets.sh', path.join(app, 'dist')], { cwd: root });
+    for (const dir of ['scripts', 'test'])
+      rmSync(path.join(app, 'dist', dir), { recursive: true, force: true });
+    symlinkSync(path.join(root, 'node_modules'), path.join(app, 'node_modules'));
+    writeFileSync(path.join(app, 'package.json'), read('package.json'));
+    await cluster.createNamespace();
+    port = await freePort();
+  }, 170_000);
+
+  afterAll(async () => {
+    for (const child of processes) child.kill('SIGKILL');
+    rmSync(app, { recursive: true, force: true });
+  });
+
+  it('carries the kubefiles and the UI beside the compiled code', () => {
+    expect(existsSync(path.join(app, 'dist', 'kubefiles', 'kustomization.yaml.jinja'))).toBe(true);
+    expect(existsSync(path.join(app, 'dist', 'workflows', 'index.js'))).toBe(true);
+    if (existsSync(path.join(root, 'api', 'ui')))
+      expect(existsSync(path.join(app, 'dist', 'api', 'ui', 'home.html'))).toBe(true);
+  });
+
+  it('run a build with no TypeScript and no source tree, and stop on SIGTERM', async () => {
+    const worker = start('dist/worker/main.js', {});
+    const api = start('dist/api/main.js', { PORT: String(port) });
+    await waitFor('the API', async () => (await fetch(url('/healthz'))).ok);
+    await waitFor('the API to be ready', async () => (await fetch(url('/readyz'))).ok);
+    if (existsSync(path.join(root, 'api', 'ui', 'home.html'))) {
+      const home = await fetch(url('/'));
+      expect(home.status).toBe(200);
+      expect(home.headers.get('content-type')).toMatch(/text\/html/);
+    }
+
+    // The worker bundles dist/workflows, renders dist/kubefiles with kubectl and applies them.
+    const connection = await Connection.connect({ address: config.temporalAddress });
+    try {
+      const client = new Client({ connection, namespace: config.temporalNamespace });
+      const build = await startBuild(client, config, {
+        repo: 'OCA/mis-builder',
+        target_branch: '16.0',
+        pr: null,
+        git_commit: SHA('d'),
+      });
+      const deployment = await waitFor('the Deployment', () => cluster.deployment(build.name), 60_000);
+      expect(deployment.metadata?.name).toBe(`${build.name}-odoo`);
+      const response = await fetch(url(`/api/v1/builds/${build.name}`));
+      expect(response.status).toBe(200);
+      expect(((await response.json()) as { name: string }).name).toBe(build.name);
+      await client.workflow
+        .getHandle(buildWorkflowId(build.name))
+        .terminate('test over')
+        .catch(() => undefined);
+    } finally {
+      await connection.close();
+    }
+
+    api.kill('SIGTERM');
+    worker.kill('SIGTERM');
+    expect(await exitOf(api)).toBe(0);
+    expect(await exitOf(worker)).toBe(0);
+  });
+});
