@@ -1,0 +1,338 @@
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { Context } from '@temporalio/activity';
+import type { WorkflowHandle } from '@temporalio/client';
+import { SearchAttributeType } from '@temporalio/common';
+import { tsToMs } from '@temporalio/common/lib/time';
+import { temporal } from '@temporalio/proto';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { afterEach, beforeEach, expect, it, vi } from 'vitest';
+import type { BuildActivities } from '../activities';
+import { buildRef } from '../common/build';
+import { searchAttributes } from '../common/search-attributes';
+import type { BuildSnapshot, JobKind, JobOutcome } from '../common/types';
+import { binary } from '../scripts/paths';
+import type { buildWorkflow } from '../workflows/build';
+import {
+  buildStateQuery,
+  startSignal,
+  stopSignal,
+  undeploySignal,
+  type LifecycleSettings,
+} from '../workflows/definitions';
+import { slotGrantedSignal } from '../workflows/init-slots';
+import { waitFor } from './helpers';
+
+// The build workflow's timers (init timeout, cleanup backoff) on Temporal's time-skipping test
+// server, with stubbed activities: hours of workflow time pass in seconds, and nothing touches
+// Kubernetes.
+
+const { EventType, IndexedValueType } = temporal.api.enums.v1;
+type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
+
+let env: TestWorkflowEnvironment;
+
+beforeEach(async () => {
+  env = await TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: binary('temporal-test-server') } },
+  });
+  // The test server rejects upserts of unknown search attributes ("search attribute
+  // RunboatCommit is not defined"), failing every workflow task: register the build's.
+  const indexedType: Record<string, temporal.api.enums.v1.IndexedValueType> = {
+    [SearchAttributeType.KEYWORD]: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+    [SearchAttributeType.INT]: IndexedValueType.INDEXED_VALUE_TYPE_INT,
+    [SearchAttributeType.DATETIME]: IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+  };
+  await env.connection.operatorService.addSearchAttributes({
+    namespace: 'default',
+    searchAttributes: Object.fromEntries(
+      Object.values(searchAttributes).map((key) => [key.name, indexedType[key.type]]),
+    ),
+  });
+});
+
+afterEach(async () => {
+  await env?.teardown();
+});
+
+const build = buildRef({ repo: 'oca/x', target_branch: '16.0', pr: null, git_commit: 'a'.repeat(40) });
+
+/** Resolves never: heartbeats until the workflow cancels the activity, then rejects. */
+async function untilCancelled(onCancel?: () => void): Promise<never> {
+  const context = Context.current();
+  context.heartbeat();
+  const beat = setInterval(() => context.heartbeat(), 200);
+  try {
+    return await context.cancelled;
+  } catch (error) {
+    onCancel?.();
+    throw error;
+  } finally {
+    clearInterval(beat);
+  }
+}
+
+type Waits = {
+  waitForJob: (name: string, kind: JobKind) => Promise<JobOutcome>;
+  waitForReadyReplicas: (name: string, replicas: number) => Promise<void>;
+};
+
+/** Activities that record their calls; the two watches behave as each test says. */
+function stubActivities(waits: Partial<Waits> = {}) {
+  return {
+    // The init slot coordinator, played here: every request is granted at once.
+    requestInitSlot: vi.fn<BuildActivities['requestInitSlot']>(async (workflowId) => {
+      await env.client.workflow.getHandle(workflowId).signal(slotGrantedSignal);
+    }),
+    deployedBuilds: vi.fn<BuildActivities['deployedBuilds']>(async () => []),
+    endedWorkflows: vi.fn<BuildActivities['endedWorkflows']>(async () => []),
+    reportCommitStatus: vi.fn<BuildActivities['reportCommitStatus']>(async () => undefined),
+    applyKubefiles: vi.fn<BuildActivities['applyKubefiles']>(async () => undefined),
+    scaleBuild: vi.fn<BuildActivities['scaleBuild']>(async () => undefined),
+    setInitStatus: vi.fn<BuildActivities['setInitStatus']>(async () => undefined),
+    deleteJobs: vi.fn<BuildActivities['deleteJobs']>(async () => undefined),
+    keepInitLog: vi.fn<BuildActivities['keepInitLog']>(async () => undefined),
+    deleteBuild: vi.fn<BuildActivities['deleteBuild']>(async () => undefined),
+    waitForJob: vi.fn<BuildActivities['waitForJob']>(
+      waits.waitForJob ?? (async () => ({ succeeded: true }) as const),
+    ),
+    waitForReadyReplicas: vi.fn<BuildActivities['waitForReadyReplicas']>(
+      waits.waitForReadyReplicas ?? (async () => undefined),
+    ),
+  } satisfies BuildActivities;
+}
+
+type Stubs = ReturnType<typeof stubActivities>;
+
+/** Runs a worker with `activities` on its own task queue while `test` drives one build workflow. */
+async function withBuild(
+  activities: Stubs,
+  settings: LifecycleSettings,
+  test: (handle: WorkflowHandle<typeof buildWorkflow>) => Promise<void>,
+): Promise<void> {
+  const taskQueue = `time-skipping-${randomBytes(4).toString('hex')}`;
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowsPath: path.resolve(__dirname, '..', 'workflows'),
+    activities,
+    // Heartbeats (and the cancellations they bring back) flow at once, not every 24 s.
+    maxHeartbeatThrottleInterval: '100 milliseconds',
+  });
+  await worker.runUntil(async () => {
+    const handle = await env.client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
+      args: [{ build, settings }],
+      taskQueue,
+      workflowId: `build-${build.name}-${taskQueue}`,
+    });
+    try {
+      await test(handle);
+    } finally {
+      await handle.terminate('test over').catch(() => undefined);
+    }
+  });
+}
+
+const state = (handle: WorkflowHandle) => handle.query(buildStateQuery);
+
+async function untilStatus(handle: WorkflowHandle, status: BuildSnapshot['status']): Promise<BuildSnapshot> {
+  return waitFor(`status ${status}`, async () => {
+    const current = await state(handle);
+    return current.status === status && current;
+  });
+}
+
+async function history(handle: WorkflowHandle): Promise<HistoryEvent[]> {
+  return (await handle.fetchHistory()).events ?? [];
+}
+
+const timerSeconds = (event: HistoryEvent) =>
+  tsToMs(event.timerStartedEventAttributes?.startToFireTimeout) / 1000;
+
+const defaults: LifecycleSettings = { maxInitializing: 1, initTimeoutSeconds: 1200, noCleanupJob: false };
+
+it('fails a build whose init job outlives the init timeout, and deletes the job', async () => {
+  let watchCancelled = false;
+  const activities = stubActivities({
+    async waitForJob() {
+      // The test server stops skipping time while an activity attempt runs: each attempt holds a
+      // time lock until it ends. This attempt never ends by itself, so it gives its lock back
+      // while it runs (and takes it again before it ends, keeping the count balanced).
+      const testService = env.connection.testService!;
+      await testService.unlockTimeSkipping({});
+      try {
+        return await untilCancelled(() => {
+          watchCancelled = true;
+        });
+      } finally {
+        await testService.lockTimeSkipping({});
+      }
+    },
+  });
+  await withBuild(activities, defaults, async (handle) => {
+    await waitFor('the init job watch', async () => activities.waitForJob.mock.calls.length > 0);
+    expect((await state(handle)).init_status).toBe('started');
+
+    // Twenty minutes of workflow time in 20 s steps, each short of the watch's 30 s heartbeat
+    // timeout, letting a heartbeat land between steps: the watch stays one live attempt.
+    const start = await env.currentTimeMs();
+    while (!watchCancelled && (await env.currentTimeMs()) - start < 1_300_000) {
+      await env.sleep('20 seconds');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    }
+    const failed = await untilStatus(handle, 'failed');
+    expect(failed.init_status).toBe('failed');
+    expect(failed.last_error).toContain('timed out after 1200 s');
+
+    const name = build.name;
+    expect(activities.waitForJob.mock.calls).toEqual([[name, 'initialize']]);
+    expect(activities.setInitStatus).toHaveBeenLastCalledWith(name, 'failed');
+    // The timed-out job is deleted once the watch has given up on it.
+    const watchOrder = activities.waitForJob.mock.invocationCallOrder[0];
+    const deletesAfterWatch = activities.deleteJobs.mock.calls.filter(
+      (_, i) => activities.deleteJobs.mock.invocationCallOrder[i] > watchOrder,
+    );
+    expect(deletesAfterWatch).toEqual([[name, 'initialize']]);
+    expect(activities.keepInitLog).toHaveBeenCalledWith(name);
+    expect(activities.scaleBuild.mock.calls.filter(([, replicas]) => replicas === 1)).toEqual([]);
+    expect(watchCancelled).toBe(true);
+
+    // The reason is in the history: the 1200 s timer started and fired.
+    const events = await history(handle);
+    const started = events.filter((e) => e.eventType === EventType.EVENT_TYPE_TIMER_STARTED);
+    expect(started.map(timerSeconds)).toEqual([1200]);
+    const fired = events.filter((e) => e.eventType === EventType.EVENT_TYPE_TIMER_FIRED);
+    expect(fired.map((e) => e.timerFiredEventAttributes?.timerId)).toEqual([
+      started[0].timerStartedEventAttributes?.timerId,
+    ]);
+  });
+});
+
+it('retries a failing cleanup job with exponential backoff before deleting the build', async () => {
+  let cleanupAttempts = 0;
+  const seen: BuildSnapshot[] = [];
+  const activities = stubActivities({
+    async waitForJob(_name, kind) {
+      if (kind === 'initialize') return { succeeded: true };
+      cleanupAttempts++;
+      if (cleanupAttempts > 1) {
+        const { workflowId } = Context.current().info.workflowExecution!;
+        seen.push(await env.client.workflow.getHandle(workflowId).query(buildStateQuery));
+      }
+      return cleanupAttempts <= 3 ? { succeeded: false, reason: 'dropdb failed' } : { succeeded: true };
+    },
+  });
+  await withBuild(activities, defaults, async (handle) => {
+    await untilStatus(handle, 'started');
+    await handle.signal(undeploySignal);
+    await handle.result();
+
+    const cleanupWaits = activities.waitForJob.mock.calls
+      .map(([, kind], i) => ({ kind, order: activities.waitForJob.mock.invocationCallOrder[i] }))
+      .filter(({ kind }) => kind === 'cleanup');
+    expect(cleanupWaits).toHaveLength(4);
+    expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'cleanup')).toHaveLength(4);
+    expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
+    expect(activities.deleteBuild.mock.invocationCallOrder[0]).toBeGreaterThan(cleanupWaits[3].order);
+
+    // What the build page showed while the cleanup kept failing.
+    expect(seen.map((s) => s.status)).toEqual(['undeploying', 'undeploying', 'undeploying']);
+    expect(seen.map((s) => s.last_error)).toEqual([
+      'cleanup job failed (attempt 1): dropdb failed',
+      'cleanup job failed (attempt 2): dropdb failed',
+      'cleanup job failed (attempt 3): dropdb failed',
+    ]);
+
+    // Between attempts, the workflow slept on timers doubling from one minute.
+    const events = await history(handle);
+    const steps = events.flatMap((e) => {
+      if (e.eventType === EventType.EVENT_TYPE_TIMER_STARTED) return [`timer ${timerSeconds(e)}s`];
+      const type = e.activityTaskScheduledEventAttributes?.activityType?.name;
+      return type === 'waitForJob' || type === 'deleteBuild' ? [type] : [];
+    });
+    expect(steps).toEqual([
+      'waitForJob', // initialize, raced against its timeout:
+      'timer 1200s',
+      'waitForJob',
+      'timer 60s',
+      'waitForJob',
+      'timer 120s',
+      'waitForJob',
+      'timer 240s',
+      'waitForJob',
+      'deleteBuild',
+    ]);
+    expect(events.filter((e) => e.eventType === EventType.EVENT_TYPE_TIMER_FIRED)).toHaveLength(3);
+  });
+});
+
+it('undeploys without a cleanup job when no_cleanup_job is set', async () => {
+  const activities = stubActivities();
+  await withBuild(activities, { ...defaults, noCleanupJob: true }, async (handle) => {
+    await untilStatus(handle, 'started');
+    await handle.signal(undeploySignal);
+    await handle.result();
+
+    expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'cleanup')).toEqual([]);
+    expect(activities.waitForJob.mock.calls.filter(([, kind]) => kind === 'cleanup')).toEqual([]);
+    expect(activities.deleteJobs).not.toHaveBeenCalledWith(build.name, 'cleanup');
+    expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
+    expect(activities.scaleBuild.mock.lastCall?.slice(0, 2)).toEqual([build.name, 0]);
+  });
+});
+
+it('stops a build that is still starting', async () => {
+  let startWatchCancelled = false;
+  const activities = stubActivities({
+    async waitForReadyReplicas(_name, replicas) {
+      if (replicas === 1) {
+        await untilCancelled(() => {
+          startWatchCancelled = true;
+        });
+      }
+    },
+  });
+  await withBuild(activities, defaults, async (handle) => {
+    await waitFor('the start watch', async () =>
+      activities.waitForReadyReplicas.mock.calls.some(([, replicas]) => replicas === 1),
+    );
+    expect((await state(handle)).status).toBe('starting');
+    expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1]);
+
+    await handle.signal(stopSignal);
+    const stopped = await untilStatus(handle, 'stopped');
+    expect(stopped.init_status).toBe('succeeded');
+    expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1, 0]);
+    expect(activities.applyKubefiles).toHaveBeenLastCalledWith(build, 'stop');
+    expect(activities.waitForReadyReplicas).toHaveBeenLastCalledWith(build.name, 0);
+    await waitFor('the start watch to be cancelled', async () => startWatchCancelled);
+  });
+});
+
+it('re-runs initialization when a failed build is started', async () => {
+  let initAttempts = 0;
+  const activities = stubActivities({
+    async waitForJob() {
+      initAttempts++;
+      return initAttempts === 1 ? { succeeded: false, reason: 'odoo -i failed' } : { succeeded: true };
+    },
+  });
+  await withBuild(activities, defaults, async (handle) => {
+    const failed = await untilStatus(handle, 'failed');
+    expect(failed).toMatchObject({ init_status: 'failed', last_error: 'odoo -i failed' });
+    expect(activities.setInitStatus).toHaveBeenLastCalledWith(build.name, 'failed');
+
+    await handle.signal(startSignal);
+    const started = await untilStatus(handle, 'started');
+    expect(started).toMatchObject({ init_status: 'succeeded', last_error: null });
+    expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'initialize')).toEqual([
+      [build, 'initialize'],
+      [build, 'initialize'],
+    ]);
+    expect(activities.waitForJob.mock.calls).toEqual([
+      [build.name, 'initialize'],
+      [build.name, 'initialize'],
+    ]);
+  });
+});
