@@ -143,12 +143,16 @@ export class BuildCluster {
     });
     const newest = items.sort((a, b) => podTime(b) - podTime(a))[0];
     if (newest?.metadata?.name && newest.status?.phase !== 'Pending') {
-      return this.core.readNamespacedPodLog({
-        name: newest.metadata.name,
-        namespace: this.namespace,
-        container: newest.spec?.containers[0]?.name,
-        limitBytes: MAX_LOG_BYTES,
-      });
+      const log = await this.core
+        .readNamespacedPodLog({
+          name: newest.metadata.name,
+          namespace: this.namespace,
+          container: newest.spec?.containers[0]?.name,
+          limitBytes: MAX_LOG_BYTES,
+        })
+        // The node's kubelet may be unreachable (or simulated, without logs): use the kept copy.
+        .catch(() => undefined);
+      if (log !== undefined) return log;
     }
     if (kind === 'deployment') return undefined;
     const kept = await this.core

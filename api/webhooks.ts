@@ -1,4 +1,4 @@
-import { Webhooks } from '@octokit/webhooks';
+import type { Webhooks } from '@octokit/webhooks';
 import type { Client } from '@temporalio/client';
 import express, { Router } from 'express';
 import { z } from 'zod';
@@ -41,9 +41,7 @@ export function webhookRouter(
   observe: WebhookObserver = () => undefined,
 ): Router {
   const router = Router();
-  const verifier = config.githubWebhookSecret
-    ? new Webhooks({ secret: config.githubWebhookSecret })
-    : undefined;
+  const verifier = config.githubWebhookSecret ? webhookVerifier(config.githubWebhookSecret) : undefined;
 
   router.post(
     '/webhooks/github',
@@ -54,7 +52,8 @@ export function webhookRouter(
         const body = Buffer.isBuffer(request.body) ? request.body.toString('utf8') : '';
         if (verifier) {
           const signature = request.get('x-hub-signature-256') ?? '';
-          const valid = signature !== '' && (await verifier.verify(body, signature).catch(() => false));
+          const valid =
+            signature !== '' && (await (await verifier).verify(body, signature).catch(() => false));
           if (!valid) throw new HttpError(401, 'missing or invalid X-Hub-Signature-256');
         }
         let payload: unknown;
@@ -122,6 +121,15 @@ export function webhookRouter(
   }
 
   return router;
+}
+
+/**
+ * @octokit/webhooks is published as ES modules only, and its own dependency declares no
+ * CommonJS entry: a dynamic import loads it from this CommonJS module under plain Node too.
+ */
+export async function webhookVerifier(secret: string): Promise<Webhooks> {
+  const { Webhooks } = await import('@octokit/webhooks');
+  return new Webhooks({ secret });
 }
 
 function parse<T>(schema: z.ZodType<T>, payload: unknown): T {

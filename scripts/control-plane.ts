@@ -12,6 +12,8 @@ import { freePort, startDaemon, waitUntil, type Daemon } from './processes';
 export interface ControlPlane {
   server: string;
   kubeconfigPath: string;
+  /** Holds the service-account signing key (`sa.key`) and the serving cert (`apiserver.crt`). */
+  pkiDir: string;
   stop(): Promise<void>;
 }
 
@@ -26,7 +28,7 @@ export async function startControlPlane(workDir: string): Promise<ControlPlane> 
     const { server, token, caData } = await startApiServer(workDir, etcdUrl, daemons);
     const kubeconfigPath = path.join(workDir, 'kubeconfig');
     writeFileSync(kubeconfigPath, kubeconfig(server, token, caData), { mode: 0o600 });
-    return { server, kubeconfigPath, stop };
+    return { server, kubeconfigPath, pkiDir: path.join(workDir, 'pki'), stop };
   } catch (error) {
     await stop();
     throw error;

@@ -1,78 +1,130 @@
+import path from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import path from 'node:path';
+import { GitHub } from '../activities/github';
 import { BuildCluster } from '../activities/kubernetes';
+import { createApp } from '../api/app';
 import { ConfigError, loadConfig, withDotEnv } from '../common/config';
 import { logger } from '../common/logger';
+import { installRuntime } from '../worker/runtime';
 import { ensureEvictionSchedule } from '../worker/schedule';
 import { createWorker } from '../worker/worker';
-import { startControlPlane } from './control-plane';
 import { binary, cacheDir } from './paths';
+import { startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer } from './temporal-dev';
 
-// `npm start`: the service on one machine. Starts a Temporal dev server unless TEMPORAL_ADDRESS
-// is given and a local control plane unless KUBECONFIG is given, both keeping their data in
-// the cache folder so that builds survive a restart; then runs the worker until Ctrl-C.
+// `npm start`: the whole service on one machine. Starts a Temporal dev server (with its Web UI)
+// unless TEMPORAL_ADDRESS is given, and a simulated cluster (real control plane, kwok nodes)
+// unless KUBECONFIG is given, both keeping their data under the state folder so that builds
+// survive a restart; then runs the worker and the API until Ctrl-C.
 
-const DEMO_DEFAULTS: Record<string, string> = {
+const IMAGE = 'ghcr.io/oca/oca-ci/py3.10-odoo16.0:latest';
+
+export const DEMO_DEFAULTS: Record<string, string> = {
   RUNBOAT_BUILD_NAMESPACE: 'runboat-builds',
   RUNBOAT_BUILD_DOMAIN: 'runboat.localhost',
+  // Branches named fail-* fail their init in the simulated cluster, to show both outcomes.
   RUNBOAT_REPOS: JSON.stringify([
-    { repo: '.*', branch: '.*', builds: [{ image: 'ghcr.io/oca/oca-ci/py3.10-odoo16.0:latest' }] },
+    {
+      repo: '.*',
+      branch: '^fail-',
+      builds: [{ image: IMAGE, template_vars: { simulate_init_failure: true } }],
+    },
+    { repo: '.*', branch: '.*', builds: [{ image: IMAGE }] },
   ]),
+  RUNBOAT_API_ADMIN_USER: 'admin',
+  RUNBOAT_API_ADMIN_PASSWD: 'admin',
+  RUNBOAT_GITHUB_WEBHOOK_SECRET: 'demo-secret',
   RUNBOAT_KUBECTL: binary('kubectl'),
   // The demo repos are not yours to post statuses on; set a token and turn them back on.
   RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
 };
 
+const stateDir = process.env.RUNBOAT_LOCAL_STATE_DIR ?? path.join(cacheDir, 'local');
+
 async function main(): Promise<void> {
-  const env = { ...DEMO_DEFAULTS, ...withDotEnv(process.env) };
+  const env: NodeJS.ProcessEnv = { ...DEMO_DEFAULTS, ...withDotEnv(process.env) };
   const stack: Array<() => Promise<void>> = [];
   const stopAll = async () => {
-    for (const stop of stack.reverse()) await stop();
+    for (const stop of stack.reverse())
+      await stop().catch((error: unknown) => logger.error({ err: error }, 'stop failed'));
   };
-  try {
-    if (!env.TEMPORAL_ADDRESS) {
-      const dir = path.join(cacheDir, 'local', 'temporal');
-      const temporal = await startTemporalDevServer(dir, {
-        port: 7233,
-        uiPort: 8233,
-        dbFile: path.join(dir, 'temporal.db'),
-      });
-      stack.push(temporal.stop);
-      env.TEMPORAL_ADDRESS = temporal.address;
-      logger.info({ address: temporal.address, webUi: temporal.uiUrl }, 'Temporal dev server started');
-    }
-    if (!env.KUBECONFIG) {
-      const controlPlane = await startControlPlane(path.join(cacheDir, 'local', 'kubernetes'));
-      stack.push(controlPlane.stop);
-      env.KUBECONFIG = controlPlane.kubeconfigPath;
-      logger.info(
-        { server: controlPlane.server, kubeconfig: controlPlane.kubeconfigPath },
-        'local control plane started',
-      );
-    }
-    const config = loadConfig(env);
-    const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromFile(env.KUBECONFIG);
-    await ensureNamespace(kubeConfig, config.buildNamespace);
-    const connection = await NativeConnection.connect({ address: config.temporalAddress });
-    stack.push(() => connection.close());
-    const clientConnection = await Connection.connect({ address: config.temporalAddress });
-    stack.push(() => clientConnection.close());
-    const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
-    await ensureEvictionSchedule(client, config);
-    const worker = await createWorker(
-      config,
-      connection,
-      new BuildCluster(kubeConfig, config.buildNamespace),
-    );
-    // The SDK shuts the worker down gracefully on SIGINT/SIGTERM; run() then returns.
-    await worker.run();
-  } finally {
-    await stopAll();
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    void stopAll().then(() => process.exit(0));
+  };
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.once('SIGTERM', () => stop('SIGTERM'));
+
+  if (!env.TEMPORAL_ADDRESS) {
+    const dir = path.join(stateDir, 'temporal');
+    const temporal = await startTemporalDevServer(dir, {
+      port: Number(env.RUNBOAT_LOCAL_TEMPORAL_PORT ?? 7233),
+      uiPort: Number(env.RUNBOAT_LOCAL_TEMPORAL_UI_PORT ?? 8233),
+      dbFile: path.join(dir, 'temporal.db'),
+    });
+    stack.push(temporal.stop);
+    env.TEMPORAL_ADDRESS = temporal.address;
+    env.RUNBOAT_TEMPORAL_UI_URL ??= temporal.uiUrl;
   }
+  if (!env.KUBECONFIG) {
+    const cluster = await startSimulatedCluster(path.join(stateDir, 'kubernetes'));
+    stack.push(cluster.stop);
+    env.KUBECONFIG = cluster.kubeconfigPath;
+  }
+  env.RUNBOAT_BASE_URL ??= `http://localhost:${env.PORT ?? 8000}`;
+  const config = loadConfig(env);
+  installRuntime(config);
+
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(env.KUBECONFIG);
+  await ensureNamespace(kubeConfig, config.buildNamespace);
+  const cluster = new BuildCluster(kubeConfig, config.buildNamespace);
+
+  const connection = await Connection.connect({ address: config.temporalAddress });
+  stack.push(() => connection.close());
+  const client = new Client({ connection, namespace: config.temporalNamespace });
+  await ensureEvictionSchedule(client, config);
+
+  const nativeConnection = await NativeConnection.connect({ address: config.temporalAddress });
+  stack.push(() => nativeConnection.close());
+  const worker = await createWorker(config, nativeConnection, cluster);
+  const running = worker.run();
+  stack.push(async () => {
+    if (worker.getState() === 'RUNNING') worker.shutdown();
+    await running;
+  });
+
+  const { app, events } = createApp({ config, client, cluster, github: new GitHub(config) });
+  const server = app.listen(config.port);
+  await new Promise((resolve) => server.once('listening', resolve));
+  stack.push(async () => {
+    events.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  const url = `http://localhost:${config.port}`;
+  logger.info(
+    { builds: `${url}/`, temporalWebUi: config.temporalUiUrl, kubeconfig: env.KUBECONFIG },
+    'runboat is up',
+  );
+  process.stdout.write(
+    [
+      '',
+      `  Builds:           ${url}/`,
+      `  API:              ${url}/api/v1/builds`,
+      `  Temporal Web UI:  ${config.temporalUiUrl}`,
+      `  Kubernetes:       KUBECONFIG=${env.KUBECONFIG}`,
+      '',
+      `  Send demo webhooks:  npm run demo -- ${url}`,
+      '',
+    ].join('\n') + '\n',
+  );
 }
 
 async function ensureNamespace(kubeConfig: KubeConfig, name: string): Promise<void> {

