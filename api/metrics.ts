@@ -2,23 +2,13 @@ import type { Client } from '@temporalio/client';
 import type { RequestHandler } from 'express';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config } from '../common/config';
-import type { BuildStatus } from '../common/types';
+import { BUILD_STATUSES } from '../common/types';
 import { initSlotsQuery, initSlotsWorkflowId } from '../workflows/init-slots';
 import { listBuilds } from './build-client';
 import type { WebhookObserver } from './webhooks';
 
 // Prometheus metrics of the API process, read from Temporal at scrape time (so every API
 // instance reports the same numbers). Activity latencies come from the worker's own endpoint.
-
-const STATUSES: BuildStatus[] = [
-  'initializing',
-  'failed',
-  'stopped',
-  'starting',
-  'started',
-  'stopping',
-  'undeploying',
-];
 
 export interface ApiMetrics {
   registry: Registry;
@@ -36,7 +26,8 @@ export function createMetrics(config: Config, client: Client): ApiMetrics {
     registers: [registry],
     async collect() {
       const builds = await listBuilds(client, config);
-      for (const status of STATUSES) this.set({ status }, builds.filter((b) => b.status === status).length);
+      for (const status of BUILD_STATUSES)
+        this.set({ status }, builds.filter((b) => b.status === status).length);
     },
   });
   new Gauge({

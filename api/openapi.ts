@@ -1,4 +1,5 @@
 import type { Config } from '../common/config';
+import { BUILD_STATUSES } from '../common/types';
 
 // The API's contract, served at /api/v1/openapi.json; a test holds it to the real routes.
 
@@ -73,7 +74,7 @@ export function openApiDocument(config: Config) {
             repo_commit_link: { type: 'string' },
             webui_link: { type: 'string' },
             status: {
-              enum: ['initializing', 'failed', 'stopped', 'starting', 'started', 'stopping', 'undeploying'],
+              enum: BUILD_STATUSES,
             },
             init_status: { enum: ['todo', 'started', 'succeeded', 'failed'] },
             created: { type: 'string', format: 'date-time' },

@@ -22,8 +22,16 @@ export interface BuildRef {
 }
 
 /** The statuses runboat's API reports; clients rely on these exact seven names. */
-export type BuildStatus =
-  'initializing' | 'failed' | 'stopped' | 'starting' | 'started' | 'stopping' | 'undeploying';
+export const BUILD_STATUSES = [
+  'initializing',
+  'failed',
+  'stopped',
+  'starting',
+  'started',
+  'stopping',
+  'undeploying',
+] as const;
+export type BuildStatus = (typeof BUILD_STATUSES)[number];
 
 /** Mirrors the Deployment annotation `runboat/init-status`. */
 export type InitStatus = 'todo' | 'started' | 'succeeded' | 'failed';

@@ -30,7 +30,12 @@ const daemonsLeft = () => {
 
 it('runs the whole service locally and stops it cleanly', async () => {
   const [port, temporalPort, uiPort] = [await freePort(), await freePort(), await freePort()];
-  const env = { ...process.env, PORT: String(port), LOG_LEVEL: 'warn', RUNBOAT_LOCAL_STATE_DIR: stateDir };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    PORT: String(port),
+    LOG_LEVEL: 'warn',
+    RUNBOAT_LOCAL_STATE_DIR: stateDir,
+  };
   for (const name of ['TEMPORAL_ADDRESS', 'KUBECONFIG']) delete env[name];
   env.RUNBOAT_LOCAL_TEMPORAL_PORT = String(temporalPort);
   env.RUNBOAT_LOCAL_TEMPORAL_UI_PORT = String(uiPort);
