@@ -11,6 +11,7 @@ import { getBuildState, listBuilds, sendBuildCommand, startBuild, undeployBuilds
 import { errorHandler, HttpError } from './errors';
 import { BuildEvents } from './events';
 import { openApiDocument } from './openapi';
+import { uiRouter } from './ui';
 import { buildJson, listedBuildJson, statusCounts } from './views';
 import { createMetrics } from './metrics';
 import { webhookRouter } from './webhooks';
@@ -203,6 +204,7 @@ export function createApp(deps: ApiDependencies): Api {
   });
   app.use(webhookRouter(config, client, metrics.observeWebhook));
   app.use('/api/v1', api);
+  app.use(uiRouter({ config, client }));
   app.use('/api/v1', (_request, _response) => {
     throw new HttpError(404, 'no such endpoint');
   });

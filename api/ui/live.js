@@ -1,0 +1,45 @@
+/* global document, window, fetch */
+import { followBuildEvents, STATUS_LABELS } from './common.js';
+
+// `/builds/{name}?live` while the build is not up yet: follows its events and goes to the
+// instance as soon as it is started (starting it again if it stopped meanwhile).
+
+const section = document.querySelector('section.live');
+const name = section.dataset.build;
+const deployLink = section.dataset.deployLink;
+const status = document.getElementById('live-status');
+const message = document.getElementById('live-message');
+const spinner = document.getElementById('live-spinner');
+const failed = document.getElementById('live-failed');
+let startSent = false;
+
+const stream = followBuildEvents(
+  { build_name: name },
+  {
+    onEvent({ event, build }) {
+      if (event === 'del') {
+        stream.close();
+        spinner.hidden = true;
+        message.textContent = 'This build has been undeployed.';
+        return;
+      }
+      status.className = `badge status-${build.status}`;
+      status.textContent = STATUS_LABELS[build.status] || build.status;
+      if (build.status === 'started') {
+        stream.close();
+        message.textContent = 'The build is up: opening it…';
+        window.location.replace(deployLink);
+      } else if (build.status === 'stopped' && !startSent) {
+        startSent = true;
+        void fetch(`/api/v1/builds/${encodeURIComponent(name)}/start`, { method: 'POST' });
+      } else if (build.status === 'failed') {
+        spinner.hidden = true;
+        failed.hidden = false;
+        message.textContent = 'This build failed to initialize.';
+      } else if (build.status === 'undeploying') {
+        spinner.hidden = true;
+        message.textContent = 'This build is being undeployed; it cannot be started.';
+      }
+    },
+  },
+);

@@ -1,0 +1,330 @@
+import path from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getBuildState, startBuild } from '../api/build-client';
+import { escapeHtml } from '../api/ui';
+import type { BuildJson } from '../api/views';
+import { buildRef } from '../common/build';
+import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
+import { payloads, startTestApi, type TestApi } from './api-server';
+import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+
+// Builds of oca/website, a repo no other test file uses: workflow ids are unique per Temporal
+// server, and test files run side by side against one.
+// The Web UI in Debian's chromium, driven by playwright-core, against the real API, worker,
+// Temporal and kube-apiserver. The test plays the Job and Deployment controllers.
+
+const SCREENSHOTS = path.resolve(__dirname, '..', 'docs', 'screenshots');
+const TEMPORAL_UI = 'https://temporal.example.org';
+
+let config: ReturnType<typeof testConfig>;
+let cluster: TestCluster;
+let temporal: TestTemporal;
+let api: TestApi;
+let browser: Browser;
+let context: BrowserContext;
+let page: Page;
+/** Every URL the browser asked for: the UI must load nothing from elsewhere (no CDN). */
+const requested: string[] = [];
+const builds: Record<string, BuildRef> = {};
+
+const commit = (branch: string, pr: number | null, sha: string, repo = 'oca/website'): CommitInfo => ({
+  repo,
+  target_branch: branch,
+  pr,
+  git_commit: SHA(sha),
+});
+const reach = (build: BuildRef, status: BuildStatus) =>
+  waitFor(
+    `${build.name} ${status}`,
+    async () => (await getBuildState(temporal.client, build.name)).status === status,
+  );
+const listed = async (repo: string) =>
+  (await (await api.request('GET', `/api/v1/builds?repo=${repo}`)).json()) as BuildJson[];
+const card = (name: string) => page.locator(`article.card[data-build="${name}"]`);
+const cardStatus = (name: string, status: string) =>
+  page.locator(`article.card[data-build="${name}"][data-status="${status}"]`);
+
+beforeAll(async () => {
+  config = testConfig({
+    RUNBOAT_GITHUB_WEBHOOK_SECRET: 'webhook-secret',
+    RUNBOAT_TEMPORAL_UI_URL: TEMPORAL_UI,
+    RUNBOAT_BASE_URL: 'https://runboat.example.org',
+    RUNBOAT_NO_CLEANUP_JOB: 'true',
+  });
+  cluster = new TestCluster(config.buildNamespace);
+  await cluster.createNamespace();
+  cluster.playDeploymentController();
+  temporal = await testTemporal(config, cluster);
+  await temporal.startWorker();
+  api = await startTestApi(config, temporal.client, cluster);
+
+  builds.branch = await startBuild(temporal.client, config, commit('16.0', null, 'a'));
+  builds.pr = await startBuild(temporal.client, config, commit('16.0', 12, 'b'));
+  await cluster.finishJob(builds.branch.name, 'initialize', true);
+  await cluster.finishJob(builds.pr.name, 'initialize', false);
+  builds.older = await startBuild(temporal.client, config, commit('17.0', null, 'c'));
+  await cluster.finishJob(builds.older.name, 'initialize', true);
+  await Promise.all([
+    reach(builds.branch, 'started'),
+    reach(builds.pr, 'failed'),
+    reach(builds.older, 'started'),
+  ]);
+  await api.request('POST', `/api/v1/builds/${builds.older.name}/stop`);
+  await reach(builds.older, 'stopped');
+  await waitFor('three builds listed', async () => (await listed('oca/website')).length === 3);
+
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-sync',
+    ],
+  });
+  context = await browser.newContext({
+    viewport: { width: 1280, height: 800 },
+    locale: 'en-GB',
+    timezoneId: 'UTC',
+    colorScheme: 'light',
+  });
+  context.on('request', (request) => requested.push(request.url()));
+  // Build hosts do not resolve here: the "instance" answers from the test.
+  await context.route('http://*.runboat.test/**', (route) =>
+    route.fulfill({ contentType: 'text/html', body: '<title>odoo</title>odoo' }),
+  );
+  page = await context.newPage();
+});
+
+afterAll(async () => {
+  await browser?.close();
+  cluster?.stopControllers();
+  await api?.close();
+  await temporal?.close();
+});
+
+describe('home', () => {
+  it('lists the repos, linking to their boards, and shows the status counts with their limits', async () => {
+    await page.goto(`${api.url}/`);
+    const repo = page.locator('a.repo-link', { hasText: 'oca/website' });
+    await repo.waitFor();
+    expect(await repo.getAttribute('href')).toBe('/builds?repo=oca%2Fwebsite');
+    const started = page.locator('.stat-started');
+    await started.waitFor();
+    expect((await started.innerText()).replace(/\s+/g, ' ')).toContain('1 / 6');
+    expect(await page.locator('.stat-failed .stat-value').innerText()).toBe('1');
+    expect(await page.locator('meter').count()).toBe(3);
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'home.png'), fullPage: true });
+  });
+});
+
+describe('builds board', () => {
+  it('shows a build within 2 s of its webhook, in a new row on top', async () => {
+    await page.goto(`${api.url}/builds?repo=oca/website`);
+    await page.locator('#connection[data-state="live"]').waitFor();
+    await card(builds.branch.name).waitFor();
+    const name = buildRef(commit('15.0', null, 'd')).name;
+    const response = await api.webhook('push', payloads.push('OCA/website', '15.0', SHA('d')));
+    expect(response.status).toBe(200);
+    builds.pushed = buildRef(commit('15.0', null, 'd'));
+    await card(name).waitFor({ timeout: 2_000 });
+    // Newest first, and each branch or PR once: the pushed branch is the first row.
+    const rows = await page.locator('section.row:not([hidden]) h2').allInnerTexts();
+    expect(rows).toEqual(['15.0', '17.0', 'PR #12 → 16.0', '16.0']);
+    expect(await card(name).locator('.commit').innerText()).toBe(SHA('d').slice(0, 8));
+    expect(await card(name).locator('.commit').getAttribute('href')).toBe(
+      `https://github.com/oca/website/commit/${SHA('d')}`,
+    );
+  });
+
+  it('enables only the actions that apply', async () => {
+    const enabled = async (name: string) => ({
+      start: await card(name).locator('button[data-action="start"]').isEnabled(),
+      stop: await card(name).locator('button[data-action="stop"]').isEnabled(),
+      reset: await card(name).locator('button[data-action="reset"]').isEnabled(),
+    });
+    await cardStatus(builds.branch.name, 'started').waitFor();
+    expect(await enabled(builds.branch.name)).toEqual({ start: false, stop: true, reset: true });
+    expect(await enabled(builds.pr.name)).toEqual({ start: true, stop: false, reset: true });
+    expect(await enabled(builds.older.name)).toEqual({ start: true, stop: false, reset: true });
+  });
+
+  it('clicking stop shows the request pending, then the card stopped', async () => {
+    const stop = card(builds.branch.name).locator('button[data-action="stop"]');
+    await stop.click();
+    // Pending (or already stopping): no second click possible.
+    expect(await stop.isDisabled()).toBe(true);
+    await cardStatus(builds.branch.name, 'stopped').waitFor();
+    expect(await card(builds.branch.name).locator('.badge').innerText()).toMatch(/stopped/i);
+    await card(builds.branch.name).locator('button[data-action="start"]:not([disabled])').waitFor();
+    await reach(builds.branch, 'stopped');
+  });
+
+  it('filters by branch, PR number, commit and repo with the search box', async () => {
+    const visibleCards = async () => {
+      const cards = page.locator('li:not([hidden]) > article.card');
+      const names = await Promise.all((await cards.all()).map((c) => c.getAttribute('data-build')));
+      return names.sort();
+    };
+    const search = page.getByLabel('Filter builds');
+    await search.fill('#12');
+    expect(await visibleCards()).toEqual([builds.pr.name]);
+    expect(await page.locator('section.row:not([hidden])').count()).toBe(1);
+    await search.fill('17.0');
+    expect(await visibleCards()).toEqual([builds.older.name]);
+    await search.fill(SHA('d').slice(0, 7));
+    expect(await visibleCards()).toEqual([builds.pushed.name]);
+    expect(page.url()).toContain(`q=${SHA('d').slice(0, 7)}`);
+    await search.fill('nothing-like-this');
+    expect(await visibleCards()).toEqual([]);
+    expect(await page.locator('#board-empty').isVisible()).toBe(true);
+    await search.fill('oca/website');
+    expect(await visibleCards()).toHaveLength(4);
+    await search.fill('');
+    expect(await page.locator('#search-count').innerText()).toBe('4 builds');
+    await search.blur();
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'board.png'), fullPage: true });
+  });
+
+  it('fits a phone screen', async () => {
+    const phone = await context.newPage();
+    await phone.setViewportSize({ width: 375, height: 740 });
+    await phone.goto(`${api.url}/builds?repo=oca/website`);
+    await phone.locator(`article.card[data-build="${builds.branch.name}"]`).waitFor();
+    expect(await phone.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(375);
+    await phone.screenshot({ path: path.join(SCREENSHOTS, 'board-phone.png'), fullPage: true });
+    await phone.close();
+  });
+
+  it('reconnects when the event stream fails, and catches up', async () => {
+    const again = await context.newPage();
+    let refused = 0;
+    await again.route('**/api/v1/build-events?*', async (route) => {
+      if (refused++ < 2) await route.fulfill({ status: 503, body: 'down' });
+      else await route.continue();
+    });
+    await again.goto(`${api.url}/builds?repo=oca/website`);
+    await again.locator('#connection[data-state="live"]').waitFor();
+    expect(refused).toBeGreaterThanOrEqual(3);
+    await again.locator(`article.card[data-build="${builds.pr.name}"]`).waitFor();
+    await again.close();
+  });
+});
+
+describe('?live', () => {
+  it('starts a stopped build, waits on a live page, and redirects once it is started', async () => {
+    const build = builds.branch;
+    const state = await getBuildState(temporal.client, build.name);
+    expect(state.status).toBe('stopped');
+    const deployLink = `http://${build.slug}.runboat.test/`;
+    await page.goto(`${api.url}/builds/${build.name}?live`);
+    await page.waitForURL(deployLink);
+    expect(await page.content()).toContain('odoo');
+    expect((await getBuildState(temporal.client, build.name)).status).toBe('started');
+  });
+
+  it('answers a redirect at once when the build is started', async () => {
+    const response = await fetch(`${api.url}/builds/${builds.branch.name}?live`, { redirect: 'manual' });
+    expect(response.status).toBe(302);
+    expect(response.headers.get('location')).toBe(`http://${builds.branch.slug}.runboat.test`);
+  });
+
+  it('says a failed build failed, with its init log', async () => {
+    await page.goto(`${api.url}/builds/${builds.pr.name}?live`);
+    expect(await page.locator('#live-message').innerText()).toMatch(/failed to initialize/);
+    const log = page.getByRole('link', { name: 'Read the init log' });
+    expect(await log.getAttribute('href')).toBe(`/api/v1/builds/${builds.pr.name}/init-log`);
+  });
+
+  it('answers 404 for an unknown build', async () => {
+    const response = await fetch(`${api.url}/builds/no-such-build?live`);
+    expect(response.status).toBe(404);
+    expect(await response.text()).toContain('Build not found');
+  });
+});
+
+describe('build page', () => {
+  it('links to the instance, mail catcher, logs, GitHub and the workflow in the Temporal Web UI', async () => {
+    const build = builds.branch;
+    await page.goto(`${api.url}/builds/${build.name}`);
+    const temporalLink = page.locator('#temporal-link');
+    await temporalLink.waitFor();
+    expect(await temporalLink.getAttribute('href')).toBe(
+      `${TEMPORAL_UI}/namespaces/default/workflows/build-${build.name}`,
+    );
+    const href = (id: string) => page.locator(`#${id}`).getAttribute('href');
+    await cardStatus(build.name, 'started').waitFor();
+    expect(await href('live-link')).toBe(`http://${build.slug}.runboat.test`);
+    expect(await href('mail-link')).toBe(`http://${build.slug}.mail.runboat.test`);
+    expect(await href('init-log-link')).toBe(`/api/v1/builds/${build.name}/init-log`);
+    expect(await href('log-link')).toBe(`/api/v1/builds/${build.name}/log`);
+    expect(await href('commit-link')).toBe(`https://github.com/oca/website/commit/${SHA('a')}`);
+    expect(await href('branch-link')).toBe('https://github.com/oca/website/tree/16.0');
+  });
+
+  it('shows a timeline of the transitions and commands from the workflow history', async () => {
+    const timeline = page.locator('#timeline');
+    await page.locator('#timeline li', { hasText: 'Stop requested' }).waitFor();
+    const entries = (await timeline.locator('li .timeline-text').allInnerTexts()).reverse();
+    const expected = [
+      /^Build created/,
+      /^Initializing — waiting for an initialization slot/,
+      /^Initialization slot granted/,
+      /^Initializing — initializing the database/,
+      /^Started/,
+      /^Stop requested/,
+      /^Stopping/,
+      /^Stopped/,
+      /^Start requested/,
+      /^Started/,
+    ];
+    let at = 0;
+    for (const pattern of expected) {
+      const found = entries.findIndex((text, index) => index >= at && pattern.test(text));
+      expect(found, `${pattern} in ${JSON.stringify(entries)}`).toBeGreaterThanOrEqual(0);
+      at = found + 1;
+    }
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'build.png'), fullPage: true });
+  });
+
+  it('updates live when the build is acted on elsewhere', async () => {
+    await api.request('POST', `/api/v1/builds/${builds.branch.name}/stop`);
+    await cardStatus(builds.branch.name, 'stopped').waitFor();
+    expect(await page.locator('#build-status').innerText()).toMatch(/stopped/i);
+  });
+
+  it('serves the timeline as JSON', async () => {
+    const response = await api.request('GET', `/builds/${builds.pr.name}/timeline.json`);
+    expect(response.status).toBe(200);
+    const timeline = (await response.json()) as { workflow_id: string; entries: Array<{ status?: string }> };
+    expect(timeline.workflow_id).toBe(`build-${builds.pr.name}`);
+    expect(timeline.entries.map((e) => e.status)).toContain('failed');
+    expect((await api.request('GET', '/builds/Bad_Name/timeline.json')).status).toBe(400);
+  });
+});
+
+describe('safety', () => {
+  it('loads nothing from outside the API, and sends a strict Content-Security-Policy', async () => {
+    const outside = requested.filter(
+      (url) => !url.startsWith(api.url) && !url.startsWith('data:') && !url.includes('.runboat.test'),
+    );
+    expect(outside).toEqual([]);
+    for (const path of ['/', '/builds', `/builds/${builds.pr.name}`, '/ui/common.js']) {
+      const response = await api.request('GET', path);
+      expect(response.status, path).toBe(200);
+      expect(response.headers.get('content-security-policy'), path).toContain("script-src 'self'");
+    }
+    expect((await api.request('GET', '/ui/missing.js')).status).toBe(404);
+  });
+
+  it('escapes text for HTML', () => {
+    expect(escapeHtml(`<img src=x onerror="alert('x')">&`)).toBe(
+      '&lt;img src=x onerror=&quot;alert(&#39;x&#39;)&quot;&gt;&amp;',
+    );
+  });
+});
