@@ -151,7 +151,8 @@ export class BuildCluster {
           limitBytes: MAX_LOG_BYTES,
         })
         // The node's kubelet may be unreachable (or simulated, without logs): use the kept copy.
-        .catch(() => undefined);
+        // A refusal is not that: a Role missing pods/log must show, not fall back silently.
+        .catch((error: unknown) => (isStatus(error, 401, 403) ? Promise.reject(error) : undefined));
       if (log !== undefined) return log;
     }
     if (kind === 'deployment') return undefined;
