@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { GitHub } from '../activities/github';
 import type { BuildCluster } from '../activities/kubernetes';
 import { findRepoSettings, type Config } from '../common/config';
-import type { BuildCommand } from '../common/types';
+import { BUILD_STATUSES, type BuildCommand } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
 import { getBuildState, listBuilds, sendBuildCommand, startBuild, undeployBuilds } from './build-client';
 import { errorHandler, HttpError } from './errors';
@@ -35,15 +35,7 @@ const repo = z
   .transform((value) => value.toLowerCase());
 const branch = z.string().regex(/^[A-Za-z0-9_.][A-Za-z0-9_./-]*$/, 'has characters outside [A-Za-z0-9_./-]');
 const pr = z.coerce.number().int().positive();
-const status = z.enum([
-  'initializing',
-  'failed',
-  'stopped',
-  'starting',
-  'started',
-  'stopping',
-  'undeploying',
-]);
+const status = z.enum(BUILD_STATUSES);
 const buildName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'is not a build name');
 
 const filterQuery = z.object({
