@@ -8,5 +8,7 @@ export default defineConfig({
     hookTimeout: 180_000,
     // Two cores: integration files share one control plane and one Temporal server.
     maxWorkers: 2,
+    // The service's own JSON logs: warnings and errors only, so that test output stays readable.
+    env: { LOG_LEVEL: 'warn' },
   },
 });

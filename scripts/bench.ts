@@ -13,7 +13,13 @@ import {
 } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { temporal as temporalProto } from '@temporalio/proto';
+import type { AddressInfo } from 'node:net';
+import { GitHub } from '../activities/github';
+import { BuildCluster } from '../activities/kubernetes';
+import { createApp } from '../api/app';
 import { startBuild } from '../api/build-client';
+import { webhookVerifier } from '../api/webhooks';
+import type { CommitInfo } from '../common/types';
 import { loadConfig } from '../common/config';
 import type { evictionWorkflow } from '../workflows';
 import { startControlPlane } from './control-plane';
@@ -26,6 +32,7 @@ import { startTemporalDevServer } from './temporal-dev';
 // worker's peak RSS, and how long eviction takes to bring 200 deployed builds down to 50.
 
 const BUILDS = Number(process.env.BENCH_BUILDS ?? 200);
+const WEBHOOK_SECRET = 'bench-secret';
 const MAX_DEPLOYED_AFTER = 50;
 
 const percentile = (values: number[], p: number) => {
@@ -51,6 +58,7 @@ async function main(): Promise<void> {
     RUNBOAT_EVICTION_INTERVAL: '3600',
     RUNBOAT_NO_CLEANUP_JOB: 'true',
     RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
+    RUNBOAT_GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
     TEMPORAL_ADDRESS: temporal.address,
     KUBECONFIG: controlPlane.kubeconfigPath,
     LOG_LEVEL: 'warn',
@@ -148,6 +156,38 @@ async function main(): Promise<void> {
     ),
   );
 
+  // BENCH_VIA=webhook: the builds come as signed pull_request webhooks through the API.
+  const viaWebhooks = process.env.BENCH_VIA === 'webhook';
+  const api = createApp({
+    config,
+    client,
+    cluster: new BuildCluster(kc, 'bench'),
+    github: new GitHub(config),
+  });
+  const server = api.app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const verifier = await webhookVerifier(WEBHOOK_SECRET);
+  const sendPullRequestWebhook = async (commit: CommitInfo): Promise<string> => {
+    const body = JSON.stringify({
+      action: 'opened',
+      number: commit.pr,
+      pull_request: { head: { sha: commit.git_commit }, base: { ref: commit.target_branch } },
+      repository: { full_name: commit.repo },
+    });
+    const response = await fetch(`${apiUrl}/webhooks/github`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-github-event': 'pull_request',
+        'x-hub-signature-256': await verifier.sign(body),
+      },
+      body,
+    });
+    const { builds } = (await response.json()) as { builds: string[] };
+    return builds[0];
+  };
+
   const started = Date.now();
   await Promise.all(
     Array.from({ length: BUILDS }, async (_, i) => {
@@ -158,8 +198,10 @@ async function main(): Promise<void> {
         git_commit: (i + 1).toString(16).padStart(40, '0'),
       };
       const t = Date.now();
-      const build = await startBuild(client, config, commit);
-      requested.set(build.name, t);
+      const name = viaWebhooks
+        ? await sendPullRequestWebhook(commit)
+        : (await startBuild(client, config, commit)).name;
+      requested.set(name, t);
     }),
   );
   while (scaledUp.size < BUILDS) await new Promise((resolve) => setTimeout(resolve, 200));
@@ -184,10 +226,15 @@ async function main(): Promise<void> {
   const scaleLatency = [...initSucceeded].map(([name, t]) => (scaledUp.get(name) as number) - t);
   const row = (what: string, values: number[], target: string) =>
     `| ${what} | ${percentile(values, 50)} | ${percentile(values, 95)} | ${percentile(values, 99)} | ${target} |`;
-  console.log(`\n${BUILDS} builds, max_initializing ${config.maxInitializing}, 2 cores\n`);
+  console.log(
+    `\n${BUILDS} builds (${viaWebhooks ? 'signed webhooks through the API' : 'started by the Temporal client'}), ` +
+      `max_initializing ${config.maxInitializing}, ${os.cpus().length} cores\n`,
+  );
   console.log('| measure (ms) | p50 | p95 | p99 | target p50 |');
   console.log('| --- | --- | --- | --- | --- |');
-  console.log(row('start request → Deployment exists', deployLatency, '≤ 150'));
+  console.log(
+    row(`${viaWebhooks ? 'webhook' : 'start request'} → Deployment exists`, deployLatency, '≤ 150'),
+  );
   console.log(row('init Job succeeded → Deployment scaled to 1', scaleLatency, '≤ 300'));
   console.log(`\n| other | value |\n| --- | --- |`);
   console.log(`| all ${BUILDS} builds started | ${allStartedMs} ms |`);
@@ -208,6 +255,9 @@ async function main(): Promise<void> {
       );
     }
   }
+  server.closeAllConnections();
+  server.close();
+  api.events.close();
   for (const w of watches) w.abort();
   worker.kill('SIGTERM');
   await new Promise((resolve) => worker.once('exit', resolve));
