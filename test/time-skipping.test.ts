@@ -336,3 +336,28 @@ it('re-runs initialization when a failed build is started', async () => {
     ]);
   });
 });
+
+it('continues as new with its state and every pending command, none applied twice', async () => {
+  const activities = stubActivities();
+  await withBuild(activities, { ...defaults, historyLimit: 60 }, async (handle) => {
+    const started = await untilStatus(handle, 'started');
+    const firstRunId = (await handle.describe()).runId;
+    // A burst of commands that outlasts several runs of 60 events.
+    for (let i = 0; i < 10; i++) {
+      await handle.signal(stopSignal);
+      await handle.signal(startSignal);
+    }
+    await waitFor('every command applied', async () => activities.scaleBuild.mock.calls.length === 21);
+    const last = await untilStatus(handle, 'started');
+    expect(last.pending_commands).toEqual([]);
+    expect(last.created).toBe(started.created);
+    expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([
+      1,
+      ...Array.from({ length: 10 }, () => [0, 1]).flat(),
+    ]);
+    expect((await handle.describe()).runId).not.toBe(firstRunId);
+    // Nothing was started again: one deploy and one init, whatever the number of runs.
+    expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'deployment')).toHaveLength(1);
+    expect(activities.waitForJob).toHaveBeenCalledTimes(1);
+  });
+});

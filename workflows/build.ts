@@ -231,7 +231,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   while (phase !== 'undeploy') {
     phase = await phases[phase]();
     const info = workflowInfo();
-    if (info.continueAsNewSuggested || info.historyLength > MAX_HISTORY_EVENTS) {
+    if (info.continueAsNewSuggested || info.historyLength > (settings.historyLimit ?? MAX_HISTORY_EVENTS)) {
       await continueAsNew<typeof buildWorkflow>({ build, settings, resume: { state, phase, commands } });
     }
   }

@@ -25,6 +25,8 @@ export interface LifecycleSettings {
   maxInitializing: number;
   initTimeoutSeconds: number;
   noCleanupJob: boolean;
+  /** History events after which the workflow continues as new (default 2000; tests lower it). */
+  historyLimit?: number;
 }
 
 /** Where the workflow is in the lifecycle of SPEC §3. */
