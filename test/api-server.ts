@@ -5,7 +5,7 @@ import type { Client } from '@temporalio/client';
 import { GitHub } from '../activities/github';
 import type { Config } from '../common/config';
 import { createApp } from '../api/app';
-import type { TestCluster } from './helpers';
+import { testTemporal, type TestCluster, type TestTemporal } from './helpers';
 
 // The API app on a loopback port, and the calls tests make to it as GitHub and people would.
 
@@ -98,3 +98,35 @@ export const payloads = {
     };
   },
 };
+
+/** What a test file runs its builds on: a namespace, a worker and the API, all its own. */
+export interface TestStack {
+  temporal: TestTemporal;
+  api: TestApi;
+  close(): Promise<void>;
+}
+
+/**
+ * Creates the file's namespace, plays the Deployment controller (unless told not to), and
+ * starts an in-process worker and the API on a loopback port.
+ */
+export async function startStack(
+  config: Config,
+  cluster: TestCluster,
+  options: { deploymentController?: boolean } = {},
+): Promise<TestStack> {
+  await cluster.createNamespace();
+  if (options.deploymentController ?? true) cluster.playDeploymentController();
+  const temporal = await testTemporal(config, cluster);
+  await temporal.startWorker();
+  const api = await startTestApi(config, temporal.client, cluster);
+  return {
+    temporal,
+    api,
+    async close() {
+      cluster.stopControllers();
+      await api.close();
+      await temporal.close();
+    },
+  };
+}

@@ -4,17 +4,16 @@ import { getBuildState, startBuild } from '../api/build-client';
 import type { BuildJson } from '../api/views';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
-import { startTestApi, type TestApi } from './api-server';
+import { startTestApi, startStack, type TestStack } from './api-server';
 import { startGitHubRecorder, type GitHubRecorder } from './github-recorder';
-import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+import { SHA, TestCluster, testConfig, waitFor } from './helpers';
 
 // Every REST endpoint over HTTP, with a real worker, Temporal and kube-apiserver behind it.
 
 let github: GitHubRecorder;
 let config: ReturnType<typeof testConfig>;
 let cluster: TestCluster;
-let temporal: TestTemporal;
-let api: TestApi;
+let stack: TestStack;
 const builds: Record<string, BuildRef> = {};
 
 const commit = (branch: string, pr: number | null, sha: string, repo = 'oca/account'): CommitInfo => ({
@@ -24,7 +23,7 @@ const commit = (branch: string, pr: number | null, sha: string, repo = 'oca/acco
   git_commit: SHA(sha),
 });
 const get = async <T>(path: string): Promise<T> => {
-  const response = await api.request('GET', path);
+  const response = await stack.api.request('GET', path);
   expect(response.status, path).toBe(200);
   return (await response.json()) as T;
 };
@@ -32,7 +31,7 @@ const names = (list: BuildJson[]) => list.map((b) => b.name).sort();
 const reach = (build: BuildRef, status: BuildStatus) =>
   waitFor(
     `${build.name} ${status}`,
-    async () => (await getBuildState(temporal.client, build.name)).status === status,
+    async () => (await getBuildState(stack.temporal.client, build.name)).status === status,
   );
 
 beforeAll(async () => {
@@ -41,19 +40,15 @@ beforeAll(async () => {
     RUNBOAT_API_ADMIN_PASSWD: 's3cret',
     RUNBOAT_GITHUB_API_URL: github.url,
     RUNBOAT_BASE_URL: 'https://runboat.example.org',
-    RUNBOAT_TEMPORAL_UI_URL: 'https://temporal.example.org',
+    RUNBOAT_TEMPORAL_UI_URL: 'https://stack.temporal.example.org',
     RUNBOAT_NO_CLEANUP_JOB: 'true',
   });
   cluster = new TestCluster(config.buildNamespace);
-  await cluster.createNamespace();
-  cluster.playDeploymentController();
-  temporal = await testTemporal(config, cluster);
-  await temporal.startWorker();
-  api = await startTestApi(config, temporal.client, cluster);
+  stack = await startStack(config, cluster);
 
-  builds.branch = await startBuild(temporal.client, config, commit('16.0', null, 'a'));
-  builds.pr = await startBuild(temporal.client, config, commit('16.0', 12, 'b'));
-  builds.other = await startBuild(temporal.client, config, commit('17.0', null, 'c', 'oca/stock'));
+  builds.branch = await startBuild(stack.temporal.client, config, commit('16.0', null, 'a'));
+  builds.pr = await startBuild(stack.temporal.client, config, commit('16.0', 12, 'b'));
+  builds.other = await startBuild(stack.temporal.client, config, commit('17.0', null, 'c', 'oca/stock'));
   await cluster.finishJob(builds.branch.name, 'initialize', true);
   await cluster.finishJob(builds.pr.name, 'initialize', false);
   await reach(builds.branch, 'started');
@@ -62,9 +57,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  cluster?.stopControllers();
-  await api?.close();
-  await temporal?.close();
+  await stack?.close();
   await github?.close();
 });
 
@@ -125,7 +118,7 @@ describe('GET', () => {
       webui_link: `https://runboat.example.org/builds/${builds.branch.name}`,
       status: 'started',
       init_status: 'succeeded',
-      workflow_link: `https://temporal.example.org/namespaces/default/workflows/${buildWorkflowId(builds.branch.name)}`,
+      workflow_link: `https://stack.temporal.example.org/namespaces/default/workflows/${buildWorkflowId(builds.branch.name)}`,
     });
     expect(Date.parse(build.created)).not.toBeNaN();
     expect(Date.parse(build.last_scaled as string)).not.toBeNaN();
@@ -144,10 +137,10 @@ describe('GET', () => {
         data: { log: 'ERROR: module sale_x: no such addon\n' },
       },
     });
-    const response = await api.request('GET', `/api/v1/builds/${builds.pr.name}/init-log`);
+    const response = await stack.api.request('GET', `/api/v1/builds/${builds.pr.name}/init-log`);
     expect(response.status).toBe(200);
     expect(await response.text()).toContain('no such addon');
-    const none = await api.request('GET', `/api/v1/builds/${builds.branch.name}/log`);
+    const none = await stack.api.request('GET', `/api/v1/builds/${builds.branch.name}/log`);
     expect(none.status).toBe(404);
     expect(await none.json()).toEqual({ detail: 'No log found.' });
   });
@@ -162,7 +155,7 @@ describe('GET', () => {
       ["/api/v1/builds?branch=16.0'%20OR%201=1", 400],
       ['/api/v1/nothing-here', 404],
     ] as const) {
-      const response = await api.request('GET', path);
+      const response = await stack.api.request('GET', path);
       expect(response.status, path).toBe(status);
       expect(((await response.json()) as { detail: string }).detail, path).toBeTruthy();
     }
@@ -173,19 +166,19 @@ describe('GET', () => {
     const documented = Object.entries(document.paths)
       .flatMap(([path, methods]) => Object.keys(methods).map((method) => `${method} ${path}`))
       .sort();
-    expect(documented).toEqual(api.routes.map((r) => `${r.method} ${r.path}`).sort());
+    expect(documented).toEqual(stack.api.routes.map((r) => `${r.method} ${r.path}`).sort());
   });
 });
 
 describe('actions', () => {
   it('stop and start a build; reset initializes it again', async () => {
-    expect((await api.request('POST', `/api/v1/builds/${builds.branch.name}/stop`)).status).toBe(200);
+    expect((await stack.api.request('POST', `/api/v1/builds/${builds.branch.name}/stop`)).status).toBe(200);
     await reach(builds.branch, 'stopped');
-    expect((await api.request('POST', `/api/v1/builds/${builds.branch.name}/start`)).status).toBe(200);
+    expect((await stack.api.request('POST', `/api/v1/builds/${builds.branch.name}/start`)).status).toBe(200);
     await reach(builds.branch, 'started');
     // Start on a started build is answered, and changes nothing.
-    expect((await api.request('POST', `/api/v1/builds/${builds.branch.name}/start`)).status).toBe(200);
-    expect((await api.request('POST', `/api/v1/builds/${builds.branch.name}/reset`)).status).toBe(200);
+    expect((await stack.api.request('POST', `/api/v1/builds/${builds.branch.name}/start`)).status).toBe(200);
+    expect((await stack.api.request('POST', `/api/v1/builds/${builds.branch.name}/reset`)).status).toBe(200);
     await waitFor('a new init job', async () => {
       const [job] = await cluster.jobs(builds.branch.name, 'initialize');
       return job && !job.status?.conditions?.length;
@@ -196,26 +189,26 @@ describe('actions', () => {
 
   it('undeploy needs admin credentials, then answers 409 to further actions', async () => {
     const path = `/api/v1/builds/${builds.other.name}`;
-    expect((await api.request('DELETE', path)).status).toBe(401);
-    const wrong = await fetch(`${api.url}${path}`, {
+    expect((await stack.api.request('DELETE', path)).status).toBe(401);
+    const wrong = await fetch(`${stack.api.url}${path}`, {
       method: 'DELETE',
       headers: { authorization: `Basic ${Buffer.from('admin:nope').toString('base64')}` },
     });
     expect(wrong.status).toBe(401);
-    expect((await api.request('DELETE', path, { admin: true })).status).toBe(200);
+    expect((await stack.api.request('DELETE', path, { admin: true })).status).toBe(200);
     // Undeploying, or (no cleanup job) already gone: never accepted.
-    const conflict = await api.request('POST', `${path}/start`);
+    const conflict = await stack.api.request('POST', `${path}/start`);
     expect([409, 404]).toContain(conflict.status);
-    await temporal.client.workflow.getHandle(buildWorkflowId(builds.other.name)).result();
-    expect((await api.request('GET', path)).status).toBe(404);
+    await stack.temporal.client.workflow.getHandle(buildWorkflowId(builds.other.name)).result();
+    expect((await stack.api.request('GET', path)).status).toBe(404);
   });
 
   it('undeploys by filter (admin), and refuses an empty filter', async () => {
-    expect((await api.request('DELETE', '/api/v1/builds?pr=12')).status).toBe(401);
-    expect((await api.request('DELETE', '/api/v1/builds', { admin: true })).status).toBe(400);
-    const response = await api.request('DELETE', '/api/v1/builds?pr=12', { admin: true });
+    expect((await stack.api.request('DELETE', '/api/v1/builds?pr=12')).status).toBe(401);
+    expect((await stack.api.request('DELETE', '/api/v1/builds', { admin: true })).status).toBe(400);
+    const response = await stack.api.request('DELETE', '/api/v1/builds?pr=12', { admin: true });
     expect(await response.json()).toEqual({ undeployed: [builds.pr.name] });
-    await temporal.client.workflow.getHandle(buildWorkflowId(builds.pr.name)).result();
+    await stack.temporal.client.workflow.getHandle(buildWorkflowId(builds.pr.name)).result();
   });
 
   it('triggers builds of a branch head and a PR head asked from GitHub (admin)', async () => {
@@ -226,43 +219,53 @@ describe('actions', () => {
       base: { ref: '15.0' },
     });
     expect(
-      (await api.request('POST', '/api/v1/builds/trigger/branch?repo=oca/account&branch=15.0')).status,
+      (await stack.api.request('POST', '/api/v1/builds/trigger/branch?repo=oca/account&branch=15.0')).status,
     ).toBe(401);
-    const branch = await api.request('POST', '/api/v1/builds/trigger/branch?repo=oca/account&branch=15.0', {
+    const branch = await stack.api.request(
+      'POST',
+      '/api/v1/builds/trigger/branch?repo=oca/account&branch=15.0',
+      {
+        admin: true,
+      },
+    );
+    expect(branch.status).toBe(200);
+    const pr = await stack.api.request('POST', '/api/v1/builds/trigger/pr?repo=oca/account&pr=77', {
       admin: true,
     });
-    expect(branch.status).toBe(200);
-    const pr = await api.request('POST', '/api/v1/builds/trigger/pr?repo=oca/account&pr=77', { admin: true });
     expect(pr.status).toBe(200);
     for (const [response, sha, number] of [
       [branch, 'd', null],
       [pr, 'e', 77],
     ] as const) {
       const { name } = (await response.json()) as { name: string };
-      const state = await getBuildState(temporal.client, name);
+      const state = await getBuildState(stack.temporal.client, name);
       expect(state.commit).toEqual(commit('15.0', number, sha));
       // Give the init slots back to the builds of the next tests.
       await cluster.finishJob(name, 'initialize', false);
     }
-    const missing = await api.request('POST', '/api/v1/builds/trigger/pr?repo=oca/account&pr=78', {
+    const missing = await stack.api.request('POST', '/api/v1/builds/trigger/pr?repo=oca/account&pr=78', {
       admin: true,
     });
     github.route('GET', '/repos/oca/account/pulls/78', 404, { message: 'Not Found' });
     expect(missing.status).toBe(503);
-    const notFound = await api.request('POST', '/api/v1/builds/trigger/pr?repo=oca/account&pr=78', {
+    const notFound = await stack.api.request('POST', '/api/v1/builds/trigger/pr?repo=oca/account&pr=78', {
       admin: true,
     });
     expect(notFound.status).toBe(404);
-    const unsupported = await api.request('POST', '/api/v1/builds/trigger/branch?repo=acme/x&branch=15.0', {
-      admin: true,
-    });
+    const unsupported = await stack.api.request(
+      'POST',
+      '/api/v1/builds/trigger/branch?repo=acme/x&branch=15.0',
+      {
+        admin: true,
+      },
+    );
     expect(unsupported.status).toBe(400);
   });
 });
 
 describe('build events', () => {
   it('streams the current builds, then upd when one stops and del when it is undeployed', async () => {
-    const build = await startBuild(temporal.client, config, commit('18.0', null, 'f', 'oca/events'));
+    const build = await startBuild(stack.temporal.client, config, commit('18.0', null, 'f', 'oca/events'));
     await cluster.finishJob(build.name, 'initialize', true);
     await reach(build, 'started');
     await waitFor(
@@ -271,7 +274,7 @@ describe('build events', () => {
     );
 
     const controller = new AbortController();
-    const response = await fetch(`${api.url}/api/v1/build-events?repo=oca/events`, {
+    const response = await fetch(`${stack.api.url}/api/v1/build-events?repo=oca/events`, {
       signal: controller.signal,
     });
     expect(response.headers.get('content-type')).toContain('text/event-stream');
@@ -297,12 +300,12 @@ describe('build events', () => {
       const first = await next(() => true);
       expect(first).toMatchObject({ event: 'upd', build: { name: build.name, status: 'started' } });
 
-      await api.request('POST', `/api/v1/builds/${build.name}/stop`);
+      await stack.api.request('POST', `/api/v1/builds/${build.name}/stop`);
       const t0 = Date.now();
       await next((e) => e.event === 'upd' && e.build.status === 'stopped');
       expect(Date.now() - t0).toBeLessThan(5_000);
 
-      await api.request('DELETE', `/api/v1/builds/${build.name}`, { admin: true });
+      await stack.api.request('DELETE', `/api/v1/builds/${build.name}`, { admin: true });
       await next((e) => e.event === 'del' && e.build.name === build.name);
       expect(received.every((e) => e.build.commit_info.repo === 'oca/events')).toBe(true);
     } finally {
@@ -325,10 +328,10 @@ describe('an API without its backends', () => {
   });
 
   it('gives the same answers from two API processes side by side', async () => {
-    const second = await startTestApi(config, temporal.client, cluster);
+    const second = await startTestApi(config, stack.temporal.client, cluster);
     try {
       for (const path of ['/api/v1/builds', '/api/v1/status', '/api/v1/repos']) {
-        const [a, b] = await Promise.all([api.request('GET', path), second.request('GET', path)]);
+        const [a, b] = await Promise.all([stack.api.request('GET', path), second.request('GET', path)]);
         expect(await b.json(), path).toEqual(await a.json());
       }
     } finally {

@@ -6,25 +6,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import { buildWorkflowId } from '../workflows/definitions';
 import type { BuildStatus, CommitInfo } from '../common/types';
-import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+import { startStack, type TestStack } from './api-server';
+import { SHA, TestCluster, testConfig, waitFor } from './helpers';
 
 // One build's whole life on a real kube-apiserver and a real Temporal server, with the test
 // playing the Job and Deployment controllers that this control plane does not run.
 
 const config = testConfig();
 const cluster = new TestCluster(config.buildNamespace);
-let temporal: TestTemporal;
+let stack: TestStack;
 
 beforeAll(async () => {
-  await cluster.createNamespace();
-  cluster.playDeploymentController();
-  temporal = await testTemporal(config, cluster);
-  await temporal.startWorker();
+  stack = await startStack(config, cluster);
 });
 
 afterAll(async () => {
-  cluster.stopControllers();
-  await temporal?.close();
+  await stack?.close();
 });
 
 const commit = (sha: string, pr: number | null = null): CommitInfo => ({
@@ -37,12 +34,12 @@ const commit = (sha: string, pr: number | null = null): CommitInfo => ({
 const statusOf = (name: string, status: BuildStatus) =>
   waitFor(
     `${name} to be ${status}`,
-    async () => (await getBuildState(temporal.client, name)).status === status,
+    async () => (await getBuildState(stack.temporal.client, name)).status === status,
   );
 
 describe('a build', () => {
   it('is deployed idle with the kubefiles contract, initialized, started, stopped and undeployed', async () => {
-    const build = await startBuild(temporal.client, config, commit('a', 42));
+    const build = await startBuild(stack.temporal.client, config, commit('a', 42));
 
     const deployment = await waitFor('the Deployment', () => cluster.deployment(build.name));
     expect(deployment.spec?.replicas).toBe(0);
@@ -92,18 +89,18 @@ describe('a build', () => {
     expect(started.metadata?.annotations?.['runboat/init-status']).toBe('succeeded');
     expect(started.metadata?.annotations?.['runboat/last-scaled']).toBeTruthy();
 
-    await sendBuildCommand(temporal.client, build.name, 'stop');
+    await sendBuildCommand(stack.temporal.client, build.name, 'stop');
     await statusOf(build.name, 'stopped');
     expect((await cluster.deployment(build.name)).spec?.replicas).toBe(0);
 
-    await sendBuildCommand(temporal.client, build.name, 'start');
+    await sendBuildCommand(stack.temporal.client, build.name, 'start');
     await statusOf(build.name, 'started');
     expect((await cluster.deployment(build.name)).spec?.replicas).toBe(1);
 
-    await sendBuildCommand(temporal.client, build.name, 'undeploy');
+    await sendBuildCommand(stack.temporal.client, build.name, 'undeploy');
     await statusOf(build.name, 'undeploying');
     await cluster.finishJob(build.name, 'cleanup', true);
-    const handle = temporal.client.workflow.getHandle(buildWorkflowId(build.name));
+    const handle = stack.temporal.client.workflow.getHandle(buildWorkflowId(build.name));
     await handle.result();
     expect(await cluster.builds.listBuildObjects(build.name)).toEqual([]);
 
@@ -120,10 +117,10 @@ describe('a build', () => {
   });
 
   it('stays stopped at 0 replicas when its init job fails', async () => {
-    const build = await startBuild(temporal.client, config, commit('b'));
+    const build = await startBuild(stack.temporal.client, config, commit('b'));
     await cluster.finishJob(build.name, 'initialize', false);
     await statusOf(build.name, 'failed');
-    const state = await getBuildState(temporal.client, build.name);
+    const state = await getBuildState(stack.temporal.client, build.name);
     expect(state.init_status).toBe('failed');
     expect(state.last_error).toContain('BackoffLimitExceeded');
     const deployment = await cluster.deployment(build.name);
@@ -133,8 +130,8 @@ describe('a build', () => {
 
   it('is one build when the same commit is started twice', async () => {
     const [first, second] = await Promise.all([
-      startBuild(temporal.client, config, commit('c')),
-      startBuild(temporal.client, { ...config }, { ...commit('c'), repo: 'oca/MIS-builder' }),
+      startBuild(stack.temporal.client, config, commit('c')),
+      startBuild(stack.temporal.client, { ...config }, { ...commit('c'), repo: 'oca/MIS-builder' }),
     ]);
     expect(second.name).toBe(first.name);
     await waitFor('the Deployment', () => cluster.deployment(first.name));

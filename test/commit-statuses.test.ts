@@ -2,12 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBuildState, startBuild } from '../api/build-client';
 import type { BuildStatus, CommitInfo } from '../common/types';
 import { startGitHubRecorder, type GitHubRecorder } from './github-recorder';
-import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+import { startStack, type TestStack } from './api-server';
+import { SHA, TestCluster, testConfig, waitFor } from './helpers';
 
 // Commit statuses, read back from a local server that records what GitHub would receive.
 
 let github: GitHubRecorder;
-let temporal: TestTemporal;
+let stack: TestStack;
 let config: ReturnType<typeof testConfig>;
 let cluster: TestCluster;
 
@@ -20,15 +21,11 @@ beforeAll(async () => {
     RUNBOAT_BASE_URL: 'https://runboat.example.org',
   });
   cluster = new TestCluster(config.buildNamespace);
-  await cluster.createNamespace();
-  cluster.playDeploymentController();
-  temporal = await testTemporal(config, cluster);
-  await temporal.startWorker();
+  stack = await startStack(config, cluster);
 });
 
 afterAll(async () => {
-  cluster?.stopControllers();
-  await temporal?.close();
+  await stack?.close();
   await github?.close();
 });
 
@@ -39,13 +36,16 @@ const commit = (sha: string): CommitInfo => ({
   git_commit: SHA(sha),
 });
 const reach = (name: string, status: BuildStatus) =>
-  waitFor(`${name} ${status}`, async () => (await getBuildState(temporal.client, name)).status === status);
+  waitFor(
+    `${name} ${status}`,
+    async () => (await getBuildState(stack.temporal.client, name)).status === status,
+  );
 const statusesOf = (sha: string) =>
   github.calls.filter((call) => call.path === `/repos/oca/stock-logistics/statuses/${SHA(sha)}`);
 
 describe('commit statuses', () => {
   it('posts pending on deploy and on init start, then success, linking to the live build', async () => {
-    const build = await startBuild(temporal.client, config, commit('a'));
+    const build = await startBuild(stack.temporal.client, config, commit('a'));
     await waitFor('two pending statuses', async () => statusesOf('a').length === 2);
     await cluster.finishJob(build.name, 'initialize', true);
     await reach(build.name, 'started');
@@ -62,7 +62,7 @@ describe('commit statuses', () => {
   });
 
   it('posts failure when the init fails', async () => {
-    const build = await startBuild(temporal.client, config, commit('b'));
+    const build = await startBuild(stack.temporal.client, config, commit('b'));
     await cluster.finishJob(build.name, 'initialize', false);
     await reach(build.name, 'failed');
     await waitFor('the failure status', async () => statusesOf('b').length === 3);
@@ -75,7 +75,7 @@ describe('commit statuses', () => {
 
   it('never fails a build when GitHub refuses the status', async () => {
     github.route('POST', `/repos/oca/stock-logistics/statuses/${SHA('c')}`, 500, { message: 'boom' });
-    const build = await startBuild(temporal.client, config, commit('c'));
+    const build = await startBuild(stack.temporal.client, config, commit('c'));
     await cluster.finishJob(build.name, 'initialize', true);
     await reach(build.name, 'started');
     expect(statusesOf('c').length).toBeGreaterThanOrEqual(3);

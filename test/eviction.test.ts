@@ -4,7 +4,8 @@ import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { ensureEvictionSchedule, evictionScheduleId } from '../worker/schedule';
 import type { evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
-import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+import { startStack, type TestStack } from './api-server';
+import { SHA, TestCluster, testConfig, waitFor } from './helpers';
 
 // Eight builds on two branches and a PR, all started; max_running=2, max_deployed=4.
 
@@ -16,18 +17,14 @@ const config = testConfig({
   RUNBOAT_EVICTION_INTERVAL: '3600',
 });
 const cluster = new TestCluster(config.buildNamespace);
-let temporal: TestTemporal;
+let stack: TestStack;
 
 beforeAll(async () => {
-  await cluster.createNamespace();
-  cluster.playDeploymentController();
-  temporal = await testTemporal(config, cluster);
-  await temporal.startWorker();
+  stack = await startStack(config, cluster);
 });
 
 afterAll(async () => {
-  cluster.stopControllers();
-  await temporal?.close();
+  await stack?.close();
 });
 
 const commit = (branch: string, pr: number | null, sha: string): CommitInfo => ({
@@ -38,7 +35,7 @@ const commit = (branch: string, pr: number | null, sha: string): CommitInfo => (
 });
 
 const runEviction = () =>
-  temporal.client.workflow.execute<typeof evictionWorkflow>('evictionWorkflow', {
+  stack.temporal.client.workflow.execute<typeof evictionWorkflow>('evictionWorkflow', {
     workflowId: `eviction-${Date.now()}`,
     taskQueue: config.taskQueue,
     args: [{ maxStarted: config.maxStarted, maxDeployed: config.maxDeployed }],
@@ -59,8 +56,9 @@ describe('eviction', () => {
     };
     const builds: Record<string, BuildRef> = {};
     for (const [key, c] of Object.entries(created))
-      builds[key] = await startBuild(temporal.client, config, c);
-    const status = async (key: string) => (await getBuildState(temporal.client, builds[key].name)).status;
+      builds[key] = await startBuild(stack.temporal.client, config, c);
+    const status = async (key: string) =>
+      (await getBuildState(stack.temporal.client, builds[key].name)).status;
     const reach = (key: string, wanted: BuildStatus) =>
       waitFor(`${key} to be ${wanted}`, async () => (await status(key)) === wanted);
 
@@ -80,16 +78,16 @@ describe('eviction', () => {
     for (const key of ['c2', 'p2']) expect(await status(key)).toBe('started');
     for (const key of ['c3', 'b3']) await reach(key, 'stopped');
     for (const key of ['b1', 'b2', 'p1', 'c1']) {
-      await temporal.client.workflow.getHandle(buildWorkflowId(builds[key].name)).result();
+      await stack.temporal.client.workflow.getHandle(buildWorkflowId(builds[key].name)).result();
       expect(await cluster.builds.listBuildObjects(builds[key].name)).toEqual([]);
     }
     expect(await runEviction()).toEqual({ stop: [], undeploy: [] });
   });
 
   it('is run by a schedule that the worker creates idempotently, overlap SKIP', async () => {
-    await ensureEvictionSchedule(temporal.client, config);
-    await ensureEvictionSchedule(temporal.client, { ...config, evictionIntervalSeconds: 1800 });
-    const handle = temporal.client.schedule.getHandle(evictionScheduleId(config));
+    await ensureEvictionSchedule(stack.temporal.client, config);
+    await ensureEvictionSchedule(stack.temporal.client, { ...config, evictionIntervalSeconds: 1800 });
+    const handle = stack.temporal.client.schedule.getHandle(evictionScheduleId(config));
     try {
       const schedule = await handle.describe();
       expect(schedule.spec.intervals?.[0].every).toBe(1_800_000);

@@ -6,7 +6,8 @@ import { buildWorkflowId } from '../workflows/definitions';
 import { logger } from '../common/logger';
 import type { CommitInfo } from '../common/types';
 import type { buildWorkflow } from '../workflows';
-import { SHA, TestCluster, testConfig, testTemporal, type TestTemporal } from './helpers';
+import { startStack, type TestStack } from './api-server';
+import { SHA, TestCluster, testConfig } from './helpers';
 
 // Repo and branch names come from GitHub, which allows quotes, newlines and `$()` in them.
 // Even where the configured patterns let such a name through, it must inject nothing.
@@ -15,16 +16,14 @@ const config = testConfig({
   RUNBOAT_REPOS: JSON.stringify([{ repo: '.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
 });
 const cluster = new TestCluster(config.buildNamespace);
-let temporal: TestTemporal;
+let stack: TestStack;
 
 beforeAll(async () => {
-  await cluster.createNamespace();
-  temporal = await testTemporal(config, cluster);
-  await temporal.startWorker();
+  stack = await startStack(config, cluster, { deploymentController: false });
 });
 
 afterAll(async () => {
-  await temporal?.close();
+  await stack?.close();
 });
 
 const hostile: CommitInfo[] = [
@@ -49,7 +48,9 @@ async function namespaceIsEmpty(): Promise<void> {
 it('refuses hostile repo, branch and sha values with a clear log line, creating nothing', async () => {
   const warn = vi.spyOn(logger, 'warn');
   for (const commit of hostile) {
-    await expect(startBuild(temporal.client, config, commit)).rejects.toBeInstanceOf(UnsafeCommitInfoError);
+    await expect(startBuild(stack.temporal.client, config, commit)).rejects.toBeInstanceOf(
+      UnsafeCommitInfoError,
+    );
   }
   expect(warn).toHaveBeenCalledTimes(hostile.length);
   expect(warn.mock.calls[1][0]).toMatchObject({ reason: expect.stringContaining('has characters outside') });
@@ -59,7 +60,7 @@ it('refuses hostile repo, branch and sha values with a clear log line, creating 
 
 it('fails a workflow started with hostile values behind the API, creating nothing', async () => {
   const build = { name: 'hostile', slug: 'hostile', commit: hostile[1] };
-  const handle = await temporal.client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
+  const handle = await stack.temporal.client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
     workflowId: buildWorkflowId('hostile'),
     taskQueue: config.taskQueue,
     args: [{ build, settings: { maxInitializing: 2, initTimeoutSeconds: 60, noCleanupJob: true } }],

@@ -1,28 +1,23 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildRef } from '../common/build';
-import { payloads, startTestApi, type TestApi } from './api-server';
-import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+import { payloads, startStack, type TestStack } from './api-server';
+import { SHA, TestCluster, testConfig, waitFor } from './helpers';
 
 // /metrics, scraped as Prometheus would, after real webhook deliveries.
 
 const config = testConfig({ RUNBOAT_MAX_INITIALIZING: '1' });
 const cluster = new TestCluster(config.buildNamespace);
-let temporal: TestTemporal;
-let api: TestApi;
+let stack: TestStack;
 
 beforeAll(async () => {
-  await cluster.createNamespace();
-  temporal = await testTemporal(config, cluster);
-  await temporal.startWorker();
-  api = await startTestApi(config, temporal.client, cluster);
+  stack = await startStack(config, cluster, { deploymentController: false });
 });
 
 afterAll(async () => {
-  await api?.close();
-  await temporal?.close();
+  await stack?.close();
 });
 
-const scrape = async () => (await api.request('GET', '/metrics')).text();
+const scrape = async () => (await stack.api.request('GET', '/metrics')).text();
 const sample = (text: string, series: string) =>
   Number(
     text
@@ -33,10 +28,12 @@ const sample = (text: string, series: string) =>
 
 it('counts builds by status, the init queue, webhooks by outcome and requests by route', async () => {
   for (const sha of ['1', '2']) {
-    expect((await api.webhook('push', payloads.push('oca/web', `1${sha}.0`, SHA(sha)))).status).toBe(200);
+    expect((await stack.api.webhook('push', payloads.push('oca/web', `1${sha}.0`, SHA(sha)))).status).toBe(
+      200,
+    );
   }
-  await api.webhook('push', payloads.push('acme/web', '16.0', SHA('3')));
-  await api.webhook('push', '{"truncated":');
+  await stack.api.webhook('push', payloads.push('acme/web', '16.0', SHA('3')));
+  await stack.api.webhook('push', '{"truncated":');
   const second = buildRef({ repo: 'oca/web', target_branch: '12.0', pr: null, git_commit: SHA('2') });
 
   // One init slot: the second build waits in line.

@@ -6,8 +6,8 @@ import { escapeHtml } from '../api/ui';
 import type { BuildJson } from '../api/views';
 import { buildRef } from '../common/build';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
-import { payloads, startTestApi, type TestApi } from './api-server';
-import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+import { payloads, startStack, type TestStack } from './api-server';
+import { SHA, TestCluster, testConfig, waitFor } from './helpers';
 
 // Builds of oca/website, a repo no other test file uses: workflow ids are unique per Temporal
 // server, and test files run side by side against one.
@@ -15,12 +15,11 @@ import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal 
 // Temporal and kube-apiserver. The test plays the Job and Deployment controllers.
 
 const SCREENSHOTS = path.resolve(__dirname, '..', 'docs', 'screenshots');
-const TEMPORAL_UI = 'https://temporal.example.org';
+const TEMPORAL_UI = 'https://stack.temporal.example.org';
 
 let config: ReturnType<typeof testConfig>;
 let cluster: TestCluster;
-let temporal: TestTemporal;
-let api: TestApi;
+let stack: TestStack;
 let browser: Browser;
 let context: BrowserContext;
 let page: Page;
@@ -37,10 +36,10 @@ const commit = (branch: string, pr: number | null, sha: string, repo = 'oca/webs
 const reach = (build: BuildRef, status: BuildStatus) =>
   waitFor(
     `${build.name} ${status}`,
-    async () => (await getBuildState(temporal.client, build.name)).status === status,
+    async () => (await getBuildState(stack.temporal.client, build.name)).status === status,
   );
 const listed = async (repo: string) =>
-  (await (await api.request('GET', `/api/v1/builds?repo=${repo}`)).json()) as BuildJson[];
+  (await (await stack.api.request('GET', `/api/v1/builds?repo=${repo}`)).json()) as BuildJson[];
 const card = (name: string) => page.locator(`article.card[data-build="${name}"]`);
 const cardStatus = (name: string, status: string) =>
   page.locator(`article.card[data-build="${name}"][data-status="${status}"]`);
@@ -53,24 +52,20 @@ beforeAll(async () => {
     RUNBOAT_NO_CLEANUP_JOB: 'true',
   });
   cluster = new TestCluster(config.buildNamespace);
-  await cluster.createNamespace();
-  cluster.playDeploymentController();
-  temporal = await testTemporal(config, cluster);
-  await temporal.startWorker();
-  api = await startTestApi(config, temporal.client, cluster);
+  stack = await startStack(config, cluster);
 
-  builds.branch = await startBuild(temporal.client, config, commit('16.0', null, 'a'));
-  builds.pr = await startBuild(temporal.client, config, commit('16.0', 12, 'b'));
+  builds.branch = await startBuild(stack.temporal.client, config, commit('16.0', null, 'a'));
+  builds.pr = await startBuild(stack.temporal.client, config, commit('16.0', 12, 'b'));
   await cluster.finishJob(builds.branch.name, 'initialize', true);
   await cluster.finishJob(builds.pr.name, 'initialize', false);
-  builds.older = await startBuild(temporal.client, config, commit('17.0', null, 'c'));
+  builds.older = await startBuild(stack.temporal.client, config, commit('17.0', null, 'c'));
   await cluster.finishJob(builds.older.name, 'initialize', true);
   await Promise.all([
     reach(builds.branch, 'started'),
     reach(builds.pr, 'failed'),
     reach(builds.older, 'started'),
   ]);
-  await api.request('POST', `/api/v1/builds/${builds.older.name}/stop`);
+  await stack.api.request('POST', `/api/v1/builds/${builds.older.name}/stop`);
   await reach(builds.older, 'stopped');
   await waitFor('three builds listed', async () => (await listed('oca/website')).length === 3);
 
@@ -103,14 +98,12 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  cluster?.stopControllers();
-  await api?.close();
-  await temporal?.close();
+  await stack?.close();
 });
 
 describe('home', () => {
   it('lists the repos, linking to their boards, and shows the status counts with their limits', async () => {
-    await page.goto(`${api.url}/`);
+    await page.goto(`${stack.api.url}/`);
     const repo = page.locator('a.repo-link', { hasText: 'oca/website' });
     await repo.waitFor();
     expect(await repo.getAttribute('href')).toBe('/builds?repo=oca%2Fwebsite');
@@ -125,11 +118,11 @@ describe('home', () => {
 
 describe('builds board', () => {
   it('shows a build within 2 s of its webhook, in a new row on top', async () => {
-    await page.goto(`${api.url}/builds?repo=oca/website`);
+    await page.goto(`${stack.api.url}/builds?repo=oca/website`);
     await page.locator('#connection[data-state="live"]').waitFor();
     await card(builds.branch.name).waitFor();
     const name = buildRef(commit('15.0', null, 'd')).name;
-    const response = await api.webhook('push', payloads.push('OCA/website', '15.0', SHA('d')));
+    const response = await stack.api.webhook('push', payloads.push('OCA/website', '15.0', SHA('d')));
     expect(response.status).toBe(200);
     builds.pushed = buildRef(commit('15.0', null, 'd'));
     await card(name).waitFor({ timeout: 2_000 });
@@ -194,7 +187,7 @@ describe('builds board', () => {
   it('fits a phone screen', async () => {
     const phone = await context.newPage();
     await phone.setViewportSize({ width: 375, height: 740 });
-    await phone.goto(`${api.url}/builds?repo=oca/website`);
+    await phone.goto(`${stack.api.url}/builds?repo=oca/website`);
     await phone.locator(`article.card[data-build="${builds.branch.name}"]`).waitFor();
     expect(await phone.evaluate<number>('document.documentElement.scrollWidth')).toBeLessThanOrEqual(375);
     await phone.screenshot({ path: path.join(SCREENSHOTS, 'board-phone.png'), fullPage: true });
@@ -208,7 +201,7 @@ describe('builds board', () => {
       if (refused++ < 2) await route.fulfill({ status: 503, body: 'down' });
       else await route.continue();
     });
-    await again.goto(`${api.url}/builds?repo=oca/website`);
+    await again.goto(`${stack.api.url}/builds?repo=oca/website`);
     await again.locator('#connection[data-state="live"]').waitFor();
     expect(refused).toBeGreaterThanOrEqual(3);
     await again.locator(`article.card[data-build="${builds.pr.name}"]`).waitFor();
@@ -219,30 +212,32 @@ describe('builds board', () => {
 describe('?live', () => {
   it('starts a stopped build, waits on a live page, and redirects once it is started', async () => {
     const build = builds.branch;
-    const state = await getBuildState(temporal.client, build.name);
+    const state = await getBuildState(stack.temporal.client, build.name);
     expect(state.status).toBe('stopped');
     const deployLink = `http://${build.slug}.runboat.test/`;
-    await page.goto(`${api.url}/builds/${build.name}?live`);
+    await page.goto(`${stack.api.url}/builds/${build.name}?live`);
     await page.waitForURL(deployLink);
     expect(await page.content()).toContain('odoo');
-    expect((await getBuildState(temporal.client, build.name)).status).toBe('started');
+    expect((await getBuildState(stack.temporal.client, build.name)).status).toBe('started');
   });
 
   it('answers a redirect at once when the build is started', async () => {
-    const response = await fetch(`${api.url}/builds/${builds.branch.name}?live`, { redirect: 'manual' });
+    const response = await fetch(`${stack.api.url}/builds/${builds.branch.name}?live`, {
+      redirect: 'manual',
+    });
     expect(response.status).toBe(302);
     expect(response.headers.get('location')).toBe(`http://${builds.branch.slug}.runboat.test`);
   });
 
   it('says a failed build failed, with its init log', async () => {
-    await page.goto(`${api.url}/builds/${builds.pr.name}?live`);
+    await page.goto(`${stack.api.url}/builds/${builds.pr.name}?live`);
     expect(await page.locator('#live-message').innerText()).toMatch(/failed to initialize/);
     const log = page.getByRole('link', { name: 'Read the init log' });
     expect(await log.getAttribute('href')).toBe(`/api/v1/builds/${builds.pr.name}/init-log`);
   });
 
   it('answers 404 for an unknown build', async () => {
-    const response = await fetch(`${api.url}/builds/no-such-build?live`);
+    const response = await fetch(`${stack.api.url}/builds/no-such-build?live`);
     expect(response.status).toBe(404);
     expect(await response.text()).toContain('Build not found');
   });
@@ -251,7 +246,7 @@ describe('?live', () => {
 describe('build page', () => {
   it('links to the instance, mail catcher, logs, GitHub and the workflow in the Temporal Web UI', async () => {
     const build = builds.branch;
-    await page.goto(`${api.url}/builds/${build.name}`);
+    await page.goto(`${stack.api.url}/builds/${build.name}`);
     const temporalLink = page.locator('#temporal-link');
     await temporalLink.waitFor();
     expect(await temporalLink.getAttribute('href')).toBe(
@@ -293,33 +288,33 @@ describe('build page', () => {
   });
 
   it('updates live when the build is acted on elsewhere', async () => {
-    await api.request('POST', `/api/v1/builds/${builds.branch.name}/stop`);
+    await stack.api.request('POST', `/api/v1/builds/${builds.branch.name}/stop`);
     await cardStatus(builds.branch.name, 'stopped').waitFor();
     expect(await page.locator('#build-status').innerText()).toMatch(/stopped/i);
   });
 
   it('serves the timeline as JSON', async () => {
-    const response = await api.request('GET', `/builds/${builds.pr.name}/timeline.json`);
+    const response = await stack.api.request('GET', `/builds/${builds.pr.name}/timeline.json`);
     expect(response.status).toBe(200);
     const timeline = (await response.json()) as { workflow_id: string; entries: Array<{ status?: string }> };
     expect(timeline.workflow_id).toBe(`build-${builds.pr.name}`);
     expect(timeline.entries.map((e) => e.status)).toContain('failed');
-    expect((await api.request('GET', '/builds/Bad_Name/timeline.json')).status).toBe(400);
+    expect((await stack.api.request('GET', '/builds/Bad_Name/timeline.json')).status).toBe(400);
   });
 });
 
 describe('safety', () => {
   it('loads nothing from outside the API, and sends a strict Content-Security-Policy', async () => {
     const outside = requested.filter(
-      (url) => !url.startsWith(api.url) && !url.startsWith('data:') && !url.includes('.runboat.test'),
+      (url) => !url.startsWith(stack.api.url) && !url.startsWith('data:') && !url.includes('.runboat.test'),
     );
     expect(outside).toEqual([]);
     for (const path of ['/', '/builds', `/builds/${builds.pr.name}`, '/ui/common.js']) {
-      const response = await api.request('GET', path);
+      const response = await stack.api.request('GET', path);
       expect(response.status, path).toBe(200);
       expect(response.headers.get('content-security-policy'), path).toContain("script-src 'self'");
     }
-    expect((await api.request('GET', '/ui/missing.js')).status).toBe(404);
+    expect((await stack.api.request('GET', '/ui/missing.js')).status).toBe(404);
   });
 
   it('escapes text for HTML', () => {

@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBuildState } from '../api/build-client';
 import { buildRef } from '../common/build';
 import { buildWorkflowId } from '../workflows/definitions';
-import { payloads, startTestApi, type TestApi } from './api-server';
-import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+import { payloads, startStack, type TestStack } from './api-server';
+import { SHA, TestCluster, testConfig, waitFor } from './helpers';
 
 // Real signed webhook deliveries over HTTP to the API, with a real worker behind it.
 
@@ -14,29 +14,24 @@ const config = testConfig({
   ]),
 });
 const cluster = new TestCluster(config.buildNamespace);
-let temporal: TestTemporal;
-let api: TestApi;
+let stack: TestStack;
 
 beforeAll(async () => {
-  await cluster.createNamespace();
-  cluster.playDeploymentController();
-  temporal = await testTemporal(config, cluster);
-  await temporal.startWorker();
-  api = await startTestApi(config, temporal.client, cluster);
+  stack = await startStack(config, cluster);
 });
 
 afterAll(async () => {
-  cluster.stopControllers();
-  await api?.close();
-  await temporal?.close();
+  await stack?.close();
 });
 
 const workflowsOfQueue = () =>
-  temporal.client.workflow.count(`TaskQueue = '${config.taskQueue}' AND WorkflowType = 'buildWorkflow'`);
+  stack.temporal.client.workflow.count(
+    `TaskQueue = '${config.taskQueue}' AND WorkflowType = 'buildWorkflow'`,
+  );
 
 describe('GitHub webhooks', () => {
   it('deploys a pushed commit', async () => {
-    const response = await api.webhook('push', payloads.push('OCA/Web', '16.0', SHA('1')));
+    const response = await stack.api.webhook('push', payloads.push('OCA/Web', '16.0', SHA('1')));
     expect(response.status).toBe(200);
     const body = (await response.json()) as { outcome: string; builds: string[] };
     expect(body.outcome).toBe('started');
@@ -51,7 +46,7 @@ describe('GitHub webhooks', () => {
       ['opened', SHA('2')],
       ['synchronize', SHA('3')],
     ]) {
-      const response = await api.webhook(
+      const response = await stack.api.webhook(
         'pull_request',
         payloads.pullRequest(action, 'oca/web', 42, '17.0', sha),
       );
@@ -64,12 +59,12 @@ describe('GitHub webhooks', () => {
     // Both builds must be visible before `closed` lists them.
     await waitFor('both builds listed', async () => {
       const listed = (await (
-        await api.request('GET', '/api/v1/builds?repo=oca/web&pr=42')
+        await stack.api.request('GET', '/api/v1/builds?repo=oca/web&pr=42')
       ).json()) as unknown[];
       return listed.length === 2;
     });
 
-    const closed = await api.webhook(
+    const closed = await stack.api.webhook(
       'pull_request',
       payloads.pullRequest('closed', 'oca/web', 42, '17.0', SHA('3')),
     );
@@ -77,18 +72,18 @@ describe('GitHub webhooks', () => {
     for (const name of names) {
       await waitFor('cleanup job', async () => (await cluster.jobs(name, 'cleanup')).length > 0);
       await cluster.finishJob(name, 'cleanup', true);
-      await temporal.client.workflow.getHandle(buildWorkflowId(name)).result();
+      await stack.temporal.client.workflow.getHandle(buildWorkflowId(name)).result();
       expect(await cluster.builds.listBuildObjects(name)).toEqual([]);
     }
   });
 
   it('makes one build of 20 concurrent redeliveries of the same push', async () => {
     const payload = JSON.stringify(payloads.push('oca/web', '15.0', SHA('4')));
-    const responses = await Promise.all(Array.from({ length: 20 }, () => api.webhook('push', payload)));
+    const responses = await Promise.all(Array.from({ length: 20 }, () => stack.api.webhook('push', payload)));
     expect(responses.map((r) => r.status)).toEqual(Array(20).fill(200));
     const { name } = buildRef({ repo: 'oca/web', target_branch: '15.0', pr: null, git_commit: SHA('4') });
     await waitFor('the Deployment', () => cluster.deployment(name));
-    expect(await temporal.client.workflow.count(`WorkflowId = '${buildWorkflowId(name)}'`)).toEqual({
+    expect(await stack.temporal.client.workflow.count(`WorkflowId = '${buildWorkflowId(name)}'`)).toEqual({
       count: 1,
       groups: [],
     });
@@ -101,16 +96,18 @@ describe('GitHub webhooks', () => {
 
   it('undeploys the builds of a deleted branch', async () => {
     const { name } = buildRef({ repo: 'oca/web', target_branch: '14.0', pr: null, git_commit: SHA('5') });
-    await api.webhook('push', payloads.push('oca/web', '14.0', SHA('5')));
+    await stack.api.webhook('push', payloads.push('oca/web', '14.0', SHA('5')));
     await waitFor('listed', async () => {
-      const listed = (await (await api.request('GET', '/api/v1/builds?branch=14.0')).json()) as unknown[];
+      const listed = (await (
+        await stack.api.request('GET', '/api/v1/builds?branch=14.0')
+      ).json()) as unknown[];
       return listed.length === 1;
     });
-    const response = await api.webhook('push', payloads.push('oca/web', '14.0', SHA('5'), true));
+    const response = await stack.api.webhook('push', payloads.push('oca/web', '14.0', SHA('5'), true));
     expect(((await response.json()) as { outcome: string }).outcome).toBe('undeployed');
     await waitFor(
       'undeploying',
-      async () => (await getBuildState(temporal.client, name)).status === 'undeploying',
+      async () => (await getBuildState(stack.temporal.client, name)).status === 'undeploying',
     );
   });
 
@@ -118,14 +115,22 @@ describe('GitHub webhooks', () => {
     const before = (await workflowsOfQueue()).count;
     const push = JSON.stringify(payloads.push('oca/web', '16.0', SHA('9')));
     const cases: Array<[string, Promise<Response>, number]> = [
-      ['bad signature', api.webhook('push', push, { secret: 'wrong' }), 401],
-      ['unsigned', api.webhook('push', push, { signature: null }), 401],
-      ['malformed signature', api.webhook('push', push, { signature: 'sha256=zz' }), 401],
-      ['truncated JSON', api.webhook('push', push.slice(0, 40)), 400],
-      ['wrong types', api.webhook('push', { ...payloads.push('oca/web', '16.0', SHA('9')), after: 42 }), 400],
-      ['missing fields', api.webhook('pull_request', { action: 'opened' }), 400],
-      ['10 MB body', api.webhook('push', `{"pad":"${'x'.repeat(10 * 1024 * 1024)}"}`), 413],
-      ['a sha that is not one', api.webhook('push', payloads.push('oca/web', '16.0', '$(reboot)')), 400],
+      ['bad signature', stack.api.webhook('push', push, { secret: 'wrong' }), 401],
+      ['unsigned', stack.api.webhook('push', push, { signature: null }), 401],
+      ['malformed signature', stack.api.webhook('push', push, { signature: 'sha256=zz' }), 401],
+      ['truncated JSON', stack.api.webhook('push', push.slice(0, 40)), 400],
+      [
+        'wrong types',
+        stack.api.webhook('push', { ...payloads.push('oca/web', '16.0', SHA('9')), after: 42 }),
+        400,
+      ],
+      ['missing fields', stack.api.webhook('pull_request', { action: 'opened' }), 400],
+      ['10 MB body', stack.api.webhook('push', `{"pad":"${'x'.repeat(10 * 1024 * 1024)}"}`), 413],
+      [
+        'a sha that is not one',
+        stack.api.webhook('push', payloads.push('oca/web', '16.0', '$(reboot)')),
+        400,
+      ],
     ];
     for (const [what, response, expected] of cases) {
       const answer = await response;
@@ -139,7 +144,7 @@ describe('GitHub webhooks', () => {
       ['push', { ...payloads.push('oca/web', '16.0', SHA('9')), ref: 'refs/tags/v1' }],
       ['pull_request', payloads.pullRequest('labeled', 'oca/web', 7, '16.0', SHA('9'))],
     ] as const) {
-      const answer = await api.webhook(event, body);
+      const answer = await stack.api.webhook(event, body);
       expect(answer.status, `${event} ${JSON.stringify(body).slice(0, 60)}`).toBe(200);
       expect(((await answer.json()) as { outcome: string }).outcome).toBe('ignored');
     }
