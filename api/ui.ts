@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { optionalTsToDate, type SearchAttributes } from '@temporalio/common';
@@ -180,11 +181,16 @@ export function timelineFromHistory(history: temporal.api.history.v1.IHistory): 
 export function uiRouter(deps: UiDependencies): Router {
   const { config, client } = deps;
   const bounded = <T>(work: () => Promise<T>) => client.withDeadline(Date.now() + BACKEND_TIMEOUT_MS, work);
-  const file = (name: string): RequestHandler => {
+  /** A page whose <main> is a file of api/ui/, framed like every other page once, at start. */
+  const framed = (name: string, title: string, script: string) =>
+    page(title, readFileSync(path.join(ASSETS, name), 'utf8'), script);
+  const serve = (html: string): RequestHandler => {
     return (_request, response) => {
-      response.set('cache-control', 'no-cache').sendFile(path.join(ASSETS, name));
+      response.set('cache-control', 'no-cache').type('html').send(html);
     };
   };
+  const homePage = serve(framed('home.html', 'Repositories', 'home.js'));
+  const buildPage = framed('build.html', 'Build', 'build.js');
   const validName = (name: string) => {
     if (!BUILD_NAME.test(name)) throw new HttpError(400, `${name} is not a build name`);
     return name;
@@ -194,9 +200,9 @@ export function uiRouter(deps: UiDependencies): Router {
   ui.use('/ui', secured, express.static(ASSETS, { index: false, maxAge: '5m' }), (_request, response) => {
     response.status(404).type('text/plain').send('not found');
   });
-  ui.get('/', secured, file('home.html'));
-  ui.get('/status', secured, file('home.html'));
-  ui.get('/builds', secured, file('board.html'));
+  ui.get('/', secured, homePage);
+  ui.get('/status', secured, homePage);
+  ui.get('/builds', secured, serve(framed('board.html', 'Builds', 'board.js')));
 
   ui.get('/builds/:name/timeline.json', async (request, response) => {
     const name = validName(String(request.params.name));
@@ -219,7 +225,7 @@ export function uiRouter(deps: UiDependencies): Router {
       return;
     }
     if (request.query.live === undefined) {
-      response.set('cache-control', 'no-cache').sendFile(path.join(ASSETS, 'build.html'));
+      response.set('cache-control', 'no-cache').type('html').send(buildPage);
       return;
     }
     await livePage(name, response);
