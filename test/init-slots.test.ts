@@ -56,17 +56,7 @@ const slots = () =>
 
 describe('init slots', () => {
   it('never runs more than max_initializing init jobs, and grants them in request order', async () => {
-    const builds: BuildRef[] = [];
-    for (let n = 1; n <= 6; n++) {
-      const build = await startBuild(temporal.client, config, commit(n));
-      builds.push(build);
-      // Queue them one after the other, so that the request order is known.
-      await waitFor(`${build.name} to request a slot`, async () => {
-        const { holders, waiting } = await slots();
-        return [...holders, ...waiting].some((id) => id.endsWith(build.name));
-      });
-    }
-
+    // Sampled from the first request on: the first jobs start before the last build is queued.
     let peak = 0;
     const started: string[] = [];
     const sampler = setInterval(() => {
@@ -78,6 +68,17 @@ describe('init slots', () => {
         }
       });
     }, 25);
+    const builds: BuildRef[] = [];
+    for (let n = 1; n <= 6; n++) {
+      const build = await startBuild(temporal.client, config, commit(n));
+      builds.push(build);
+      // Queue them one after the other, so that the request order is known.
+      await waitFor(`${build.name} to request a slot`, async () => {
+        const { holders, waiting } = await slots();
+        return [...holders, ...waiting].some((id) => id.endsWith(build.name));
+      });
+    }
+
     try {
       for (const build of builds) {
         await waitFor(`${build.name}'s init job`, async () =>
