@@ -1,6 +1,6 @@
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { TypedSearchAttributes } from '@temporalio/common';
-import { buildRef } from '../common/build';
+import { buildRef, UnsafeCommitInfoError } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import { logger } from '../common/logger';
 import { searchAttributes } from '../common/search-attributes';
@@ -144,9 +144,35 @@ function fromSearchAttributes(attributes: TypedSearchAttributes): ListedBuild | 
   };
 }
 
-/** Asks every build matching `filter` to undeploy; returns their names. */
-export async function undeployBuilds(client: Client, config: Config, filter: BuildFilter): Promise<string[]> {
-  const builds = await listBuilds(client, config, filter);
-  await Promise.all(builds.map((build) => sendBuildCommand(client, build.name, 'undeploy')));
-  return builds.map((build) => build.name);
+/** The build name of `commit`, or undefined when GitHub sent values no build can have. */
+function safeBuildName(commit: CommitInfo): string | undefined {
+  try {
+    return buildRef(commit).name;
+  } catch (error) {
+    if (error instanceof UnsafeCommitInfoError) return undefined;
+    throw error;
+  }
+}
+
+/** Asks every build matching `filter` (and the build of `newest`) to undeploy; returns their names. */
+export async function undeployBuilds(
+  client: Client,
+  config: Config,
+  filter: BuildFilter,
+  newest?: CommitInfo,
+): Promise<string[]> {
+  const names = new Set((await listBuilds(client, config, filter)).map((build) => build.name));
+  await Promise.all([...names].map((name) => sendBuildCommand(client, name, 'undeploy')));
+  // Visibility lags: a build started a moment ago may not be listed yet. GitHub names the
+  // newest commit of a closed PR or deleted branch, so its build is told directly, if it runs.
+  const name = newest && safeBuildName(newest);
+  if (name && !names.has(name)) {
+    try {
+      await sendBuildCommand(client, name, 'undeploy');
+      names.add(name);
+    } catch (error) {
+      if (!(error instanceof WorkflowNotFoundError)) throw error;
+    }
+  }
+  return [...names];
 }

@@ -3,6 +3,7 @@ import type { Client } from '@temporalio/client';
 import express, { Router } from 'express';
 import { z } from 'zod';
 import { findRepoSettings, type Config } from '../common/config';
+import type { CommitInfo } from '../common/types';
 import { logger } from '../common/logger';
 import { startBuild, undeployBuilds } from './build-client';
 import { HttpError } from './errors';
@@ -15,6 +16,7 @@ export const WEBHOOK_BODY_LIMIT = '1mb';
 const repository = z.object({ full_name: z.string().min(3) });
 const pushPayload = z.object({
   ref: z.string(),
+  before: z.string(),
   after: z.string(),
   deleted: z.boolean().optional(),
   repository,
@@ -82,7 +84,10 @@ export function webhookRouter(
         const branch = push.ref.slice('refs/heads/'.length);
         const repo = push.repository.full_name.toLowerCase();
         if (!findRepoSettings(config, repo, branch)) return ignored(`${repo} ${branch} is not configured`);
-        if (push.deleted) return undeploy({ repo, branch }, `branch ${branch} deleted`);
+        if (push.deleted) {
+          const newest = { repo, target_branch: branch, pr: null, git_commit: push.before };
+          return undeploy({ repo, branch }, `branch ${branch} deleted`, newest);
+        }
         return start({ repo, target_branch: branch, pr: null, git_commit: push.after });
       }
       case 'pull_request': {
@@ -90,8 +95,10 @@ export function webhookRouter(
         const repo = pr.repository.full_name.toLowerCase();
         const target = pr.pull_request.base.ref;
         if (!findRepoSettings(config, repo, target)) return ignored(`${repo} ${target} is not configured`);
-        if (pr.action === 'closed')
-          return undeploy({ repo, pr: pr.number }, `pull request ${pr.number} closed`);
+        if (pr.action === 'closed') {
+          const head = { repo, target_branch: target, pr: pr.number, git_commit: pr.pull_request.head.sha };
+          return undeploy({ repo, pr: pr.number }, `pull request ${pr.number} closed`, head);
+        }
         if (!['opened', 'synchronize', 'reopened'].includes(pr.action)) return ignored(`action ${pr.action}`);
         return start({ repo, target_branch: target, pr: pr.number, git_commit: pr.pull_request.head.sha });
       }
@@ -116,8 +123,10 @@ export function webhookRouter(
   async function undeploy(
     filter: Parameters<typeof undeployBuilds>[2],
     why: string,
+    newest?: CommitInfo,
   ): Promise<WebhookOutcome> {
-    return { outcome: 'undeployed', detail: why, builds: await undeployBuilds(client, config, filter) };
+    const builds = await undeployBuilds(client, config, filter, newest);
+    return { outcome: 'undeployed', detail: why, builds };
   }
 
   return router;

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getBuildState } from '../api/build-client';
+import { getBuildState, lifecycleSettings } from '../api/build-client';
 import { buildRef } from '../common/build';
+import type { buildWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { payloads, startStack, type TestStack } from './api-server';
 import { SHA, TestCluster, testConfig, waitFor } from './helpers';
@@ -74,6 +75,32 @@ describe('GitHub webhooks', () => {
       await cluster.finishJob(name, 'cleanup', true);
       await stack.temporal.client.workflow.getHandle(buildWorkflowId(name)).result();
       expect(await cluster.builds.listBuildObjects(name)).toEqual([]);
+    }
+  });
+
+  it('undeploys the head build of a closed PR even before visibility lists it', async () => {
+    // A build whose workflow has not run a task yet has no search attributes, so no listing
+    // finds it: started here on a task queue no worker polls, it stays that way.
+    const head = { repo: 'oca/web', target_branch: '17.0', pr: 43, git_commit: SHA('6') };
+    const { name } = buildRef(head);
+    const handle = await stack.temporal.client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
+      workflowId: buildWorkflowId(name),
+      taskQueue: `${config.taskQueue}-unpolled`,
+      args: [{ build: buildRef(head), settings: lifecycleSettings(config) }],
+    });
+    try {
+      const closed = await stack.api.webhook(
+        'pull_request',
+        payloads.pullRequest('closed', 'oca/web', 43, '17.0', SHA('6')),
+      );
+      expect(((await closed.json()) as { builds: string[] }).builds).toEqual([name]);
+      const { events } = await handle.fetchHistory();
+      const signals = (events ?? [])
+        .map((e) => e.workflowExecutionSignaledEventAttributes?.signalName)
+        .filter(Boolean);
+      expect(signals).toEqual(['undeploy']);
+    } finally {
+      await handle.terminate('test over');
     }
   });
 
