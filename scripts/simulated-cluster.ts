@@ -1,8 +1,9 @@
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CoreV1Api, KubeConfig, type V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from './control-plane';
 import { binary } from './paths';
-import { startDaemon, waitUntil, type Daemon } from './processes';
+import { freePort, startDaemon, waitUntil, type Daemon } from './processes';
 
 // A small real cluster for the local run: the test control plane plus kube-controller-manager
 // and kube-scheduler, and kwok simulating nodes (pods become Ready, Job pods complete), so that
@@ -21,6 +22,7 @@ export async function startSimulatedCluster(workDir: string): Promise<ControlPla
   };
   try {
     const kubeconfig = `--kubeconfig=${controlPlane.kubeconfigPath}`;
+    const kubeletPort = await freePort();
     const serving = ['--leader-elect=false', '--bind-address=127.0.0.1', '--secure-port=0'];
     daemons.push(
       startDaemon(
@@ -46,10 +48,13 @@ export async function startSimulatedCluster(workDir: string): Promise<ControlPla
         binary('kwok'),
         [
           kubeconfig,
-          `--config=${path.join(__dirname, 'kwok', 'stages.yaml')}`,
+          `--config=${writeKwokConfig(workDir)}`,
           '--manage-all-nodes=false',
           '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
-          '--server-address=127.0.0.1:0',
+          // The kubelet API of the fake nodes: kube-apiserver fetches pod logs from it.
+          '--node-ip=127.0.0.1',
+          `--node-port=${kubeletPort}`,
+          `--server-address=127.0.0.1:${kubeletPort}`,
         ],
         path.join(workDir, 'kwok.log'),
       ),
@@ -75,6 +80,30 @@ export async function startSimulatedCluster(workDir: string): Promise<ControlPla
     await stop();
     throw error;
   }
+}
+
+/**
+ * kwok's configuration: our stages, and logs for the init job's and Odoo's containers (served
+ * through the fake nodes' kubelet API), so that the init log can be read and kept as on a real
+ * cluster. Log files need absolute paths, hence a file written at start.
+ */
+function writeKwokConfig(workDir: string): string {
+  const kwokDir = path.join(__dirname, 'kwok');
+  const logs = (name: string, container: string) => `---
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: ClusterLogs
+metadata:
+  name: ${name}
+spec:
+  selector: {}
+  logs:
+    - containers: [${container}]
+      logsFile: ${path.join(kwokDir, `${container}.log`)}
+`;
+  const file = path.join(workDir, 'kwok.yaml');
+  const stages = readFileSync(path.join(kwokDir, 'stages.yaml'), 'utf8');
+  writeFileSync(file, stages + logs('init-logs', 'initialize') + logs('odoo-logs', 'odoo'));
+  return file;
 }
 
 async function createFakeNodes(core: CoreV1Api): Promise<void> {

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import type { BuildJson } from '../api/views';
+import { binary } from '../scripts/paths';
 import { freePort } from '../scripts/processes';
 import { waitFor } from './helpers';
 
@@ -59,6 +60,26 @@ it('runs the whole service locally and stops it cleanly', async () => {
     90_000,
   );
   const [branch, pr] = settled.filter((b) => b.status === 'started');
+  const failed = settled.find((b) => b.status === 'failed') as BuildJson;
+
+  // The failed init's log, served by kwok's kubelet API, was kept: it outlives the job's pod.
+  const initLog = async () => (await fetch(`${url}/api/v1/builds/${failed.name}/init-log`)).text();
+  expect(await initLog()).toContain('simulated by kwok');
+  const kubectl = (...args: string[]) =>
+    execFileSync(binary('kubectl'), [
+      '--kubeconfig',
+      path.join(stateDir, 'kubernetes', 'kubeconfig'),
+      ...args,
+    ]);
+  kubectl(
+    '-n',
+    'runboat-builds',
+    'delete',
+    'jobs,pods',
+    '-l',
+    `runboat/build=${failed.name},runboat/job-kind=initialize`,
+  );
+  expect(await initLog()).toContain('simulated by kwok');
 
   expect((await fetch(`${url}/api/v1/builds/${branch.name}/stop`, { method: 'POST' })).status).toBe(200);
   await waitFor(
