@@ -43,7 +43,9 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     ...build,
     status: 'initializing',
     init_status: 'todo',
-    created: new Date().toISOString(),
+    // When the build was asked for (the workflow's start), not when a worker first ran it: the
+    // newest build of a branch is the one requested last.
+    created: workflowInfo().startTime.toISOString(),
     last_scaled: null,
     last_error: null,
   };
