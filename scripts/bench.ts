@@ -22,6 +22,7 @@ import { webhookVerifier } from '../api/webhooks';
 import type { CommitInfo } from '../common/types';
 import { loadConfig } from '../common/config';
 import type { evictionWorkflow } from '../workflows';
+import { buildWorkflowId } from '../workflows/definitions';
 import { startControlPlane } from './control-plane';
 import { binary } from './paths';
 import { startTemporalDevServer } from './temporal-dev';
@@ -245,7 +246,7 @@ async function main(): Promise<void> {
 
   if (process.env.BENCH_HISTORY) {
     const [name] = requested.keys();
-    const { events } = await client.workflow.getHandle(`build-${name}`).fetchHistory();
+    const { events } = await client.workflow.getHandle(buildWorkflowId(name)).fetchHistory();
     const t0 = Number(events?.[0].eventTime?.seconds) * 1000 + Number(events?.[0].eventTime?.nanos) / 1e6;
     for (const event of events ?? []) {
       const t = Number(event.eventTime?.seconds) * 1000 + Number(event.eventTime?.nanos) / 1e6;
