@@ -5,7 +5,8 @@ import type { Client } from '@temporalio/client';
 import { GitHub } from '../activities/github';
 import type { Config } from '../common/config';
 import { createApp } from '../api/app';
-import { testTemporal, type TestCluster, type TestTemporal } from './helpers';
+import { afterAll, beforeAll } from 'vitest';
+import { TestCluster, testTemporal, type TestTemporal } from './helpers';
 
 // The API app on a loopback port, and the calls tests make to it as GitHub and people would.
 
@@ -128,5 +129,37 @@ export async function startStack(
       await api.close();
       await temporal.close();
     },
+  };
+}
+
+/**
+ * `startStack` for the whole file: started before its first test and closed after its last.
+ * The cluster is there at once; `temporal` and `api` once the stack has started.
+ */
+export function useStack(
+  config: Config,
+  options: { deploymentController?: boolean } = {},
+): TestStack & { cluster: TestCluster } {
+  const cluster = new TestCluster(config.buildNamespace);
+  let started: TestStack | undefined;
+  beforeAll(async () => {
+    started = await startStack(config, cluster, options);
+  });
+  afterAll(async () => {
+    await started?.close();
+  });
+  const stack = () => {
+    if (!started) throw new Error('the test stack starts in beforeAll');
+    return started;
+  };
+  return {
+    cluster,
+    get temporal() {
+      return stack().temporal;
+    },
+    get api() {
+      return stack().api;
+    },
+    close: () => stack().close(),
   };
 }

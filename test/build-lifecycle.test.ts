@@ -2,27 +2,19 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import { buildWorkflowId } from '../workflows/definitions';
 import type { BuildStatus, CommitInfo } from '../common/types';
-import { startStack, type TestStack } from './api-server';
-import { SHA, TestCluster, testConfig, waitFor } from './helpers';
+import { useStack } from './api-server';
+import { DEFAULT_DEPLOYMENT_OBJECTS, SHA, testConfig, waitFor } from './helpers';
 
 // One build's whole life on a real kube-apiserver and a real Temporal server, with the test
 // playing the Job and Deployment controllers that this control plane does not run.
 
 const config = testConfig();
-const cluster = new TestCluster(config.buildNamespace);
-let stack: TestStack;
-
-beforeAll(async () => {
-  stack = await startStack(config, cluster);
-});
-
-afterAll(async () => {
-  await stack?.close();
-});
+const stack = useStack(config);
+const { cluster } = stack;
 
 const commit = (sha: string, pr: number | null = null): CommitInfo => ({
   repo: 'OCA/mis-builder',
@@ -63,17 +55,7 @@ describe('a build', () => {
     });
     const objects = await cluster.builds.listBuildObjects(build.name);
     expect(objects.map((o) => `${o.kind}/${o.metadata?.name?.slice(build.name.length + 1)}`).sort()).toEqual(
-      [
-        'ConfigMap/odooenv',
-        'ConfigMap/runboat-scripts',
-        'Deployment/odoo',
-        'Ingress/mailhog',
-        'Ingress/odoo',
-        'PersistentVolumeClaim/data',
-        'Secret/odoosecretenv',
-        'Service/odoo',
-        'Job/initialize',
-      ].sort(),
+      [...DEFAULT_DEPLOYMENT_OBJECTS, 'Job/initialize'].sort(),
     );
     expect(objects.every((o) => o.metadata?.name?.startsWith(`${build.name}-`))).toBe(true);
 

@@ -1,11 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { getBuildState, startBuild } from '../api/build-client';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { ensureEvictionSchedule, evictionScheduleId } from '../worker/schedule';
 import type { evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
-import { startStack, type TestStack } from './api-server';
-import { SHA, TestCluster, testConfig, waitFor } from './helpers';
+import { useStack } from './api-server';
+import { SHA, testConfig, waitFor } from './helpers';
 
 // Eight builds on two branches and a PR, all started; max_running=2, max_deployed=4.
 
@@ -16,16 +16,8 @@ const config = testConfig({
   RUNBOAT_NO_CLEANUP_JOB: 'true',
   RUNBOAT_EVICTION_INTERVAL: '3600',
 });
-const cluster = new TestCluster(config.buildNamespace);
-let stack: TestStack;
-
-beforeAll(async () => {
-  stack = await startStack(config, cluster);
-});
-
-afterAll(async () => {
-  await stack?.close();
-});
+const stack = useStack(config);
+const { cluster } = stack;
 
 const commit = (branch: string, pr: number | null, sha: string): CommitInfo => ({
   repo: 'oca/sale-workflow',

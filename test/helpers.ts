@@ -12,6 +12,18 @@ import { createWorker } from '../worker/worker';
 
 export const SHA = (char: string) => char.repeat(40);
 
+/** What the default kubefiles deploy in `deployment` mode: kind and name after `<build>-`. */
+export const DEFAULT_DEPLOYMENT_OBJECTS = [
+  'ConfigMap/odooenv',
+  'ConfigMap/runboat-scripts',
+  'Deployment/odoo',
+  'Ingress/mailhog',
+  'Ingress/odoo',
+  'PersistentVolumeClaim/data',
+  'Secret/odoosecretenv',
+  'Service/odoo',
+];
+
 // Workers log every workflow step at INFO; tests show warnings and errors only.
 try {
   Runtime.install({ logger: new DefaultLogger('WARN') });

@@ -1,13 +1,13 @@
 import { WorkflowFailedError } from '@temporalio/client';
-import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { expect, it, vi } from 'vitest';
 import { startBuild } from '../api/build-client';
 import { UnsafeCommitInfoError } from '../common/build';
 import { buildWorkflowId } from '../workflows/definitions';
 import { logger } from '../common/logger';
 import type { CommitInfo } from '../common/types';
 import type { buildWorkflow } from '../workflows';
-import { startStack, type TestStack } from './api-server';
-import { SHA, TestCluster, testConfig } from './helpers';
+import { useStack } from './api-server';
+import { SHA, testConfig } from './helpers';
 
 // Repo and branch names come from GitHub, which allows quotes, newlines and `$()` in them.
 // Even where the configured patterns let such a name through, it must inject nothing.
@@ -15,16 +15,8 @@ import { SHA, TestCluster, testConfig } from './helpers';
 const config = testConfig({
   RUNBOAT_REPOS: JSON.stringify([{ repo: '.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
 });
-const cluster = new TestCluster(config.buildNamespace);
-let stack: TestStack;
-
-beforeAll(async () => {
-  stack = await startStack(config, cluster, { deploymentController: false });
-});
-
-afterAll(async () => {
-  await stack?.close();
-});
+const stack = useStack(config, { deploymentController: false });
+const { cluster } = stack;
 
 const hostile: CommitInfo[] = [
   { repo: 'oca/x"\n  injected: "yes', target_branch: '16.0', pr: null, git_commit: SHA('e') },

@@ -15,6 +15,7 @@ import { UnsafeCommitInfoError, buildRef } from '../common/build';
 import { loadConfig, type Config } from '../common/config';
 import type { BuildRef, CommitInfo } from '../common/types';
 import { binary } from '../scripts/paths';
+import { DEFAULT_DEPLOYMENT_OBJECTS } from './helpers';
 
 // Renders kubefiles directories with the real `kubectl kustomize`; no cluster involved.
 
@@ -110,18 +111,7 @@ describe('renderKubefiles with the default kubefiles', () => {
   it('yields exactly the objects of a deployment', () => {
     const kinds = objects.map((object) => `${object.kind}/${object.metadata?.name}`).sort();
     expect(kinds).toEqual(
-      [
-        'ConfigMap/odooenv',
-        'ConfigMap/runboat-scripts',
-        'Deployment/odoo',
-        'Ingress/mailhog',
-        'Ingress/odoo',
-        'PersistentVolumeClaim/data',
-        'Secret/odoosecretenv',
-        'Service/odoo',
-      ]
-        .map((kindName) => kindName.replace('/', `/${build.name}-`))
-        .sort(),
+      DEFAULT_DEPLOYMENT_OBJECTS.map((kindName) => kindName.replace('/', `/${build.name}-`)).sort(),
     );
   });
 

@@ -1,21 +1,12 @@
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { buildRef } from '../common/build';
-import { payloads, startStack, type TestStack } from './api-server';
-import { SHA, TestCluster, testConfig, waitFor } from './helpers';
+import { payloads, useStack } from './api-server';
+import { SHA, testConfig, waitFor } from './helpers';
 
 // /metrics, scraped as Prometheus would, after real webhook deliveries.
 
 const config = testConfig({ RUNBOAT_MAX_INITIALIZING: '1' });
-const cluster = new TestCluster(config.buildNamespace);
-let stack: TestStack;
-
-beforeAll(async () => {
-  stack = await startStack(config, cluster, { deploymentController: false });
-});
-
-afterAll(async () => {
-  await stack?.close();
-});
+const stack = useStack(config, { deploymentController: false });
 
 const scrape = async () => (await stack.api.request('GET', '/metrics')).text();
 const sample = (text: string, series: string) =>

@@ -1,10 +1,10 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { getBuildState, lifecycleSettings } from '../api/build-client';
 import { buildRef } from '../common/build';
 import type { buildWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
-import { payloads, startStack, type TestStack } from './api-server';
-import { SHA, TestCluster, testConfig, waitFor } from './helpers';
+import { payloads, useStack } from './api-server';
+import { SHA, testConfig, waitFor } from './helpers';
 
 // Real signed webhook deliveries over HTTP to the API, with a real worker behind it.
 
@@ -14,16 +14,8 @@ const config = testConfig({
     { repo: '^oca/.*', branch: '^1[0-9]\\.0$', builds: [{ image: 'odoo:16' }] },
   ]),
 });
-const cluster = new TestCluster(config.buildNamespace);
-let stack: TestStack;
-
-beforeAll(async () => {
-  stack = await startStack(config, cluster);
-});
-
-afterAll(async () => {
-  await stack?.close();
-});
+const stack = useStack(config);
+const { cluster } = stack;
 
 const workflowsOfQueue = () =>
   stack.temporal.client.workflow.count(
