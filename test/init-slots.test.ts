@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import { jobOutcome } from '../activities/kubernetes';
 import type { BuildRef } from '../common/types';
-import { initSlotsQuery, initSlotsWorkflowId } from '../workflows/init-slots';
+import { buildWorkflowId } from '../workflows/definitions';
+import { initSlotsQuery, initSlotsWorkflowId, slotGrantedSignal } from '../workflows/init-slots';
 import {
   SHA,
   spawnWorkerProcess,
@@ -54,18 +55,23 @@ async function runningInitJobs(): Promise<V1Job[]> {
 const slots = () =>
   temporal.client.workflow.getHandle(initSlotsWorkflowId(config.taskQueue)).query(initSlotsQuery);
 
+/** When the build's workflow received its init slot, in ms since the epoch. */
+async function slotGrantedAt(name: string): Promise<number> {
+  const { events } = await temporal.client.workflow.getHandle(buildWorkflowId(name)).fetchHistory();
+  const granted = (events ?? []).find(
+    (e) => e.workflowExecutionSignaledEventAttributes?.signalName === slotGrantedSignal.name,
+  );
+  if (!granted?.eventTime) throw new Error(`${name} was never granted a slot`);
+  return Number(granted.eventTime.seconds) * 1000 + (granted.eventTime.nanos ?? 0) / 1e6;
+}
+
 describe('init slots', () => {
   it('never runs more than max_initializing init jobs, and grants them in request order', async () => {
     // Sampled from the first request on: the first jobs start before the last build is queued.
     let peak = 0;
-    const started: string[] = [];
     const sampler = setInterval(() => {
       void runningInitJobs().then((jobs) => {
         peak = Math.max(peak, jobs.length);
-        for (const job of jobs) {
-          const name = job.metadata?.labels?.['runboat/build'] as string;
-          if (!started.includes(name)) started.push(name);
-        }
       });
     }, 25);
     const builds: BuildRef[] = [];
@@ -99,7 +105,11 @@ describe('init slots', () => {
       clearInterval(sampler);
     }
     expect(peak).toBe(2);
-    expect(started).toEqual(builds.map((b) => b.name));
+    // The order slots were granted, from each build's history. (The order their Jobs appear in
+    // can differ: two builds granted a moment apart race through rendering and applying.)
+    const grantedAt = await Promise.all(builds.map((b) => slotGrantedAt(b.name)));
+    const byGrant = builds.map((b, i) => ({ name: b.name, at: grantedAt[i] })).sort((a, b) => a.at - b.at);
+    expect(byGrant.map((b) => b.name)).toEqual(builds.map((b) => b.name));
     expect(await slots()).toMatchObject({ holders: [], waiting: [] });
   });
 
