@@ -8,6 +8,7 @@ import { findRepoSettings, type Config } from '../common/config';
 import { BUILD_STATUSES, type BuildCommand } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
 import { getBuildState, listBuilds, sendBuildCommand, startBuild, undeployBuilds } from './build-client';
+import { boundedCalls } from './backend';
 import { errorHandler, HttpError } from './errors';
 import { BuildEvents } from './events';
 import { openApiDocument } from './openapi';
@@ -24,10 +25,9 @@ export interface ApiDependencies {
   client: Client;
   cluster: BuildCluster;
   github: GitHub;
+  /** Deadline of each backend call (default BACKEND_TIMEOUT_MS); tests shorten it. */
+  backendTimeoutMs?: number;
 }
-
-/** Every outbound call is bounded: an unreachable backend answers 503, never hangs. */
-const BACKEND_TIMEOUT_MS = 10_000;
 
 const repo = z
   .string()
@@ -82,9 +82,11 @@ export interface Api {
 export function createApp(deps: ApiDependencies): Api {
   const { config, cluster, github } = deps;
   const client = deps.client;
-  const events = new BuildEvents(config, client);
+  // Every outbound call is bounded: an unreachable backend answers 503, never hangs.
+  const bounded = boundedCalls(client, deps.backendTimeoutMs);
+  const metrics = createMetrics(config, client, bounded, () => events.subscriberCount);
+  const events = new BuildEvents(config, client, bounded, metrics.observeEventsPoll);
   const admin = adminOnly(config);
-  const bounded = <T>(work: () => Promise<T>) => client.withDeadline(Date.now() + BACKEND_TIMEOUT_MS, work);
 
   async function runningBuild(name: string) {
     parseQuery(buildName, name);
@@ -173,14 +175,14 @@ export function createApp(deps: ApiDependencies): Api {
   api.get('/build-events', async (request, response) => {
     const filter = parseQuery(filterQuery.extend({ build_name: buildName.optional() }), request.query);
     const { build_name: name, ...rest } = filter;
-    await bounded(() => events.subscribe({ ...rest, name }, response));
+    // Not under `bounded`: the stream outlives any one deadline (the poller takes its own).
+    await events.subscribe({ ...rest, name }, response);
   });
 
   api.get('/openapi.json', (_request, response) => {
     response.json(openApiDocument(config));
   });
 
-  const metrics = createMetrics(config, client);
   const app = express();
   app.disable('x-powered-by');
   app.use(metrics.timeRequests);
@@ -196,7 +198,7 @@ export function createApp(deps: ApiDependencies): Api {
   });
   app.use(webhookRouter(config, client, metrics.observeWebhook));
   app.use('/api/v1', api);
-  app.use(uiRouter({ config, client }));
+  app.use(uiRouter({ config, client, bounded }));
   app.use('/api/v1', (_request, _response) => {
     throw new HttpError(404, 'no such endpoint');
   });

@@ -2,14 +2,18 @@ import type { Client } from '@temporalio/client';
 import type { Response } from 'express';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
+import type { Bounded } from './backend';
 import { listBuilds, type BuildFilter, type ListedBuild } from './build-client';
 import { buildJson } from './views';
 
 // Server-Sent Events of build changes, runboat's `/build-events`: the matching builds first,
 // then `upd` and `del` events. One poll of Temporal visibility per API process feeds every
 // subscriber, and only while there is one; the process keeps no other state.
+//
+// The poller outlives the request that started it: each of its calls takes a deadline of its
+// own (one inherited from that request would expire, and every later poll with it).
 
-const POLL_INTERVAL_MS = 400;
+export const BUILD_EVENTS_POLL_INTERVAL_MS = 400;
 const KEEPALIVE_MS = 15_000;
 
 export type EventFilter = Omit<BuildFilter, 'status'>;
@@ -17,6 +21,9 @@ export type EventFilter = Omit<BuildFilter, 'status'>;
 interface Subscriber {
   filter: EventFilter;
   response: Response;
+  /** Set once it has its initial builds: from then on it gets every change. */
+  live: boolean;
+  keepalive?: NodeJS.Timeout;
 }
 
 export function matches(filter: EventFilter, build: ListedBuild): boolean {
@@ -30,65 +37,123 @@ export function matches(filter: EventFilter, build: ListedBuild): boolean {
   );
 }
 
+export type EventsPollObserver = (outcome: 'ok' | 'failed') => void;
+
 type Snapshot = Map<string, { build: ListedBuild; fingerprint: string }>;
 
 export class BuildEvents {
   private readonly subscribers = new Set<Subscriber>();
   private known: Snapshot = new Map();
+  /** Settles when the first snapshot is known and the poll timer runs: one per polling period. */
+  private started: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private polling = false;
+  private pollInFlight = false;
+  private failedPollsInARow = 0;
 
   constructor(
     private readonly config: Config,
     private readonly client: Client,
+    private readonly bounded: Bounded,
+    /** Told of every visibility poll (metrics; tests count them). */
+    private readonly observePoll: EventsPollObserver = () => {},
   ) {}
 
+  get subscriberCount(): number {
+    return this.subscribers.size;
+  }
+
+  /** Whether it polls, or a poll is still finishing. */
+  get active(): boolean {
+    return this.started !== undefined || this.pollInFlight;
+  }
+
+  /** Streams to `response` until the client leaves; rejects (before any byte is sent) when the
+   * builds cannot be listed. */
   async subscribe(filter: EventFilter, response: Response): Promise<void> {
-    // The snapshot a subscriber starts from is the one later events are diffed against.
-    if (!this.timer) {
-      this.known = await this.snapshot();
-      this.timer = setInterval(() => void this.poll(), POLL_INTERVAL_MS);
+    const subscriber: Subscriber = { filter, response, live: false };
+    // Counted before the first snapshot loads, so that leaving meanwhile stops the poller too.
+    this.subscribers.add(subscriber);
+    response.on('close', () => this.leave(subscriber));
+    try {
+      await this.startPolling();
+    } catch (error) {
+      this.leave(subscriber);
+      throw error;
     }
+    if (!this.subscribers.has(subscriber)) return; // left while the snapshot loaded
     response.writeHead(200, {
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache',
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     });
-    const subscriber = { filter, response };
+    // EventSource's `open` fires on the headers: send them now, even when no build matches.
+    response.flushHeaders();
     for (const { build } of this.known.values()) {
       if (matches(filter, build)) this.send(subscriber, 'upd', build);
     }
-    this.subscribers.add(subscriber);
-    const keepalive = setInterval(() => response.write(': keepalive\n\n'), KEEPALIVE_MS);
-    response.on('close', () => {
-      clearInterval(keepalive);
-      this.subscribers.delete(subscriber);
-      if (this.subscribers.size === 0) this.stopPolling();
-    });
+    subscriber.live = true;
+    subscriber.keepalive = setInterval(() => response.write(': keepalive\n\n'), KEEPALIVE_MS);
   }
 
   close(): void {
-    for (const { response } of this.subscribers) response.end();
+    for (const subscriber of this.subscribers) {
+      clearInterval(subscriber.keepalive);
+      subscriber.response.end();
+    }
     this.subscribers.clear();
     this.stopPolling();
   }
 
-  private async snapshot(): Promise<Snapshot> {
-    const builds = await listBuilds(this.client, this.config);
-    return new Map(builds.map((build) => [build.name, { build, fingerprint: JSON.stringify(build) }]));
+  private leave(subscriber: Subscriber): void {
+    clearInterval(subscriber.keepalive);
+    this.subscribers.delete(subscriber);
+    if (this.subscribers.size === 0) this.stopPolling();
+  }
+
+  /** Subscribers arriving together share one start; the poller starts once, stops once. */
+  private startPolling(): Promise<void> {
+    if (this.started) return this.started;
+    const started = this.snapshot().then(
+      (known) => {
+        if (this.started !== started) return; // everyone left while it loaded
+        this.known = known;
+        this.timer = setInterval(() => void this.poll(), BUILD_EVENTS_POLL_INTERVAL_MS);
+      },
+      (error: unknown) => {
+        if (this.started === started) this.started = undefined; // the next subscriber retries
+        throw error;
+      },
+    );
+    this.started = started;
+    return started;
   }
 
   private stopPolling(): void {
     clearInterval(this.timer);
     this.timer = undefined;
+    this.started = undefined;
+  }
+
+  private async snapshot(): Promise<Snapshot> {
+    let builds: ListedBuild[];
+    try {
+      builds = await this.bounded(() => listBuilds(this.client, this.config));
+    } catch (error) {
+      this.observePoll('failed');
+      throw error;
+    }
+    this.observePoll('ok');
+    return new Map(builds.map((build) => [build.name, { build, fingerprint: JSON.stringify(build) }]));
   }
 
   private async poll(): Promise<void> {
-    if (this.polling) return;
-    this.polling = true;
+    if (this.pollInFlight) return;
+    this.pollInFlight = true;
+    const period = this.started;
     try {
       const current = await this.snapshot();
+      if (this.started !== period) return; // stopped while it ran: a new start has its own snapshot
       for (const [name, entry] of current) {
         if (this.known.get(name)?.fingerprint !== entry.fingerprint) this.broadcast('upd', entry.build);
       }
@@ -96,10 +161,17 @@ export class BuildEvents {
         if (!current.has(name)) this.broadcast('del', entry.build);
       }
       this.known = current;
+      if (this.failedPollsInARow > 0) {
+        logger.info({ failedPolls: this.failedPollsInARow }, 'build events: visibility reachable again');
+        this.failedPollsInARow = 0;
+      }
     } catch (error) {
-      logger.warn({ err: error }, 'build events: polling visibility failed');
+      // Once per outage, not once per poll: an outage must not flood the logs.
+      if (this.failedPollsInARow++ === 0) {
+        logger.warn({ err: error }, 'build events: polling visibility failed; retrying until it answers');
+      }
     } finally {
-      this.polling = false;
+      this.pollInFlight = false;
     }
   }
 
@@ -109,7 +181,7 @@ export class BuildEvents {
 
   private broadcast(event: 'upd' | 'del', build: ListedBuild): void {
     for (const subscriber of this.subscribers) {
-      if (matches(subscriber.filter, build)) this.send(subscriber, event, build);
+      if (subscriber.live && matches(subscriber.filter, build)) this.send(subscriber, event, build);
     }
   }
 }

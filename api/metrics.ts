@@ -4,7 +4,9 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { Config } from '../common/config';
 import { BUILD_STATUSES } from '../common/types';
 import { initSlotsQuery, initSlotsWorkflowId } from '../workflows/init-slots';
+import type { Bounded } from './backend';
 import { listBuilds } from './build-client';
+import type { EventsPollObserver } from './events';
 import type { WebhookObserver } from './webhooks';
 
 // Prometheus metrics of the API process, read from Temporal at scrape time (so every API
@@ -13,10 +15,16 @@ import type { WebhookObserver } from './webhooks';
 export interface ApiMetrics {
   registry: Registry;
   observeWebhook: WebhookObserver;
+  observeEventsPoll: EventsPollObserver;
   timeRequests: RequestHandler;
 }
 
-export function createMetrics(config: Config, client: Client): ApiMetrics {
+export function createMetrics(
+  config: Config,
+  client: Client,
+  bounded: Bounded,
+  eventSubscribers: () => number,
+): ApiMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   new Gauge({
@@ -25,9 +33,12 @@ export function createMetrics(config: Config, client: Client): ApiMetrics {
     labelNames: ['status'],
     registers: [registry],
     async collect() {
-      const builds = await listBuilds(client, config);
-      for (const status of BUILD_STATUSES)
-        this.set({ status }, builds.filter((b) => b.status === status).length);
+      // While Temporal is unreachable the scrape still answers, without this gauge's samples.
+      const builds = await bounded(() => listBuilds(client, config)).catch(() => undefined);
+      this.reset();
+      for (const status of BUILD_STATUSES) {
+        if (builds) this.set({ status }, builds.filter((b) => b.status === status).length);
+      }
     },
   });
   new Gauge({
@@ -35,10 +46,9 @@ export function createMetrics(config: Config, client: Client): ApiMetrics {
     help: 'Builds waiting for an init slot',
     registers: [registry],
     async collect() {
-      const slots = await client.workflow
-        .getHandle(initSlotsWorkflowId(config.taskQueue))
-        .query(initSlotsQuery)
-        .catch(() => undefined);
+      const slots = await bounded(() =>
+        client.workflow.getHandle(initSlotsWorkflowId(config.taskQueue)).query(initSlotsQuery),
+      ).catch(() => undefined);
       this.set(slots?.waiting.length ?? 0);
     },
   });
@@ -46,6 +56,20 @@ export function createMetrics(config: Config, client: Client): ApiMetrics {
     name: 'runboat_webhooks_total',
     help: 'GitHub webhook deliveries by event and outcome',
     labelNames: ['event', 'outcome'],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'runboat_build_events_subscribers',
+    help: 'Open /build-events streams of this API process',
+    registers: [registry],
+    collect() {
+      this.set(eventSubscribers());
+    },
+  });
+  const eventsPolls = new Counter({
+    name: 'runboat_build_events_polls_total',
+    help: 'Visibility polls feeding /build-events, by outcome (none while no stream is open)',
+    labelNames: ['outcome'],
     registers: [registry],
   });
   const requests = new Histogram({
@@ -57,6 +81,7 @@ export function createMetrics(config: Config, client: Client): ApiMetrics {
   return {
     registry,
     observeWebhook: (event, outcome) => webhooks.inc({ event: event || 'none', outcome }),
+    observeEventsPoll: (outcome) => eventsPolls.inc({ outcome }),
     timeRequests: (request, response, next) => {
       const end = requests.startTimer({ method: request.method });
       response.on('finish', () => {

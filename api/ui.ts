@@ -9,6 +9,7 @@ import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import { searchAttributes } from '../common/search-attributes';
 import { buildWorkflowId } from '../workflows/definitions';
+import type { Bounded } from './backend';
 import { getBuildState, sendBuildCommand } from './build-client';
 import { HttpError } from './errors';
 import { buildJson } from './views';
@@ -21,10 +22,10 @@ import { buildJson } from './views';
 export interface UiDependencies {
   config: Config;
   client: Client;
+  bounded: Bounded;
 }
 
 const ASSETS = path.join(__dirname, 'ui');
-const BACKEND_TIMEOUT_MS = 10_000;
 const BUILD_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 const SECURITY_HEADERS: Record<string, string> = {
@@ -179,8 +180,7 @@ export function timelineFromHistory(history: temporal.api.history.v1.IHistory): 
 }
 
 export function uiRouter(deps: UiDependencies): Router {
-  const { config, client } = deps;
-  const bounded = <T>(work: () => Promise<T>) => client.withDeadline(Date.now() + BACKEND_TIMEOUT_MS, work);
+  const { config, client, bounded } = deps;
   /** A page whose <main> is a file of api/ui/, framed like every other page once, at start. */
   const framed = (name: string, title: string, script: string) =>
     page(title, readFileSync(path.join(ASSETS, name), 'utf8'), script);

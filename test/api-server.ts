@@ -5,14 +5,17 @@ import type { Client } from '@temporalio/client';
 import { GitHub } from '../activities/github';
 import type { Config } from '../common/config';
 import { createApp } from '../api/app';
+import { BUILD_EVENTS_POLL_INTERVAL_MS, type BuildEvents } from '../api/events';
 import { afterAll, beforeAll } from 'vitest';
-import { TestCluster, testTemporal, type TestTemporal } from './helpers';
+import type { BuildJson } from '../api/views';
+import { TestCluster, testTemporal, waitFor, type TestTemporal } from './helpers';
 
 // The API app on a loopback port, and the calls tests make to it as GitHub and people would.
 
 export interface TestApi {
   url: string;
   routes: Array<{ method: string; path: string }>;
+  events: BuildEvents;
   /** Sends a GitHub webhook, signed with `secret` unless `signature` is given. */
   webhook(
     event: string,
@@ -20,16 +23,98 @@ export interface TestApi {
     options?: { secret?: string; signature?: string | null },
   ): Promise<Response>;
   request(method: string, path: string, options?: { admin?: boolean; body?: string }): Promise<Response>;
+  /** Opens `/api/v1/build-events?<query>` as a browser's EventSource would. */
+  follow(query: string): Promise<EventStream>;
   close(): Promise<void>;
 }
 
-export async function startTestApi(config: Config, client: Client, cluster: TestCluster): Promise<TestApi> {
+export interface BuildEvent {
+  event: 'upd' | 'del';
+  build: BuildJson;
+}
+
+/** An open build-events stream: what it received so far, and a way to wait for more. */
+export interface EventStream {
+  response: Response;
+  received: BuildEvent[];
+  /** Resolves with the first event (received so far or later) that `predicate` accepts. */
+  next(what: string, predicate: (event: BuildEvent) => boolean): Promise<BuildEvent>;
+  close(): void;
+}
+
+/** The API's count of build-events polls with this outcome, read from its /metrics. */
+export async function buildEventPolls(api: TestApi, outcome: 'ok' | 'failed'): Promise<number> {
+  const text = await (await api.request('GET', '/metrics')).text();
+  const sample = new RegExp(`^runboat_build_events_polls_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(
+    text,
+  );
+  return sample ? Number(sample[1]) : 0;
+}
+
+/** Waits until the API has polled successfully for three times `deadlineMs`, its backend deadline. */
+export async function pollPastTheDeadline(api: TestApi, deadlineMs: number): Promise<void> {
+  const from = await buildEventPolls(api, 'ok');
+  const needed = Math.ceil((3 * deadlineMs) / BUILD_EVENTS_POLL_INTERVAL_MS);
+  await waitFor(
+    `${needed} successful build-events polls`,
+    async () => (await buildEventPolls(api, 'ok')) >= from + needed,
+    needed * BUILD_EVENTS_POLL_INTERVAL_MS + 30_000,
+  );
+}
+
+async function openEventStream(url: string): Promise<EventStream> {
+  const controller = new AbortController();
+  const response = await fetch(url, { signal: controller.signal });
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  const received: BuildEvent[] = [];
+  let buffer = '';
+  let reading: Promise<void> | undefined;
+  const readMore = async () => {
+    const { value, done } = await reader.read();
+    if (done) throw new Error('the event stream ended');
+    buffer += value;
+    const frames = buffer.split('\n\n');
+    buffer = frames.pop() ?? '';
+    for (const frame of frames) {
+      const data = frame.split('\n').find((line) => line.startsWith('data: '));
+      if (data) received.push(JSON.parse(data.slice(6)) as BuildEvent);
+    }
+  };
+  return {
+    response,
+    received,
+    next: (what, predicate) =>
+      waitFor(what, async () => {
+        if (!received.some(predicate)) {
+          // One read at a time, in slices of a second so that waitFor can give up on time: a
+          // probe that returns leaves its read pending for the next one.
+          reading ??= readMore().finally(() => (reading = undefined));
+          await Promise.race([reading, new Promise((resolve) => setTimeout(resolve, 1_000))]);
+        }
+        return received.find(predicate);
+      }),
+    close: () => controller.abort(),
+  };
+}
+
+export interface TestApiOptions {
+  /** The deadline of each backend call (the API's default otherwise). */
+  backendTimeoutMs?: number;
+}
+
+export async function startTestApi(
+  config: Config,
+  client: Client,
+  cluster: TestCluster,
+  options: TestApiOptions = {},
+): Promise<TestApi> {
   // `cluster.builds` reads logs; GitHub calls go to `config.githubApiUrl` (a recorder in tests).
   const { app, events, routes } = createApp({
     config,
     client,
     cluster: cluster.builds,
     github: new GitHub(config),
+    backendTimeoutMs: options.backendTimeoutMs,
   });
   const server: Server = await new Promise((resolve) => {
     const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
@@ -39,6 +124,7 @@ export async function startTestApi(config: Config, client: Client, cluster: Test
   return {
     url,
     routes,
+    events,
     async webhook(event, body, options = {}) {
       const text = typeof body === 'string' ? body : JSON.stringify(body);
       const headers: Record<string, string> = {
@@ -58,6 +144,7 @@ export async function startTestApi(config: Config, client: Client, cluster: Test
       const headers: Record<string, string> = options.admin ? { authorization: adminHeader } : {};
       return fetch(`${url}${path}`, { method, headers, body: options.body });
     },
+    follow: (query) => openEventStream(`${url}/api/v1/build-events?${query}`),
     async close() {
       events.close();
       server.closeAllConnections();
@@ -111,16 +198,20 @@ export interface TestStack {
  * Creates the file's namespace, plays the Deployment controller (unless told not to), and
  * starts an in-process worker and the API on a loopback port.
  */
+export interface StackOptions extends TestApiOptions {
+  deploymentController?: boolean;
+}
+
 export async function startStack(
   config: Config,
   cluster: TestCluster,
-  options: { deploymentController?: boolean } = {},
+  options: StackOptions = {},
 ): Promise<TestStack> {
   await cluster.createNamespace();
   if (options.deploymentController ?? true) cluster.playDeploymentController();
   const temporal = await testTemporal(config, cluster);
   await temporal.startWorker();
-  const api = await startTestApi(config, temporal.client, cluster);
+  const api = await startTestApi(config, temporal.client, cluster, options);
   return {
     temporal,
     api,
@@ -136,10 +227,7 @@ export async function startStack(
  * `startStack` for the whole file: started before its first test and closed after its last.
  * The cluster is there at once; `temporal` and `api` once the stack has started.
  */
-export function useStack(
-  config: Config,
-  options: { deploymentController?: boolean } = {},
-): TestStack & { cluster: TestCluster } {
+export function useStack(config: Config, options: StackOptions = {}): TestStack & { cluster: TestCluster } {
   const cluster = new TestCluster(config.buildNamespace);
   let started: TestStack | undefined;
   beforeAll(async () => {

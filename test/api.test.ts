@@ -275,43 +275,22 @@ describe('build events', () => {
       async () => (await get<BuildJson[]>('/api/v1/builds?repo=oca/events')).length === 1,
     );
 
-    const controller = new AbortController();
-    const response = await fetch(`${stack.api.url}/api/v1/build-events?repo=oca/events`, {
-      signal: controller.signal,
-    });
-    expect(response.headers.get('content-type')).toContain('text/event-stream');
-    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-    const received: Array<{ event: string; build: BuildJson }> = [];
-    let buffer = '';
-    const next = async (predicate: (e: { event: string; build: BuildJson }) => boolean) =>
-      waitFor('an event', async () => {
-        while (!received.some(predicate)) {
-          const { value, done } = await reader.read();
-          if (done) return false;
-          buffer += value;
-          const frames = buffer.split('\n\n');
-          buffer = frames.pop() ?? '';
-          for (const frame of frames) {
-            const data = frame.split('\n').find((line) => line.startsWith('data: '));
-            if (data) received.push(JSON.parse(data.slice(6)));
-          }
-        }
-        return received.find(predicate);
-      });
+    const stream = await stack.api.follow('repo=oca/events');
     try {
-      const first = await next(() => true);
+      expect(stream.response.headers.get('content-type')).toContain('text/event-stream');
+      const first = await stream.next('an event', () => true);
       expect(first).toMatchObject({ event: 'upd', build: { name: build.name, status: 'started' } });
 
       await stack.api.request('POST', `/api/v1/builds/${build.name}/stop`);
       const t0 = Date.now();
-      await next((e) => e.event === 'upd' && e.build.status === 'stopped');
+      await stream.next('stopped', (e) => e.event === 'upd' && e.build.status === 'stopped');
       expect(Date.now() - t0).toBeLessThan(5_000);
 
       await stack.api.request('DELETE', `/api/v1/builds/${build.name}`, { admin: true });
-      await next((e) => e.event === 'del' && e.build.name === build.name);
-      expect(received.every((e) => e.build.commit_info.repo === 'oca/events')).toBe(true);
+      await stream.next('del', (e) => e.event === 'del' && e.build.name === build.name);
+      expect(stream.received.every((e) => e.build.commit_info.repo === 'oca/events')).toBe(true);
     } finally {
-      controller.abort();
+      stream.close();
     }
   });
 });

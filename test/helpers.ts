@@ -201,6 +201,22 @@ export async function waitFor<T>(
   }
 }
 
+/**
+ * Checks that `probe` holds on every poll for `forMs`: the way to say "nothing happens" without
+ * a bare sleep. Fails at the first poll where it does not.
+ */
+export async function consistently(
+  what: string,
+  probe: () => Promise<boolean> | boolean,
+  forMs = 2_000,
+): Promise<void> {
+  const until = Date.now() + forMs;
+  while (Date.now() < until) {
+    if (!(await probe())) throw new Error(`expected ${what} to hold for ${forMs} ms, but it did not`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** A worker as its own process (`worker/main.ts`), configured like `config`, to kill or scale out. */
 export function spawnWorkerProcess(config: Config, env: Record<string, string> = {}): ChildProcess {
   const root = path.resolve(__dirname, '..');

@@ -6,7 +6,7 @@ import { escapeHtml } from '../api/ui';
 import type { BuildJson } from '../api/views';
 import { buildRef } from '../common/build';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
-import { payloads, startStack, type TestStack } from './api-server';
+import { payloads, pollPastTheDeadline, startStack, type TestStack } from './api-server';
 import { SHA, TestCluster, testConfig, waitFor } from './helpers';
 
 // Builds of oca/website, a repo no other test file uses: workflow ids are unique per Temporal
@@ -16,6 +16,8 @@ import { SHA, TestCluster, testConfig, waitFor } from './helpers';
 
 const SCREENSHOTS = path.resolve(__dirname, '..', 'docs', 'screenshots');
 const TEMPORAL_UI = 'https://stack.temporal.example.org';
+/** Shorter than the API's default, so that staying live past it takes seconds. */
+const BACKEND_DEADLINE_MS = 3_000;
 
 let config: ReturnType<typeof testConfig>;
 let cluster: TestCluster;
@@ -52,7 +54,7 @@ beforeAll(async () => {
     RUNBOAT_NO_CLEANUP_JOB: 'true',
   });
   cluster = new TestCluster(config.buildNamespace);
-  stack = await startStack(config, cluster);
+  stack = await startStack(config, cluster, { backendTimeoutMs: BACKEND_DEADLINE_MS });
 
   builds.branch = await startBuild(stack.temporal.client, config, commit('16.0', null, 'a'));
   builds.pr = await startBuild(stack.temporal.client, config, commit('16.0', 12, 'b'));
@@ -206,6 +208,29 @@ describe('builds board', () => {
     expect(refused).toBeGreaterThanOrEqual(3);
     await again.locator(`article.card[data-build="${builds.pr.name}"]`).waitFor();
     await again.close();
+  });
+});
+
+describe('a board left open', () => {
+  it('stays live long past the backend deadline: a start and a stop elsewhere both show', async () => {
+    const board = await context.newPage();
+    const boardCard = (status: string) =>
+      board.locator(`article.card[data-build="${builds.older.name}"][data-status="${status}"]`);
+    try {
+      await board.goto(`${stack.api.url}/builds?repo=oca/website`);
+      await board.locator('#connection[data-state="live"]').waitFor();
+      await boardCard('stopped').waitFor();
+      await pollPastTheDeadline(stack.api, BACKEND_DEADLINE_MS);
+
+      await stack.api.request('POST', `/api/v1/builds/${builds.older.name}/start`);
+      await boardCard('started').waitFor();
+      await pollPastTheDeadline(stack.api, BACKEND_DEADLINE_MS);
+      await stack.api.request('POST', `/api/v1/builds/${builds.older.name}/stop`);
+      await boardCard('stopped').waitFor();
+      await reach(builds.older, 'stopped');
+    } finally {
+      await board.close();
+    }
   });
 });
 

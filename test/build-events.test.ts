@@ -1,0 +1,164 @@
+import { Client, Connection } from '@temporalio/client';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { getBuildState, startBuild } from '../api/build-client';
+import type { BuildJson } from '../api/views';
+import type { BuildRef, BuildStatus } from '../common/types';
+import {
+  buildEventPolls as polls,
+  pollPastTheDeadline as pollPast,
+  startTestApi,
+  useStack,
+  type BuildEvent,
+  type EventStream,
+} from './api-server';
+import { consistently, SHA, testConfig, waitFor } from './helpers';
+import { startTcpProxy } from './tcp-proxy';
+
+// `/build-events` over real HTTP for longer than the API's backend deadline, with subscribers
+// joining at different times, crowds arriving and leaving together, and Temporal going away
+// and coming back. Builds of oca/streams, a repo no other test file uses.
+
+/** Short, so that "well past the deadline" is seconds; the API's default is 10 s. */
+const DEADLINE_MS = 1_500;
+
+const config = testConfig({ RUNBOAT_NO_CLEANUP_JOB: 'true' });
+const stack = useStack(config, { backendTimeoutMs: DEADLINE_MS });
+let build: BuildRef;
+
+const reach = (status: BuildStatus) =>
+  waitFor(
+    `${build.name} ${status}`,
+    async () => (await getBuildState(stack.temporal.client, build.name)).status === status,
+  );
+
+/** An `upd` of the build with this status, received after the stream's first `after` events. */
+const update =
+  (stream: EventStream, status: BuildStatus, after = 0) =>
+  (event: BuildEvent) =>
+    stream.received.indexOf(event) >= after &&
+    event.event === 'upd' &&
+    event.build.name === build.name &&
+    event.build.status === status;
+
+beforeAll(async () => {
+  build = await startBuild(stack.temporal.client, config, {
+    repo: 'oca/streams',
+    target_branch: '16.0',
+    pr: null,
+    git_commit: SHA('5'),
+  });
+  await stack.cluster.finishJob(build.name, 'initialize', true);
+  await reach('started');
+  await waitFor('the build listed', async () => {
+    const listed = (await (
+      await stack.api.request('GET', '/api/v1/builds?repo=oca/streams')
+    ).json()) as BuildJson[];
+    return listed.length === 1;
+  });
+});
+
+describe('build events', () => {
+  it('keep every subscriber updated long past the backend deadline, whenever it joined', async () => {
+    const streams: EventStream[] = [];
+    try {
+      for (const query of [
+        `build_name=${build.name}`,
+        'repo=oca/streams',
+        'repo=oca/streams&target_branch=16.0',
+      ]) {
+        const stream = await stack.api.follow(query);
+        streams.push(stream);
+        await stream.next('the initial build', update(stream, 'started'));
+        await pollPast(stack.api, DEADLINE_MS);
+      }
+
+      const seen = streams.map((stream) => stream.received.length);
+      await stack.api.request('POST', `/api/v1/builds/${build.name}/stop`);
+      await Promise.all(
+        streams.map((stream, i) => stream.next('stopped', update(stream, 'stopped', seen[i]))),
+      );
+      await pollPast(stack.api, DEADLINE_MS);
+
+      const stopped = streams.map((stream) => stream.received.length);
+      await stack.api.request('POST', `/api/v1/builds/${build.name}/start`);
+      await Promise.all(
+        streams.map((stream, i) => stream.next('started again', update(stream, 'started', stopped[i]))),
+      );
+      expect(await polls(stack.api, 'failed')).toBe(0);
+    } finally {
+      for (const stream of streams) stream.close();
+    }
+  });
+
+  it('send their headers at once when no build matches, so that EventSource opens', async () => {
+    // The first keepalive comes after 15 s: without the flush, the headers would wait for it.
+    const response = await fetch(`${stack.api.url}/api/v1/build-events?repo=oca/nothing-here`, {
+      signal: AbortSignal.timeout(5_000),
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toContain('text/event-stream');
+    await response.body?.cancel();
+  });
+
+  it('resume once Temporal is reachable again after an outage', async () => {
+    const proxy = await startTcpProxy(config.temporalAddress);
+    const connection = await Connection.connect({ address: proxy.address });
+    const api = await startTestApi(
+      config,
+      new Client({ connection, namespace: config.temporalNamespace }),
+      stack.cluster,
+      { backendTimeoutMs: DEADLINE_MS },
+    );
+    const stream = await api.follow(`build_name=${build.name}`);
+    try {
+      await reach('started');
+      await stream.next('the initial build', update(stream, 'started'));
+      const seen = stream.received.length;
+
+      proxy.cut();
+      await waitFor('failed polls', async () => (await polls(api, 'failed')) >= 3);
+      await stack.api.request('POST', `/api/v1/builds/${build.name}/stop`);
+      await reach('stopped');
+      proxy.restore();
+
+      await stream.next('stopped, after the outage', update(stream, 'stopped', seen));
+    } finally {
+      stream.close();
+      await api.close();
+      await connection.close();
+      await proxy.close();
+    }
+  });
+
+  it('leave no poller behind when a crowd connects at once and leaves', async () => {
+    const api = await startTestApi(config, stack.temporal.client, stack.cluster, {
+      backendTimeoutMs: DEADLINE_MS,
+    });
+    try {
+      const streams = await Promise.all(Array.from({ length: 50 }, () => api.follow('repo=oca/streams')));
+      await Promise.all(
+        streams.map((stream) => stream.next('the initial build', (event) => event.build.name === build.name)),
+      );
+      expect(api.events.subscriberCount).toBe(50);
+      for (const stream of streams) stream.close();
+
+      await waitFor(
+        'no subscriber and no poll',
+        async () => api.events.subscriberCount === 0 && !api.events.active,
+      );
+      const done = (await polls(api, 'ok')) + (await polls(api, 'failed'));
+      await consistently(
+        'no more polls',
+        async () => (await polls(api, 'ok')) + (await polls(api, 'failed')) === done,
+        2_000,
+      );
+
+      // And it polls again for the next one.
+      const next = await api.follow('repo=oca/streams');
+      await next.next('the initial build', (event) => event.build.name === build.name);
+      next.close();
+    } finally {
+      await api.close();
+    }
+  });
+});
