@@ -9,6 +9,7 @@ import { BUILD_STATUSES, type BuildCommand } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
 import { getBuildState, listBuilds, sendBuildCommand, startBuild, undeployBuilds } from './build-client';
 import { boundedCalls } from './backend';
+import { BUILD_COMMAND_RATE, rateLimited } from './rate-limit';
 import { errorHandler, HttpError } from './errors';
 import { BuildEvents } from './events';
 import { openApiDocument } from './openapi';
@@ -88,11 +89,16 @@ export function createApp(deps: ApiDependencies): Api {
   const events = new BuildEvents(config, client, bounded, metrics.observeEventsPoll);
   const admin = adminOnly(config);
 
+  /** Answers 404 unless the build's workflow runs; needs no worker. */
+  async function assertRunning(name: string): Promise<void> {
+    const { status: workflowStatus } = await client.workflow.getHandle(buildWorkflowId(name)).describe();
+    if (workflowStatus.name !== 'RUNNING') throw new HttpError(404, `build ${name} not found`);
+  }
+
   async function runningBuild(name: string) {
     parseQuery(buildName, name);
     return bounded(async () => {
-      const { status: workflowStatus } = await client.workflow.getHandle(buildWorkflowId(name)).describe();
-      if (workflowStatus.name !== 'RUNNING') throw new HttpError(404, `build ${name} not found`);
+      await assertRunning(name);
       return getBuildState(client, name);
     });
   }
@@ -160,16 +166,18 @@ export function createApp(deps: ApiDependencies): Api {
   const command =
     (name: BuildCommand): RequestHandler =>
     async (request, response) => {
-      const state = await runningBuild(request.params.name as string);
-      if (state.status === 'undeploying' || state.pending_commands.includes('undeploy')) {
-        throw new HttpError(409, `build ${state.name} is being undeployed`);
-      }
-      await bounded(() => sendBuildCommand(client, state.name, name));
+      // No query first: a command is accepted (kept by Temporal) even while no worker runs.
+      const build = parseQuery(buildName, request.params.name);
+      await bounded(async () => {
+        await assertRunning(build);
+        await sendBuildCommand(client, build, name);
+      });
       response.json(null);
     };
-  api.post('/builds/:name/start', command('start'));
-  api.post('/builds/:name/stop', command('stop'));
-  api.post('/builds/:name/reset', command('reset'));
+  const perBuild = rateLimited(BUILD_COMMAND_RATE, (request) => String(request.params.name));
+  api.post('/builds/:name/start', perBuild, command('start'));
+  api.post('/builds/:name/stop', perBuild, command('stop'));
+  api.post('/builds/:name/reset', perBuild, command('reset'));
   api.delete('/builds/:name', admin, command('undeploy'));
 
   api.get('/build-events', async (request, response) => {

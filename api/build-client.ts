@@ -1,6 +1,12 @@
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { TypedSearchAttributes } from '@temporalio/common';
+import {
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+  type Client,
+} from '@temporalio/client';
+import { ApplicationFailure, type TypedSearchAttributes } from '@temporalio/common';
 import { buildRef, UnsafeCommitInfoError } from '../common/build';
+import { judgeCommand } from '../common/commands';
 import { findRepoSettings, type Config } from '../common/config';
 import { logger } from '../common/logger';
 import { searchAttributes } from '../common/search-attributes';
@@ -16,7 +22,9 @@ import type {
 import {
   buildStateQuery,
   buildWorkflowId,
+  CommandRefusal,
   commandSignals,
+  commandUpdate,
   type LifecycleSettings,
 } from '../workflows/definitions';
 import type { buildWorkflow } from '../workflows';
@@ -29,6 +37,32 @@ export class UnsupportedBuildError extends Error {
     this.name = 'UnsupportedBuildError';
   }
 }
+
+/** Too many requests for this build at once: the API's 429. */
+export class BuildBusyError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'BuildBusyError';
+  }
+}
+
+/** The build cannot act on the command now (it is being undeployed): the API's 409. */
+export class CommandRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CommandRefusedError';
+  }
+}
+
+/** How long a command waits for a worker to answer before it goes as a signal instead. */
+const WORKER_WAIT_MS = 5_000;
+const GRPC_RESOURCE_EXHAUSTED = 8;
+
+/**
+ * `accepted`: the build took it; `no-op`: it had nothing to do (answered, not an error);
+ * `queued`: no worker answered in time, so Temporal keeps it as a signal until one does.
+ */
+export type CommandOutcome = 'accepted' | 'no-op' | 'queued';
 
 /**
  * Starts the build of `commit`, or finds the one already running: the workflow id is derived
@@ -66,9 +100,50 @@ export function lifecycleSettings(config: Config): LifecycleSettings {
   };
 }
 
-export async function sendBuildCommand(client: Client, name: string, command: BuildCommand): Promise<void> {
-  await client.workflow.getHandle(buildWorkflowId(name)).signal(commandSignals[command]);
+/**
+ * Gives `command` to the build. A command with nothing to do is answered from a query, which
+ * adds nothing to the history (floods of them cost the build nothing); a 409 throws
+ * CommandRefusedError. The rest goes as an update, which the workflow validates again; without a
+ * worker to answer in time, as a signal, which Temporal keeps until a worker comes and which the
+ * workflow judges the same way, so a command sent both ways acts once.
+ */
+export async function sendBuildCommand(
+  client: Client,
+  name: string,
+  command: BuildCommand,
+): Promise<CommandOutcome> {
+  const handle = client.workflow.getHandle(buildWorkflowId(name));
+  const snapshot = await client
+    .withDeadline(Date.now() + WORKER_WAIT_MS, () => handle.query(buildStateQuery))
+    .catch((error: unknown) => {
+      if (error instanceof WorkflowNotFoundError) throw error;
+      // Temporal buffers few queries per workflow: the caller should come back in a moment.
+      if (grpcCode(error) === GRPC_RESOURCE_EXHAUSTED) throw new BuildBusyError(`build ${name} is busy`);
+      return undefined; // no worker answered: the signal below waits for one
+    });
+  if (snapshot) {
+    const verdict = judgeCommand(snapshot.status, snapshot.pending_commands, command);
+    if (verdict.kind === 'no-op') return 'no-op';
+    if (verdict.kind === 'not-possible') throw new CommandRefusedError(`build ${name}: ${verdict.reason}`);
+    try {
+      await client.withDeadline(Date.now() + WORKER_WAIT_MS, () =>
+        handle.executeUpdate(commandUpdate, { args: [command] }),
+      );
+      return 'accepted';
+    } catch (error) {
+      const refusal = error instanceof WorkflowUpdateFailedError ? error.cause : undefined;
+      // The build changed between the query and the update.
+      if (refusal instanceof ApplicationFailure && refusal.type === CommandRefusal.noOp) return 'no-op';
+      if (refusal instanceof ApplicationFailure)
+        throw new CommandRefusedError(`build ${name}: ${refusal.message}`);
+      if (!(error instanceof WorkflowUpdateRPCTimeoutOrCancelledError)) throw error;
+    }
+  }
+  await handle.signal(commandSignals[command]);
+  return 'queued';
 }
+
+const grpcCode = (error: unknown): unknown => (error as { cause?: { code?: unknown } }).cause?.code;
 
 export async function getBuildState(client: Client, name: string): Promise<BuildSnapshot> {
   return client.workflow.getHandle(buildWorkflowId(name)).query(buildStateQuery);

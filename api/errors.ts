@@ -4,7 +4,7 @@ import type { ErrorRequestHandler } from 'express';
 import { UnexpectedGitHubResponse } from '../activities/github';
 import { UnsafeCommitInfoError } from '../common/build';
 import { logger } from '../common/logger';
-import { UnsupportedBuildError } from './build-client';
+import { BuildBusyError, CommandRefusedError, UnsupportedBuildError } from './build-client';
 
 /** An error with the HTTP status and message (`detail`) the client gets. */
 export class HttpError extends Error {
@@ -45,6 +45,10 @@ export const errorHandler: ErrorRequestHandler = (error: unknown, request, respo
   } else if (error instanceof UnexpectedGitHubResponse) [status, detail] = [503, error.message];
   else if (error instanceof UnsafeCommitInfoError || error instanceof UnsupportedBuildError) {
     [status, detail] = [400, error.message];
+  } else if (error instanceof CommandRefusedError) [status, detail] = [409, error.message];
+  else if (error instanceof BuildBusyError) {
+    [status, detail] = [429, error.message];
+    response.set('retry-after', '1');
   } else if ((error as { type?: string }).type === 'entity.too.large')
     [status, detail] = [413, 'request body too large'];
   else if ((error as { type?: string }).type === 'entity.parse.failed')

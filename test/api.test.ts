@@ -1,4 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBuildState, startBuild } from '../api/build-client';
 import type { BuildJson } from '../api/views';
@@ -6,7 +7,9 @@ import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startTestApi, startStack, type TestStack } from './api-server';
 import { startGitHubRecorder, type GitHubRecorder } from './github-recorder';
-import { SHA, TestCluster, testConfig, waitFor } from './helpers';
+import { SHA, TestCluster, testConfig, testTemporal, waitFor } from './helpers';
+
+const { EventType } = temporal.api.enums.v1;
 
 // Every REST endpoint over HTTP, with a real worker, Temporal and kube-apiserver behind it.
 
@@ -262,6 +265,74 @@ describe('actions', () => {
       },
     );
     expect(unsupported.status).toBe(400);
+  });
+});
+
+describe('commands under stress', () => {
+  it('answers a flood of starts and stops during initialization without growing its history', async () => {
+    const build = await startBuild(stack.temporal.client, config, commit('16.0', null, '7', 'oca/flood'));
+    await waitFor('the init job', async () => (await cluster.jobs(build.name, 'initialize')).length > 0);
+    const handle = stack.temporal.client.workflow.getHandle(buildWorkflowId(build.name));
+    const historyLength = async () => (await handle.fetchHistory()).events?.length ?? 0;
+    // Settled: watching its init job, with nothing else to do until the job ends.
+    await waitFor(
+      'the build watching its init job',
+      async () => {
+        const events = (await handle.fetchHistory()).events ?? [];
+        const watching = events.some(
+          (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'waitForJob',
+        );
+        return watching && events.at(-1)?.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED;
+      },
+      120_000,
+    );
+    const before = await historyLength();
+
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        stack.api.request('POST', `/api/v1/builds/${build.name}/${i % 2 === 0 ? 'start' : 'stop'}`),
+      ),
+    );
+    // The first few are answered (no-ops: the build is initializing); the rest are told to
+    // come back later (429 with Retry-After) before they reach Temporal.
+    const statuses = answers.map((response) => response.status);
+    expect(statuses.filter((status) => status !== 200 && status !== 429)).toEqual([]);
+    expect(statuses.filter((status) => status === 200).length).toBeGreaterThan(0);
+    expect(statuses.filter((status) => status === 429).length).toBeGreaterThan(150);
+    for (const busy of answers.filter((response) => response.status === 429)) {
+      expect(busy.headers.get('retry-after')).toMatch(/^[1-9][0-9]*$/);
+    }
+    expect(await historyLength()).toBe(before);
+    expect((await getBuildState(stack.temporal.client, build.name)).pending_commands).toEqual([]);
+
+    const undeploy = await stack.api.request('DELETE', `/api/v1/builds/${build.name}`, { admin: true });
+    expect(undeploy.status).toBe(200);
+    await handle.result();
+  });
+
+  it('accepts an undeploy while no worker runs, and carries it out when one comes', async () => {
+    // A task queue no worker polls yet, in the file's namespace.
+    const idle = testConfig({
+      RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
+      RUNBOAT_NO_CLEANUP_JOB: 'true',
+      RUNBOAT_API_ADMIN_PASSWD: 's3cret',
+    });
+    const api = await startTestApi(idle, stack.temporal.client, cluster);
+    const temporal = await testTemporal(idle, cluster);
+    try {
+      const build = await startBuild(temporal.client, idle, commit('16.0', null, '8', 'oca/idle'));
+      const stop = await api.request('POST', `/api/v1/builds/${build.name}/stop`);
+      expect(stop.status).toBe(200);
+      const undeploy = await api.request('DELETE', `/api/v1/builds/${build.name}`, { admin: true });
+      expect(undeploy.status).toBe(200);
+
+      await temporal.startWorker();
+      await temporal.client.workflow.getHandle(buildWorkflowId(build.name)).result();
+      expect(await cluster.builds.listBuildObjects(build.name)).toEqual([]);
+    } finally {
+      await api.close();
+      await temporal.close();
+    }
   });
 });
 

@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import type { WorkflowHandle } from '@temporalio/client';
-import { SearchAttributeType } from '@temporalio/common';
+import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure, SearchAttributeType } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time';
 import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { afterEach, beforeEach, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, expect, inject, it, vi } from 'vitest';
 import type { BuildActivities } from '../activities';
 import { buildRef } from '../common/build';
 import { searchAttributes } from '../common/search-attributes';
@@ -16,6 +16,8 @@ import { binary } from '../scripts/paths';
 import type { buildWorkflow } from '../workflows/build';
 import {
   buildStateQuery,
+  CommandRefusal,
+  commandUpdate,
   startSignal,
   stopSignal,
   undeploySignal,
@@ -26,7 +28,8 @@ import { waitFor } from './helpers';
 
 // The build workflow's timers (init timeout, cleanup backoff) on Temporal's time-skipping test
 // server, with stubbed activities: hours of workflow time pass in seconds, and nothing touches
-// Kubernetes.
+// Kubernetes. Tests that need the real server's behaviour (refused updates leaving no history,
+// cancelling activities that complete at that moment) run on the dev server the same way.
 
 const { EventType, IndexedValueType } = temporal.api.enums.v1;
 type HistoryEvent = temporal.api.history.v1.IHistoryEvent;
@@ -83,7 +86,7 @@ function stubActivities(waits: Partial<Waits> = {}) {
   return {
     // The init slot coordinator, played here: every request is granted at once.
     requestInitSlot: vi.fn<BuildActivities['requestInitSlot']>(async (workflowId) => {
-      await env.client.workflow.getHandle(workflowId).signal(slotGrantedSignal);
+      await Context.current().client.workflow.getHandle(workflowId).signal(slotGrantedSignal);
     }),
     deployedBuilds: vi.fn<BuildActivities['deployedBuilds']>(async () => []),
     endedWorkflows: vi.fn<BuildActivities['endedWorkflows']>(async () => []),
@@ -105,8 +108,29 @@ function stubActivities(waits: Partial<Waits> = {}) {
 
 type Stubs = ReturnType<typeof stubActivities>;
 
-/** Runs a worker with `activities` on its own task queue while `test` drives one build workflow. */
+/**
+ * Runs a worker with `activities` on its own task queue while `test` drives one build workflow,
+ * on the time-skipping server, or on the dev server of the test run when `on` says so.
+ */
 async function withBuild(
+  activities: Stubs,
+  settings: LifecycleSettings,
+  test: (handle: WorkflowHandle<typeof buildWorkflow>) => Promise<void>,
+  on: 'time-skipping' | 'dev-server' = 'time-skipping',
+): Promise<void> {
+  const server =
+    on === 'dev-server'
+      ? await TestWorkflowEnvironment.createFromExistingServer({ address: inject('temporalAddress') })
+      : env;
+  try {
+    await runBuild(server, activities, settings, test);
+  } finally {
+    if (server !== env) await server.teardown();
+  }
+}
+
+async function runBuild(
+  env: TestWorkflowEnvironment,
   activities: Stubs,
   settings: LifecycleSettings,
   test: (handle: WorkflowHandle<typeof buildWorkflow>) => Promise<void>,
@@ -218,7 +242,7 @@ it('retries a failing cleanup job with exponential backoff before deleting the b
       cleanupAttempts++;
       if (cleanupAttempts > 1) {
         const { workflowId } = Context.current().info.workflowExecution!;
-        seen.push(await env.client.workflow.getHandle(workflowId).query(buildStateQuery));
+        seen.push(await Context.current().client.workflow.getHandle(workflowId).query(buildStateQuery));
       }
       return cleanupAttempts <= 3 ? { succeeded: false, reason: 'dropdb failed' } : { succeeded: true };
     },
@@ -339,25 +363,141 @@ it('re-runs initialization when a failed build is started', async () => {
 
 it('continues as new with its state and every pending command, none applied twice', async () => {
   const activities = stubActivities();
-  await withBuild(activities, { ...defaults, historyLimit: 60 }, async (handle) => {
-    const started = await untilStatus(handle, 'started');
-    const firstRunId = (await handle.describe()).runId;
-    // A burst of commands that outlasts several runs of 60 events.
-    for (let i = 0; i < 10; i++) {
-      await handle.signal(stopSignal);
-      await handle.signal(startSignal);
-    }
-    await waitFor('every command applied', async () => activities.scaleBuild.mock.calls.length === 21);
-    const last = await untilStatus(handle, 'started');
-    expect(last.pending_commands).toEqual([]);
-    expect(last.created).toBe(started.created);
-    expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([
-      1,
-      ...Array.from({ length: 10 }, () => [0, 1]).flat(),
-    ]);
-    expect((await handle.describe()).runId).not.toBe(firstRunId);
-    // Nothing was started again: one deploy and one init, whatever the number of runs.
-    expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'deployment')).toHaveLength(1);
-    expect(activities.waitForJob).toHaveBeenCalledTimes(1);
+  // On the dev server: a command interrupts the transition before it, cancelling an activity
+  // that may be completing at that moment, which the time-skipping server cannot take.
+  await withBuild(
+    activities,
+    { ...defaults, historyLimit: 60 },
+    async (handle) => {
+      const started = await untilStatus(handle, 'started');
+      const firstRunId = (await handle.describe()).runId;
+      // A burst of commands that outlasts several runs of 60 events. A start arriving while the
+      // stop before it is still pending cancels it: how many scale calls there are depends on
+      // timing, but they alternate (no command acted on twice) and end started.
+      for (let i = 0; i < 20; i++) {
+        await handle.signal(stopSignal);
+        await handle.signal(startSignal);
+      }
+      const last = await waitFor('every command taken', async () => {
+        const current = await state(handle);
+        return current.pending_commands.length === 0 && current.status === 'started' && current;
+      });
+      expect(last.created).toBe(started.created);
+      // A transition interrupted and then resumed is made again (idempotent): same replicas
+      // twice in a row. Besides that, starts and stops alternate, and the last is a start.
+      const replicas = activities.scaleBuild.mock.calls
+        .map(([, count]) => count)
+        .filter((count, i, all) => i === 0 || count !== all[i - 1]);
+      expect(replicas).toEqual(Array.from({ length: replicas.length }, (_, i) => (i % 2 === 0 ? 1 : 0)));
+      expect(replicas.length % 2).toBe(1);
+      expect((await handle.describe()).runId).not.toBe(firstRunId);
+      // Nothing was started again: one deploy and one init, whatever the number of runs.
+      expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'deployment')).toHaveLength(
+        1,
+      );
+      expect(activities.waitForJob).toHaveBeenCalledTimes(1);
+    },
+    'dev-server',
+  );
+});
+
+/** An activity failure that retrying cannot fix, as activities/index.ts classifies them. */
+const refused = () =>
+  ApplicationFailure.nonRetryable("Kubernetes refused the build's objects: quota exceeded", 'KubefilesError');
+
+it('leaves a build failed, with its reason, when the cluster refuses its objects for good', async () => {
+  const activities = stubActivities();
+  activities.applyKubefiles.mockImplementation(async (_build, mode) => {
+    if (mode === 'start') throw refused();
   });
+  await withBuild(activities, defaults, async (handle) => {
+    const failed = await untilStatus(handle, 'failed');
+    expect(failed.last_error).toContain('quota exceeded');
+    expect(activities.reportCommitStatus).toHaveBeenLastCalledWith(
+      build,
+      'failure',
+      expect.stringContaining('quota exceeded'),
+    );
+    // Still alive: an undeploy removes everything, as for any build.
+    await handle.signal(undeploySignal);
+    await handle.result();
+    expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
+  });
+});
+
+it('undeploys a build whose cleanup can never run: objects deleted, the reason kept', async () => {
+  const activities = stubActivities();
+  activities.applyKubefiles.mockImplementation(async (_build, mode) => {
+    if (mode === 'cleanup')
+      throw ApplicationFailure.nonRetryable('oca/x matches no RUNBOAT_REPOS entry', 'KubefilesError');
+  });
+  await withBuild(activities, defaults, async (handle) => {
+    await untilStatus(handle, 'started');
+    await handle.signal(undeploySignal);
+    await handle.result();
+    expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
+    expect(activities.waitForJob.mock.calls.filter(([, kind]) => kind === 'cleanup')).toEqual([]);
+  });
+});
+
+it('takes a stop, then an undeploy, while a start keeps failing and retrying', async () => {
+  const activities = stubActivities();
+  let startAttempts = 0;
+  activities.applyKubefiles.mockImplementation(async (_build, mode) => {
+    if (mode === 'start' && startAttempts++ > 0) throw new Error('the apiserver is overloaded');
+  });
+  await withBuild(activities, defaults, async (handle) => {
+    await untilStatus(handle, 'started');
+    await handle.executeUpdate(commandUpdate, { args: ['stop'] });
+    await untilStatus(handle, 'stopped');
+    await handle.executeUpdate(commandUpdate, { args: ['start'] });
+    await waitFor('a failing start retried', async () => startAttempts >= 3);
+    expect((await state(handle)).status).toBe('starting');
+
+    await handle.executeUpdate(commandUpdate, { args: ['stop'] });
+    await untilStatus(handle, 'stopped');
+    await handle.executeUpdate(commandUpdate, { args: ['start'] });
+    await waitFor('the start failing again', async () => startAttempts >= 5);
+    await handle.executeUpdate(commandUpdate, { args: ['undeploy'] });
+    await handle.result();
+    expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
+  });
+});
+
+it('undeploys the build of a cancelled workflow', async () => {
+  const activities = stubActivities();
+  await withBuild(activities, defaults, async (handle) => {
+    await untilStatus(handle, 'started');
+    await handle.cancel();
+    const error = await handle.result().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkflowFailedError);
+    expect((error as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+    expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
+    expect(activities.applyKubefiles).toHaveBeenLastCalledWith(build, 'cleanup');
+  });
+});
+
+it('refuses commands with nothing to do, and any command once undeploying', async () => {
+  const activities = stubActivities({
+    waitForJob: async (_name, kind) => (kind === 'initialize' ? untilCancelled() : { succeeded: true }),
+  });
+  await withBuild(
+    activities,
+    defaults,
+    async (handle) => {
+      await waitFor('the init job watch', async () => activities.waitForJob.mock.calls.length > 0);
+      const answer = (command: 'start' | 'stop' | 'reset' | 'undeploy') =>
+        handle.executeUpdate(commandUpdate, { args: [command] }).then(
+          () => 'accepted',
+          (error: unknown) => ((error as WorkflowUpdateFailedError).cause as ApplicationFailure).type,
+        );
+      expect(await answer('start')).toBe(CommandRefusal.noOp);
+      expect(await answer('stop')).toBe(CommandRefusal.noOp);
+      expect(await answer('undeploy')).toBe('accepted');
+      expect(await answer('start')).toBe(CommandRefusal.notPossible);
+      expect(await answer('reset')).toBe(CommandRefusal.notPossible);
+      await handle.result();
+    },
+    'dev-server',
+  );
 });

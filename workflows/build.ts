@@ -1,8 +1,11 @@
 import {
+  ActivityFailure,
+  ApplicationFailure,
   CancellationScope,
   condition,
   continueAsNew,
   getExternalWorkflowHandle,
+  isCancellation,
   log,
   proxyActivities,
   setHandler,
@@ -13,8 +16,16 @@ import {
 import type { Duration } from '@temporalio/common';
 import type { BuildActivities } from '../activities';
 import { buildSearchAttributes } from '../common/search-attributes';
+import { judgeCommand } from '../common/commands';
 import type { BuildCommand, BuildState, BuildStatus, InitStatus, JobKind } from '../common/types';
-import { buildStateQuery, commandSignals, type BuildPhase, type BuildWorkflowInput } from './definitions';
+import {
+  buildStateQuery,
+  commandSignals,
+  commandUpdate,
+  CommandRefusal,
+  type BuildPhase,
+  type BuildWorkflowInput,
+} from './definitions';
 import { initSlotsWorkflowId, releaseSlotSignal, slotGrantedSignal } from './init-slots';
 
 // One build's whole life (SPEC §3): deploy, initialize once, then start/stop on request until
@@ -24,7 +35,7 @@ import { initSlotsWorkflowId, releaseSlotSignal, slotGrantedSignal } from './ini
 // cluster shows its pending activity and last failure in the Temporal Web UI.
 const retry = { initialInterval: '1 second', maximumInterval: '1 minute' };
 
-const kube = proxyActivities<BuildActivities>({ startToCloseTimeout: '2 minutes', retry });
+const activities = proxyActivities<BuildActivities>({ startToCloseTimeout: '2 minutes', retry });
 
 /** Watches last as long as what they wait for; heartbeats tell a dead worker from a long wait. */
 const watches = proxyActivities<BuildActivities>({
@@ -50,9 +61,26 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     last_error: null,
   };
   const commands: BuildCommand[] = input.resume?.commands ?? [];
+  /** Queues `command` unless it changes nothing; returns why it was refused, if it was. */
+  const receive = (command: BuildCommand) => {
+    const verdict = judgeCommand(state.status, commands, command);
+    if (verdict.kind === 'accept') commands.push(command);
+    else if (verdict.kind === 'cancel-pending') commands.splice(commands.lastIndexOf(verdict.command), 1);
+    return verdict;
+  };
   for (const [command, signal] of Object.entries(commandSignals)) {
-    setHandler(signal, () => void commands.push(command as BuildCommand));
+    setHandler(signal, () => void receive(command as BuildCommand));
   }
+  setHandler(commandUpdate, (command) => void receive(command), {
+    // Refused commands leave no trace in the history: floods of them cost nothing.
+    validator(command) {
+      const verdict = judgeCommand(state.status, commands, command);
+      if (verdict.kind === 'no-op' || verdict.kind === 'not-possible') {
+        const type = verdict.kind === 'no-op' ? CommandRefusal.noOp : CommandRefusal.notPossible;
+        throw ApplicationFailure.create({ type, message: verdict.reason, nonRetryable: true });
+      }
+    },
+  });
   setHandler(buildStateQuery, () => ({ ...state, pending_commands: [...commands] }));
 
   const setStatus = (status: BuildStatus, initStatus: InitStatus = state.init_status) => {
@@ -70,6 +98,13 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   };
 
   const interruptRequested = () => commands.includes('undeploy') || commands.includes('reset');
+
+  /**
+   * The activities of every phase but undeploy: a pending undeploy or reset abandons the one
+   * running, even one retrying without end against a refusing cluster. They are idempotent, so
+   * what the next phase redoes or deletes converges.
+   */
+  const kube = interruptible(activities, interruptRequested);
 
   /**
    * The phase an interrupting command leads to; the commands it overrides are dropped. The
@@ -96,7 +131,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   /** Waits in line for one of the `max_initializing` init slots; false if interrupted first. */
   async function acquireInitSlot(): Promise<boolean> {
     slotGranted = false;
-    await kube.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing);
+    // Not interruptible: once asked for, the slot is waited for and handed back below.
+    await activities.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing);
     const granted = await untilInterrupted(() => condition(() => slotGranted), interruptRequested);
     if (granted !== INTERRUPTED) return true;
     await releaseInitSlot();
@@ -160,20 +196,35 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   // The status changes before the activities run: a query (eviction's, say) made during the
   // transition must see where the build is heading, or it would act on it twice.
   async function start(): Promise<void> {
+    transitionApplied = false;
     setStatus('starting');
     await kube.applyKubefiles(build, 'start');
     await scale(1);
+    transitionApplied = true;
   }
 
   async function stop(): Promise<void> {
+    transitionApplied = false;
     setStatus('stopping');
     await scale(0);
     await kube.applyKubefiles(build, 'stop');
+    transitionApplied = true;
   }
+
+  /**
+   * Whether the transition under way (starting, stopping) has made its Kubernetes changes. Not
+   * when a command interrupted it and then went away (a stop cancelled by a start), nor after a
+   * continue-as-new: it is then made again, which is idempotent.
+   */
+  let transitionApplied = false;
 
   /** One step of the live phase: finish a transition, or act on the next command. */
   async function live(): Promise<BuildPhase> {
     const transitioning = state.status === 'starting' || state.status === 'stopping';
+    if (transitioning && commands.length === 0 && !transitionApplied) {
+      await untilInterrupted(state.status === 'starting' ? start : stop, () => commands.length > 0);
+      return 'live';
+    }
     if (transitioning && commands.length === 0) {
       const replicas = state.status === 'starting' ? 1 : 0;
       const ready = await untilInterrupted(
@@ -186,19 +237,23 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     await condition(() => commands.length > 0);
     if (interruptRequested()) return takeInterrupt();
     const command = commands.shift();
-    if (command === 'start') {
-      if (state.status === 'failed') return 'initialize';
-      if (state.status === 'stopped' || state.status === 'stopping') await start();
-    } else if (command === 'stop') {
-      if (state.status === 'started' || state.status === 'starting') await stop();
-    }
+    if (command === 'start' && state.status === 'failed') return 'initialize';
+    const transition =
+      command === 'start' && (state.status === 'stopped' || state.status === 'stopping')
+        ? start
+        : command === 'stop' && (state.status === 'started' || state.status === 'starting')
+          ? stop
+          : undefined;
+    // The next command takes over a transition stuck retrying: a stop is never held up by a
+    // start the cluster refuses, nor the other way round.
+    if (transition) await untilInterrupted(transition, () => commands.length > 0);
     return 'live';
   }
 
   async function runJobUntilSucceeded(kind: JobKind): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      await kube.deleteJobs(build.name, kind);
-      await kube.applyKubefiles(build, kind);
+      await activities.deleteJobs(build.name, kind);
+      await activities.applyKubefiles(build, kind);
       const outcome = await watches.waitForJob(build.name, kind);
       if (outcome.succeeded) return;
       state.last_error = `${kind} job failed (attempt ${attempt}): ${outcome.reason}`;
@@ -209,11 +264,46 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
 
   async function undeploy(): Promise<void> {
     setStatus('undeploying');
-    await scale(0);
-    await kube.deleteJobs(build.name, 'initialize');
-    if (!settings.noCleanupJob) await runJobUntilSucceeded('cleanup');
-    await kube.deleteBuild(build.name);
+    state.last_scaled = new Date().toISOString();
+    await activities.scaleBuild(build.name, 0, state.last_scaled);
+    await activities.deleteJobs(build.name, 'initialize');
+    if (!settings.noCleanupJob) {
+      try {
+        await runJobUntilSucceeded('cleanup');
+      } catch (error) {
+        // A cleanup that can never run (its kubefiles no longer render, say) must not keep
+        // the build's objects forever: they go, and the history says what was skipped.
+        const reason = permanentFailure(error);
+        if (reason === undefined) throw error;
+        state.last_error = `cleanup skipped: ${reason}`;
+        log.warn('cleanup job cannot run; deleting the build without it', { build: build.name, reason });
+      }
+    }
+    await activities.deleteBuild(build.name);
     log.info('build undeployed', { build: build.name });
+  }
+
+  /**
+   * A failure retrying cannot fix (kubefiles that no longer render, objects the cluster
+   * refuses): the build stays, `failed` with the reason, until someone resets or undeploys it.
+   */
+  async function fail(reason: string): Promise<BuildPhase> {
+    state.last_error = reason;
+    log.warn('build failed', { build: build.name, reason });
+    setStatus('failed');
+    await activities.reportCommitStatus(build, 'failure', reason.slice(0, 140));
+    return 'live';
+  }
+
+  async function runPhase(phase: Exclude<BuildPhase, 'undeploy'>): Promise<BuildPhase> {
+    try {
+      return await phases[phase]();
+    } catch (error) {
+      if (error instanceof Interrupted) return takeInterrupt();
+      const reason = permanentFailure(error);
+      if (reason === undefined) throw error;
+      return fail(reason);
+    }
   }
 
   /** Reset: the init job is killed at once, not when the build's turn for a slot comes. */
@@ -230,14 +320,49 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     live,
   };
   let phase: BuildPhase = input.resume?.phase ?? 'deploy';
-  while (phase !== 'undeploy') {
-    phase = await phases[phase]();
-    const info = workflowInfo();
-    if (info.continueAsNewSuggested || info.historyLength > (settings.historyLimit ?? MAX_HISTORY_EVENTS)) {
-      await continueAsNew<typeof buildWorkflow>({ build, settings, resume: { state, phase, commands } });
+  try {
+    while (phase !== 'undeploy') {
+      phase = await runPhase(phase);
+      const info = workflowInfo();
+      if (info.continueAsNewSuggested || info.historyLength > (settings.historyLimit ?? MAX_HISTORY_EVENTS)) {
+        await continueAsNew<typeof buildWorkflow>({ build, settings, resume: { state, phase, commands } });
+      }
     }
+  } catch (error) {
+    // Cancelled from the Temporal UI or CLI: the build goes with its workflow, never left behind.
+    if (!isCancellation(error)) throw error;
+    log.warn('build workflow cancelled: undeploying', { build: build.name });
+    await CancellationScope.nonCancellable(async () => {
+      await releaseInitSlot();
+      await undeploy();
+    });
+    throw error;
   }
   await undeploy();
+}
+
+/** The reason of a failure that retrying cannot fix, or undefined for any other error. */
+function permanentFailure(error: unknown): string | undefined {
+  if (!(error instanceof ActivityFailure)) return undefined;
+  const cause = error.cause;
+  return cause instanceof ApplicationFailure && cause.nonRetryable ? cause.message : undefined;
+}
+
+/** Thrown by an interruptible activity when a pending undeploy or reset abandons it. */
+class Interrupted extends Error {}
+
+/** `activities` with every call abandoned (throwing Interrupted) once `interrupt()` holds. */
+function interruptible<T extends object>(activities: T, interrupt: () => boolean): T {
+  return new Proxy(activities, {
+    get(target, key) {
+      const activity = Reflect.get(target, key) as (...args: unknown[]) => Promise<unknown>;
+      return async (...args: unknown[]) => {
+        const result = await untilInterrupted(() => activity(...args), interrupt);
+        if (result === INTERRUPTED) throw new Interrupted();
+        return result;
+      };
+    },
+  });
 }
 
 const INTERRUPTED = Symbol('interrupted');

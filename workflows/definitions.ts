@@ -1,4 +1,4 @@
-import { defineQuery, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { BuildCommand, BuildRef, BuildSnapshot, BuildState } from '../common/types';
 
 // The build workflow's interface, shared by the workflow, the API and tests.
@@ -17,6 +17,20 @@ export const commandSignals: Record<BuildCommand, ReturnType<typeof defineSignal
   reset: resetSignal,
   undeploy: undeploySignal,
 };
+
+/**
+ * A command that can be refused: the validator rejects it (nothing recorded in the history)
+ * with an ApplicationFailure of one of `CommandRefusal`'s types. The signals above carry the
+ * same commands when no worker is there to validate an update; Temporal keeps them until one is.
+ */
+export const commandUpdate = defineUpdate<void, [BuildCommand]>('command');
+
+export const CommandRefusal = {
+  /** Nothing to do: the API answers as if done. */
+  noOp: 'CommandIsNoOp',
+  /** Cannot be done now: the API answers 409. */
+  notPossible: 'CommandNotPossible',
+} as const;
 
 export const buildStateQuery = defineQuery<BuildSnapshot>('buildState');
 
