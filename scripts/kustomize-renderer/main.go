@@ -1,0 +1,101 @@
+// A long-lived `kubectl kustomize`: the worker starts it once and sends it kustomization
+// directories, instead of spawning kubectl for every render.
+//
+// Protocol, one JSON object per line:
+//
+//	stdin:  {"id": 1, "dir": "/tmp/runboat-x"}
+//	stdout: {"id": 1, "yaml": "apiVersion: v1\n..."}   or   {"id": 1, "error": "..."}
+//
+// Requests are answered in order, one at a time: krusty.Kustomizer.Run is not safe to call
+// from several goroutines (kyaml's OpenAPI schema is global state). The program exits when
+// stdin closes, so it never outlives the process that started it. Kustomize's own warnings
+// go to stderr, as with kubectl.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/kustomize/kyaml/openapi"
+)
+
+type request struct {
+	ID  json.RawMessage `json:"id"`
+	Dir string          `json:"dir"`
+}
+
+type response struct {
+	ID    json.RawMessage `json:"id"`
+	YAML  *string         `json:"yaml,omitempty"`
+	Error *string         `json:"error,omitempty"`
+}
+
+// The options `kubectl kustomize DIR` runs with (kustomize/v5 commands/build with no flags):
+// unlike krusty.MakeDefaultOptions, the reorder flag is unset, which sorts in legacy order
+// unless the kustomization has sortOptions.
+func options() *krusty.Options {
+	o := krusty.MakeDefaultOptions()
+	o.Reorder = krusty.ReorderOptionUnspecified
+	o.PluginConfig.HelmConfig.Command = "helm"
+	return o
+}
+
+func build(dir string) (out []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("kustomize panicked: %v", r)
+		}
+		// A kustomization's `openapi` field replaces the global schema, and a later Run
+		// without one would keep it: go back to the built-in schema (kept parsed otherwise).
+		if openapi.GetSchemaVersion() != "" {
+			openapi.ResetOpenAPI()
+		}
+	}()
+	m, err := krusty.MakeKustomizer(options()).Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		return nil, err
+	}
+	return m.AsYaml()
+}
+
+func main() {
+	in := bufio.NewReader(os.Stdin)
+	out := json.NewEncoder(os.Stdout)
+	out.SetEscapeHTML(false)
+	for {
+		line, readErr := in.ReadBytes('\n')
+		if len(line) > 0 {
+			var req request
+			res := response{}
+			if err := json.Unmarshal(line, &req); err != nil {
+				message := fmt.Sprintf("bad request: %v", err)
+				res.Error = &message
+			} else {
+				res.ID = req.ID
+				if yaml, err := build(req.Dir); err != nil {
+					message := err.Error()
+					res.Error = &message
+				} else {
+					text := string(yaml)
+					res.YAML = &text
+				}
+			}
+			if err := out.Encode(res); err != nil {
+				fmt.Fprintf(os.Stderr, "kustomize-renderer: cannot write: %v\n", err)
+				os.Exit(1)
+			}
+		}
+		if readErr == io.EOF {
+			return
+		}
+		if readErr != nil {
+			fmt.Fprintf(os.Stderr, "kustomize-renderer: cannot read: %v\n", readErr)
+			os.Exit(1)
+		}
+	}
+}
