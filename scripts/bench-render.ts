@@ -53,7 +53,7 @@ async function main(): Promise<void> {
     RUNBOAT_BUILD_NAMESPACE: 'bench',
     RUNBOAT_BUILD_DOMAIN: 'bench.test',
     RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
-    RUNBOAT_KUBECTL: binary('kubectl'),
+    RUNBOAT_KUSTOMIZE_RENDERER: binary('kustomize-renderer'),
   });
   const build = (i: number) =>
     buildRef({

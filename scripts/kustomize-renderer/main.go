@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -45,6 +46,9 @@ func options() *krusty.Options {
 	return o
 }
 
+// The built-in schema's version, as kyaml reports it before any kustomization changes it.
+var builtinSchema = openapi.GetSchemaVersion()
+
 func build(dir string) (out []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -52,7 +56,7 @@ func build(dir string) (out []byte, err error) {
 		}
 		// A kustomization's `openapi` field replaces the global schema, and a later Run
 		// without one would keep it: go back to the built-in schema (kept parsed otherwise).
-		if openapi.GetSchemaVersion() != "" {
+		if openapi.GetSchemaVersion() != builtinSchema {
 			openapi.ResetOpenAPI()
 		}
 	}()
@@ -64,6 +68,11 @@ func build(dir string) (out []byte, err error) {
 }
 
 func main() {
+	// A render allocates a lot for a small live heap (a few MB): collecting at 5x the live heap
+	// instead of 2x saves ~40% of the CPU per render for ~20 MB more RSS. GOGC still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	in := bufio.NewReader(os.Stdin)
 	out := json.NewEncoder(os.Stdout)
 	out.SetEscapeHTML(false)
