@@ -4,7 +4,7 @@ import { buildRef } from '../common/build';
 import { loadConfig } from '../common/config';
 import { binary } from './paths';
 
-// `npx tsx scripts/bench-render.ts`: CPU and wall time per render of the default kubefiles in
+// `npm run bench:render`: CPU and wall time per render of the default kubefiles in
 // `deployment` mode, sequentially and with concurrent renders. CPU is this process's plus its
 // children's: those it has reaped (cutime + cstime of /proc/self/stat) and those still alive
 // (utime + stime of each /proc/<pid>/stat whose parent is this process).
