@@ -107,20 +107,27 @@ export class KustomizeRenderer {
     // A write to a renderer that died fails here; its exit handler resends what it held.
     child.stdin.on('error', () => undefined);
     child.on('error', (error) => this.onExit(child, error, stderrTail));
-    child.on('exit', (code, signal) =>
+    // 'close', not 'exit': the answers it wrote before exiting are read by then.
+    child.on('close', (code, signal) =>
       this.onExit(child, new Error(`exited with ${signal ?? `code ${code}`}`), stderrTail),
     );
     return child;
   }
 
   private onResponse(child: ChildProcessWithoutNullStreams, line: string): void {
-    const response = JSON.parse(line) as Response;
+    let response: Response;
+    try {
+      response = JSON.parse(line) as Response;
+    } catch {
+      logger.error({ kustomizeRenderer: child.pid }, `kustomize-renderer wrote ${line.slice(0, 200)}`);
+      return;
+    }
     if (response.id === null) logger.error({ kustomizeRenderer: child.pid }, response.error ?? line);
     else if (response.error !== undefined) this.settle(response.id, new KustomizeError(response.error));
     else this.settle(response.id, response.yaml ?? '');
   }
 
-  /** Sends what a renderer held to a new one, once; 'error' and 'exit' may both come. */
+  /** Sends what a renderer held to a new one, once; 'error' and 'close' may both come. */
   private onExit(
     child: ChildProcessWithoutNullStreams,
     reason: NodeJS.ErrnoException,
