@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -113,6 +113,24 @@ describe('the kustomize renderer prints what `kubectl kustomize` prints', () => 
     expect(JSON.stringify(deployment.spec?.template)).toContain(objects[0].metadata.name);
     expect(JSON.stringify(deployment.spec?.template)).toContain('ghcr.io/oca/oca-ci/py3.10-odoo16.0:2024.01');
     expect(JSON.stringify(deployment.spec?.template)).toContain('FROM_PATCH');
+  });
+
+  it('with no state carried from one render to the next (a custom OpenAPI schema)', async () => {
+    // kustomize keeps the OpenAPI schema in globals: one process per render (kubectl) starts
+    // clean each time; a long-lived one must not let one render's schema reach another.
+    const custom = mkdtempSync(path.join(scratch, 'openapi-'));
+    cpSync(FEATURES, custom, { recursive: true });
+    writeFileSync(path.join(custom, 'schema.json'), '{"definitions": {}}');
+    appendFileSync(path.join(custom, 'kustomization.yaml'), 'openapi:\n  path: schema.json\n');
+    const [customExpected, expected] = await Promise.all([
+      kubectlKustomize(custom),
+      kubectlKustomize(FEATURES),
+    ]);
+    expect(customExpected).not.toBe(expected);
+    // The built-in schema parsed first (warm), then the custom one, then the built-in again.
+    expect(await renderer.build(FEATURES)).toBe(expected);
+    expect(await renderer.build(custom)).toBe(customExpected);
+    expect(await renderer.build(FEATURES)).toBe(expected);
   });
 
   it.each([

@@ -49,15 +49,25 @@ func options() *krusty.Options {
 // The built-in schema's version, as kyaml reports it before any kustomization changes it.
 var builtinSchema = openapi.GetSchemaVersion()
 
-func build(dir string) (out []byte, err error) {
+// kyaml keeps the OpenAPI schema in globals, parsed once per process, and a kustomization's
+// `openapi` field changes them: a custom schema is parsed on top of what earlier renders left,
+// so a warm process could give other results than kubectl's fresh one. Such a kustomization
+// is rendered again from a clean state, and the built-in schema put back for the next one.
+// (Resetting before every render would re-parse the built-in schema: ~65 ms each.)
+func build(dir string) ([]byte, error) {
+	out, err := run(dir)
+	if openapi.GetSchemaVersion() != builtinSchema {
+		openapi.ResetOpenAPI()
+		out, err = run(dir)
+		openapi.ResetOpenAPI()
+	}
+	return out, err
+}
+
+func run(dir string) (out []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("kustomize panicked: %v", r)
-		}
-		// A kustomization's `openapi` field replaces the global schema, and a later Run
-		// without one would keep it: go back to the built-in schema (kept parsed otherwise).
-		if openapi.GetSchemaVersion() != builtinSchema {
-			openapi.ResetOpenAPI()
 		}
 	}()
 	m, err := krusty.MakeKustomizer(options()).Run(filesys.MakeFsOnDisk(), dir)
