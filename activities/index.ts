@@ -78,7 +78,7 @@ const RENDER_CACHE_SIZE = 2_000;
 
 /**
  * A build renders the same objects in a mode every time (the configuration is read once per
- * worker), and kustomize costs a process spawn: keep the most recent renders.
+ * worker), and a render costs a copy, templates and kustomize: keep the most recent renders.
  */
 function renderCache(config: Config) {
   const cache = new Map<string, Promise<KubernetesObject[]>>();

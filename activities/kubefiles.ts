@@ -1,14 +1,13 @@
-import { execFile } from 'node:child_process';
 import { cp, mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import nunjucks from 'nunjucks';
 import { parseAllDocuments } from 'yaml';
 import { buildRef, UnsafeCommitInfoError } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import type { BuildRef, KubefilesMode } from '../common/types';
+import { KustomizeError, kustomizeRenderer } from './kustomize';
 
 // Turns a kubefiles directory (runboat's format) into the plain objects of one mode.
 // Knows nothing of Odoo: what is deployed lives entirely in the directory.
@@ -16,7 +15,6 @@ import type { BuildRef, KubefilesMode } from '../common/types';
 // Python-style `dict.items()` and friends, which runboat's templates use.
 nunjucks.installJinjaCompat();
 const templates = new nunjucks.Environment(null, { autoescape: false });
-const run = promisify(execFile);
 
 /** A problem with the build's input or its kubefiles, which retrying cannot fix. */
 export class KubefilesError extends Error {
@@ -31,6 +29,23 @@ export async function renderKubefiles(
   build: BuildRef,
   mode: KubefilesMode,
 ): Promise<KubernetesObject[]> {
+  const dir = await renderKustomization(config, build, mode);
+  try {
+    return parseObjects(await kustomize(config.kustomizeRenderer, dir));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * The kubefiles of a build's mode with their templates rendered: a kustomize directory in a
+ * scratch folder, which the caller removes.
+ */
+export async function renderKustomization(
+  config: Config,
+  build: BuildRef,
+  mode: KubefilesMode,
+): Promise<string> {
   // Name and slug reach names and host names: they must be the ones the commit gives.
   const { commit, name, slug } = buildRef(build.commit);
   if (name !== build.name || slug !== build.slug) {
@@ -60,9 +75,10 @@ export async function renderKubefiles(
   try {
     await cp(settings.kubefiles_path ?? config.defaultKubefilesPath, scratch, { recursive: true });
     await renderTemplates(scratch, variables);
-    return parseObjects(await kustomize(config.kubectl, scratch));
-  } finally {
+    return scratch;
+  } catch (error) {
     await rm(scratch, { recursive: true, force: true });
+    throw error;
   }
 }
 
@@ -88,17 +104,12 @@ async function renderTemplates(dir: string, variables: object): Promise<void> {
   }
 }
 
-async function kustomize(kubectl: string, dir: string): Promise<string> {
+async function kustomize(renderer: string, dir: string): Promise<string> {
   try {
-    const { stdout } = await run(kubectl, ['kustomize', dir], {
-      timeout: 60_000,
-      maxBuffer: 32 * 1024 * 1024,
-    });
-    return stdout;
+    return await kustomizeRenderer(renderer).build(dir);
   } catch (error) {
-    const { stderr, code } = error as { stderr?: string; code?: unknown };
-    if (code === 'ENOENT') throw new Error(`kubectl not found at ${kubectl} (set RUNBOAT_KUBECTL)`);
-    throw new KubefilesError(`kustomize failed: ${(stderr ?? String(error)).trim()}`);
+    if (error instanceof KustomizeError) throw new KubefilesError(`kustomize failed: ${error.message}`);
+    throw error;
   }
 }
 

@@ -76,7 +76,7 @@ const envSchema = z.object({
   RUNBOAT_BASE_URL: url.default('http://localhost:8000'),
   RUNBOAT_DISABLE_COMMIT_STATUSES: boolean.default(false),
   RUNBOAT_NO_CLEANUP_JOB: boolean.default(false),
-  RUNBOAT_KUBECTL: z.string().default('kubectl'),
+  RUNBOAT_KUSTOMIZE_RENDERER: z.string().default('kustomize-renderer'),
   TEMPORAL_ADDRESS: z.string().default('localhost:7233'),
   TEMPORAL_NAMESPACE: z.string().default('default'),
   RUNBOAT_TASK_QUEUE: z.string().default('runboat'),
@@ -112,7 +112,8 @@ export interface Config {
   baseUrl: string;
   disableCommitStatuses: boolean;
   noCleanupJob: boolean;
-  kubectl: string;
+  /** The kustomize-renderer binary (scripts/kustomize-renderer) that builds kubefiles. */
+  kustomizeRenderer: string;
   temporalAddress: string;
   temporalNamespace: string;
   taskQueue: string;
@@ -176,7 +177,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
     baseUrl: e.RUNBOAT_BASE_URL,
     disableCommitStatuses: e.RUNBOAT_DISABLE_COMMIT_STATUSES,
     noCleanupJob: e.RUNBOAT_NO_CLEANUP_JOB,
-    kubectl: e.RUNBOAT_KUBECTL,
+    kustomizeRenderer: e.RUNBOAT_KUSTOMIZE_RENDERER,
     temporalAddress: e.TEMPORAL_ADDRESS,
     temporalNamespace: e.TEMPORAL_NAMESPACE,
     taskQueue: e.RUNBOAT_TASK_QUEUE,

@@ -52,7 +52,7 @@ async function main(): Promise<void> {
     RUNBOAT_BUILD_DOMAIN: 'bench.test',
     RUNBOAT_TASK_QUEUE: 'bench',
     RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
-    RUNBOAT_KUBECTL: binary('kubectl'),
+    RUNBOAT_KUSTOMIZE_RENDERER: binary('kustomize-renderer'),
     RUNBOAT_MAX_INITIALIZING: process.env.BENCH_MAX_INITIALIZING ?? '10',
     RUNBOAT_MAX_STARTED: '1000',
     RUNBOAT_MAX_DEPLOYED: '1000',

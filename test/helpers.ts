@@ -41,7 +41,7 @@ export function testConfig(env: Record<string, string> = {}): Config {
     RUNBOAT_REPOS: JSON.stringify([
       { repo: '^oca/.*', branch: '^1[0-9].0$', builds: [{ image: 'ghcr.io/oca/ci:16.0' }] },
     ]),
-    RUNBOAT_KUBECTL: binary('kubectl'),
+    RUNBOAT_KUSTOMIZE_RENDERER: binary('kustomize-renderer'),
     TEMPORAL_ADDRESS: inject('temporalAddress'),
     // Tests talk to loopback only: commit statuses go nowhere unless a test points them at
     // its recording server.
@@ -229,7 +229,7 @@ export function spawnWorkerProcess(config: Config, env: Record<string, string> =
       RUNBOAT_TASK_QUEUE: config.taskQueue,
       RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
       RUNBOAT_BUILD_DOMAIN: config.buildDomain,
-      RUNBOAT_KUBECTL: config.kubectl,
+      RUNBOAT_KUSTOMIZE_RENDERER: config.kustomizeRenderer,
       RUNBOAT_MAX_INITIALIZING: String(config.maxInitializing),
       RUNBOAT_DISABLE_COMMIT_STATUSES: String(config.disableCommitStatuses),
       RUNBOAT_GITHUB_API_URL: config.githubApiUrl,

@@ -17,7 +17,8 @@ import type { BuildRef, CommitInfo } from '../common/types';
 import { binary } from '../scripts/paths';
 import { DEFAULT_DEPLOYMENT_OBJECTS } from './helpers';
 
-// Renders kubefiles directories with the real `kubectl kustomize`; no cluster involved.
+// Renders kubefiles directories with the kustomize renderer (test/kustomize.test.ts compares it
+// with `kubectl kustomize`); no cluster involved.
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'runboat-kubefiles');
 const SHA = '0123456789abcdef0123456789abcdef01234567';
@@ -28,7 +29,7 @@ function config(repos: unknown[], env: Env = {}): Config {
   return loadConfig({
     RUNBOAT_BUILD_NAMESPACE: 'runboat-builds',
     RUNBOAT_BUILD_DOMAIN: 'runboat.example.com',
-    RUNBOAT_KUBECTL: binary('kubectl'),
+    RUNBOAT_KUSTOMIZE_RENDERER: binary('kustomize-renderer'),
     RUNBOAT_REPOS: JSON.stringify(repos),
     ...env,
   });

@@ -185,9 +185,23 @@ describe('Dockerfile', () => {
     expect(runtime).toContain('USER node');
     expect(stages.get('worker')![0]).toBe('FROM runtime AS worker');
     expect(stages.get('api')![0]).toBe('FROM runtime AS api');
-    // kubectl for `kubectl kustomize`, at the path the configuration is given.
-    expect(runtime.join('\n')).toMatch(/RUNBOAT_KUBECTL=\/usr\/local\/bin\/kubectl/);
-    expect(runtime).toContain('COPY --from=kubectl /usr/local/bin/kubectl /usr/local/bin/kubectl');
+    // The kustomize renderer, at the path the configuration is given.
+    expect(runtime.join('\n')).toMatch(/RUNBOAT_KUSTOMIZE_RENDERER=\/usr\/local\/bin\/kustomize-renderer/);
+    expect(runtime).toContain(
+      'COPY --from=kustomize-renderer /usr/local/bin/kustomize-renderer /usr/local/bin/kustomize-renderer',
+    );
+  });
+
+  it('builds the kustomize renderer from its Go sources, with a Go that its go.mod accepts', () => {
+    const renderer = stages.get('kustomize-renderer')!;
+    expect(renderer[0]).toBe('FROM ${GO_IMAGE} AS kustomize-renderer');
+    expect(renderer).toContain('COPY scripts/kustomize-renderer ./');
+    expect(renderer.join('\n')).toMatch(/go build .*-o \/usr\/local\/bin\/kustomize-renderer \./);
+    const version = (text: string) => text.split('.').map(Number);
+    const image = /^ARG GO_IMAGE=golang:(\d+\.\d+)-/m.exec(read('Dockerfile'))![1];
+    const needed = /^go (\d+\.\d+)/m.exec(read('scripts/kustomize-renderer/go.mod'))![1];
+    const [[imageMajor, imageMinor], [neededMajor, neededMinor]] = [version(image), version(needed)];
+    expect(imageMajor * 1000 + imageMinor).toBeGreaterThanOrEqual(neededMajor * 1000 + neededMinor);
   });
 
   it('copies only files that exist and that .dockerignore lets through', () => {
@@ -229,7 +243,7 @@ describe('the compiled entry points', () => {
         RUNBOAT_TASK_QUEUE: config.taskQueue,
         RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
         RUNBOAT_BUILD_DOMAIN: config.buildDomain,
-        RUNBOAT_KUBECTL: binary('kubectl'),
+        RUNBOAT_KUSTOMIZE_RENDERER: binary('kustomize-renderer'),
         RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
         RUNBOAT_GITHUB_API_URL: config.githubApiUrl,
         RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
@@ -292,7 +306,7 @@ describe('the compiled entry points', () => {
       expect(home.headers.get('content-type')).toMatch(/text\/html/);
     }
 
-    // The worker bundles dist/workflows, renders dist/kubefiles with kubectl and applies them.
+    // The worker bundles dist/workflows, renders dist/kubefiles with the kustomize renderer and applies them.
     const connection = await Connection.connect({ address: config.temporalAddress });
     try {
       const client = new Client({ connection, namespace: config.temporalNamespace });

@@ -1,5 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
+import { closeKustomizeRenderers } from '../activities/kustomize';
 import { ConfigError, loadConfig } from '../common/config';
 import { logger } from '../common/logger';
 import { installRuntime } from './runtime';
@@ -23,6 +24,7 @@ async function main(): Promise<void> {
     logger.info({ taskQueue: config.taskQueue, namespace: config.buildNamespace }, 'worker started');
     await worker.run();
   } finally {
+    await closeKustomizeRenderers();
     await clientConnection.close();
     await connection.close();
   }

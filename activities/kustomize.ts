@@ -1,0 +1,182 @@
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { logger } from '../common/logger';
+
+// `kubectl kustomize DIR` without a process per render: one kustomize-renderer process
+// (scripts/kustomize-renderer, kustomize's Go module) per worker process, started at the first
+// render, fed directories over stdin and answering over stdout, requests matched by id. If it
+// dies, the next render starts another, and the requests it held are sent to that one once.
+
+const TIMEOUT_MS = 60_000;
+const ATTEMPTS = 2;
+
+/** kustomize refused the kustomization; the message is the one `kubectl kustomize` prints. */
+export class KustomizeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KustomizeError';
+  }
+}
+
+interface Request {
+  dir: string;
+  attempts: number;
+  child?: ChildProcessWithoutNullStreams;
+  timer?: NodeJS.Timeout;
+  resolve: (yaml: string) => void;
+  reject: (error: Error) => void;
+}
+
+interface Response {
+  id: number | null;
+  yaml?: string;
+  error?: string;
+}
+
+export class KustomizeRenderer {
+  private child?: ChildProcessWithoutNullStreams;
+  private readonly requests = new Map<number, Request>();
+  private nextId = 1;
+
+  constructor(
+    readonly command: string,
+    private readonly timeoutMs = TIMEOUT_MS,
+  ) {}
+
+  /** The process id of the running renderer, if one runs. */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** The multi-document YAML stream that `kubectl kustomize dir` prints. */
+  build(dir: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      this.requests.set(id, { dir, attempts: 0, resolve, reject });
+      this.send(id);
+    });
+  }
+
+  /** Lets the renderer answer what it holds, then stops it; a later build starts another. */
+  async close(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    this.child = undefined;
+    const closed = new Promise((resolve) => child.once('close', resolve));
+    child.stdin.end();
+    const kill = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await closed;
+    clearTimeout(kill);
+  }
+
+  private send(id: number): void {
+    const request = this.requests.get(id)!;
+    const child = this.running();
+    request.attempts++;
+    request.child = child;
+    request.timer = setTimeout(() => {
+      this.settle(id, new KustomizeError(`no result after ${this.timeoutMs / 1000} s`));
+      // Renders are answered in order: the oldest request is the one that hangs.
+      child.kill('SIGKILL');
+    }, this.timeoutMs);
+    keepAlive(child, true);
+    child.stdin.write(`${JSON.stringify({ id, dir: request.dir })}\n`);
+  }
+
+  private settle(id: number, result: string | Error): void {
+    const request = this.requests.get(id);
+    if (!request) return;
+    clearTimeout(request.timer);
+    this.requests.delete(id);
+    if (result instanceof Error) request.reject(result);
+    else request.resolve(result);
+    const child = request.child!;
+    if (![...this.requests.values()].some((other) => other.child === child)) keepAlive(child, false);
+  }
+
+  private running(): ChildProcessWithoutNullStreams {
+    if (this.child) return this.child;
+    const child = spawn(this.command, [], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.child = child;
+    let stderrTail: string[] = [];
+    createInterface({ input: child.stdout }).on('line', (line) => this.onResponse(child, line));
+    createInterface({ input: child.stderr }).on('line', (line) => {
+      stderrTail = [...stderrTail.slice(-9), line];
+      logger.debug({ kustomizeRenderer: child.pid }, line);
+    });
+    // A write to a renderer that died fails here; its exit handler resends what it held.
+    child.stdin.on('error', () => undefined);
+    child.on('error', (error) => this.onExit(child, error, stderrTail));
+    // 'close', not 'exit': the answers it wrote before exiting are read by then.
+    child.on('close', (code, signal) =>
+      this.onExit(child, new Error(`exited with ${signal ?? `code ${code}`}`), stderrTail),
+    );
+    return child;
+  }
+
+  private onResponse(child: ChildProcessWithoutNullStreams, line: string): void {
+    let response: Response;
+    try {
+      response = JSON.parse(line) as Response;
+    } catch {
+      logger.error({ kustomizeRenderer: child.pid }, `kustomize-renderer wrote ${line.slice(0, 200)}`);
+      return;
+    }
+    if (response.id === null) logger.error({ kustomizeRenderer: child.pid }, response.error ?? line);
+    else if (response.error !== undefined) this.settle(response.id, new KustomizeError(response.error));
+    else this.settle(response.id, response.yaml ?? '');
+  }
+
+  /** Sends what a renderer held to a new one, once; 'error' and 'close' may both come. */
+  private onExit(
+    child: ChildProcessWithoutNullStreams,
+    reason: NodeJS.ErrnoException,
+    stderr: string[],
+  ): void {
+    if (this.child === child) this.child = undefined;
+    const held = [...this.requests].filter(([, request]) => request.child === child);
+    if (held.length === 0) return;
+    if (reason.code === 'ENOENT') {
+      const error = new Error(
+        `kustomize-renderer not found at ${this.command} (set RUNBOAT_KUSTOMIZE_RENDERER; scripts/provision.sh builds it)`,
+      );
+      for (const [id] of held) this.settle(id, error);
+      return;
+    }
+    const why = `kustomize-renderer ${[reason.message, ...stderr].join('\n')}`;
+    logger.warn({ kustomizeRenderer: child.pid, held: held.length }, why);
+    for (const [id, request] of held) {
+      if (request.attempts < ATTEMPTS) {
+        clearTimeout(request.timer);
+        this.send(id);
+      } else {
+        this.settle(id, new Error(why));
+      }
+    }
+  }
+}
+
+/** An idle renderer does not keep the Node process alive; one with requests does. */
+function keepAlive(child: ChildProcessWithoutNullStreams, alive: boolean): void {
+  for (const handle of [child, child.stdin, child.stdout, child.stderr] as { ref(): void; unref(): void }[]) {
+    if (alive) handle.ref();
+    else handle.unref();
+  }
+}
+
+const renderers = new Map<string, KustomizeRenderer>();
+
+/** This process's renderer for `command` (the worker's `RUNBOAT_KUSTOMIZE_RENDERER`). */
+export function kustomizeRenderer(command: string): KustomizeRenderer {
+  let renderer = renderers.get(command);
+  if (!renderer) {
+    renderer = new KustomizeRenderer(command);
+    renderers.set(command, renderer);
+  }
+  return renderer;
+}
+
+/** Stops this process's renderers, as the worker shuts down. */
+export async function closeKustomizeRenderers(): Promise<void> {
+  await Promise.all([...renderers.values()].map((renderer) => renderer.close()));
+}
