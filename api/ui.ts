@@ -27,18 +27,21 @@ const ASSETS = path.join(__dirname, 'ui');
 const BACKEND_TIMEOUT_MS = 10_000;
 const BUILD_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
-const SECURITY_HEADERS: Record<string, string> = {
-  'content-security-policy':
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'same-origin',
-};
-
-const secured: RequestHandler = (_request, response, next) => {
-  response.set(SECURITY_HEADERS);
-  next();
-};
+/**
+ * The pages' headers. RUNBOAT_ADDITIONAL_FOOTER_HTML is the operator's own HTML: it may show
+ * images from elsewhere (runboat's footer shows logos), so https images are allowed when it is
+ * set; scripts and inline styles stay refused, footer or not.
+ */
+function securityHeaders(config: Config): Record<string, string> {
+  const images = config.additionalFooterHtml ? "'self' data: https:" : "'self' data:";
+  return {
+    'content-security-policy':
+      `default-src 'none'; script-src 'self'; style-src 'self'; img-src ${images}; connect-src 'self'; ` +
+      "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'same-origin',
+  };
+}
 
 /** Escapes text for HTML element content and double-quoted attribute values. */
 export function escapeHtml(value: unknown): string {
@@ -48,8 +51,11 @@ export function escapeHtml(value: unknown): string {
   );
 }
 
-/** A page in the UI's frame; `body` must already be escaped. */
-function page(title: string, body: string, script?: string): string {
+/**
+ * A page in the UI's frame; `body` must already be escaped. `footerHtml` is
+ * RUNBOAT_ADDITIONAL_FOOTER_HTML: configured by the operator, trusted, inserted as is.
+ */
+function page(title: string, body: string, script: string | undefined, footerHtml: string): string {
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -66,18 +72,11 @@ ${script ? `<script type="module" src="/ui/${script}"></script>` : ''}
 <main id="main">
 ${body}
 </main>
-</body>
+${footerHtml ? `<footer class="site-footer">\n${footerHtml}\n</footer>\n` : ''}</body>
 </html>
 `;
 }
 
-function sendPage(response: Response, status: number, title: string, body: string, script?: string) {
-  response
-    .status(status)
-    .type('html')
-    .set('cache-control', 'no-store')
-    .send(page(title, body, script));
-}
 
 /** One human-readable entry of a build's timeline. */
 export interface TimelineEntry {
@@ -180,10 +179,22 @@ export function timelineFromHistory(history: temporal.api.history.v1.IHistory): 
 
 export function uiRouter(deps: UiDependencies): Router {
   const { config, client } = deps;
+  const headers = securityHeaders(config);
+  const secured: RequestHandler = (_request, response, next) => {
+    response.set(headers);
+    next();
+  };
+  const sendPage = (response: Response, status: number, title: string, body: string, script?: string) => {
+    response
+      .status(status)
+      .type('html')
+      .set('cache-control', 'no-store')
+      .send(page(title, body, script, config.additionalFooterHtml));
+  };
   const bounded = <T>(work: () => Promise<T>) => client.withDeadline(Date.now() + BACKEND_TIMEOUT_MS, work);
   /** A page whose <main> is a file of api/ui/, framed like every other page once, at start. */
   const framed = (name: string, title: string, script: string) =>
-    page(title, readFileSync(path.join(ASSETS, name), 'utf8'), script);
+    page(title, readFileSync(path.join(ASSETS, name), 'utf8'), script, config.additionalFooterHtml);
   const serve = (html: string): RequestHandler => {
     return (_request, response) => {
       response.set('cache-control', 'no-cache').type('html').send(html);
