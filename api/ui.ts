@@ -77,7 +77,6 @@ ${footerHtml ? `<footer class="site-footer">\n${footerHtml}\n</footer>\n` : ''}<
 `;
 }
 
-
 /** One human-readable entry of a build's timeline. */
 export interface TimelineEntry {
   time: string;
@@ -214,6 +213,17 @@ export function uiRouter(deps: UiDependencies): Router {
   ui.get('/', secured, homePage);
   ui.get('/status', secured, homePage);
   ui.get('/builds', secured, serve(framed('board.html', 'Builds', 'board.js')));
+
+  // runboat's own pages live at /webui/builds.html?repo=… and /webui/build.html?name=…: links
+  // to them (bookmarks, chat, runboat's build page) land on the same pages here.
+  ui.get('/webui/builds.html', (request, response) => {
+    const query = request.originalUrl.indexOf('?');
+    response.redirect(301, `/builds${query === -1 ? '' : request.originalUrl.slice(query)}`);
+  });
+  ui.get('/webui/build.html', (request, response) => {
+    const name = typeof request.query.name === 'string' ? validName(request.query.name) : undefined;
+    response.redirect(301, name ? `/builds/${name}` : '/builds');
+  });
 
   ui.get('/builds/:name/timeline.json', async (request, response) => {
     const name = validName(String(request.params.name));

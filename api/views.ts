@@ -31,7 +31,11 @@ export function buildJson(config: Config, build: ListedBuild): BuildJson {
     deploy_link_mailhog: `http://${build.slug}.mail.${config.buildDomain}`,
     repo_target_branch_link: `https://github.com/${repo}/tree/${target_branch}`,
     repo_pr_link: pr === null ? null : `https://github.com/${repo}/pull/${pr}`,
-    repo_commit_link: `https://github.com/${repo}/commit/${git_commit}`,
+    // runboat links a PR build's commit within its pull request.
+    repo_commit_link:
+      pr === null
+        ? `https://github.com/${repo}/commit/${git_commit}`
+        : `https://github.com/${repo}/pull/${pr}/commits/${git_commit}`,
     webui_link: `${config.baseUrl}/builds/${build.name}`,
     status: build.status,
     created: build.created,
