@@ -148,8 +148,16 @@ describe('GET', () => {
     expect(pr.repo_pr_link).toBe('https://github.com/oca/account/pull/12');
     // runboat links a PR build's commit within its pull request.
     expect(pr.repo_commit_link).toBe(`https://github.com/oca/account/pull/12/commits/${SHA('b')}`);
+    // runboat lists with exclude_none, nested models included.
     const listed = await get<BuildJson[]>('/api/v1/builds?branch=16.0');
     expect(listed[0]).not.toHaveProperty('repo_pr_link');
+    expect(listed[0].commit_info).toEqual({
+      repo: 'oca/account',
+      target_branch: '16.0',
+      git_commit: SHA('a'),
+    });
+    const [listedPr] = await get<BuildJson[]>('/api/v1/builds?pr=12');
+    expect(listedPr.commit_info.pr).toBe(12);
   });
 
   it('/builds/{name}/init-log serves the log kept after the init failed', async () => {
