@@ -7,8 +7,16 @@ import type { BuildCluster } from '../activities/kubernetes';
 import { findRepoSettings, type Config } from '../common/config';
 import { BUILD_STATUSES, type BuildCommand } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
-import { getBuildState, listBuilds, sendBuildCommand, startBuild, undeployBuilds } from './build-client';
+import { LOG_PAGE_CSP, ansiToHtmlPage } from './ansi-html';
 import { boundedCalls } from './backend';
+import {
+  getBuildState,
+  listBuilds,
+  runboatOrder,
+  sendBuildCommand,
+  startBuild,
+  undeployBuilds,
+} from './build-client';
 import { BUILD_COMMAND_RATE, rateLimited } from './rate-limit';
 import { errorHandler, HttpError } from './errors';
 import { BuildEvents } from './events';
@@ -45,6 +53,18 @@ const filterQuery = z.object({
   branch: branch.optional(),
   pr: pr.optional(),
 });
+
+/**
+ * runboat skips an empty text filter (`?target_branch=`: its `if target_branch:`), so these
+ * endpoints drop them before validation; an empty `pr` or `status` stays an error, as runboat's
+ * FastAPI answers 422 to it. `DELETE /builds` with only empty filters is thus "no filter".
+ */
+function ignoringEmptyFilters(query: Record<string, unknown>): Record<string, unknown> {
+  const textFilters = new Set(['repo', 'target_branch', 'branch', 'build_name']);
+  return Object.fromEntries(
+    Object.entries(query).filter(([key, value]) => !(textFilters.has(key) && value === '')),
+  );
+}
 
 function parseQuery<T>(schema: z.ZodType<T>, query: unknown): T {
   const parsed = schema.safeParse(query);
@@ -116,13 +136,16 @@ export function createApp(deps: ApiDependencies): Api {
   });
 
   api.get('/builds', async (request, response) => {
-    const filter = parseQuery(filterQuery.extend({ status: status.optional() }), request.query);
+    const filter = parseQuery(
+      filterQuery.extend({ status: status.optional() }),
+      ignoringEmptyFilters(request.query),
+    );
     const builds = await bounded(() => listBuilds(client, config, filter));
-    response.json(builds.map((build) => listedBuildJson(config, build)));
+    response.json(runboatOrder(builds, 'desc').map((build) => listedBuildJson(config, build)));
   });
 
   api.delete('/builds', admin, async (request, response) => {
-    const filter = parseQuery(filterQuery, request.query);
+    const filter = parseQuery(filterQuery, ignoringEmptyFilters(request.query));
     if (Object.values(filter).every((value) => value === undefined)) {
       throw new HttpError(400, 'give at least one of repo, target_branch, branch, pr');
     }
@@ -158,8 +181,17 @@ export function createApp(deps: ApiDependencies): Api {
     api.get(`/builds/:name/${path}`, async (request, response) => {
       await runningBuild(request.params.name);
       const log = await cluster.readLog(request.params.name, kind);
-      if (log === undefined) throw new HttpError(404, 'No log found.');
-      response.type('text/plain').send(log);
+      if (!log) throw new HttpError(404, 'No log found.');
+      // runboat answers HTML (ansi2html) to everyone; clients that ask for text get the raw log.
+      response.vary('accept');
+      if (request.accepts(['text/html', 'text/plain']) === 'text/plain') {
+        response.type('text/plain').send(log);
+        return;
+      }
+      response
+        .type('html')
+        .set({ 'content-security-policy': LOG_PAGE_CSP, 'x-content-type-options': 'nosniff' })
+        .send(ansiToHtmlPage(log, `${request.params.name} ${path}`));
     });
   }
 
@@ -181,7 +213,10 @@ export function createApp(deps: ApiDependencies): Api {
   api.delete('/builds/:name', admin, command('undeploy'));
 
   api.get('/build-events', async (request, response) => {
-    const filter = parseQuery(filterQuery.extend({ build_name: buildName.optional() }), request.query);
+    const filter = parseQuery(
+      filterQuery.extend({ build_name: buildName.optional() }),
+      ignoringEmptyFilters(request.query),
+    );
     const { build_name: name, ...rest } = filter;
     // Not under `bounded`: the stream outlives any one deadline (the poller takes its own).
     await events.subscribe({ ...rest, name }, response);

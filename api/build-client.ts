@@ -163,7 +163,8 @@ export interface BuildFilter {
 export type ListedBuild = Omit<BuildState, 'last_error'>;
 
 /**
- * Running build workflows of this deployment's task queue that match `filter`, oldest first.
+ * Running build workflows of this deployment's task queue that match `filter`, in runboat's
+ * ascending order (see `runboatOrder`), the order of `/build-events`' first events.
  * Filter values are validated by the caller; they are quoted here all the same.
  */
 export async function listBuilds(
@@ -194,7 +195,26 @@ export async function listBuilds(
     const listed = fromSearchAttributes(workflow.typedSearchAttributes);
     if (listed) builds.push(listed);
   }
-  return builds.sort((a, b) => a.created.localeCompare(b.created));
+  return runboatOrder(builds, 'asc');
+}
+
+/**
+ * runboat's `BuildsDb.search` order: by repo, then pull request number with branch builds
+ * after every PR (`COALESCE(pr, 999999)`), then target branch, then creation; `asc` is what
+ * `/build-events` replays, `desc` what `GET /builds` lists (branches first, newest first).
+ * Strings compare by code unit, as SQLite's default BINARY collation does for ASCII.
+ */
+export function runboatOrder(builds: ListedBuild[], direction: 'asc' | 'desc'): ListedBuild[] {
+  const sign = direction === 'asc' ? 1 : -1;
+  const compare = (a: string | number, b: string | number) => (a < b ? -1 : a > b ? 1 : 0);
+  return [...builds].sort(
+    (a, b) =>
+      sign *
+      (compare(a.commit.repo, b.commit.repo) ||
+        compare(a.commit.pr ?? 999_999, b.commit.pr ?? 999_999) ||
+        compare(a.commit.target_branch, b.commit.target_branch) ||
+        compare(Date.parse(a.created), Date.parse(b.created))),
+  );
 }
 
 function fromSearchAttributes(attributes: TypedSearchAttributes): ListedBuild | undefined {

@@ -9,6 +9,11 @@ const filterParameters = ['repo', 'target_branch', 'branch', 'pr'].map((name) =>
   required: false,
   schema: name === 'pr' ? { type: 'integer', minimum: 1 } : { type: 'string' },
 }));
+const logResponse = {
+  description:
+    'The log as an HTML page (ANSI colours as ansi2html classes), or as text to Accept: text/plain',
+  content: { 'text/html': { schema: { type: 'string' } }, 'text/plain': { schema: { type: 'string' } } },
+};
 const nameParameter = { name: 'name', in: 'path', required: true, schema: { type: 'string' } };
 const error = (description: string) => ({
   description,
@@ -78,7 +83,11 @@ export function openApiDocument(config: Config) {
             },
             init_status: { enum: ['todo', 'started', 'succeeded', 'failed'] },
             created: { type: 'string', format: 'date-time' },
-            last_scaled: { type: ['string', 'null'], format: 'date-time' },
+            last_scaled: {
+              type: 'string',
+              format: 'date-time',
+              description: 'Creation time until first scaled',
+            },
             workflow_link: { type: 'string', description: 'The build in the Temporal Web UI' },
           },
         },
@@ -170,14 +179,14 @@ export function openApiDocument(config: Config) {
         get: {
           summary: "The init job's log, kept after a failure",
           parameters: [nameParameter],
-          responses: { '200': { description: 'Log text' }, '404': error('No log') },
+          responses: { '200': logResponse, '404': error('No log') },
         },
       },
       '/builds/{name}/log': {
         get: {
           summary: "The running build's log",
           parameters: [nameParameter],
-          responses: { '200': { description: 'Log text' }, '404': error('No log') },
+          responses: { '200': logResponse, '404': error('No log') },
         },
       },
       '/builds/{name}/start': { post: action('Start the build (initializing it again if it failed)') },

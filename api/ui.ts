@@ -28,18 +28,21 @@ export interface UiDependencies {
 const ASSETS = path.join(__dirname, 'ui');
 const BUILD_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
-const SECURITY_HEADERS: Record<string, string> = {
-  'content-security-policy':
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'same-origin',
-};
-
-const secured: RequestHandler = (_request, response, next) => {
-  response.set(SECURITY_HEADERS);
-  next();
-};
+/**
+ * The pages' headers. RUNBOAT_ADDITIONAL_FOOTER_HTML is the operator's own HTML: it may show
+ * images from elsewhere (runboat's footer shows logos), so https images are allowed when it is
+ * set; scripts and inline styles stay refused, footer or not.
+ */
+function securityHeaders(config: Config): Record<string, string> {
+  const images = config.additionalFooterHtml ? "'self' data: https:" : "'self' data:";
+  return {
+    'content-security-policy':
+      `default-src 'none'; script-src 'self'; style-src 'self'; img-src ${images}; connect-src 'self'; ` +
+      "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'same-origin',
+  };
+}
 
 /** Escapes text for HTML element content and double-quoted attribute values. */
 export function escapeHtml(value: unknown): string {
@@ -49,8 +52,11 @@ export function escapeHtml(value: unknown): string {
   );
 }
 
-/** A page in the UI's frame; `body` must already be escaped. */
-function page(title: string, body: string, script?: string): string {
+/**
+ * A page in the UI's frame; `body` must already be escaped. `footerHtml` is
+ * RUNBOAT_ADDITIONAL_FOOTER_HTML: configured by the operator, trusted, inserted as is.
+ */
+function page(title: string, body: string, script: string | undefined, footerHtml: string): string {
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -67,17 +73,9 @@ ${script ? `<script type="module" src="/ui/${script}"></script>` : ''}
 <main id="main">
 ${body}
 </main>
-</body>
+${footerHtml ? `<footer class="site-footer">\n${footerHtml}\n</footer>\n` : ''}</body>
 </html>
 `;
-}
-
-function sendPage(response: Response, status: number, title: string, body: string, script?: string) {
-  response
-    .status(status)
-    .type('html')
-    .set('cache-control', 'no-store')
-    .send(page(title, body, script));
 }
 
 /** One human-readable entry of a build's timeline. */
@@ -181,9 +179,21 @@ export function timelineFromHistory(history: temporal.api.history.v1.IHistory): 
 
 export function uiRouter(deps: UiDependencies): Router {
   const { config, client, bounded } = deps;
+  const headers = securityHeaders(config);
+  const secured: RequestHandler = (_request, response, next) => {
+    response.set(headers);
+    next();
+  };
+  const sendPage = (response: Response, status: number, title: string, body: string, script?: string) => {
+    response
+      .status(status)
+      .type('html')
+      .set('cache-control', 'no-store')
+      .send(page(title, body, script, config.additionalFooterHtml));
+  };
   /** A page whose <main> is a file of api/ui/, framed like every other page once, at start. */
   const framed = (name: string, title: string, script: string) =>
-    page(title, readFileSync(path.join(ASSETS, name), 'utf8'), script);
+    page(title, readFileSync(path.join(ASSETS, name), 'utf8'), script, config.additionalFooterHtml);
   const serve = (html: string): RequestHandler => {
     return (_request, response) => {
       response.set('cache-control', 'no-cache').type('html').send(html);
@@ -203,6 +213,17 @@ export function uiRouter(deps: UiDependencies): Router {
   ui.get('/', secured, homePage);
   ui.get('/status', secured, homePage);
   ui.get('/builds', secured, serve(framed('board.html', 'Builds', 'board.js')));
+
+  // runboat's own pages live at /webui/builds.html?repo=… and /webui/build.html?name=…: links
+  // to them (bookmarks, chat, runboat's build page) land on the same pages here.
+  ui.get('/webui/builds.html', (request, response) => {
+    const query = request.originalUrl.indexOf('?');
+    response.redirect(301, `/builds${query === -1 ? '' : request.originalUrl.slice(query)}`);
+  });
+  ui.get('/webui/build.html', (request, response) => {
+    const name = typeof request.query.name === 'string' ? validName(request.query.name) : undefined;
+    response.redirect(301, name ? `/builds/${name}` : '/builds');
+  });
 
   ui.get('/builds/:name/timeline.json', async (request, response) => {
     const name = validName(String(request.params.name));

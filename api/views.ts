@@ -16,7 +16,7 @@ export interface BuildJson {
   webui_link: string;
   status: string;
   created: string;
-  last_scaled: string | null;
+  last_scaled: string;
   /** Added by runboat-temporal. */
   init_status: string;
   workflow_link: string;
@@ -31,20 +31,33 @@ export function buildJson(config: Config, build: ListedBuild): BuildJson {
     deploy_link_mailhog: `http://${build.slug}.mail.${config.buildDomain}`,
     repo_target_branch_link: `https://github.com/${repo}/tree/${target_branch}`,
     repo_pr_link: pr === null ? null : `https://github.com/${repo}/pull/${pr}`,
-    repo_commit_link: `https://github.com/${repo}/commit/${git_commit}`,
+    // runboat links a PR build's commit within its pull request.
+    repo_commit_link:
+      pr === null
+        ? `https://github.com/${repo}/commit/${git_commit}`
+        : `https://github.com/${repo}/pull/${pr}/commits/${git_commit}`,
     webui_link: `${config.baseUrl}/builds/${build.name}`,
     status: build.status,
     created: build.created,
-    last_scaled: build.last_scaled,
+    // runboat: the `runboat/last-scaled` annotation, or the Deployment's creation time.
+    last_scaled: build.last_scaled ?? build.created,
     init_status: build.init_status,
     workflow_link: `${config.temporalUiUrl}/namespaces/${encodeURIComponent(config.temporalNamespace)}/workflows/${encodeURIComponent(buildWorkflowId(build.name))}`,
   };
 }
 
-/** runboat leaves `repo_pr_link` out of lists when there is none. */
+/**
+ * runboat lists with `response_model_exclude_none`, which pydantic applies to nested models too:
+ * a branch build has no `repo_pr_link` and no `commit_info.pr` in `GET /builds`.
+ */
 export function listedBuildJson(config: Config, build: ListedBuild): BuildJson {
   const json = buildJson(config, build);
   if (json.repo_pr_link === null) delete json.repo_pr_link;
+  if (json.commit_info.pr === null) {
+    const commitInfo: Partial<CommitInfo> = { ...json.commit_info };
+    delete commitInfo.pr;
+    json.commit_info = commitInfo as CommitInfo;
+  }
   return json;
 }
 

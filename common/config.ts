@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseEnv } from 'node:util';
 import { z } from 'zod';
@@ -22,30 +22,76 @@ const jsonOf = <T extends z.ZodType>(schema: T) =>
 const stringMap = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]).transform(String));
 const templateVars = z.record(z.string(), z.unknown());
 
-const regex = z.string().transform((source, ctx) => {
+/** A pattern of RUNBOAT_REPOS; runboat matches repos case-insensitively, branches exactly. */
+const regex = (flags: '' | 'i') =>
+  z.string().transform((source, ctx) => {
+    try {
+      return new RegExp(source, flags);
+    } catch (error) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `is not a valid regular expression (${(error as Error).message})`,
+      });
+      return z.NEVER;
+    }
+  });
+
+/** runboat checks kubefiles paths at start-up (its `validate_path`): so does this project. */
+const directory = z.string().superRefine((value, ctx) => {
+  let isDirectory = false;
   try {
-    return new RegExp(source, 'i');
-  } catch (error) {
-    ctx.addIssue({
-      code: 'custom',
-      message: `is not a valid regular expression (${(error as Error).message})`,
-    });
-    return z.NEVER;
+    isDirectory = statSync(value).isDirectory();
+  } catch {
+    // missing or unreadable: reported below
   }
+  if (!isDirectory) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} is not a directory` });
 });
+
+/** runboat's comma-separated list of kubectl resource types, e.g. `deployment,service,pvc`. */
+const resourceTypes = z
+  .string()
+  .transform((value) =>
+    value
+      .split(',')
+      .map((type) => type.trim())
+      .filter(Boolean),
+  )
+  .pipe(
+    z
+      .array(z.string().regex(/^[a-z0-9.-]+$/i, 'must be a comma-separated list of resource types'))
+      .min(1, 'must name at least one resource type'),
+  );
+
+/** A runboat variable this project cannot honour: setting it stops start-up, saying why. */
+const unsupported = (why: string) =>
+  z.string().superRefine((_value, ctx) => {
+    ctx.addIssue({ code: 'custom', message: `is not supported: ${why}` });
+  });
+
+/** runboat's default `deployment_resource_types`. */
+export const DEFAULT_DEPLOYMENT_RESOURCE_TYPES = [
+  'deployment',
+  'service',
+  'ingress',
+  'configmap',
+  'secret',
+  'pvc',
+  'job',
+];
 
 const buildSettings = z.object({
   image: z.string().regex(/^[^\s]+$/, 'must be an image reference without spaces'),
   env: stringMap.default({}),
   secret_env: stringMap.default({}),
   template_vars: templateVars.default({}),
-  kubefiles_path: z.string().optional(),
+  kubefiles_path: directory.optional(),
 });
 
 const repoSettings = z.object({
-  repo: regex,
-  branch: regex,
-  builds: z.array(buildSettings).min(1, 'needs at least one build'),
+  repo: regex('i'),
+  branch: regex(''),
+  // runboat: "One and only one build settings is allowed per repo/branch entry."
+  builds: z.array(buildSettings).length(1, 'must have exactly one build entry, as in runboat'),
 });
 
 const boolean = z
@@ -69,7 +115,7 @@ const envSchema = z.object({
   RUNBOAT_BUILD_ENV: jsonOf(stringMap).default({}),
   RUNBOAT_BUILD_SECRET_ENV: jsonOf(stringMap).default({}),
   RUNBOAT_BUILD_TEMPLATE_VARS: jsonOf(templateVars).default({}),
-  RUNBOAT_BUILD_DEFAULT_KUBEFILES_PATH: z.string().optional(),
+  RUNBOAT_BUILD_DEFAULT_KUBEFILES_PATH: directory.optional(),
   RUNBOAT_GITHUB_TOKEN: z.string().optional(),
   RUNBOAT_GITHUB_WEBHOOK_SECRET: z.string().optional(),
   RUNBOAT_GITHUB_API_URL: url.default('https://api.github.com'),
@@ -77,6 +123,12 @@ const envSchema = z.object({
   RUNBOAT_DISABLE_COMMIT_STATUSES: boolean.default(false),
   RUNBOAT_NO_CLEANUP_JOB: boolean.default(false),
   RUNBOAT_KUSTOMIZE_RENDERER: z.string().default('kustomize-renderer'),
+  RUNBOAT_DEPLOYMENT_RESOURCE_TYPES: resourceTypes.default(DEFAULT_DEPLOYMENT_RESOURCE_TYPES),
+  RUNBOAT_ADDITIONAL_FOOTER_HTML: z.string().default(''),
+  RUNBOAT_LOG_CONFIG: unsupported(
+    'runboat-temporal does not read Python logging configuration files; it logs JSON lines (pino) ' +
+      'to stdout. Unset it, and set LOG_LEVEL (trace, debug, info, warn, error) instead',
+  ).optional(),
   TEMPORAL_ADDRESS: z.string().default('localhost:7233'),
   TEMPORAL_NAMESPACE: z.string().default('default'),
   RUNBOAT_TASK_QUEUE: z.string().default('runboat'),
@@ -114,6 +166,13 @@ export interface Config {
   noCleanupJob: boolean;
   /** The kustomize-renderer binary (scripts/kustomize-renderer) that builds kubefiles. */
   kustomizeRenderer: string;
+  /**
+   * runboat's `RUNBOAT_DEPLOYMENT_RESOURCE_TYPES`: the kubectl resource types (as `kubectl
+   * delete TYPES -l runboat/build=<name>` takes them) that a build's kubefiles create.
+   */
+  deploymentResourceTypes: string[];
+  /** Operator-provided HTML shown in the footer of every Web UI page: trusted, never escaped. */
+  additionalFooterHtml: string;
   temporalAddress: string;
   temporalNamespace: string;
   taskQueue: string;
@@ -178,6 +237,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
     disableCommitStatuses: e.RUNBOAT_DISABLE_COMMIT_STATUSES,
     noCleanupJob: e.RUNBOAT_NO_CLEANUP_JOB,
     kustomizeRenderer: e.RUNBOAT_KUSTOMIZE_RENDERER,
+    deploymentResourceTypes: e.RUNBOAT_DEPLOYMENT_RESOURCE_TYPES,
+    additionalFooterHtml: e.RUNBOAT_ADDITIONAL_FOOTER_HTML,
     temporalAddress: e.TEMPORAL_ADDRESS,
     temporalNamespace: e.TEMPORAL_NAMESPACE,
     taskQueue: e.RUNBOAT_TASK_QUEUE,

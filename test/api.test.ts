@@ -1,7 +1,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getBuildState, startBuild } from '../api/build-client';
+import { getBuildState, runboatOrder, startBuild, type ListedBuild } from '../api/build-client';
 import type { BuildJson } from '../api/views';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
@@ -18,6 +18,7 @@ let config: ReturnType<typeof testConfig>;
 let cluster: TestCluster;
 let stack: TestStack;
 const builds: Record<string, BuildRef> = {};
+const FOOTER = '<p>Hosted by <a href="https://example.org/">Example</a> &amp; friends</p>';
 
 const commit = (branch: string, pr: number | null, sha: string, repo = 'oca/account'): CommitInfo => ({
   repo,
@@ -47,6 +48,7 @@ beforeAll(async () => {
     RUNBOAT_BASE_URL: 'https://runboat.example.org',
     RUNBOAT_TEMPORAL_UI_URL: 'https://stack.temporal.example.org',
     RUNBOAT_NO_CLEANUP_JOB: 'true',
+    RUNBOAT_ADDITIONAL_FOOTER_HTML: FOOTER,
   });
   cluster = new TestCluster(config.buildNamespace);
   stack = await startStack(config, cluster);
@@ -108,6 +110,24 @@ describe('GET', () => {
     expect(names(await get('/api/v1/builds?repo=oca/stock&status=started'))).toEqual([]);
   });
 
+  it('/builds ignores empty text filters, as runboat does, and refuses an empty pr or status', async () => {
+    const all = [builds.branch, builds.pr, builds.other].map((b) => b.name).sort();
+    expect(names(await get('/api/v1/builds?repo=&target_branch=&branch='))).toEqual(all);
+    expect(names(await get('/api/v1/builds?repo=oca/account&branch='))).toEqual(
+      [builds.branch.name, builds.pr.name].sort(),
+    );
+    // runboat's FastAPI answers 422 to these: they are no filter to skip but a bad value.
+    for (const path of ['/api/v1/builds?pr=', '/api/v1/builds?status=']) {
+      expect((await stack.api.request('GET', path)).status, path).toBe(400);
+    }
+  });
+
+  it('/builds lists in runboat order: repo, then branches before PRs (higher first), newest first', async () => {
+    // runboat: ORDER BY repo DESC, COALESCE(pr, 999999) DESC, target_branch DESC, created DESC.
+    const listed = await get<BuildJson[]>('/api/v1/builds');
+    expect(listed.map((b) => b.name)).toEqual([builds.other.name, builds.branch.name, builds.pr.name]);
+  });
+
   it('/builds/{name} has runboat fields and a link to the workflow in the Temporal Web UI', async () => {
     const build = await get<BuildJson & { last_error: string | null }>(
       `/api/v1/builds/${builds.branch.name}`,
@@ -129,8 +149,18 @@ describe('GET', () => {
     expect(Date.parse(build.last_scaled as string)).not.toBeNaN();
     const pr = await get<BuildJson>(`/api/v1/builds/${builds.pr.name}`);
     expect(pr.repo_pr_link).toBe('https://github.com/oca/account/pull/12');
+    // runboat links a PR build's commit within its pull request.
+    expect(pr.repo_commit_link).toBe(`https://github.com/oca/account/pull/12/commits/${SHA('b')}`);
+    // runboat lists with exclude_none, nested models included.
     const listed = await get<BuildJson[]>('/api/v1/builds?branch=16.0');
     expect(listed[0]).not.toHaveProperty('repo_pr_link');
+    expect(listed[0].commit_info).toEqual({
+      repo: 'oca/account',
+      target_branch: '16.0',
+      git_commit: SHA('a'),
+    });
+    const [listedPr] = await get<BuildJson[]>('/api/v1/builds?pr=12');
+    expect(listedPr.commit_info.pr).toBe(12);
   });
 
   it('/builds/{name}/init-log serves the log kept after the init failed', async () => {
@@ -139,12 +169,22 @@ describe('GET', () => {
       namespace: config.buildNamespace,
       body: {
         metadata: { name: `${builds.pr.name}-init-log`, labels: { 'runboat/build': builds.pr.name } },
-        data: { log: 'ERROR: module sale_x: no such addon\n' },
+        data: { log: '\x1b[1;31m\x1b[1;49mERROR\x1b[0m module <sale_x>: no such addon\n' },
       },
     });
-    const response = await stack.api.request('GET', `/api/v1/builds/${builds.pr.name}/init-log`);
+    // HTML by default, like runboat (ansi2html): colours as classed spans, the text escaped.
+    const path = `/api/v1/builds/${builds.pr.name}/init-log`;
+    const response = await stack.api.request('GET', path);
     expect(response.status).toBe(200);
-    expect(await response.text()).toContain('no such addon');
+    expect(response.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(response.headers.get('content-security-policy')).toContain("default-src 'none'");
+    const html = await response.text();
+    expect(html).toContain('<pre class="ansi2html-content">');
+    expect(html).toContain('<span class="ansi1 ansi31">ERROR</span> module &lt;sale_x&gt;: no such addon');
+    // The raw log to clients that ask for text.
+    const text = await fetch(`${stack.api.url}${path}`, { headers: { accept: 'text/plain' } });
+    expect(text.headers.get('content-type')).toMatch(/^text\/plain/);
+    expect(await text.text()).toBe('\x1b[1;31m\x1b[1;49mERROR\x1b[0m module <sale_x>: no such addon\n');
     const none = await stack.api.request('GET', `/api/v1/builds/${builds.branch.name}/log`);
     expect(none.status).toBe(404);
     expect(await none.json()).toEqual({ detail: 'No log found.' });
@@ -211,6 +251,12 @@ describe('actions', () => {
   it('undeploys by filter (admin), and refuses an empty filter', async () => {
     expect((await stack.api.request('DELETE', '/api/v1/builds?pr=12')).status).toBe(401);
     expect((await stack.api.request('DELETE', '/api/v1/builds', { admin: true })).status).toBe(400);
+    // Empty filters are skipped, as runboat does: what is left is no filter, still refused.
+    const empty = await stack.api.request('DELETE', '/api/v1/builds?repo=&target_branch=&branch=', {
+      admin: true,
+    });
+    expect(empty.status).toBe(400);
+    expect(await empty.json()).toEqual({ detail: 'give at least one of repo, target_branch, branch, pr' });
     const response = await stack.api.request('DELETE', '/api/v1/builds?pr=12', { admin: true });
     expect(await response.json()).toEqual({ undeployed: [builds.pr.name] });
     await stack.temporal.client.workflow.getHandle(buildWorkflowId(builds.pr.name)).result();
@@ -346,7 +392,8 @@ describe('build events', () => {
       async () => (await get<BuildJson[]>('/api/v1/builds?repo=oca/events')).length === 1,
     );
 
-    const stream = await stack.api.follow('repo=oca/events');
+    // Empty filters are skipped, as runboat does.
+    const stream = await stack.api.follow('repo=oca/events&branch=&build_name=');
     try {
       expect(stream.response.headers.get('content-type')).toContain('text/event-stream');
       const first = await stream.next('an event', () => true);
@@ -389,5 +436,70 @@ describe('an API without its backends', () => {
     } finally {
       await second.close();
     }
+  });
+});
+
+describe('the Web UI frame', () => {
+  it('shows RUNBOAT_ADDITIONAL_FOOTER_HTML as is on every page, as runboat does', async () => {
+    for (const path of ['/', '/builds?repo=oca/account', `/builds/${builds.branch.name}`]) {
+      const response = await stack.api.request('GET', path);
+      expect(response.status, path).toBe(200);
+      expect(await response.text(), path).toContain(`<footer class="site-footer">\n${FOOTER}\n</footer>`);
+      // Operator HTML may show images from elsewhere; scripts and inline styles stay refused.
+      const csp = response.headers.get('content-security-policy') ?? '';
+      expect(csp, path).toContain("img-src 'self' data: https:");
+      expect(csp, path).toContain("script-src 'self';");
+    }
+  });
+});
+
+describe("runboat's Web UI addresses", () => {
+  it('redirect to the same pages here', async () => {
+    const redirect = async (path: string) => {
+      const response = await fetch(`${stack.api.url}${path}`, { redirect: 'manual' });
+      expect(response.status, path).toBe(301);
+      return response.headers.get('location');
+    };
+    expect(await redirect('/webui/builds.html?repo=oca/account&target_branch=16.0')).toBe(
+      '/builds?repo=oca/account&target_branch=16.0',
+    );
+    expect(await redirect(`/webui/build.html?name=${builds.branch.name}`)).toBe(
+      `/builds/${builds.branch.name}`,
+    );
+    expect((await stack.api.request('GET', '/webui/build.html?name=../x')).status).toBe(400);
+  });
+});
+
+describe('runboatOrder', () => {
+  const listed = (
+    name: string,
+    repo: string,
+    branch: string,
+    pr: number | null,
+    created: string,
+  ): ListedBuild => ({
+    name,
+    slug: name,
+    commit: { repo, target_branch: branch, pr, git_commit: SHA(name) },
+    status: 'stopped',
+    init_status: 'succeeded',
+    created,
+    last_scaled: null,
+  });
+  const all = [
+    listed('a', 'oca/b', '16.0', null, '2026-01-01T00:00:00Z'),
+    listed('b', 'oca/b', '16.0', null, '2026-01-03T00:00:00Z'),
+    listed('c', 'oca/b', '17.0', null, '2026-01-02T00:00:00Z'),
+    listed('d', 'oca/b', '16.0', 9, '2026-01-04T00:00:00Z'),
+    listed('e', 'oca/b', '16.0', 10, '2026-01-01T00:00:00Z'),
+    listed('f', 'oca/a', '16.0', 1, '2026-01-05T00:00:00Z'),
+  ];
+
+  it('desc is runboat GET /builds: repo, PR (branches as 999999), branch, created, all descending', () => {
+    expect(runboatOrder(all, 'desc').map((b) => b.name)).toEqual(['c', 'b', 'a', 'e', 'd', 'f']);
+  });
+
+  it('asc is runboat /build-events replay: the same, ascending', () => {
+    expect(runboatOrder(all, 'asc').map((b) => b.name)).toEqual(['f', 'd', 'e', 'a', 'b', 'c']);
   });
 });

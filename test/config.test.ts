@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   ConfigError,
+  DEFAULT_DEPLOYMENT_RESOURCE_TYPES,
   DEFAULT_KUBEFILES_PATH,
   findRepoSettings,
   loadConfig,
@@ -29,6 +30,14 @@ function configError(env: Record<string, string | undefined>): string {
 }
 
 const repos = (value: unknown) => ({ RUNBOAT_REPOS: JSON.stringify(value) });
+
+const dirs: string[] = [];
+const tempDir = () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'runboat-config-'));
+  dirs.push(dir);
+  return dir;
+};
+afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
 
 describe('loadConfig defaults', () => {
   const config = load();
@@ -110,16 +119,34 @@ describe('loadConfig values', () => {
   });
 
   it('parses the global build env, secret env and template vars', () => {
+    const kubefiles = tempDir();
     const config = load({
       RUNBOAT_BUILD_ENV: JSON.stringify({ PGHOST: 'postgres', PGPORT: 5432 }),
       RUNBOAT_BUILD_SECRET_ENV: JSON.stringify({ PGPASSWORD: 's3cret' }),
       RUNBOAT_BUILD_TEMPLATE_VARS: JSON.stringify({ storageClassName: 'fast', replicas: 2 }),
-      RUNBOAT_BUILD_DEFAULT_KUBEFILES_PATH: '/srv/kubefiles',
+      RUNBOAT_BUILD_DEFAULT_KUBEFILES_PATH: kubefiles,
     });
     expect(config.buildEnv).toEqual({ PGHOST: 'postgres', PGPORT: '5432' });
     expect(config.buildSecretEnv).toEqual({ PGPASSWORD: 's3cret' });
     expect(config.buildTemplateVars).toEqual({ storageClassName: 'fast', replicas: 2 });
-    expect(config.defaultKubefilesPath).toBe('/srv/kubefiles');
+    expect(config.defaultKubefilesPath).toBe(kubefiles);
+  });
+
+  it('parses RUNBOAT_DEPLOYMENT_RESOURCE_TYPES as runboat does (comma-separated), with its default', () => {
+    expect(load().deploymentResourceTypes).toEqual(DEFAULT_DEPLOYMENT_RESOURCE_TYPES);
+    expect(DEFAULT_DEPLOYMENT_RESOURCE_TYPES.join(',')).toBe(
+      'deployment,service,ingress,configmap,secret,pvc,job',
+    );
+    expect(
+      load({ RUNBOAT_DEPLOYMENT_RESOURCE_TYPES: 'deployment, service,ingress.networking.k8s.io,,pvc' })
+        .deploymentResourceTypes,
+    ).toEqual(['deployment', 'service', 'ingress.networking.k8s.io', 'pvc']);
+  });
+
+  it('keeps RUNBOAT_ADDITIONAL_FOOTER_HTML as given (trusted operator HTML)', () => {
+    expect(load().additionalFooterHtml).toBe('');
+    const html = '<p>Hosted by <a href="https://example.org">Example</a> &amp; friends</p>';
+    expect(load({ RUNBOAT_ADDITIONAL_FOOTER_HTML: html }).additionalFooterHtml).toBe(html);
   });
 
   it('strips the trailing slash of URLs', () => {
@@ -129,30 +156,37 @@ describe('loadConfig values', () => {
   });
 
   it('parses RUNBOAT_REPOS into regexes and builds with defaults', () => {
+    const kubefiles = tempDir();
     const config = load(
       repos([
         {
           repo: '^oca/.*',
           branch: '^1[0-9]\\.0$',
+          builds: [{ image: 'ghcr.io/oca/oca-ci/py3.10-odoo16.0:latest' }],
+        },
+        {
+          repo: '^ocb/.*',
+          branch: '^16\\.0$',
           builds: [
-            { image: 'ghcr.io/oca/oca-ci/py3.10-odoo16.0:latest' },
             {
               image: 'ghcr.io/oca/oca-ci/py3.10-ocb16.0:latest',
               env: { PGUSER: 'odoo', WORKERS: 2, DEBUG: true },
               secret_env: { PGPASSWORD: 'pw' },
               template_vars: { storageClassName: 'fast' },
-              kubefiles_path: '/srv/ocb-kubefiles',
+              kubefiles_path: kubefiles,
             },
           ],
         },
         { repo: 'acme/odoo', branch: 'main', builds: [{ image: 'acme/odoo:17.0' }] },
       ]),
     );
-    expect(config.repos).toHaveLength(2);
-    const [oca, acme] = config.repos;
+    expect(config.repos).toHaveLength(3);
+    const [oca, ocb, acme] = config.repos;
     expect(oca.repo).toBeInstanceOf(RegExp);
     expect(oca.repo.source).toBe('^oca\\/.*');
     expect(oca.repo.flags).toContain('i');
+    // runboat: re.match(repo, ..., re.IGNORECASE) but re.match(branch, ...) as is.
+    expect(oca.branch.flags).not.toContain('i');
     expect(oca.branch.test('16.0')).toBe(true);
     expect(oca.branch.test('16x0')).toBe(false);
     expect(oca.builds[0]).toEqual({
@@ -161,12 +195,12 @@ describe('loadConfig values', () => {
       secret_env: {},
       template_vars: {},
     });
-    expect(oca.builds[1]).toEqual({
+    expect(ocb.builds[0]).toEqual({
       image: 'ghcr.io/oca/oca-ci/py3.10-ocb16.0:latest',
       env: { PGUSER: 'odoo', WORKERS: '2', DEBUG: 'true' },
       secret_env: { PGPASSWORD: 'pw' },
       template_vars: { storageClassName: 'fast' },
-      kubefiles_path: '/srv/ocb-kubefiles',
+      kubefiles_path: kubefiles,
     });
     expect(acme.repo.source).toBe('acme\\/odoo');
     expect(acme.builds).toEqual([{ image: 'acme/odoo:17.0', env: {}, secret_env: {}, template_vars: {} }]);
@@ -225,6 +259,48 @@ describe('loadConfig errors', () => {
     );
   });
 
+  it('refuses a repo entry with more than one build, as runboat does', () => {
+    const message = configError({
+      ...REQUIRED,
+      ...repos([{ repo: 'a', branch: 'b', builds: [{ image: 'odoo:16' }, { image: 'odoo:17' }] }]),
+    });
+    expect(message).toContain('RUNBOAT_REPOS (at 0.builds) must have exactly one build entry');
+  });
+
+  it('refuses kubefiles paths that are not directories, naming the variable', () => {
+    const file = path.join(tempDir(), 'kustomization.yaml');
+    writeFileSync(file, 'resources: []\n');
+    for (const missing of ['/no/such/kubefiles', file]) {
+      expect(configError({ ...REQUIRED, RUNBOAT_BUILD_DEFAULT_KUBEFILES_PATH: missing })).toContain(
+        `RUNBOAT_BUILD_DEFAULT_KUBEFILES_PATH ${JSON.stringify(missing)} is not a directory`,
+      );
+      const message = configError({
+        ...REQUIRED,
+        ...repos([{ repo: 'a', branch: 'b', builds: [{ image: 'odoo:16', kubefiles_path: missing }] }]),
+      });
+      expect(message).toContain(
+        `RUNBOAT_REPOS (at 0.builds.0.kubefiles_path) ${JSON.stringify(missing)} is not a directory`,
+      );
+    }
+  });
+
+  it('refuses RUNBOAT_LOG_CONFIG, saying what to use instead', () => {
+    const message = configError({ ...REQUIRED, RUNBOAT_LOG_CONFIG: 'log-config.yaml' });
+    expect(message).toContain('RUNBOAT_LOG_CONFIG is not supported');
+    expect(message).toContain('LOG_LEVEL');
+    // Empty counts as unset, as for every variable.
+    expect(load({ RUNBOAT_LOG_CONFIG: '' }).buildNamespace).toBe('runboat-builds');
+  });
+
+  it('refuses a RUNBOAT_DEPLOYMENT_RESOURCE_TYPES that is no list of types', () => {
+    expect(configError({ ...REQUIRED, RUNBOAT_DEPLOYMENT_RESOURCE_TYPES: 'deployment;rm -rf' })).toContain(
+      'RUNBOAT_DEPLOYMENT_RESOURCE_TYPES',
+    );
+    expect(configError({ ...REQUIRED, RUNBOAT_DEPLOYMENT_RESOURCE_TYPES: ' , ' })).toContain(
+      'RUNBOAT_DEPLOYMENT_RESOURCE_TYPES must name at least one resource type',
+    );
+  });
+
   it.each(['ten', '2.5', '0', '-3'])('names RUNBOAT_MAX_DEPLOYED=%j', (value) => {
     const message = configError({ ...REQUIRED, RUNBOAT_MAX_DEPLOYED: value });
     expect(message).toContain('RUNBOAT_MAX_DEPLOYED');
@@ -260,14 +336,6 @@ describe('loadConfig errors', () => {
 });
 
 describe('withDotEnv', () => {
-  const dirs: string[] = [];
-  const tempDir = () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'runboat-dotenv-'));
-    dirs.push(dir);
-    return dir;
-  };
-  afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
-
   it('reads .env from the directory and lets the process environment win', () => {
     const dir = tempDir();
     writeFileSync(
@@ -329,9 +397,11 @@ describe('findRepoSettings', () => {
     expect(imageOf('acme/odoo-extra', 'main')).toBeUndefined();
   });
 
-  it('is case-insensitive', () => {
+  it('matches repos case-insensitively and branches case-sensitively, as runboat', () => {
     expect(imageOf('OCA/Mis-Builder', '16.0')).toBe('ghcr.io/oca/ci:first');
-    expect(imageOf('ACME/Odoo', 'MAIN')).toBe('acme/odoo:main');
+    expect(imageOf('ACME/Odoo', 'main')).toBe('acme/odoo:main');
+    expect(imageOf('acme/odoo', 'MAIN')).toBeUndefined();
+    expect(imageOf('acme/odoo', 'Main')).toBeUndefined();
   });
 
   it('returns undefined for an unsupported branch or repo', () => {

@@ -161,6 +161,10 @@ describe('GitHub webhooks', () => {
       ['push', payloads.push('acme/other', '16.0', SHA('9'))],
       ['push', payloads.push('oca/web', 'main', SHA('9'))],
       ['push', { ...payloads.push('oca/web', '16.0', SHA('9')), ref: 'refs/tags/v1' }],
+      // runboat keeps the ref's last `/` segment: these two would build as branch 16.0 there.
+      // Here the branch is everything after refs/heads/, and tags are no branches.
+      ['push', payloads.push('oca/web', 'feature/16.0', SHA('9'))],
+      ['push', { ...payloads.push('oca/web', '16.0', SHA('9')), ref: 'refs/tags/16.0' }],
       ['pull_request', payloads.pullRequest('labeled', 'oca/web', 7, '16.0', SHA('9'))],
     ] as const) {
       const answer = await stack.api.webhook(event, body);

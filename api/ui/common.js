@@ -80,7 +80,7 @@ export function matchesSearch(build, query) {
     return (
       repo.toLowerCase().includes(token) ||
       branch.toLowerCase().includes(token) ||
-      (pr !== null && String(pr) === number) ||
+      (pr != null && String(pr) === number) ||
       commit.toLowerCase().startsWith(token) ||
       build.name.includes(token)
     );
