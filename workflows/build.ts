@@ -4,9 +4,9 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setHandler,
-  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -14,7 +14,14 @@ import type { Duration } from '@temporalio/common';
 import type { BuildActivities } from '../activities';
 import { buildSearchAttributes } from '../common/search-attributes';
 import type { BuildCommand, BuildState, BuildStatus, InitStatus, JobKind } from '../common/types';
-import { buildStateQuery, commandSignals, type BuildPhase, type BuildWorkflowInput } from './definitions';
+import {
+  buildStateQuery,
+  commandSignals,
+  forceUndeploySignal,
+  type BuildPhase,
+  type BuildWorkflowInput,
+} from './definitions';
+import { recordVisits, untilReadyOrIdle } from './idle-stop';
 import { initSlotsWorkflowId, releaseSlotSignal, slotGrantedSignal } from './init-slots';
 
 // One build's whole life (SPEC §3): deploy, initialize once, then start/stop on request until
@@ -54,6 +61,17 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     setHandler(signal, () => void commands.push(command as BuildCommand));
   }
   setHandler(buildStateQuery, () => ({ ...state, pending_commands: [...commands] }));
+  recordVisits(state);
+
+  /** Why an admin forced the undeploy, once one did: the cleanup Job is then given up. */
+  let forcedUndeploy: string | undefined;
+  setHandler(forceUndeploySignal, (reason) => {
+    forcedUndeploy = reason || 'no reason given';
+    state.last_error = `undeploy forced, without the cleanup job: ${forcedUndeploy}`;
+    log.warn('undeploy forced', { build: build.name, reason: forcedUndeploy });
+    if (state.status !== 'undeploying' && !commands.includes('undeploy')) commands.push('undeploy');
+  });
+  const forced = () => forcedUndeploy !== undefined;
 
   const setStatus = (status: BuildStatus, initStatus: InitStatus = state.init_status) => {
     if (status !== state.status || initStatus !== state.init_status) {
@@ -183,7 +201,14 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
       if (ready !== INTERRUPTED) setStatus(replicas ? 'started' : 'stopped');
       return 'live';
     }
-    await condition(() => commands.length > 0);
+    if (!(await untilReadyOrIdle(() => commands.length > 0, state, settings.autoStopAfterSeconds))) {
+      log.info('build not visited for a while, stopping it', {
+        build: build.name,
+        idle: settings.autoStopAfterSeconds,
+      });
+      await stop();
+      return 'live';
+    }
     if (interruptRequested()) return takeInterrupt();
     const command = commands.shift();
     if (command === 'start') {
@@ -195,15 +220,16 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     return 'live';
   }
 
-  async function runJobUntilSucceeded(kind: JobKind): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
+  /** Runs the job until it succeeds, or until `giveUp()` (a forced undeploy) says to stop trying. */
+  async function runJobUntilSucceeded(kind: JobKind, giveUp: () => boolean): Promise<void> {
+    for (let attempt = 1; !giveUp(); attempt++) {
       await kube.deleteJobs(build.name, kind);
       await kube.applyKubefiles(build, kind);
-      const outcome = await watches.waitForJob(build.name, kind);
-      if (outcome.succeeded) return;
+      const outcome = await untilInterrupted(() => watches.waitForJob(build.name, kind), giveUp);
+      if (outcome === INTERRUPTED || outcome === TIMED_OUT || outcome.succeeded) return;
       state.last_error = `${kind} job failed (attempt ${attempt}): ${outcome.reason}`;
       log.warn('build job failed, will retry', { build: build.name, kind, attempt, reason: outcome.reason });
-      await sleep(`${Math.min(60 * 2 ** (attempt - 1), CLEANUP_RETRY_MAX_SECONDS)} seconds`);
+      await condition(giveUp, `${Math.min(60 * 2 ** (attempt - 1), CLEANUP_RETRY_MAX_SECONDS)} seconds`);
     }
   }
 
@@ -211,9 +237,11 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     setStatus('undeploying');
     await scale(0);
     await kube.deleteJobs(build.name, 'initialize');
-    if (!settings.noCleanupJob) await runJobUntilSucceeded('cleanup');
+    if (!settings.noCleanupJob) await runJobUntilSucceeded('cleanup', forced);
     await kube.deleteBuild(build.name);
-    log.info('build undeployed', { build: build.name });
+    // Older histories ended here: replaying them must not meet this activity.
+    if (patched('report-undeployed')) await kube.reportUndeployed(build);
+    log.info('build undeployed', { build: build.name, forced: forcedUndeploy });
   }
 
   /** Reset: the init job is killed at once, not when the build's turn for a slot comes. */
