@@ -63,15 +63,15 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   setHandler(buildStateQuery, () => ({ ...state, pending_commands: [...commands] }));
   recordVisits(state);
 
-  /** Why an admin forced the undeploy, once one did: the cleanup Job is then given up. */
-  let forcedUndeploy: string | undefined;
+  // Why an admin forced the undeploy, once one did: the cleanup Job is then given up. Kept in the
+  // state, so that a continue-as-new between the signal and the undeploy does not lose it.
   setHandler(forceUndeploySignal, (reason) => {
-    forcedUndeploy = reason || 'no reason given';
-    state.last_error = `undeploy forced, without the cleanup job: ${forcedUndeploy}`;
-    log.warn('undeploy forced', { build: build.name, reason: forcedUndeploy });
+    state.forced_undeploy = reason || 'no reason given';
+    state.last_error = `undeploy forced, without the cleanup job: ${state.forced_undeploy}`;
+    log.warn('undeploy forced', { build: build.name, reason: state.forced_undeploy });
     if (state.status !== 'undeploying' && !commands.includes('undeploy')) commands.push('undeploy');
   });
-  const forced = () => forcedUndeploy !== undefined;
+  const forced = () => Boolean(state.forced_undeploy);
 
   const setStatus = (status: BuildStatus, initStatus: InitStatus = state.init_status) => {
     if (status !== state.status || initStatus !== state.init_status) {
@@ -241,7 +241,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     await kube.deleteBuild(build.name);
     // Older histories ended here: replaying them must not meet this activity.
     if (patched('report-undeployed')) await kube.reportUndeployed(build);
-    log.info('build undeployed', { build: build.name, forced: forcedUndeploy });
+    log.info('build undeployed', { build: build.name, forced: state.forced_undeploy });
   }
 
   /** Reset: the init job is killed at once, not when the build's turn for a slot comes. */
