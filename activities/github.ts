@@ -8,6 +8,13 @@ import type { CommitInfo } from '../common/types';
 export type CommitStatusState = 'pending' | 'success' | 'failure' | 'error';
 
 export const COMMIT_STATUS_CONTEXT = 'runboat/build';
+
+export type DeploymentState = 'in_progress' | 'success' | 'failure' | 'error' | 'inactive';
+
+/** One environment per pull request or branch: `runboat/<target branch>[/pr-<n>]`. */
+export function deploymentEnvironment(commit: CommitInfo): string {
+  return `runboat/${commit.target_branch}${commit.pr === null ? '' : `/pr-${commit.pr}`}`;
+}
 const REQUEST_TIMEOUT_MS = 10_000;
 
 export class GitHub {
@@ -35,6 +42,65 @@ export class GitHub {
       description: status.description,
       target_url: status.targetUrl,
       context: COMMIT_STATUS_CONTEXT,
+    });
+  }
+
+  /**
+   * The build's deployment: found by environment and sha, or created, so that every retry and
+   * every worker lands on the same one without keeping its id anywhere.
+   */
+  async findOrCreateDeployment(commit: CommitInfo, description: string): Promise<number> {
+    const [owner, repo] = commit.repo.split('/');
+    const environment = deploymentEnvironment(commit);
+    const found = await this.findDeployment(commit);
+    if (found !== undefined) return found;
+    const { data } = await this.octokit.rest.repos.createDeployment({
+      owner,
+      repo,
+      ref: commit.git_commit,
+      environment,
+      description,
+      // A preview: GitHub marks it inactive when a newer one of the environment succeeds.
+      transient_environment: true,
+      production_environment: false,
+      auto_merge: false,
+      // GitHub would otherwise wait for the commit's statuses, our own pending one included.
+      required_contexts: [],
+    });
+    const id = (data as { id?: unknown }).id;
+    if (typeof id !== 'number') throw new UnexpectedGitHubResponse('deployment id');
+    return id;
+  }
+
+  async findDeployment(commit: CommitInfo): Promise<number | undefined> {
+    const [owner, repo] = commit.repo.split('/');
+    const { data } = await this.octokit.rest.repos.listDeployments({
+      owner,
+      repo,
+      sha: commit.git_commit,
+      environment: deploymentEnvironment(commit),
+      per_page: 1,
+    });
+    const id = Array.isArray(data) ? (data[0] as { id?: unknown } | undefined)?.id : undefined;
+    return typeof id === 'number' ? id : undefined;
+  }
+
+  async postDeploymentStatus(
+    commit: CommitInfo,
+    deploymentId: number,
+    status: { state: DeploymentState; description: string; environmentUrl?: string; logUrl?: string },
+  ): Promise<void> {
+    const [owner, repo] = commit.repo.split('/');
+    await this.octokit.rest.repos.createDeploymentStatus({
+      owner,
+      repo,
+      deployment_id: deploymentId,
+      state: status.state,
+      description: status.description,
+      environment_url: status.environmentUrl,
+      log_url: status.logUrl,
+      // Only the newest deployment of the environment stays active.
+      auto_inactive: true,
     });
   }
 

@@ -5,6 +5,7 @@ import type { Config } from '../common/config';
 import type { BuildRef, InitStatus, JobKind, JobOutcome, KubefilesMode } from '../common/types';
 import { createCoordinationActivities } from './coordination';
 import { GitHub, type CommitStatusState } from './github';
+import { GitHubDeployments } from './github-deployments';
 import { KubefilesError, renderKubefiles } from './kubefiles';
 import type { BuildCluster, WatchOptions } from './kubernetes';
 
@@ -15,18 +16,29 @@ const HEARTBEAT_INTERVAL_MS = 5_000;
 
 export function createActivities(config: Config, cluster: BuildCluster, github = new GitHub(config)) {
   const rendered = renderCache(config);
+  const deployments = new GitHubDeployments(config, github);
   return {
     ...createCoordinationActivities(config),
 
-    /** Reports the build on its commit; a failure to post is logged, never fails the build. */
+    /**
+     * Reports the build on its commit, and as a GitHub deployment when those are on; a failure
+     * to post is logged, never fails the build.
+     */
     async reportCommitStatus(build: BuildRef, state: CommitStatusState, description: string): Promise<void> {
-      if (config.disableCommitStatuses) return;
       const targetUrl = `${config.baseUrl}/builds/${build.name}?live`;
-      try {
-        await github.postCommitStatus(build.commit, { state, description, targetUrl });
-      } catch (error) {
-        log.warn('could not post commit status', { build: build.name, state, error: String(error) });
+      if (!config.disableCommitStatuses) {
+        try {
+          await github.postCommitStatus(build.commit, { state, description, targetUrl });
+        } catch (error) {
+          log.warn('could not post commit status', { build: build.name, state, error: String(error) });
+        }
       }
+      if (config.githubDeployments) await deployments.report(build, state, description);
+    },
+
+    /** The build is gone: its GitHub deployment, if any, becomes inactive. */
+    async reportUndeployed(build: BuildRef): Promise<void> {
+      if (config.githubDeployments) await deployments.report(build, 'inactive', 'undeployed');
     },
 
     async applyKubefiles(build: BuildRef, mode: KubefilesMode): Promise<void> {

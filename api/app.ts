@@ -25,6 +25,9 @@ import { uiRouter } from './ui';
 import { buildJson, listedBuildJson, statusCounts } from './views';
 import { createMetrics } from './metrics';
 import { webhookRouter } from './webhooks';
+import { forceUndeployBuild } from './build-client';
+import { Visits } from './visits';
+import { wakeHandler } from './wake';
 
 // The HTTP API, runboat's paths and fields. The process holds no state of its own: every
 // answer comes from Temporal (and pod logs from Kubernetes), so API processes scale out.
@@ -108,6 +111,7 @@ export function createApp(deps: ApiDependencies): Api {
   const metrics = createMetrics(config, client, bounded, () => events.subscriberCount);
   const events = new BuildEvents(config, client, bounded, metrics.observeEventsPoll);
   const admin = adminOnly(config);
+  const visits = new Visits(client);
 
   /** Answers 404 unless the build's workflow runs; needs no worker. */
   async function assertRunning(name: string): Promise<void> {
@@ -210,7 +214,25 @@ export function createApp(deps: ApiDependencies): Api {
   api.post('/builds/:name/start', perBuild, command('start'));
   api.post('/builds/:name/stop', perBuild, command('stop'));
   api.post('/builds/:name/reset', perBuild, command('reset'));
-  api.delete('/builds/:name', admin, command('undeploy'));
+  const undeploy = command('undeploy');
+  api.delete('/builds/:name', admin, async (request, response, next) => {
+    const { force, reason } = parseQuery(
+      z.object({ force: z.enum(['true', 'false']).optional(), reason: z.string().max(500).optional() }),
+      request.query,
+    );
+    if (force !== 'true') return undeploy(request, response, next);
+    // Also for a build already undeploying: that is what forcing is for (a stuck cleanup job).
+    const state = await runningBuild(String(request.params.name));
+    await bounded(() => forceUndeployBuild(client, state.name, reason ?? 'forced by an admin'));
+    response.json(null);
+  });
+
+  api.post('/builds/:name/visit', async (request, response) => {
+    const state = await runningBuild(String(request.params.name));
+    // Rate-limited per build: at most one signal a minute, however many tabs are open.
+    await visits.record(state.name);
+    response.status(204).end();
+  });
 
   api.get('/build-events', async (request, response) => {
     const filter = parseQuery(
@@ -229,6 +251,7 @@ export function createApp(deps: ApiDependencies): Api {
   const app = express();
   app.disable('x-powered-by');
   app.use(metrics.timeRequests);
+  app.use(wakeHandler({ config, client, bounded, visits }));
   app.get('/metrics', async (_request, response) => {
     response.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
@@ -241,7 +264,7 @@ export function createApp(deps: ApiDependencies): Api {
   });
   app.use(webhookRouter(config, client, metrics.observeWebhook));
   app.use('/api/v1', api);
-  app.use(uiRouter({ config, client, bounded }));
+  app.use(uiRouter({ config, client, bounded, visits }));
   app.use('/api/v1', (_request, _response) => {
     throw new HttpError(404, 'no such endpoint');
   });

@@ -9,6 +9,7 @@ import { buildRef, UnsafeCommitInfoError } from '../common/build';
 import { judgeCommand } from '../common/commands';
 import { findRepoSettings, type Config } from '../common/config';
 import { logger } from '../common/logger';
+import { capBuildsOfRef } from './per-ref-cap';
 import { searchAttributes } from '../common/search-attributes';
 import type {
   BuildCommand,
@@ -25,6 +26,7 @@ import {
   CommandRefusal,
   commandSignals,
   commandUpdate,
+  forceUndeploySignal,
   type LifecycleSettings,
 } from '../workflows/definitions';
 import type { buildWorkflow } from '../workflows';
@@ -89,6 +91,12 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
     workflowIdConflictPolicy: 'USE_EXISTING',
     workflowIdReusePolicy: 'ALLOW_DUPLICATE',
   });
+  try {
+    await capBuildsOfRef(client, config, build);
+  } catch (error) {
+    // The build is started; its elders go at the next build of the ref or by eviction.
+    logger.warn({ err: error, build: build.name }, 'per-ref cap not applied');
+  }
   return build;
 }
 
@@ -97,7 +105,13 @@ export function lifecycleSettings(config: Config): LifecycleSettings {
     maxInitializing: config.maxInitializing,
     initTimeoutSeconds: config.initTimeoutSeconds,
     noCleanupJob: config.noCleanupJob,
+    autoStopAfterSeconds: config.autoStopAfterSeconds,
   };
+}
+
+/** Undeploys `name` without its cleanup job; the reason is kept in the build's history. */
+export async function forceUndeployBuild(client: Client, name: string, reason: string): Promise<void> {
+  await client.workflow.getHandle(buildWorkflowId(name)).signal(forceUndeploySignal, reason);
 }
 
 /**

@@ -173,7 +173,28 @@ export function openApiDocument(config: Config) {
           parameters: [nameParameter],
           responses: { '200': json('The build', buildRef), '404': error('Unknown build') },
         },
-        delete: { ...action('Undeploy the build'), security: admin },
+        delete: {
+          ...action('Undeploy the build; with force=true, without its cleanup job (a stuck undeploy)'),
+          security: admin,
+          parameters: [
+            nameParameter,
+            { name: 'force', in: 'query', required: false, schema: { enum: ['true', 'false'] } },
+            {
+              name: 'reason',
+              in: 'query',
+              required: false,
+              description: "Why the undeploy is forced; kept in the build's history",
+              schema: { type: 'string', maxLength: 500 },
+            },
+          ],
+        },
+      },
+      '/builds/{name}/visit': {
+        post: {
+          summary: 'Record a visit (postpones the idle stop); at most one a minute per build is kept',
+          parameters: [nameParameter],
+          responses: { '204': { description: 'Noted' }, '404': error('Unknown build') },
+        },
       },
       '/builds/{name}/init-log': {
         get: {

@@ -13,6 +13,7 @@ import type { Bounded } from './backend';
 import { getBuildState, sendBuildCommand } from './build-client';
 import { HttpError } from './errors';
 import { buildJson } from './views';
+import type { Visits } from './visits';
 
 // The Web UI (SPEC §7): static pages under api/ui/ that read the JSON API and its build
 // events from the browser, plus what needs the server: `/builds/{name}?live`, which starts a
@@ -23,6 +24,14 @@ export interface UiDependencies {
   config: Config;
   client: Client;
   bounded: Bounded;
+  /** Counts `?live` openings as visits (idle stop); none in tests that do not need it. */
+  visits?: Visits;
+}
+
+/** How the live page is served: on this service's host, or on a build's host (wake on visit). */
+export interface LivePageOptions {
+  /** Served on the build's own host: reload the page once the build is up, link back absolutely. */
+  wake?: boolean;
 }
 
 const ASSETS = path.join(__dirname, 'ui');
@@ -78,6 +87,104 @@ ${footerHtml ? `<footer class="site-footer">\n${footerHtml}\n</footer>\n` : ''}<
 `;
 }
 
+function sendPage(
+  config: Config,
+  response: Response,
+  status: number,
+  title: string,
+  body: string,
+  script?: string,
+): void {
+  response
+    .status(status)
+    .type('html')
+    .set('cache-control', 'no-store')
+    .send(page(title, body, script, config.additionalFooterHtml));
+}
+
+/**
+ * The page that opens a build (`/builds/{name}?live`, and the wake handler on a build's host):
+ * redirects to a started build, starts a stopped one and waits on a page that follows the
+ * build's events, says when it failed. The one place for that page.
+ */
+export async function serveLivePage(
+  deps: UiDependencies,
+  name: string,
+  response: Response,
+  options: LivePageOptions = {},
+): Promise<void> {
+  const { config, client, bounded } = deps;
+  response.set(securityHeaders(config));
+  let state;
+  try {
+    state = await bounded(async () => {
+      const { status } = await client.workflow.getHandle(buildWorkflowId(name)).describe();
+      return status.name === 'RUNNING' ? getBuildState(client, name) : undefined;
+    });
+  } catch (error) {
+    if ((error as Error).name !== 'WorkflowNotFoundError') {
+      logger.warn({ err: error, build: name }, 'live page: build state unavailable');
+      sendPage(
+        config,
+        response,
+        503,
+        'Unavailable',
+        '<h1>runboat cannot reach its backend</h1><p>Please try again in a moment.</p>',
+      );
+      return;
+    }
+  }
+  // On this host, links are relative; on a build's host they must lead back to this service.
+  const base = options.wake ? config.baseUrl : '';
+  if (!state) {
+    sendPage(
+      config,
+      response,
+      404,
+      'Build not found',
+      `<h1>Build not found</h1><p>There is no build named <code>${escapeHtml(name)}</code>: it may have been undeployed. ` +
+        `<a href="${escapeHtml(base)}/builds">See the builds that exist</a>.</p>`,
+    );
+    return;
+  }
+  const json = buildJson(config, state);
+  const opening = state.status !== 'failed' && state.status !== 'undeploying';
+  if (opening) void deps.visits?.record(name);
+  if (state.status === 'started' && !options.wake) {
+    response.set('cache-control', 'no-store').redirect(302, json.deploy_link);
+    return;
+  }
+  if (state.status === 'stopped') {
+    await bounded(() => sendBuildCommand(client, name, 'start'));
+  }
+  const buildLink = `${base}/builds/${encodeURIComponent(name)}`;
+  const title = `${json.commit_info.repo} ${json.commit_info.pr ? `PR #${json.commit_info.pr}` : json.commit_info.target_branch}`;
+  const failed = state.status === 'failed';
+  const undeploying = state.status === 'undeploying';
+  const message = failed
+    ? `This build failed to initialize${state.last_error ? `: ${escapeHtml(state.last_error)}` : '.'}`
+    : undeploying
+      ? 'This build is being undeployed; it cannot be started.'
+      : 'Starting the build. This page takes you to it as soon as it is up.';
+  if (options.wake) response.set('retry-after', '5');
+  sendPage(
+    config,
+    response,
+    // On the build's host, the build is not there (yet): say so to clients that are not people.
+    options.wake ? 503 : 200,
+    `Opening ${name}`,
+    `<section class="live" data-build="${escapeHtml(name)}" data-deploy-link="${escapeHtml(json.deploy_link)}"${options.wake ? ' data-reload="true"' : ''}>
+<h1>${escapeHtml(title)}</h1>
+<p class="muted">Build <a href="${escapeHtml(buildLink)}">${escapeHtml(name)}</a> · commit <a href="${escapeHtml(json.repo_commit_link)}"><code>${escapeHtml(json.commit_info.git_commit.slice(0, 8))}</code></a></p>
+<p class="status-line">Status: <span id="live-status" class="badge status-${escapeHtml(state.status)}" role="status" aria-live="polite">${escapeHtml(state.status)}</span></p>
+<p id="live-message" aria-live="polite">${message}</p>
+<div id="live-spinner" class="spinner"${failed || undeploying ? ' hidden' : ''} aria-hidden="true"></div>
+<p id="live-failed"${failed ? '' : ' hidden'}><a href="${escapeHtml(base)}/api/v1/builds/${escapeHtml(encodeURIComponent(name))}/init-log">Read the init log</a> · <a href="${escapeHtml(buildLink)}">Open the build page</a> to reset it.</p>
+</section>`,
+    'live.js',
+  );
+}
+
 /** One human-readable entry of a build's timeline. */
 export interface TimelineEntry {
   time: string;
@@ -99,6 +206,7 @@ const SIGNAL_TEXT: Record<string, string> = {
   stop: 'Stop requested',
   reset: 'Reset requested (initialize again)',
   undeploy: 'Undeploy requested',
+  forceUndeploy: 'Undeploy forced by an admin (cleanup job given up)',
   initSlotGranted: 'Initialization slot granted',
 };
 
@@ -157,6 +265,8 @@ export function timelineFromHistory(history: temporal.api.history.v1.IHistory): 
         break;
       case EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED: {
         const signal = event.workflowExecutionSignaledEventAttributes?.signalName ?? 'signal';
+        // Visits only postpone the idle stop: one a minute of use would drown the timeline.
+        if (signal === 'visited') break;
         entries.push({ time, kind: 'signal', signal, text: SIGNAL_TEXT[signal] ?? `Signal ${signal}` });
         break;
       }
@@ -183,13 +293,6 @@ export function uiRouter(deps: UiDependencies): Router {
   const secured: RequestHandler = (_request, response, next) => {
     response.set(headers);
     next();
-  };
-  const sendPage = (response: Response, status: number, title: string, body: string, script?: string) => {
-    response
-      .status(status)
-      .type('html')
-      .set('cache-control', 'no-store')
-      .send(page(title, body, script, config.additionalFooterHtml));
   };
   /** A page whose <main> is a file of api/ui/, framed like every other page once, at start. */
   const framed = (name: string, title: string, script: string) =>
@@ -242,84 +345,34 @@ export function uiRouter(deps: UiDependencies): Router {
   ui.get('/builds/:name', secured, async (request, response) => {
     const name = String(request.params.name);
     if (!BUILD_NAME.test(name)) {
-      sendPage(response, 400, 'Bad build name', '<h1>Not a build name</h1><p><a href="/">Home</a></p>');
+      sendPage(
+        config,
+        response,
+        400,
+        'Bad build name',
+        '<h1>Not a build name</h1><p><a href="/">Home</a></p>',
+      );
       return;
     }
     if (request.query.live === undefined) {
       response.set('cache-control', 'no-cache').type('html').send(buildPage);
       return;
     }
-    await livePage(name, response);
+    await serveLivePage(deps, name, response);
   });
-
-  async function livePage(name: string, response: Response): Promise<void> {
-    let state;
-    try {
-      state = await bounded(async () => {
-        const { status } = await client.workflow.getHandle(buildWorkflowId(name)).describe();
-        return status.name === 'RUNNING' ? getBuildState(client, name) : undefined;
-      });
-    } catch (error) {
-      if ((error as Error).name !== 'WorkflowNotFoundError') {
-        logger.warn({ err: error, build: name }, 'live page: build state unavailable');
-        sendPage(
-          response,
-          503,
-          'Unavailable',
-          '<h1>runboat cannot reach its backend</h1><p>Please try again in a moment.</p>',
-        );
-        return;
-      }
-    }
-    if (!state) {
-      sendPage(
-        response,
-        404,
-        'Build not found',
-        `<h1>Build not found</h1><p>There is no build named <code>${escapeHtml(name)}</code>: it may have been undeployed. ` +
-          `<a href="/builds">See the builds that exist</a>.</p>`,
-      );
-      return;
-    }
-    const json = buildJson(config, state);
-    if (state.status === 'started') {
-      response.set('cache-control', 'no-store').redirect(302, json.deploy_link);
-      return;
-    }
-    if (state.status === 'stopped') {
-      await bounded(() => sendBuildCommand(client, name, 'start'));
-    }
-    const buildLink = `/builds/${encodeURIComponent(name)}`;
-    const title = `${json.commit_info.repo} ${json.commit_info.pr ? `PR #${json.commit_info.pr}` : json.commit_info.target_branch}`;
-    const failed = state.status === 'failed';
-    const undeploying = state.status === 'undeploying';
-    const message = failed
-      ? `This build failed to initialize${state.last_error ? `: ${escapeHtml(state.last_error)}` : '.'}`
-      : undeploying
-        ? 'This build is being undeployed; it cannot be started.'
-        : 'Starting the build. This page takes you to it as soon as it is up.';
-    sendPage(
-      response,
-      200,
-      `Opening ${name}`,
-      `<section class="live" data-build="${escapeHtml(name)}" data-deploy-link="${escapeHtml(json.deploy_link)}">
-<h1>${escapeHtml(title)}</h1>
-<p class="muted">Build <a href="${escapeHtml(buildLink)}">${escapeHtml(name)}</a> · commit <a href="${escapeHtml(json.repo_commit_link)}"><code>${escapeHtml(json.commit_info.git_commit.slice(0, 8))}</code></a></p>
-<p class="status-line">Status: <span id="live-status" class="badge status-${escapeHtml(state.status)}" role="status" aria-live="polite">${escapeHtml(state.status)}</span></p>
-<p id="live-message" aria-live="polite">${message}</p>
-<div id="live-spinner" class="spinner"${failed || undeploying ? ' hidden' : ''} aria-hidden="true"></div>
-<p id="live-failed"${failed ? '' : ' hidden'}><a href="/api/v1/builds/${escapeHtml(encodeURIComponent(name))}/init-log">Read the init log</a> · <a href="${escapeHtml(buildLink)}">Open the build page</a> to reset it.</p>
-</section>`,
-      'live.js',
-    );
-  }
 
   // Errors on UI pages are pages too; JSON routes (timeline.json) leave them to the app's handler.
   ui.use(['/builds', '/status'], ((error, request, response, next) => {
     if (request.path.endsWith('.json') || response.headersSent) return next(error);
     const status = error instanceof HttpError ? error.status : 500;
     if (status >= 500) logger.error({ err: error, path: request.path }, 'UI request failed');
-    sendPage(response, status, 'Error', `<h1>Something went wrong</h1><p>${escapeHtml(error.message)}</p>`);
+    sendPage(
+      config,
+      response,
+      status,
+      'Error',
+      `<h1>Something went wrong</h1><p>${escapeHtml(error.message)}</p>`,
+    );
   }) as express.ErrorRequestHandler);
   return ui;
 }

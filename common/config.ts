@@ -100,6 +100,25 @@ const boolean = z
   .transform((value) => /^(1|true|yes|on)$/i.test(value));
 
 const positiveInt = z.coerce.number().int().positive();
+
+/** A duration: seconds (`3600`) or units (`2h`, `30m`, `1h30m`, `45s`, `1d`), in seconds. */
+const duration = z.string().transform((text, ctx) => {
+  const units: Record<string, number> = { d: 86_400, h: 3_600, m: 60, s: 1 };
+  const value = text.trim().toLowerCase();
+  let seconds = 0;
+  if (/^\d+$/.test(value)) seconds = Number(value);
+  else if (/^(\d+[dhms])+$/.test(value)) {
+    for (const [, amount, unit] of value.matchAll(/(\d+)([dhms])/g)) seconds += Number(amount) * units[unit];
+  } else {
+    ctx.addIssue({ code: 'custom', message: 'must be a duration such as 3600, 2h, 30m or 1h30m' });
+    return z.NEVER;
+  }
+  if (seconds < 60) {
+    ctx.addIssue({ code: 'custom', message: 'must be at least one minute' });
+    return z.NEVER;
+  }
+  return seconds;
+});
 const url = z.url().transform((value) => value.replace(/\/+$/, ''));
 
 const envSchema = z.object({
@@ -140,6 +159,9 @@ const envSchema = z.object({
     .regex(/^[^:\s]*:\d+$/, 'must be host:port')
     .optional(),
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+  RUNBOAT_AUTO_STOP_AFTER: duration.optional(),
+  RUNBOAT_MAX_BUILDS_PER_REF: positiveInt.optional(),
+  RUNBOAT_GITHUB_DEPLOYMENTS: boolean.optional(),
 });
 
 export type RepoSettings = z.infer<typeof repoSettings>;
@@ -182,6 +204,12 @@ export interface Config {
   /** `host:port` of the worker's Prometheus endpoint; none when unset. */
   workerMetricsAddress: string | undefined;
   port: number;
+  /** Seconds a started build may go unvisited before it is stopped; none when unset. */
+  autoStopAfterSeconds: number | undefined;
+  /** Builds a branch or pull request keeps; older ones are undeployed. None when unset. */
+  maxBuildsPerRef: number | undefined;
+  /** Report each build as a GitHub deployment (default: when a token is set). */
+  githubDeployments: boolean;
 }
 
 export class ConfigError extends Error {
@@ -247,6 +275,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
     temporalUiUrl: e.RUNBOAT_TEMPORAL_UI_URL,
     workerMetricsAddress: e.RUNBOAT_WORKER_METRICS_ADDRESS,
     port: e.PORT,
+    autoStopAfterSeconds: e.RUNBOAT_AUTO_STOP_AFTER,
+    maxBuildsPerRef: e.RUNBOAT_MAX_BUILDS_PER_REF,
+    githubDeployments: e.RUNBOAT_GITHUB_DEPLOYMENTS ?? e.RUNBOAT_GITHUB_TOKEN !== undefined,
   };
 }
 

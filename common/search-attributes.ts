@@ -14,6 +14,7 @@ export const searchAttributes = {
   initStatus: defineSearchAttributeKey('RunboatInitStatus', SearchAttributeType.KEYWORD),
   created: defineSearchAttributeKey('RunboatCreated', SearchAttributeType.DATETIME),
   lastScaled: defineSearchAttributeKey('RunboatLastScaled', SearchAttributeType.DATETIME),
+  lastVisited: defineSearchAttributeKey('RunboatLastVisited', SearchAttributeType.DATETIME),
 } as const;
 
 /** `Name=Type` pairs, as `temporal server start-dev --search-attribute` takes them. */
@@ -40,5 +41,7 @@ export function buildSearchAttributes(state: BuildState): SearchAttributePair[] 
   ];
   if (state.commit.pr !== null) pairs.push({ key: searchAttributes.pr, value: state.commit.pr });
   if (state.last_scaled) pairs.push({ key: searchAttributes.lastScaled, value: new Date(state.last_scaled) });
+  if (state.last_visited)
+    pairs.push({ key: searchAttributes.lastVisited, value: new Date(state.last_visited) });
   return pairs;
 }

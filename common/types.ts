@@ -55,6 +55,10 @@ export interface BuildState extends BuildRef {
   last_scaled: string | null;
   /** Why the last initialization or cleanup failed, for people reading the build page. */
   last_error: string | null;
+  /** When a person last opened the build (absent in states carried over from older runs). */
+  last_visited?: string | null;
+  /** Why an admin forced the undeploy (without the cleanup job), once one did. */
+  forced_undeploy?: string | null;
 }
 
 /** What the build workflow's query answers: its state and the commands it has yet to act on. */

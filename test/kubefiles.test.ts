@@ -481,3 +481,34 @@ describe('renderKubefiles refuses', () => {
     await expect(render).rejects.toBeInstanceOf(KubefilesError);
   });
 });
+
+describe('wake on visit in the default kubefiles', () => {
+  const annotationsOf = async (templateVars: Record<string, unknown>) => {
+    const cfg = config([ocaRepo()], { RUNBOAT_BUILD_TEMPLATE_VARS: JSON.stringify(templateVars) });
+    const build = buildRef(commit());
+    const objects = await renderKubefiles(cfg, build, 'deployment');
+    return ofKind<V1Ingress>(objects, 'Ingress').map((ingress) => ingress.metadata?.annotations ?? {});
+  };
+
+  it("sends both hosts' 503s (no ready pod) to the runboat-wake Service by default", async () => {
+    const annotations = await annotationsOf({});
+    expect(annotations).toHaveLength(2);
+    for (const each of annotations) {
+      expect(each).toMatchObject({
+        'nginx.ingress.kubernetes.io/default-backend': 'runboat-wake',
+        'nginx.ingress.kubernetes.io/custom-http-errors': '503',
+        // The build's own annotations stay.
+        'runboat/repo': 'oca/mis-builder',
+      });
+    }
+  });
+
+  it('names the Service from the wake_service template var, or leaves the annotations out', async () => {
+    for (const each of await annotationsOf({ wake_service: 'my-wake' })) {
+      expect(each['nginx.ingress.kubernetes.io/default-backend']).toBe('my-wake');
+    }
+    for (const each of await annotationsOf({ wake_service: '' })) {
+      expect(Object.keys(each).filter((key) => key.startsWith('nginx.'))).toEqual([]);
+    }
+  });
+});

@@ -18,9 +18,11 @@ import {
   buildStateQuery,
   CommandRefusal,
   commandUpdate,
+  forceUndeploySignal,
   startSignal,
   stopSignal,
   undeploySignal,
+  visitedSignal,
   type LifecycleSettings,
 } from '../workflows/definitions';
 import { slotGrantedSignal } from '../workflows/init-slots';
@@ -91,6 +93,7 @@ function stubActivities(waits: Partial<Waits> = {}) {
     deployedBuilds: vi.fn<BuildActivities['deployedBuilds']>(async () => []),
     endedWorkflows: vi.fn<BuildActivities['endedWorkflows']>(async () => []),
     reportCommitStatus: vi.fn<BuildActivities['reportCommitStatus']>(async () => undefined),
+    reportUndeployed: vi.fn<BuildActivities['reportUndeployed']>(async () => undefined),
     applyKubefiles: vi.fn<BuildActivities['applyKubefiles']>(async () => undefined),
     scaleBuild: vi.fn<BuildActivities['scaleBuild']>(async () => undefined),
     setInitStatus: vi.fn<BuildActivities['setInitStatus']>(async () => undefined),
@@ -500,4 +503,109 @@ it('refuses commands with nothing to do, and any command once undeploying', asyn
     },
     'dev-server',
   );
+});
+
+it('stops a started build nobody visited for RUNBOAT_AUTO_STOP_AFTER, each visit moving the deadline', async () => {
+  const activities = stubActivities();
+  await withBuild(activities, { ...defaults, autoStopAfterSeconds: 3600 }, async (handle) => {
+    const started = await untilStatus(handle, 'started');
+    expect(started.last_visited ?? null).toBeNull();
+
+    await env.sleep('50 minutes');
+    await handle.signal(visitedSignal);
+    const visited = (await waitFor(
+      'the visit recorded',
+      async () => (await state(handle)).last_visited,
+    )) as string;
+    // Past the first deadline (an hour after the start) but within an hour of the visit: still up.
+    await env.sleep('40 minutes');
+    expect((await state(handle)).status).toBe('started');
+    expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1]);
+
+    await env.sleep('25 minutes');
+    const stopped = await untilStatus(handle, 'stopped');
+    expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1, 0]);
+    expect(activities.applyKubefiles).toHaveBeenLastCalledWith(build, 'stop');
+    // Stopped an hour after the visit, by workflow time.
+    const stoppedAt = Date.parse(stopped.last_scaled ?? '');
+    expect(stoppedAt - Date.parse(visited)).toBeGreaterThanOrEqual(3_600_000);
+    expect(stoppedAt - Date.parse(visited)).toBeLessThan(3_660_000);
+
+    // The timers tell the story: the full hour from the start, then what was left after the visit.
+    const timers = (await history(handle))
+      .filter((e) => e.eventType === EventType.EVENT_TYPE_TIMER_STARTED)
+      .map(timerSeconds);
+    expect(timers[1]).toBeGreaterThan(3590);
+    expect(timers[1]).toBeLessThanOrEqual(3600);
+    expect(timers[2]).toBeGreaterThan(2990);
+    expect(timers[2]).toBeLessThan(3010);
+
+    // The visit is searchable too.
+    const described = await handle.describe();
+    expect(described.typedSearchAttributes.get(searchAttributes.lastVisited)?.toISOString()).toBe(visited);
+
+    // A stopped build waits for commands only: no idle timer while stopped.
+    await env.sleep('3 hours');
+    expect((await state(handle)).status).toBe('stopped');
+    const timersAfter = (await history(handle)).filter(
+      (e) => e.eventType === EventType.EVENT_TYPE_TIMER_STARTED,
+    );
+    expect(timersAfter).toHaveLength(timers.length);
+  });
+});
+
+it('never stops an idle build when RUNBOAT_AUTO_STOP_AFTER is unset', async () => {
+  const activities = stubActivities();
+  await withBuild(activities, defaults, async (handle) => {
+    await untilStatus(handle, 'started');
+    await env.sleep('2 days');
+    expect((await state(handle)).status).toBe('started');
+    expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1]);
+  });
+});
+
+it('gives up a failing cleanup job when an admin forces the undeploy, keeping the reason', async () => {
+  const activities = stubActivities({
+    async waitForJob(_name, kind) {
+      return kind === 'initialize'
+        ? { succeeded: true }
+        : { succeeded: false, reason: 'dropdb: no such host' };
+    },
+  });
+  await withBuild(activities, defaults, async (handle) => {
+    await untilStatus(handle, 'started');
+    await handle.signal(undeploySignal);
+    const cleanupWaits = () =>
+      activities.waitForJob.mock.calls.filter(([, kind]) => kind === 'cleanup').length;
+    await waitFor('a failed cleanup attempt', async () => cleanupWaits() === 1);
+    await env.sleep('61 seconds');
+    // Now waiting two minutes before its third attempt: the admin gives up on it.
+    await waitFor('a second failed cleanup attempt', async () => cleanupWaits() === 2);
+    expect((await state(handle)).status).toBe('undeploying');
+    await handle.signal(forceUndeploySignal, 'cleanup keeps failing: database host gone');
+    await handle.result();
+
+    expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
+    expect(activities.reportUndeployed.mock.calls).toEqual([[build]]);
+    const cleanups = activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'cleanup');
+    expect(cleanups).toHaveLength(2);
+    // The reason is in the history, as the signal's input.
+    const signal = (await history(handle)).find(
+      (e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'forceUndeploy',
+    );
+    const payload = signal?.workflowExecutionSignaledEventAttributes?.input?.payloads?.[0]?.data;
+    expect(Buffer.from(payload ?? []).toString()).toContain('database host gone');
+  });
+});
+
+it('undeploys a started build at once, without the cleanup job, when forced', async () => {
+  const activities = stubActivities();
+  await withBuild(activities, defaults, async (handle) => {
+    await untilStatus(handle, 'started');
+    await handle.signal(forceUndeploySignal, 'stuck');
+    await handle.result();
+    expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'cleanup')).toEqual([]);
+    expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
+    expect(activities.scaleBuild.mock.lastCall?.slice(0, 2)).toEqual([build.name, 0]);
+  });
 });

@@ -7,9 +7,9 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
-  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -23,9 +23,11 @@ import {
   commandSignals,
   commandUpdate,
   CommandRefusal,
+  forceUndeploySignal,
   type BuildPhase,
   type BuildWorkflowInput,
 } from './definitions';
+import { recordVisits, untilReadyOrIdle } from './idle-stop';
 import { initSlotsWorkflowId, releaseSlotSignal, slotGrantedSignal } from './init-slots';
 
 // One build's whole life (SPEC §3): deploy, initialize once, then start/stop on request until
@@ -82,6 +84,17 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     },
   });
   setHandler(buildStateQuery, () => ({ ...state, pending_commands: [...commands] }));
+  recordVisits(state);
+
+  // Why an admin forced the undeploy, once one did: the cleanup Job is then given up. Kept in the
+  // state, so that a continue-as-new between the signal and the undeploy does not lose it.
+  setHandler(forceUndeploySignal, (reason) => {
+    state.forced_undeploy = reason || 'no reason given';
+    state.last_error = `undeploy forced, without the cleanup job: ${state.forced_undeploy}`;
+    log.warn('undeploy forced', { build: build.name, reason: state.forced_undeploy });
+    if (state.status !== 'undeploying' && !commands.includes('undeploy')) commands.push('undeploy');
+  });
+  const forced = () => Boolean(state.forced_undeploy);
 
   const setStatus = (status: BuildStatus, initStatus: InitStatus = state.init_status) => {
     if (status !== state.status || initStatus !== state.init_status) {
@@ -234,7 +247,14 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
       if (ready !== INTERRUPTED) setStatus(replicas ? 'started' : 'stopped');
       return 'live';
     }
-    await condition(() => commands.length > 0);
+    if (!(await untilReadyOrIdle(() => commands.length > 0, state, settings.autoStopAfterSeconds))) {
+      log.info('build not visited for a while, stopping it', {
+        build: build.name,
+        idle: settings.autoStopAfterSeconds,
+      });
+      await untilInterrupted(stop, () => commands.length > 0);
+      return 'live';
+    }
     if (interruptRequested()) return takeInterrupt();
     const command = commands.shift();
     if (command === 'start' && state.status === 'failed') return 'initialize';
@@ -250,15 +270,16 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     return 'live';
   }
 
-  async function runJobUntilSucceeded(kind: JobKind): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
+  /** Runs the job until it succeeds, or until `giveUp()` (a forced undeploy) says to stop trying. */
+  async function runJobUntilSucceeded(kind: JobKind, giveUp: () => boolean): Promise<void> {
+    for (let attempt = 1; !giveUp(); attempt++) {
       await activities.deleteJobs(build.name, kind);
       await activities.applyKubefiles(build, kind);
-      const outcome = await watches.waitForJob(build.name, kind);
-      if (outcome.succeeded) return;
+      const outcome = await untilInterrupted(() => watches.waitForJob(build.name, kind), giveUp);
+      if (outcome === INTERRUPTED || outcome === TIMED_OUT || outcome.succeeded) return;
       state.last_error = `${kind} job failed (attempt ${attempt}): ${outcome.reason}`;
       log.warn('build job failed, will retry', { build: build.name, kind, attempt, reason: outcome.reason });
-      await sleep(`${Math.min(60 * 2 ** (attempt - 1), CLEANUP_RETRY_MAX_SECONDS)} seconds`);
+      await condition(giveUp, `${Math.min(60 * 2 ** (attempt - 1), CLEANUP_RETRY_MAX_SECONDS)} seconds`);
     }
   }
 
@@ -269,7 +290,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     await activities.deleteJobs(build.name, 'initialize');
     if (!settings.noCleanupJob) {
       try {
-        await runJobUntilSucceeded('cleanup');
+        await runJobUntilSucceeded('cleanup', forced);
       } catch (error) {
         // A cleanup that can never run (its kubefiles no longer render, say) must not keep
         // the build's objects forever: they go, and the history says what was skipped.
@@ -280,7 +301,9 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
       }
     }
     await activities.deleteBuild(build.name);
-    log.info('build undeployed', { build: build.name });
+    // Older histories ended here: replaying them must not meet this activity.
+    if (patched('report-undeployed')) await activities.reportUndeployed(build);
+    log.info('build undeployed', { build: build.name, forced: state.forced_undeploy });
   }
 
   /**

@@ -32,6 +32,15 @@ export const CommandRefusal = {
   notPossible: 'CommandNotPossible',
 } as const;
 
+/** A person opened the build (wake handler, `?live`, the UI's links): postpones the idle stop. */
+export const visitedSignal = defineSignal('visited');
+
+/**
+ * Undeploy without the cleanup Job (an admin's way out of a cleanup that keeps failing): the
+ * reason travels in the signal, so it stays in the build's history.
+ */
+export const forceUndeploySignal = defineSignal<[reason: string]>('forceUndeploy');
+
 export const buildStateQuery = defineQuery<BuildSnapshot>('buildState');
 
 /** Settings a build reads once, at start; they come from the worker's configuration. */
@@ -41,6 +50,8 @@ export interface LifecycleSettings {
   noCleanupJob: boolean;
   /** History events after which the workflow continues as new (default 2000; tests lower it). */
   historyLimit?: number;
+  /** Stop a started build after this many seconds without a visit (RUNBOAT_AUTO_STOP_AFTER). */
+  autoStopAfterSeconds?: number;
 }
 
 /** Where the workflow is in the lifecycle of SPEC §3. */

@@ -1,4 +1,4 @@
-/* global document, window, setTimeout, clearTimeout */
+/* global document, window, setTimeout, clearTimeout, fetch, navigator */
 import {
   buildCard,
   connectionIndicator,
@@ -85,6 +85,13 @@ function render(build) {
   );
   links.push(link(build.workflow_link, 'Workflow in the Temporal Web UI', '(full history)', 'temporal-link'));
   document.getElementById('links').replaceChildren(...links);
+  // Opening the live instance is a visit (it postpones the idle stop); `?live` counts its own.
+  if (build.status === 'started') {
+    document.getElementById('live-link').addEventListener('click', () => {
+      navigator.sendBeacon(`/api/v1/builds/${encodeURIComponent(build.name)}/visit`);
+    });
+  }
+  document.getElementById('force-box').hidden = build.status !== 'undeploying';
 
   const rows = [
     ['Name', build.name],
@@ -107,6 +114,23 @@ function render(build) {
     .replaceChildren(...rows.flatMap(([term, value]) => [h('dt', { text: term }), h('dd', {}, value)]));
   layoutBox.hidden = false;
 }
+
+// Admins only: the browser asks for the admin credentials when the API answers 401.
+document.getElementById('force-undeploy').addEventListener('click', async () => {
+  const result = document.getElementById('force-result');
+  const reason = window.prompt(
+    'Why force the undeploy? (kept in the build history)',
+    'cleanup job keeps failing',
+  );
+  if (reason === null) return;
+  const query = `force=true&reason=${encodeURIComponent(reason)}`;
+  const response = await fetch(`/api/v1/builds/${encodeURIComponent(name)}?${query}`, { method: 'DELETE' });
+  if (response.ok) result.textContent = 'Forced: the build is being deleted without its cleanup job.';
+  else {
+    const body = await response.json().catch(() => ({}));
+    result.textContent = `Refused (${response.status}): ${body.detail || response.statusText}`;
+  }
+});
 
 let timelineTimer;
 function refreshTimeline() {

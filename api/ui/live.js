@@ -1,4 +1,4 @@
-/* global document, window, fetch */
+/* global document, window, fetch, setTimeout */
 import { followBuildEvents, STATUS_LABELS } from './common.js';
 
 // `/builds/{name}?live` while the build is not up yet: follows its events and goes to the
@@ -7,6 +7,10 @@ import { followBuildEvents, STATUS_LABELS } from './common.js';
 const section = document.querySelector('section.live');
 const name = section.dataset.build;
 const deployLink = section.dataset.deployLink;
+// Served on the build's own host (wake on visit): reload the address asked for, which the
+// ingress sends to the build once it has a ready pod; a moment's delay lets the ingress notice.
+const reload = section.dataset.reload === 'true';
+const RELOAD_DELAY_MS = 1500;
 const status = document.getElementById('live-status');
 const message = document.getElementById('live-message');
 const spinner = document.getElementById('live-spinner');
@@ -28,7 +32,8 @@ const stream = followBuildEvents(
       if (build.status === 'started') {
         stream.close();
         message.textContent = 'The build is up: opening it…';
-        window.location.replace(deployLink);
+        if (reload) setTimeout(() => window.location.reload(), RELOAD_DELAY_MS);
+        else window.location.replace(deployLink);
       } else if (build.status === 'stopped' && !startSent) {
         startSent = true;
         void fetch(`/api/v1/builds/${encodeURIComponent(name)}/start`, { method: 'POST' });

@@ -1,0 +1,59 @@
+import { log } from '@temporalio/activity';
+import type { Config } from '../common/config';
+import type { BuildRef } from '../common/types';
+import type { CommitStatusState, DeploymentState, GitHub } from './github';
+
+// Each build as a GitHub deployment (RUNBOAT_GITHUB_DEPLOYMENTS), so that its pull request shows
+// "View deployment": reported on the same steps as the commit status, from the same activity,
+// so the workflow needs no call of its own but the `inactive` one when the build is undeployed.
+
+const STATES: Record<CommitStatusState | 'inactive', DeploymentState> = {
+  pending: 'in_progress',
+  success: 'success',
+  failure: 'failure',
+  error: 'error',
+  inactive: 'inactive',
+};
+
+/** Deployment ids this worker has found or created: saves a lookup per report. */
+const CACHE_SIZE = 2_000;
+
+export class GitHubDeployments {
+  private readonly ids = new Map<string, number>();
+
+  constructor(
+    private readonly config: Config,
+    private readonly github: GitHub,
+  ) {}
+
+  /** Never throws: GitHub's errors are logged, and the build goes on. */
+  async report(build: BuildRef, state: CommitStatusState | 'inactive', description: string): Promise<void> {
+    try {
+      const id = await this.deploymentId(build, state === 'inactive');
+      if (id === undefined) return;
+      const page = `${this.config.baseUrl}/builds/${build.name}`;
+      await this.github.postDeploymentStatus(build.commit, id, {
+        state: STATES[state],
+        description,
+        logUrl: page,
+        environmentUrl: state === 'success' ? `${page}?live` : undefined,
+      });
+      if (state === 'inactive') this.ids.delete(build.name);
+    } catch (error) {
+      log.warn('could not report GitHub deployment', { build: build.name, state, error: String(error) });
+    }
+  }
+
+  private async deploymentId(build: BuildRef, existingOnly: boolean): Promise<number | undefined> {
+    const cached = this.ids.get(build.name);
+    if (cached !== undefined) return cached;
+    const id = existingOnly
+      ? await this.github.findDeployment(build.commit)
+      : await this.github.findOrCreateDeployment(build.commit, `runboat build ${build.name}`);
+    if (id !== undefined) {
+      this.ids.set(build.name, id);
+      if (this.ids.size > CACHE_SIZE) this.ids.delete(this.ids.keys().next().value as string);
+    }
+    return id;
+  }
+}

@@ -1,0 +1,89 @@
+import type { Client } from '@temporalio/client';
+import type { RequestHandler } from 'express';
+import type { Config } from '../common/config';
+import { logger } from '../common/logger';
+import { searchAttributes } from '../common/search-attributes';
+import { serveLivePage } from './ui';
+import type { Bounded } from './backend';
+import type { Visits } from './visits';
+
+// Wake on visit (issue 11 §1). The default kubefiles send a build's hosts here while the build
+// has no ready pod (ingress-nginx: `default-backend` + `custom-http-errors: "503"`), so this
+// answers requests whose Host is `<slug>.<build domain>` or `<slug>.mail.<build domain>`: a
+// stopped build is started and the visitor waits on the live page, which reloads the address
+// they asked for once the build is up. It never proxies the build's traffic.
+//
+// ingress-nginx hands its error backend `GET /` with the address asked for in X-Original-URI
+// (and the original Host). The live page's own requests (its script and style under /ui/, the
+// build's events and start under /api/v1/) come the same way, so they are routed as if they had
+// been made to this service.
+
+const OWN_PATHS = /^\/(ui|api\/v1)\//;
+
+export interface WakeDependencies {
+  config: Config;
+  client: Client;
+  bounded: Bounded;
+  visits: Visits;
+}
+
+/** The slug in `host` when it is one of a build's hosts, else undefined. */
+export function slugOfHost(config: Config, host: string): string | undefined {
+  const hostname = host.toLowerCase().replace(/:\d+$/, '');
+  if (hostname === new URL(config.baseUrl).hostname) return undefined;
+  const domain = config.buildDomain.toLowerCase();
+  const match = /^([a-z0-9-]+)(\.mail)?\.(.+)$/.exec(hostname);
+  return match && match[3] === domain ? match[1] : undefined;
+}
+
+/** The running build whose slug is `slug`, by a visibility query on RunboatSlug. */
+export async function buildNameBySlug(
+  client: Client,
+  config: Config,
+  slug: string,
+): Promise<string | undefined> {
+  // The slug is [a-z0-9-] (checked by slugOfHost) and the task queue is quoted.
+  const taskQueue = config.taskQueue.replace(/\\/g, '\\\\').replace(/'/g, "\\'");
+  const query = [
+    `WorkflowType = 'buildWorkflow'`,
+    `ExecutionStatus = 'Running'`,
+    `TaskQueue = '${taskQueue}'`,
+    `${searchAttributes.slug.name} = '${slug}'`,
+  ].join(' AND ');
+  for await (const workflow of client.workflow.list({ query, pageSize: 1 })) {
+    const name = workflow.typedSearchAttributes.get(searchAttributes.name);
+    if (name) return name;
+  }
+  return undefined;
+}
+
+export function wakeHandler(deps: WakeDependencies): RequestHandler {
+  const { config, client } = deps;
+  return async (request, response, next) => {
+    const slug = slugOfHost(config, request.get('host') ?? '');
+    if (slug === undefined) return next();
+    const originalUri = request.get('x-original-uri');
+    const path = originalUri ?? request.path;
+    if (OWN_PATHS.test(path)) {
+      if (originalUri) request.url = originalUri;
+      return next();
+    }
+    let name: string | undefined;
+    try {
+      name = await deps.bounded(() => buildNameBySlug(client, config, slug));
+    } catch (error) {
+      logger.warn({ err: error, slug }, 'wake: build lookup failed');
+      response.status(503).type('text/plain').send('runboat cannot reach its backend; try again shortly');
+      return;
+    }
+    if (!name) {
+      response
+        .status(404)
+        .set('cache-control', 'no-store')
+        .type('text/plain')
+        .send(`No build is deployed at ${request.get('host')}.`);
+      return;
+    }
+    await serveLivePage(deps, name, response, { wake: true });
+  };
+}

@@ -1,0 +1,247 @@
+import http from 'node:http';
+import { describe, expect, it } from 'vitest';
+import { getBuildState, startBuild } from '../api/build-client';
+import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
+import { buildWorkflowId } from '../workflows/definitions';
+import { payloads, useStack } from './api-server';
+import { SHA, testConfig, waitFor } from './helpers';
+
+// Wake on visit, visits, forced undeploy and per-ref caps, over HTTP against the real stack:
+// requests carry real Host headers, as the ingress controller forwards them.
+
+const config = testConfig({
+  RUNBOAT_API_ADMIN_PASSWD: 's3cret',
+  RUNBOAT_BASE_URL: 'https://runboat.example.org',
+  RUNBOAT_MAX_BUILDS_PER_REF: '2',
+});
+const stack = useStack(config);
+
+const commit = (branch: string, pr: number | null, sha: string): CommitInfo => ({
+  repo: 'oca/web',
+  target_branch: branch,
+  pr,
+  git_commit: SHA(sha),
+});
+const state = (build: BuildRef | string) =>
+  getBuildState(stack.temporal.client, typeof build === 'string' ? build : build.name);
+const reach = (build: BuildRef, status: BuildStatus) =>
+  waitFor(
+    `${build.name} ${status}`,
+    async () => (await state(build)).status === status && (await state(build)),
+  );
+const ended = (name: string) =>
+  waitFor(`${name} ended`, async () => {
+    const { status } = await stack.temporal.client.workflow.getHandle(buildWorkflowId(name)).describe();
+    return status.name === 'COMPLETED';
+  });
+
+interface Answer {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** A request with the Host header a browser sends (fetch would not let a test set it). */
+function request(path: string, host: string, headers: Record<string, string> = {}): Promise<Answer> {
+  const { port } = new URL(stack.api.url);
+  return new Promise((resolve, reject) => {
+    const outgoing = http.request(
+      { host: '127.0.0.1', port, path, method: 'GET', headers: { host, ...headers } },
+      (response) => {
+        if (response.headers['content-type']?.startsWith('text/event-stream')) {
+          // A stream never ends: its head and first chunk are the answer.
+          response.once('data', (chunk: Buffer) => {
+            resolve({ status: response.statusCode ?? 0, headers: response.headers, body: chunk.toString() });
+            outgoing.destroy();
+          });
+          return;
+        }
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: response.headers,
+            body: Buffer.concat(chunks).toString(),
+          }),
+        );
+      },
+    );
+    outgoing.on('error', reject);
+    outgoing.end();
+  });
+}
+
+async function startedBuild(sha: string, pr: number | null = 7): Promise<BuildRef> {
+  const build = await startBuild(stack.temporal.client, config, commit('16.0', pr, sha));
+  await stack.cluster.finishJob(build.name, 'initialize', true);
+  await reach(build, 'started');
+  return build;
+}
+
+async function stoppedBuild(sha: string, pr: number | null = 7): Promise<BuildRef> {
+  const build = await startedBuild(sha, pr);
+  expect((await stack.api.request('POST', `/api/v1/builds/${build.name}/stop`)).status).toBe(200);
+  await reach(build, 'stopped');
+  return build;
+}
+
+describe('wake on visit', () => {
+  it('starts a stopped build requested on its host and serves the live page, which reloads the address', async () => {
+    const build = await stoppedBuild('a', 11);
+    const answer = await request('/web?debug=1', `${build.slug}.runboat.test`);
+    expect(answer.status).toBe(503);
+    expect(answer.headers['retry-after']).toBe('5');
+    expect(answer.headers['content-security-policy']).toContain("script-src 'self'");
+    expect(answer.body).toContain(`data-build="${build.name}"`);
+    expect(answer.body).toContain('data-reload="true"');
+    expect(answer.body).toContain('src="/ui/live.js"');
+    // Links lead back to this service, not to the build's host.
+    expect(answer.body).toContain(`href="https://runboat.example.org/builds/${build.name}"`);
+    await reach(build, 'started');
+    // The visit is recorded: it postpones the idle stop.
+    expect((await state(build)).last_visited).toEqual(expect.any(String));
+  });
+
+  it('answers on the mail host too', async () => {
+    const build = await stoppedBuild('b', 12);
+    const answer = await request('/', `${build.slug}.mail.runboat.test:80`);
+    expect(answer.status).toBe(503);
+    expect(answer.body).toContain(`data-build="${build.name}"`);
+    await reach(build, 'started');
+  });
+
+  it("serves the page's script and the build's events through ingress-nginx's error backend", async () => {
+    const build = await startedBuild('c', 13);
+    const host = `${build.slug}.runboat.test`;
+    const nginx = (uri: string) => request('/', host, { 'x-code': '503', 'x-original-uri': uri });
+    const script = await nginx('/ui/live.js');
+    expect(script.status).toBe(200);
+    expect(script.headers['content-type']).toContain('javascript');
+    expect(script.body).toContain('followBuildEvents');
+    const events = await nginx(`/api/v1/build-events?build_name=${build.name}`);
+    expect(events.status).toBe(200);
+    expect(events.headers['content-type']).toContain('text/event-stream');
+    const page = await nginx('/some/odoo/page');
+    expect(page.status).toBe(503);
+    expect(page.body).toContain('data-reload="true"');
+  });
+
+  it('says when the build failed, with its init log', async () => {
+    const build = await startBuild(stack.temporal.client, config, commit('16.0', 14, 'd'));
+    await stack.cluster.finishJob(build.name, 'initialize', false);
+    await reach(build, 'failed');
+    const answer = await request('/', `${build.slug}.runboat.test`);
+    expect(answer.body).toContain('This build failed to initialize');
+    expect(answer.body).toContain(`href="https://runboat.example.org/api/v1/builds/${build.name}/init-log"`);
+    expect((await state(build)).status).toBe('failed');
+  });
+
+  it('answers 404 for a host that is no build, and leaves other hosts to the API', async () => {
+    const unknown = await request('/', 'oca-web-16-0-pr99-000000000000.runboat.test');
+    expect(unknown.status).toBe(404);
+    expect(unknown.body).toContain('No build is deployed at');
+    const own = await request('/healthz', 'runboat.example.org');
+    expect(own.status).toBe(200);
+    const other = await request('/healthz', 'localhost');
+    expect(other.status).toBe(200);
+  });
+});
+
+describe('visits', () => {
+  it('POST /builds/{name}/visit records a visit, at most one a minute per build', async () => {
+    const build = await startedBuild('e', 15);
+    const visit = () => stack.api.request('POST', `/api/v1/builds/${build.name}/visit`);
+    expect((await visit()).status).toBe(204);
+    const first = await waitFor('the visit', async () => (await state(build)).last_visited);
+    expect((await visit()).status).toBe(204);
+    const signals = async () =>
+      (
+        (await stack.temporal.client.workflow.getHandle(buildWorkflowId(build.name)).fetchHistory()).events ??
+        []
+      ).filter((e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'visited').length;
+    expect(await signals()).toBe(1);
+    expect((await state(build)).last_visited).toBe(first);
+    expect((await stack.api.request('POST', '/api/v1/builds/no-such-build/visit')).status).toBe(404);
+  });
+});
+
+describe('forced undeploy', () => {
+  it('is for admins, and ends a build whose cleanup job keeps failing', async () => {
+    const build = await startedBuild('f', 16);
+    const path = `/api/v1/builds/${build.name}?force=true&reason=${encodeURIComponent('dropdb keeps failing')}`;
+    expect((await stack.api.request('DELETE', path)).status).toBe(401);
+
+    expect((await stack.api.request('DELETE', `/api/v1/builds/${build.name}`, { admin: true })).status).toBe(
+      200,
+    );
+    await stack.cluster.finishJob(build.name, 'cleanup', false);
+    await waitFor('the failed cleanup noted', async () =>
+      (await state(build)).last_error?.includes('cleanup job failed'),
+    );
+    // A plain undeploy is refused now; forcing is what is left.
+    expect((await stack.api.request('DELETE', `/api/v1/builds/${build.name}`, { admin: true })).status).toBe(
+      409,
+    );
+    expect((await stack.api.request('DELETE', path, { admin: true })).status).toBe(200);
+    await ended(build.name);
+    expect(await stack.cluster.deployment(build.name)).toBeUndefined();
+    const history = await stack.temporal.client.workflow
+      .getHandle(buildWorkflowId(build.name))
+      .fetchHistory();
+    const signal = history.events?.find(
+      (e) => e.workflowExecutionSignaledEventAttributes?.signalName === 'forceUndeploy',
+    );
+    const input = signal?.workflowExecutionSignaledEventAttributes?.input?.payloads?.[0]?.data;
+    expect(Buffer.from(input ?? []).toString()).toContain('dropdb keeps failing');
+  });
+});
+
+describe('RUNBOAT_MAX_BUILDS_PER_REF', () => {
+  it('undeploys the oldest builds of a pull request beyond the cap as soon as a new one starts', async () => {
+    const names: string[] = [];
+    for (const sha of ['1', '2', '3']) {
+      const response = await stack.api.webhook(
+        'pull_request',
+        payloads.pullRequest('synchronize', 'oca/web', 21, '16.0', SHA(sha)),
+      );
+      expect(response.status).toBe(200);
+      names.push(((await response.json()) as { builds: string[] }).builds[0]);
+      // Let visibility list the build, as it would between two pushes.
+      await waitFor(`${names.at(-1)} listed`, async () => {
+        const listed = (await (await stack.api.request('GET', '/api/v1/builds?pr=21')).json()) as unknown[];
+        return listed.length >= names.length;
+      });
+    }
+    const [oldest, middle, newest] = names;
+    await waitFor('the oldest build undeploying', async () => {
+      const s = await state(oldest);
+      return s.status === 'undeploying' || s.pending_commands.includes('undeploy');
+    });
+    for (const name of [middle, newest]) {
+      const s = await state(name);
+      expect(s.status).not.toBe('undeploying');
+      expect(s.pending_commands).not.toContain('undeploy');
+    }
+    // Other refs are not touched: a branch build of the same repo stays.
+    const branch = await startBuild(stack.temporal.client, config, commit('16.0', null, '4'));
+    expect((await state(branch)).pending_commands).not.toContain('undeploy');
+  });
+
+  it('counts the build just started even before visibility lists it', async () => {
+    const first = await startBuild(stack.temporal.client, config, commit('17.0', 31, '5'));
+    const second = await startBuild(stack.temporal.client, config, commit('17.0', 31, '6'));
+    await waitFor('both listed', async () => {
+      const listed = (await (await stack.api.request('GET', '/api/v1/builds?pr=31')).json()) as unknown[];
+      return listed.length === 2;
+    });
+    // The third is not listed when its own start applies the cap: the first must go all the same.
+    const third = await startBuild(stack.temporal.client, config, commit('17.0', 31, '7'));
+    await waitFor('the first build told to undeploy', async () => {
+      const s = await state(first);
+      return s.status === 'undeploying' || s.pending_commands.includes('undeploy');
+    });
+    expect((await state(second)).pending_commands).not.toContain('undeploy');
+    expect((await state(third)).pending_commands).not.toContain('undeploy');
+  });
+});
