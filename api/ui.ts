@@ -10,7 +10,7 @@ import { logger } from '../common/logger';
 import { searchAttributes } from '../common/search-attributes';
 import { buildWorkflowId } from '../workflows/definitions';
 import { getBuildState, sendBuildCommand } from './build-client';
-import { HttpError } from './errors';
+import { describeError, HttpError, logRequestError } from './errors';
 import { buildJson } from './views';
 
 // The Web UI (SPEC §7): static pages under api/ui/ that read the JSON API and its build
@@ -296,9 +296,9 @@ export function uiRouter(deps: UiDependencies): Router {
   // Errors on UI pages are pages too; JSON routes (timeline.json) leave them to the app's handler.
   ui.use(['/builds', '/status'], ((error, request, response, next) => {
     if (request.path.endsWith('.json') || response.headersSent) return next(error);
-    const status = error instanceof HttpError ? error.status : 500;
-    if (status >= 500) logger.error({ err: error, path: request.path }, 'UI request failed');
-    sendPage(response, status, 'Error', `<h1>Something went wrong</h1><p>${escapeHtml(error.message)}</p>`);
+    const { status, detail } = describeError(error);
+    logRequestError(error, request, status);
+    sendPage(response, status, 'Error', `<h1>Something went wrong</h1><p>${escapeHtml(detail)}</p>`);
   }) as express.ErrorRequestHandler);
   return ui;
 }

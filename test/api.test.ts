@@ -1,7 +1,8 @@
 import { Client, Connection } from '@temporalio/client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { getBuildState, startBuild } from '../api/build-client';
 import type { BuildJson } from '../api/views';
+import { logger } from '../common/logger';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startTestApi, startStack, type TestStack } from './api-server';
@@ -312,6 +313,31 @@ describe('build events', () => {
       expect(received.every((e) => e.build.commit_info.repo === 'oca/events')).toBe(true);
     } finally {
       controller.abort();
+    }
+  });
+});
+
+describe('bad input', () => {
+  it('answers 400, never 500, to a malformed percent-encoding in a path (API and UI)', async () => {
+    const error = vi.spyOn(logger, 'error');
+    try {
+      for (const [method, path] of [
+        ['GET', '/api/v1/builds/%zz'],
+        ['POST', '/api/v1/builds/%zz/start'],
+        ['GET', '/api/v1/builds/%E0%A4%A/init-log'],
+        ['GET', '/builds/%zz/timeline.json'],
+      ] as const) {
+        const response = await stack.api.request(method, path);
+        expect(response.status, path).toBe(400);
+        expect(((await response.json()) as { detail: string }).detail, path).toMatch(/percent-encoding/);
+      }
+      const page = await stack.api.request('GET', '/builds/%zz');
+      expect(page.status).toBe(400);
+      expect(page.headers.get('content-type')).toMatch(/html/);
+      expect(await page.text()).toMatch(/percent-encoding/);
+      expect(error).not.toHaveBeenCalled();
+    } finally {
+      error.mockRestore();
     }
   });
 });
