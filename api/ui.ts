@@ -207,9 +207,13 @@ export function uiRouter(deps: UiDependencies): Router {
   ui.get('/builds/:name/timeline.json', async (request, response) => {
     const name = validName(String(request.params.name));
     const handle = client.workflow.getHandle(buildWorkflowId(name));
-    const [description, history] = await bounded(() =>
-      Promise.all([handle.describe(), handle.fetchHistory()]),
-    );
+    // One after the other: describe says whether the build exists (WorkflowNotFoundError, a
+    // 404); run side by side, whichever of the two failed first decided the status.
+    const { description, history } = await bounded(async () => {
+      const described = await handle.describe();
+      const run = client.workflow.getHandle(handle.workflowId, described.runId);
+      return { description: described, history: await run.fetchHistory() };
+    });
     const timeline: Timeline = {
       workflow_id: handle.workflowId,
       run_id: description.runId ?? null,

@@ -340,6 +340,15 @@ describe('bad input', () => {
       error.mockRestore();
     }
   });
+
+  it("answers 404 to an unknown build's timeline, every time", async () => {
+    // The two Temporal calls behind it once raced: whichever failed first decided 404 or 500.
+    for (let i = 0; i < 20; i++) {
+      const response = await stack.api.request('GET', '/builds/no-such-build/timeline.json');
+      expect(response.status, `request ${i + 1}`).toBe(404);
+      expect(await response.json()).toEqual({ detail: 'build not found' });
+    }
+  });
 });
 
 describe('an API without its backends', () => {
