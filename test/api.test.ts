@@ -341,6 +341,14 @@ describe('bad input', () => {
     }
   });
 
+  it('refuses branch filters that git could not have made', async () => {
+    for (const branch of ['../../x', '.hidden', 'x.lock', 'a//b']) {
+      const response = await stack.api.request('GET', `/api/v1/builds?branch=${encodeURIComponent(branch)}`);
+      expect(response.status, branch).toBe(400);
+      expect(((await response.json()) as { detail: string }).detail, branch).toMatch(/^branch /);
+    }
+  });
+
   it("answers 404 to an unknown build's timeline, every time", async () => {
     // The two Temporal calls behind it once raced: whichever failed first decided 404 or 500.
     for (let i = 0; i < 20; i++) {

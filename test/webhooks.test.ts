@@ -1,9 +1,10 @@
 import http from 'node:http';
 import { brotliCompressSync, deflateSync } from 'node:zlib';
 import { Webhooks } from '@octokit/webhooks';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import { describe, expect, it, vi } from 'vitest';
 import { getBuildState, lifecycleSettings } from '../api/build-client';
-import { buildRef } from '../common/build';
+import { buildName, buildRef } from '../common/build';
 import { logger } from '../common/logger';
 import type { buildWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
@@ -16,6 +17,8 @@ const config = testConfig({
   RUNBOAT_GITHUB_WEBHOOK_SECRET: 'webhook-secret',
   RUNBOAT_REPOS: JSON.stringify([
     { repo: '^oca/.*', branch: '^1[0-9]\\.0$', builds: [{ image: 'odoo:16' }] },
+    // Any branch at all: only the service's own branch-name rule stands in the way.
+    { repo: '^oca/permissive$', branch: '.*', builds: [{ image: 'odoo:16' }] },
   ]),
 });
 const stack = useStack(config);
@@ -174,6 +177,29 @@ describe('GitHub webhooks', () => {
     // Give visibility the time to show a workflow if one had been started.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect((await workflowsOfQueue()).count).toBe(before);
+  });
+
+  it('refuses a push of a branch git could not have made, starting or undeploying nothing', async () => {
+    for (const branch of ['../../x', '.hidden', 'a..b', 'feature/x.lock', 'x/']) {
+      for (const deleted of [false, true]) {
+        const answer = await stack.api.webhook(
+          'push',
+          payloads.push('oca/permissive', branch, SHA('8'), deleted),
+        );
+        expect(answer.status, branch).toBe(400);
+        expect(((await answer.json()) as { detail: string }).detail, branch).toContain(
+          JSON.stringify(branch),
+        );
+      }
+      const commit = { repo: 'oca/permissive', target_branch: branch, pr: null, git_commit: SHA('8') };
+      // No workflow under the id the build would have had (describe is exact, unlike a listing).
+      await expect(
+        stack.temporal.client.workflow.getHandle(buildWorkflowId(buildName(commit))).describe(),
+      ).rejects.toBeInstanceOf(WorkflowNotFoundError);
+    }
+    // The same repo takes a branch git allows.
+    const fine = await stack.api.webhook('push', payloads.push('oca/permissive', 'feature/x.y', SHA('8')));
+    expect(fine.status).toBe(200);
   });
 
   describe('bodies the service cannot read', () => {
