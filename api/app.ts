@@ -4,6 +4,7 @@ import express, { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import type { GitHub } from '../activities/github';
 import type { BuildCluster } from '../activities/kubernetes';
+import { branchNameProblem } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import { BUILD_STATUSES, type BuildCommand } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
@@ -45,7 +46,10 @@ const repo = z
   .string()
   .regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, 'must be owner/name')
   .transform((value) => value.toLowerCase());
-const branch = z.string().regex(/^[A-Za-z0-9_.][A-Za-z0-9_./-]*$/, 'has characters outside [A-Za-z0-9_./-]');
+const branch = z.string().superRefine((value, context) => {
+  const problem = branchNameProblem(value);
+  if (problem) context.addIssue({ code: 'custom', message: problem });
+});
 const pr = z.coerce.number().int().positive();
 const status = z.enum(BUILD_STATUSES);
 const buildName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'is not a build name');

@@ -1,6 +1,7 @@
 import { ServiceError, WorkflowNotFoundError } from '@temporalio/client';
 import { RequestError } from '@octokit/request-error';
-import type { ErrorRequestHandler } from 'express';
+import { STATUS_CODES } from 'node:http';
+import type { ErrorRequestHandler, Request } from 'express';
 import { UnexpectedGitHubResponse } from '../activities/github';
 import { UnsafeCommitInfoError } from '../common/build';
 import { logger } from '../common/logger';
@@ -32,30 +33,79 @@ const isUnreachable = (error: unknown): boolean => {
   );
 };
 
-/** Errors are JSON `{detail}` (runboat's FastAPI shape), with the status SPEC §6 names. */
-export const errorHandler: ErrorRequestHandler = (error: unknown, request, response, _next) => {
-  let status = 500;
-  let detail = 'internal error';
-  if (error instanceof HttpError) [status, detail] = [error.status, error.detail];
-  else if (error instanceof WorkflowNotFoundError) [status, detail] = [404, 'build not found'];
-  else if (error instanceof RequestError) {
+/**
+ * An error Express or body-parser raised about the request itself (http-errors style: a 4xx
+ * `status`/`statusCode`), such as a malformed percent-encoding in the path (URIError, 400), an
+ * unsupported Content-Encoding (415) or a client that aborted its body (400): the client's
+ * mistake, never a 500.
+ */
+function clientError(error: unknown): { status: number; detail: string; type?: string } | undefined {
+  const { status, statusCode, expose, message, type } = (error ?? {}) as {
+    status?: unknown;
+    statusCode?: unknown;
+    expose?: unknown;
+    message?: unknown;
+    type?: unknown;
+  };
+  const code = typeof status === 'number' ? status : statusCode;
+  if (typeof code !== 'number' || !Number.isInteger(code) || code < 400 || code > 499) return undefined;
+  const shown = expose !== false && typeof message === 'string' && message !== '';
+  return {
+    status: code,
+    detail: shown ? message : (STATUS_CODES[code] ?? 'bad request'),
+    type: typeof type === 'string' ? type : undefined,
+  };
+}
+
+/** The status and message (`detail`) a client gets for `error`, with the status SPEC §6 names. */
+export function describeError(error: unknown): {
+  status: number;
+  detail: string;
+  headers?: Record<string, string>;
+} {
+  if (error instanceof HttpError) return { status: error.status, detail: error.detail };
+  if (error instanceof WorkflowNotFoundError) return { status: 404, detail: 'build not found' };
+  if (error instanceof RequestError) {
     // From GitHub: a missing branch or PR is the caller's 404; anything else is GitHub failing.
-    [status, detail] =
-      error.status === 404 ? [404, 'not found on GitHub'] : [503, `GitHub failed: ${error.message}`];
-  } else if (error instanceof UnexpectedGitHubResponse) [status, detail] = [503, error.message];
-  else if (error instanceof UnsafeCommitInfoError || error instanceof UnsupportedBuildError) {
-    [status, detail] = [400, error.message];
-  } else if (error instanceof CommandRefusedError) [status, detail] = [409, error.message];
-  else if (error instanceof BuildBusyError) {
-    [status, detail] = [429, error.message];
-    response.set('retry-after', '1');
-  } else if ((error as { type?: string }).type === 'entity.too.large')
-    [status, detail] = [413, 'request body too large'];
-  else if ((error as { type?: string }).type === 'entity.parse.failed')
-    [status, detail] = [400, 'malformed JSON'];
-  else if (isUnreachable(error))
-    [status, detail] = [503, `a backend is unreachable: ${(error as Error).message}`];
-  if (status >= 500)
-    logger.error({ err: error, method: request.method, path: request.path }, 'request failed');
+    return error.status === 404
+      ? { status: 404, detail: 'not found on GitHub' }
+      : { status: 503, detail: `GitHub failed: ${error.message}` };
+  }
+  if (error instanceof UnexpectedGitHubResponse) return { status: 503, detail: error.message };
+  if (error instanceof UnsafeCommitInfoError || error instanceof UnsupportedBuildError) {
+    return { status: 400, detail: error.message };
+  }
+  if (error instanceof CommandRefusedError) return { status: 409, detail: error.message };
+  if (error instanceof BuildBusyError) {
+    return { status: 429, detail: error.message, headers: { 'retry-after': '1' } };
+  }
+  const type = (error as { type?: string } | undefined)?.type;
+  if (type === 'entity.too.large') return { status: 413, detail: 'request body too large' };
+  if (type === 'entity.parse.failed') return { status: 400, detail: 'malformed JSON' };
+  if (error instanceof URIError) {
+    return { status: 400, detail: `malformed percent-encoding in the URL: ${error.message}` };
+  }
+  const client = clientError(error);
+  if (client) return { status: client.status, detail: client.detail };
+  if (isUnreachable(error)) {
+    return { status: 503, detail: `a backend is unreachable: ${(error as Error).message}` };
+  }
+  return { status: 500, detail: 'internal error' };
+}
+
+/** Server failures are errors; a client's mistake (or its aborted upload) is not the service's. */
+export function logRequestError(error: unknown, request: Request, status: number): void {
+  const fields = { err: error, method: request.method, path: request.path, status };
+  if (status >= 500) logger.error(fields, 'request failed');
+  else if ((error as { type?: string } | undefined)?.type === 'request.aborted')
+    logger.info(fields, 'client aborted the request');
+  else if (!(error instanceof HttpError)) logger.debug(fields, 'bad request');
+}
+
+/** Errors are JSON `{detail}` (runboat's FastAPI shape). */
+export const errorHandler: ErrorRequestHandler = (error: unknown, request, response, _next) => {
+  const { status, detail, headers } = describeError(error);
+  logRequestError(error, request, status);
+  if (headers) response.set(headers);
   response.status(status).json({ detail });
 };

@@ -2,17 +2,43 @@ import { Client, Connection } from '@temporalio/client';
 import { GitHub } from '../activities/github';
 import { ConfigError, loadConfig } from '../common/config';
 import { logger } from '../common/logger';
+import { retryWithBackoff, TEMPORAL_BACKOFF } from '../common/retry';
 import { buildCluster } from '../worker/worker';
 import { createApp } from './app';
 
 // The API process: serves HTTP on PORT until SIGTERM/SIGINT, then stops accepting
 // connections, ends event streams and lets requests in flight finish.
 
+/** How long one attempt to reach Temporal may take before it counts as failed. */
+const CONNECT_ATTEMPT_MS = 5_000;
+
 async function main(): Promise<void> {
   const config = loadConfig();
   // Connects lazily: the API starts (and answers 503) while Temporal is still coming up.
-  const connection = Connection.lazy({ address: config.temporalAddress });
+  // gRPC reconnects on its own, but by default backs off up to 2 minutes between attempts:
+  // capped here like the worker's, so that /readyz turns 200 soon after Temporal is back.
+  const connection = Connection.lazy({
+    address: config.temporalAddress,
+    channelArgs: {
+      'grpc.initial_reconnect_backoff_ms': TEMPORAL_BACKOFF.initialMs,
+      'grpc.max_reconnect_backoff_ms': TEMPORAL_BACKOFF.maxMs,
+    },
+  });
   const client = new Client({ connection, namespace: config.temporalNamespace });
+  const stopping = new AbortController();
+  // Says, once per failed attempt and with the next delay, that Temporal is not there yet,
+  // and when it is (requests keep answering 503 meanwhile).
+  void retryWithBackoff(
+    'connecting to Temporal',
+    () =>
+      connection.withDeadline(Date.now() + CONNECT_ATTEMPT_MS, () =>
+        connection.workflowService.getSystemInfo({}),
+      ),
+    { signal: stopping.signal },
+  ).then(
+    () => logger.info({ address: config.temporalAddress }, 'connected to Temporal'),
+    () => undefined,
+  );
   const { app, events } = createApp({
     config,
     client,
@@ -22,6 +48,7 @@ async function main(): Promise<void> {
   const server = app.listen(config.port, () => logger.info({ port: config.port }, 'API listening'));
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'API shutting down');
+    stopping.abort();
     events.close();
     server.close(() => void connection.close().finally(() => process.exit(0)));
   };

@@ -11,7 +11,7 @@ import { searchAttributes } from '../common/search-attributes';
 import { buildWorkflowId } from '../workflows/definitions';
 import type { Bounded } from './backend';
 import { getBuildState, sendBuildCommand } from './build-client';
-import { HttpError } from './errors';
+import { describeError, HttpError, logRequestError } from './errors';
 import { buildJson } from './views';
 import type { Visits } from './visits';
 
@@ -331,9 +331,13 @@ export function uiRouter(deps: UiDependencies): Router {
   ui.get('/builds/:name/timeline.json', async (request, response) => {
     const name = validName(String(request.params.name));
     const handle = client.workflow.getHandle(buildWorkflowId(name));
-    const [description, history] = await bounded(() =>
-      Promise.all([handle.describe(), handle.fetchHistory()]),
-    );
+    // One after the other: describe says whether the build exists (WorkflowNotFoundError, a
+    // 404); run side by side, whichever of the two failed first decided the status.
+    const { description, history } = await bounded(async () => {
+      const described = await handle.describe();
+      const run = client.workflow.getHandle(handle.workflowId, described.runId);
+      return { description: described, history: await run.fetchHistory() };
+    });
     const timeline: Timeline = {
       workflow_id: handle.workflowId,
       run_id: description.runId ?? null,
@@ -364,15 +368,9 @@ export function uiRouter(deps: UiDependencies): Router {
   // Errors on UI pages are pages too; JSON routes (timeline.json) leave them to the app's handler.
   ui.use(['/builds', '/status'], ((error, request, response, next) => {
     if (request.path.endsWith('.json') || response.headersSent) return next(error);
-    const status = error instanceof HttpError ? error.status : 500;
-    if (status >= 500) logger.error({ err: error, path: request.path }, 'UI request failed');
-    sendPage(
-      config,
-      response,
-      status,
-      'Error',
-      `<h1>Something went wrong</h1><p>${escapeHtml(error.message)}</p>`,
-    );
+    const { status, detail } = describeError(error);
+    logRequestError(error, request, status);
+    sendPage(config, response, status, 'Error', `<h1>Something went wrong</h1><p>${escapeHtml(detail)}</p>`);
   }) as express.ErrorRequestHandler);
   return ui;
 }

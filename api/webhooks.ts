@@ -2,6 +2,7 @@ import type { Webhooks } from '@octokit/webhooks';
 import type { Client } from '@temporalio/client';
 import express, { Router } from 'express';
 import { z } from 'zod';
+import { branchNameProblem } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import type { CommitInfo } from '../common/types';
 import { logger } from '../common/logger';
@@ -84,6 +85,7 @@ export function webhookRouter(
         const branch = push.ref.slice('refs/heads/'.length);
         const repo = push.repository.full_name.toLowerCase();
         if (!findRepoSettings(config, repo, branch)) return ignored(`${repo} ${branch} is not configured`);
+        checkBranch(branch);
         if (push.deleted) {
           const newest = { repo, target_branch: branch, pr: null, git_commit: push.before };
           return undeploy({ repo, branch }, `branch ${branch} deleted`, newest);
@@ -95,6 +97,7 @@ export function webhookRouter(
         const repo = pr.repository.full_name.toLowerCase();
         const target = pr.pull_request.base.ref;
         if (!findRepoSettings(config, repo, target)) return ignored(`${repo} ${target} is not configured`);
+        checkBranch(target);
         if (pr.action === 'closed') {
           const head = { repo, target_branch: target, pr: pr.number, git_commit: pr.pull_request.head.sha };
           return undeploy({ repo, pr: pr.number }, `pull request ${pr.number} closed`, head);
@@ -108,6 +111,7 @@ export function webhookRouter(
         if (deleted.ref_type !== 'branch') return ignored(`${deleted.ref_type} deleted`);
         if (!findRepoSettings(config, repo, deleted.ref))
           return ignored(`${repo} ${deleted.ref} is not configured`);
+        checkBranch(deleted.ref);
         return undeploy({ repo, branch: deleted.ref }, `branch ${deleted.ref} deleted`);
       }
       default:
@@ -139,6 +143,15 @@ export function webhookRouter(
 export async function webhookVerifier(secret: string): Promise<Webhooks> {
   const { Webhooks } = await import('@octokit/webhooks');
   return new Webhooks({ secret });
+}
+
+/**
+ * A configured repo's branch that git could not have made (`../../x`) is a malformed payload:
+ * 400, as for a sha that is not one, before anything is started or undeployed.
+ */
+function checkBranch(name: string): void {
+  const problem = branchNameProblem(name);
+  if (problem) throw new HttpError(400, `invalid payload: branch ${JSON.stringify(name)} ${problem}`);
 }
 
 function parse<T>(schema: z.ZodType<T>, payload: unknown): T {

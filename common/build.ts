@@ -4,8 +4,35 @@ import type { BuildRef, CommitInfo } from './types';
 // GitHub lets far more through in repo and branch names than is safe to put in YAML, labels
 // or shell. Values reach kubefiles templates only when they match these.
 const SAFE_REPO = /^[a-z0-9_.-]+\/[a-z0-9_.-]+$/;
-const SAFE_BRANCH = /^[A-Za-z0-9_.][A-Za-z0-9_./-]*$/;
 const GIT_SHA = /^[0-9a-f]{40}$/;
+
+/** Every character git forbids in a ref name (controls, space, `~^:?*[\`, and `@`) is outside it. */
+const SAFE_BRANCH_CHARACTERS = /^[A-Za-z0-9_./-]+$/;
+const MAX_BRANCH_LENGTH = 200;
+
+/**
+ * Why `name` is not a branch name this service takes, or undefined when it is. The one rule
+ * for branch names from GitHub and from API parameters: a safe character set (so that no
+ * name injects YAML, labels or shell), and git's own ref-name rules (`git check-ref-format
+ * --branch`), so that nothing git could not have created, such as `../../x`, gets through.
+ * The wording completes a sentence that starts with the name.
+ */
+export function branchNameProblem(name: string): string | undefined {
+  if (name === '') return 'is empty';
+  if (name.length > MAX_BRANCH_LENGTH) return `is longer than ${MAX_BRANCH_LENGTH} characters`;
+  // Controls, space, ~ ^ : ? * [ \ and the `@` of `@{` or a lone `@` all fail here.
+  if (!SAFE_BRANCH_CHARACTERS.test(name)) return 'has characters outside [A-Za-z0-9_./-]';
+  if (name.includes('..')) return 'contains ".." (git forbids it)';
+  if (name.startsWith('/') || name.endsWith('/')) return 'starts or ends with "/" (git forbids it)';
+  if (name.includes('//')) return 'contains "//" (git forbids it)';
+  if (name.endsWith('.')) return 'ends with "." (git forbids it)';
+  if (name.startsWith('-')) return 'starts with "-" (git forbids it for branches)';
+  for (const component of name.split('/')) {
+    if (component.startsWith('.')) return `has a component starting with "." (git forbids it)`;
+    if (component.endsWith('.lock')) return `has a component ending with ".lock" (git forbids it)`;
+  }
+  return undefined;
+}
 
 export class UnsafeCommitInfoError extends Error {
   constructor(message: string) {
@@ -20,10 +47,9 @@ export function validateCommitInfo(commit: CommitInfo): CommitInfo {
   if (!SAFE_REPO.test(repo)) {
     throw new UnsafeCommitInfoError(`repo ${JSON.stringify(commit.repo)} has characters outside [a-z0-9_.-]`);
   }
-  if (!SAFE_BRANCH.test(commit.target_branch) || commit.target_branch.length > 200) {
-    throw new UnsafeCommitInfoError(
-      `branch ${JSON.stringify(commit.target_branch)} has characters outside [A-Za-z0-9_./-]`,
-    );
+  const branchProblem = branchNameProblem(commit.target_branch);
+  if (branchProblem) {
+    throw new UnsafeCommitInfoError(`branch ${JSON.stringify(commit.target_branch)} ${branchProblem}`);
   }
   if (commit.pr !== null && !(Number.isSafeInteger(commit.pr) && commit.pr > 0)) {
     throw new UnsafeCommitInfoError(`pr ${JSON.stringify(commit.pr)} is not a positive integer`);

@@ -57,7 +57,10 @@ async function startEtcd(workDir: string, daemons: Daemon[]): Promise<string> {
     logFile,
   );
   daemons.push(etcd);
-  await waitUntil('etcd', async () => (await fetch(`${clientUrl}/health`)).ok, {
+  // Each check bounded: an etcd that accepts connections but cannot serve (its data folder
+  // locked by another etcd) must not hang the start-up.
+  const healthy = async () => (await fetch(`${clientUrl}/health`, { signal: AbortSignal.timeout(2_000) })).ok;
+  await waitUntil('etcd /health', healthy, {
     timeoutMs: 30_000,
     daemon: etcd,
     logFile,

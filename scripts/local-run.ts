@@ -1,3 +1,4 @@
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
@@ -12,6 +13,7 @@ import { installRuntime } from '../worker/runtime';
 import { ensureEvictionSchedule } from '../worker/schedule';
 import { createWorker } from '../worker/worker';
 import { binary, cacheDir } from './paths';
+import { claimStateDir, releaseStateDir, step } from './processes';
 import { startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer } from './temporal-dev';
 
@@ -44,13 +46,19 @@ export const DEMO_DEFAULTS: Record<string, string> = {
 
 const stateDir = process.env.RUNBOAT_LOCAL_STATE_DIR ?? path.join(cacheDir, 'local');
 
+/** Every start-up step has a bound: a start that cannot finish says which step and fails. */
+const STEP_TIMEOUT_MS = 120_000;
+
+// What to stop, last started first: on Ctrl-C, and when the start fails half-way.
+const stack: Array<() => Promise<void>> = [];
+const stopAll = async () => {
+  for (const stop of stack.splice(0).reverse())
+    await stop().catch((error: unknown) => logger.error({ err: error }, 'stop failed'));
+  await releaseStateDir().catch((error: unknown) => logger.error({ err: error }, 'stop failed'));
+};
+
 async function main(): Promise<void> {
   const env: NodeJS.ProcessEnv = { ...DEMO_DEFAULTS, ...withDotEnv(process.env) };
-  const stack: Array<() => Promise<void>> = [];
-  const stopAll = async () => {
-    for (const stop of stack.reverse())
-      await stop().catch((error: unknown) => logger.error({ err: error }, 'stop failed'));
-  };
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -60,20 +68,28 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', () => stop('SIGINT'));
   process.once('SIGTERM', () => stop('SIGTERM'));
+  // A run killed before it could stop its children left them running: end them first.
+  mkdirSync(stateDir, { recursive: true });
+  await claimStateDir(path.join(stateDir, 'children.json'));
 
   if (!env.TEMPORAL_ADDRESS) {
     const dir = path.join(stateDir, 'temporal');
-    const temporal = await startTemporalDevServer(dir, {
-      port: Number(env.RUNBOAT_LOCAL_TEMPORAL_PORT ?? 7233),
-      uiPort: Number(env.RUNBOAT_LOCAL_TEMPORAL_UI_PORT ?? 8233),
-      dbFile: path.join(dir, 'temporal.db'),
-    });
+    const temporal = await step('starting the Temporal dev server', STEP_TIMEOUT_MS, () =>
+      startTemporalDevServer(dir, {
+        port: Number(env.RUNBOAT_LOCAL_TEMPORAL_PORT ?? 7233),
+        uiPort: Number(env.RUNBOAT_LOCAL_TEMPORAL_UI_PORT ?? 8233),
+        dbFile: path.join(dir, 'temporal.db'),
+      }),
+    );
     stack.push(temporal.stop);
     env.TEMPORAL_ADDRESS = temporal.address;
     env.RUNBOAT_TEMPORAL_UI_URL ??= temporal.uiUrl;
   }
   if (!env.KUBECONFIG) {
-    const cluster = await startSimulatedCluster(path.join(stateDir, 'kubernetes'));
+    // etcd (30 s), kube-apiserver (90 s) and the kwok nodes (60 s) each have their own bound.
+    const cluster = await step('starting the simulated cluster', 4 * 60_000, () =>
+      startSimulatedCluster(path.join(stateDir, 'kubernetes')),
+    );
     stack.push(cluster.stop);
     env.KUBECONFIG = cluster.kubeconfigPath;
   }
@@ -83,17 +99,25 @@ async function main(): Promise<void> {
 
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromFile(env.KUBECONFIG);
-  await ensureNamespace(kubeConfig, config.buildNamespace);
+  await step('creating the build namespace', STEP_TIMEOUT_MS, () =>
+    ensureNamespace(kubeConfig, config.buildNamespace),
+  );
   const cluster = new BuildCluster(kubeConfig, config.buildNamespace);
 
-  const connection = await Connection.connect({ address: config.temporalAddress });
+  const connection = await step('connecting to Temporal', STEP_TIMEOUT_MS, () =>
+    Connection.connect({ address: config.temporalAddress }),
+  );
   stack.push(() => connection.close());
   const client = new Client({ connection, namespace: config.temporalNamespace });
-  await ensureEvictionSchedule(client, config);
+  await step('creating the eviction schedule', STEP_TIMEOUT_MS, () => ensureEvictionSchedule(client, config));
 
-  const nativeConnection = await NativeConnection.connect({ address: config.temporalAddress });
+  const nativeConnection = await step('connecting the worker to Temporal', STEP_TIMEOUT_MS, () =>
+    NativeConnection.connect({ address: config.temporalAddress }),
+  );
   stack.push(() => nativeConnection.close());
-  const worker = await createWorker(config, nativeConnection, cluster);
+  const worker = await step('creating the worker (bundling workflows)', STEP_TIMEOUT_MS, () =>
+    createWorker(config, nativeConnection, cluster),
+  );
   const running = worker.run();
   stack.push(async () => {
     if (worker.getState() === 'RUNNING') worker.shutdown();
@@ -103,7 +127,12 @@ async function main(): Promise<void> {
 
   const { app, events } = createApp({ config, client, cluster, github: new GitHub(config) });
   const server = app.listen(config.port);
-  await new Promise((resolve) => server.once('listening', resolve));
+  await step(`listening on port ${config.port}`, STEP_TIMEOUT_MS, async () => {
+    await new Promise((resolve, reject) => {
+      server.once('listening', resolve);
+      server.once('error', reject);
+    });
+  });
   stack.push(async () => {
     events.close();
     server.closeAllConnections();
@@ -136,7 +165,9 @@ async function ensureNamespace(kubeConfig: KubeConfig, name: string): Promise<vo
   });
 }
 
-main().catch((error: unknown) => {
+main().catch(async (error: unknown) => {
   logger.fatal(error instanceof ConfigError ? error.message : error, 'local run failed');
+  // Whatever started is stopped: a failed start leaves nothing behind either.
+  await stopAll();
   process.exit(1);
 });

@@ -1,6 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { logger } from '../common/logger';
 
 /** A loopback port that was free a moment ago. */
 export async function freePort(): Promise<number> {
@@ -24,6 +26,7 @@ export interface Daemon {
 export function startDaemon(name: string, command: string, args: string[], logFile: string): Daemon {
   const log = createWriteStream(logFile, { flags: 'a' });
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  record(child, name, [command, ...args]);
   child.stdout?.pipe(log);
   child.stderr?.pipe(log);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -43,21 +46,168 @@ export function startDaemon(name: string, command: string, args: string[], logFi
   };
 }
 
-/** Polls `probe` until it resolves true; fails with the daemon's log path if it exits first. */
+/**
+ * Polls `probe` until it resolves true; fails with the daemon's log path if it exits first,
+ * and with a clear message after `timeoutMs`. A probe that hangs (a server that accepts the
+ * connection and never answers) counts as false after `probeTimeoutMs`, so the deadline holds.
+ */
 export async function waitUntil(
   what: string,
   probe: () => Promise<boolean>,
-  options: { timeoutMs: number; daemon?: Daemon; logFile?: string },
+  options: { timeoutMs: number; daemon?: Daemon; logFile?: string; probeTimeoutMs?: number },
 ): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
+  const see = options.logFile ? `; see ${options.logFile}` : '';
   for (;;) {
-    if (options.daemon && options.daemon.process.exitCode !== null) {
+    const { daemon } = options;
+    if (daemon && (daemon.process.exitCode !== null || daemon.process.signalCode !== null)) {
       throw new Error(
-        `${options.daemon.name} exited with ${options.daemon.process.exitCode}; see ${options.logFile}`,
+        `${daemon.name} exited with ${daemon.process.exitCode ?? daemon.process.signalCode}${see}`,
       );
     }
-    if (await probe().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; see ${options.logFile}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    const budget = Math.max(1, Math.min(options.probeTimeoutMs ?? 5_000, deadline - Date.now()));
+    if (await withTimeout(probe(), budget, false).catch(() => false)) return;
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${options.timeoutMs / 1000} s waiting for ${what}${see}`);
+    }
+    await sleep(200);
+  }
+}
+
+/** `promise`, or `fallback` if it has not settled within `ms` (a start-up step that hangs). */
+export async function withTimeout<T>(promise: Promise<T>, ms: number, fallback: T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<T>((resolve) => (timer = setTimeout(() => resolve(fallback), ms)));
+  try {
+    return await Promise.race([promise, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Runs a start-up step, failing with a message that names it if it takes over `ms`. */
+export async function step<T>(what: string, ms: number, run: () => Promise<T>): Promise<T> {
+  const timeout = Symbol('timeout');
+  const result = await withTimeout<T | typeof timeout>(run(), ms, timeout);
+  if (result === timeout) throw new Error(`timed out after ${ms / 1000} s: ${what}`);
+  return result;
+}
+
+// The children of a local run, recorded in a pid file in its state folder. A run that dies
+// without stopping them (SIGKILL, out of memory, a closed terminal) leaves Temporal, etcd and
+// the Kubernetes daemons holding their ports and etcd's data folder; the next run on the same
+// folder ends them before starting its own. A pid is only signalled while its command line is
+// still the one recorded, so a pid the system has since reused is left alone.
+
+interface RecordedProcess {
+  pid: number;
+  name: string;
+  commandLine: string;
+}
+
+let pidFile: string | undefined;
+const recorded = new Map<number, RecordedProcess>();
+
+function record(child: ChildProcess, name: string, argv: string[]): void {
+  if (!pidFile || child.pid === undefined) return;
+  const pid = child.pid;
+  recorded.set(pid, { pid, name, commandLine: argv.join(' ') });
+  writePidFile();
+  child.once('exit', () => {
+    recorded.delete(pid);
+    writePidFile();
+  });
+}
+
+function writePidFile(): void {
+  if (!pidFile) return;
+  const temporary = `${pidFile}.${process.pid}.tmp`;
+  writeFileSync(temporary, JSON.stringify([...recorded.values()], null, 2) + '\n');
+  renameSync(temporary, pidFile);
+}
+
+/** A process's command line, arguments joined by spaces; undefined once it is gone (or a zombie). */
+function commandLineOf(pid: number): string | undefined {
+  try {
+    const line = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+    return line || undefined;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || process.platform === 'linux') return undefined;
+  }
+  try {
+    return execFileSync('ps', ['-o', 'args=', '-p', String(pid)], { encoding: 'utf8' }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const stillRunning = (entry: RecordedProcess) => commandLineOf(entry.pid) === entry.commandLine;
+
+/**
+ * Makes this process the owner of `stateDir`'s pid file: refuses if another live run owns it,
+ * ends the processes a dead run left behind (SIGTERM, then SIGKILL), then records this run's
+ * children as they start. `releaseStateDir` deletes the file after a clean stop.
+ */
+export async function claimStateDir(file: string, timeoutMs = 20_000): Promise<void> {
+  let previous: RecordedProcess[] = [];
+  try {
+    previous = JSON.parse(readFileSync(file, 'utf8')) as RecordedProcess[];
+  } catch {
+    // No file (first run, or the last one stopped cleanly), or an unreadable one.
+  }
+  const [owner, ...children] = previous;
+  if (owner && owner.pid !== process.pid && stillRunning(owner)) {
+    throw new Error(`another local run (pid ${owner.pid}) is using ${file}; stop it first`);
+  }
+  const stale = children.filter(stillRunning);
+  if (stale.length) {
+    logger.warn(
+      { processes: stale.map(({ pid, name }) => ({ pid, name })) },
+      'ending processes a previous local run left behind',
+    );
+    await endProcesses(stale, timeoutMs);
+  }
+  pidFile = file;
+  recorded.clear();
+  const self = commandLineOf(process.pid);
+  recorded.set(process.pid, { pid: process.pid, name: 'local-run', commandLine: self ?? '' });
+  writePidFile();
+}
+
+/** Ends the children still recorded (a start that failed half-way), then deletes the pid file. */
+export async function releaseStateDir(): Promise<void> {
+  if (!pidFile) return;
+  await endProcesses(
+    [...recorded.values()].filter((entry) => entry.pid !== process.pid && stillRunning(entry)),
+    20_000,
+  );
+  rmSync(pidFile, { force: true });
+  pidFile = undefined;
+  recorded.clear();
+}
+
+/** SIGTERM, then SIGKILL after half of `timeoutMs`; fails naming those still there after it. */
+async function endProcesses(processes: RecordedProcess[], timeoutMs: number): Promise<void> {
+  const gone = () => processes.every((entry) => !stillRunning(entry));
+  for (const [name, wait] of [
+    ['SIGTERM', timeoutMs / 2],
+    ['SIGKILL', timeoutMs / 2],
+  ] as const) {
+    if (gone()) return;
+    for (const entry of processes.filter(stillRunning)) signal(entry.pid, name);
+    const deadline = Date.now() + wait;
+    while (!gone() && Date.now() < deadline) await sleep(100);
+  }
+  const left = processes.filter(stillRunning);
+  if (left.length) {
+    throw new Error(`could not end ${left.map(({ name, pid }) => `${name} (pid ${pid})`).join(', ')}`);
+  }
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // Gone in the meantime.
   }
 }

@@ -106,9 +106,14 @@ spec:
   return file;
 }
 
+/**
+ * Creates the fake nodes, or on a restart over the same state folder marks the existing ones
+ * not ready: kwok's node stage then runs again and records this run's kubelet port, without
+ * which kube-apiserver would fetch pod logs from the previous run's port.
+ */
 async function createFakeNodes(core: CoreV1Api): Promise<void> {
   for (let i = 0; i < NODES; i++) {
-    await core
+    const created = await core
       .createNode({
         body: {
           metadata: {
@@ -122,10 +127,23 @@ async function createFakeNodes(core: CoreV1Api): Promise<void> {
           },
         },
       })
-      .catch((error: { code?: number }) => {
-        if (error.code !== 409) throw error;
-      });
+      .then(
+        () => true,
+        (error: { code?: number }) => {
+          if (error.code !== 409) throw error;
+          return false;
+        },
+      );
+    if (!created) await markNotReady(core, `kwok-node-${i}`);
   }
+}
+
+async function markNotReady(core: CoreV1Api, name: string): Promise<void> {
+  const node = await core.readNodeStatus({ name });
+  const conditions = (node.status?.conditions ?? []).map((condition) =>
+    condition.type === 'Ready' ? { ...condition, status: 'Unknown', reason: 'RunboatRestart' } : condition,
+  );
+  await core.replaceNodeStatus({ name, body: { ...node, status: { ...node.status, conditions } } });
 }
 
 /** Plays a storage provisioner: each pending claim gets a volume of its own, bound to it. */

@@ -17,6 +17,10 @@ export async function startTemporalDevServer(
   options: { port?: number; uiPort?: number; dbFile?: string } = {},
 ): Promise<TemporalDevServer> {
   mkdirSync(workDir, { recursive: true });
+  if (options.port !== undefined && (await canConnect(options.port))) {
+    // Another server there would answer the readiness check in the new one's stead.
+    throw new Error(`cannot start the Temporal dev server: port ${options.port} is already in use`);
+  }
   const port = options.port ?? (await freePort());
   const uiPort = options.uiPort ?? (await freePort());
   const logFile = path.join(workDir, 'temporal.log');
@@ -44,5 +48,9 @@ function canConnect(port: number): Promise<boolean> {
       resolve(true);
     });
     socket.on('error', () => resolve(false));
+    socket.setTimeout(2_000, () => {
+      socket.destroy();
+      resolve(false);
+    });
   });
 }

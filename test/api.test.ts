@@ -1,8 +1,9 @@
 import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { getBuildState, runboatOrder, startBuild, type ListedBuild } from '../api/build-client';
 import type { BuildJson } from '../api/views';
+import { logger } from '../common/logger';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startTestApi, startStack, type TestStack } from './api-server';
@@ -409,6 +410,48 @@ describe('build events', () => {
       expect(stream.received.every((e) => e.build.commit_info.repo === 'oca/events')).toBe(true);
     } finally {
       stream.close();
+    }
+  });
+});
+
+describe('bad input', () => {
+  it('answers 400, never 500, to a malformed percent-encoding in a path (API and UI)', async () => {
+    const error = vi.spyOn(logger, 'error');
+    try {
+      for (const [method, path] of [
+        ['GET', '/api/v1/builds/%zz'],
+        ['POST', '/api/v1/builds/%zz/start'],
+        ['GET', '/api/v1/builds/%E0%A4%A/init-log'],
+        ['GET', '/builds/%zz/timeline.json'],
+      ] as const) {
+        const response = await stack.api.request(method, path);
+        expect(response.status, path).toBe(400);
+        expect(((await response.json()) as { detail: string }).detail, path).toMatch(/percent-encoding/);
+      }
+      const page = await stack.api.request('GET', '/builds/%zz');
+      expect(page.status).toBe(400);
+      expect(page.headers.get('content-type')).toMatch(/html/);
+      expect(await page.text()).toMatch(/percent-encoding/);
+      expect(error).not.toHaveBeenCalled();
+    } finally {
+      error.mockRestore();
+    }
+  });
+
+  it('refuses branch filters that git could not have made', async () => {
+    for (const branch of ['../../x', '.hidden', 'x.lock', 'a//b']) {
+      const response = await stack.api.request('GET', `/api/v1/builds?branch=${encodeURIComponent(branch)}`);
+      expect(response.status, branch).toBe(400);
+      expect(((await response.json()) as { detail: string }).detail, branch).toMatch(/^branch /);
+    }
+  });
+
+  it("answers 404 to an unknown build's timeline, every time", async () => {
+    // The two Temporal calls behind it once raced: whichever failed first decided 404 or 500.
+    for (let i = 0; i < 20; i++) {
+      const response = await stack.api.request('GET', '/builds/no-such-build/timeline.json');
+      expect(response.status, `request ${i + 1}`).toBe(404);
+      expect(await response.json()).toEqual({ detail: 'build not found' });
     }
   });
 });

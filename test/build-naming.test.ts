@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { UnsafeCommitInfoError, buildName, buildRef, buildSlug, validateCommitInfo } from '../common/build';
+import {
+  UnsafeCommitInfoError,
+  branchNameProblem,
+  buildName,
+  buildRef,
+  buildSlug,
+  validateCommitInfo,
+} from '../common/build';
 import { buildWorkflowId } from '../workflows/definitions';
 import type { CommitInfo } from '../common/types';
 
@@ -100,7 +107,7 @@ describe('buildName', () => {
       commit({ repo: 'oca/server-tools', target_branch: '16.0-mig.-._-/x-y', pr: 1 }),
     ],
     ['a repo starting with punctuation', commit({ repo: '.github/_private', target_branch: '_x' })],
-    ['a repo of punctuation only', commit({ repo: '._/-.', target_branch: '.' })],
+    ['a repo of punctuation only', commit({ repo: '._/-.', target_branch: '_' })],
   ])('is a valid label value of at most 51 characters for %s', (_label, value) => {
     const name = nameOf(value);
     expect(name.length).toBeLessThanOrEqual(51);
@@ -227,5 +234,47 @@ describe('validateCommitInfo', () => {
     expect(error.message).toContain(JSON.stringify('16.0"\n  evil: true'));
     refusal(commit({ pr: 0 }), buildRef);
     refusal(commit({ git_commit: 'abc' }), buildRef);
+  });
+});
+
+describe('branchNameProblem (git check-ref-format --branch, within a safe character set)', () => {
+  it.each(['16.0', 'main', 'feature/x.y', 'a.lockx', 'x.lock-1', '_', 'a/b/c', 'v1.2.3', 'b'.repeat(200)])(
+    'accepts %j',
+    (name) => {
+      expect(branchNameProblem(name)).toBeUndefined();
+    },
+  );
+
+  // One row per rule of git's, with the reason given.
+  it.each([
+    ['no ".."', '../../x', '".."'],
+    ['no ".." inside', 'a..b', '".."'],
+    ['no component starting with "."', '.hidden', 'starting with "."'],
+    ['no later component starting with "."', 'feature/.x', 'starting with "."'],
+    ['no component ending with ".lock"', 'main.lock', '".lock"'],
+    ['no inner component ending with ".lock"', 'a.lock/b', '".lock"'],
+    ['no "@{"', 'a@{1}', 'characters outside'],
+    ['not "@"', '@', 'characters outside'],
+    ['no control characters', 'a\x01b', 'characters outside'],
+    ['no DEL', 'a\x7fb', 'characters outside'],
+    ['no space', 'a b', 'characters outside'],
+    ['no "~"', 'a~1', 'characters outside'],
+    ['no "^"', 'a^', 'characters outside'],
+    ['no ":"', 'a:b', 'characters outside'],
+    ['no "?"', 'a?', 'characters outside'],
+    ['no "*"', 'a*', 'characters outside'],
+    ['no "["', 'a[0]', 'characters outside'],
+    ['no "\\"', 'a\\b', 'characters outside'],
+    ['not ending with "/"', 'a/', '"/"'],
+    ['not starting with "/"', '/a', '"/"'],
+    ['no "//"', 'a//b', '"//"'],
+    ['not ending with "."', 'a.', 'ends with "."'],
+    ['not starting with "-" (branches only)', '-x', '"-"'],
+    ['not empty', '', 'empty'],
+    ['at most 200 characters', 'b'.repeat(201), 'longer than 200'],
+  ])('%s: refuses %j', (_rule, name, reason) => {
+    expect(branchNameProblem(name)).toContain(reason);
+    // The same rule in the one place that checks what reaches a build.
+    expect(() => validateCommitInfo(commit({ target_branch: name }))).toThrow(UnsafeCommitInfoError);
   });
 });

@@ -217,10 +217,27 @@ export async function consistently(
   }
 }
 
-/** A worker as its own process (`worker/main.ts`), configured like `config`, to kill or scale out. */
-export function spawnWorkerProcess(config: Config, env: Record<string, string> = {}): ChildProcess {
+/**
+ * A worker as its own process (`worker/main.ts`), configured like `config`, to kill or scale
+ * out. Its JSON log lines go nowhere unless `output` is given, which receives each of them.
+ */
+export function spawnWorkerProcess(
+  config: Config,
+  env: Record<string, string> = {},
+  output?: (line: string) => void,
+): ChildProcess {
+  return spawnServiceProcess(path.join('worker', 'main.ts'), config, env, output);
+}
+
+/** `worker/main.ts` or `api/main.ts` as its own process, configured like `config`. */
+export function spawnServiceProcess(
+  main: string,
+  config: Config,
+  env: Record<string, string> = {},
+  output?: (line: string) => void,
+): ChildProcess {
   const root = path.resolve(__dirname, '..');
-  return spawn(process.execPath, ['--import', 'tsx', path.join(root, 'worker', 'main.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, main)], {
     cwd: root,
     env: {
       ...process.env,
@@ -237,6 +254,17 @@ export function spawnWorkerProcess(config: Config, env: Record<string, string> =
       LOG_LEVEL: 'warn',
       ...env,
     },
-    stdio: 'ignore',
+    stdio: output ? ['ignore', 'pipe', 'pipe'] : 'ignore',
   });
+  if (output) {
+    for (const stream of [child.stdout, child.stderr]) {
+      let buffered = '';
+      stream?.setEncoding('utf8').on('data', (chunk: string) => {
+        const lines = (buffered + chunk).split('\n');
+        buffered = lines.pop() ?? '';
+        for (const line of lines) output(line);
+      });
+    }
+  }
+  return child;
 }

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, expect, it } from 'vitest';
@@ -11,6 +11,8 @@ import { waitFor } from './helpers';
 // The README's run command end to end: its own Temporal dev server and simulated cluster
 // (controller-manager, scheduler, kwok nodes), the demo webhooks, builds started by real
 // Deployment and Job controllers, one stopped and one undeployed, then a clean Ctrl-C.
+// Before that, the first run is SIGKILLed, leaving its daemons behind, and a second run
+// comes up on the same state folder all the same.
 
 const root = path.resolve(__dirname, '..');
 const stateDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-local-'));
@@ -18,8 +20,26 @@ let service: ChildProcess | undefined;
 
 afterAll(() => {
   service?.kill('SIGKILL');
+  // A failed test leaves no daemon behind either: end what the pid file still records.
+  try {
+    const recorded = JSON.parse(readFileSync(path.join(stateDir, 'children.json'), 'utf8')) as Array<{
+      pid: number;
+    }>;
+    for (const { pid } of recorded) if (running(pid)) process.kill(pid, 'SIGKILL');
+  } catch {
+    // No pid file: the run stopped cleanly.
+  }
   rmSync(stateDir, { recursive: true, force: true });
 });
+
+/** A process that is still running (not gone, not a zombie waiting to be reaped). */
+const running = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8') !== '';
+  } catch {
+    return false;
+  }
+};
 
 const daemonsLeft = () => {
   try {
@@ -40,13 +60,37 @@ it('runs the whole service locally and stops it cleanly', async () => {
   for (const name of ['TEMPORAL_ADDRESS', 'KUBECONFIG']) delete env[name];
   env.RUNBOAT_LOCAL_TEMPORAL_PORT = String(temporalPort);
   env.RUNBOAT_LOCAL_TEMPORAL_UI_PORT = String(uiPort);
-  service = spawn(process.execPath, ['--import', 'tsx', 'scripts/local-run.ts'], {
-    cwd: root,
-    env,
-    stdio: 'ignore',
-  });
+  const start = () =>
+    spawn(process.execPath, ['--import', 'tsx', 'scripts/local-run.ts'], { cwd: root, env, stdio: 'ignore' });
   const url = `http://127.0.0.1:${port}`;
-  await waitFor('the API', async () => (await fetch(`${url}/readyz`)).ok, 120_000);
+  const ready = () => waitFor('the API', async () => (await fetch(`${url}/readyz`)).ok, 120_000);
+
+  // Killed outright, the first run leaves its daemons running: they hold the Temporal ports
+  // and etcd's data folder. The second run ends them and starts its own.
+  service = start();
+  await ready();
+  const children = JSON.parse(readFileSync(path.join(stateDir, 'children.json'), 'utf8')) as Array<{
+    pid: number;
+    name: string;
+  }>;
+  expect(children.map((c) => c.name).sort()).toEqual(
+    [
+      'etcd',
+      'kube-apiserver',
+      'kube-controller-manager',
+      'kube-scheduler',
+      'kwok',
+      'local-run',
+      'temporal',
+    ].sort(),
+  );
+  const first = service;
+  first.kill('SIGKILL');
+  await new Promise((resolve) => first.once('exit', resolve));
+  expect(children.filter((c) => c.name !== 'local-run' && running(c.pid))).toHaveLength(6);
+  service = start();
+  await ready();
+  expect(children.filter((c) => running(c.pid)).map((c) => c.name)).toEqual([]);
 
   execFileSync(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', url], { cwd: root, env });
   const builds = async () => (await (await fetch(`${url}/api/v1/builds`)).json()) as BuildJson[];
@@ -100,4 +144,4 @@ it('runs the whole service locally and stops it cleanly', async () => {
   service.kill('SIGINT');
   await new Promise((resolve) => service?.once('exit', resolve));
   await waitFor('no daemon left', async () => daemonsLeft() === '', 15_000);
-}, 300_000);
+}, 420_000);

@@ -1,6 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import http from 'node:http';
+import { brotliCompressSync, deflateSync } from 'node:zlib';
+import { Webhooks } from '@octokit/webhooks';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { describe, expect, it, vi } from 'vitest';
 import { getBuildState, lifecycleSettings } from '../api/build-client';
-import { buildRef } from '../common/build';
+import { buildName, buildRef } from '../common/build';
+import { logger } from '../common/logger';
 import type { buildWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { payloads, useStack } from './api-server';
@@ -12,6 +17,8 @@ const config = testConfig({
   RUNBOAT_GITHUB_WEBHOOK_SECRET: 'webhook-secret',
   RUNBOAT_REPOS: JSON.stringify([
     { repo: '^oca/.*', branch: '^1[0-9]\\.0$', builds: [{ image: 'odoo:16' }] },
+    // Any branch at all: only the service's own branch-name rule stands in the way.
+    { repo: '^oca/permissive$', branch: '.*', builds: [{ image: 'odoo:16' }] },
   ]),
 });
 const stack = useStack(config);
@@ -174,5 +181,110 @@ describe('GitHub webhooks', () => {
     // Give visibility the time to show a workflow if one had been started.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
     expect((await workflowsOfQueue()).count).toBe(before);
+  });
+
+  it('refuses a push of a branch git could not have made, starting or undeploying nothing', async () => {
+    for (const branch of ['../../x', '.hidden', 'a..b', 'feature/x.lock', 'x/']) {
+      for (const deleted of [false, true]) {
+        const answer = await stack.api.webhook(
+          'push',
+          payloads.push('oca/permissive', branch, SHA('8'), deleted),
+        );
+        expect(answer.status, branch).toBe(400);
+        expect(((await answer.json()) as { detail: string }).detail, branch).toContain(
+          JSON.stringify(branch),
+        );
+      }
+      const commit = { repo: 'oca/permissive', target_branch: branch, pr: null, git_commit: SHA('8') };
+      // No workflow under the id the build would have had (describe is exact, unlike a listing).
+      await expect(
+        stack.temporal.client.workflow.getHandle(buildWorkflowId(buildName(commit))).describe(),
+      ).rejects.toBeInstanceOf(WorkflowNotFoundError);
+    }
+    // The same repo takes a branch git allows.
+    const fine = await stack.api.webhook('push', payloads.push('oca/permissive', 'feature/x.y', SHA('8')));
+    expect(fine.status).toBe(200);
+  });
+
+  describe('bodies the service cannot read', () => {
+    const signedPush = async (sha: string) => {
+      const text = JSON.stringify(payloads.push('oca/web', '16.0', sha));
+      return { text, signature: await new Webhooks({ secret: 'webhook-secret' }).sign(text) };
+    };
+    const deliver = (body: Buffer | string, headers: Record<string, string>) =>
+      fetch(`${stack.api.url}/webhooks/github`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-github-event': 'push', ...headers },
+        body,
+      });
+
+    it('answers 415 to an unknown Content-Encoding and 400 to a body that does not decode', async () => {
+      const error = vi.spyOn(logger, 'error');
+      try {
+        const { text, signature } = await signedPush(SHA('a'));
+        const cases: Array<[string, Buffer | string, string, number]> = [
+          ['unknown encoding', text, 'compress', 415],
+          ['made-up encoding', text, 'x-rot13', 415],
+          ['deflate that is not', text, 'deflate', 400],
+          ['br that is not', text, 'br', 400],
+          ['gzip that is not', text, 'gzip', 400],
+        ];
+        for (const [what, body, encoding, status] of cases) {
+          const answer = await deliver(body, {
+            'content-encoding': encoding,
+            'x-hub-signature-256': signature,
+          });
+          expect(answer.status, what).toBe(status);
+          const { detail } = (await answer.json()) as { detail: string };
+          expect(detail, what).toBeTruthy();
+          if (status === 415) expect(detail, what).toContain(encoding);
+        }
+        expect(error).not.toHaveBeenCalled();
+      } finally {
+        error.mockRestore();
+      }
+    });
+
+    it('reads deflate- and br-encoded bodies, checking the signature of what they hold', async () => {
+      for (const [encoding, compress] of [
+        ['deflate', deflateSync],
+        ['br', brotliCompressSync],
+      ] as const) {
+        const { text, signature } = await signedPush(SHA('b'));
+        const answer = await deliver(compress(text), {
+          'content-encoding': encoding,
+          'x-hub-signature-256': signature,
+        });
+        expect(answer.status, encoding).toBe(200);
+        expect(((await answer.json()) as { outcome: string }).outcome, encoding).toBe('started');
+      }
+    });
+
+    it('logs a client that aborts mid-body at info, not as an error', async () => {
+      const error = vi.spyOn(logger, 'error');
+      const info = vi.spyOn(logger, 'info');
+      try {
+        const request = http.request(`${stack.api.url}/webhooks/github`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'x-github-event': 'push',
+            'content-length': '100000',
+          },
+        });
+        request.on('error', () => undefined);
+        // Headers and part of the body reach the socket, then the client goes away.
+        await new Promise<void>((resolve) => request.write('{"ref": "refs/heads/16.0", ', () => resolve()));
+        request.destroy();
+        const logged = await waitFor('the aborted request logged', async () =>
+          info.mock.calls.find((call) => call[1] === 'client aborted the request'),
+        );
+        expect(logged[0]).toMatchObject({ status: 400, path: '/webhooks/github' });
+        expect(error).not.toHaveBeenCalled();
+      } finally {
+        error.mockRestore();
+        info.mockRestore();
+      }
+    });
   });
 });

@@ -1,36 +1,80 @@
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { closeKustomizeRenderers } from '../activities/kustomize';
-import { ConfigError, loadConfig } from '../common/config';
+import { ConfigError, loadConfig, type Config } from '../common/config';
 import { logger } from '../common/logger';
+import { isTemporalUnreachable, waitToRetry } from '../common/retry';
 import { installRuntime } from './runtime';
 import { ensureEvictionSchedule } from './schedule';
 import { createWorker } from './worker';
 
 // The worker process: runs build workflows and their activities until SIGTERM/SIGINT, when
 // it stops polling and lets in-flight activities finish (the SDK's graceful shutdown).
+// Temporal being unreachable is waited out, at start and while running: the worker connects
+// again with backoff and polls anew. Anything else (bad configuration) ends it with exit 1.
+
+/** A worker that polled this long before losing Temporal starts its backoff over. */
+const HEALTHY_RUN_MS = 60_000;
 
 async function main(): Promise<void> {
   const config = loadConfig();
   installRuntime(config);
+  // The SDK shuts a running worker down on these signals; while no worker runs (Temporal is
+  // down), they end the wait instead.
+  const stopping = new AbortController();
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      logger.info({ signal }, 'worker shutting down');
+      stopping.abort();
+    });
+  }
+  for (let failures = 1; ; failures++) {
+    let pollingSince: number | undefined;
+    try {
+      await runWorker(config, stopping.signal, () => (pollingSince = Date.now()));
+      return;
+    } catch (error) {
+      if (stopping.signal.aborted) return;
+      if (!isTemporalUnreachable(error)) throw error;
+      if (pollingSince !== undefined) {
+        logger.warn({ err: (error as Error).message }, 'worker lost Temporal');
+        if (Date.now() - pollingSince >= HEALTHY_RUN_MS) failures = 1;
+      }
+      await waitToRetry('connecting to Temporal', error, failures, { signal: stopping.signal }).catch(
+        () => undefined,
+      );
+      if (stopping.signal.aborted) return;
+    }
+  }
+}
+
+/** One life of the worker: connects, ensures the schedule, polls until shut down or cut off. */
+async function runWorker(config: Config, stopping: AbortSignal, polling: () => void): Promise<void> {
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
-  const clientConnection = await Connection.connect({ address: config.temporalAddress });
+  let clientConnection: Connection | undefined;
   try {
+    clientConnection = await Connection.connect({ address: config.temporalAddress });
     await ensureEvictionSchedule(
       new Client({ connection: clientConnection, namespace: config.temporalNamespace }),
       config,
     );
+    if (stopping.aborted) return;
     const worker = await createWorker(config, connection);
     logger.info({ taskQueue: config.taskQueue, namespace: config.buildNamespace }, 'worker started');
+    polling();
     await worker.run();
   } finally {
-    await closeKustomizeRenderers();
-    await clientConnection.close();
-    await connection.close();
+    await clientConnection?.close().catch(() => undefined);
+    await connection.close().catch(() => undefined);
   }
 }
 
-main().catch((error: unknown) => {
-  logger.fatal(error instanceof ConfigError ? error.message : error, 'worker failed');
-  process.exit(1);
-});
+main()
+  .finally(closeKustomizeRenderers)
+  .then(
+    () => process.exit(0),
+    (error: unknown) => {
+      logger.fatal(error instanceof ConfigError ? error.message : error, 'worker failed');
+      process.exit(1);
+    },
+  );
