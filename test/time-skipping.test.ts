@@ -416,10 +416,11 @@ it('leaves a build failed, with its reason, when the cluster refuses its objects
   await withBuild(activities, defaults, async (handle) => {
     const failed = await untilStatus(handle, 'failed');
     expect(failed.last_error).toContain('quota exceeded');
-    expect(activities.reportCommitStatus).toHaveBeenLastCalledWith(
-      build,
-      'failure',
-      expect.stringContaining('quota exceeded'),
+    // Reported right after the status changes.
+    await waitFor('the failure status', async () =>
+      activities.reportCommitStatus.mock.calls.some(
+        ([, state, description]) => state === 'failure' && description.includes('quota exceeded'),
+      ),
     );
     // Still alive: an undeploy removes everything, as for any build.
     await handle.signal(undeploySignal);
