@@ -1,18 +1,14 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { TypedSearchAttributes } from '@temporalio/common';
 import { buildRef, UnsafeCommitInfoError } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import { logger } from '../common/logger';
-import { searchAttributes } from '../common/search-attributes';
-import type {
-  BuildCommand,
-  BuildRef,
-  BuildSnapshot,
-  BuildState,
-  BuildStatus,
-  CommitInfo,
-  InitStatus,
-} from '../common/types';
+import {
+  buildFromSearchAttributes,
+  buildSearchAttributes,
+  searchAttributes,
+  type ListedBuild,
+} from '../common/search-attributes';
+import type { BuildCommand, BuildRef, BuildSnapshot, BuildStatus, CommitInfo } from '../common/types';
 import {
   buildStateQuery,
   buildWorkflowId,
@@ -54,6 +50,17 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
     args: [{ build, settings: lifecycleSettings(config) }],
     workflowIdConflictPolicy: 'USE_EXISTING',
     workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    // Listable (and counted by eviction) from the start, not from its first workflow task. The
+    // workflow upserts the same attributes with its exact start time on its first task; an
+    // existing build (USE_EXISTING) keeps its own.
+    typedSearchAttributes: buildSearchAttributes({
+      ...build,
+      status: 'initializing',
+      init_status: 'todo',
+      created: new Date().toISOString(),
+      last_scaled: null,
+      last_error: null,
+    }),
   });
   return build;
 }
@@ -84,8 +91,7 @@ export interface BuildFilter {
   name?: string;
 }
 
-/** A build as visibility lists it: every field the API shows comes from search attributes. */
-export type ListedBuild = Omit<BuildState, 'last_error'>;
+export type { ListedBuild };
 
 /**
  * Running build workflows of this deployment's task queue that match `filter`, oldest first.
@@ -116,32 +122,10 @@ export async function listBuilds(
   if (filter.name) clauses.push(`${searchAttributes.name.name} = ${quote(filter.name)}`);
   const builds: ListedBuild[] = [];
   for await (const workflow of client.workflow.list({ query: clauses.join(' AND ') })) {
-    const listed = fromSearchAttributes(workflow.typedSearchAttributes);
+    const listed = buildFromSearchAttributes(workflow.typedSearchAttributes);
     if (listed) builds.push(listed);
   }
   return builds.sort((a, b) => a.created.localeCompare(b.created));
-}
-
-function fromSearchAttributes(attributes: TypedSearchAttributes): ListedBuild | undefined {
-  const name = attributes.get(searchAttributes.name);
-  const status = attributes.get(searchAttributes.status) as BuildStatus | undefined;
-  const created = attributes.get(searchAttributes.created);
-  // A workflow that has not run its first task yet has no attributes: not listed until it has.
-  if (!name || !status || !created) return undefined;
-  return {
-    name,
-    slug: attributes.get(searchAttributes.slug) ?? '',
-    commit: {
-      repo: attributes.get(searchAttributes.repo) ?? '',
-      target_branch: attributes.get(searchAttributes.targetBranch) ?? '',
-      pr: attributes.get(searchAttributes.pr) ?? null,
-      git_commit: attributes.get(searchAttributes.commit) ?? '',
-    },
-    status,
-    init_status: (attributes.get(searchAttributes.initStatus) ?? 'todo') as InitStatus,
-    created: created.toISOString(),
-    last_scaled: attributes.get(searchAttributes.lastScaled)?.toISOString() ?? null,
-  };
 }
 
 /** The build name of `commit`, or undefined when GitHub sent values no build can have. */
