@@ -86,6 +86,7 @@ function stubActivities(waits: Partial<Waits> = {}) {
       await env.client.workflow.getHandle(workflowId).signal(slotGrantedSignal);
     }),
     deployedBuilds: vi.fn<BuildActivities['deployedBuilds']>(async () => []),
+    evictionPlan: vi.fn<BuildActivities['evictionPlan']>(async () => ({ stop: [], undeploy: [] })),
     endedWorkflows: vi.fn<BuildActivities['endedWorkflows']>(async () => []),
     reportCommitStatus: vi.fn<BuildActivities['reportCommitStatus']>(async () => undefined),
     applyKubefiles: vi.fn<BuildActivities['applyKubefiles']>(async () => undefined),
