@@ -4,7 +4,9 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -33,6 +35,9 @@ const watches = proxyActivities<BuildActivities>({
   retry,
 });
 
+/** Short and idempotent (a signal to the init-slot coordinator): no activity task needed. */
+const local = proxyLocalActivities<BuildActivities>({ startToCloseTimeout: '1 minute', retry });
+
 /** Continue-as-new well before Temporal's history limits, keeping replays short. */
 const MAX_HISTORY_EVENTS = 2_000;
 const CLEANUP_RETRY_MAX_SECONDS = 3_600;
@@ -50,6 +55,10 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     last_error: null,
   };
   const commands: BuildCommand[] = input.resume?.commands ?? [];
+  // Cost (issue 10): each transition is one activity (activities/index.ts
+  // `transitionActivities`) and the slot request a local activity. Builds started before
+  // replay the single steps they ran.
+  const merged = patched('merged-transitions');
   for (const [command, signal] of Object.entries(commandSignals)) {
     setHandler(signal, () => void commands.push(command as BuildCommand));
   }
@@ -64,9 +73,9 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     upsertSearchAttributes(buildSearchAttributes(state));
   };
 
+  const stampScaled = () => (state.last_scaled = new Date().toISOString());
   const scale = async (replicas: number) => {
-    state.last_scaled = new Date().toISOString();
-    await kube.scaleBuild(build.name, replicas, state.last_scaled);
+    await kube.scaleBuild(build.name, replicas, stampScaled());
   };
 
   const interruptRequested = () => commands.includes('undeploy') || commands.includes('reset');
@@ -85,6 +94,10 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
 
   async function deploy(): Promise<BuildPhase> {
     setStatus('initializing', 'todo');
+    if (merged) {
+      await kube.deployBuild(build);
+      return 'initialize';
+    }
     await kube.applyKubefiles(build, 'deployment');
     await kube.reportCommitStatus(build, 'pending', 'deployed, waiting to initialize');
     return 'initialize';
@@ -96,7 +109,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   /** Waits in line for one of the `max_initializing` init slots; false if interrupted first. */
   async function acquireInitSlot(): Promise<boolean> {
     slotGranted = false;
-    await kube.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing);
+    await (merged ? local : kube).requestInitSlot(workflowInfo().workflowId, settings.maxInitializing);
     const granted = await untilInterrupted(() => condition(() => slotGranted), interruptRequested);
     if (granted !== INTERRUPTED) return true;
     await releaseInitSlot();
@@ -124,11 +137,16 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   }
 
   async function initializeHoldingSlot(): Promise<BuildPhase> {
-    await kube.deleteJobs(build.name, 'initialize');
-    await kube.applyKubefiles(build, 'initialize');
-    await kube.setInitStatus(build.name, 'started');
-    setStatus('initializing', 'started');
-    await kube.reportCommitStatus(build, 'pending', 'initializing');
+    if (merged) {
+      await kube.startInitJob(build);
+      setStatus('initializing', 'started');
+    } else {
+      await kube.deleteJobs(build.name, 'initialize');
+      await kube.applyKubefiles(build, 'initialize');
+      await kube.setInitStatus(build.name, 'started');
+      setStatus('initializing', 'started');
+      await kube.reportCommitStatus(build, 'pending', 'initializing');
+    }
     const outcome = await untilInterrupted(
       () => watches.waitForJob(build.name, 'initialize'),
       interruptRequested,
@@ -149,6 +167,11 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
       return 'live';
     }
     state.last_error = null;
+    if (merged) {
+      setStatus('starting', 'succeeded');
+      await kube.finishInitAndStart(build, stampScaled());
+      return 'live';
+    }
     await kube.setInitStatus(build.name, 'succeeded');
     await kube.applyKubefiles(build, 'stop');
     setStatus('stopped', 'succeeded');
@@ -161,12 +184,14 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   // transition must see where the build is heading, or it would act on it twice.
   async function start(): Promise<void> {
     setStatus('starting');
+    if (merged) return kube.startDeployment(build, stampScaled());
     await kube.applyKubefiles(build, 'start');
     await scale(1);
   }
 
   async function stop(): Promise<void> {
     setStatus('stopping');
+    if (merged) return kube.stopDeployment(build, stampScaled());
     await scale(0);
     await kube.applyKubefiles(build, 'stop');
   }
