@@ -7,12 +7,19 @@ import type { BuildCluster } from '../activities/kubernetes';
 import { findRepoSettings, type Config } from '../common/config';
 import { BUILD_STATUSES, type BuildCommand } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
-import { getBuildState, listBuilds, sendBuildCommand, startBuild, undeployBuilds } from './build-client';
+import {
+  countBuilds,
+  getBuildState,
+  listBuilds,
+  sendBuildCommand,
+  startBuild,
+  undeployBuilds,
+} from './build-client';
 import { errorHandler, HttpError } from './errors';
 import { BuildEvents } from './events';
 import { openApiDocument } from './openapi';
 import { uiRouter } from './ui';
-import { buildJson, listedBuildJson, statusCounts } from './views';
+import { buildJson, listedBuildJson, statusFromCounts } from './views';
 import { createMetrics } from './metrics';
 import { webhookRouter } from './webhooks';
 
@@ -98,7 +105,7 @@ export function createApp(deps: ApiDependencies): Api {
   const api = Router();
 
   api.get('/status', async (_request, response) => {
-    response.json(statusCounts(config, await bounded(() => listBuilds(client, config))));
+    response.json(statusFromCounts(config, await bounded(() => countBuilds(client, config))));
   });
 
   api.get('/repos', async (_request, response) => {
