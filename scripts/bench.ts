@@ -329,6 +329,17 @@ async function main(): Promise<void> {
     }
     const evictionMs = Date.now() - evictionStarted;
     const evictionCpu = sum(CpuMeter.delta(evictionCpu0, service.sample()));
+    // Again, once visibility shows the result: the steady state, where nothing is to be done.
+    await sleep(3_000);
+    const idleEvictionCpu0 = service.sample();
+    const idleEvictionStarted = Date.now();
+    await client.workflow.execute<typeof evictionWorkflow>('evictionWorkflow', {
+      workflowId: 'bench-eviction-again',
+      taskQueue: 'bench',
+      args: [{ maxStarted: 6, maxDeployed: MAX_DEPLOYED_AFTER }],
+    });
+    const idleEvictionMs = Date.now() - idleEvictionStarted;
+    const idleEvictionCpu = sum(CpuMeter.delta(idleEvictionCpu0, service.sample()));
     const workerMemory = memoryMiB(worker.pid as number);
 
     const deployLatency = [...requested].map(([name, t]) => (deployed.get(name) as number) - t);
@@ -367,6 +378,9 @@ async function main(): Promise<void> {
     console.log(
       `| eviction ${BUILDS} → ${MAX_DEPLOYED_AFTER} deployed (stops ${plan.stop.length}, undeploys ${plan.undeploy.length}) | ` +
         `run ${evictionRunMs} ms, converged ${evictionMs} ms, CPU ${fmt(evictionCpu)} s |`,
+    );
+    console.log(
+      `| eviction again, nothing to do (${BUILDS} running builds) | run ${idleEvictionMs} ms, CPU ${fmt(idleEvictionCpu)} s |`,
     );
     console.log(`| worker RSS now / peak | ${workerMemory.rss} / ${workerMemory.peak} MiB |`);
 
