@@ -29,6 +29,8 @@ export function createCoordinationActivities(config: Config) {
           workflowId: initSlotsWorkflowId(config.taskQueue),
           taskQueue: config.taskQueue,
           args: [{ capacity, holders: [], waiting: [] }],
+          // Its whole history is replayed after a timed-out task: give that room on a busy worker.
+          workflowTaskTimeout: '1 minute',
           signal: requestSlotSignal,
           signalArgs: [{ workflowId, capacity }],
         },
