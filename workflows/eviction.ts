@@ -20,9 +20,23 @@ export async function evictionWorkflow(limits: EvictionLimits): Promise<Eviction
   const plan = patched('eviction-candidates-from-visibility')
     ? await evictionPlan(limits)
     : planEviction(await deployedBuilds(), limits);
-  for (const name of plan.stop) await getExternalWorkflowHandle(buildWorkflowId(name)).signal(stopSignal);
-  for (const name of plan.undeploy)
-    await getExternalWorkflowHandle(buildWorkflowId(name)).signal(undeploySignal);
+  const signal = (name: string, command: typeof stopSignal | typeof undeploySignal) =>
+    getExternalWorkflowHandle(buildWorkflowId(name)).signal(command);
+  if (patched('eviction-signals-at-once')) {
+    // All in one workflow task: one at a time took a workflow task each (minutes for hundreds
+    // of builds on a busy worker). An undeploy overrides a stop, whichever arrives first.
+    // A build that ended meanwhile does not keep the others from being told.
+    const sent = await Promise.allSettled([
+      ...plan.stop.map((name) => signal(name, stopSignal)),
+      ...plan.undeploy.map((name) => signal(name, undeploySignal)),
+    ]);
+    const failed = sent.filter((result) => result.status === 'rejected');
+    if (failed.length)
+      log.warn('eviction could not signal some builds', { errors: failed.map((r) => String(r.reason)) });
+  } else {
+    for (const name of plan.stop) await signal(name, stopSignal);
+    for (const name of plan.undeploy) await signal(name, undeploySignal);
+  }
   if (plan.stop.length || plan.undeploy.length) log.info('evicting builds', { ...plan });
   return plan;
 }
