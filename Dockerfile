@@ -27,7 +27,8 @@ COPY kubefiles kubefiles
 COPY deploy/dist-assets.sh deploy/dist-assets.sh
 # (test/ and scripts/, but for the renderer's Go sources, are not in the build context:
 # tsconfig.json's other folders compile alone.)
-RUN npm run build && sh deploy/dist-assets.sh dist
+# The workflow code is bundled here, once, not by every worker at start (dist/workflow-bundle.js).
+RUN npm run build && sh deploy/dist-assets.sh dist && node dist/worker/bundle.js
 
 # Runtime dependencies only.
 FROM ${NODE_IMAGE} AS prod-deps

@@ -1,8 +1,15 @@
-import { Context } from '@temporalio/activity';
+import { Context, log } from '@temporalio/activity';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import type { Config } from '../common/config';
-import type { BuildSnapshot } from '../common/types';
-import { buildStateQuery } from '../workflows/definitions';
+import {
+  selectEviction,
+  type EvictionLimits,
+  type EvictionPlan,
+  type EvictionSource,
+} from '../common/eviction';
+import { buildFromSearchAttributes, searchAttributes } from '../common/search-attributes';
+import type { BuildSnapshot, BuildState, BuildStatus } from '../common/types';
+import { buildStateQuery, buildWorkflowId } from '../workflows/definitions';
 import {
   initSlotsWorkflowId,
   requestSlotSignal,
@@ -22,13 +29,54 @@ export function createCoordinationActivities(config: Config) {
           workflowId: initSlotsWorkflowId(config.taskQueue),
           taskQueue: config.taskQueue,
           args: [{ capacity, holders: [], waiting: [] }],
+          // Its whole history is replayed after a timed-out task: give that room on a busy worker.
+          workflowTaskTimeout: '1 minute',
           signal: requestSlotSignal,
           signalArgs: [{ workflowId, capacity }],
         },
       );
     },
 
-    /** The exact state of every running build of this task queue. */
+    /**
+     * What eviction stops and undeploys: candidates from visibility, each build acted on
+     * re-checked by its query (see `selectEviction`).
+     */
+    async evictionPlan(limits: EvictionLimits): Promise<EvictionPlan> {
+      const { client } = Context.current();
+      const running = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${config.taskQueue}'`;
+      const withStatus = (statuses?: readonly BuildStatus[]) =>
+        statuses
+          ? `${running} AND ${searchAttributes.status.name} IN (${statuses.map((s) => `'${s}'`).join(', ')})`
+          : running;
+      const source: EvictionSource = {
+        count: async (statuses) => (await client.workflow.count(withStatus(statuses))).count,
+        async list(statuses) {
+          const builds: BuildState[] = [];
+          for await (const workflow of client.workflow.list({ query: withStatus(statuses) })) {
+            Context.current().heartbeat();
+            const build = buildFromSearchAttributes(workflow.typedSearchAttributes);
+            if (build) builds.push({ ...build, last_error: null });
+          }
+          return builds;
+        },
+        async query(name) {
+          try {
+            return await client.workflow.getHandle(buildWorkflowId(name)).query(buildStateQuery);
+          } catch (error) {
+            // Listed a moment ago, gone now: nothing to evict.
+            if (error instanceof WorkflowNotFoundError) return undefined;
+            throw error;
+          }
+        },
+      };
+      const { stop, undeploy, queried, skipped } = await selectEviction(source, limits);
+      for (const { name, error } of skipped)
+        log.warn('eviction skipped a build whose state it could not query', { build: name, error });
+      log.debug('eviction plan', { stop: stop.length, undeploy: undeploy.length, queried });
+      return { stop, undeploy };
+    },
+
+    /** The exact state of every running build of this task queue (eviction before `evictionPlan`). */
     async deployedBuilds(): Promise<BuildSnapshot[]> {
       const { client } = Context.current();
       const query = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${config.taskQueue}'`;

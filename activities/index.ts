@@ -15,6 +15,65 @@ import type { BuildCluster, WatchOptions } from './kubernetes';
 const HEARTBEAT_INTERVAL_MS = 5_000;
 
 export function createActivities(config: Config, cluster: BuildCluster, github = new GitHub(config)) {
+  const steps = createStepActivities(config, cluster, github);
+  return { ...steps, ...transitionActivities(steps) };
+}
+
+export type BuildActivities = ReturnType<typeof createActivities>;
+
+/** The single-step activities, which the transitions are made of. */
+export type StepActivities = ReturnType<typeof createStepActivities>;
+
+/**
+ * A build's transitions in one round trip each (one activity task, one workflow task), made of
+ * the idempotent single steps in the order the single-step workflow ran them, so that a retry
+ * converges the same way. Builds started before the workflow used them still run the steps.
+ */
+export function transitionActivities(
+  steps: Pick<
+    StepActivities,
+    'applyKubefiles' | 'reportCommitStatus' | 'deleteJobs' | 'setInitStatus' | 'scaleBuild'
+  >,
+) {
+  return {
+    /** SPEC §3 step 1: the `deployment` objects, commit status pending. */
+    async deployBuild(build: BuildRef): Promise<void> {
+      await steps.applyKubefiles(build, 'deployment');
+      await steps.reportCommitStatus(build, 'pending', 'deployed, waiting to initialize');
+    },
+
+    /** Step 3, holding a slot: a fresh init Job, `init-status=started`. */
+    async startInitJob(build: BuildRef): Promise<void> {
+      await steps.deleteJobs(build.name, 'initialize');
+      await steps.applyKubefiles(build, 'initialize');
+      await steps.setInitStatus(build.name, 'started');
+      await steps.reportCommitStatus(build, 'pending', 'initializing');
+    },
+
+    /** Step 4 on success: `init-status=succeeded`, `stop` mode, status success, then started. */
+    async finishInitAndStart(build: BuildRef, scaledAt: string): Promise<void> {
+      await steps.setInitStatus(build.name, 'succeeded');
+      await steps.applyKubefiles(build, 'stop');
+      await steps.reportCommitStatus(build, 'success', 'ready');
+      await steps.applyKubefiles(build, 'start');
+      await steps.scaleBuild(build.name, 1, scaledAt);
+    },
+
+    /** The `start` command: `start` mode, then 1 replica. */
+    async startDeployment(build: BuildRef, scaledAt: string): Promise<void> {
+      await steps.applyKubefiles(build, 'start');
+      await steps.scaleBuild(build.name, 1, scaledAt);
+    },
+
+    /** The `stop` command: 0 replicas, then `stop` mode. */
+    async stopDeployment(build: BuildRef, scaledAt: string): Promise<void> {
+      await steps.scaleBuild(build.name, 0, scaledAt);
+      await steps.applyKubefiles(build, 'stop');
+    },
+  };
+}
+
+function createStepActivities(config: Config, cluster: BuildCluster, github: GitHub) {
   const rendered = renderCache(config);
   const deployments = new GitHubDeployments(config, github);
   return {
@@ -83,8 +142,6 @@ export function createActivities(config: Config, cluster: BuildCluster, github =
     },
   };
 }
-
-export type BuildActivities = ReturnType<typeof createActivities>;
 
 const RENDER_CACHE_SIZE = 2_000;
 

@@ -11,6 +11,7 @@ import { buildWorkflowId } from '../workflows/definitions';
 import { LOG_PAGE_CSP, ansiToHtmlPage } from './ansi-html';
 import { boundedCalls } from './backend';
 import {
+  countBuilds,
   getBuildState,
   listBuilds,
   runboatOrder,
@@ -23,7 +24,7 @@ import { errorHandler, HttpError } from './errors';
 import { BuildEvents } from './events';
 import { openApiDocument } from './openapi';
 import { uiRouter } from './ui';
-import { buildJson, listedBuildJson, statusCounts } from './views';
+import { buildJson, listedBuildJson, statusFromCounts } from './views';
 import { createMetrics } from './metrics';
 import { webhookRouter } from './webhooks';
 import { forceUndeployBuild } from './build-client';
@@ -134,7 +135,7 @@ export function createApp(deps: ApiDependencies): Api {
   const api = Router();
 
   api.get('/status', async (_request, response) => {
-    response.json(statusCounts(config, await bounded(() => listBuilds(client, config))));
+    response.json(statusFromCounts(config, await bounded(() => countBuilds(client, config))));
   });
 
   api.get('/repos', async (_request, response) => {

@@ -4,21 +4,25 @@ import {
   WorkflowUpdateRPCTimeoutOrCancelledError,
   type Client,
 } from '@temporalio/client';
-import { ApplicationFailure, type TypedSearchAttributes } from '@temporalio/common';
+import { ApplicationFailure } from '@temporalio/common';
 import { buildRef, UnsafeCommitInfoError } from '../common/build';
 import { judgeCommand } from '../common/commands';
 import { findRepoSettings, type Config } from '../common/config';
 import { logger } from '../common/logger';
 import { capBuildsOfRef } from './per-ref-cap';
-import { searchAttributes } from '../common/search-attributes';
-import type {
-  BuildCommand,
-  BuildRef,
-  BuildSnapshot,
-  BuildState,
-  BuildStatus,
-  CommitInfo,
-  InitStatus,
+import {
+  buildFromSearchAttributes,
+  buildSearchAttributes,
+  searchAttributes,
+  type ListedBuild,
+} from '../common/search-attributes';
+import {
+  BUILD_STATUSES,
+  type BuildCommand,
+  type BuildRef,
+  type BuildSnapshot,
+  type BuildStatus,
+  type CommitInfo,
 } from '../common/types';
 import {
   buildStateQuery,
@@ -90,6 +94,17 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
     args: [{ build, settings: lifecycleSettings(config) }],
     workflowIdConflictPolicy: 'USE_EXISTING',
     workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    // Listable (and counted by eviction) from the start, not from its first workflow task. The
+    // workflow upserts the same attributes with its exact start time on its first task; an
+    // existing build (USE_EXISTING) keeps its own.
+    typedSearchAttributes: buildSearchAttributes({
+      ...build,
+      status: 'initializing',
+      init_status: 'todo',
+      created: new Date().toISOString(),
+      last_scaled: null,
+      last_error: null,
+    }),
   });
   try {
     await capBuildsOfRef(client, config, build);
@@ -173,8 +188,7 @@ export interface BuildFilter {
   name?: string;
 }
 
-/** A build as visibility lists it: every field the API shows comes from search attributes. */
-export type ListedBuild = Omit<BuildState, 'last_error'>;
+export type { ListedBuild };
 
 /**
  * Running build workflows of this deployment's task queue that match `filter`, in runboat's
@@ -206,7 +220,7 @@ export async function listBuilds(
   if (filter.name) clauses.push(`${searchAttributes.name.name} = ${quote(filter.name)}`);
   const builds: ListedBuild[] = [];
   for await (const workflow of client.workflow.list({ query: clauses.join(' AND ') })) {
-    const listed = fromSearchAttributes(workflow.typedSearchAttributes);
+    const listed = buildFromSearchAttributes(workflow.typedSearchAttributes);
     if (listed) builds.push(listed);
   }
   return runboatOrder(builds, 'asc');
@@ -231,26 +245,29 @@ export function runboatOrder(builds: ListedBuild[], direction: 'asc' | 'desc'): 
   );
 }
 
-function fromSearchAttributes(attributes: TypedSearchAttributes): ListedBuild | undefined {
-  const name = attributes.get(searchAttributes.name);
-  const status = attributes.get(searchAttributes.status) as BuildStatus | undefined;
-  const created = attributes.get(searchAttributes.created);
-  // A workflow that has not run its first task yet has no attributes: not listed until it has.
-  if (!name || !status || !created) return undefined;
-  return {
-    name,
-    slug: attributes.get(searchAttributes.slug) ?? '',
-    commit: {
-      repo: attributes.get(searchAttributes.repo) ?? '',
-      target_branch: attributes.get(searchAttributes.targetBranch) ?? '',
-      pr: attributes.get(searchAttributes.pr) ?? null,
-      git_commit: attributes.get(searchAttributes.commit) ?? '',
-    },
-    status,
-    init_status: (attributes.get(searchAttributes.initStatus) ?? 'todo') as InitStatus,
-    created: created.toISOString(),
-    last_scaled: attributes.get(searchAttributes.lastScaled)?.toISOString() ?? null,
-  };
+/**
+ * How many running builds have each status (and init status), by visibility counts: a few
+ * constant-size answers instead of listing every build (7,000 at OCA) for `/status`.
+ */
+export async function countBuilds(
+  client: Client,
+  config: Config,
+): Promise<{ statuses: Record<BuildStatus, number>; toInitialize: number; initializing: number }> {
+  const running = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${config.taskQueue.replace(/'/g, "\\'")}'`;
+  const count = async (clause: string) => (await client.workflow.count(`${running} AND ${clause}`)).count;
+  const status = (value: string) => `${searchAttributes.status.name} = '${value}'`;
+  const initStatus = (value: string) =>
+    `${status('initializing')} AND ${searchAttributes.initStatus.name} = '${value}'`;
+  const [counts, toInitialize, initializing] = await Promise.all([
+    Promise.all(BUILD_STATUSES.map((s) => count(status(s)))),
+    count(initStatus('todo')),
+    count(initStatus('started')),
+  ]);
+  const statuses = Object.fromEntries(BUILD_STATUSES.map((s, i) => [s, counts[i]])) as Record<
+    BuildStatus,
+    number
+  >;
+  return { statuses, toInitialize, initializing };
 }
 
 /** The build name of `commit`, or undefined when GitHub sent values no build can have. */

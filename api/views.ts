@@ -1,7 +1,7 @@
 import type { Config } from '../common/config';
 import type { CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
-import type { ListedBuild } from './build-client';
+import type { countBuilds, ListedBuild } from './build-client';
 
 // The JSON runboat's clients expect, field for field, plus this project's additions.
 
@@ -74,18 +74,21 @@ export interface StatusCounts {
   undeploying: number;
 }
 
-export function statusCounts(config: Config, builds: ListedBuild[]): StatusCounts {
-  const count = (predicate: (build: ListedBuild) => boolean) => builds.filter(predicate).length;
+/** `/status` from visibility counts (`countBuilds`). */
+export function statusFromCounts(
+  config: Config,
+  { statuses, toInitialize, initializing }: Awaited<ReturnType<typeof countBuilds>>,
+): StatusCounts {
   return {
-    deployed: count((b) => b.status !== 'undeploying'),
+    deployed: Object.values(statuses).reduce((a, b) => a + b, 0) - statuses.undeploying,
     max_deployed: config.maxDeployed,
-    failed: count((b) => b.status === 'failed'),
-    stopped: count((b) => b.status === 'stopped'),
-    started: count((b) => b.status === 'started'),
+    failed: statuses.failed,
+    stopped: statuses.stopped,
+    started: statuses.started,
     max_started: config.maxStarted,
-    to_initialize: count((b) => b.status === 'initializing' && b.init_status === 'todo'),
-    initializing: count((b) => b.status === 'initializing' && b.init_status === 'started'),
+    to_initialize: toInitialize,
+    initializing,
     max_initializing: config.maxInitializing,
-    undeploying: count((b) => b.status === 'undeploying'),
+    undeploying: statuses.undeploying,
   };
 }

@@ -1,5 +1,10 @@
-import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributePair } from '@temporalio/common';
-import type { BuildState } from './types';
+import {
+  defineSearchAttributeKey,
+  SearchAttributeType,
+  type SearchAttributePair,
+  type TypedSearchAttributes,
+} from '@temporalio/common';
+import type { BuildState, BuildStatus, InitStatus } from './types';
 
 // The build workflow keeps these current so that listing and counting builds is a Temporal
 // visibility query, with no side database. The server must know them before first use.
@@ -44,4 +49,30 @@ export function buildSearchAttributes(state: BuildState): SearchAttributePair[] 
   if (state.last_visited)
     pairs.push({ key: searchAttributes.lastVisited, value: new Date(state.last_visited) });
   return pairs;
+}
+
+/** A build as visibility lists it: every field the API shows comes from search attributes. */
+export type ListedBuild = Omit<BuildState, 'last_error'>;
+
+/** The build a workflow's search attributes describe; undefined for one without them. */
+export function buildFromSearchAttributes(attributes: TypedSearchAttributes): ListedBuild | undefined {
+  const name = attributes.get(searchAttributes.name);
+  const status = attributes.get(searchAttributes.status) as BuildStatus | undefined;
+  const created = attributes.get(searchAttributes.created);
+  // Started by an older API without attributes, before its first task: not listed until then.
+  if (!name || !status || !created) return undefined;
+  return {
+    name,
+    slug: attributes.get(searchAttributes.slug) ?? '',
+    commit: {
+      repo: attributes.get(searchAttributes.repo) ?? '',
+      target_branch: attributes.get(searchAttributes.targetBranch) ?? '',
+      pr: attributes.get(searchAttributes.pr) ?? null,
+      git_commit: attributes.get(searchAttributes.commit) ?? '',
+    },
+    status,
+    init_status: (attributes.get(searchAttributes.initStatus) ?? 'todo') as InitStatus,
+    created: created.toISOString(),
+    last_scaled: attributes.get(searchAttributes.lastScaled)?.toISOString() ?? null,
+  };
 }

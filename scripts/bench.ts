@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -13,60 +13,137 @@ import {
 } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { temporal as temporalProto } from '@temporalio/proto';
-import type { AddressInfo } from 'node:net';
-import { GitHub } from '../activities/github';
-import { BuildCluster } from '../activities/kubernetes';
-import { createApp } from '../api/app';
-import { startBuild } from '../api/build-client';
 import { webhookVerifier } from '../api/webhooks';
+import { startBuild } from '../api/build-client';
 import type { CommitInfo } from '../common/types';
 import { loadConfig } from '../common/config';
 import type { evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startControlPlane } from './control-plane';
 import { binary } from './paths';
+import { freePort } from './processes';
+import { startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer } from './temporal-dev';
 
-// `npm run bench`: 200 builds against a real Temporal dev server and kube-apiserver, with a
-// worker process; this script plays the Job and Deployment controllers and measures
-// (start request → Deployment exists), (init Job succeeded → Deployment scaled to 1), the
-// worker's peak RSS, and how long eviction takes to bring 200 deployed builds down to 50.
+// `npm run bench`: builds against the real service (a worker process and an API process, as in
+// production) on a Temporal dev server and, by default, the simulated cluster of `npm start`
+// (etcd, kube-apiserver, controller-manager, scheduler, kwok nodes), with the default kubefiles.
+//
+//   BENCH_SCENARIO=burst (default): BENCH_BUILDS (100) builds at once, through signed
+//     pull_request webhooks (BENCH_VIA=client: the Temporal client instead); latencies, CPU per
+//     build of the service's processes (from /proc, children included), workflow tasks and
+//     activities per build (from histories), eviction to 50 deployed.
+//   BENCH_SCENARIO=scale: as many builds as the machine holds, up to BENCH_BUILDS (7000),
+//     across 50 repos, max_initializing 20, max_started 150, within BENCH_SCALE_MINUTES (25)
+//     of populating; then RSS and disk of every process, idle CPU over 60 s, one eviction
+//     run, API latencies.
+//   BENCH_CLUSTER=bare: the bare control plane, the bench playing the Job and Deployment
+//     controllers (the benchmark as it was before the simulated cluster).
+//   BENCH_HISTORY=1 prints the first build's history.
 
-const BUILDS = Number(process.env.BENCH_BUILDS ?? 200);
+const SCENARIO = process.env.BENCH_SCENARIO ?? 'burst';
+const SCALE = SCENARIO === 'scale';
+const BUILDS = Number(process.env.BENCH_BUILDS ?? (SCALE ? 7000 : 100));
+const BARE = process.env.BENCH_CLUSTER === 'bare';
+const VIA_WEBHOOKS = process.env.BENCH_VIA !== 'client';
 const WEBHOOK_SECRET = 'bench-secret';
 const MAX_DEPLOYED_AFTER = 50;
+const REPOS = SCALE ? 50 : 1;
+const SCALE_MINUTES = Number(process.env.BENCH_SCALE_MINUTES ?? 25);
+const CLOCK_TICKS = 100;
 
 const percentile = (values: number[], p: number) => {
+  if (values.length === 0) return NaN;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * CPU seconds of a process and its descendants: the live ones (the worker's long-lived
+ * kustomize-renderer) read one by one, the ended ones through the reaped-children counters.
+ */
+function cpuSeconds(pid: number): number {
+  let ticks = 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime, stime, cutime, cstime: fields 14-17 of proc(5), counted from `state` (field 3).
+    ticks = fields.slice(11, 15).reduce((total, value) => total + Number(value), 0);
+  } catch {
+    return 0; // ended between listing and reading
+  }
+  return ticks / CLOCK_TICKS + childPids(pid).reduce((total, child) => total + cpuSeconds(child), 0);
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function memoryMiB(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 0);
+  return { rss: Math.round(kib('VmRSS') / 1024), peak: Math.round(kib('VmHWM') / 1024) };
+}
+
+function diskMiB(dir: string): number {
+  try {
+    return Math.round(Number(execFileSync('du', ['-sk', dir]).toString().split('\t')[0]) / 1024);
+  } catch {
+    return NaN;
+  }
+}
+
+/** A set of processes whose CPU is counted together. */
+class CpuMeter {
+  constructor(private readonly pids: Record<string, number>) {}
+  sample(): Record<string, number> {
+    return Object.fromEntries(Object.entries(this.pids).map(([name, pid]) => [name, cpuSeconds(pid)]));
+  }
+  static delta(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+    return Object.fromEntries(Object.keys(a).map((name) => [name, b[name] - a[name]]));
+  }
+}
+const sum = (values: Record<string, number>) => Object.values(values).reduce((a, b) => a + b, 0);
+const fmt = (seconds: number) => seconds.toFixed(2);
 
 async function main(): Promise<void> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-bench-'));
-  const [temporal, controlPlane] = await Promise.all([
-    startTemporalDevServer(workDir),
-    startControlPlane(path.join(workDir, 'kube')),
+  console.log(`bench ${SCENARIO}: logs in ${workDir}`);
+  const [temporal, cluster] = await Promise.all([
+    startTemporalDevServer(path.join(workDir, 'temporal'), {
+      // On disk for the scale scenario, so that its size can be reported.
+      dbFile: SCALE ? path.join(workDir, 'temporal', 'temporal.db') : undefined,
+    }),
+    BARE
+      ? startControlPlane(path.join(workDir, 'kube'))
+      : startSimulatedCluster(path.join(workDir, 'kube'), { nodes: SCALE ? 10 : 3 }),
   ]);
-  const env = {
+  const repos = Array.from({ length: REPOS }, (_, i) => (SCALE ? `oca/repo-${i}` : 'oca/bench'));
+  const env: Record<string, string> = {
     RUNBOAT_BUILD_NAMESPACE: 'bench',
     RUNBOAT_BUILD_DOMAIN: 'bench.test',
     RUNBOAT_TASK_QUEUE: 'bench',
     RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
     RUNBOAT_KUSTOMIZE_RENDERER: binary('kustomize-renderer'),
-    RUNBOAT_MAX_INITIALIZING: process.env.BENCH_MAX_INITIALIZING ?? '10',
-    RUNBOAT_MAX_STARTED: '1000',
-    RUNBOAT_MAX_DEPLOYED: '1000',
-    RUNBOAT_EVICTION_INTERVAL: '3600',
+    RUNBOAT_MAX_INITIALIZING: process.env.BENCH_MAX_INITIALIZING ?? (SCALE ? '20' : '10'),
+    RUNBOAT_MAX_STARTED: SCALE ? '150' : '1000',
+    RUNBOAT_MAX_DEPLOYED: SCALE ? String(BUILDS) : '1000',
+    RUNBOAT_EVICTION_INTERVAL: SCALE ? '30' : '3600',
     RUNBOAT_NO_CLEANUP_JOB: 'true',
     RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
     RUNBOAT_GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
     TEMPORAL_ADDRESS: temporal.address,
-    KUBECONFIG: controlPlane.kubeconfigPath,
+    KUBECONFIG: cluster.kubeconfigPath,
     LOG_LEVEL: 'warn',
   };
   const config = loadConfig(env);
   const kc = new KubeConfig();
-  kc.loadFromFile(controlPlane.kubeconfigPath);
+  kc.loadFromFile(cluster.kubeconfigPath);
   const [core, apps, batch] = [
     kc.makeApiClient(CoreV1Api),
     kc.makeApiClient(AppsV1Api),
@@ -74,29 +151,58 @@ async function main(): Promise<void> {
   ];
   await core.createNamespace({ body: { metadata: { name: 'bench' } } });
 
+  // The service as deployed: a worker process and an API process.
   const root = path.resolve(__dirname, '..');
-  const worker = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'worker', 'main.ts')], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: 'ignore',
-  });
+  const apiPort = await freePort();
+  const children: ChildProcess[] = [];
+  const startProcess = (name: string, entry: string) => {
+    const log = createWriteStream(path.join(workDir, `${name}.log`));
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry)], {
+      cwd: root,
+      env: { ...process.env, ...env, PORT: String(apiPort) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+    children.push(child);
+    return child;
+  };
+  const worker = startProcess('worker', 'worker/main.ts');
+  const apiProcess = startProcess('api', 'api/main.ts');
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
   const connection = await Connection.connect({ address: temporal.address });
   const client = new Client({ connection });
-  // Measure builds, not the worker's start-up: wait until it polls the task queue.
+  // Measure builds, not start-up: wait until the worker polls and the API is ready.
   for (;;) {
     const { pollers } = await connection.workflowService.describeTaskQueue({
       namespace: 'default',
       taskQueue: { name: 'bench' },
       taskQueueType: temporalProto.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
     });
-    if (pollers?.length) break;
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    const apiReady = await fetch(`${apiUrl}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (pollers?.length && apiReady) break;
+    if (worker.exitCode !== null || apiProcess.exitCode !== null)
+      throw new Error(`the worker or the API exited; see ${workDir}`);
+    await sleep(200);
   }
+  const service = new CpuMeter({
+    worker: worker.pid as number,
+    api: apiProcess.pid as number,
+    temporal: temporal.pid,
+  });
+  const clusterPids = Object.fromEntries(cluster.daemons.map((d) => [d.name, d.process.pid as number]));
+  const clusterMeter = new CpuMeter(clusterPids);
 
   const requested = new Map<string, number>();
+  const responseMs: number[] = [];
   const deployed = new Map<string, number>();
   const initSucceeded = new Map<string, number>();
   const scaledUp = new Map<string, number>();
+  const ready = new Map<string, number>();
+  const initialized = new Set<string>();
   const watches: AbortController[] = [];
   const watch = new Watch(kc);
   const label = (o: { metadata?: { labels?: Record<string, string> } }) =>
@@ -108,10 +214,14 @@ async function main(): Promise<void> {
       {},
       (type, d: V1Deployment) => {
         const name = label(d);
-        if (type === 'ADDED' && !deployed.has(name)) deployed.set(name, Date.now());
+        if (type === 'DELETED') return;
+        if (!deployed.has(name)) deployed.set(name, Date.now());
         if ((d.spec?.replicas ?? 0) === 1 && !scaledUp.has(name)) scaledUp.set(name, Date.now());
+        if ((d.status?.readyReplicas ?? 0) === 1 && !ready.has(name)) ready.set(name, Date.now());
+        if (d.metadata?.annotations?.['runboat/init-status'] === 'succeeded') initialized.add(name);
+        // BENCH_CLUSTER=bare: play the Deployment controller.
         const replicas = d.spec?.replicas ?? 0;
-        if (type !== 'DELETED' && (d.status?.readyReplicas ?? 0) !== replicas) {
+        if (BARE && (d.status?.readyReplicas ?? 0) !== replicas) {
           void apps
             .replaceNamespacedDeploymentStatus({
               name: d.metadata!.name!,
@@ -127,9 +237,12 @@ async function main(): Promise<void> {
   watches.push(
     await watch.watch(
       '/apis/batch/v1/namespaces/bench/jobs',
-      {},
+      { labelSelector: 'runboat/job-kind=initialize' },
       (type, job: V1Job) => {
-        if (type !== 'ADDED' || job.metadata?.labels?.['runboat/job-kind'] !== 'initialize') return;
+        const complete = job.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True');
+        if (complete && !initSucceeded.has(label(job))) initSucceeded.set(label(job), Date.now());
+        if (!BARE || type !== 'ADDED') return;
+        // BENCH_CLUSTER=bare: play the Job controller.
         const now = new Date();
         const condition = (t: string) => ({
           type: t,
@@ -151,23 +264,12 @@ async function main(): Promise<void> {
               },
             },
           })
-          .then(() => initSucceeded.set(label(job), Date.now()));
+          .catch(() => undefined);
       },
       () => undefined,
     ),
   );
 
-  // BENCH_VIA=webhook: the builds come as signed pull_request webhooks through the API.
-  const viaWebhooks = process.env.BENCH_VIA === 'webhook';
-  const api = createApp({
-    config,
-    client,
-    cluster: new BuildCluster(kc, 'bench'),
-    github: new GitHub(config),
-  });
-  const server = api.app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const apiUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const verifier = await webhookVerifier(WEBHOOK_SECRET);
   const sendPullRequestWebhook = async (commit: CommitInfo): Promise<string> => {
     const body = JSON.stringify({
@@ -188,83 +290,293 @@ async function main(): Promise<void> {
     const { builds } = (await response.json()) as { builds: string[] };
     return builds[0];
   };
+  const request = async (i: number) => {
+    const commit = {
+      repo: repos[i % REPOS],
+      target_branch: '16.0',
+      pr: i + 1,
+      git_commit: (i + 1).toString(16).padStart(40, '0'),
+    };
+    const t = Date.now();
+    const name = VIA_WEBHOOKS
+      ? await sendPullRequestWebhook(commit)
+      : (await startBuild(client, config, commit)).name;
+    responseMs.push(Date.now() - t);
+    requested.set(name, t);
+  };
 
-  const started = Date.now();
-  await Promise.all(
-    Array.from({ length: BUILDS }, async (_, i) => {
-      const commit = {
-        repo: 'oca/bench',
-        target_branch: '16.0',
-        pr: i + 1,
-        git_commit: (i + 1).toString(16).padStart(40, '0'),
-      };
-      const t = Date.now();
-      const name = viaWebhooks
-        ? await sendPullRequestWebhook(commit)
-        : (await startBuild(client, config, commit)).name;
-      requested.set(name, t);
-    }),
-  );
-  while (scaledUp.size < BUILDS) await new Promise((resolve) => setTimeout(resolve, 200));
-  const allStartedMs = Date.now() - started;
-  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  const finish = async () => {
+    for (const w of watches) w.abort();
+    for (const child of children) child.kill('SIGTERM');
+    await Promise.all(children.map((child) => new Promise((resolve) => child.once('exit', resolve))));
+    await connection.close();
+    await Promise.all([temporal.stop(), cluster.stop()]);
+    if (!process.env.BENCH_KEEP) rmSync(workDir, { recursive: true, force: true });
+  };
 
-  const evictionStarted = Date.now();
-  const plan = await client.workflow.execute<typeof evictionWorkflow>('evictionWorkflow', {
-    workflowId: 'bench-eviction',
-    taskQueue: 'bench',
-    args: [{ maxStarted: 6, maxDeployed: MAX_DEPLOYED_AFTER }],
-  });
-  for (;;) {
-    const { items } = await apps.listNamespacedDeployment({ namespace: 'bench' });
-    if (items.length <= MAX_DEPLOYED_AFTER) break;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  const evictionMs = Date.now() - evictionStarted;
-  const peakRssKiB = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${worker.pid}/status`, 'utf8'))?.[1]);
+  if (SCALE) await scaleScenario();
+  else await burstScenario();
+  await finish();
 
-  const deployLatency = [...requested].map(([name, t]) => (deployed.get(name) as number) - t);
-  const scaleLatency = [...initSucceeded].map(([name, t]) => (scaledUp.get(name) as number) - t);
-  const row = (what: string, values: number[], target: string) =>
-    `| ${what} | ${percentile(values, 50)} | ${percentile(values, 95)} | ${percentile(values, 99)} | ${target} |`;
-  console.log(
-    `\n${BUILDS} builds (${viaWebhooks ? 'signed webhooks through the API' : 'started by the Temporal client'}), ` +
-      `max_initializing ${config.maxInitializing}, ${os.cpus().length} cores\n`,
-  );
-  console.log('| measure (ms) | p50 | p95 | p99 | target p50 |');
-  console.log('| --- | --- | --- | --- | --- |');
-  console.log(
-    row(`${viaWebhooks ? 'webhook' : 'start request'} → Deployment exists`, deployLatency, '≤ 150'),
-  );
-  console.log(row('init Job succeeded → Deployment scaled to 1', scaleLatency, '≤ 300'));
-  console.log(`\n| other | value |\n| --- | --- |`);
-  console.log(`| all ${BUILDS} builds started | ${allStartedMs} ms |`);
-  console.log(
-    `| eviction ${BUILDS} → ${MAX_DEPLOYED_AFTER} deployed (stops ${plan.stop.length}, undeploys ${plan.undeploy.length}) | ${evictionMs} ms |`,
-  );
-  console.log(`| worker peak RSS | ${Math.round(peakRssKiB / 1024)} MiB |`);
+  async function burstScenario(): Promise<void> {
+    const cpu0 = service.sample();
+    const clusterCpu0 = clusterMeter.sample();
+    const started = Date.now();
+    await Promise.all(Array.from({ length: BUILDS }, (_, i) => request(i)));
+    while (ready.size < BUILDS) await sleep(100);
+    const allStartedMs = Date.now() - started;
+    const cpu = CpuMeter.delta(cpu0, service.sample());
+    const clusterCpu = CpuMeter.delta(clusterCpu0, clusterMeter.sample());
 
-  if (process.env.BENCH_HISTORY) {
-    const [name] = requested.keys();
-    const { events } = await client.workflow.getHandle(buildWorkflowId(name)).fetchHistory();
-    const t0 = Number(events?.[0].eventTime?.seconds) * 1000 + Number(events?.[0].eventTime?.nanos) / 1e6;
-    for (const event of events ?? []) {
-      const t = Number(event.eventTime?.seconds) * 1000 + Number(event.eventTime?.nanos) / 1e6;
-      const activity = event.activityTaskScheduledEventAttributes?.activityType?.name ?? '';
-      console.log(
-        `${(t - t0).toFixed(0).padStart(6)} ms  ${temporalProto.api.enums.v1.EventType[event.eventType ?? 0]} ${activity}`,
-      );
+    const counts = await historyCounts([...requested.keys()].slice(0, 10));
+    await sleep(2_000);
+
+    const evictionCpu0 = service.sample();
+    const evictionStarted = Date.now();
+    const plan = await client.workflow.execute<typeof evictionWorkflow>('evictionWorkflow', {
+      workflowId: 'bench-eviction',
+      taskQueue: 'bench',
+      args: [{ maxStarted: 6, maxDeployed: MAX_DEPLOYED_AFTER }],
+    });
+    const evictionRunMs = Date.now() - evictionStarted;
+    for (;;) {
+      const { items } = await apps.listNamespacedDeployment({ namespace: 'bench' });
+      if (items.length <= MAX_DEPLOYED_AFTER) break;
+      await sleep(100);
+    }
+    const evictionMs = Date.now() - evictionStarted;
+    const evictionCpu = sum(CpuMeter.delta(evictionCpu0, service.sample()));
+    // Again, once visibility shows the result: the steady state, where nothing is to be done.
+    await sleep(3_000);
+    const idleEvictionCpu0 = service.sample();
+    const idleEvictionStarted = Date.now();
+    await client.workflow.execute<typeof evictionWorkflow>('evictionWorkflow', {
+      workflowId: 'bench-eviction-again',
+      taskQueue: 'bench',
+      args: [{ maxStarted: 6, maxDeployed: MAX_DEPLOYED_AFTER }],
+    });
+    const idleEvictionMs = Date.now() - idleEvictionStarted;
+    const idleEvictionCpu = sum(CpuMeter.delta(idleEvictionCpu0, service.sample()));
+    const workerMemory = memoryMiB(worker.pid as number);
+
+    const deployLatency = [...requested].map(([name, t]) => (deployed.get(name) as number) - t);
+    const scaleLatency = [...initSucceeded].map(([name, t]) => (scaledUp.get(name) as number) - t);
+    const row = (what: string, values: number[], target: string) =>
+      `| ${what} | ${percentile(values, 50)} | ${percentile(values, 95)} | ${percentile(values, 99)} | ${target} |`;
+    console.log(
+      `\n${BUILDS} builds (${VIA_WEBHOOKS ? 'signed webhooks through the API' : 'started by the Temporal client'}), ` +
+        `${BARE ? 'bare control plane' : 'simulated cluster'}, max_initializing ${config.maxInitializing}, ` +
+        `${os.cpus().length} cores\n`,
+    );
+    console.log('| measure (ms) | p50 | p95 | p99 | target |');
+    console.log('| --- | --- | --- | --- | --- |');
+    console.log(row(`${VIA_WEBHOOKS ? 'webhook' : 'start'} response`, responseMs, 'p99 ≤ 150'));
+    console.log(
+      row(`${VIA_WEBHOOKS ? 'webhook' : 'start request'} → Deployment exists`, deployLatency, 'p50 ≤ 3000'),
+    );
+    console.log(row('init Job succeeded → Deployment scaled to 1', scaleLatency, '≤ 150 idle'));
+    console.log(`\n| other | value |\n| --- | --- |`);
+    console.log(`| all ${BUILDS} builds started (ready) | ${allStartedMs} ms |`);
+    console.log(
+      `| CPU per build, service (worker+API+Temporal) | ${fmt(sum(cpu) / BUILDS)} s ` +
+        `(worker ${fmt(cpu.worker / BUILDS)}, API ${fmt(cpu.api / BUILDS)}, Temporal ${fmt(cpu.temporal / BUILDS)}) |`,
+    );
+    console.log(
+      `| CPU per build, cluster (excluded) | ${fmt(sum(clusterCpu) / BUILDS)} s (` +
+        Object.entries(clusterCpu)
+          .map(([name, s]) => `${name} ${fmt(s / BUILDS)}`)
+          .join(', ') +
+        ') |',
+    );
+    console.log(
+      `| per build life (mean of ${counts.sampled}): history events / workflow tasks / activities / local activities | ` +
+        `${counts.events} / ${counts.workflowTasks} / ${counts.activities} / ${counts.localActivities} |`,
+    );
+    console.log(
+      `| eviction ${BUILDS} → ${MAX_DEPLOYED_AFTER} deployed (stops ${plan.stop.length}, undeploys ${plan.undeploy.length}) | ` +
+        `run ${evictionRunMs} ms, converged ${evictionMs} ms, CPU ${fmt(evictionCpu)} s |`,
+    );
+    console.log(
+      `| eviction again, nothing to do (${BUILDS} running builds) | run ${idleEvictionMs} ms, CPU ${fmt(idleEvictionCpu)} s |`,
+    );
+    console.log(`| worker RSS now / peak | ${workerMemory.rss} / ${workerMemory.peak} MiB |`);
+
+    if (process.env.BENCH_HISTORY) {
+      const [name] = requested.keys();
+      const { events } = await client.workflow.getHandle(buildWorkflowId(name)).fetchHistory();
+      const t0 = Number(events?.[0].eventTime?.seconds) * 1000 + Number(events?.[0].eventTime?.nanos) / 1e6;
+      for (const event of events ?? []) {
+        const t = Number(event.eventTime?.seconds) * 1000 + Number(event.eventTime?.nanos) / 1e6;
+        const activity = event.activityTaskScheduledEventAttributes?.activityType?.name ?? '';
+        const marker = event.markerRecordedEventAttributes?.markerName ?? '';
+        console.log(
+          `${(t - t0).toFixed(0).padStart(6)} ms  ${temporalProto.api.enums.v1.EventType[event.eventType ?? 0]} ${activity}${marker}`,
+        );
+      }
     }
   }
-  server.closeAllConnections();
-  server.close();
-  api.events.close();
-  for (const w of watches) w.abort();
-  worker.kill('SIGTERM');
-  await new Promise((resolve) => worker.once('exit', resolve));
-  await connection.close();
-  await Promise.all([temporal.stop(), controlPlane.stop()]);
-  rmSync(workDir, { recursive: true, force: true });
+
+  /** Mean counts over the histories of `names` (up to the point each build is started). */
+  async function historyCounts(names: string[]) {
+    const { EventType } = temporalProto.api.enums.v1;
+    const totals = { events: 0, workflowTasks: 0, activities: 0, localActivities: 0 };
+    for (const name of names) {
+      const events = (await client.workflow.getHandle(buildWorkflowId(name)).fetchHistory()).events ?? [];
+      totals.events += events.length;
+      for (const event of events) {
+        if (event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) totals.workflowTasks++;
+        if (event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) totals.activities++;
+        if (event.markerRecordedEventAttributes?.markerName === 'core_local_activity')
+          totals.localActivities++;
+      }
+    }
+    const mean = (n: number) => Math.round((n / names.length) * 10) / 10;
+    return {
+      sampled: names.length,
+      events: mean(totals.events),
+      workflowTasks: mean(totals.workflowTasks),
+      activities: mean(totals.activities),
+      localActivities: mean(totals.localActivities),
+    };
+  }
+
+  async function scaleScenario(): Promise<void> {
+    // Populate: webhooks in waves of max_initializing x 2, until BUILDS or the time is up.
+    const deadline = Date.now() + SCALE_MINUTES * 60_000;
+    const started = Date.now();
+    const cpu0 = service.sample();
+    let sent = 0;
+    let lastReport = 0;
+    const wave = config.maxInitializing * 2;
+    while (sent < BUILDS && Date.now() < deadline) {
+      // Keep at most two waves in flight beyond what is initialized.
+      if (sent - initialized.size >= wave * 2) {
+        await sleep(250);
+      } else {
+        const n = Math.min(wave, BUILDS - sent);
+        await Promise.all(Array.from({ length: n }, (_, k) => request(sent + k)));
+        sent += n;
+      }
+      if (Date.now() - lastReport > 30_000) {
+        lastReport = Date.now();
+        console.log(
+          `  ${Math.round((Date.now() - started) / 1000)} s: sent ${sent}, deployed ${deployed.size}, initialized ${initialized.size}, ` +
+            `worker RSS ${memoryMiB(worker.pid as number).rss} MiB, service CPU ${fmt(sum(CpuMeter.delta(cpu0, service.sample())))} s`,
+        );
+      }
+    }
+    // Wait for the builds sent to be initialized (bounded: a stuck build must not hang the bench).
+    const settleDeadline = Date.now() + 5 * 60_000;
+    while (initialized.size < sent && Date.now() < settleDeadline) await sleep(500);
+    const populateMs = Date.now() - started;
+    const populateCpu = CpuMeter.delta(cpu0, service.sample());
+    const n = initialized.size;
+    // Let eviction bring started builds within max_started, then let everything settle.
+    await sleep(45_000);
+
+    const memory: Record<string, { rss: number; peak: number }> = {
+      worker: memoryMiB(worker.pid as number),
+      api: memoryMiB(apiProcess.pid as number),
+      temporal: memoryMiB(temporal.pid),
+      ...Object.fromEntries(Object.entries(clusterPids).map(([name, pid]) => [name, memoryMiB(pid)])),
+    };
+    const disk = {
+      temporal: diskMiB(path.join(workDir, 'temporal')),
+      etcd: diskMiB(cluster.etcdDataDir),
+    };
+
+    // Idle: nothing happens but the eviction schedule (every 30 s) and the services' timers.
+    const idle0 = service.sample();
+    const idleCluster0 = clusterMeter.sample();
+    await sleep(60_000);
+    const idle = CpuMeter.delta(idle0, service.sample());
+    const idleCluster = CpuMeter.delta(idleCluster0, clusterMeter.sample());
+
+    // One eviction run within the limits (the steady state), then one that must undeploy 5%.
+    const eviction = async (maxDeployed: number) => {
+      const t = Date.now();
+      const plan = await client.workflow.execute<typeof evictionWorkflow>('evictionWorkflow', {
+        workflowId: `bench-eviction-${t}`,
+        taskQueue: 'bench',
+        args: [{ maxStarted: 150, maxDeployed }],
+      });
+      return { ms: Date.now() - t, plan };
+    };
+    const steady = await eviction(BUILDS);
+    const target = Math.floor(n * 0.95);
+    const evictionT0 = Date.now();
+    const over = await eviction(target);
+    let converged = NaN;
+    for (;;) {
+      const { count } = await client.workflow.count(
+        `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running'`,
+      );
+      if (count <= target) {
+        converged = Date.now() - evictionT0;
+        break;
+      }
+      if (Date.now() - evictionT0 > 180_000) break;
+      await sleep(500);
+    }
+
+    const timed = async (url: string, times = 50) => {
+      const ms: number[] = [];
+      for (let i = 0; i < times; i++) {
+        const t = Date.now();
+        const response = await fetch(url);
+        await response.arrayBuffer();
+        ms.push(Date.now() - t);
+      }
+      return ms;
+    };
+    const statusMs = await timed(`${apiUrl}/api/v1/status`);
+    const repoMs = await timed(`${apiUrl}/api/v1/builds?repo=${repos[0]}`);
+    const repoSize = ((await (await fetch(`${apiUrl}/api/v1/builds?repo=${repos[0]}`)).json()) as unknown[])
+      .length;
+
+    // A new webhook at this scale: webhook → Deployment.
+    const before = requested.size;
+    await request(BUILDS + 1);
+    const [newName] = [...requested.keys()].slice(before);
+    while (!deployed.has(newName)) await sleep(20);
+    const newBuildMs = (deployed.get(newName) as number) - (requested.get(newName) as number);
+
+    console.log(
+      `\nscale: ${n} builds initialized (of ${BUILDS} asked, ${sent} sent) across ${REPOS} repos in ` +
+        `${Math.round(populateMs / 1000)} s, max_initializing ${config.maxInitializing}, max_started 150, ` +
+        `${os.cpus().length} cores\n`,
+    );
+    console.log('| measure | value |\n| --- | --- |');
+    console.log(
+      `| populate: CPU per build, service | ${fmt(sum(populateCpu) / n)} s (worker ${fmt(populateCpu.worker / n)}, ` +
+        `API ${fmt(populateCpu.api / n)}, Temporal ${fmt(populateCpu.temporal / n)}) |`,
+    );
+    for (const [name, m] of Object.entries(memory))
+      console.log(`| RSS ${name} (now / peak) | ${m.rss} / ${m.peak} MiB |`);
+    console.log(`| disk: Temporal SQLite / etcd | ${disk.temporal} / ${disk.etcd} MiB |`);
+    console.log(
+      `| idle CPU over 60 s, service | ${fmt((sum(idle) / 60) * 100)}% of one core (` +
+        Object.entries(idle)
+          .map(([name, s]) => `${name} ${fmt(s)} s`)
+          .join(', ') +
+        ') |',
+    );
+    console.log(
+      `| idle CPU over 60 s, cluster (excluded) | ${fmt((sum(idleCluster) / 60) * 100)}% of one core |`,
+    );
+    console.log(`| eviction run within limits | ${steady.ms} ms |`);
+    console.log(
+      `| eviction run to ${target} deployed (undeploys ${over.plan.undeploy.length}, stops ${over.plan.stop.length}) | ` +
+        `run ${over.ms} ms, converged ${converged} ms |`,
+    );
+    console.log(
+      `| GET /api/v1/status p50 / p99 | ${percentile(statusMs, 50)} / ${percentile(statusMs, 99)} ms |`,
+    );
+    console.log(
+      `| GET /api/v1/builds?repo= (${repoSize} builds) p50 / p99 | ${percentile(repoMs, 50)} / ${percentile(repoMs, 99)} ms |`,
+    );
+    console.log(`| new webhook → Deployment at this scale | ${newBuildMs} ms |`);
+  }
 }
 
 main().catch((error: unknown) => {

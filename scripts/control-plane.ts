@@ -14,6 +14,10 @@ export interface ControlPlane {
   kubeconfigPath: string;
   /** Holds the service-account signing key (`sa.key`) and the serving cert (`apiserver.crt`). */
   pkiDir: string;
+  /** Its processes (etcd, kube-apiserver, and the simulated cluster's), for the benchmark's accounting. */
+  daemons: Daemon[];
+  /** etcd's data folder, whose size the benchmark reports. */
+  etcdDataDir: string;
   stop(): Promise<void>;
 }
 
@@ -28,7 +32,14 @@ export async function startControlPlane(workDir: string): Promise<ControlPlane> 
     const { server, token, caData } = await startApiServer(workDir, etcdUrl, daemons);
     const kubeconfigPath = path.join(workDir, 'kubeconfig');
     writeFileSync(kubeconfigPath, kubeconfig(server, token, caData), { mode: 0o600 });
-    return { server, kubeconfigPath, pkiDir: path.join(workDir, 'pki'), stop };
+    return {
+      server,
+      kubeconfigPath,
+      pkiDir: path.join(workDir, 'pki'),
+      daemons,
+      etcdDataDir: path.join(workDir, 'etcd-data'),
+      stop,
+    };
   } catch (error) {
     await stop();
     throw error;

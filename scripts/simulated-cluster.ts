@@ -11,7 +11,10 @@ import { freePort, startDaemon, waitUntil, type Daemon } from './processes';
 
 const NODES = 3;
 
-export async function startSimulatedCluster(workDir: string): Promise<ControlPlane> {
+export async function startSimulatedCluster(
+  workDir: string,
+  { nodes = NODES }: { nodes?: number } = {},
+): Promise<ControlPlane> {
   const controlPlane = await startControlPlane(workDir);
   const daemons: Daemon[] = [];
   let provisioner: NodeJS.Timeout | undefined;
@@ -62,20 +65,20 @@ export async function startSimulatedCluster(workDir: string): Promise<ControlPla
     const kc = new KubeConfig();
     kc.loadFromFile(controlPlane.kubeconfigPath);
     const core = kc.makeApiClient(CoreV1Api);
-    await createFakeNodes(core);
+    await createFakeNodes(core, nodes);
     await waitUntil(
       'kwok nodes to be Ready',
       async () => {
         const { items } = await core.listNode();
         return (
           items.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
-            .length >= NODES
+            .length >= nodes
         );
       },
       { timeoutMs: 60_000, daemon: daemons[2], logFile: path.join(workDir, 'kwok.log') },
     );
     provisioner = setInterval(() => void provisionVolumes(core).catch(() => undefined), 500);
-    return { ...controlPlane, stop };
+    return { ...controlPlane, daemons: [...controlPlane.daemons, ...daemons], stop };
   } catch (error) {
     await stop();
     throw error;
@@ -111,8 +114,8 @@ spec:
  * not ready: kwok's node stage then runs again and records this run's kubelet port, without
  * which kube-apiserver would fetch pod logs from the previous run's port.
  */
-async function createFakeNodes(core: CoreV1Api): Promise<void> {
-  for (let i = 0; i < NODES; i++) {
+async function createFakeNodes(core: CoreV1Api, nodes: number): Promise<void> {
+  for (let i = 0; i < nodes; i++) {
     const created = await core
       .createNode({
         body: {

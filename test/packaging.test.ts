@@ -185,6 +185,8 @@ describe('Dockerfile', () => {
     expect(runtime).toContain('USER node');
     expect(stages.get('worker')![0]).toBe('FROM runtime AS worker');
     expect(stages.get('api')![0]).toBe('FROM runtime AS api');
+    // The workflow code is bundled when the image is built, beside the compiled code it runs.
+    expect(stages.get('build')!.join('\n')).toMatch(/node dist\/worker\/bundle\.js/);
     // The kustomize renderer, at the path the configuration is given.
     expect(runtime.join('\n')).toMatch(/RUNBOAT_KUSTOMIZE_RENDERER=\/usr\/local\/bin\/kustomize-renderer/);
     expect(runtime).toContain(
@@ -278,6 +280,8 @@ describe('the compiled entry points', () => {
     await execFileAsync(path.join(root, 'node_modules', '.bin', 'tsc'), ['-p', tsconfig], { cwd: root });
     await execFileAsync('sh', ['deploy/dist-assets.sh', path.join(app, 'dist')], { cwd: root });
     symlinkSync(path.join(root, 'node_modules'), path.join(app, 'node_modules'));
+    // As the Dockerfile's build stage: the workflow code bundled once, into dist/.
+    await execFileAsync(process.execPath, [path.join(app, 'dist', 'worker', 'bundle.js')], { cwd: app });
     writeFileSync(path.join(app, 'package.json'), read('package.json'));
     await cluster.createNamespace();
     port = await freePort();
@@ -291,6 +295,7 @@ describe('the compiled entry points', () => {
   it('carries the kubefiles and the UI beside the compiled code', () => {
     expect(existsSync(path.join(app, 'dist', 'kubefiles', 'kustomization.yaml.jinja'))).toBe(true);
     expect(existsSync(path.join(app, 'dist', 'workflows', 'index.js'))).toBe(true);
+    expect(existsSync(path.join(app, 'dist', 'workflow-bundle.js'))).toBe(true);
     if (existsSync(path.join(root, 'api', 'ui')))
       expect(existsSync(path.join(app, 'dist', 'api', 'ui', 'home.html'))).toBe(true);
   });
@@ -306,7 +311,7 @@ describe('the compiled entry points', () => {
       expect(home.headers.get('content-type')).toMatch(/text\/html/);
     }
 
-    // The worker bundles dist/workflows, renders dist/kubefiles with the kustomize renderer and applies them.
+    // The worker runs dist/workflow-bundle.js, renders dist/kubefiles with the kustomize renderer and applies them.
     const connection = await Connection.connect({ address: config.temporalAddress });
     try {
       const client = new Client({ connection, namespace: config.temporalNamespace });
@@ -333,5 +338,9 @@ describe('the compiled entry points', () => {
     worker.kill('SIGTERM');
     expect(await exitOf(api)).toBe(0);
     expect(await exitOf(worker)).toBe(0);
+    // The worker ran the workflows from the image's pre-built bundle, not from a bundle of its own.
+    expect(readFileSync(path.join(app, 'worker.log'), 'utf8')).toContain(
+      'using the pre-built workflow bundle',
+    );
   });
 });

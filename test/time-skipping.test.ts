@@ -8,7 +8,7 @@ import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterEach, beforeEach, expect, inject, it, vi } from 'vitest';
-import type { BuildActivities } from '../activities';
+import { transitionActivities, type BuildActivities } from '../activities';
 import { buildRef } from '../common/build';
 import { searchAttributes } from '../common/search-attributes';
 import type { BuildSnapshot, JobKind, JobOutcome } from '../common/types';
@@ -85,12 +85,13 @@ type Waits = {
 
 /** Activities that record their calls; the two watches behave as each test says. */
 function stubActivities(waits: Partial<Waits> = {}) {
-  return {
+  const steps = {
     // The init slot coordinator, played here: every request is granted at once.
     requestInitSlot: vi.fn<BuildActivities['requestInitSlot']>(async (workflowId) => {
       await Context.current().client.workflow.getHandle(workflowId).signal(slotGrantedSignal);
     }),
     deployedBuilds: vi.fn<BuildActivities['deployedBuilds']>(async () => []),
+    evictionPlan: vi.fn<BuildActivities['evictionPlan']>(async () => ({ stop: [], undeploy: [] })),
     endedWorkflows: vi.fn<BuildActivities['endedWorkflows']>(async () => []),
     reportCommitStatus: vi.fn<BuildActivities['reportCommitStatus']>(async () => undefined),
     reportUndeployed: vi.fn<BuildActivities['reportUndeployed']>(async () => undefined),
@@ -106,7 +107,9 @@ function stubActivities(waits: Partial<Waits> = {}) {
     waitForReadyReplicas: vi.fn<BuildActivities['waitForReadyReplicas']>(
       waits.waitForReadyReplicas ?? (async () => undefined),
     ),
-  } satisfies BuildActivities;
+  };
+  // Transitions are made of the recorded steps, as in the worker.
+  return { ...steps, ...transitionActivities(steps) } satisfies BuildActivities;
 }
 
 type Stubs = ReturnType<typeof stubActivities>;

@@ -292,8 +292,8 @@ describe('build page', () => {
     await page.locator('#timeline li', { hasText: 'Stop requested' }).waitFor();
     const entries = (await timeline.locator('li .timeline-text').allInnerTexts()).reverse();
     const expected = [
-      /^Build created/,
-      /^Initializing — waiting for an initialization slot/,
+      // Started with its search attributes: created initializing, waiting for a slot.
+      /^Build created: Initializing — waiting for an initialization slot/,
       /^Initialization slot granted/,
       /^Initializing — initializing the database/,
       /^Started/,

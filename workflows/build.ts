@@ -9,6 +9,7 @@ import {
   log,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
@@ -45,6 +46,9 @@ const watches = proxyActivities<BuildActivities>({
   heartbeatTimeout: '30 seconds',
   retry,
 });
+
+/** Short and idempotent (a signal to the init-slot coordinator): no activity task needed. */
+const local = proxyLocalActivities<BuildActivities>({ startToCloseTimeout: '1 minute', retry });
 
 /** Continue-as-new well before Temporal's history limits, keeping replays short. */
 const MAX_HISTORY_EVENTS = 2_000;
@@ -105,10 +109,15 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     upsertSearchAttributes(buildSearchAttributes(state));
   };
 
-  const scale = async (replicas: number) => {
-    state.last_scaled = new Date().toISOString();
-    await kube.scaleBuild(build.name, replicas, state.last_scaled);
-  };
+  /**
+   * Whether the transition under way (starting, stopping) has made its Kubernetes changes. Not
+   * when a command interrupted it and then went away (a stop cancelled by a start), nor after a
+   * continue-as-new: it is then made again, which is idempotent.
+   */
+  let transitionApplied = false;
+
+  /** Stamps `last_scaled` (also `runboat/last-scaled` on the Deployment) and returns it. */
+  const stampScaled = () => (state.last_scaled = new Date().toISOString());
 
   const interruptRequested = () => commands.includes('undeploy') || commands.includes('reset');
 
@@ -133,8 +142,9 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
 
   async function deploy(): Promise<BuildPhase> {
     setStatus('initializing', 'todo');
-    await kube.applyKubefiles(build, 'deployment');
-    await kube.reportCommitStatus(build, 'pending', 'deployed, waiting to initialize');
+    // Each transition is one activity (activities/index.ts `transitionActivities`): one round
+    // trip, one workflow task.
+    await kube.deployBuild(build);
     return 'initialize';
   }
 
@@ -145,7 +155,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   async function acquireInitSlot(): Promise<boolean> {
     slotGranted = false;
     // Not interruptible: once asked for, the slot is waited for and handed back below.
-    await activities.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing);
+    await local.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing);
     const granted = await untilInterrupted(() => condition(() => slotGranted), interruptRequested);
     if (granted !== INTERRUPTED) return true;
     await releaseInitSlot();
@@ -173,11 +183,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   }
 
   async function initializeHoldingSlot(): Promise<BuildPhase> {
-    await kube.deleteJobs(build.name, 'initialize');
-    await kube.applyKubefiles(build, 'initialize');
-    await kube.setInitStatus(build.name, 'started');
+    await kube.startInitJob(build);
     setStatus('initializing', 'started');
-    await kube.reportCommitStatus(build, 'pending', 'initializing');
     const outcome = await untilInterrupted(
       () => watches.waitForJob(build.name, 'initialize'),
       interruptRequested,
@@ -198,11 +205,10 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
       return 'live';
     }
     state.last_error = null;
-    await kube.setInitStatus(build.name, 'succeeded');
-    await kube.applyKubefiles(build, 'stop');
-    setStatus('stopped', 'succeeded');
-    await kube.reportCommitStatus(build, 'success', 'ready');
-    await start();
+    transitionApplied = false;
+    setStatus('starting', 'succeeded');
+    await kube.finishInitAndStart(build, stampScaled());
+    transitionApplied = true;
     return 'live';
   }
 
@@ -211,25 +217,16 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   async function start(): Promise<void> {
     transitionApplied = false;
     setStatus('starting');
-    await kube.applyKubefiles(build, 'start');
-    await scale(1);
+    await kube.startDeployment(build, stampScaled());
     transitionApplied = true;
   }
 
   async function stop(): Promise<void> {
     transitionApplied = false;
     setStatus('stopping');
-    await scale(0);
-    await kube.applyKubefiles(build, 'stop');
+    await kube.stopDeployment(build, stampScaled());
     transitionApplied = true;
   }
-
-  /**
-   * Whether the transition under way (starting, stopping) has made its Kubernetes changes. Not
-   * when a command interrupted it and then went away (a stop cancelled by a start), nor after a
-   * continue-as-new: it is then made again, which is idempotent.
-   */
-  let transitionApplied = false;
 
   /** One step of the live phase: finish a transition, or act on the next command. */
   async function live(): Promise<BuildPhase> {
@@ -285,8 +282,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
 
   async function undeploy(): Promise<void> {
     setStatus('undeploying');
-    state.last_scaled = new Date().toISOString();
-    await activities.scaleBuild(build.name, 0, state.last_scaled);
+    await activities.scaleBuild(build.name, 0, stampScaled());
     await activities.deleteJobs(build.name, 'initialize');
     if (!settings.noCleanupJob) {
       try {
