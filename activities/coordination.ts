@@ -8,7 +8,7 @@ import {
   type EvictionSource,
 } from '../common/eviction';
 import { buildFromSearchAttributes, searchAttributes } from '../common/search-attributes';
-import type { BuildSnapshot, BuildState, BuildStatus } from '../common/types';
+import type { BuildState, BuildStatus } from '../common/types';
 import { buildStateQuery, buildWorkflowId } from '../workflows/definitions';
 import {
   initSlotsWorkflowId,
@@ -74,23 +74,6 @@ export function createCoordinationActivities(config: Config) {
         log.warn('eviction skipped a build whose state it could not query', { build: name, error });
       log.debug('eviction plan', { stop: stop.length, undeploy: undeploy.length, queried });
       return { stop, undeploy };
-    },
-
-    /** The exact state of every running build of this task queue (eviction before `evictionPlan`). */
-    async deployedBuilds(): Promise<BuildSnapshot[]> {
-      const { client } = Context.current();
-      const query = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${config.taskQueue}'`;
-      const snapshots: BuildSnapshot[] = [];
-      for await (const { workflowId } of client.workflow.list({ query })) {
-        Context.current().heartbeat();
-        try {
-          snapshots.push(await client.workflow.getHandle(workflowId).query(buildStateQuery));
-        } catch (error) {
-          // Listed a moment ago, gone now: nothing to evict.
-          if (!(error instanceof WorkflowNotFoundError)) throw error;
-        }
-      }
-      return snapshots;
     },
 
     /** Those of `workflowIds` whose workflow is no longer running. */

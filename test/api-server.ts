@@ -200,6 +200,8 @@ export interface TestStack {
  */
 export interface StackOptions extends TestApiOptions {
   deploymentController?: boolean;
+  /** Start today's worker with the stack (default); tests of other workers start it later. */
+  worker?: boolean;
 }
 
 export async function startStack(
@@ -210,7 +212,7 @@ export async function startStack(
   await cluster.createNamespace();
   if (options.deploymentController ?? true) cluster.playDeploymentController();
   const temporal = await testTemporal(config, cluster);
-  await temporal.startWorker();
+  if (options.worker ?? true) await temporal.startWorker();
   const api = await startTestApi(config, temporal.client, cluster, options);
   return {
     temporal,

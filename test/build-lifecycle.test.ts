@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
@@ -86,15 +86,16 @@ describe('a build', () => {
     await handle.result();
     expect(await cluster.builds.listBuildObjects(build.name)).toEqual([]);
 
-    // The whole life replays deterministically; RUNBOAT_RECORD_HISTORIES=1 keeps it as a
-    // fixture that test/replay.test.ts replays against every later change of the workflow.
+    // The whole life replays deterministically. RUNBOAT_RECORD_HISTORIES=<version>, run from a
+    // release's commit, keeps it as that release's fixture, which test/replay.test.ts replays
+    // against every later change of the workflow; a release's histories are never re-recorded.
     const history = await handle.fetchHistory();
     await Worker.runReplayHistory({ workflowsPath: path.resolve(__dirname, '..', 'workflows') }, history);
-    if (process.env.RUNBOAT_RECORD_HISTORIES) {
-      writeFileSync(
-        path.join(__dirname, 'fixtures', 'histories', 'build-full-lifecycle.json'),
-        historyToJSON(history),
-      );
+    const version = process.env.RUNBOAT_RECORD_HISTORIES;
+    if (version) {
+      const dir = path.join(__dirname, 'fixtures', 'histories', version);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, 'build-full-lifecycle.json'), historyToJSON(history), { flag: 'wx' });
     }
   });
 

@@ -90,7 +90,6 @@ function stubActivities(waits: Partial<Waits> = {}) {
     requestInitSlot: vi.fn<BuildActivities['requestInitSlot']>(async (workflowId) => {
       await Context.current().client.workflow.getHandle(workflowId).signal(slotGrantedSignal);
     }),
-    deployedBuilds: vi.fn<BuildActivities['deployedBuilds']>(async () => []),
     evictionPlan: vi.fn<BuildActivities['evictionPlan']>(async () => ({ stop: [], undeploy: [] })),
     endedWorkflows: vi.fn<BuildActivities['endedWorkflows']>(async () => []),
     reportCommitStatus: vi.fn<BuildActivities['reportCommitStatus']>(async () => undefined),

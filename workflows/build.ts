@@ -7,7 +7,6 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
-  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -297,8 +296,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
       }
     }
     await activities.deleteBuild(build.name);
-    // Older histories ended here: replaying them must not meet this activity.
-    if (patched('report-undeployed')) await activities.reportUndeployed(build);
+    await activities.reportUndeployed(build);
     log.info('build undeployed', { build: build.name, forced: state.forced_undeploy });
   }
 

@@ -1,12 +1,12 @@
-import { getExternalWorkflowHandle, log, patched, proxyActivities } from '@temporalio/workflow';
+import { getExternalWorkflowHandle, log, proxyActivities } from '@temporalio/workflow';
 import type { BuildActivities } from '../activities';
-import { planEviction, type EvictionLimits, type EvictionPlan } from '../common/eviction';
+import type { EvictionLimits, EvictionPlan } from '../common/eviction';
 import { buildWorkflowId, stopSignal, undeploySignal } from './definitions';
 
 // Run by a Temporal Schedule: keeps the cluster within max_started and max_deployed by
 // signalling build workflows, never by touching Kubernetes behind their back.
 
-const { deployedBuilds, evictionPlan } = proxyActivities<BuildActivities>({
+const { evictionPlan } = proxyActivities<BuildActivities>({
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '1 minute',
   retry: { maximumAttempts: 3 },
@@ -15,28 +15,20 @@ const { deployedBuilds, evictionPlan } = proxyActivities<BuildActivities>({
 export async function evictionWorkflow(limits: EvictionLimits): Promise<EvictionPlan> {
   // Every build acted on is chosen from its exact state (queried, with pending commands), not
   // from visibility's eventually consistent view: a second run right after this one sees the
-  // stops and undeploys it asked for. Visibility only picks which builds to query. (Runs started
-  // by the previous version, which queried every build, finish the way they began.)
-  const plan = patched('eviction-candidates-from-visibility')
-    ? await evictionPlan(limits)
-    : planEviction(await deployedBuilds(), limits);
+  // stops and undeploys it asked for. Visibility only picks which builds to query.
+  const plan = await evictionPlan(limits);
   const signal = (name: string, command: typeof stopSignal | typeof undeploySignal) =>
     getExternalWorkflowHandle(buildWorkflowId(name)).signal(command);
-  if (patched('eviction-signals-at-once')) {
-    // All in one workflow task: one at a time took a workflow task each (minutes for hundreds
-    // of builds on a busy worker). An undeploy overrides a stop, whichever arrives first.
-    // A build that ended meanwhile does not keep the others from being told.
-    const sent = await Promise.allSettled([
-      ...plan.stop.map((name) => signal(name, stopSignal)),
-      ...plan.undeploy.map((name) => signal(name, undeploySignal)),
-    ]);
-    const failed = sent.filter((result) => result.status === 'rejected');
-    if (failed.length)
-      log.warn('eviction could not signal some builds', { errors: failed.map((r) => String(r.reason)) });
-  } else {
-    for (const name of plan.stop) await signal(name, stopSignal);
-    for (const name of plan.undeploy) await signal(name, undeploySignal);
-  }
+  // All in one workflow task: one at a time took a workflow task each (minutes for hundreds
+  // of builds on a busy worker). An undeploy overrides a stop, whichever arrives first.
+  // A build that ended meanwhile does not keep the others from being told.
+  const sent = await Promise.allSettled([
+    ...plan.stop.map((name) => signal(name, stopSignal)),
+    ...plan.undeploy.map((name) => signal(name, undeploySignal)),
+  ]);
+  const failed = sent.filter((result) => result.status === 'rejected');
+  if (failed.length)
+    log.warn('eviction could not signal some builds', { errors: failed.map((r) => String(r.reason)) });
   if (plan.stop.length || plan.undeploy.length) log.info('evicting builds', { ...plan });
   return plan;
 }

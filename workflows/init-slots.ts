@@ -5,7 +5,6 @@ import {
   defineSignal,
   getExternalWorkflowHandle,
   log,
-  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -43,13 +42,12 @@ const { endedWorkflows } = proxyActivities<BuildActivities>({
 });
 
 const RECLAIM_INTERVAL = '1 minute';
-const MAX_HISTORY_EVENTS = 5_000;
 /**
  * The coordinator is replayed whole when it leaves a worker's cache (a workflow task that timed
  * out evicts it): on a starved worker, 2,000 events took longer than the task timeout, every
  * retry again, and no slot was granted. Shorter runs replay in a fraction of that.
  */
-const SHORT_HISTORY_EVENTS = 500;
+const MAX_HISTORY_EVENTS = 500;
 
 export async function initSlotsWorkflow(initial: InitSlots): Promise<void> {
   const slots: InitSlots = { ...initial, holders: [...initial.holders], waiting: [...initial.waiting] };
@@ -87,11 +85,7 @@ export async function initSlotsWorkflow(initial: InitSlots): Promise<void> {
       slots.waiting = slots.waiting.filter((id) => !ended.has(id));
     }
     const info = workflowInfo();
-    const limit =
-      info.historyLength > SHORT_HISTORY_EVENTS && patched('init-slots-short-history')
-        ? SHORT_HISTORY_EVENTS
-        : MAX_HISTORY_EVENTS;
-    if (info.continueAsNewSuggested || info.historyLength > limit) {
+    if (info.continueAsNewSuggested || info.historyLength > MAX_HISTORY_EVENTS) {
       await continueAsNew<typeof initSlotsWorkflow>(slots);
     }
   }

@@ -1,0 +1,101 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { NativeConnection, Worker, bundleWorkflowCode } from '@temporalio/worker';
+import { afterAll, describe, expect, it } from 'vitest';
+import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
+import { createActivities } from '../activities';
+import type { BuildRef, BuildStatus } from '../common/types';
+import { buildWorkflowId } from '../workflows/definitions';
+import { useStack } from './api-server';
+import { SHA, testConfig, waitFor } from './helpers';
+
+// Builds started by a released version's worker go on living under today's: stopped, started,
+// initialized and undeployed by the new code (SPEC §9, README "Upgrading"). Each release's
+// workflow code is taken from git at its commit, bundled, and run as that release's worker.
+
+const ROOT = path.resolve(__dirname, '..');
+export const RELEASES: Array<{ version: string; commit: string }> = JSON.parse(
+  readFileSync(path.join(__dirname, 'fixtures', 'histories', 'releases.json'), 'utf8'),
+);
+
+/** The workflow bundle of `commit`: its workflows/ and common/ folders, bundled as it shipped. */
+async function releasedWorkflowBundle(commit: string): Promise<{ code: string }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `runboat-release-${commit.slice(0, 8)}-`));
+  try {
+    const archive = execFileSync('git', ['archive', commit, 'workflows', 'common'], { cwd: ROOT });
+    execFileSync('tar', ['-x', '-C', dir], { input: archive });
+    symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+    return await bundleWorkflowCode({ workflowsPath: path.join(dir, 'workflows'), logger: quietBundler });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const quietBundler = { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} };
+
+it('knows at least one release', () => {
+  expect(RELEASES.length).toBeGreaterThan(0);
+});
+
+describe.each(RELEASES)('builds started by release $version', ({ version, commit }) => {
+  const config = testConfig({ RUNBOAT_NO_CLEANUP_JOB: 'true' });
+  // The stack's own worker is today's; the released one runs first, on its own.
+  const stack = useStack(config, { worker: false });
+  const reach = (build: BuildRef, status: BuildStatus) =>
+    waitFor(
+      `${build.name} ${status}`,
+      async () => (await getBuildState(stack.temporal.client, build.name)).status === status,
+      60_000,
+    );
+  let connection: NativeConnection | undefined;
+  afterAll(async () => {
+    await connection?.close();
+  });
+
+  it(`go on living under today's worker (${version} at ${commit.slice(0, 8)})`, async () => {
+    connection = await NativeConnection.connect({ address: config.temporalAddress });
+    const released = await Worker.create({
+      connection,
+      namespace: config.temporalNamespace,
+      taskQueue: config.taskQueue,
+      workflowBundle: await releasedWorkflowBundle(commit),
+      activities: createActivities(config, stack.cluster.builds),
+    });
+    const commitOf = (sha: string) => ({
+      repo: 'oca/upgrade',
+      target_branch: '16.0',
+      pr: null,
+      git_commit: SHA(sha),
+    });
+    let stopped: BuildRef;
+    let initializing: BuildRef;
+    await released.runUntil(async () => {
+      stopped = await startBuild(stack.temporal.client, config, commitOf('1'));
+      await stack.cluster.finishJob(stopped.name, 'initialize', true);
+      await reach(stopped, 'started');
+      await sendBuildCommand(stack.temporal.client, stopped.name, 'stop');
+      await reach(stopped, 'stopped');
+      // One left mid-initialization, its init job running when the worker is replaced.
+      initializing = await startBuild(stack.temporal.client, config, commitOf('2'));
+      await waitFor(
+        'its init job',
+        async () => (await stack.cluster.jobs(initializing.name, 'initialize')).length,
+      );
+    });
+
+    await stack.temporal.startWorker();
+    await stack.cluster.finishJob(initializing!.name, 'initialize', true);
+    await reach(initializing!, 'started');
+    await sendBuildCommand(stack.temporal.client, stopped!.name, 'start');
+    await reach(stopped!, 'started');
+    await sendBuildCommand(stack.temporal.client, stopped!.name, 'stop');
+    await reach(stopped!, 'stopped');
+    for (const build of [stopped!, initializing!]) {
+      await sendBuildCommand(stack.temporal.client, build.name, 'undeploy');
+      await stack.temporal.client.workflow.getHandle(buildWorkflowId(build.name)).result();
+      expect(await stack.cluster.builds.listBuildObjects(build.name)).toEqual([]);
+    }
+  });
+});
