@@ -321,18 +321,14 @@ describe('commands under stress', () => {
     await waitFor('the init job', async () => (await cluster.jobs(build.name, 'initialize')).length > 0);
     const handle = stack.temporal.client.workflow.getHandle(buildWorkflowId(build.name));
     const historyLength = async () => (await handle.fetchHistory()).events?.length ?? 0;
-    // Settled: watching its init job, with nothing else to do until the job ends.
-    await waitFor(
-      'the build watching its init job',
-      async () => {
-        const events = (await handle.fetchHistory()).events ?? [];
-        const watching = events.some(
-          (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'waitForJob',
-        );
-        return watching && events.at(-1)?.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED;
-      },
-      120_000,
-    );
+    // Settled: watching its init job under the init timeout's timer, nothing else to do.
+    await waitFor('the build watching its init job', async () => {
+      const events = (await handle.fetchHistory()).events ?? [];
+      const watch = events.findIndex(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'waitForJob',
+      );
+      return watch >= 0 && events.at(-1)?.eventType === EventType.EVENT_TYPE_TIMER_STARTED;
+    });
     const before = await historyLength();
 
     const answers = await Promise.all(
