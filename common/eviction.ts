@@ -1,4 +1,4 @@
-import type { BuildSnapshot, BuildState, BuildStatus } from './types';
+import { BUILD_STATUSES, type BuildSnapshot, type BuildState, type BuildStatus } from './types';
 
 // Which builds the eviction schedule stops and undeploys, decided from exact build states.
 // Pure (`selectEviction` is given its I/O), so that it is tested without a cluster and
@@ -85,14 +85,8 @@ export interface EvictionSelection extends EvictionPlan {
 }
 
 const RUNNING: readonly BuildStatus[] = ['started', 'starting'];
-const DEPLOYED: readonly BuildStatus[] = [
-  'initializing',
-  'failed',
-  'stopped',
-  'starting',
-  'started',
-  'stopping',
-];
+/** Deployed means any status but undeploying (SPEC §3). */
+const DEPLOYED: readonly BuildStatus[] = BUILD_STATUSES.filter((status) => status !== 'undeploying');
 const QUERY_CONCURRENCY = 8;
 
 /**
