@@ -8,6 +8,8 @@ import { freePort, startDaemon, waitUntil } from './processes';
 export interface TemporalDevServer {
   address: string;
   uiUrl: string;
+  /** The server's pid, for CPU accounting. */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -34,7 +36,12 @@ export async function startTemporalDevServer(
     await daemon.stop();
     throw error;
   }
-  return { address: `127.0.0.1:${port}`, uiUrl: `http://127.0.0.1:${uiPort}`, stop: () => daemon.stop() };
+  return {
+    address: `127.0.0.1:${port}`,
+    uiUrl: `http://127.0.0.1:${uiPort}`,
+    pid: daemon.process.pid as number,
+    stop: () => daemon.stop(),
+  };
 }
 
 function canConnect(port: number): Promise<boolean> {
