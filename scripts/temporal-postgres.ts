@@ -10,6 +10,7 @@ import {
   writeFileSync,
 } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
@@ -142,8 +143,13 @@ async function startPostgres(workDir: string, pgBin: string) {
     const uid = Number(stdout.trim());
     const gid = Number((await run('id', ['-g', 'postgres'])).stdout.trim());
     chownSync(pgDir, uid, gid);
-    // The postgres user must be able to reach its folder (mkdtemp makes 0700 folders).
-    for (const dir of [workDir]) if ((statSync(dir).mode & 0o001) === 0) chmodSync(dir, 0o711);
+    // The postgres user must be able to reach its folder: scratch folders (mkdtemp makes them
+    // 0700) get search permission; folders elsewhere are left as they are.
+    const tmp = os.tmpdir();
+    for (let dir = path.dirname(pgDir); dir.startsWith(`${tmp}/`); dir = path.dirname(dir)) {
+      const { mode } = statSync(dir);
+      if ((mode & 0o001) === 0) chmodSync(dir, (mode & 0o7777) | 0o011);
+    }
     asUser = ['/usr/bin/setpriv', '--reuid=postgres', '--regid=postgres', '--init-groups', '--'];
     try {
       await run(asUser[0], [...asUser.slice(1), 'test', '-w', pgDir]);
