@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -19,22 +19,59 @@ import { BuildCluster } from '../activities/kubernetes';
 import { createApp } from '../api/app';
 import { startBuild } from '../api/build-client';
 import { webhookVerifier } from '../api/webhooks';
+import { buildRef } from '../common/build';
 import type { CommitInfo } from '../common/types';
 import { loadConfig } from '../common/config';
-import type { evictionWorkflow } from '../workflows';
+import { buildSearchAttributes } from '../common/search-attributes';
+import type { buildWorkflow, evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
+import { lifecycleSettings, listBuilds } from '../api/build-client';
 import { startControlPlane } from './control-plane';
 import { binary } from './paths';
 import { startTemporalDevServer } from './temporal-dev';
+import { startTemporalPostgres } from './temporal-postgres';
 
 // `npm run bench`: 200 builds against a real Temporal dev server and kube-apiserver, with a
 // worker process; this script plays the Job and Deployment controllers and measures
 // (start request → Deployment exists), (init Job succeeded → Deployment scaled to 1), the
 // worker's peak RSS, and how long eviction takes to bring 200 deployed builds down to 50.
+// BENCH_TEMPORAL=postgres runs the same on the production shape (scripts/temporal-postgres.ts:
+// the Temporal server on PostgreSQL) instead of the dev server. Both report the CPU the
+// Temporal server (and PostgreSQL's processes) spent per build, and PostgreSQL's disk growth.
+// BENCH_VISIBILITY_BUILDS=N then stops the worker, adds build workflows with their search
+// attributes (as visibility lists them, not run) until N are open, and times the API's queries.
 
 const BUILDS = Number(process.env.BENCH_BUILDS ?? 200);
 const WEBHOOK_SECRET = 'bench-secret';
 const MAX_DEPLOYED_AFTER = 50;
+const ON_POSTGRES = process.env.BENCH_TEMPORAL === 'postgres';
+const VISIBILITY_BUILDS = Number(process.env.BENCH_VISIBILITY_BUILDS ?? 0);
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+
+/** CPU seconds of `pid` and of its children, live (read from /proc) and reaped (cutime, cstime). */
+function cpuSeconds(pid: number): number {
+  const stat = (p: number | string) => {
+    const text = readFileSync(`/proc/${p}/stat`, 'utf8');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ');
+  };
+  // Fields after the name: state(0) ppid(1) … utime(11) stime(12) cutime(13) cstime(14).
+  const ticks = (fields: string[], from: number, to: number) =>
+    fields.slice(from, to + 1).reduce((sum, v) => sum + Number(v), 0);
+  let total = ticks(stat(pid), 11, 14);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === pid) continue;
+    try {
+      const fields = stat(entry);
+      if (Number(fields[1]) === pid) total += ticks(fields, 11, 12);
+    } catch {
+      // Exited while listing.
+    }
+  }
+  return total / CLOCK_TICKS;
+}
+
+const diskKiB = (dir: string) =>
+  Number(execFileSync('du', ['-sk', dir], { encoding: 'utf8' }).split('\t')[0]);
 
 const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -44,9 +81,19 @@ const percentile = (values: number[], p: number) => {
 async function main(): Promise<void> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-bench-'));
   const [temporal, controlPlane] = await Promise.all([
-    startTemporalDevServer(workDir),
+    ON_POSTGRES
+      ? startTemporalPostgres(path.join(workDir, 'temporal'))
+      : startTemporalDevServer(path.join(workDir, 'temporal')),
     startControlPlane(path.join(workDir, 'kube')),
   ]);
+  /** The Temporal server's CPU seconds so far, PostgreSQL's processes included. */
+  const serverCpu = () => {
+    if (!('pids' in temporal)) return cpuSeconds(temporal.pid);
+    const { temporal: server, postgres } = temporal.pids();
+    return cpuSeconds(server) + cpuSeconds(postgres);
+  };
+  const pgDisk = () => ('pgDataDir' in temporal ? diskKiB(temporal.pgDataDir) : 0);
+  const pgTableDisk = () => ('pgDataDir' in temporal ? diskKiB(path.join(temporal.pgDataDir, 'base')) : 0);
   const env = {
     RUNBOAT_BUILD_NAMESPACE: 'bench',
     RUNBOAT_BUILD_DOMAIN: 'bench.test',
@@ -189,6 +236,9 @@ async function main(): Promise<void> {
     return builds[0];
   };
 
+  const cpuBefore = serverCpu();
+  const workerCpuBefore = cpuSeconds(worker.pid as number);
+  const [diskBefore, tableDiskBefore] = [pgDisk(), pgTableDisk()];
   const started = Date.now();
   await Promise.all(
     Array.from({ length: BUILDS }, async (_, i) => {
@@ -221,6 +271,17 @@ async function main(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   const evictionMs = Date.now() - evictionStarted;
+  // Let the undeployed builds' workflows complete before measuring what they cost.
+  for (;;) {
+    const open = await client.workflow.count(
+      `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running'`,
+    );
+    if (open.count <= MAX_DEPLOYED_AFTER) break;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  const cpuPerBuild = (serverCpu() - cpuBefore) / BUILDS;
+  const workerCpuPerBuild = (cpuSeconds(worker.pid as number) - workerCpuBefore) / BUILDS;
+  const [diskAfter, tableDiskAfter] = [pgDisk(), pgTableDisk()];
   const peakRssKiB = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${worker.pid}/status`, 'utf8'))?.[1]);
 
   const deployLatency = [...requested].map(([name, t]) => (deployed.get(name) as number) - t);
@@ -243,6 +304,16 @@ async function main(): Promise<void> {
     `| eviction ${BUILDS} → ${MAX_DEPLOYED_AFTER} deployed (stops ${plan.stop.length}, undeploys ${plan.undeploy.length}) | ${evictionMs} ms |`,
   );
   console.log(`| worker peak RSS | ${Math.round(peakRssKiB / 1024)} MiB |`);
+  console.log(
+    `| Temporal ${ON_POSTGRES ? 'server + PostgreSQL' : 'dev server'} CPU per build (create → started → evicted) | ${Math.round(cpuPerBuild * 1000)} ms |`,
+  );
+  console.log(`| worker CPU per build (kustomize included) | ${Math.round(workerCpuPerBuild * 1000)} ms |`);
+  if (ON_POSTGRES) {
+    const perThousand = (kib: number) => `${Math.round(((kib / BUILDS) * 1000) / 1024)} MiB`;
+    console.log(
+      `| PostgreSQL disk: data folder ${Math.round(diskBefore / 1024)} → ${Math.round(diskAfter / 1024)} MiB, tables ${Math.round(tableDiskBefore / 1024)} → ${Math.round(tableDiskAfter / 1024)} MiB | per 1,000 builds: ${perThousand(diskAfter - diskBefore)} (tables ${perThousand(tableDiskAfter - tableDiskBefore)}) |`,
+    );
+  }
 
   if (process.env.BENCH_HISTORY) {
     const [name] = requested.keys();
@@ -256,15 +327,81 @@ async function main(): Promise<void> {
       );
     }
   }
-  server.closeAllConnections();
-  server.close();
-  api.events.close();
   for (const w of watches) w.abort();
   worker.kill('SIGTERM');
   await new Promise((resolve) => worker.once('exit', resolve));
+  if (VISIBILITY_BUILDS > 0) await visibilityAtScale(client, config);
+  server.closeAllConnections();
+  server.close();
+  api.events.close();
   await connection.close();
   await Promise.all([temporal.stop(), controlPlane.stop()]);
   rmSync(workDir, { recursive: true, force: true });
+}
+
+/**
+ * Adds build workflows until VISIBILITY_BUILDS are open (no worker runs them: each is a
+ * visibility row with a stopped build's search attributes, over 100 repos), then times the
+ * queries the API makes: /status lists every build, a repo's board lists ~1 %, a build one.
+ */
+async function visibilityAtScale(client: Client, config: ReturnType<typeof loadConfig>): Promise<void> {
+  const open = async () =>
+    (await client.workflow.count(`WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running'`)).count;
+  const missing = VISIBILITY_BUILDS - (await open());
+  const created = Date.now();
+  let next = 0;
+  const startOne = async (i: number) => {
+    const build = buildRef({
+      repo: `oca/repo-${i % 100}`,
+      target_branch: '16.0',
+      pr: 10_000 + i,
+      git_commit: (0x100000 + i).toString(16).padStart(40, '0'),
+    });
+    const now = new Date().toISOString();
+    await client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
+      workflowId: buildWorkflowId(build.name),
+      taskQueue: config.taskQueue,
+      args: [{ build, settings: lifecycleSettings(config) }],
+      typedSearchAttributes: buildSearchAttributes({
+        ...build,
+        status: 'stopped',
+        init_status: 'succeeded',
+        created: now,
+        last_scaled: now,
+        last_error: null,
+      }),
+    });
+  };
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < missing) await startOne(next++);
+    }),
+  );
+  const createMs = Date.now() - created;
+  while ((await open()) < VISIBILITY_BUILDS) await new Promise((resolve) => setTimeout(resolve, 500));
+  const time = async (what: string, query: () => Promise<unknown>) => {
+    const samples: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t = Date.now();
+      await query();
+      samples.push(Date.now() - t);
+    }
+    return `| ${what} | ${percentile(samples, 50)} ms | ${Math.max(...samples)} ms |`;
+  };
+  console.log(
+    `\nvisibility with ${VISIBILITY_BUILDS} open build workflows (${missing} added in ${createMs} ms)\n`,
+  );
+  console.log('| query | median of 5 | max |\n| --- | --- | --- |');
+  console.log(
+    await time('count of stopped builds', () => client.workflow.count(`RunboatStatus = 'stopped'`)),
+  );
+  console.log(await time(`list every build (/api/v1/status)`, () => listBuilds(client, config)));
+  console.log(
+    await time(`list a repo's builds (a board, ${VISIBILITY_BUILDS / 100})`, () =>
+      listBuilds(client, config, { repo: 'oca/repo-7' }),
+    ),
+  );
+  console.log(await time('list one PR', () => listBuilds(client, config, { pr: 10_007 })));
 }
 
 main().catch((error: unknown) => {
