@@ -42,7 +42,7 @@ const SECRET = 'production-shape-secret';
 const REPOS = JSON.stringify([{ repo: '^oca/.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]);
 
 describe.skipIf(missing !== undefined)('production shape: Temporal on PostgreSQL, 2 workers, 2 APIs', () => {
-  const workDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-production-'));
+  let workDir: string;
   let temporal: TemporalPostgresServer;
   let config: Config;
   let cluster: TestCluster;
@@ -135,6 +135,7 @@ describe.skipIf(missing !== undefined)('production shape: Temporal on PostgreSQL
   };
 
   beforeAll(async () => {
+    workDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-production-'));
     const started = Date.now();
     temporal = await startTemporalPostgres(path.join(workDir, 'temporal'));
     console.log(`Temporal server on PostgreSQL up in ${Date.now() - started} ms (logs in ${workDir})`);
@@ -153,7 +154,7 @@ describe.skipIf(missing !== undefined)('production shape: Temporal on PostgreSQL
     for (const child of children) child.kill('SIGKILL');
     await connection?.close();
     await temporal?.stop();
-    rmSync(workDir, { recursive: true, force: true });
+    if (workDir) rmSync(workDir, { recursive: true, force: true });
   });
 
   it('runs every build to its end through a worker crash and a Temporal restart', async () => {
