@@ -85,7 +85,7 @@ describe.skipIf(missing !== undefined)('production shape: Temporal on PostgreSQL
         RUNBOAT_TASK_QUEUE: config.taskQueue,
         RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
         RUNBOAT_BUILD_DOMAIN: config.buildDomain,
-        RUNBOAT_KUBECTL: config.kubectl,
+        RUNBOAT_KUSTOMIZE_RENDERER: config.kustomizeRenderer,
         RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
         RUNBOAT_GITHUB_API_URL: config.githubApiUrl,
         LOG_LEVEL: 'warn',
