@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { optionalTsToDate, type SearchAttributes } from '@temporalio/common';
+import { defaultPayloadConverter, optionalTsToDate, type SearchAttributes } from '@temporalio/common';
 import { decodeSearchAttributes } from '@temporalio/common/lib/converter/payload-search-attributes';
 import { temporal } from '@temporalio/proto';
 import express, { Router, type RequestHandler, type Response } from 'express';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import { searchAttributes } from '../common/search-attributes';
-import { buildWorkflowId } from '../workflows/definitions';
+import { buildWorkflowId, commandUpdate } from '../workflows/definitions';
 import type { Bounded } from './backend';
 import { getBuildState, sendBuildCommand } from './build-client';
 import { describeError, HttpError, logRequestError } from './errors';
@@ -268,6 +268,21 @@ export function timelineFromHistory(history: temporal.api.history.v1.IHistory): 
         // Visits only postpone the idle stop: one a minute of use would drown the timeline.
         if (signal === 'visited') break;
         entries.push({ time, kind: 'signal', signal, text: SIGNAL_TEXT[signal] ?? `Signal ${signal}` });
+        break;
+      }
+      case EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: {
+        // Commands arrive as updates (refused ones leave no event); the signals above are the
+        // same commands sent while no worker could answer.
+        const input = event.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input;
+        const [argument] = input?.args?.payloads ?? [];
+        const command = argument ? defaultPayloadConverter.fromPayload<string>(argument) : undefined;
+        if (input?.name !== commandUpdate.name || !command) break;
+        entries.push({
+          time,
+          kind: 'signal',
+          signal: command,
+          text: SIGNAL_TEXT[command] ?? `Command ${command}`,
+        });
         break;
       }
       case EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
