@@ -1,13 +1,12 @@
-import { WorkflowFailedError } from '@temporalio/client';
 import { expect, it, vi } from 'vitest';
-import { startBuild } from '../api/build-client';
+import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import { UnsafeCommitInfoError } from '../common/build';
 import { buildWorkflowId } from '../workflows/definitions';
 import { logger } from '../common/logger';
 import type { CommitInfo } from '../common/types';
 import type { buildWorkflow } from '../workflows';
 import { useStack } from './api-server';
-import { SHA, testConfig } from './helpers';
+import { SHA, testConfig, waitFor } from './helpers';
 
 // Repo and branch names come from GitHub, which allows quotes, newlines and `$()` in them.
 // Even where the configured patterns let such a name through, it must inject nothing.
@@ -50,16 +49,22 @@ it('refuses hostile repo, branch and sha values with a clear log line, creating 
   await namespaceIsEmpty();
 });
 
-it('fails a workflow started with hostile values behind the API, creating nothing', async () => {
+it('fails a build started with hostile values behind the API, creating nothing', async () => {
   const build = { name: 'hostile', slug: 'hostile', commit: hostile[1] };
   const handle = await stack.temporal.client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
     workflowId: buildWorkflowId('hostile'),
     taskQueue: config.taskQueue,
     args: [{ build, settings: { maxInitializing: 2, initTimeoutSeconds: 60, noCleanupJob: true } }],
   });
-  const failure = await handle.result().catch((error: unknown) => error);
-  expect(failure).toBeInstanceOf(WorkflowFailedError);
-  const activityFailure = (failure as WorkflowFailedError).cause as Error & { cause?: Error };
-  expect(activityFailure.cause?.message).toContain('has characters outside');
+  // Not a failed workflow (that would orphan whatever it had created): a failed build, with
+  // the reason, that an undeploy still removes.
+  const failed = await waitFor('the build failed', async () => {
+    const state = await getBuildState(stack.temporal.client, 'hostile');
+    return state.status === 'failed' && state;
+  });
+  expect(failed.last_error).toContain('has characters outside');
+  await namespaceIsEmpty();
+  await sendBuildCommand(stack.temporal.client, 'hostile', 'undeploy');
+  await handle.result();
   await namespaceIsEmpty();
 });
