@@ -9,6 +9,7 @@ import {
   type V1Deployment,
   type V1Job,
 } from '@kubernetes/client-node';
+import type { Config } from '../common/config';
 import type { InitStatus, JobKind, JobOutcome } from '../common/types';
 
 // All Kubernetes access goes through this module. Every method is idempotent, so that an
@@ -43,6 +44,13 @@ export interface WatchOptions {
   resourceVersion?: string;
   /** Called with the newest resourceVersion seen, for the caller to heartbeat. */
   onProgress(resourceVersion: string): void;
+}
+
+/** The build namespace of the cluster KUBECONFIG (or the in-cluster account) points at. */
+export function buildCluster(config: Pick<Config, 'buildNamespace'>): BuildCluster {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromDefault();
+  return new BuildCluster(kubeConfig, config.buildNamespace);
 }
 
 export class BuildCluster {

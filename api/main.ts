@@ -3,7 +3,7 @@ import { GitHub } from '../activities/github';
 import { ConfigError, loadConfig } from '../common/config';
 import { logger } from '../common/logger';
 import { retryWithBackoff, TEMPORAL_BACKOFF } from '../common/retry';
-import { buildCluster } from '../worker/worker';
+import { buildCluster } from '../activities/kubernetes';
 import { createApp } from './app';
 
 // The API process: serves HTTP on PORT until SIGTERM/SIGINT, then stops accepting

@@ -1,19 +1,12 @@
 import { existsSync } from 'node:fs';
-import { KubeConfig } from '@kubernetes/client-node';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities';
-import { BuildCluster } from '../activities/kubernetes';
+import { buildCluster, type BuildCluster } from '../activities/kubernetes';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import { WORKFLOW_BUNDLE_PATH, workflowsPath } from './bundle';
 
 /** Kubernetes access from `KUBECONFIG`, the default kubeconfig, or the in-cluster service account. */
-export function buildCluster(config: Config): BuildCluster {
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromDefault();
-  return new BuildCluster(kubeConfig, config.buildNamespace);
-}
-
 /**
  * Sized for one worker carrying thousands of long-lived builds (OCA: 7,000 deployed) within
  * 1 GiB: memory is bounded by the sticky cache, not by the number of builds. Most builds sit
