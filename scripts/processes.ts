@@ -16,6 +16,21 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Whether something accepts TCP connections on the loopback `port` (within 2 s). */
+export function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.end();
+      resolve(true);
+    });
+    socket.on('error', () => resolve(false));
+    socket.setTimeout(2_000, () => {
+      socket.destroy();
+      resolve(false);
+    });
+  });
+}
+
 export interface Daemon {
   name: string;
   process: ChildProcess;

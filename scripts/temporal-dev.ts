@@ -1,9 +1,8 @@
 import { mkdirSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { searchAttributeDeclarations } from '../common/search-attributes';
 import { binary } from './paths';
-import { freePort, startDaemon, waitUntil } from './processes';
+import { canConnect, freePort, startDaemon, waitUntil } from './processes';
 
 export interface TemporalDevServer {
   address: string;
@@ -46,18 +45,4 @@ export async function startTemporalDevServer(
     pid: daemon.process.pid as number,
     stop: () => daemon.stop(),
   };
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1', () => {
-      socket.end();
-      resolve(true);
-    });
-    socket.on('error', () => resolve(false));
-    socket.setTimeout(2_000, () => {
-      socket.destroy();
-      resolve(false);
-    });
-  });
 }

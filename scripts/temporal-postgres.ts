@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { parse } from 'yaml';
 import { binary, cacheDir } from './paths';
-import { freePort, startDaemon, waitUntil, type Daemon } from './processes';
+import { canConnect, freePort, startDaemon, waitUntil, type Daemon } from './processes';
 
 // The production shape on one machine: Debian's PostgreSQL in a scratch folder on a loopback
 // port, Temporal's schemas set up by temporal-sql-tool, and the Temporal server built from
@@ -335,14 +335,4 @@ async function freePortBelow32768(): Promise<number> {
     });
     if (free) return port;
   }
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1', () => {
-      socket.end();
-      resolve(true);
-    });
-    socket.on('error', () => resolve(false));
-  });
 }
