@@ -1,27 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { planEviction } from '../common/eviction';
-import type { BuildCommand, BuildSnapshot, BuildStatus } from '../common/types';
-
-let clock = 0;
-const at = () => new Date(Date.UTC(2026, 0, 1, 0, 0, clock++)).toISOString();
-
-function build(
-  name: string,
-  status: BuildStatus,
-  { branch = '16.0', pr = null as number | null, pending = [] as BuildCommand[] } = {},
-): BuildSnapshot {
-  return {
-    name,
-    slug: name,
-    commit: { repo: 'oca/x', target_branch: branch, pr, git_commit: 'a'.repeat(40) },
-    status,
-    init_status: status === 'failed' ? 'failed' : 'succeeded',
-    created: at(),
-    last_scaled: at(),
-    last_error: null,
-    pending_commands: pending,
-  };
-}
+import { build } from './build-snapshots';
 
 describe('planEviction', () => {
   it('does nothing within the limits', () => {

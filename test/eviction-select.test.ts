@@ -1,30 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { planEviction, selectEviction, type EvictionLimits, type EvictionSource } from '../common/eviction';
-import type { BuildCommand, BuildSnapshot, BuildState, BuildStatus } from '../common/types';
+import type { BuildSnapshot, BuildState, BuildStatus } from '../common/types';
+import { at, build } from './build-snapshots';
 
 // Eviction picks its candidates from visibility and queries only the builds it acts on (plus
 // candidates visibility showed stale), yet decides as `planEviction` does on exact states.
-
-let clock = 0;
-const at = () => new Date(Date.UTC(2026, 0, 1, 0, 0, clock++)).toISOString();
-
-function build(
-  name: string,
-  status: BuildStatus,
-  { branch = '16.0', pr = null as number | null, pending = [] as BuildCommand[] } = {},
-): BuildSnapshot {
-  return {
-    name,
-    slug: name,
-    commit: { repo: 'oca/x', target_branch: branch, pr, git_commit: 'a'.repeat(40) },
-    status,
-    init_status: status === 'failed' ? 'failed' : 'succeeded',
-    created: at(),
-    last_scaled: at(),
-    last_error: null,
-    pending_commands: pending,
-  };
-}
 
 /** Visibility as the fake shows it: the exact states without their pending commands, unless told. */
 function fakeSource(
