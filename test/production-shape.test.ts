@@ -1,11 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, rmSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Webhooks } from '@octokit/webhooks';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inject } from 'vitest';
 import type { BuildJson } from '../api/views';
 import { buildRef } from '../common/build';
 import type { Config } from '../common/config';
@@ -17,7 +16,7 @@ import {
 } from '../scripts/temporal-postgres';
 import { buildWorkflowId } from '../workflows/definitions';
 import { payloads } from './api-server';
-import { SHA, spawnWorkerProcess, TestCluster, testConfig, waitFor } from './helpers';
+import { SHA, spawnServiceProcess, spawnWorkerProcess, TestCluster, testConfig, waitFor } from './helpers';
 
 // The production shape: a Temporal server built from go.temporal.io/server on PostgreSQL (SQL
 // persistence and visibility), two worker processes and two API processes, all separate OS
@@ -73,26 +72,13 @@ describe.skipIf(missing !== undefined)('production shape: Temporal on PostgreSQL
   /** An API process (`api/main.ts`) on its own port, configured like the workers. */
   const spawnApi = async (name: string) => {
     const port = await freePort();
-    const log = openSync(path.join(workDir, `${name}.log`), 'a');
-    const root = path.resolve(__dirname, '..');
-    const api = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'api', 'main.ts')], {
-      cwd: root,
-      env: {
-        ...process.env,
-        PORT: String(port),
-        KUBECONFIG: inject('kubeconfig'),
-        TEMPORAL_ADDRESS: config.temporalAddress,
-        RUNBOAT_TASK_QUEUE: config.taskQueue,
-        RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
-        RUNBOAT_BUILD_DOMAIN: config.buildDomain,
-        RUNBOAT_KUSTOMIZE_RENDERER: config.kustomizeRenderer,
-        RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
-        RUNBOAT_GITHUB_API_URL: config.githubApiUrl,
-        LOG_LEVEL: 'warn',
-        ...serviceEnv(),
-      },
-      stdio: ['ignore', log, log],
-    });
+    const log = createWriteStream(path.join(workDir, `${name}.log`), { flags: 'a' });
+    const api = spawnServiceProcess(
+      path.join('api', 'main.ts'),
+      config,
+      { PORT: String(port), ...serviceEnv() },
+      (line) => log.write(`${line}\n`),
+    );
     children.push(api);
     const url = `http://127.0.0.1:${port}`;
     await waitFor(`${name} ready`, async () => (await fetch(`${url}/readyz`)).ok, 60_000);
