@@ -4,6 +4,7 @@ import path from 'node:path';
 import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, type V1Job } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { temporal } from '@temporalio/proto';
 import { inject } from 'vitest';
 import { BuildCluster } from '../activities/kubernetes';
 import { loadConfig, type Config } from '../common/config';
@@ -215,6 +216,25 @@ export async function consistently(
     if (!(await probe())) throw new Error(`expected ${what} to hold for ${forMs} ms, but it did not`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/**
+ * Waits until `count` distinct workers poll `config`'s task queue for workflow tasks: a worker
+ * process takes seconds to start (more on a loaded machine), which no test's clock should pay.
+ */
+export async function untilWorkersPoll(client: Client, config: Config, count: number): Promise<void> {
+  await waitFor(
+    `${count} worker(s) polling ${config.taskQueue}`,
+    async () => {
+      const { pollers } = await client.workflowService.describeTaskQueue({
+        namespace: config.temporalNamespace,
+        taskQueue: { name: config.taskQueue },
+        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+      });
+      return new Set((pollers ?? []).map((poller) => poller.identity)).size >= count;
+    },
+    120_000,
+  );
 }
 
 /**

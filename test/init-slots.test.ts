@@ -12,6 +12,7 @@ import {
   TestCluster,
   testConfig,
   testTemporal,
+  untilWorkersPoll,
   waitFor,
   type TestTemporal,
 } from './helpers';
@@ -29,6 +30,7 @@ beforeAll(async () => {
   cluster.playDeploymentController();
   temporal = await testTemporal(config, cluster);
   workers.push(spawnWorkerProcess(config), spawnWorkerProcess(config));
+  await untilWorkersPoll(temporal.client, config, 2);
 });
 
 afterAll(async () => {
