@@ -9,13 +9,14 @@ import {
 } from '../common/eviction';
 import { buildFromSearchAttributes, searchAttributes } from '../common/search-attributes';
 import type { BuildState, BuildStatus } from '../common/types';
-import { buildStateQuery, buildWorkflowId } from '../workflows/definitions';
 import {
+  buildStateQuery,
+  buildWorkflowId,
   initSlotsWorkflowId,
   requestSlotSignal,
-  type initSlotsWorkflow,
+  type InitSlotsWorkflow,
   type SlotRequest,
-} from '../workflows/init-slots';
+} from '../workflows/definitions';
 
 // Activities that talk to Temporal itself, for the workflows that coordinate builds.
 
@@ -23,7 +24,7 @@ export function createCoordinationActivities(config: Config) {
   return {
     /** Queues `workflowId` for an init slot, starting the coordinator if it is not running. */
     async requestInitSlot(workflowId: string, capacity: number): Promise<void> {
-      await Context.current().client.workflow.signalWithStart<typeof initSlotsWorkflow, [SlotRequest]>(
+      await Context.current().client.workflow.signalWithStart<InitSlotsWorkflow, [SlotRequest]>(
         'initSlotsWorkflow',
         {
           workflowId: initSlotsWorkflowId(config.taskQueue),

@@ -3,7 +3,7 @@ import type { RequestHandler } from 'express';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config } from '../common/config';
 import { BUILD_STATUSES } from '../common/types';
-import { initSlotsQuery, initSlotsWorkflowId } from '../workflows/init-slots';
+import { initSlotsQuery, initSlotsWorkflowId } from '../workflows/definitions';
 import type { Bounded } from './backend';
 import { listBuilds } from './build-client';
 import type { EventsPollObserver } from './events';

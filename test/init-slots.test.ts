@@ -5,7 +5,7 @@ import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client
 import { jobOutcome } from '../activities/kubernetes';
 import type { BuildRef } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
-import { initSlotsQuery, initSlotsWorkflowId, slotGrantedSignal } from '../workflows/init-slots';
+import { initSlotsQuery, initSlotsWorkflowId, slotGrantedSignal } from '../workflows/definitions';
 import {
   SHA,
   spawnWorkerProcess,
