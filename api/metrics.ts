@@ -17,6 +17,8 @@ export interface ApiMetrics {
   observeWebhook: WebhookObserver;
   observeEventsPoll: EventsPollObserver;
   timeRequests: RequestHandler;
+  /** GET /metrics: the scrape. */
+  serve: RequestHandler;
 }
 
 export function createMetrics(
@@ -90,6 +92,9 @@ export function createMetrics(
         end({ route: `${request.baseUrl}${route}`, status: String(response.statusCode) });
       });
       next();
+    },
+    serve: async (_request, response) => {
+      response.type(registry.contentType).send(await registry.metrics());
     },
   };
 }

@@ -3,7 +3,7 @@ import type { RequestHandler } from 'express';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import { searchAttributes } from '../common/search-attributes';
-import { serveLivePage } from './ui';
+import { serveLivePage } from './live-page';
 import type { Bounded } from './backend';
 import type { Visits } from './visits';
 
