@@ -7,7 +7,7 @@ import {
   type EvictionPlan,
   type EvictionSource,
 } from '../common/eviction';
-import { buildFromSearchAttributes, searchAttributes } from '../common/search-attributes';
+import { buildFromSearchAttributes, runningBuildsQuery, searchAttributes } from '../common/search-attributes';
 import type { BuildState, BuildStatus } from '../common/types';
 import {
   buildStateQuery,
@@ -44,7 +44,7 @@ export function createCoordinationActivities(config: Config) {
      */
     async evictionPlan(limits: EvictionLimits): Promise<EvictionPlan> {
       const { client } = Context.current();
-      const running = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${config.taskQueue}'`;
+      const running = runningBuildsQuery(config.taskQueue);
       const withStatus = (statuses?: readonly BuildStatus[]) =>
         statuses
           ? `${running} AND ${searchAttributes.status.name} IN (${statuses.map((s) => `'${s}'`).join(', ')})`

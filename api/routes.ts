@@ -28,7 +28,7 @@ import {
   buildName,
   filterQuery,
   ignoringEmptyFilters,
-  parseQuery,
+  parseOr400,
   pr,
   repo,
   status,
@@ -60,7 +60,7 @@ export function restRouter(deps: RestDependencies): Router {
   }
 
   async function runningBuild(name: string) {
-    parseQuery(buildName, name);
+    parseOr400(buildName, name);
     return bounded(async () => {
       await assertRunning(name);
       return getBuildState(client, name);
@@ -80,7 +80,7 @@ export function restRouter(deps: RestDependencies): Router {
   });
 
   api.get('/builds', async (request, response) => {
-    const filter = parseQuery(
+    const filter = parseOr400(
       filterQuery.extend({ status: status.optional() }),
       ignoringEmptyFilters(request.query),
     );
@@ -89,7 +89,7 @@ export function restRouter(deps: RestDependencies): Router {
   });
 
   api.delete('/builds', admin, async (request, response) => {
-    const filter = parseQuery(filterQuery, ignoringEmptyFilters(request.query));
+    const filter = parseOr400(filterQuery, ignoringEmptyFilters(request.query));
     if (Object.values(filter).every((value) => value === undefined)) {
       throw new HttpError(400, 'give at least one of repo, target_branch, branch, pr');
     }
@@ -97,7 +97,7 @@ export function restRouter(deps: RestDependencies): Router {
   });
 
   api.post('/builds/trigger/branch', admin, async (request, response) => {
-    const query = parseQuery(z.object({ repo, branch }), request.query);
+    const query = parseOr400(z.object({ repo, branch }), request.query);
     if (!findRepoSettings(config, query.repo, query.branch)) {
       throw new HttpError(400, `${query.repo} ${query.branch} matches no RUNBOAT_REPOS entry`);
     }
@@ -107,7 +107,7 @@ export function restRouter(deps: RestDependencies): Router {
   });
 
   api.post('/builds/trigger/pr', admin, async (request, response) => {
-    const query = parseQuery(z.object({ repo, pr }), request.query);
+    const query = parseOr400(z.object({ repo, pr }), request.query);
     const commit = await github.pullRequestHead(query.repo, query.pr);
     const build = await bounded(() => startBuild(client, config, commit));
     response.json({ name: build.name });
@@ -143,7 +143,7 @@ export function restRouter(deps: RestDependencies): Router {
     (name: BuildCommand): RequestHandler =>
     async (request, response) => {
       // No query first: a command is accepted (kept by Temporal) even while no worker runs.
-      const build = parseQuery(buildName, request.params.name);
+      const build = parseOr400(buildName, request.params.name);
       await bounded(async () => {
         await assertRunning(build);
         await sendBuildCommand(client, build, name);
@@ -156,7 +156,7 @@ export function restRouter(deps: RestDependencies): Router {
   api.post('/builds/:name/reset', perBuild, command('reset'));
   const undeploy = command('undeploy');
   api.delete('/builds/:name', admin, async (request, response, next) => {
-    const { force, reason } = parseQuery(
+    const { force, reason } = parseOr400(
       z.object({ force: z.enum(['true', 'false']).optional(), reason: z.string().max(500).optional() }),
       request.query,
     );
@@ -175,7 +175,7 @@ export function restRouter(deps: RestDependencies): Router {
   });
 
   api.get('/build-events', async (request, response) => {
-    const filter = parseQuery(
+    const filter = parseOr400(
       filterQuery.extend({ build_name: buildName.optional() }),
       ignoringEmptyFilters(request.query),
     );

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { branchNameProblem } from '../common/build';
+import { BUILD_NAME_PATTERN, branchNameProblem, SAFE_REPO } from '../common/build';
 import { BUILD_STATUSES } from '../common/types';
 import { HttpError } from './errors';
 
@@ -8,7 +8,8 @@ import { HttpError } from './errors';
 
 export const repo = z
   .string()
-  .regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, 'must be owner/name')
+  // Any case here: the value is lower-cased after, and the lower-cased one must be safe.
+  .regex(new RegExp(SAFE_REPO.source, 'i'), 'must be owner/name')
   .transform((value) => value.toLowerCase());
 export const branch = z.string().superRefine((value, context) => {
   const problem = branchNameProblem(value);
@@ -16,7 +17,7 @@ export const branch = z.string().superRefine((value, context) => {
 });
 export const pr = z.coerce.number().int().positive();
 export const status = z.enum(BUILD_STATUSES);
-export const buildName = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'is not a build name');
+export const buildName = z.string().regex(BUILD_NAME_PATTERN, 'is not a build name');
 
 export const filterQuery = z.object({
   repo: repo.optional(),
@@ -37,11 +38,19 @@ export function ignoringEmptyFilters(query: Record<string, unknown>): Record<str
   );
 }
 
-export function parseQuery<T>(schema: z.ZodType<T>, query: unknown): T {
-  const parsed = schema.safeParse(query);
+/**
+ * `value` as `schema` gives it, or a 400 naming the first problem: `<path> <problem>`, or with
+ * a `context` (a webhook's "invalid payload") `<context>: <path or (root)> <problem>`.
+ */
+export function parseOr400<T>(schema: z.ZodType<T>, value: unknown, context?: string): T {
+  const parsed = schema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new HttpError(400, `${issue.path.join('.')} ${issue.message}`);
+    const where = issue.path.join('.');
+    throw new HttpError(
+      400,
+      context ? `${context}: ${where || '(root)'} ${issue.message}` : `${where} ${issue.message}`,
+    );
   }
   return parsed.data;
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import express, { Router, type RequestHandler } from 'express';
+import { BUILD_NAME_PATTERN } from '../common/build';
 import { buildWorkflowId } from '../workflows/definitions';
 import { describeError, HttpError, logRequestError } from './errors';
 import { serveLivePage, type UiDependencies } from './live-page';
@@ -12,7 +13,6 @@ import { timelineFromHistory, type Timeline } from './timeline';
 // and a build's timeline, read from its workflow history (timeline.ts).
 
 const ASSETS = path.join(__dirname, 'ui');
-const BUILD_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 export function uiRouter(deps: UiDependencies): Router {
   const { config, client, bounded } = deps;
@@ -32,7 +32,7 @@ export function uiRouter(deps: UiDependencies): Router {
   const homePage = serve(framed('home.html', 'Repositories', 'home.js'));
   const buildPage = framed('build.html', 'Build', 'build.js');
   const validName = (name: string) => {
-    if (!BUILD_NAME.test(name)) throw new HttpError(400, `${name} is not a build name`);
+    if (!BUILD_NAME_PATTERN.test(name)) throw new HttpError(400, `${name} is not a build name`);
     return name;
   };
 
@@ -75,7 +75,7 @@ export function uiRouter(deps: UiDependencies): Router {
 
   ui.get('/builds/:name', secured, async (request, response) => {
     const name = String(request.params.name);
-    if (!BUILD_NAME.test(name)) {
+    if (!BUILD_NAME_PATTERN.test(name)) {
       sendPage(
         config,
         response,
