@@ -7,15 +7,16 @@ import {
   type EvictionPlan,
   type EvictionSource,
 } from '../common/eviction';
-import { buildFromSearchAttributes, searchAttributes } from '../common/search-attributes';
+import { buildFromSearchAttributes, runningBuildsQuery, searchAttributes } from '../common/search-attributes';
 import type { BuildState, BuildStatus } from '../common/types';
-import { buildStateQuery, buildWorkflowId } from '../workflows/definitions';
 import {
+  buildStateQuery,
+  buildWorkflowId,
   initSlotsWorkflowId,
   requestSlotSignal,
-  type initSlotsWorkflow,
+  type InitSlotsWorkflow,
   type SlotRequest,
-} from '../workflows/init-slots';
+} from '../workflows/definitions';
 
 // Activities that talk to Temporal itself, for the workflows that coordinate builds.
 
@@ -23,7 +24,7 @@ export function createCoordinationActivities(config: Config) {
   return {
     /** Queues `workflowId` for an init slot, starting the coordinator if it is not running. */
     async requestInitSlot(workflowId: string, capacity: number): Promise<void> {
-      await Context.current().client.workflow.signalWithStart<typeof initSlotsWorkflow, [SlotRequest]>(
+      await Context.current().client.workflow.signalWithStart<InitSlotsWorkflow, [SlotRequest]>(
         'initSlotsWorkflow',
         {
           workflowId: initSlotsWorkflowId(config.taskQueue),
@@ -43,7 +44,7 @@ export function createCoordinationActivities(config: Config) {
      */
     async evictionPlan(limits: EvictionLimits): Promise<EvictionPlan> {
       const { client } = Context.current();
-      const running = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${config.taskQueue}'`;
+      const running = runningBuildsQuery(config.taskQueue);
       const withStatus = (statuses?: readonly BuildStatus[]) =>
         statuses
           ? `${running} AND ${searchAttributes.status.name} IN (${statuses.map((s) => `'${s}'`).join(', ')})`

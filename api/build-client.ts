@@ -13,7 +13,9 @@ import { capBuildsOfRef } from './per-ref-cap';
 import {
   buildFromSearchAttributes,
   buildSearchAttributes,
+  runningBuildsQuery,
   searchAttributes,
+  visibilityString,
   type ListedBuild,
 } from '../common/search-attributes';
 import {
@@ -200,24 +202,20 @@ export async function listBuilds(
   config: Config,
   filter: BuildFilter = {},
 ): Promise<ListedBuild[]> {
-  const quote = (value: string) => `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-  const clauses = [
-    `WorkflowType = 'buildWorkflow'`,
-    `ExecutionStatus = 'Running'`,
-    `TaskQueue = ${quote(config.taskQueue)}`,
-  ];
-  if (filter.repo) clauses.push(`${searchAttributes.repo.name} = ${quote(filter.repo.toLowerCase())}`);
+  const clauses = [runningBuildsQuery(config.taskQueue)];
+  if (filter.repo)
+    clauses.push(`${searchAttributes.repo.name} = ${visibilityString(filter.repo.toLowerCase())}`);
   if (filter.target_branch)
-    clauses.push(`${searchAttributes.targetBranch.name} = ${quote(filter.target_branch)}`);
+    clauses.push(`${searchAttributes.targetBranch.name} = ${visibilityString(filter.target_branch)}`);
   if (filter.branch) {
     clauses.push(
-      `${searchAttributes.targetBranch.name} = ${quote(filter.branch)}`,
+      `${searchAttributes.targetBranch.name} = ${visibilityString(filter.branch)}`,
       `${searchAttributes.pr.name} IS NULL`,
     );
   }
   if (filter.pr !== undefined) clauses.push(`${searchAttributes.pr.name} = ${filter.pr}`);
-  if (filter.status) clauses.push(`${searchAttributes.status.name} = ${quote(filter.status)}`);
-  if (filter.name) clauses.push(`${searchAttributes.name.name} = ${quote(filter.name)}`);
+  if (filter.status) clauses.push(`${searchAttributes.status.name} = ${visibilityString(filter.status)}`);
+  if (filter.name) clauses.push(`${searchAttributes.name.name} = ${visibilityString(filter.name)}`);
   const builds: ListedBuild[] = [];
   for await (const workflow of client.workflow.list({ query: clauses.join(' AND ') })) {
     const listed = buildFromSearchAttributes(workflow.typedSearchAttributes);
@@ -253,7 +251,7 @@ export async function countBuilds(
   client: Client,
   config: Config,
 ): Promise<{ statuses: Record<BuildStatus, number>; toInitialize: number; initializing: number }> {
-  const running = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${config.taskQueue.replace(/'/g, "\\'")}'`;
+  const running = runningBuildsQuery(config.taskQueue);
   const count = async (clause: string) => (await client.workflow.count(`${running} AND ${clause}`)).count;
   const status = (value: string) => `${searchAttributes.status.name} = '${value}'`;
   const initStatus = (value: string) =>

@@ -3,7 +3,7 @@ import type { RequestHandler } from 'express';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config } from '../common/config';
 import { BUILD_STATUSES } from '../common/types';
-import { initSlotsQuery, initSlotsWorkflowId } from '../workflows/init-slots';
+import { initSlotsQuery, initSlotsWorkflowId } from '../workflows/definitions';
 import type { Bounded } from './backend';
 import { listBuilds } from './build-client';
 import type { EventsPollObserver } from './events';
@@ -17,6 +17,8 @@ export interface ApiMetrics {
   observeWebhook: WebhookObserver;
   observeEventsPoll: EventsPollObserver;
   timeRequests: RequestHandler;
+  /** GET /metrics: the scrape. */
+  serve: RequestHandler;
 }
 
 export function createMetrics(
@@ -90,6 +92,9 @@ export function createMetrics(
         end({ route: `${request.baseUrl}${route}`, status: String(response.statusCode) });
       });
       next();
+    },
+    serve: async (_request, response) => {
+      response.type(registry.contentType).send(await registry.metrics());
     },
   };
 }

@@ -2,8 +2,8 @@ import type { Client } from '@temporalio/client';
 import type { RequestHandler } from 'express';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
-import { searchAttributes } from '../common/search-attributes';
-import { serveLivePage } from './ui';
+import { runningBuildsQuery, searchAttributes } from '../common/search-attributes';
+import { serveLivePage } from './live-page';
 import type { Bounded } from './backend';
 import type { Visits } from './visits';
 
@@ -42,14 +42,8 @@ export async function buildNameBySlug(
   config: Config,
   slug: string,
 ): Promise<string | undefined> {
-  // The slug is [a-z0-9-] (checked by slugOfHost) and the task queue is quoted.
-  const taskQueue = config.taskQueue.replace(/\\/g, '\\\\').replace(/'/g, "\\'");
-  const query = [
-    `WorkflowType = 'buildWorkflow'`,
-    `ExecutionStatus = 'Running'`,
-    `TaskQueue = '${taskQueue}'`,
-    `${searchAttributes.slug.name} = '${slug}'`,
-  ].join(' AND ');
+  // The slug is [a-z0-9-] (checked by slugOfHost).
+  const query = `${runningBuildsQuery(config.taskQueue)} AND ${searchAttributes.slug.name} = '${slug}'`;
   for await (const workflow of client.workflow.list({ query, pageSize: 1 })) {
     const name = workflow.typedSearchAttributes.get(searchAttributes.name);
     if (name) return name;

@@ -8,6 +8,7 @@ import type { CommitInfo } from '../common/types';
 import { logger } from '../common/logger';
 import { startBuild, undeployBuilds } from './build-client';
 import { HttpError } from './errors';
+import { parseOr400 } from './schemas';
 
 // GitHub's webhook: pushes and pull requests start builds; deleted branches and closed pull
 // requests undeploy theirs. Payloads are verified (when a secret is set) before being read.
@@ -80,7 +81,7 @@ export function webhookRouter(
     const ignored = (detail: string): WebhookOutcome => ({ outcome: 'ignored', detail, builds: [] });
     switch (event) {
       case 'push': {
-        const push = parse(pushPayload, payload);
+        const push = parseOr400(pushPayload, payload, 'invalid payload');
         if (!push.ref.startsWith('refs/heads/')) return ignored(`${push.ref} is not a branch`);
         const branch = push.ref.slice('refs/heads/'.length);
         const repo = push.repository.full_name.toLowerCase();
@@ -93,7 +94,7 @@ export function webhookRouter(
         return start({ repo, target_branch: branch, pr: null, git_commit: push.after });
       }
       case 'pull_request': {
-        const pr = parse(pullRequestPayload, payload);
+        const pr = parseOr400(pullRequestPayload, payload, 'invalid payload');
         const repo = pr.repository.full_name.toLowerCase();
         const target = pr.pull_request.base.ref;
         if (!findRepoSettings(config, repo, target)) return ignored(`${repo} ${target} is not configured`);
@@ -106,7 +107,7 @@ export function webhookRouter(
         return start({ repo, target_branch: target, pr: pr.number, git_commit: pr.pull_request.head.sha });
       }
       case 'delete': {
-        const deleted = parse(deletePayload, payload);
+        const deleted = parseOr400(deletePayload, payload, 'invalid payload');
         const repo = deleted.repository.full_name.toLowerCase();
         if (deleted.ref_type !== 'branch') return ignored(`${deleted.ref_type} deleted`);
         if (!findRepoSettings(config, repo, deleted.ref))
@@ -152,13 +153,4 @@ export async function webhookVerifier(secret: string): Promise<Webhooks> {
 function checkBranch(name: string): void {
   const problem = branchNameProblem(name);
   if (problem) throw new HttpError(400, `invalid payload: branch ${JSON.stringify(name)} ${problem}`);
-}
-
-function parse<T>(schema: z.ZodType<T>, payload: unknown): T {
-  const parsed = schema.safeParse(payload);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new HttpError(400, `invalid payload: ${issue.path.join('.') || '(root)'} ${issue.message}`);
-  }
-  return parsed.data;
 }

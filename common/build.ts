@@ -3,7 +3,7 @@ import type { BuildRef, CommitInfo } from './types';
 
 // GitHub lets far more through in repo and branch names than is safe to put in YAML, labels
 // or shell. Values reach kubefiles templates only when they match these.
-const SAFE_REPO = /^[a-z0-9_.-]+\/[a-z0-9_.-]+$/;
+export const SAFE_REPO = /^[a-z0-9_.-]+\/[a-z0-9_.-]+$/;
 const GIT_SHA = /^[0-9a-f]{40}$/;
 
 /** Every character git forbids in a ref name (controls, space, `~^:?*[\`, and `@`) is outside it. */
@@ -59,6 +59,9 @@ export function validateCommitInfo(commit: CommitInfo): CommitInfo {
   }
   return { ...commit, repo };
 }
+
+/** What `buildName` makes, and so all that API paths and queries accept as a build name. */
+export const BUILD_NAME_PATTERN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 export function buildSlug(commit: CommitInfo): string {
   const pr = commit.pr === null ? '' : `-pr${commit.pr}`;

@@ -22,6 +22,16 @@ export const searchAttributes = {
   lastVisited: defineSearchAttributeKey('RunboatLastVisited', SearchAttributeType.DATETIME),
 } as const;
 
+/** `value` as a string literal of Temporal's visibility query language. */
+export function visibilityString(value: string): string {
+  return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+}
+
+/** The build workflows running on `taskQueue`: what every list and count of builds starts from. */
+export function runningBuildsQuery(taskQueue: string): string {
+  return `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = ${visibilityString(taskQueue)}`;
+}
+
 /** `Name=Type` pairs, as `temporal server start-dev --search-attribute` takes them. */
 export function searchAttributeDeclarations(): string[] {
   const cliType: Record<string, string> = {

@@ -8,7 +8,7 @@ import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startTestApi, startStack, type TestStack } from './api-server';
 import { startGitHubRecorder, type GitHubRecorder } from './github-recorder';
-import { SHA, TestCluster, testConfig, testTemporal, waitFor } from './helpers';
+import { SHA, spawnApiProcess, TestCluster, testConfig, testTemporal, waitFor } from './helpers';
 
 const { EventType } = temporal.api.enums.v1;
 
@@ -466,14 +466,28 @@ describe('an API without its backends', () => {
   });
 
   it('gives the same answers from two API processes side by side', async () => {
-    const second = await startTestApi(config, stack.temporal.client, cluster);
+    // Two OS processes (api/main.ts), as deployed: nothing in one process's memory can help.
+    const env = { RUNBOAT_BASE_URL: config.baseUrl, RUNBOAT_TEMPORAL_UI_URL: config.temporalUiUrl };
+    const processes = await Promise.all([spawnApiProcess(config, env), spawnApiProcess(config, env)]);
     try {
-      for (const path of ['/api/v1/builds', '/api/v1/status', '/api/v1/repos']) {
-        const [a, b] = await Promise.all([stack.api.request('GET', path), second.request('GET', path)]);
+      const [first, second] = processes.map(({ url }) => url);
+      for (const path of [
+        '/api/v1/builds',
+        '/api/v1/status',
+        '/api/v1/repos',
+        `/api/v1/builds/${builds.branch.name}`,
+      ]) {
+        const [a, b] = await Promise.all([fetch(`${first}${path}`), fetch(`${second}${path}`)]);
+        expect([a.status, b.status], path).toEqual([200, 200]);
         expect(await b.json(), path).toEqual(await a.json());
       }
+      // They serve this test's builds, not merely the same empty answers.
+      const build = (await (
+        await fetch(`${second}/api/v1/builds/${builds.branch.name}`)
+      ).json()) as BuildJson;
+      expect(build.name).toBe(builds.branch.name);
     } finally {
-      await second.close();
+      for (const { child } of processes) child.kill('SIGTERM');
     }
   });
 });

@@ -9,6 +9,7 @@ import { inject } from 'vitest';
 import { BuildCluster } from '../activities/kubernetes';
 import { loadConfig, type Config } from '../common/config';
 import { binary } from '../scripts/paths';
+import { freePort } from '../scripts/processes';
 import { createWorker } from '../worker/worker';
 
 export const SHA = (char: string) => char.repeat(40);
@@ -247,6 +248,32 @@ export function spawnWorkerProcess(
   output?: (line: string) => void,
 ): ChildProcess {
   return spawnServiceProcess(path.join('worker', 'main.ts'), config, env, output);
+}
+
+/**
+ * `api/main.ts` as its own process on a free port, configured like `config`, once it answers
+ * /readyz (it reaches Temporal). Kill `child` when done.
+ */
+export async function spawnApiProcess(
+  config: Config,
+  env: Record<string, string> = {},
+  output?: (line: string) => void,
+): Promise<{ child: ChildProcess; url: string }> {
+  const port = await freePort();
+  const child = spawnServiceProcess(
+    path.join('api', 'main.ts'),
+    config,
+    { PORT: String(port), ...env },
+    output,
+  );
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitFor(`the API process on ${url} ready`, async () => (await fetch(`${url}/readyz`)).ok, 60_000);
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  return { child, url };
 }
 
 /** `worker/main.ts` or `api/main.ts` as its own process, configured like `config`. */

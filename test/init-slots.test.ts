@@ -4,8 +4,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import { jobOutcome } from '../activities/kubernetes';
 import type { BuildRef } from '../common/types';
-import { buildWorkflowId } from '../workflows/definitions';
-import { initSlotsQuery, initSlotsWorkflowId, slotGrantedSignal } from '../workflows/init-slots';
+import {
+  buildWorkflowId,
+  initSlotsQuery,
+  initSlotsWorkflowId,
+  slotGrantedSignal,
+} from '../workflows/definitions';
 import {
   SHA,
   spawnWorkerProcess,

@@ -8,7 +8,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildJson } from '../api/views';
 import { buildRef } from '../common/build';
 import type { Config } from '../common/config';
-import { freePort } from '../scripts/processes';
 import {
   startTemporalPostgres,
   temporalPostgresProvisioned,
@@ -16,7 +15,7 @@ import {
 } from '../scripts/temporal-postgres';
 import { buildWorkflowId } from '../workflows/definitions';
 import { payloads } from './api-server';
-import { SHA, spawnServiceProcess, spawnWorkerProcess, TestCluster, testConfig, waitFor } from './helpers';
+import { SHA, spawnApiProcess, spawnWorkerProcess, TestCluster, testConfig, waitFor } from './helpers';
 
 // The production shape: a Temporal server built from go.temporal.io/server on PostgreSQL (SQL
 // persistence and visibility), two worker processes and two API processes, all separate OS
@@ -71,18 +70,10 @@ describe.skipIf(missing !== undefined)('production shape: Temporal on PostgreSQL
   };
   /** An API process (`api/main.ts`) on its own port, configured like the workers. */
   const spawnApi = async (name: string) => {
-    const port = await freePort();
     const log = createWriteStream(path.join(workDir, `${name}.log`), { flags: 'a' });
-    const api = spawnServiceProcess(
-      path.join('api', 'main.ts'),
-      config,
-      { PORT: String(port), ...serviceEnv() },
-      (line) => log.write(`${line}\n`),
-    );
-    children.push(api);
-    const url = `http://127.0.0.1:${port}`;
-    await waitFor(`${name} ready`, async () => (await fetch(`${url}/readyz`)).ok, 60_000);
-    return url;
+    const api = await spawnApiProcess(config, serviceEnv(), (line) => log.write(`${line}\n`));
+    children.push(api.child);
+    return api.url;
   };
 
   /**

@@ -25,7 +25,7 @@ import {
   visitedSignal,
   type LifecycleSettings,
 } from '../workflows/definitions';
-import { slotGrantedSignal } from '../workflows/init-slots';
+import { slotGrantedSignal } from '../workflows/definitions';
 import { waitFor } from './helpers';
 
 // The build workflow's timers (init timeout, cleanup backoff) on Temporal's time-skipping test

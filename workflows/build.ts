@@ -24,11 +24,13 @@ import {
   commandUpdate,
   CommandRefusal,
   forceUndeploySignal,
+  initSlotsWorkflowId,
+  releaseSlotSignal,
+  slotGrantedSignal,
   type BuildPhase,
   type BuildWorkflowInput,
 } from './definitions';
 import { recordVisits, untilReadyOrIdle } from './idle-stop';
-import { initSlotsWorkflowId, releaseSlotSignal, slotGrantedSignal } from './init-slots';
 
 // One build's whole life (SPEC §3): deploy, initialize once, then start/stop on request until
 // undeployed. Every Kubernetes side effect is an idempotent activity, retried until it succeeds.

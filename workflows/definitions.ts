@@ -1,7 +1,9 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { BuildCommand, BuildRef, BuildSnapshot, BuildState } from '../common/types';
 
-// The build workflow's interface, shared by the workflow, the API and tests.
+// The workflows' interfaces (ids, signals, queries, updates, inputs), shared by the workflows,
+// the activities, the API and tests. It imports nothing from activities/ or api/, so that
+// either can import it without a circle through the workflow code.
 
 /** The build workflow's id is derived from the name, so any process finds it without a lookup. */
 export const buildWorkflowId = (name: string): string => `build-${name}`;
@@ -63,3 +65,29 @@ export interface BuildWorkflowInput {
   /** Carried over by continue-as-new. */
   resume?: { state: BuildState; phase: BuildPhase; commands: BuildCommand[] };
 }
+
+// The init-slots coordinator (workflows/init-slots.ts): a global semaphore of init slots.
+
+/** One coordinator per task queue, so that deployments sharing a Temporal namespace stay apart. */
+export const initSlotsWorkflowId = (taskQueue: string): string => `runboat-init-slots-${taskQueue}`;
+
+export interface SlotRequest {
+  workflowId: string;
+  /** The configured `max_initializing`; the newest request's value applies. */
+  capacity: number;
+}
+
+export const requestSlotSignal = defineSignal<[SlotRequest]>('requestInitSlot');
+export const releaseSlotSignal = defineSignal<[string]>('releaseInitSlot');
+/** Sent by the coordinator to a build workflow. */
+export const slotGrantedSignal = defineSignal('initSlotGranted');
+
+export interface InitSlots {
+  capacity: number;
+  holders: string[];
+  waiting: string[];
+}
+export const initSlotsQuery = defineQuery<InitSlots>('initSlots');
+
+/** The coordinator's signature, for `signalWithStart` without importing the workflow code. */
+export type InitSlotsWorkflow = (initial: InitSlots) => Promise<void>;

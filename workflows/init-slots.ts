@@ -1,8 +1,6 @@
 import {
   condition,
   continueAsNew,
-  defineQuery,
-  defineSignal,
   getExternalWorkflowHandle,
   log,
   proxyActivities,
@@ -10,31 +8,17 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { BuildActivities } from '../activities';
+import {
+  initSlotsQuery,
+  releaseSlotSignal,
+  requestSlotSignal,
+  slotGrantedSignal,
+  type InitSlots,
+} from './definitions';
 
 // A global semaphore of `capacity` init slots, shared by every build on every worker: one
 // long-lived coordinator workflow grants slots in request order, and takes back the slots of
 // builds that ended without giving theirs back (terminated, or failed by an operator).
-
-/** One coordinator per task queue, so that deployments sharing a Temporal namespace stay apart. */
-export const initSlotsWorkflowId = (taskQueue: string): string => `runboat-init-slots-${taskQueue}`;
-
-export interface SlotRequest {
-  workflowId: string;
-  /** The configured `max_initializing`; the newest request's value applies. */
-  capacity: number;
-}
-
-export const requestSlotSignal = defineSignal<[SlotRequest]>('requestInitSlot');
-export const releaseSlotSignal = defineSignal<[string]>('releaseInitSlot');
-/** Sent by the coordinator to a build workflow. */
-export const slotGrantedSignal = defineSignal('initSlotGranted');
-
-export interface InitSlots {
-  capacity: number;
-  holders: string[];
-  waiting: string[];
-}
-export const initSlotsQuery = defineQuery<InitSlots>('initSlots');
 
 const { endedWorkflows } = proxyActivities<BuildActivities>({
   startToCloseTimeout: '1 minute',

@@ -1,0 +1,110 @@
+import type { Client } from '@temporalio/client';
+import type { Response } from 'express';
+import type { Config } from '../common/config';
+import { logger } from '../common/logger';
+import { buildWorkflowId } from '../workflows/definitions';
+import type { Bounded } from './backend';
+import { getBuildState, sendBuildCommand } from './build-client';
+import { escapeHtml, securityHeaders, sendPage } from './pages';
+import { buildJson } from './views';
+import type { Visits } from './visits';
+
+// `/builds/{name}?live` and the wake handler's page: start a stopped build and take the visitor
+// to it once it is up.
+
+export interface UiDependencies {
+  config: Config;
+  client: Client;
+  bounded: Bounded;
+  /** Counts `?live` openings as visits (idle stop); none in tests that do not need it. */
+  visits?: Visits;
+}
+
+/** How the live page is served: on this service's host, or on a build's host (wake on visit). */
+export interface LivePageOptions {
+  /** Served on the build's own host: reload the page once the build is up, link back absolutely. */
+  wake?: boolean;
+}
+
+/**
+ * The page that opens a build (`/builds/{name}?live`, and the wake handler on a build's host):
+ * redirects to a started build, starts a stopped one and waits on a page that follows the
+ * build's events, says when it failed. The one place for that page.
+ */
+export async function serveLivePage(
+  deps: UiDependencies,
+  name: string,
+  response: Response,
+  options: LivePageOptions = {},
+): Promise<void> {
+  const { config, client, bounded } = deps;
+  response.set(securityHeaders(config));
+  let state;
+  try {
+    state = await bounded(async () => {
+      const { status } = await client.workflow.getHandle(buildWorkflowId(name)).describe();
+      return status.name === 'RUNNING' ? getBuildState(client, name) : undefined;
+    });
+  } catch (error) {
+    if ((error as Error).name !== 'WorkflowNotFoundError') {
+      logger.warn({ err: error, build: name }, 'live page: build state unavailable');
+      sendPage(
+        config,
+        response,
+        503,
+        'Unavailable',
+        '<h1>runboat cannot reach its backend</h1><p>Please try again in a moment.</p>',
+      );
+      return;
+    }
+  }
+  // On this host, links are relative; on a build's host they must lead back to this service.
+  const base = options.wake ? config.baseUrl : '';
+  if (!state) {
+    sendPage(
+      config,
+      response,
+      404,
+      'Build not found',
+      `<h1>Build not found</h1><p>There is no build named <code>${escapeHtml(name)}</code>: it may have been undeployed. ` +
+        `<a href="${escapeHtml(base)}/builds">See the builds that exist</a>.</p>`,
+    );
+    return;
+  }
+  const json = buildJson(config, state);
+  const opening = state.status !== 'failed' && state.status !== 'undeploying';
+  if (opening) void deps.visits?.record(name);
+  if (state.status === 'started' && !options.wake) {
+    response.set('cache-control', 'no-store').redirect(302, json.deploy_link);
+    return;
+  }
+  if (state.status === 'stopped') {
+    await bounded(() => sendBuildCommand(client, name, 'start'));
+  }
+  const buildLink = `${base}/builds/${encodeURIComponent(name)}`;
+  const title = `${json.commit_info.repo} ${json.commit_info.pr ? `PR #${json.commit_info.pr}` : json.commit_info.target_branch}`;
+  const failed = state.status === 'failed';
+  const undeploying = state.status === 'undeploying';
+  const message = failed
+    ? `This build failed to initialize${state.last_error ? `: ${escapeHtml(state.last_error)}` : '.'}`
+    : undeploying
+      ? 'This build is being undeployed; it cannot be started.'
+      : 'Starting the build. This page takes you to it as soon as it is up.';
+  if (options.wake) response.set('retry-after', '5');
+  sendPage(
+    config,
+    response,
+    // On the build's host, the build is not there (yet): say so to clients that are not people.
+    options.wake ? 503 : 200,
+    `Opening ${name}`,
+    `<section class="live" data-build="${escapeHtml(name)}" data-deploy-link="${escapeHtml(json.deploy_link)}"${options.wake ? ' data-reload="true"' : ''}>
+<h1>${escapeHtml(title)}</h1>
+<p class="muted">Build <a href="${escapeHtml(buildLink)}">${escapeHtml(name)}</a> · commit <a href="${escapeHtml(json.repo_commit_link)}"><code>${escapeHtml(json.commit_info.git_commit.slice(0, 8))}</code></a></p>
+<p class="status-line">Status: <span id="live-status" class="badge status-${escapeHtml(state.status)}" role="status" aria-live="polite">${escapeHtml(state.status)}</span></p>
+<p id="live-message" aria-live="polite">${message}</p>
+<div id="live-spinner" class="spinner"${failed || undeploying ? ' hidden' : ''} aria-hidden="true"></div>
+<p id="live-failed"${failed ? '' : ' hidden'}><a href="${escapeHtml(base)}/api/v1/builds/${escapeHtml(encodeURIComponent(name))}/init-log">Read the init log</a> · <a href="${escapeHtml(buildLink)}">Open the build page</a> to reset it.</p>
+</section>`,
+    'live.js',
+  );
+}
