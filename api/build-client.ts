@@ -4,7 +4,7 @@ import {
   WorkflowUpdateRPCTimeoutOrCancelledError,
   type Client,
 } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, type SearchAttributePair } from '@temporalio/common';
 import { buildRef, UnsafeCommitInfoError } from '../common/build';
 import { judgeCommand } from '../common/commands';
 import { findRepoSettings, type Config } from '../common/config';
@@ -99,14 +99,7 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
     // Listable (and counted by eviction) from the start, not from its first workflow task. The
     // workflow upserts the same attributes with its exact start time on its first task; an
     // existing build (USE_EXISTING) keeps its own.
-    typedSearchAttributes: buildSearchAttributes({
-      ...build,
-      status: 'initializing',
-      init_status: 'todo',
-      created: new Date().toISOString(),
-      last_scaled: null,
-      last_error: null,
-    }),
+    typedSearchAttributes: startSearchAttributes(build),
   });
   try {
     await capBuildsOfRef(client, config, build);
@@ -115,6 +108,18 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
     logger.warn({ err: error, build: build.name }, 'per-ref cap not applied');
   }
   return build;
+}
+
+/** A new build's search attributes, given when its workflow starts. */
+export function startSearchAttributes(build: BuildRef): SearchAttributePair[] {
+  return buildSearchAttributes({
+    ...build,
+    status: 'initializing',
+    init_status: 'todo',
+    created: new Date().toISOString(),
+    last_scaled: null,
+    last_error: null,
+  });
 }
 
 export function lifecycleSettings(config: Config): LifecycleSettings {

@@ -1,3 +1,4 @@
+import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter, optionalTsToDate, type SearchAttributes } from '@temporalio/common';
 import { decodeSearchAttributes } from '@temporalio/common/lib/converter/payload-search-attributes';
 import { temporal } from '@temporalio/proto';
@@ -19,8 +20,51 @@ export interface TimelineEntry {
 
 export interface Timeline {
   workflow_id: string;
+  /** The current run. */
   run_id: string | null;
+  /** The runs read, oldest first: the chain of continue-as-new that ends with `run_id`. */
+  runs: string[];
   entries: TimelineEntry[];
+}
+
+/**
+ * Runs read at most: a build continues as new after 2,000 events, so this covers a build
+ * acted on a hundred thousand times, and bounds what one request reads.
+ */
+export const MAX_TIMELINE_RUNS = 50;
+
+type History = temporal.api.history.v1.IHistory;
+
+/**
+ * The timeline of a build's workflow from its first run: after a continue-as-new the current
+ * run's history starts where the previous one ended, so the chain is followed back through
+ * each run's `continuedExecutionRunId`. Throws WorkflowNotFoundError when there is no such
+ * workflow.
+ */
+export async function readTimeline(client: Client, workflowId: string): Promise<Timeline> {
+  // One after the other: describe says whether the build exists (WorkflowNotFoundError, a
+  // 404); run side by side, whichever of the two failed first decided the status.
+  const { runId: current } = await client.workflow.getHandle(workflowId).describe();
+  const runs: string[] = [];
+  const histories: History[] = [];
+  let runId: string | undefined = current;
+  while (runId && runs.length < MAX_TIMELINE_RUNS) {
+    const history: History = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    runs.unshift(runId);
+    histories.unshift(history);
+    const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+    runId = started?.continuedExecutionRunId || undefined;
+  }
+  const entries = timelineFromHistory(histories);
+  if (runId) {
+    const time = entries[0]?.time ?? new Date(0).toISOString();
+    entries.unshift({
+      time,
+      kind: 'run',
+      text: `Earlier workflow runs not shown (${MAX_TIMELINE_RUNS} read)`,
+    });
+  }
+  return { workflow_id: workflowId, run_id: current ?? null, runs, entries };
 }
 
 const SIGNAL_TEXT: Record<string, string> = {
@@ -40,10 +84,11 @@ const INIT_TEXT: Record<string, string> = {
 };
 
 /**
- * The build's transitions, from the history of its (current) workflow run: each status change
- * is an upsert of the RunboatStatus/RunboatInitStatus search attributes; signals are commands.
+ * The build's transitions, from the histories of its workflow runs, oldest first: each status
+ * change is an upsert of the RunboatStatus/RunboatInitStatus search attributes; signals and
+ * updates are commands.
  */
-export function timelineFromHistory(history: temporal.api.history.v1.IHistory): TimelineEntry[] {
+export function timelineFromHistory(histories: History[]): TimelineEntry[] {
   const EventType = temporal.api.enums.v1.EventType;
   const entries: TimelineEntry[] = [];
   let status: string | undefined;
@@ -64,16 +109,14 @@ export function timelineFromHistory(history: temporal.api.history.v1.IHistory): 
     entries.push({ time, kind, text, status: nextStatus, init_status: nextInit });
     [status, initStatus] = [nextStatus, nextInit];
   };
-  for (const event of history.events ?? []) {
+  for (const event of histories.flatMap((history) => history.events ?? [])) {
     const time = (optionalTsToDate(event.eventTime) ?? new Date(0)).toISOString();
     switch (event.eventType) {
       case EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED: {
         const attributes = event.workflowExecutionStartedEventAttributes;
         const decoded = decodeSearchAttributes(attributes?.searchAttributes?.indexedFields);
-        if (attributes?.continuedExecutionRunId) {
-          entries.push({ time, kind: 'run', text: 'History continued in a new workflow run' });
-          observe(time, decoded, 'status');
-        } else observe(time, decoded, 'created');
+        // A continued run says nothing new: the previous run's last event said it continued.
+        observe(time, decoded, attributes?.continuedExecutionRunId ? 'status' : 'created');
         break;
       }
       case EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
@@ -108,7 +151,11 @@ export function timelineFromHistory(history: temporal.api.history.v1.IHistory): 
         break;
       }
       case EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
-        entries.push({ time, kind: 'run', text: 'Workflow continued as new (history goes on there)' });
+        entries.push({
+          time,
+          kind: 'run',
+          text: 'Workflow continued as new: its history goes on in a new run',
+        });
         break;
       case EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
         entries.push({ time, kind: 'ended', text: 'Undeployed: the build is gone' });

@@ -6,7 +6,7 @@ import { buildWorkflowId } from '../workflows/definitions';
 import { describeError, HttpError, logRequestError } from './errors';
 import { serveLivePage, type UiDependencies } from './live-page';
 import { escapeHtml, page, securityHeaders, sendPage } from './pages';
-import { timelineFromHistory, type Timeline } from './timeline';
+import { readTimeline } from './timeline';
 
 // The Web UI's routes (SPEC §7): static pages under api/ui/ that read the JSON API and its build
 // events from the browser, plus what needs the server: `/builds/{name}?live` (live-page.ts)
@@ -57,19 +57,7 @@ export function uiRouter(deps: UiDependencies): Router {
 
   ui.get('/builds/:name/timeline.json', async (request, response) => {
     const name = validName(String(request.params.name));
-    const handle = client.workflow.getHandle(buildWorkflowId(name));
-    // One after the other: describe says whether the build exists (WorkflowNotFoundError, a
-    // 404); run side by side, whichever of the two failed first decided the status.
-    const { description, history } = await bounded(async () => {
-      const described = await handle.describe();
-      const run = client.workflow.getHandle(handle.workflowId, described.runId);
-      return { description: described, history: await run.fetchHistory() };
-    });
-    const timeline: Timeline = {
-      workflow_id: handle.workflowId,
-      run_id: description.runId ?? null,
-      entries: timelineFromHistory(history),
-    };
+    const timeline = await bounded(() => readTimeline(client, buildWorkflowId(name)));
     response.set('cache-control', 'no-store').json(timeline);
   });
 
