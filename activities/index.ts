@@ -2,7 +2,14 @@ import { ApiException, type KubernetesObject } from '@kubernetes/client-node';
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { UnsafeCommitInfoError } from '../common/build';
 import type { Config } from '../common/config';
-import type { BuildRef, InitStatus, JobKind, JobOutcome, KubefilesMode } from '../common/types';
+import type {
+  BuildRef,
+  BuildRepoSettings,
+  InitStatus,
+  JobKind,
+  JobOutcome,
+  KubefilesMode,
+} from '../common/types';
 import { createCoordinationActivities } from './coordination';
 import { GitHub, type CommitStatusState } from './github';
 import { GitHubDeployments } from './github-deployments';
@@ -37,38 +44,38 @@ export function transitionActivities(
 ) {
   return {
     /** SPEC §3 step 1: the `deployment` objects, commit status pending. */
-    async deployBuild(build: BuildRef): Promise<void> {
-      await steps.applyKubefiles(build, 'deployment');
+    async deployBuild(build: BuildRef, repo?: BuildRepoSettings): Promise<void> {
+      await steps.applyKubefiles(build, 'deployment', repo);
       await steps.reportCommitStatus(build, 'pending', 'deployed, waiting to initialize');
     },
 
     /** Step 3, holding a slot: a fresh init Job, `init-status=started`. */
-    async startInitJob(build: BuildRef): Promise<void> {
+    async startInitJob(build: BuildRef, repo?: BuildRepoSettings): Promise<void> {
       await steps.deleteJobs(build.name, 'initialize');
-      await steps.applyKubefiles(build, 'initialize');
+      await steps.applyKubefiles(build, 'initialize', repo);
       await steps.setInitStatus(build.name, 'started');
       await steps.reportCommitStatus(build, 'pending', 'initializing');
     },
 
     /** Step 4 on success: `init-status=succeeded`, `stop` mode, status success, then started. */
-    async finishInitAndStart(build: BuildRef, scaledAt: string): Promise<void> {
+    async finishInitAndStart(build: BuildRef, scaledAt: string, repo?: BuildRepoSettings): Promise<void> {
       await steps.setInitStatus(build.name, 'succeeded');
-      await steps.applyKubefiles(build, 'stop');
+      await steps.applyKubefiles(build, 'stop', repo);
       await steps.reportCommitStatus(build, 'success', 'ready');
-      await steps.applyKubefiles(build, 'start');
+      await steps.applyKubefiles(build, 'start', repo);
       await steps.scaleBuild(build.name, 1, scaledAt);
     },
 
     /** The `start` command: `start` mode, then 1 replica. */
-    async startDeployment(build: BuildRef, scaledAt: string): Promise<void> {
-      await steps.applyKubefiles(build, 'start');
+    async startDeployment(build: BuildRef, scaledAt: string, repo?: BuildRepoSettings): Promise<void> {
+      await steps.applyKubefiles(build, 'start', repo);
       await steps.scaleBuild(build.name, 1, scaledAt);
     },
 
     /** The `stop` command: 0 replicas, then `stop` mode. */
-    async stopDeployment(build: BuildRef, scaledAt: string): Promise<void> {
+    async stopDeployment(build: BuildRef, scaledAt: string, repo?: BuildRepoSettings): Promise<void> {
       await steps.scaleBuild(build.name, 0, scaledAt);
-      await steps.applyKubefiles(build, 'stop');
+      await steps.applyKubefiles(build, 'stop', repo);
     },
   };
 }
@@ -100,9 +107,10 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
       if (config.githubDeployments) await deployments.report(build, 'inactive', 'undeployed');
     },
 
-    async applyKubefiles(build: BuildRef, mode: KubefilesMode): Promise<void> {
+    /** `repo`: the settings the build was created with (absent for builds of release v1). */
+    async applyKubefiles(build: BuildRef, mode: KubefilesMode, repo?: BuildRepoSettings): Promise<void> {
       try {
-        await cluster.apply(await rendered(build, mode));
+        await cluster.apply(await rendered(build, mode, repo));
       } catch (error) {
         throw nonRetryableIfPermanent(error);
       }
@@ -151,11 +159,11 @@ const RENDER_CACHE_SIZE = 2_000;
  */
 function renderCache(config: Config) {
   const cache = new Map<string, Promise<KubernetesObject[]>>();
-  return (build: BuildRef, mode: KubefilesMode): Promise<KubernetesObject[]> => {
-    const key = JSON.stringify([build, mode]);
+  return (build: BuildRef, mode: KubefilesMode, repo?: BuildRepoSettings): Promise<KubernetesObject[]> => {
+    const key = JSON.stringify([build, mode, repo]);
     let objects = cache.get(key);
     if (!objects) {
-      objects = renderKubefiles(config, build, mode);
+      objects = renderKubefiles(config, build, mode, repo);
       objects.catch(() => cache.delete(key));
       cache.set(key, objects);
       if (cache.size > RENDER_CACHE_SIZE) cache.delete(cache.keys().next().value as string);

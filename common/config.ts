@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseEnv } from 'node:util';
 import { z } from 'zod';
+import type { BuildRepoSettings } from './types';
 
 // Every setting is parsed and validated here, once. Names are runboat's, so that an existing
 // runboat `.env` works unchanged; the TEMPORAL_* and a few RUNBOAT_* ones are this project's.
@@ -290,6 +291,12 @@ export function findRepoSettings(
   return config.repos.find(
     (entry) => matchesAtStart(entry.repo, repo) && matchesAtStart(entry.branch, targetBranch),
   );
+}
+
+/** What a build created now carries of its repo entry (see BuildRepoSettings). */
+export function captureRepoSettings(entry: RepoSettings): BuildRepoSettings {
+  const { image, env, template_vars, kubefiles_path } = entry.builds[0];
+  return { image, env, template_vars, ...(kubefiles_path === undefined ? {} : { kubefiles_path }) };
 }
 
 /** Python's `re.match`, as runboat uses it: anchored at the start only. */

@@ -21,6 +21,20 @@ export interface BuildRef {
   commit: CommitInfo;
 }
 
+/**
+ * The RUNBOAT_REPOS build entry a build was created with, carried in its workflow so that a
+ * configuration change (the repo dropped, another image or kubefiles path) leaves running
+ * builds as they were. `secret_env` is not in it: secrets never go into Temporal's history, and
+ * are read from the worker's configuration at each render.
+ */
+export interface BuildRepoSettings {
+  image: string;
+  env: Record<string, string>;
+  template_vars: Record<string, unknown>;
+  /** Absent: the worker's default kubefiles. */
+  kubefiles_path?: string;
+}
+
 /** The statuses runboat's API reports; clients rely on these exact seven names. */
 export const BUILD_STATUSES = [
   'initializing',

@@ -37,7 +37,8 @@ import { initSlotsWorkflowId, releaseSlotSignal, slotGrantedSignal } from './ini
 // cluster shows its pending activity and last failure in the Temporal Web UI.
 const retry = { initialInterval: '1 second', maximumInterval: '1 minute' };
 
-const activities = proxyActivities<BuildActivities>({ startToCloseTimeout: '2 minutes', retry });
+/** Short steps (Kubernetes, GitHub), each retried until it succeeds; undeploy runs only these. */
+const steps = proxyActivities<BuildActivities>({ startToCloseTimeout: '2 minutes', retry });
 
 /** Watches last as long as what they wait for; heartbeats tell a dead worker from a long wait. */
 const watches = proxyActivities<BuildActivities>({
@@ -47,14 +48,14 @@ const watches = proxyActivities<BuildActivities>({
 });
 
 /** Short and idempotent (a signal to the init-slot coordinator): no activity task needed. */
-const local = proxyLocalActivities<BuildActivities>({ startToCloseTimeout: '1 minute', retry });
+const coordination = proxyLocalActivities<BuildActivities>({ startToCloseTimeout: '1 minute', retry });
 
 /** Continue-as-new well before Temporal's history limits, keeping replays short. */
 const MAX_HISTORY_EVENTS = 2_000;
 const CLEANUP_RETRY_MAX_SECONDS = 3_600;
 
 export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
-  const { build, settings } = input;
+  const { build, settings, repo } = input;
   const state: BuildState = input.resume?.state ?? {
     ...build,
     status: 'initializing',
@@ -125,7 +126,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
    * running, even one retrying without end against a refusing cluster. They are idempotent, so
    * what the next phase redoes or deletes converges.
    */
-  const kube = interruptible(activities, interruptRequested);
+  const interruptibleSteps = interruptible(steps, interruptRequested);
 
   /**
    * The phase an interrupting command leads to; the commands it overrides are dropped. The
@@ -143,7 +144,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     setStatus('initializing', 'todo');
     // Each transition is one activity (activities/index.ts `transitionActivities`): one round
     // trip, one workflow task.
-    await kube.deployBuild(build);
+    await interruptibleSteps.deployBuild(build, repo);
     return 'initialize';
   }
 
@@ -154,7 +155,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   async function acquireInitSlot(): Promise<boolean> {
     slotGranted = false;
     // Not interruptible: once asked for, the slot is waited for and handed back below.
-    await local.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing);
+    await coordination.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing);
     const granted = await untilInterrupted(() => condition(() => slotGranted), interruptRequested);
     if (granted !== INTERRUPTED) return true;
     await releaseInitSlot();
@@ -182,7 +183,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   }
 
   async function initializeHoldingSlot(): Promise<BuildPhase> {
-    await kube.startInitJob(build);
+    await interruptibleSteps.startInitJob(build, repo);
     setStatus('initializing', 'started');
     const outcome = await untilInterrupted(
       () => watches.waitForJob(build.name, 'initialize'),
@@ -196,17 +197,17 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
           ? `initialization timed out after ${settings.initTimeoutSeconds} s`
           : outcome.reason;
       log.warn('build initialization failed', { build: build.name, reason: state.last_error });
-      await kube.keepInitLog(build.name);
-      if (outcome === TIMED_OUT) await kube.deleteJobs(build.name, 'initialize');
-      await kube.setInitStatus(build.name, 'failed');
+      await interruptibleSteps.keepInitLog(build.name);
+      if (outcome === TIMED_OUT) await interruptibleSteps.deleteJobs(build.name, 'initialize');
+      await interruptibleSteps.setInitStatus(build.name, 'failed');
       setStatus('failed', 'failed');
-      await kube.reportCommitStatus(build, 'failure', 'initialization failed');
+      await interruptibleSteps.reportCommitStatus(build, 'failure', 'initialization failed');
       return 'live';
     }
     state.last_error = null;
     transitionApplied = false;
     setStatus('starting', 'succeeded');
-    await kube.finishInitAndStart(build, stampScaled());
+    await interruptibleSteps.finishInitAndStart(build, stampScaled(), repo);
     transitionApplied = true;
     return 'live';
   }
@@ -216,14 +217,14 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   async function start(): Promise<void> {
     transitionApplied = false;
     setStatus('starting');
-    await kube.startDeployment(build, stampScaled());
+    await interruptibleSteps.startDeployment(build, stampScaled(), repo);
     transitionApplied = true;
   }
 
   async function stop(): Promise<void> {
     transitionApplied = false;
     setStatus('stopping');
-    await kube.stopDeployment(build, stampScaled());
+    await interruptibleSteps.stopDeployment(build, stampScaled(), repo);
     transitionApplied = true;
   }
 
@@ -269,8 +270,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   /** Runs the job until it succeeds, or until `giveUp()` (a forced undeploy) says to stop trying. */
   async function runJobUntilSucceeded(kind: JobKind, giveUp: () => boolean): Promise<void> {
     for (let attempt = 1; !giveUp(); attempt++) {
-      await activities.deleteJobs(build.name, kind);
-      await activities.applyKubefiles(build, kind);
+      await steps.deleteJobs(build.name, kind);
+      await steps.applyKubefiles(build, kind, repo);
       const outcome = await untilInterrupted(() => watches.waitForJob(build.name, kind), giveUp);
       if (outcome === INTERRUPTED || outcome === TIMED_OUT || outcome.succeeded) return;
       state.last_error = `${kind} job failed (attempt ${attempt}): ${outcome.reason}`;
@@ -281,8 +282,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
 
   async function undeploy(): Promise<void> {
     setStatus('undeploying');
-    await activities.scaleBuild(build.name, 0, stampScaled());
-    await activities.deleteJobs(build.name, 'initialize');
+    await steps.scaleBuild(build.name, 0, stampScaled());
+    await steps.deleteJobs(build.name, 'initialize');
     if (!settings.noCleanupJob) {
       try {
         await runJobUntilSucceeded('cleanup', forced);
@@ -295,8 +296,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
         log.warn('cleanup job cannot run; deleting the build without it', { build: build.name, reason });
       }
     }
-    await activities.deleteBuild(build.name);
-    await activities.reportUndeployed(build);
+    await steps.deleteBuild(build.name);
+    await steps.reportUndeployed(build);
     log.info('build undeployed', { build: build.name, forced: state.forced_undeploy });
   }
 
@@ -308,7 +309,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     state.last_error = reason;
     log.warn('build failed', { build: build.name, reason });
     setStatus('failed');
-    await activities.reportCommitStatus(build, 'failure', reason.slice(0, 140));
+    await steps.reportCommitStatus(build, 'failure', reason.slice(0, 140));
     return 'live';
   }
 
@@ -326,7 +327,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   /** Reset: the init job is killed at once, not when the build's turn for a slot comes. */
   async function redeploy(): Promise<BuildPhase> {
     setStatus('initializing', 'todo');
-    await kube.deleteJobs(build.name, 'initialize');
+    await interruptibleSteps.deleteJobs(build.name, 'initialize');
     return deploy();
   }
 
@@ -342,7 +343,12 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
       phase = await runPhase(phase);
       const info = workflowInfo();
       if (info.continueAsNewSuggested || info.historyLength > (settings.historyLimit ?? MAX_HISTORY_EVENTS)) {
-        await continueAsNew<typeof buildWorkflow>({ build, settings, resume: { state, phase, commands } });
+        await continueAsNew<typeof buildWorkflow>({
+          build,
+          settings,
+          repo,
+          resume: { state, phase, commands },
+        });
       }
     }
   } catch (error) {

@@ -1,5 +1,5 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { BuildCommand, BuildRef, BuildSnapshot, BuildState } from '../common/types';
+import type { BuildCommand, BuildRef, BuildRepoSettings, BuildSnapshot, BuildState } from '../common/types';
 
 // The build workflow's interface, shared by the workflow, the API and tests.
 
@@ -60,6 +60,11 @@ export type BuildPhase = 'deploy' | 'redeploy' | 'initialize' | 'live' | 'undepl
 export interface BuildWorkflowInput {
   build: BuildRef;
   settings: LifecycleSettings;
+  /**
+   * The repo entry the build was created with; its kubefiles are rendered with it for life.
+   * Absent in builds started by release v1, which render with the worker's RUNBOAT_REPOS.
+   */
+  repo?: BuildRepoSettings;
   /** Carried over by continue-as-new. */
   resume?: { state: BuildState; phase: BuildPhase; commands: BuildCommand[] };
 }
