@@ -7,6 +7,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -67,6 +68,19 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     last_error: null,
   };
   const commands: BuildCommand[] = input.resume?.commands ?? [];
+
+  /**
+   * Signals (the no-worker path, visits) add history while the workflow waits, and a wait can
+   * last a 20-minute init or days of idling: every wait ends when the history is full, and the
+   * run continues as new from where it was. Runs started by v1 wait as v1 did until their next
+   * continue-as-new (decided once, at the run's start).
+   */
+  const continuesMidWait = patched('continue-as-new-mid-wait');
+  const historyFull = () => {
+    const info = workflowInfo();
+    return info.continueAsNewSuggested || info.historyLength > (settings.historyLimit ?? MAX_HISTORY_EVENTS);
+  };
+  const mustContinue = () => continuesMidWait && historyFull();
   /** Queues `command` unless it changes nothing; returns why it was refused, if it was. */
   const receive = (command: BuildCommand) => {
     const verdict = judgeCommand(state.status, commands, command);
@@ -111,10 +125,11 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
 
   /**
    * Whether the transition under way (starting, stopping) has made its Kubernetes changes. Not
-   * when a command interrupted it and then went away (a stop cancelled by a start), nor after a
-   * continue-as-new: it is then made again, which is idempotent.
+   * when a command or a full history interrupted it (a stop cancelled by a start): it is then
+   * made again, which is idempotent. Carried over by continue-as-new, so that a transition
+   * already made is not made again (restamping `last_scaled`, which eviction orders by).
    */
-  let transitionApplied = false;
+  let transitionApplied = input.resume?.transitionApplied ?? false;
 
   /** Stamps `last_scaled` (also `runboat/last-scaled` on the Deployment) and returns it. */
   const stampScaled = () => (state.last_scaled = new Date().toISOString());
@@ -151,15 +166,21 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   let slotGranted = false;
   setHandler(slotGrantedSignal, () => void (slotGranted = true));
 
-  /** Waits in line for one of the `max_initializing` init slots; false if interrupted first. */
-  async function acquireInitSlot(): Promise<boolean> {
+  /** Waits in line for one of the `max_initializing` init slots. */
+  async function acquireInitSlot(): Promise<'granted' | 'interrupted' | 'history full'> {
     slotGranted = false;
     // Not interruptible: once asked for, the slot is waited for and handed back below.
     await coordination.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing);
-    const granted = await untilInterrupted(() => condition(() => slotGranted), interruptRequested);
-    if (granted !== INTERRUPTED) return true;
+    const granted = await untilInterrupted(
+      () => condition(() => slotGranted),
+      () => interruptRequested() || mustContinue(),
+    );
+    if (granted !== INTERRUPTED) return 'granted';
+    // The build keeps its place in line: the next run asks again, which the coordinator answers
+    // without queueing it twice, and by granting again a slot already granted.
+    if (!interruptRequested()) return 'history full';
     await releaseInitSlot();
-    return false;
+    return 'interrupted';
   }
 
   async function releaseInitSlot(): Promise<void> {
@@ -174,23 +195,46 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
 
   async function initialize(): Promise<BuildPhase> {
     setStatus('initializing', 'todo');
-    if (!(await acquireInitSlot())) return takeInterrupt();
+    const slot = await acquireInitSlot();
+    if (slot === 'history full') return 'initialize';
+    if (slot === 'interrupted') return takeInterrupt();
+    return holdingInitSlot(initializeHoldingSlot);
+  }
+
+  /** Runs `work`, then hands the slot back, unless the next run goes on with the same init. */
+  async function holdingInitSlot(work: () => Promise<BuildPhase>): Promise<BuildPhase> {
+    let next: BuildPhase | undefined;
     try {
-      return await initializeHoldingSlot();
+      next = await work();
+      return next;
     } finally {
-      await releaseInitSlot();
+      if (next !== 'init-watch') await releaseInitSlot();
     }
   }
+
+  /** When the running init Job times out; carried over by continue-as-new. */
+  let initDeadline = input.resume?.initDeadline;
 
   async function initializeHoldingSlot(): Promise<BuildPhase> {
     await interruptibleSteps.startInitJob(build, repo);
     setStatus('initializing', 'started');
+    initDeadline = Date.now() + settings.initTimeoutSeconds * 1000;
+    return watchInitJob(`${settings.initTimeoutSeconds} seconds`);
+  }
+
+  /** A run continued as new mid-init: the same Job watched, the same slot held, the same deadline. */
+  async function resumeInitWatch(): Promise<BuildPhase> {
+    const remaining = (initDeadline ?? Date.now()) - Date.now();
+    return holdingInitSlot(() => watchInitJob(Math.max(remaining, 1)));
+  }
+
+  async function watchInitJob(timeout: Duration): Promise<BuildPhase> {
     const outcome = await untilInterrupted(
       () => watches.waitForJob(build.name, 'initialize'),
-      interruptRequested,
-      `${settings.initTimeoutSeconds} seconds`,
+      () => interruptRequested() || mustContinue(),
+      timeout,
     );
-    if (outcome === INTERRUPTED) return takeInterrupt();
+    if (outcome === INTERRUPTED) return interruptRequested() ? takeInterrupt() : 'init-watch';
     if (outcome === TIMED_OUT || !outcome.succeeded) {
       state.last_error =
         outcome === TIMED_OUT
@@ -228,31 +272,35 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     transitionApplied = true;
   }
 
+  /** A command to act on, or a history to continue as new: the live phase's waits end. */
+  const liveWaitOver = () => commands.length > 0 || mustContinue();
+
   /** One step of the live phase: finish a transition, or act on the next command. */
   async function live(): Promise<BuildPhase> {
     const transitioning = state.status === 'starting' || state.status === 'stopping';
     if (transitioning && commands.length === 0 && !transitionApplied) {
-      await untilInterrupted(state.status === 'starting' ? start : stop, () => commands.length > 0);
+      await untilInterrupted(state.status === 'starting' ? start : stop, liveWaitOver);
       return 'live';
     }
     if (transitioning && commands.length === 0) {
       const replicas = state.status === 'starting' ? 1 : 0;
       const ready = await untilInterrupted(
         () => watches.waitForReadyReplicas(build.name, replicas),
-        () => commands.length > 0,
+        liveWaitOver,
       );
       if (ready !== INTERRUPTED) setStatus(replicas ? 'started' : 'stopped');
       return 'live';
     }
-    if (!(await untilReadyOrIdle(() => commands.length > 0, state, settings.autoStopAfterSeconds))) {
+    if (!(await untilReadyOrIdle(liveWaitOver, state, settings.autoStopAfterSeconds))) {
       log.info('build not visited for a while, stopping it', {
         build: build.name,
         idle: settings.autoStopAfterSeconds,
       });
-      await untilInterrupted(stop, () => commands.length > 0);
+      await untilInterrupted(stop, liveWaitOver);
       return 'live';
     }
     if (interruptRequested()) return takeInterrupt();
+    if (commands.length === 0) return 'live';
     const command = commands.shift();
     if (command === 'start' && state.status === 'failed') return 'initialize';
     const transition =
@@ -263,7 +311,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
           : undefined;
     // The next command takes over a transition stuck retrying: a stop is never held up by a
     // start the cluster refuses, nor the other way round.
-    if (transition) await untilInterrupted(transition, () => commands.length > 0);
+    if (transition) await untilInterrupted(transition, liveWaitOver);
     return 'live';
   }
 
@@ -335,19 +383,19 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     deploy,
     redeploy,
     initialize,
+    'init-watch': resumeInitWatch,
     live,
   };
   let phase: BuildPhase = input.resume?.phase ?? 'deploy';
   try {
     while (phase !== 'undeploy') {
       phase = await runPhase(phase);
-      const info = workflowInfo();
-      if (info.continueAsNewSuggested || info.historyLength > (settings.historyLimit ?? MAX_HISTORY_EVENTS)) {
+      if (phase === 'init-watch' || historyFull()) {
         await continueAsNew<typeof buildWorkflow>({
           build,
           settings,
           repo,
-          resume: { state, phase, commands },
+          resume: { state, phase, commands, initDeadline, transitionApplied },
         });
       }
     }

@@ -54,8 +54,11 @@ export interface LifecycleSettings {
   autoStopAfterSeconds?: number;
 }
 
-/** Where the workflow is in the lifecycle of SPEC §3. */
-export type BuildPhase = 'deploy' | 'redeploy' | 'initialize' | 'live' | 'undeploy';
+/**
+ * Where the workflow is in the lifecycle of SPEC §3. `init-watch`: its init Job started and its
+ * slot held, the run continued as new while waiting for the Job.
+ */
+export type BuildPhase = 'deploy' | 'redeploy' | 'initialize' | 'init-watch' | 'live' | 'undeploy';
 
 export interface BuildWorkflowInput {
   build: BuildRef;
@@ -66,5 +69,13 @@ export interface BuildWorkflowInput {
    */
   repo?: BuildRepoSettings;
   /** Carried over by continue-as-new. */
-  resume?: { state: BuildState; phase: BuildPhase; commands: BuildCommand[] };
+  resume?: {
+    state: BuildState;
+    phase: BuildPhase;
+    commands: BuildCommand[];
+    /** When the running init Job times out (workflow time, ms): the timeout is not restarted. */
+    initDeadline?: number;
+    /** The transition under way made its changes: the next run only waits for its replicas. */
+    transitionApplied?: boolean;
+  };
 }
