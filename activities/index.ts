@@ -9,7 +9,9 @@ import type {
   JobKind,
   JobOutcome,
   KubefilesMode,
+  OrphanSweep,
 } from '../common/types';
+import { buildWorkflowId } from '../workflows/definitions';
 import { createCoordinationActivities } from './coordination';
 import { GitHub, type CommitStatusState } from './github';
 import { GitHubDeployments } from './github-deployments';
@@ -83,8 +85,32 @@ export function transitionActivities(
 function createStepActivities(config: Config, cluster: BuildCluster, github: GitHub) {
   const rendered = renderCache(config);
   const deployments = new GitHubDeployments(config, github);
+  const coordination = createCoordinationActivities(config);
   return {
-    ...createCoordinationActivities(config),
+    ...coordination,
+
+    /**
+     * Deletes the objects of every build whose workflow is not running (ended, or never
+     * started here), once its newest object is `graceSeconds` old: a build being created has
+     * its workflow before its first object, and the grace covers any lag in between. The
+     * workflow is looked up by id, not in visibility, which lags.
+     */
+    async sweepOrphans(graceSeconds: number): Promise<OrphanSweep> {
+      const settled = [...(await cluster.buildsWithObjects())]
+        .filter(([, newest]) => Date.now() - newest.getTime() >= graceSeconds * 1000)
+        .map(([name]) => name);
+      const byWorkflow = new Map(settled.map((name) => [buildWorkflowId(name), name]));
+      const orphans = (await coordination.endedWorkflows([...byWorkflow.keys()])).map(
+        (workflowId) => byWorkflow.get(workflowId) as string,
+      );
+      let objects = 0;
+      for (const name of orphans) objects += await cluster.deleteBuild(name);
+      if (objects) {
+        log.warn('deleted the objects of builds without a running workflow', { builds: orphans, objects });
+        orphanObjectsDeleted().add(objects);
+      }
+      return { builds: orphans, objects };
+    },
 
     /**
      * Reports the build on its commit, and as a GitHub deployment when those are on; a failure
@@ -150,6 +176,14 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
     },
   };
 }
+
+/** The worker's Prometheus counter (RUNBOAT_WORKER_METRICS_ADDRESS) of objects swept. */
+const orphanObjectsDeleted = () =>
+  Context.current().metricMeter.createCounter(
+    'runboat_orphan_objects_deleted',
+    'objects',
+    'Objects of builds without a running workflow, deleted by the orphan sweep',
+  );
 
 const RENDER_CACHE_SIZE = 2_000;
 

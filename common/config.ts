@@ -153,6 +153,7 @@ const envSchema = z.object({
   TEMPORAL_NAMESPACE: z.string().default('default'),
   RUNBOAT_TASK_QUEUE: z.string().default('runboat'),
   RUNBOAT_EVICTION_INTERVAL: positiveInt.default(30),
+  RUNBOAT_ORPHAN_GRACE: duration.default(3_600),
   RUNBOAT_INIT_TIMEOUT: positiveInt.default(1200),
   RUNBOAT_TEMPORAL_UI_URL: url.default('http://localhost:8233'),
   RUNBOAT_WORKER_METRICS_ADDRESS: z
@@ -200,6 +201,8 @@ export interface Config {
   temporalNamespace: string;
   taskQueue: string;
   evictionIntervalSeconds: number;
+  /** Age of a build's newest object before the orphan sweep may delete it (no running workflow). */
+  orphanGraceSeconds: number;
   initTimeoutSeconds: number;
   temporalUiUrl: string;
   /** `host:port` of the worker's Prometheus endpoint; none when unset. */
@@ -272,6 +275,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
     temporalNamespace: e.TEMPORAL_NAMESPACE,
     taskQueue: e.RUNBOAT_TASK_QUEUE,
     evictionIntervalSeconds: e.RUNBOAT_EVICTION_INTERVAL,
+    orphanGraceSeconds: e.RUNBOAT_ORPHAN_GRACE,
     initTimeoutSeconds: e.RUNBOAT_INIT_TIMEOUT,
     temporalUiUrl: e.RUNBOAT_TEMPORAL_UI_URL,
     workerMetricsAddress: e.RUNBOAT_WORKER_METRICS_ADDRESS,

@@ -75,6 +75,12 @@ export interface BuildState extends BuildRef {
   forced_undeploy?: string | null;
 }
 
+/** What one orphan sweep deleted: the objects of builds that have no running workflow. */
+export interface OrphanSweep {
+  builds: string[];
+  objects: number;
+}
+
 /** What the build workflow's query answers: its state and the commands it has yet to act on. */
 export interface BuildSnapshot extends BuildState {
   pending_commands: BuildCommand[];

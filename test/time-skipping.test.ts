@@ -94,6 +94,7 @@ function stubActivities(waits: Partial<Waits> = {}) {
     }),
     evictionPlan: vi.fn<BuildActivities['evictionPlan']>(async () => ({ stop: [], undeploy: [] })),
     endedWorkflows: vi.fn<BuildActivities['endedWorkflows']>(async () => []),
+    sweepOrphans: vi.fn<BuildActivities['sweepOrphans']>(async () => ({ builds: [], objects: 0 })),
     reportCommitStatus: vi.fn<BuildActivities['reportCommitStatus']>(async () => undefined),
     reportUndeployed: vi.fn<BuildActivities['reportUndeployed']>(async () => undefined),
     applyKubefiles: vi.fn<BuildActivities['applyKubefiles']>(async () => undefined),
