@@ -2,7 +2,16 @@ import { ApiException, type KubernetesObject } from '@kubernetes/client-node';
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { UnsafeCommitInfoError } from '../common/build';
 import type { Config } from '../common/config';
-import type { BuildRef, InitStatus, JobKind, JobOutcome, KubefilesMode } from '../common/types';
+import type {
+  BuildRef,
+  BuildRepoSettings,
+  InitStatus,
+  JobKind,
+  JobOutcome,
+  KubefilesMode,
+  OrphanSweep,
+} from '../common/types';
+import { buildWorkflowId } from '../workflows/definitions';
 import { createCoordinationActivities } from './coordination';
 import { GitHub, type CommitStatusState } from './github';
 import { GitHubDeployments } from './github-deployments';
@@ -37,38 +46,38 @@ export function transitionActivities(
 ) {
   return {
     /** SPEC §3 step 1: the `deployment` objects, commit status pending. */
-    async deployBuild(build: BuildRef): Promise<void> {
-      await steps.applyKubefiles(build, 'deployment');
+    async deployBuild(build: BuildRef, repo?: BuildRepoSettings): Promise<void> {
+      await steps.applyKubefiles(build, 'deployment', repo);
       await steps.reportCommitStatus(build, 'pending', 'deployed, waiting to initialize');
     },
 
     /** Step 3, holding a slot: a fresh init Job, `init-status=started`. */
-    async startInitJob(build: BuildRef): Promise<void> {
+    async startInitJob(build: BuildRef, repo?: BuildRepoSettings): Promise<void> {
       await steps.deleteJobs(build.name, 'initialize');
-      await steps.applyKubefiles(build, 'initialize');
+      await steps.applyKubefiles(build, 'initialize', repo);
       await steps.setInitStatus(build.name, 'started');
       await steps.reportCommitStatus(build, 'pending', 'initializing');
     },
 
     /** Step 4 on success: `init-status=succeeded`, `stop` mode, status success, then started. */
-    async finishInitAndStart(build: BuildRef, scaledAt: string): Promise<void> {
+    async finishInitAndStart(build: BuildRef, scaledAt: string, repo?: BuildRepoSettings): Promise<void> {
       await steps.setInitStatus(build.name, 'succeeded');
-      await steps.applyKubefiles(build, 'stop');
+      await steps.applyKubefiles(build, 'stop', repo);
       await steps.reportCommitStatus(build, 'success', 'ready');
-      await steps.applyKubefiles(build, 'start');
+      await steps.applyKubefiles(build, 'start', repo);
       await steps.scaleBuild(build.name, 1, scaledAt);
     },
 
     /** The `start` command: `start` mode, then 1 replica. */
-    async startDeployment(build: BuildRef, scaledAt: string): Promise<void> {
-      await steps.applyKubefiles(build, 'start');
+    async startDeployment(build: BuildRef, scaledAt: string, repo?: BuildRepoSettings): Promise<void> {
+      await steps.applyKubefiles(build, 'start', repo);
       await steps.scaleBuild(build.name, 1, scaledAt);
     },
 
     /** The `stop` command: 0 replicas, then `stop` mode. */
-    async stopDeployment(build: BuildRef, scaledAt: string): Promise<void> {
+    async stopDeployment(build: BuildRef, scaledAt: string, repo?: BuildRepoSettings): Promise<void> {
       await steps.scaleBuild(build.name, 0, scaledAt);
-      await steps.applyKubefiles(build, 'stop');
+      await steps.applyKubefiles(build, 'stop', repo);
     },
   };
 }
@@ -76,8 +85,32 @@ export function transitionActivities(
 function createStepActivities(config: Config, cluster: BuildCluster, github: GitHub) {
   const rendered = renderCache(config);
   const deployments = new GitHubDeployments(config, github);
+  const coordination = createCoordinationActivities(config);
   return {
-    ...createCoordinationActivities(config),
+    ...coordination,
+
+    /**
+     * Deletes the objects of every build whose workflow is not running (ended, or never
+     * started here), once its newest object is `graceSeconds` old: a build being created has
+     * its workflow before its first object, and the grace covers any lag in between. The
+     * workflow is looked up by id, not in visibility, which lags.
+     */
+    async sweepOrphans(graceSeconds: number): Promise<OrphanSweep> {
+      const settled = [...(await cluster.buildsWithObjects())]
+        .filter(([, newest]) => Date.now() - newest.getTime() >= graceSeconds * 1000)
+        .map(([name]) => name);
+      const byWorkflow = new Map(settled.map((name) => [buildWorkflowId(name), name]));
+      const orphans = (await coordination.endedWorkflows([...byWorkflow.keys()])).map(
+        (workflowId) => byWorkflow.get(workflowId) as string,
+      );
+      let objects = 0;
+      for (const name of orphans) objects += await cluster.deleteBuild(name);
+      if (objects) {
+        log.warn('deleted the objects of builds without a running workflow', { builds: orphans, objects });
+        orphanObjectsDeleted().add(objects);
+      }
+      return { builds: orphans, objects };
+    },
 
     /**
      * Reports the build on its commit, and as a GitHub deployment when those are on; a failure
@@ -100,9 +133,10 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
       if (config.githubDeployments) await deployments.report(build, 'inactive', 'undeployed');
     },
 
-    async applyKubefiles(build: BuildRef, mode: KubefilesMode): Promise<void> {
+    /** `repo`: the settings the build was created with (absent for builds of release v1). */
+    async applyKubefiles(build: BuildRef, mode: KubefilesMode, repo?: BuildRepoSettings): Promise<void> {
       try {
-        await cluster.apply(await rendered(build, mode));
+        await cluster.apply(await rendered(build, mode, repo));
       } catch (error) {
         throw nonRetryableIfPermanent(error);
       }
@@ -143,6 +177,14 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
   };
 }
 
+/** The worker's Prometheus counter (RUNBOAT_WORKER_METRICS_ADDRESS) of objects swept. */
+const orphanObjectsDeleted = () =>
+  Context.current().metricMeter.createCounter(
+    'runboat_orphan_objects_deleted',
+    'objects',
+    'Objects of builds without a running workflow, deleted by the orphan sweep',
+  );
+
 const RENDER_CACHE_SIZE = 2_000;
 
 /**
@@ -151,11 +193,11 @@ const RENDER_CACHE_SIZE = 2_000;
  */
 function renderCache(config: Config) {
   const cache = new Map<string, Promise<KubernetesObject[]>>();
-  return (build: BuildRef, mode: KubefilesMode): Promise<KubernetesObject[]> => {
-    const key = JSON.stringify([build, mode]);
+  return (build: BuildRef, mode: KubefilesMode, repo?: BuildRepoSettings): Promise<KubernetesObject[]> => {
+    const key = JSON.stringify([build, mode, repo]);
     let objects = cache.get(key);
     if (!objects) {
-      objects = renderKubefiles(config, build, mode);
+      objects = renderKubefiles(config, build, mode, repo);
       objects.catch(() => cache.delete(key));
       cache.set(key, objects);
       if (cache.size > RENDER_CACHE_SIZE) cache.delete(cache.keys().next().value as string);

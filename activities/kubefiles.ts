@@ -6,7 +6,7 @@ import nunjucks from 'nunjucks';
 import { parseAllDocuments } from 'yaml';
 import { buildRef, UnsafeCommitInfoError } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
-import type { BuildRef, KubefilesMode } from '../common/types';
+import type { BuildRef, BuildRepoSettings, KubefilesMode } from '../common/types';
 import { KustomizeError, kustomizeRenderer } from './kustomize';
 
 // Turns a kubefiles directory (runboat's format) into the plain objects of one mode.
@@ -28,8 +28,9 @@ export async function renderKubefiles(
   config: Config,
   build: BuildRef,
   mode: KubefilesMode,
+  repo?: BuildRepoSettings,
 ): Promise<KubernetesObject[]> {
-  const dir = await renderKustomization(config, build, mode);
+  const dir = await renderKustomization(config, build, mode, repo);
   try {
     return parseObjects(await kustomize(config.kustomizeRenderer, dir));
   } finally {
@@ -45,6 +46,7 @@ export async function renderKustomization(
   config: Config,
   build: BuildRef,
   mode: KubefilesMode,
+  repo?: BuildRepoSettings,
 ): Promise<string> {
   // Name and slug reach names and host names: they must be the ones the commit gives.
   const { commit, name, slug } = buildRef(build.commit);
@@ -53,10 +55,12 @@ export async function renderKustomization(
       `build name ${JSON.stringify(build.name)} or slug does not match its commit`,
     );
   }
-  const repoSettings = findRepoSettings(config, commit.repo, commit.target_branch);
-  if (!repoSettings)
+  const entry = findRepoSettings(config, commit.repo, commit.target_branch)?.builds[0];
+  // Builds started by release v1 carry no settings: they render with today's entry.
+  const settings = repo ?? entry;
+  if (!settings)
     throw new KubefilesError(`${commit.repo} ${commit.target_branch} matches no RUNBOAT_REPOS entry`);
-  const settings = repoSettings.builds[0];
+  const kubefiles = settings.kubefiles_path ?? config.defaultKubefilesPath;
   const [imageName, imageTag] = splitImage(settings.image);
   const variables = {
     mode,
@@ -68,12 +72,17 @@ export async function renderKustomization(
     image_name: imageName,
     image_tag: imageTag,
     build_env: { ...config.buildEnv, ...settings.env },
-    build_secret_env: { ...config.buildSecretEnv, ...settings.secret_env },
+    // Secrets stay out of the workflow's history: always the worker's, of the entry if any.
+    build_secret_env: { ...config.buildSecretEnv, ...entry?.secret_env },
     build_template_vars: { ...config.buildTemplateVars, ...settings.template_vars },
   };
   const scratch = await mkdtemp(path.join(os.tmpdir(), `runboat-${build.name}-${mode}-`));
   try {
-    await cp(settings.kubefiles_path ?? config.defaultKubefilesPath, scratch, { recursive: true });
+    await cp(kubefiles, scratch, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
+      // A build carries its kubefiles path for life: one removed from the worker since cannot
+      // be rendered again, which retrying will not fix.
+      throw error.code === 'ENOENT' ? new KubefilesError(`kubefiles path ${kubefiles} is gone`) : error;
+    });
     await renderTemplates(scratch, variables);
     return scratch;
   } catch (error) {

@@ -1,11 +1,13 @@
 import {
   ApiException,
+  ApisApi,
   CoreV1Api,
   KubeConfig,
   KubernetesObjectApi,
   PatchStrategy,
   Watch,
   type KubernetesObject,
+  type V1APIResource,
   type V1Deployment,
   type V1Job,
 } from '@kubernetes/client-node';
@@ -23,7 +25,10 @@ const MAX_LOG_BYTES = 512 * 1024;
 const podTime = (pod: { metadata?: { creationTimestamp?: Date } }) =>
   new Date(pod.metadata?.creationTimestamp ?? 0).getTime();
 
-/** What the orchestrator deletes when a build goes: every kind the kubefiles contract produces. */
+/**
+ * The kinds the kubefiles contract produces, deleted first and in this order when a build goes
+ * (its workload before what the workload uses); every other kind follows (`objectKinds`).
+ */
 export const BUILD_OBJECT_KINDS = [
   { apiVersion: 'apps/v1', kind: 'Deployment' },
   { apiVersion: 'batch/v1', kind: 'Job' },
@@ -38,6 +43,28 @@ export const BUILD_OBJECT_KINDS = [
 const isStatus = (error: unknown, ...codes: number[]) =>
   error instanceof ApiException && codes.includes(error.code);
 
+export interface ObjectKind {
+  apiVersion: string;
+  kind: string;
+  /** Named by RUNBOAT_DEPLOYMENT_RESOURCE_TYPES: a refusal to list or delete it is an error. */
+  required?: boolean;
+}
+
+/** How long a worker trusts what discovery said: a CRD installed since is seen within that. */
+const DISCOVERY_TTL_MS = 5 * 60_000;
+
+/** Kinds no kubefile creates that the cluster keeps plenty of: never listed. */
+const NEVER_BUILD_KINDS = new Set(['v1/Event', 'events.k8s.io/v1/Event']);
+
+/** API discovery: the resources served under a group version (the object API's own lookup). */
+class ResourceDiscovery extends KubernetesObjectApi {
+  async resources(apiVersion: string): Promise<V1APIResource[]> {
+    delete this.apiVersionResourceCache[apiVersion];
+    await this.resource(apiVersion, '');
+    return this.apiVersionResourceCache[apiVersion]?.resources ?? [];
+  }
+}
+
 export interface WatchOptions {
   signal: AbortSignal;
   /** Resume a watch where an earlier attempt left it (from its heartbeat). */
@@ -47,24 +74,36 @@ export interface WatchOptions {
 }
 
 /** The build namespace of the cluster KUBECONFIG (or the in-cluster account) points at. */
-export function buildCluster(config: Pick<Config, 'buildNamespace'>): BuildCluster {
+export function buildCluster(
+  config: Pick<Config, 'buildNamespace' | 'deploymentResourceTypes'>,
+): BuildCluster {
   const kubeConfig = new KubeConfig();
   kubeConfig.loadFromDefault();
-  return new BuildCluster(kubeConfig, config.buildNamespace);
+  return new BuildCluster(kubeConfig, config.buildNamespace, config.deploymentResourceTypes);
 }
 
 export class BuildCluster {
   private readonly objects: KubernetesObjectApi;
   private readonly core: CoreV1Api;
   private readonly watcher: Watch;
+  private readonly discovery: ResourceDiscovery;
+  private readonly groups: ApisApi;
+  private discovered?: { at: number; kinds: Promise<ObjectKind[]> };
 
+  /**
+   * `deploymentResourceTypes`: runboat's RUNBOAT_DEPLOYMENT_RESOURCE_TYPES, kubectl resource
+   * names (`deployment`, `pvc`, `networkpolicies.networking.k8s.io`) that the kubefiles create.
+   */
   constructor(
     kubeConfig: KubeConfig,
     readonly namespace: string,
+    private readonly deploymentResourceTypes: readonly string[] = [],
   ) {
     this.objects = KubernetesObjectApi.makeApiClient(kubeConfig);
     this.core = kubeConfig.makeApiClient(CoreV1Api);
     this.watcher = new Watch(kubeConfig);
+    this.discovery = kubeConfig.makeApiClient(ResourceDiscovery);
+    this.groups = kubeConfig.makeApiClient(ApisApi);
   }
 
   /**
@@ -100,24 +139,139 @@ export class BuildCluster {
     await this.deleteAll('batch/v1', 'Job', `runboat/build=${build},runboat/job-kind=${kind}`);
   }
 
-  /** Deletes every object labelled with the build; returns how many were still there. */
+  /**
+   * Deletes every object labelled with the build, of every kind it may have (`objectKinds`), so
+   * that a kubefile adding a kind (a NetworkPolicy, a CronJob) leaks nothing; returns how many
+   * objects were still there.
+   */
   async deleteBuild(build: string): Promise<number> {
+    const kinds = await this.objectKinds();
+    const deleteKind = (kind: ObjectKind) =>
+      this.skippingForbidden(kind, 0, () =>
+        this.deleteAll(kind.apiVersion, kind.kind, `runboat/build=${build}`),
+      );
     let deleted = 0;
-    for (const { apiVersion, kind } of BUILD_OBJECT_KINDS) {
-      deleted += await this.deleteAll(apiVersion, kind, `runboat/build=${build}`);
-    }
-    return deleted;
+    // The contract's kinds in their order; the others (rarely any object) all at once.
+    for (const kind of kinds.slice(0, BUILD_OBJECT_KINDS.length)) deleted += await deleteKind(kind);
+    const others = await Promise.all(kinds.slice(BUILD_OBJECT_KINDS.length).map(deleteKind));
+    return others.reduce((sum, count) => sum + count, deleted);
   }
 
-  async listBuildObjects(build: string): Promise<KubernetesObject[]> {
+  /** Objects of every kind `objectKinds` names, matching `labelSelector` (one build's by default). */
+  async listBuildObjects(
+    build: string,
+    labelSelector = `runboat/build=${build}`,
+  ): Promise<KubernetesObject[]> {
     const lists = await Promise.all(
-      BUILD_OBJECT_KINDS.map(async ({ apiVersion, kind }) => {
-        const { items } = await this.list(apiVersion, kind, `runboat/build=${build}`);
-        // List items come without their kind.
-        return items.map((item) => ({ ...item, apiVersion, kind }));
-      }),
+      (await this.objectKinds()).map((kind) =>
+        this.skippingForbidden(kind, [], async () => {
+          const { items } = await this.list(kind.apiVersion, kind.kind, labelSelector);
+          // List items come without their kind.
+          return items.map((item) => ({ ...item, apiVersion: kind.apiVersion, kind: kind.kind }));
+        }),
+      ),
     );
     return lists.flat();
+  }
+
+  /** Every build with objects in the namespace, and when its newest object was created. */
+  async buildsWithObjects(): Promise<Map<string, Date>> {
+    const newest = new Map<string, Date>();
+    for (const object of await this.listBuildObjects('', 'runboat/build')) {
+      const build = object.metadata?.labels?.['runboat/build'];
+      const created = new Date(object.metadata?.creationTimestamp ?? 0);
+      if (build && !(created <= (newest.get(build) ?? new Date(0)))) newest.set(build, created);
+    }
+    return newest;
+  }
+
+  /**
+   * The kinds a build's objects may have: the contract's, then every namespaced kind the
+   * cluster serves that can be listed and deleted (API discovery, cached per worker for
+   * DISCOVERY_TTL_MS), the RUNBOAT_DEPLOYMENT_RESOURCE_TYPES among them marked required.
+   */
+  async objectKinds(): Promise<ObjectKind[]> {
+    if (!this.discovered || Date.now() - this.discovered.at > DISCOVERY_TTL_MS) {
+      const kinds = this.discover();
+      kinds.catch(() => (this.discovered = undefined));
+      this.discovered = { at: Date.now(), kinds };
+    }
+    return this.discovered.kinds;
+  }
+
+  private async discover(): Promise<ObjectKind[]> {
+    const { groups } = await this.groups.getAPIVersions();
+    const versions = ['v1', ...groups.flatMap((group) => group.preferredVersion?.groupVersion ?? [])];
+    const served = (
+      await Promise.all(
+        versions.map(async (apiVersion) =>
+          (await this.discovery.resources(apiVersion).catch(() => [])).map((resource) => ({
+            apiVersion,
+            resource,
+          })),
+        ),
+      )
+    )
+      .flat()
+      .filter(
+        ({ apiVersion, resource }) =>
+          resource.namespaced &&
+          !resource.name.includes('/') &&
+          ['list', 'delete'].every((verb) => resource.verbs.includes(verb)) &&
+          !NEVER_BUILD_KINDS.has(`${apiVersion}/${resource.kind}`),
+      );
+    const named = (type: string) => {
+      const [name, ...group] = type.toLowerCase().split('.');
+      return served.filter(({ apiVersion, resource }) => {
+        const resourceGroup = apiVersion.includes('/') ? apiVersion.split('/')[0] : '';
+        const names = [
+          resource.name,
+          resource.singularName,
+          resource.kind.toLowerCase(),
+          ...(resource.shortNames ?? []),
+        ];
+        return names.includes(name) && (group.length === 0 || group.join('.') === resourceGroup);
+      });
+    };
+    const required = new Set(this.deploymentResourceTypes.flatMap((type) => named(type)));
+    const unknown = this.deploymentResourceTypes.filter((type) => named(type).length === 0);
+    if (unknown.length) {
+      throw new Error(
+        `RUNBOAT_DEPLOYMENT_RESOURCE_TYPES names types the cluster does not serve: ${unknown.join(', ')}`,
+      );
+    }
+    const key = (kind: { apiVersion: string; kind: string }) => `${kind.apiVersion}/${kind.kind}`;
+    const contract = new Set(BUILD_OBJECT_KINDS.map(key));
+    const isRequired = (apiVersion: string, kind: string) =>
+      [...required].some((r) => r.apiVersion === apiVersion && r.resource.kind === kind);
+    return [
+      ...BUILD_OBJECT_KINDS.map(({ apiVersion, kind }) => ({
+        apiVersion,
+        kind,
+        required: isRequired(apiVersion, kind),
+      })),
+      ...served
+        .filter(({ apiVersion, resource }) => !contract.has(key({ apiVersion, kind: resource.kind })))
+        .map(({ apiVersion, resource }) => ({
+          apiVersion,
+          kind: resource.kind,
+          required: isRequired(apiVersion, resource.kind),
+        })),
+    ];
+  }
+
+  /**
+   * Runs `access` on objects of `kind`; a kind the worker may not list or delete (its Role does
+   * not grant it, so no build of this worker has one) or no longer served gives `none`, unless
+   * the configuration says builds create it.
+   */
+  private async skippingForbidden<T>(kind: ObjectKind, none: T, access: () => Promise<T>): Promise<T> {
+    try {
+      return await access();
+    } catch (error) {
+      if (kind.required || !isStatus(error, 403, 404)) throw error;
+      return none;
+    }
   }
 
   /** Waits, by watching, until the build's job of `kind` succeeds or fails. */

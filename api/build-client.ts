@@ -7,7 +7,7 @@ import {
 import { ApplicationFailure, type SearchAttributePair } from '@temporalio/common';
 import { buildRef, UnsafeCommitInfoError } from '../common/build';
 import { judgeCommand } from '../common/commands';
-import { findRepoSettings, type Config } from '../common/config';
+import { captureRepoSettings, findRepoSettings, type Config } from '../common/config';
 import { logger } from '../common/logger';
 import { capBuildsOfRef } from './per-ref-cap';
 import {
@@ -22,6 +22,7 @@ import {
   BUILD_STATUSES,
   type BuildCommand,
   type BuildRef,
+  type BuildRepoSettings,
   type BuildSnapshot,
   type BuildStatus,
   type CommitInfo,
@@ -79,13 +80,16 @@ export type CommandOutcome = 'accepted' | 'no-op' | 'queued';
  */
 export async function startBuild(client: Client, config: Config, commit: CommitInfo): Promise<BuildRef> {
   let build: BuildRef;
+  let repo: BuildRepoSettings;
   try {
     build = buildRef(commit);
-    if (!findRepoSettings(config, build.commit.repo, build.commit.target_branch)) {
+    const entry = findRepoSettings(config, build.commit.repo, build.commit.target_branch);
+    if (!entry) {
       throw new UnsupportedBuildError(
         `${build.commit.repo} ${build.commit.target_branch} matches no RUNBOAT_REPOS entry`,
       );
     }
+    repo = captureRepoSettings(entry);
   } catch (error) {
     logger.warn({ commit, reason: (error as Error).message }, 'build refused');
     throw error;
@@ -93,7 +97,7 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
   await client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
     workflowId: buildWorkflowId(build.name),
     taskQueue: config.taskQueue,
-    args: [{ build, settings: lifecycleSettings(config) }],
+    args: [{ build, settings: lifecycleSettings(config), repo }],
     workflowIdConflictPolicy: 'USE_EXISTING',
     workflowIdReusePolicy: 'ALLOW_DUPLICATE',
     // Listable (and counted by eviction) from the start, not from its first workflow task. The

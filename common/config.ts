@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseEnv } from 'node:util';
 import { z } from 'zod';
+import type { BuildRepoSettings } from './types';
 
 // Every setting is parsed and validated here, once. Names are runboat's, so that an existing
 // runboat `.env` works unchanged; the TEMPORAL_* and a few RUNBOAT_* ones are this project's.
@@ -152,6 +153,7 @@ const envSchema = z.object({
   TEMPORAL_NAMESPACE: z.string().default('default'),
   RUNBOAT_TASK_QUEUE: z.string().default('runboat'),
   RUNBOAT_EVICTION_INTERVAL: positiveInt.default(30),
+  RUNBOAT_ORPHAN_GRACE: duration.default(3_600),
   RUNBOAT_INIT_TIMEOUT: positiveInt.default(1200),
   RUNBOAT_TEMPORAL_UI_URL: url.default('http://localhost:8233'),
   RUNBOAT_WORKER_METRICS_ADDRESS: z
@@ -199,6 +201,8 @@ export interface Config {
   temporalNamespace: string;
   taskQueue: string;
   evictionIntervalSeconds: number;
+  /** Age of a build's newest object before the orphan sweep may delete it (no running workflow). */
+  orphanGraceSeconds: number;
   initTimeoutSeconds: number;
   temporalUiUrl: string;
   /** `host:port` of the worker's Prometheus endpoint; none when unset. */
@@ -271,6 +275,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
     temporalNamespace: e.TEMPORAL_NAMESPACE,
     taskQueue: e.RUNBOAT_TASK_QUEUE,
     evictionIntervalSeconds: e.RUNBOAT_EVICTION_INTERVAL,
+    orphanGraceSeconds: e.RUNBOAT_ORPHAN_GRACE,
     initTimeoutSeconds: e.RUNBOAT_INIT_TIMEOUT,
     temporalUiUrl: e.RUNBOAT_TEMPORAL_UI_URL,
     workerMetricsAddress: e.RUNBOAT_WORKER_METRICS_ADDRESS,
@@ -290,6 +295,12 @@ export function findRepoSettings(
   return config.repos.find(
     (entry) => matchesAtStart(entry.repo, repo) && matchesAtStart(entry.branch, targetBranch),
   );
+}
+
+/** What a build created now carries of its repo entry (see BuildRepoSettings). */
+export function captureRepoSettings(entry: RepoSettings): BuildRepoSettings {
+  const { image, env, template_vars, kubefiles_path } = entry.builds[0];
+  return { image, env, template_vars, ...(kubefiles_path === undefined ? {} : { kubefiles_path }) };
 }
 
 /** Python's `re.match`, as runboat uses it: anchored at the start only. */

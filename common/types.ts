@@ -21,6 +21,20 @@ export interface BuildRef {
   commit: CommitInfo;
 }
 
+/**
+ * The RUNBOAT_REPOS build entry a build was created with, carried in its workflow so that a
+ * configuration change (the repo dropped, another image or kubefiles path) leaves running
+ * builds as they were. `secret_env` is not in it: secrets never go into Temporal's history, and
+ * are read from the worker's configuration at each render.
+ */
+export interface BuildRepoSettings {
+  image: string;
+  env: Record<string, string>;
+  template_vars: Record<string, unknown>;
+  /** Absent: the worker's default kubefiles. */
+  kubefiles_path?: string;
+}
+
 /** The statuses runboat's API reports; clients rely on these exact seven names. */
 export const BUILD_STATUSES = [
   'initializing',
@@ -59,6 +73,12 @@ export interface BuildState extends BuildRef {
   last_visited?: string | null;
   /** Why an admin forced the undeploy (without the cleanup job), once one did. */
   forced_undeploy?: string | null;
+}
+
+/** What one orphan sweep deleted: the objects of builds that have no running workflow. */
+export interface OrphanSweep {
+  builds: string[];
+  objects: number;
 }
 
 /** What the build workflow's query answers: its state and the commands it has yet to act on. */

@@ -10,7 +10,7 @@ import { createApp } from '../api/app';
 import { ConfigError, loadConfig, withDotEnv } from '../common/config';
 import { logger } from '../common/logger';
 import { installRuntime } from '../worker/runtime';
-import { ensureEvictionSchedule } from '../worker/schedule';
+import { ensureEvictionSchedule, ensureOrphanSweepSchedule } from '../worker/schedule';
 import { createWorker } from '../worker/worker';
 import { binary, cacheDir } from './paths';
 import { claimStateDir, releaseStateDir, step } from './processes';
@@ -112,7 +112,7 @@ async function main(): Promise<void> {
   await step('creating the build namespace', STEP_TIMEOUT_MS, () =>
     ensureNamespace(kubeConfig, config.buildNamespace),
   );
-  const cluster = new BuildCluster(kubeConfig, config.buildNamespace);
+  const cluster = new BuildCluster(kubeConfig, config.buildNamespace, config.deploymentResourceTypes);
 
   const connection = await step('connecting to Temporal', STEP_TIMEOUT_MS, () =>
     Connection.connect({ address: config.temporalAddress }),
@@ -120,6 +120,9 @@ async function main(): Promise<void> {
   stack.push(() => connection.close());
   const client = new Client({ connection, namespace: config.temporalNamespace });
   await step('creating the eviction schedule', STEP_TIMEOUT_MS, () => ensureEvictionSchedule(client, config));
+  await step('creating the orphan sweep schedule', STEP_TIMEOUT_MS, () =>
+    ensureOrphanSweepSchedule(client, config),
+  );
 
   const nativeConnection = await step('connecting the worker to Temporal', STEP_TIMEOUT_MS, () =>
     NativeConnection.connect({ address: config.temporalAddress }),

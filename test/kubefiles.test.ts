@@ -12,7 +12,7 @@ import type {
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubefilesError, renderKubefiles, splitImage } from '../activities/kubefiles';
 import { UnsafeCommitInfoError, buildRef } from '../common/build';
-import { loadConfig, type Config } from '../common/config';
+import { captureRepoSettings, loadConfig, type Config } from '../common/config';
 import type { BuildRef, CommitInfo } from '../common/types';
 import { binary } from '../scripts/paths';
 import { DEFAULT_DEPLOYMENT_OBJECTS } from './helpers';
@@ -395,6 +395,40 @@ describe('renderKubefiles with a runboat-format kubefiles directory', () => {
       'kustomization.yaml.jinja',
       'odoo.conf.jinja',
     ]);
+  });
+});
+
+describe('renderKubefiles with the repo settings a build was created with', () => {
+  const created = captureRepoSettings(
+    config([
+      ocaRepo({ image: 'ghcr.io/oca/created:16.0', env: { WORKERS: 3 }, secret_env: { PGPASSWORD: 'x' } }),
+    ]).repos[0],
+  );
+  const build = buildRef(commit());
+
+  it('carries no secret into the workflow input', () => {
+    expect(created).toEqual({ image: 'ghcr.io/oca/created:16.0', env: { WORKERS: '3' }, template_vars: {} });
+  });
+
+  it("renders with them, whatever the worker's RUNBOAT_REPOS says now", async () => {
+    const secretEnv = { RUNBOAT_BUILD_SECRET_ENV: JSON.stringify({ ADMIN_PASSWD: 'global' }) };
+    for (const repos of [[], [ocaRepo({ image: 'ghcr.io/oca/changed:16.0', env: { WORKERS: 1 } })]]) {
+      const objects = await renderKubefiles(config(repos, secretEnv), build, 'deployment', created);
+      const deployment = named<V1Deployment>(objects, 'Deployment', `${build.name}-odoo`);
+      expect(deployment.spec?.template.spec?.containers[0].image).toBe('ghcr.io/oca/created:16.0');
+      const env = named<V1ConfigMap>(objects, 'ConfigMap', `${build.name}-odooenv`);
+      expect(env.data?.WORKERS).toBe('3');
+      // Secrets are the worker's: the global ones, and the entry's while it is configured.
+      const secret = named<V1Secret>(objects, 'Secret', `${build.name}-odoosecretenv`);
+      expect(decode(secret.data).ADMIN_PASSWD).toBe('global');
+    }
+  });
+
+  it('refuses, saying so, when the kubefiles path it was created with is gone', async () => {
+    const gone = path.join(scratchDir(), 'removed-kubefiles');
+    await expect(
+      renderKubefiles(config([]), build, 'deployment', { ...created, kubefiles_path: gone }),
+    ).rejects.toThrow(new KubefilesError(`kubefiles path ${gone} is gone`));
   });
 });
 

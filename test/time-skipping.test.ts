@@ -11,7 +11,7 @@ import { afterEach, beforeEach, expect, inject, it, vi } from 'vitest';
 import { transitionActivities, type BuildActivities } from '../activities';
 import { buildRef } from '../common/build';
 import { searchAttributes } from '../common/search-attributes';
-import type { BuildSnapshot, JobKind, JobOutcome } from '../common/types';
+import type { BuildRepoSettings, BuildSnapshot, JobKind, JobOutcome } from '../common/types';
 import { binary } from '../scripts/paths';
 import type { buildWorkflow } from '../workflows/build';
 import {
@@ -62,6 +62,8 @@ afterEach(async () => {
 });
 
 const build = buildRef({ repo: 'oca/x', target_branch: '16.0', pr: null, git_commit: 'a'.repeat(40) });
+/** The repo settings the build was created with: every render gets them, in every run. */
+const repo: BuildRepoSettings = { image: 'ghcr.io/oca/ci:16.0', env: {}, template_vars: {} };
 
 /** Resolves never: heartbeats until the workflow cancels the activity, then rejects. */
 async function untilCancelled(onCancel?: () => void): Promise<never> {
@@ -92,6 +94,7 @@ function stubActivities(waits: Partial<Waits> = {}) {
     }),
     evictionPlan: vi.fn<BuildActivities['evictionPlan']>(async () => ({ stop: [], undeploy: [] })),
     endedWorkflows: vi.fn<BuildActivities['endedWorkflows']>(async () => []),
+    sweepOrphans: vi.fn<BuildActivities['sweepOrphans']>(async () => ({ builds: [], objects: 0 })),
     reportCommitStatus: vi.fn<BuildActivities['reportCommitStatus']>(async () => undefined),
     reportUndeployed: vi.fn<BuildActivities['reportUndeployed']>(async () => undefined),
     applyKubefiles: vi.fn<BuildActivities['applyKubefiles']>(async () => undefined),
@@ -151,7 +154,7 @@ async function runBuild(
   });
   await worker.runUntil(async () => {
     const handle = await env.client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
-      args: [{ build, settings }],
+      args: [{ build, settings, repo }],
       taskQueue,
       workflowId: `build-${build.name}-${taskQueue}`,
     });
@@ -333,7 +336,7 @@ it('stops a build that is still starting', async () => {
     const stopped = await untilStatus(handle, 'stopped');
     expect(stopped.init_status).toBe('succeeded');
     expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1, 0]);
-    expect(activities.applyKubefiles).toHaveBeenLastCalledWith(build, 'stop');
+    expect(activities.applyKubefiles).toHaveBeenLastCalledWith(build, 'stop', repo);
     expect(activities.waitForReadyReplicas).toHaveBeenLastCalledWith(build.name, 0);
     await waitFor('the start watch to be cancelled', async () => startWatchCancelled);
   });
@@ -356,8 +359,8 @@ it('re-runs initialization when a failed build is started', async () => {
     const started = await untilStatus(handle, 'started');
     expect(started).toMatchObject({ init_status: 'succeeded', last_error: null });
     expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'initialize')).toEqual([
-      [build, 'initialize'],
-      [build, 'initialize'],
+      [build, 'initialize', repo],
+      [build, 'initialize', repo],
     ]);
     expect(activities.waitForJob.mock.calls).toEqual([
       [build.name, 'initialize'],
@@ -401,6 +404,85 @@ it('continues as new with its state and every pending command, none applied twic
         1,
       );
       expect(activities.waitForJob).toHaveBeenCalledTimes(1);
+      // The repo settings the build was created with reach every render, in every run.
+      expect(activities.applyKubefiles.mock.calls.map(([, , settings]) => settings)).toEqual(
+        activities.applyKubefiles.mock.calls.map(() => repo),
+      );
+    },
+    'dev-server',
+  );
+});
+
+/** Resolves with `done`, or rejects once the workflow cancels the activity (heartbeating till then). */
+async function untilDoneOrCancelled(done: Promise<void>): Promise<void> {
+  const context = Context.current();
+  const beat = setInterval(() => context.heartbeat(), 100);
+  try {
+    await Promise.race([done, context.cancelled]);
+  } finally {
+    clearInterval(beat);
+  }
+}
+
+/** Every run of `handle`'s workflow, first to last, following its continue-as-new chain. */
+async function runHistories(handle: WorkflowHandle, firstRunId: string): Promise<HistoryEvent[][]> {
+  const runs: HistoryEvent[][] = [];
+  for (let runId: string | null | undefined = firstRunId; runId;) {
+    const events: HistoryEvent[] =
+      (await handle.client.getHandle(handle.workflowId, runId).fetchHistory()).events ?? [];
+    runs.push(events);
+    runId = events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId;
+  }
+  return runs;
+}
+
+it('continues as new while waiting for its init job under a flood of signals, holding one job and its slot', async () => {
+  let finishInit!: () => void;
+  const initFinished = new Promise<void>((resolve) => (finishInit = resolve));
+  const activities = stubActivities({
+    async waitForJob() {
+      await untilDoneOrCancelled(initFinished);
+      return { succeeded: true };
+    },
+  });
+  const historyLimit = 100;
+  await withBuild(
+    activities,
+    { ...defaults, historyLimit },
+    async (handle) => {
+      await waitFor('the init job watch', async () => activities.waitForJob.mock.calls.length > 0);
+      const firstRunId = (await handle.describe()).runId;
+      // The no-worker path: each command is a signal, recorded even when it changes nothing.
+      for (let i = 0; i < 300; i++) await handle.signal(i % 2 === 0 ? startSignal : stopSignal);
+      await waitFor('a run past the flood', async () => (await handle.describe()).runId !== firstRunId);
+      finishInit();
+      await untilStatus(handle, 'started');
+
+      const runs = await runHistories(handle, firstRunId);
+      const lengths = runs.map((events) => events.length);
+      expect(runs.length).toBeGreaterThan(2);
+      // A run ends at the first workflow task past the limit; that task takes what signals
+      // arrived meanwhile, and the run's close adds a few events (measured: 115 to 139).
+      for (const length of lengths)
+        expect(length, `run lengths ${lengths.join(', ')}`).toBeLessThan(historyLimit * 2);
+      // One init job, watched across the runs, and its slot asked for once and handed back once.
+      expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'initialize')).toHaveLength(
+        1,
+      );
+      expect(activities.requestInitSlot).toHaveBeenCalledTimes(1);
+      const releases = runs
+        .flat()
+        .filter((e) => e.eventType === EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED);
+      expect(
+        releases.map((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes?.signalName),
+      ).toEqual(['releaseInitSlot']);
+      // Each run replays on today's code (the new paths are deterministic).
+      for (const events of runs) {
+        await Worker.runReplayHistory(
+          { workflowsPath: path.resolve(__dirname, '..', 'workflows'), replayName: 'flood' },
+          temporal.api.history.v1.History.create({ events }),
+        );
+      }
     },
     'dev-server',
   );
@@ -479,7 +561,7 @@ it('undeploys the build of a cancelled workflow', async () => {
     expect(error).toBeInstanceOf(WorkflowFailedError);
     expect((error as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
     expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
-    expect(activities.applyKubefiles).toHaveBeenLastCalledWith(build, 'cleanup');
+    expect(activities.applyKubefiles).toHaveBeenLastCalledWith(build, 'cleanup', repo);
   });
 });
 
@@ -528,7 +610,7 @@ it('stops a started build nobody visited for RUNBOAT_AUTO_STOP_AFTER, each visit
     await env.sleep('25 minutes');
     const stopped = await untilStatus(handle, 'stopped');
     expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1, 0]);
-    expect(activities.applyKubefiles).toHaveBeenLastCalledWith(build, 'stop');
+    expect(activities.applyKubefiles).toHaveBeenLastCalledWith(build, 'stop', repo);
     // Stopped an hour after the visit, by workflow time.
     const stoppedAt = Date.parse(stopped.last_scaled ?? '');
     expect(stoppedAt - Date.parse(visited)).toBeGreaterThanOrEqual(3_600_000);

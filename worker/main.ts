@@ -5,7 +5,7 @@ import { ConfigError, loadConfig, type Config } from '../common/config';
 import { logger } from '../common/logger';
 import { isTemporalUnreachable, waitToRetry } from '../common/retry';
 import { installRuntime } from './runtime';
-import { ensureEvictionSchedule } from './schedule';
+import { ensureEvictionSchedule, ensureOrphanSweepSchedule } from './schedule';
 import { createWorker } from './worker';
 
 // The worker process: runs build workflows and their activities until SIGTERM/SIGINT, when
@@ -48,16 +48,15 @@ async function main(): Promise<void> {
   }
 }
 
-/** One life of the worker: connects, ensures the schedule, polls until shut down or cut off. */
+/** One life of the worker: connects, ensures the schedules, polls until shut down or cut off. */
 async function runWorker(config: Config, stopping: AbortSignal, polling: () => void): Promise<void> {
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
   let clientConnection: Connection | undefined;
   try {
     clientConnection = await Connection.connect({ address: config.temporalAddress });
-    await ensureEvictionSchedule(
-      new Client({ connection: clientConnection, namespace: config.temporalNamespace }),
-      config,
-    );
+    const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
+    await ensureEvictionSchedule(client, config);
+    await ensureOrphanSweepSchedule(client, config);
     if (stopping.aborted) return;
     const worker = await createWorker(config, connection);
     logger.info({ taskQueue: config.taskQueue, namespace: config.buildNamespace }, 'worker started');

@@ -5,16 +5,20 @@ import {
   type ScheduleOptions,
 } from '@temporalio/client';
 import type { Config } from '../common/config';
-import type { evictionWorkflow } from '../workflows';
+import type { evictionWorkflow, orphanSweepWorkflow } from '../workflows';
 
 export const evictionScheduleId = (config: Config): string => `runboat-eviction-${config.taskQueue}`;
+export const orphanSweepScheduleId = (config: Config): string => `runboat-orphan-sweep-${config.taskQueue}`;
+
+/** Orphans are rare (a workflow terminated by hand): a sweep every few minutes is plenty. */
+const ORPHAN_SWEEP_INTERVAL = '10 minutes';
 
 /**
  * Creates the eviction schedule, or brings an existing one up to this configuration: every
  * worker calls this at start, so the last one started decides the interval and limits.
  */
 export async function ensureEvictionSchedule(client: Client, config: Config): Promise<void> {
-  const options: ScheduleOptions = {
+  await ensureSchedule(client, {
     scheduleId: evictionScheduleId(config),
     spec: { intervals: [{ every: `${config.evictionIntervalSeconds} seconds` }] },
     action: {
@@ -27,7 +31,26 @@ export async function ensureEvictionSchedule(client: Client, config: Config): Pr
       >,
     },
     policies: { overlap: ScheduleOverlapPolicy.SKIP },
-  };
+  });
+}
+
+/** The orphan sweep's schedule (workflows/orphan-sweep.ts), ensured like eviction's. */
+export async function ensureOrphanSweepSchedule(client: Client, config: Config): Promise<void> {
+  await ensureSchedule(client, {
+    scheduleId: orphanSweepScheduleId(config),
+    spec: { intervals: [{ every: ORPHAN_SWEEP_INTERVAL }] },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'orphanSweepWorkflow',
+      workflowId: orphanSweepScheduleId(config),
+      taskQueue: config.taskQueue,
+      args: [{ graceSeconds: config.orphanGraceSeconds }] satisfies Parameters<typeof orphanSweepWorkflow>,
+    },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP },
+  });
+}
+
+async function ensureSchedule(client: Client, options: ScheduleOptions): Promise<void> {
   try {
     await client.schedule.create(options);
   } catch (error) {

@@ -7,6 +7,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -39,7 +40,8 @@ import { recordVisits, untilReadyOrIdle } from './idle-stop';
 // cluster shows its pending activity and last failure in the Temporal Web UI.
 const retry = { initialInterval: '1 second', maximumInterval: '1 minute' };
 
-const activities = proxyActivities<BuildActivities>({ startToCloseTimeout: '2 minutes', retry });
+/** Short steps (Kubernetes, GitHub), each retried until it succeeds; undeploy runs only these. */
+const steps = proxyActivities<BuildActivities>({ startToCloseTimeout: '2 minutes', retry });
 
 /** Watches last as long as what they wait for; heartbeats tell a dead worker from a long wait. */
 const watches = proxyActivities<BuildActivities>({
@@ -49,14 +51,14 @@ const watches = proxyActivities<BuildActivities>({
 });
 
 /** Short and idempotent (a signal to the init-slot coordinator): no activity task needed. */
-const local = proxyLocalActivities<BuildActivities>({ startToCloseTimeout: '1 minute', retry });
+const coordination = proxyLocalActivities<BuildActivities>({ startToCloseTimeout: '1 minute', retry });
 
 /** Continue-as-new well before Temporal's history limits, keeping replays short. */
 const MAX_HISTORY_EVENTS = 2_000;
 const CLEANUP_RETRY_MAX_SECONDS = 3_600;
 
 export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
-  const { build, settings } = input;
+  const { build, settings, repo } = input;
   const state: BuildState = input.resume?.state ?? {
     ...build,
     status: 'initializing',
@@ -68,6 +70,19 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     last_error: null,
   };
   const commands: BuildCommand[] = input.resume?.commands ?? [];
+
+  /**
+   * Signals (the no-worker path, visits) add history while the workflow waits, and a wait can
+   * last a 20-minute init or days of idling: every wait ends when the history is full, and the
+   * run continues as new from where it was. Runs started by v1 wait as v1 did until their next
+   * continue-as-new (decided once, at the run's start).
+   */
+  const continuesMidWait = patched('continue-as-new-mid-wait');
+  const historyFull = () => {
+    const info = workflowInfo();
+    return info.continueAsNewSuggested || info.historyLength > (settings.historyLimit ?? MAX_HISTORY_EVENTS);
+  };
+  const mustContinue = () => continuesMidWait && historyFull();
   /** Queues `command` unless it changes nothing; returns why it was refused, if it was. */
   const receive = (command: BuildCommand) => {
     const verdict = judgeCommand(state.status, commands, command);
@@ -112,10 +127,11 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
 
   /**
    * Whether the transition under way (starting, stopping) has made its Kubernetes changes. Not
-   * when a command interrupted it and then went away (a stop cancelled by a start), nor after a
-   * continue-as-new: it is then made again, which is idempotent.
+   * when a command or a full history interrupted it (a stop cancelled by a start): it is then
+   * made again, which is idempotent. Carried over by continue-as-new, so that a transition
+   * already made is not made again (restamping `last_scaled`, which eviction orders by).
    */
-  let transitionApplied = false;
+  let transitionApplied = input.resume?.transitionApplied ?? false;
 
   /** Stamps `last_scaled` (also `runboat/last-scaled` on the Deployment) and returns it. */
   const stampScaled = () => (state.last_scaled = new Date().toISOString());
@@ -127,7 +143,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
    * running, even one retrying without end against a refusing cluster. They are idempotent, so
    * what the next phase redoes or deletes converges.
    */
-  const kube = interruptible(activities, interruptRequested);
+  const interruptibleSteps = interruptible(steps, interruptRequested);
 
   /**
    * The phase an interrupting command leads to; the commands it overrides are dropped. The
@@ -145,22 +161,28 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     setStatus('initializing', 'todo');
     // Each transition is one activity (activities/index.ts `transitionActivities`): one round
     // trip, one workflow task.
-    await kube.deployBuild(build);
+    await interruptibleSteps.deployBuild(build, repo);
     return 'initialize';
   }
 
   let slotGranted = false;
   setHandler(slotGrantedSignal, () => void (slotGranted = true));
 
-  /** Waits in line for one of the `max_initializing` init slots; false if interrupted first. */
-  async function acquireInitSlot(): Promise<boolean> {
+  /** Waits in line for one of the `max_initializing` init slots. */
+  async function acquireInitSlot(): Promise<'granted' | 'interrupted' | 'history full'> {
     slotGranted = false;
     // Not interruptible: once asked for, the slot is waited for and handed back below.
-    await local.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing);
-    const granted = await untilInterrupted(() => condition(() => slotGranted), interruptRequested);
-    if (granted !== INTERRUPTED) return true;
+    await coordination.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing);
+    const granted = await untilInterrupted(
+      () => condition(() => slotGranted),
+      () => interruptRequested() || mustContinue(),
+    );
+    if (granted !== INTERRUPTED) return 'granted';
+    // The build keeps its place in line: the next run asks again, which the coordinator answers
+    // without queueing it twice, and by granting again a slot already granted.
+    if (!interruptRequested()) return 'history full';
     await releaseInitSlot();
-    return false;
+    return 'interrupted';
   }
 
   async function releaseInitSlot(): Promise<void> {
@@ -175,40 +197,63 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
 
   async function initialize(): Promise<BuildPhase> {
     setStatus('initializing', 'todo');
-    if (!(await acquireInitSlot())) return takeInterrupt();
+    const slot = await acquireInitSlot();
+    if (slot === 'history full') return 'initialize';
+    if (slot === 'interrupted') return takeInterrupt();
+    return holdingInitSlot(initializeHoldingSlot);
+  }
+
+  /** Runs `work`, then hands the slot back, unless the next run goes on with the same init. */
+  async function holdingInitSlot(work: () => Promise<BuildPhase>): Promise<BuildPhase> {
+    let next: BuildPhase | undefined;
     try {
-      return await initializeHoldingSlot();
+      next = await work();
+      return next;
     } finally {
-      await releaseInitSlot();
+      if (next !== 'init-watch') await releaseInitSlot();
     }
   }
 
+  /** When the running init Job times out; carried over by continue-as-new. */
+  let initDeadline = input.resume?.initDeadline;
+
   async function initializeHoldingSlot(): Promise<BuildPhase> {
-    await kube.startInitJob(build);
+    await interruptibleSteps.startInitJob(build, repo);
     setStatus('initializing', 'started');
+    initDeadline = Date.now() + settings.initTimeoutSeconds * 1000;
+    return watchInitJob(`${settings.initTimeoutSeconds} seconds`);
+  }
+
+  /** A run continued as new mid-init: the same Job watched, the same slot held, the same deadline. */
+  async function resumeInitWatch(): Promise<BuildPhase> {
+    const remaining = (initDeadline ?? Date.now()) - Date.now();
+    return holdingInitSlot(() => watchInitJob(Math.max(remaining, 1)));
+  }
+
+  async function watchInitJob(timeout: Duration): Promise<BuildPhase> {
     const outcome = await untilInterrupted(
       () => watches.waitForJob(build.name, 'initialize'),
-      interruptRequested,
-      `${settings.initTimeoutSeconds} seconds`,
+      () => interruptRequested() || mustContinue(),
+      timeout,
     );
-    if (outcome === INTERRUPTED) return takeInterrupt();
+    if (outcome === INTERRUPTED) return interruptRequested() ? takeInterrupt() : 'init-watch';
     if (outcome === TIMED_OUT || !outcome.succeeded) {
       state.last_error =
         outcome === TIMED_OUT
           ? `initialization timed out after ${settings.initTimeoutSeconds} s`
           : outcome.reason;
       log.warn('build initialization failed', { build: build.name, reason: state.last_error });
-      await kube.keepInitLog(build.name);
-      if (outcome === TIMED_OUT) await kube.deleteJobs(build.name, 'initialize');
-      await kube.setInitStatus(build.name, 'failed');
+      await interruptibleSteps.keepInitLog(build.name);
+      if (outcome === TIMED_OUT) await interruptibleSteps.deleteJobs(build.name, 'initialize');
+      await interruptibleSteps.setInitStatus(build.name, 'failed');
       setStatus('failed', 'failed');
-      await kube.reportCommitStatus(build, 'failure', 'initialization failed');
+      await interruptibleSteps.reportCommitStatus(build, 'failure', 'initialization failed');
       return 'live';
     }
     state.last_error = null;
     transitionApplied = false;
     setStatus('starting', 'succeeded');
-    await kube.finishInitAndStart(build, stampScaled());
+    await interruptibleSteps.finishInitAndStart(build, stampScaled(), repo);
     transitionApplied = true;
     return 'live';
   }
@@ -218,42 +263,46 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   async function start(): Promise<void> {
     transitionApplied = false;
     setStatus('starting');
-    await kube.startDeployment(build, stampScaled());
+    await interruptibleSteps.startDeployment(build, stampScaled(), repo);
     transitionApplied = true;
   }
 
   async function stop(): Promise<void> {
     transitionApplied = false;
     setStatus('stopping');
-    await kube.stopDeployment(build, stampScaled());
+    await interruptibleSteps.stopDeployment(build, stampScaled(), repo);
     transitionApplied = true;
   }
+
+  /** A command to act on, or a history to continue as new: the live phase's waits end. */
+  const liveWaitOver = () => commands.length > 0 || mustContinue();
 
   /** One step of the live phase: finish a transition, or act on the next command. */
   async function live(): Promise<BuildPhase> {
     const transitioning = state.status === 'starting' || state.status === 'stopping';
     if (transitioning && commands.length === 0 && !transitionApplied) {
-      await untilInterrupted(state.status === 'starting' ? start : stop, () => commands.length > 0);
+      await untilInterrupted(state.status === 'starting' ? start : stop, liveWaitOver);
       return 'live';
     }
     if (transitioning && commands.length === 0) {
       const replicas = state.status === 'starting' ? 1 : 0;
       const ready = await untilInterrupted(
         () => watches.waitForReadyReplicas(build.name, replicas),
-        () => commands.length > 0,
+        liveWaitOver,
       );
       if (ready !== INTERRUPTED) setStatus(replicas ? 'started' : 'stopped');
       return 'live';
     }
-    if (!(await untilReadyOrIdle(() => commands.length > 0, state, settings.autoStopAfterSeconds))) {
+    if (!(await untilReadyOrIdle(liveWaitOver, state, settings.autoStopAfterSeconds))) {
       log.info('build not visited for a while, stopping it', {
         build: build.name,
         idle: settings.autoStopAfterSeconds,
       });
-      await untilInterrupted(stop, () => commands.length > 0);
+      await untilInterrupted(stop, liveWaitOver);
       return 'live';
     }
     if (interruptRequested()) return takeInterrupt();
+    if (commands.length === 0) return 'live';
     const command = commands.shift();
     if (command === 'start' && state.status === 'failed') return 'initialize';
     const transition =
@@ -264,15 +313,15 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
           : undefined;
     // The next command takes over a transition stuck retrying: a stop is never held up by a
     // start the cluster refuses, nor the other way round.
-    if (transition) await untilInterrupted(transition, () => commands.length > 0);
+    if (transition) await untilInterrupted(transition, liveWaitOver);
     return 'live';
   }
 
   /** Runs the job until it succeeds, or until `giveUp()` (a forced undeploy) says to stop trying. */
   async function runJobUntilSucceeded(kind: JobKind, giveUp: () => boolean): Promise<void> {
     for (let attempt = 1; !giveUp(); attempt++) {
-      await activities.deleteJobs(build.name, kind);
-      await activities.applyKubefiles(build, kind);
+      await steps.deleteJobs(build.name, kind);
+      await steps.applyKubefiles(build, kind, repo);
       const outcome = await untilInterrupted(() => watches.waitForJob(build.name, kind), giveUp);
       if (outcome === INTERRUPTED || outcome === TIMED_OUT || outcome.succeeded) return;
       state.last_error = `${kind} job failed (attempt ${attempt}): ${outcome.reason}`;
@@ -283,8 +332,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
 
   async function undeploy(): Promise<void> {
     setStatus('undeploying');
-    await activities.scaleBuild(build.name, 0, stampScaled());
-    await activities.deleteJobs(build.name, 'initialize');
+    await steps.scaleBuild(build.name, 0, stampScaled());
+    await steps.deleteJobs(build.name, 'initialize');
     if (!settings.noCleanupJob) {
       try {
         await runJobUntilSucceeded('cleanup', forced);
@@ -297,8 +346,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
         log.warn('cleanup job cannot run; deleting the build without it', { build: build.name, reason });
       }
     }
-    await activities.deleteBuild(build.name);
-    await activities.reportUndeployed(build);
+    await steps.deleteBuild(build.name);
+    await steps.reportUndeployed(build);
     log.info('build undeployed', { build: build.name, forced: state.forced_undeploy });
   }
 
@@ -310,7 +359,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     state.last_error = reason;
     log.warn('build failed', { build: build.name, reason });
     setStatus('failed');
-    await activities.reportCommitStatus(build, 'failure', reason.slice(0, 140));
+    await steps.reportCommitStatus(build, 'failure', reason.slice(0, 140));
     return 'live';
   }
 
@@ -328,7 +377,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   /** Reset: the init job is killed at once, not when the build's turn for a slot comes. */
   async function redeploy(): Promise<BuildPhase> {
     setStatus('initializing', 'todo');
-    await kube.deleteJobs(build.name, 'initialize');
+    await interruptibleSteps.deleteJobs(build.name, 'initialize');
     return deploy();
   }
 
@@ -336,15 +385,20 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     deploy,
     redeploy,
     initialize,
+    'init-watch': resumeInitWatch,
     live,
   };
   let phase: BuildPhase = input.resume?.phase ?? 'deploy';
   try {
     while (phase !== 'undeploy') {
       phase = await runPhase(phase);
-      const info = workflowInfo();
-      if (info.continueAsNewSuggested || info.historyLength > (settings.historyLimit ?? MAX_HISTORY_EVENTS)) {
-        await continueAsNew<typeof buildWorkflow>({ build, settings, resume: { state, phase, commands } });
+      if (phase === 'init-watch' || historyFull()) {
+        await continueAsNew<typeof buildWorkflow>({
+          build,
+          settings,
+          repo,
+          resume: { state, phase, commands, initDeadline, transitionApplied },
+        });
       }
     }
   } catch (error) {

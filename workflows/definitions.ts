@@ -1,5 +1,5 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { BuildCommand, BuildRef, BuildSnapshot, BuildState } from '../common/types';
+import type { BuildCommand, BuildRef, BuildRepoSettings, BuildSnapshot, BuildState } from '../common/types';
 
 // The workflows' interfaces (ids, signals, queries, updates, inputs), shared by the workflows,
 // the activities, the API and tests. It imports nothing from activities/ or api/, so that
@@ -56,14 +56,30 @@ export interface LifecycleSettings {
   autoStopAfterSeconds?: number;
 }
 
-/** Where the workflow is in the lifecycle of SPEC §3. */
-export type BuildPhase = 'deploy' | 'redeploy' | 'initialize' | 'live' | 'undeploy';
+/**
+ * Where the workflow is in the lifecycle of SPEC §3. `init-watch`: its init Job started and its
+ * slot held, the run continued as new while waiting for the Job.
+ */
+export type BuildPhase = 'deploy' | 'redeploy' | 'initialize' | 'init-watch' | 'live' | 'undeploy';
 
 export interface BuildWorkflowInput {
   build: BuildRef;
   settings: LifecycleSettings;
+  /**
+   * The repo entry the build was created with; its kubefiles are rendered with it for life.
+   * Absent in builds started by release v1, which render with the worker's RUNBOAT_REPOS.
+   */
+  repo?: BuildRepoSettings;
   /** Carried over by continue-as-new. */
-  resume?: { state: BuildState; phase: BuildPhase; commands: BuildCommand[] };
+  resume?: {
+    state: BuildState;
+    phase: BuildPhase;
+    commands: BuildCommand[];
+    /** When the running init Job times out (workflow time, ms): the timeout is not restarted. */
+    initDeadline?: number;
+    /** The transition under way made its changes: the next run only waits for its replicas. */
+    transitionApplied?: boolean;
+  };
 }
 
 // The init-slots coordinator (workflows/init-slots.ts): a global semaphore of init slots.

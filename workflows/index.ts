@@ -2,3 +2,4 @@
 export { buildWorkflow } from './build';
 export { initSlotsWorkflow } from './init-slots';
 export { evictionWorkflow } from './eviction';
+export { orphanSweepWorkflow } from './orphan-sweep';

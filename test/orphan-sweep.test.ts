@@ -1,0 +1,56 @@
+import { expect, it } from 'vitest';
+import { startBuild } from '../api/build-client';
+import type { CommitInfo, OrphanSweep } from '../common/types';
+import { ensureOrphanSweepSchedule, orphanSweepScheduleId } from '../worker/schedule';
+import type { orphanSweepWorkflow } from '../workflows';
+import { buildWorkflowId } from '../workflows/definitions';
+import { useStack } from './api-server';
+import { SHA, testConfig, waitFor } from './helpers';
+
+// A build whose workflow is gone without undeploying it (terminated from the Temporal UI)
+// leaves its objects: the orphan sweep deletes them once they are older than the grace
+// period, and never touches a build whose workflow runs.
+
+const config = testConfig({ RUNBOAT_NO_CLEANUP_JOB: 'true' });
+const stack = useStack(config);
+
+const commit = (sha: string): CommitInfo => ({
+  repo: 'oca/orphans',
+  target_branch: '16.0',
+  pr: null,
+  git_commit: SHA(sha),
+});
+
+const sweep = (graceSeconds: number): Promise<OrphanSweep> =>
+  stack.temporal.client.workflow.execute<typeof orphanSweepWorkflow>('orphanSweepWorkflow', {
+    args: [{ graceSeconds }],
+    taskQueue: config.taskQueue,
+    workflowId: `orphan-sweep-${graceSeconds}-${config.taskQueue}`,
+  });
+
+it('deletes the objects of a build without a running workflow, after the grace period only', async () => {
+  const { client } = stack.temporal;
+  const living = await startBuild(client, config, commit('1'));
+  const orphaned = await startBuild(client, config, commit('2'));
+  for (const build of [living, orphaned])
+    await waitFor('its Deployment', () => stack.cluster.deployment(build.name));
+  await client.workflow.getHandle(buildWorkflowId(orphaned.name)).terminate('lost by hand');
+  const objectsOf = async (name: string) => (await stack.cluster.builds.listBuildObjects(name)).length;
+  const orphanObjects = await objectsOf(orphaned.name);
+  expect(orphanObjects).toBeGreaterThan(0);
+
+  // Younger than the grace period: left alone, whatever its workflow.
+  expect(await sweep(3_600)).toEqual({ builds: [], objects: 0 });
+  expect(await objectsOf(orphaned.name)).toBe(orphanObjects);
+
+  const livingObjects = await objectsOf(living.name);
+  expect(await sweep(0)).toEqual({ builds: [orphaned.name], objects: orphanObjects });
+  expect(await objectsOf(orphaned.name)).toBe(0);
+  expect(await objectsOf(living.name)).toBe(livingObjects);
+});
+
+it('runs on a schedule, with the configured grace period', async () => {
+  await ensureOrphanSweepSchedule(stack.temporal.client, config);
+  const { action } = await stack.temporal.client.schedule.getHandle(orphanSweepScheduleId(config)).describe();
+  expect(action).toMatchObject({ workflowType: 'orphanSweepWorkflow', args: [{ graceSeconds: 3_600 }] });
+});
