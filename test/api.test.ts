@@ -8,7 +8,15 @@ import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startTestApi, startStack, type TestStack } from './api-server';
 import { startGitHubRecorder, type GitHubRecorder } from './github-recorder';
-import { SHA, spawnApiProcess, TestCluster, testConfig, testTemporal, waitFor } from './helpers';
+import {
+  SHA,
+  spawnApiProcess,
+  TestCluster,
+  testConfig,
+  testTemporal,
+  waitFor,
+  untilBuildStatus,
+} from './helpers';
 
 const { EventType } = temporal.api.enums.v1;
 
@@ -34,10 +42,7 @@ const get = async <T>(path: string): Promise<T> => {
 };
 const names = (list: BuildJson[]) => list.map((b) => b.name).sort();
 const reach = (build: BuildRef, status: BuildStatus) =>
-  waitFor(
-    `${build.name} ${status}`,
-    async () => (await getBuildState(stack.temporal.client, build.name)).status === status,
-  );
+  untilBuildStatus(stack.temporal.client, build.name, status);
 
 beforeAll(async () => {
   github = await startGitHubRecorder();

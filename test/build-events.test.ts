@@ -1,6 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { getBuildState, startBuild } from '../api/build-client';
+import { startBuild } from '../api/build-client';
 import type { BuildJson } from '../api/views';
 import type { BuildRef, BuildStatus } from '../common/types';
 import {
@@ -11,7 +11,7 @@ import {
   type BuildEvent,
   type EventStream,
 } from './api-server';
-import { consistently, SHA, testConfig, waitFor } from './helpers';
+import { consistently, SHA, testConfig, waitFor, untilBuildStatus } from './helpers';
 import { startTcpProxy } from './tcp-proxy';
 
 // `/build-events` over real HTTP for longer than the API's backend deadline, with subscribers
@@ -25,11 +25,7 @@ const config = testConfig({ RUNBOAT_NO_CLEANUP_JOB: 'true' });
 const stack = useStack(config, { backendTimeoutMs: DEADLINE_MS });
 let build: BuildRef;
 
-const reach = (status: BuildStatus) =>
-  waitFor(
-    `${build.name} ${status}`,
-    async () => (await getBuildState(stack.temporal.client, build.name)).status === status,
-  );
+const reach = (status: BuildStatus) => untilBuildStatus(stack.temporal.client, build.name, status);
 
 /** An `upd` of the build with this status, received after the stream's first `after` events. */
 const update =

@@ -7,7 +7,7 @@ import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client
 import { buildWorkflowId } from '../workflows/definitions';
 import type { BuildStatus, CommitInfo } from '../common/types';
 import { useStack } from './api-server';
-import { DEFAULT_DEPLOYMENT_OBJECTS, SHA, testConfig, waitFor } from './helpers';
+import { DEFAULT_DEPLOYMENT_OBJECTS, SHA, testConfig, waitFor, untilBuildStatus } from './helpers';
 
 // One build's whole life on a real kube-apiserver and a real Temporal server, with the test
 // playing the Job and Deployment controllers that this control plane does not run.
@@ -23,11 +23,7 @@ const commit = (sha: string, pr: number | null = null): CommitInfo => ({
   git_commit: SHA(sha),
 });
 
-const statusOf = (name: string, status: BuildStatus) =>
-  waitFor(
-    `${name} to be ${status}`,
-    async () => (await getBuildState(stack.temporal.client, name)).status === status,
-  );
+const statusOf = (name: string, status: BuildStatus) => untilBuildStatus(stack.temporal.client, name, status);
 
 describe('a build', () => {
   it('is deployed idle with the kubefiles contract, initialized, started, stopped and undeployed', async () => {

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getBuildState, startBuild } from '../api/build-client';
+import { startBuild } from '../api/build-client';
 import type { BuildStatus, CommitInfo } from '../common/types';
 import { startGitHubRecorder, type GitHubRecorder } from './github-recorder';
 import { startStack, type TestStack } from './api-server';
-import { SHA, TestCluster, testConfig, waitFor } from './helpers';
+import { SHA, TestCluster, testConfig, waitFor, untilBuildStatus } from './helpers';
 
 // Commit statuses, read back from a local server that records what GitHub would receive.
 
@@ -35,11 +35,7 @@ const commit = (sha: string): CommitInfo => ({
   pr: 3,
   git_commit: SHA(sha),
 });
-const reach = (name: string, status: BuildStatus) =>
-  waitFor(
-    `${name} ${status}`,
-    async () => (await getBuildState(stack.temporal.client, name)).status === status,
-  );
+const reach = (name: string, status: BuildStatus) => untilBuildStatus(stack.temporal.client, name, status);
 const statusesOf = (sha: string) =>
   github.calls.filter((call) => call.path === `/repos/oca/stock-logistics/statuses/${SHA(sha)}`);
 

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
+import { sendBuildCommand, startBuild } from '../api/build-client';
 import type { BuildStatus, CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startGitHubRecorder, type GitHubRecorder } from './github-recorder';
 import { startStack, type TestStack } from './api-server';
-import { SHA, TestCluster, testConfig, waitFor } from './helpers';
+import { SHA, TestCluster, testConfig, waitFor, untilBuildStatus } from './helpers';
 
 // Each build as a GitHub deployment, read back from a local server that records what GitHub
 // would receive.
@@ -41,11 +41,7 @@ const commit = (sha: string, pr: number | null): CommitInfo => ({
   pr,
   git_commit: SHA(sha),
 });
-const reach = (name: string, status: BuildStatus) =>
-  waitFor(
-    `${name} ${status}`,
-    async () => (await getBuildState(stack.temporal.client, name)).status === status,
-  );
+const reach = (name: string, status: BuildStatus) => untilBuildStatus(stack.temporal.client, name, status);
 const statusesOf = (id: number) =>
   github.calls
     .filter((call) => call.method === 'POST' && call.path === `${REPO}/deployments/${id}/statuses`)

@@ -7,7 +7,9 @@ import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporal
 import { temporal } from '@temporalio/proto';
 import { inject } from 'vitest';
 import { BuildCluster } from '../activities/kubernetes';
+import { getBuildState } from '../api/build-client';
 import { loadConfig, type Config } from '../common/config';
+import type { BuildStatus } from '../common/types';
 import { binary } from '../scripts/paths';
 import { freePort } from '../scripts/processes';
 import { createWorker } from '../worker/worker';
@@ -183,6 +185,20 @@ export async function testTemporal(config: Config, cluster: TestCluster): Promis
 }
 
 /** Polls until `probe` returns a value other than undefined/false. */
+/** Waits until the build's exact state (its query) has `status`, as `waitFor` does. */
+export function untilBuildStatus(
+  client: Client,
+  name: string,
+  status: BuildStatus,
+  timeoutMs?: number,
+): Promise<true> {
+  return waitFor(
+    `${name} ${status}`,
+    async () => (await getBuildState(client, name)).status === status,
+    timeoutMs,
+  );
+}
+
 export async function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined | false>,

@@ -14,13 +14,21 @@ import {
 import { NativeConnection } from '@temporalio/worker';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
+import { sendBuildCommand, startBuild } from '../api/build-client';
 import { BuildCluster, BUILD_OBJECT_KINDS } from '../activities/kubernetes';
 import type { BuildStatus } from '../common/types';
 import { binary } from '../scripts/paths';
 import { buildWorkflowId } from '../workflows/definitions';
 import { createWorker } from '../worker/worker';
-import { SHA, TestCluster, testConfig, testTemporal, waitFor, type TestTemporal } from './helpers';
+import {
+  SHA,
+  TestCluster,
+  testConfig,
+  testTemporal,
+  waitFor,
+  type TestTemporal,
+  untilBuildStatus,
+} from './helpers';
 
 // The in-cluster manifests' RBAC (deploy/rbac.yaml) on the real kube-apiserver: the worker's
 // ServiceAccount, Role and RoleBinding are applied as `kubectl kustomize deploy` renders them
@@ -133,11 +141,7 @@ afterAll(async () => {
   await temporal?.close();
 });
 
-const statusOf = (name: string, status: BuildStatus) =>
-  waitFor(
-    `${name} to be ${status}`,
-    async () => (await getBuildState(temporal.client, name)).status === status,
-  );
+const statusOf = (name: string, status: BuildStatus) => untilBuildStatus(temporal.client, name, status);
 
 describe('the worker ServiceAccount of deploy/', () => {
   it('is authenticated as itself, with the token of the TokenRequest API', async () => {

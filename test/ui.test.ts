@@ -7,7 +7,7 @@ import type { BuildJson } from '../api/views';
 import { buildRef } from '../common/build';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { payloads, pollPastTheDeadline, startStack, type TestStack } from './api-server';
-import { SHA, TestCluster, testConfig, waitFor } from './helpers';
+import { SHA, TestCluster, testConfig, waitFor, untilBuildStatus } from './helpers';
 
 // Builds of oca/website, a repo no other test file uses: workflow ids are unique per Temporal
 // server, and test files run side by side against one.
@@ -36,10 +36,7 @@ const commit = (branch: string, pr: number | null, sha: string, repo = 'oca/webs
   git_commit: SHA(sha),
 });
 const reach = (build: BuildRef, status: BuildStatus) =>
-  waitFor(
-    `${build.name} ${status}`,
-    async () => (await getBuildState(stack.temporal.client, build.name)).status === status,
-  );
+  untilBuildStatus(stack.temporal.client, build.name, status);
 const listed = async (repo: string) =>
   (await (await stack.api.request('GET', `/api/v1/builds?repo=${repo}`)).json()) as BuildJson[];
 const card = (name: string) => page.locator(`article.card[data-build="${name}"]`);

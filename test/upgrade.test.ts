@@ -4,12 +4,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { NativeConnection, Worker, bundleWorkflowCode } from '@temporalio/worker';
 import { afterAll, describe, expect, it } from 'vitest';
-import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
+import { sendBuildCommand, startBuild } from '../api/build-client';
 import { createActivities } from '../activities';
 import type { BuildRef, BuildStatus } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
 import { useStack } from './api-server';
-import { SHA, testConfig, waitFor } from './helpers';
+import { SHA, testConfig, waitFor, untilBuildStatus } from './helpers';
 
 // Builds started by a released version's worker go on living under today's: stopped, started,
 // initialized and undeployed by the new code (SPEC §9, README "Upgrading"). Each release's
@@ -44,11 +44,7 @@ describe.each(RELEASES)('builds started by release $version', ({ version, commit
   // The stack's own worker is today's; the released one runs first, on its own.
   const stack = useStack(config, { worker: false });
   const reach = (build: BuildRef, status: BuildStatus) =>
-    waitFor(
-      `${build.name} ${status}`,
-      async () => (await getBuildState(stack.temporal.client, build.name)).status === status,
-      60_000,
-    );
+    untilBuildStatus(stack.temporal.client, build.name, status, 60_000);
   let connection: NativeConnection | undefined;
   afterAll(async () => {
     await connection?.close();
