@@ -11,6 +11,7 @@ import {
 } from '@kubernetes/client-node';
 import type { Config } from '../common/config';
 import type { InitStatus, JobKind, JobOutcome } from '../common/types';
+import { withKeepAlive } from './kube-keep-alive';
 
 // All Kubernetes access goes through this module. Every method is idempotent, so that an
 // activity retried after a crash at any point converges to the same state.
@@ -62,8 +63,9 @@ export class BuildCluster {
     kubeConfig: KubeConfig,
     readonly namespace: string,
   ) {
-    this.objects = KubernetesObjectApi.makeApiClient(kubeConfig);
-    this.core = kubeConfig.makeApiClient(CoreV1Api);
+    const reused = withKeepAlive(kubeConfig);
+    this.objects = KubernetesObjectApi.makeApiClient(reused);
+    this.core = reused.makeApiClient(CoreV1Api);
     this.watcher = new Watch(kubeConfig);
   }
 
