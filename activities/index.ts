@@ -55,7 +55,7 @@ export function transitionActivities(
       await steps.setInitStatus(build.name, 'succeeded');
       await steps.applyKubefiles(build, 'stop');
       await steps.reportCommitStatus(build, 'success', 'ready');
-      await steps.applyKubefiles(build, 'start');
+      await steps.applyKubefiles(build, 'start', 'stop');
       await steps.scaleBuild(build.name, 1, scaledAt);
     },
 
@@ -100,9 +100,19 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
       if (config.githubDeployments) await deployments.report(build, 'inactive', 'undeployed');
     },
 
-    async applyKubefiles(build: BuildRef, mode: KubefilesMode): Promise<void> {
+    /**
+     * Applies the objects of `mode`; with `after`, the mode the same activity applied just
+     * before, only those that differ from its objects (runboat's `start` and `stop` modes are
+     * mostly the same objects).
+     */
+    async applyKubefiles(build: BuildRef, mode: KubefilesMode, after?: KubefilesMode): Promise<void> {
       try {
-        await cluster.apply(await rendered(build, mode));
+        let objects = await rendered(build, mode);
+        if (after) {
+          const applied = new Set((await rendered(build, after)).map((object) => JSON.stringify(object)));
+          objects = objects.filter((object) => !applied.has(JSON.stringify(object)));
+        }
+        if (objects.length) await cluster.apply(objects);
       } catch (error) {
         throw nonRetryableIfPermanent(error);
       }

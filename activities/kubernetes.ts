@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   ApiException,
   CoreV1Api,
@@ -36,6 +37,12 @@ export const BUILD_OBJECT_KINDS = [
   { apiVersion: 'v1', kind: 'Pod' },
 ] as const;
 
+/** Enough for every object of a few thousand builds, at about 100 bytes each. */
+const ACCEPTED_OBJECTS_KEPT = 50_000;
+
+const objectHash = (object: KubernetesObject) =>
+  createHash('sha256').update(JSON.stringify(object)).digest('base64');
+
 const isStatus = (error: unknown, ...codes: number[]) =>
   error instanceof ApiException && codes.includes(error.code);
 
@@ -58,6 +65,8 @@ export class BuildCluster {
   private readonly objects: KubernetesObjectApi;
   private readonly core: CoreV1Api;
   private readonly watcher: Watch;
+  /** Hashes of objects the server accepted from this process, least recently applied first. */
+  private readonly accepted = new Set<string>();
 
   constructor(
     kubeConfig: KubeConfig,
@@ -70,17 +79,28 @@ export class BuildCluster {
   }
 
   /**
-   * Server-side applies `objects`, after a server-side dry run of all of them, so that a broken
-   * kubefile is refused before anything is created or changed.
+   * Server-side applies `objects`, after a server-side dry run of those it has not applied
+   * before, so that a broken kubefile is refused before anything is created or changed. An
+   * object the server accepted exactly as it is needs no second dry run: a build's modes share
+   * most objects (generators, the PVC), and a dry run is a full API call.
    */
   async apply(objects: KubernetesObject[]): Promise<void> {
-    for (const dryRun of ['All', undefined]) {
-      await Promise.all(
-        objects.map((object) =>
-          this.objects.patch(object, undefined, dryRun, FIELD_MANAGER, true, PatchStrategy.ServerSideApply),
-        ),
-      );
+    const hashes = objects.map(objectHash);
+    const unproven = objects.filter((_, i) => !this.accepted.has(hashes[i]));
+    await Promise.all(unproven.map((object) => this.serverSideApply(object, 'All')));
+    await Promise.all(objects.map((object) => this.serverSideApply(object)));
+    for (const hash of hashes) {
+      this.accepted.delete(hash);
+      this.accepted.add(hash);
     }
+    for (const hash of this.accepted) {
+      if (this.accepted.size <= ACCEPTED_OBJECTS_KEPT) break;
+      this.accepted.delete(hash);
+    }
+  }
+
+  private serverSideApply(object: KubernetesObject, dryRun?: 'All') {
+    return this.objects.patch(object, undefined, dryRun, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
   }
 
   /** Scaling a build whose Deployment is already gone to 0 is done, not an error. */

@@ -1,7 +1,7 @@
-import { KubeConfig } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KubeConfig, KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { BuildCluster, BUILD_OBJECT_KINDS } from '../activities/kubernetes';
-import { kubeConfig, waitFor } from './helpers';
+import { kubeConfig, TestCluster, waitFor } from './helpers';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
 
 // What BuildCluster's API calls cost the kube-apiserver, without losing what they guarantee:
@@ -45,5 +45,67 @@ describe('Kubernetes API calls over kept-alive connections', () => {
     );
     expect(listed).toEqual([]);
     expect(proxy.connections).toBeGreaterThan(before);
+  });
+});
+
+describe('apply', () => {
+  const namespace = 'kube-apply';
+  const build = 'apply-test';
+  const test = new TestCluster(namespace);
+  const cluster = test.builds;
+  const labels = { 'runboat/build': build };
+  const configMap = (name: string, value: string): KubernetesObject =>
+    ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: `${build}-${name}`, namespace, labels },
+      data: { value },
+    }) as KubernetesObject;
+  // Port 0 is refused by validation (422), which only the server knows.
+  const invalidService = {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: `${build}-web`, namespace, labels },
+    spec: { ports: [{ port: 0 }] },
+  } as KubernetesObject;
+  const dryRuns = vi.spyOn(KubernetesObjectApi.prototype, 'patch');
+  const dryRunNames = () =>
+    dryRuns.mock.calls.filter(([, , dryRun]) => dryRun === 'All').map(([object]) => object.metadata?.name);
+  const configMapValues = async () =>
+    Object.fromEntries(
+      (await cluster.listBuildObjects(build))
+        .filter((object) => object.kind === 'ConfigMap')
+        .map((object) => [object.metadata?.name, (object as { data?: { value?: string } }).data?.value]),
+    );
+
+  beforeAll(() => test.createNamespace());
+  afterAll(() => dryRuns.mockRestore());
+
+  it('creates nothing when one object of the set is refused', async () => {
+    await expect(cluster.apply([configMap('a', '1'), invalidService])).rejects.toMatchObject({ code: 422 });
+    expect(await cluster.listBuildObjects(build)).toEqual([]);
+  });
+
+  it('dry-runs only the objects it has not applied as they are', async () => {
+    dryRuns.mockClear();
+    await cluster.apply([configMap('a', '1'), configMap('b', '1')]);
+    expect(dryRunNames().sort()).toEqual([`${build}-a`, `${build}-b`]);
+
+    dryRuns.mockClear();
+    await cluster.apply([configMap('a', '1'), configMap('b', '1')]);
+    expect(dryRunNames()).toEqual([]);
+
+    // A changed object is new again: a set it makes invalid still changes nothing.
+    dryRuns.mockClear();
+    await expect(
+      cluster.apply([configMap('a', '1'), configMap('b', '2'), invalidService]),
+    ).rejects.toMatchObject({
+      code: 422,
+    });
+    expect(dryRunNames().sort()).toEqual([`${build}-b`, `${build}-web`]);
+    expect(await configMapValues()).toEqual({ [`${build}-a`]: '1', [`${build}-b`]: '1' });
+
+    await cluster.apply([configMap('a', '1'), configMap('b', '2')]);
+    expect(await configMapValues()).toEqual({ [`${build}-a`]: '1', [`${build}-b`]: '2' });
   });
 });
