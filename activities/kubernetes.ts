@@ -67,6 +67,8 @@ export class BuildCluster {
   private readonly watcher: Watch;
   /** Hashes of objects the server accepted from this process, least recently applied first. */
   private readonly accepted = new Set<string>();
+  /** The Deployment this process applied for each build, least recently applied first. */
+  private readonly deploymentNames = new Map<string, string>();
 
   constructor(
     kubeConfig: KubeConfig,
@@ -96,6 +98,15 @@ export class BuildCluster {
     for (const hash of this.accepted) {
       if (this.accepted.size <= ACCEPTED_OBJECTS_KEPT) break;
       this.accepted.delete(hash);
+    }
+    for (const { kind, metadata } of objects) {
+      const build = metadata?.labels?.['runboat/build'];
+      if (kind !== 'Deployment' || !build || !metadata?.name) continue;
+      this.deploymentNames.delete(build);
+      this.deploymentNames.set(build, metadata.name);
+      if (this.deploymentNames.size > ACCEPTED_OBJECTS_KEPT) {
+        this.deploymentNames.delete(this.deploymentNames.keys().next().value as string);
+      }
     }
   }
 
@@ -217,19 +228,36 @@ export class BuildCluster {
     annotations: Record<string, string>,
     spec?: { replicas: number },
   ): Promise<void> {
+    const patch = (name?: string) =>
+      this.objects.patch(
+        {
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          metadata: { name, namespace: this.namespace, annotations },
+          spec,
+        },
+        undefined,
+        undefined,
+        FIELD_MANAGER,
+        undefined,
+        PatchStrategy.MergePatch,
+      );
+    // The name this process applied saves a list, which scans every Deployment of the namespace.
+    const applied = this.deploymentNames.get(build);
+    if (applied !== undefined) {
+      try {
+        await patch(applied);
+        return;
+      } catch (error) {
+        if (!isStatus(error, 404)) throw error;
+        this.deploymentNames.delete(build);
+      }
+    }
     const { items } = await this.list('apps/v1', 'Deployment', `runboat/build=${build}`);
     if (items.length === 0 && missingIsDone) return;
     if (items.length !== 1)
       throw new Error(`expected one Deployment labelled runboat/build=${build}, found ${items.length}`);
-    const { name, namespace } = items[0].metadata ?? {};
-    await this.objects.patch(
-      { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace, annotations }, spec },
-      undefined,
-      undefined,
-      FIELD_MANAGER,
-      undefined,
-      PatchStrategy.MergePatch,
-    );
+    await patch(items[0].metadata?.name);
   }
 
   private list(apiVersion: string, kind: string, labelSelector: string) {

@@ -109,3 +109,48 @@ describe('apply', () => {
     expect(await configMapValues()).toEqual({ [`${build}-a`]: '1', [`${build}-b`]: '2' });
   });
 });
+
+describe('Deployment patches', () => {
+  const namespace = 'kube-patch';
+  const build = 'patch-test';
+  const test = new TestCluster(namespace);
+  const deployment = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: `${build}-odoo`, namespace, labels: { 'runboat/build': build } },
+    spec: {
+      replicas: 0,
+      selector: { matchLabels: { app: build } },
+      template: {
+        metadata: { labels: { app: build } },
+        spec: { containers: [{ name: 'odoo', image: 'odoo' }] },
+      },
+    },
+  } as KubernetesObject;
+  const lists = vi.spyOn(KubernetesObjectApi.prototype, 'list');
+  const replicas = async () => (await test.deployment(build))?.spec?.replicas;
+
+  beforeAll(() => test.createNamespace());
+  afterAll(() => lists.mockRestore());
+
+  it('go to the Deployment this process applied without a list, and find it by label otherwise', async () => {
+    await test.builds.apply([deployment]);
+    lists.mockClear();
+    await test.builds.scale(build, 1, new Date());
+    expect(lists).not.toHaveBeenCalled();
+    expect(await replicas()).toBe(1);
+
+    // Another process (a restarted worker) has applied nothing: it lists.
+    const restarted = new BuildCluster(kubeConfig(), namespace);
+    await restarted.setInitStatus(build, 'succeeded');
+    expect(lists).toHaveBeenCalledTimes(1);
+    expect((await test.deployment(build))?.metadata?.annotations?.['runboat/init-status']).toBe('succeeded');
+  });
+
+  it('scale a build whose Deployment is gone to 0, and refuse anything else', async () => {
+    await test.apps.deleteNamespacedDeployment({ name: `${build}-odoo`, namespace });
+    await waitFor('the Deployment gone', async () => (await test.deployment(build)) === undefined);
+    await test.builds.scale(build, 0, new Date());
+    await expect(test.builds.setInitStatus(build, 'failed')).rejects.toThrow(/expected one Deployment/);
+  });
+});
