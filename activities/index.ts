@@ -64,7 +64,7 @@ export function transitionActivities(
       await steps.setInitStatus(build.name, 'succeeded');
       await steps.applyKubefiles(build, 'stop', repo);
       await steps.reportCommitStatus(build, 'success', 'ready');
-      await steps.applyKubefiles(build, 'start', repo);
+      await steps.applyKubefiles(build, 'start', repo, 'stop');
       await steps.scaleBuild(build.name, 1, scaledAt);
     },
 
@@ -133,10 +133,27 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
       if (config.githubDeployments) await deployments.report(build, 'inactive', 'undeployed');
     },
 
-    /** `repo`: the settings the build was created with (absent for builds of release v1). */
-    async applyKubefiles(build: BuildRef, mode: KubefilesMode, repo?: BuildRepoSettings): Promise<void> {
+    /**
+     * Applies the objects of `mode`, rendered with `repo`, the settings the build was created
+     * with (absent for builds of release v1). With `after`, the mode the same activity applied
+     * just before, only those that differ from its objects (runboat's `start` and `stop` modes
+     * are mostly the same objects).
+     */
+    async applyKubefiles(
+      build: BuildRef,
+      mode: KubefilesMode,
+      repo?: BuildRepoSettings,
+      after?: KubefilesMode,
+    ): Promise<void> {
       try {
-        await cluster.apply(await rendered(build, mode, repo));
+        let objects = await rendered(build, mode, repo);
+        if (after) {
+          const applied = new Set(
+            (await rendered(build, after, repo)).map((object) => JSON.stringify(object)),
+          );
+          objects = objects.filter((object) => !applied.has(JSON.stringify(object)));
+        }
+        if (objects.length) await cluster.apply(objects);
       } catch (error) {
         throw nonRetryableIfPermanent(error);
       }

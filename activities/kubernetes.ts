@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   ApiException,
   ApisApi,
@@ -13,6 +14,7 @@ import {
 } from '@kubernetes/client-node';
 import type { Config } from '../common/config';
 import type { InitStatus, JobKind, JobOutcome } from '../common/types';
+import { withKeepAlive } from './kube-keep-alive';
 
 // All Kubernetes access goes through this module. Every method is idempotent, so that an
 // activity retried after a crash at any point converges to the same state.
@@ -39,6 +41,12 @@ export const BUILD_OBJECT_KINDS = [
   { apiVersion: 'v1', kind: 'Secret' },
   { apiVersion: 'v1', kind: 'Pod' },
 ] as const;
+
+/** Enough for every object of a few thousand builds, at about 100 bytes each. */
+const ACCEPTED_OBJECTS_KEPT = 50_000;
+
+const objectHash = (object: KubernetesObject) =>
+  createHash('sha256').update(JSON.stringify(object)).digest('base64');
 
 const isStatus = (error: unknown, ...codes: number[]) =>
   error instanceof ApiException && codes.includes(error.code);
@@ -89,6 +97,10 @@ export class BuildCluster {
   private readonly discovery: ResourceDiscovery;
   private readonly groups: ApisApi;
   private discovered?: { at: number; kinds: Promise<ObjectKind[]> };
+  /** Hashes of objects the server accepted from this process, least recently applied first. */
+  private readonly accepted = new Set<string>();
+  /** The Deployment this process applied for each build, least recently applied first. */
+  private readonly deploymentNames = new Map<string, string>();
 
   /**
    * `deploymentResourceTypes`: runboat's RUNBOAT_DEPLOYMENT_RESOURCE_TYPES, kubectl resource
@@ -99,25 +111,46 @@ export class BuildCluster {
     readonly namespace: string,
     private readonly deploymentResourceTypes: readonly string[] = [],
   ) {
-    this.objects = KubernetesObjectApi.makeApiClient(kubeConfig);
-    this.core = kubeConfig.makeApiClient(CoreV1Api);
+    const reused = withKeepAlive(kubeConfig);
+    this.objects = KubernetesObjectApi.makeApiClient(reused);
+    this.core = reused.makeApiClient(CoreV1Api);
     this.watcher = new Watch(kubeConfig);
     this.discovery = kubeConfig.makeApiClient(ResourceDiscovery);
     this.groups = kubeConfig.makeApiClient(ApisApi);
   }
 
   /**
-   * Server-side applies `objects`, after a server-side dry run of all of them, so that a broken
-   * kubefile is refused before anything is created or changed.
+   * Server-side applies `objects`, after a server-side dry run of those it has not applied
+   * before, so that a broken kubefile is refused before anything is created or changed. An
+   * object the server accepted exactly as it is needs no second dry run: a build's modes share
+   * most objects (generators, the PVC), and a dry run is a full API call.
    */
   async apply(objects: KubernetesObject[]): Promise<void> {
-    for (const dryRun of ['All', undefined]) {
-      await Promise.all(
-        objects.map((object) =>
-          this.objects.patch(object, undefined, dryRun, FIELD_MANAGER, true, PatchStrategy.ServerSideApply),
-        ),
-      );
+    const hashes = objects.map(objectHash);
+    const unproven = objects.filter((_, i) => !this.accepted.has(hashes[i]));
+    await Promise.all(unproven.map((object) => this.serverSideApply(object, 'All')));
+    await Promise.all(objects.map((object) => this.serverSideApply(object)));
+    for (const hash of hashes) {
+      this.accepted.delete(hash);
+      this.accepted.add(hash);
     }
+    for (const hash of this.accepted) {
+      if (this.accepted.size <= ACCEPTED_OBJECTS_KEPT) break;
+      this.accepted.delete(hash);
+    }
+    for (const { kind, metadata } of objects) {
+      const build = metadata?.labels?.['runboat/build'];
+      if (kind !== 'Deployment' || !build || !metadata?.name) continue;
+      this.deploymentNames.delete(build);
+      this.deploymentNames.set(build, metadata.name);
+      if (this.deploymentNames.size > ACCEPTED_OBJECTS_KEPT) {
+        this.deploymentNames.delete(this.deploymentNames.keys().next().value as string);
+      }
+    }
+  }
+
+  private serverSideApply(object: KubernetesObject, dryRun?: 'All') {
+    return this.objects.patch(object, undefined, dryRun, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
   }
 
   /** Scaling a build whose Deployment is already gone to 0 is done, not an error. */
@@ -349,19 +382,36 @@ export class BuildCluster {
     annotations: Record<string, string>,
     spec?: { replicas: number },
   ): Promise<void> {
+    const patch = (name?: string) =>
+      this.objects.patch(
+        {
+          apiVersion: 'apps/v1',
+          kind: 'Deployment',
+          metadata: { name, namespace: this.namespace, annotations },
+          spec,
+        },
+        undefined,
+        undefined,
+        FIELD_MANAGER,
+        undefined,
+        PatchStrategy.MergePatch,
+      );
+    // The name this process applied saves a list, which scans every Deployment of the namespace.
+    const applied = this.deploymentNames.get(build);
+    if (applied !== undefined) {
+      try {
+        await patch(applied);
+        return;
+      } catch (error) {
+        if (!isStatus(error, 404)) throw error;
+        this.deploymentNames.delete(build);
+      }
+    }
     const { items } = await this.list('apps/v1', 'Deployment', `runboat/build=${build}`);
     if (items.length === 0 && missingIsDone) return;
     if (items.length !== 1)
       throw new Error(`expected one Deployment labelled runboat/build=${build}, found ${items.length}`);
-    const { name, namespace } = items[0].metadata ?? {};
-    await this.objects.patch(
-      { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace, annotations }, spec },
-      undefined,
-      undefined,
-      FIELD_MANAGER,
-      undefined,
-      PatchStrategy.MergePatch,
-    );
+    await patch(items[0].metadata?.name);
   }
 
   private list(apiVersion: string, kind: string, labelSelector: string) {

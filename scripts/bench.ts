@@ -1,5 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -108,6 +109,31 @@ class CpuMeter {
     return Object.fromEntries(Object.keys(a).map((name) => [name, b[name] - a[name]]));
   }
 }
+/**
+ * The kube-apiserver's requests so far by verb (APPLY is server-side apply, DRY-RUN its dry
+ * runs), from its `apiserver_request_total` metric: every client's, the controllers' included.
+ */
+async function apiserverRequests(kc: KubeConfig): Promise<Record<string, number>> {
+  const options: https.RequestOptions = {};
+  await kc.applyToHTTPSOptions(options);
+  const text = await new Promise<string>((resolve, reject) =>
+    https
+      .get(new URL('/metrics', kc.getCurrentCluster()!.server), options, (response) => {
+        let body = '';
+        response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+        response.on('end', () => resolve(body));
+      })
+      .on('error', reject),
+  );
+  const counts: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('apiserver_request_total{')) continue;
+    const verb = line.includes('dry_run="All"') ? 'DRY-RUN' : (/verb="(\w+)"/.exec(line)?.[1] ?? '?');
+    counts[verb] = (counts[verb] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return counts;
+}
+
 const sum = (values: Record<string, number>) => Object.values(values).reduce((a, b) => a + b, 0);
 const fmt = (seconds: number) => seconds.toFixed(2);
 
@@ -321,12 +347,17 @@ async function main(): Promise<void> {
   async function burstScenario(): Promise<void> {
     const cpu0 = service.sample();
     const clusterCpu0 = clusterMeter.sample();
+    const requests0 = await apiserverRequests(kc);
     const started = Date.now();
     await Promise.all(Array.from({ length: BUILDS }, (_, i) => request(i)));
     while (ready.size < BUILDS) await sleep(100);
     const allStartedMs = Date.now() - started;
     const cpu = CpuMeter.delta(cpu0, service.sample());
     const clusterCpu = CpuMeter.delta(clusterCpu0, clusterMeter.sample());
+    const requests1 = await apiserverRequests(kc);
+    const requests = Object.fromEntries(
+      Object.keys(requests1).map((verb) => [verb, requests1[verb] - (requests0[verb] ?? 0)]),
+    );
 
     const counts = await historyCounts([...requested.keys()].slice(0, 10));
     await sleep(2_000);
@@ -385,6 +416,15 @@ async function main(): Promise<void> {
       `| CPU per build, cluster (excluded) | ${fmt(sum(clusterCpu) / BUILDS)} s (` +
         Object.entries(clusterCpu)
           .map(([name, s]) => `${name} ${fmt(s / BUILDS)}`)
+          .join(', ') +
+        ') |',
+    );
+    console.log(
+      `| kube-apiserver requests per build, all clients | ${(sum(requests) / BUILDS).toFixed(1)} (` +
+        Object.entries(requests)
+          .filter(([, n]) => n > 0)
+          .sort(([, a], [, b]) => b - a)
+          .map(([verb, n]) => `${verb} ${(n / BUILDS).toFixed(1)}`)
           .join(', ') +
         ') |',
     );

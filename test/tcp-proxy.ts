@@ -3,6 +3,8 @@ import net from 'node:net';
 /** A loopback TCP proxy that a test can cut and restore: a backend outage, on demand. */
 export interface TcpProxy {
   address: string;
+  /** Connections accepted so far. */
+  readonly connections: number;
   /** Drops every connection and refuses new ones until `restore`. */
   cut(): void;
   restore(): void;
@@ -16,11 +18,13 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
   ];
   const sockets = new Set<net.Socket>();
   let open = true;
+  let connections = 0;
   const server = net.createServer((client) => {
     if (!open) {
       client.destroy();
       return;
     }
+    connections++;
     const upstream = net.connect(port, host);
     for (const socket of [client, upstream]) {
       sockets.add(socket);
@@ -34,6 +38,9 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    get connections() {
+      return connections;
+    },
     cut() {
       open = false;
       for (const socket of sockets) socket.destroy();

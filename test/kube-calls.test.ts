@@ -1,0 +1,156 @@
+import { KubeConfig, KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { BuildCluster, BUILD_OBJECT_KINDS } from '../activities/kubernetes';
+import { kubeConfig, TestCluster, waitFor } from './helpers';
+import { startTcpProxy, type TcpProxy } from './tcp-proxy';
+
+// What BuildCluster's API calls cost the kube-apiserver, without losing what they guarantee:
+// calls share kept-alive connections (activities/kube-keep-alive.ts), and only objects the
+// server has not accepted before are dry-run, so that a broken set still creates nothing.
+
+describe('Kubernetes API calls over kept-alive connections', () => {
+  let proxy: TcpProxy;
+  let cluster: BuildCluster;
+
+  beforeAll(async () => {
+    const direct = kubeConfig();
+    proxy = await startTcpProxy(new URL(direct.getCurrentCluster()!.server).host);
+    const proxied = new KubeConfig();
+    proxied.loadFromOptions({
+      clusters: direct.clusters.map((c) => ({ ...c, server: `https://${proxy.address}` })),
+      users: direct.users,
+      contexts: direct.contexts,
+      currentContext: direct.currentContext,
+    });
+    cluster = new BuildCluster(proxied, 'keep-alive');
+  });
+
+  afterAll(() => proxy.close());
+
+  it('reuses connections across calls', async () => {
+    for (let i = 0; i < 5; i++) await cluster.listBuildObjects('nothing-here');
+    // Each listing is a call per kind, made at once: at most that many connections in all, where
+    // a connection per call made five times as many.
+    expect(proxy.connections).toBeGreaterThan(0);
+    expect(proxy.connections).toBeLessThanOrEqual(BUILD_OBJECT_KINDS.length);
+  });
+
+  it('opens new connections once the kept ones were dropped', async () => {
+    const before = proxy.connections;
+    proxy.cut();
+    proxy.restore();
+    // A call racing the drop may fail (activities retry); the calls after it go through.
+    const listed = await waitFor('a listing after the drop', () =>
+      cluster.listBuildObjects('nothing-here').catch(() => undefined),
+    );
+    expect(listed).toEqual([]);
+    expect(proxy.connections).toBeGreaterThan(before);
+  });
+});
+
+describe('apply', () => {
+  const namespace = 'kube-apply';
+  const build = 'apply-test';
+  const test = new TestCluster(namespace);
+  const cluster = test.builds;
+  const labels = { 'runboat/build': build };
+  const configMap = (name: string, value: string): KubernetesObject =>
+    ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: `${build}-${name}`, namespace, labels },
+      data: { value },
+    }) as KubernetesObject;
+  // Port 0 is refused by validation (422), which only the server knows.
+  const invalidService = {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: `${build}-web`, namespace, labels },
+    spec: { ports: [{ port: 0 }] },
+  } as KubernetesObject;
+  const dryRuns = vi.spyOn(KubernetesObjectApi.prototype, 'patch');
+  const dryRunNames = () =>
+    dryRuns.mock.calls.filter(([, , dryRun]) => dryRun === 'All').map(([object]) => object.metadata?.name);
+  const configMapValues = async () =>
+    Object.fromEntries(
+      (await cluster.listBuildObjects(build))
+        .filter((object) => object.kind === 'ConfigMap')
+        .map((object) => [object.metadata?.name, (object as { data?: { value?: string } }).data?.value]),
+    );
+
+  beforeAll(() => test.createNamespace());
+  afterAll(() => dryRuns.mockRestore());
+
+  it('creates nothing when one object of the set is refused', async () => {
+    await expect(cluster.apply([configMap('a', '1'), invalidService])).rejects.toMatchObject({ code: 422 });
+    expect(await cluster.listBuildObjects(build)).toEqual([]);
+  });
+
+  it('dry-runs only the objects it has not applied as they are', async () => {
+    dryRuns.mockClear();
+    await cluster.apply([configMap('a', '1'), configMap('b', '1')]);
+    expect(dryRunNames().sort()).toEqual([`${build}-a`, `${build}-b`]);
+
+    dryRuns.mockClear();
+    await cluster.apply([configMap('a', '1'), configMap('b', '1')]);
+    expect(dryRunNames()).toEqual([]);
+
+    // A changed object is new again: a set it makes invalid still changes nothing.
+    dryRuns.mockClear();
+    await expect(
+      cluster.apply([configMap('a', '1'), configMap('b', '2'), invalidService]),
+    ).rejects.toMatchObject({
+      code: 422,
+    });
+    expect(dryRunNames().sort()).toEqual([`${build}-b`, `${build}-web`]);
+    expect(await configMapValues()).toEqual({ [`${build}-a`]: '1', [`${build}-b`]: '1' });
+
+    await cluster.apply([configMap('a', '1'), configMap('b', '2')]);
+    expect(await configMapValues()).toEqual({ [`${build}-a`]: '1', [`${build}-b`]: '2' });
+  });
+});
+
+describe('Deployment patches', () => {
+  const namespace = 'kube-patch';
+  const build = 'patch-test';
+  const test = new TestCluster(namespace);
+  const deployment = {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: `${build}-odoo`, namespace, labels: { 'runboat/build': build } },
+    spec: {
+      replicas: 0,
+      selector: { matchLabels: { app: build } },
+      template: {
+        metadata: { labels: { app: build } },
+        spec: { containers: [{ name: 'odoo', image: 'odoo' }] },
+      },
+    },
+  } as KubernetesObject;
+  const lists = vi.spyOn(KubernetesObjectApi.prototype, 'list');
+  const replicas = async () => (await test.deployment(build))?.spec?.replicas;
+
+  beforeAll(() => test.createNamespace());
+  afterAll(() => lists.mockRestore());
+
+  it('go to the Deployment this process applied without a list, and find it by label otherwise', async () => {
+    await test.builds.apply([deployment]);
+    lists.mockClear();
+    await test.builds.scale(build, 1, new Date());
+    expect(lists).not.toHaveBeenCalled();
+    expect(await replicas()).toBe(1);
+
+    // Another process (a restarted worker) has applied nothing: it lists.
+    const restarted = new BuildCluster(kubeConfig(), namespace);
+    await restarted.setInitStatus(build, 'succeeded');
+    expect(lists).toHaveBeenCalledTimes(1);
+    expect((await test.deployment(build))?.metadata?.annotations?.['runboat/init-status']).toBe('succeeded');
+  });
+
+  it('scale a build whose Deployment is gone to 0, and refuse anything else', async () => {
+    await test.apps.deleteNamespacedDeployment({ name: `${build}-odoo`, namespace });
+    await waitFor('the Deployment gone', async () => (await test.deployment(build)) === undefined);
+    await test.builds.scale(build, 0, new Date());
+    await expect(test.builds.setInitStatus(build, 'failed')).rejects.toThrow(/expected one Deployment/);
+  });
+});
