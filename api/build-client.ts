@@ -97,14 +97,17 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
     // Listable (and counted by eviction) from the start, not from its first workflow task. The
     // workflow upserts the same attributes with its exact start time on its first task; an
     // existing build (USE_EXISTING) keeps its own.
-    typedSearchAttributes: buildSearchAttributes({
-      ...build,
-      status: 'initializing',
-      init_status: 'todo',
-      created: new Date().toISOString(),
-      last_scaled: null,
-      last_error: null,
-    }),
+    typedSearchAttributes: buildSearchAttributes(
+      {
+        ...build,
+        status: 'initializing',
+        init_status: 'todo',
+        created: new Date().toISOString(),
+        last_scaled: null,
+        last_error: null,
+      },
+      new Date(),
+    ),
   });
   try {
     await capBuildsOfRef(client, config, build);
@@ -200,12 +203,7 @@ export async function listBuilds(
   config: Config,
   filter: BuildFilter = {},
 ): Promise<ListedBuild[]> {
-  const quote = (value: string) => `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-  const clauses = [
-    `WorkflowType = 'buildWorkflow'`,
-    `ExecutionStatus = 'Running'`,
-    `TaskQueue = ${quote(config.taskQueue)}`,
-  ];
+  const clauses = [ofThisDeployment(config), `ExecutionStatus = 'Running'`];
   if (filter.repo) clauses.push(`${searchAttributes.repo.name} = ${quote(filter.repo.toLowerCase())}`);
   if (filter.target_branch)
     clauses.push(`${searchAttributes.targetBranch.name} = ${quote(filter.target_branch)}`);
@@ -218,12 +216,43 @@ export async function listBuilds(
   if (filter.pr !== undefined) clauses.push(`${searchAttributes.pr.name} = ${filter.pr}`);
   if (filter.status) clauses.push(`${searchAttributes.status.name} = ${quote(filter.status)}`);
   if (filter.name) clauses.push(`${searchAttributes.name.name} = ${quote(filter.name)}`);
+  return runboatOrder(await listed(client, clauses.join(' AND ')), 'asc');
+}
+
+const quote = (value: string) => `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
+const ofThisDeployment = (config: Config) =>
+  `WorkflowType = 'buildWorkflow' AND TaskQueue = ${quote(config.taskQueue)}`;
+
+async function listed(client: Client, query: string): Promise<ListedBuild[]> {
   const builds: ListedBuild[] = [];
-  for await (const workflow of client.workflow.list({ query: clauses.join(' AND ') })) {
-    const listed = buildFromSearchAttributes(workflow.typedSearchAttributes);
-    if (listed) builds.push(listed);
+  for await (const workflow of client.workflow.list({ query })) {
+    const build = buildFromSearchAttributes(workflow.typedSearchAttributes);
+    if (build) builds.push(build);
   }
-  return runboatOrder(builds, 'asc');
+  return builds;
+}
+
+/**
+ * What changed since `since`: the running builds whose listed fields changed (`RunboatUpdated`),
+ * and the builds whose workflow ended (undeployed, terminated; a continue-as-new goes on as
+ * the same build). An answer proportional to the changes, not to the builds deployed.
+ */
+export async function listBuildChanges(
+  client: Client,
+  config: Config,
+  since: Date,
+): Promise<{ changed: ListedBuild[]; ended: ListedBuild[] }> {
+  const [changed, ended] = await Promise.all([
+    listed(
+      client,
+      `${ofThisDeployment(config)} AND ExecutionStatus = 'Running' AND ${searchAttributes.updated.name} >= ${since.getTime()}`,
+    ),
+    listed(
+      client,
+      `${ofThisDeployment(config)} AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew' AND CloseTime >= ${quote(since.toISOString())}`,
+    ),
+  ]);
+  return { changed, ended };
 }
 
 /**
@@ -253,7 +282,7 @@ export async function countBuilds(
   client: Client,
   config: Config,
 ): Promise<{ statuses: Record<BuildStatus, number>; toInitialize: number; initializing: number }> {
-  const running = `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = '${config.taskQueue.replace(/'/g, "\\'")}'`;
+  const running = `${ofThisDeployment(config)} AND ExecutionStatus = 'Running'`;
   const count = async (clause: string) => (await client.workflow.count(`${running} AND ${clause}`)).count;
   const status = (value: string) => `${searchAttributes.status.name} = '${value}'`;
   const initStatus = (value: string) =>

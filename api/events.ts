@@ -3,17 +3,26 @@ import type { Response } from 'express';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import type { Bounded } from './backend';
-import { listBuilds, type BuildFilter, type ListedBuild } from './build-client';
+import { listBuildChanges, listBuilds, type BuildFilter, type ListedBuild } from './build-client';
 import { buildJson } from './views';
 
 // Server-Sent Events of build changes, runboat's `/build-events`: the matching builds first,
 // then `upd` and `del` events. One poll of Temporal visibility per API process feeds every
-// subscriber, and only while there is one; the process keeps no other state.
+// subscriber, and only while there is one; the process keeps no other state. The poller lists
+// every build once when it starts, then only what changed since its last successful poll
+// (`listBuildChanges`): at 7,000 deployed builds a poll costs the changes, not the builds.
 //
 // The poller outlives the request that started it: each of its calls takes a deadline of its
 // own (one inherited from that request would expire, and every later poll with it).
 
 export const BUILD_EVENTS_POLL_INTERVAL_MS = 400;
+/**
+ * How far before its last successful poll a poll looks: a change is stamped with its workflow
+ * task's start (on the Temporal server's clock) and becomes visible when the task completes,
+ * up to a task timeout (10 s) later, plus visibility's lag and clock skew between machines.
+ * Changes seen twice are sent once (the fingerprint), so the overlap costs only a few rows.
+ */
+export const BUILD_EVENTS_LOOKBACK_MS = 60_000;
 const KEEPALIVE_MS = 15_000;
 
 export type EventFilter = Omit<BuildFilter, 'status'>;
@@ -37,13 +46,16 @@ export function matches(filter: EventFilter, build: ListedBuild): boolean {
   );
 }
 
-export type EventsPollObserver = (outcome: 'ok' | 'failed') => void;
+/** `listed`: how many builds the poll's visibility queries returned. */
+export type EventsPollObserver = (outcome: 'ok' | 'failed', listed?: number) => void;
 
 type Snapshot = Map<string, { build: ListedBuild; fingerprint: string }>;
 
 export class BuildEvents {
   private readonly subscribers = new Set<Subscriber>();
   private known: Snapshot = new Map();
+  /** When the last successful poll (or the first snapshot) began, on this process's clock. */
+  private lastPolled = 0;
   /** Settles when the first snapshot is known and the poll timer runs: one per polling period. */
   private started: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -56,6 +68,7 @@ export class BuildEvents {
     private readonly bounded: Bounded,
     /** Told of every visibility poll (metrics; tests count them). */
     private readonly observePoll: EventsPollObserver = () => {},
+    private readonly lookbackMs = BUILD_EVENTS_LOOKBACK_MS,
   ) {}
 
   get subscriberCount(): number {
@@ -135,16 +148,27 @@ export class BuildEvents {
     this.started = undefined;
   }
 
+  /** Every build: when the poller starts. */
   private async snapshot(): Promise<Snapshot> {
-    let builds: ListedBuild[];
+    const began = Date.now();
+    const builds = await this.observed(
+      () => listBuilds(this.client, this.config),
+      (b) => b.length,
+    );
+    this.lastPolled = began;
+    return new Map(builds.map((build) => [build.name, entry(build)]));
+  }
+
+  private async observed<T>(list: () => Promise<T>, count: (result: T) => number): Promise<T> {
+    let result: T;
     try {
-      builds = await this.bounded(() => listBuilds(this.client, this.config));
+      result = await this.bounded(list);
     } catch (error) {
       this.observePoll('failed');
       throw error;
     }
-    this.observePoll('ok');
-    return new Map(builds.map((build) => [build.name, { build, fingerprint: JSON.stringify(build) }]));
+    this.observePoll('ok', count(result));
+    return result;
   }
 
   private async poll(): Promise<void> {
@@ -152,15 +176,29 @@ export class BuildEvents {
     this.pollInFlight = true;
     const period = this.started;
     try {
-      const current = await this.snapshot();
+      const began = Date.now();
+      // From the last success, however long ago: changes made during an outage are not lost.
+      const since = new Date(this.lastPolled - this.lookbackMs);
+      const { changed, ended } = await this.observed(
+        () => listBuildChanges(this.client, this.config, since),
+        (changes) => changes.changed.length + changes.ended.length,
+      );
       if (this.started !== period) return; // stopped while it ran: a new start has its own snapshot
-      for (const [name, entry] of current) {
-        if (this.known.get(name)?.fingerprint !== entry.fingerprint) this.broadcast('upd', entry.build);
+      const running = new Set(changed.map((build) => build.name));
+      for (const build of changed) {
+        const current = entry(build);
+        if (this.known.get(build.name)?.fingerprint === current.fingerprint) continue;
+        this.known.set(build.name, current);
+        this.broadcast('upd', build);
       }
-      for (const [name, entry] of this.known) {
-        if (!current.has(name)) this.broadcast('del', entry.build);
+      // An ended run whose build runs again (redeployed under the same name) is no deletion.
+      for (const { name } of ended) {
+        const known = this.known.get(name);
+        if (!known || running.has(name)) continue;
+        this.known.delete(name);
+        this.broadcast('del', known.build);
       }
-      this.known = current;
+      this.lastPolled = began;
       if (this.failedPollsInARow > 0) {
         logger.info({ failedPolls: this.failedPollsInARow }, 'build events: visibility reachable again');
         this.failedPollsInARow = 0;
@@ -185,3 +223,5 @@ export class BuildEvents {
     }
   }
 }
+
+const entry = (build: ListedBuild) => ({ build, fingerprint: JSON.stringify(build) });

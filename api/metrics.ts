@@ -72,6 +72,11 @@ export function createMetrics(
     labelNames: ['outcome'],
     registers: [registry],
   });
+  const eventsListed = new Counter({
+    name: 'runboat_build_events_listed_builds_total',
+    help: 'Builds the /build-events polls listed: every build at a start, then the changes only',
+    registers: [registry],
+  });
   const requests = new Histogram({
     name: 'runboat_http_request_duration_seconds',
     help: 'HTTP requests served, by route and status',
@@ -81,7 +86,10 @@ export function createMetrics(
   return {
     registry,
     observeWebhook: (event, outcome) => webhooks.inc({ event: event || 'none', outcome }),
-    observeEventsPoll: (outcome) => eventsPolls.inc({ outcome }),
+    observeEventsPoll: (outcome, listed = 0) => {
+      eventsPolls.inc({ outcome });
+      eventsListed.inc(listed);
+    },
     timeRequests: (request, response, next) => {
       const end = requests.startTimer({ method: request.method });
       response.on('finish', () => {
