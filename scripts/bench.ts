@@ -231,70 +231,75 @@ async function main(): Promise<void> {
   const ready = new Map<string, number>();
   const initialized = new Set<string>();
   const watches: AbortController[] = [];
+  let finishing = false;
+  /**
+   * A watch started again whenever kube-apiserver ends it (it does after 30-60 minutes), or a
+   * long scale run would stop seeing Deployments and wait forever for the next one.
+   */
+  const keepWatching = async <T>(
+    watchPath: string,
+    query: Record<string, string>,
+    handler: (type: string, object: T) => void,
+  ): Promise<void> => {
+    const restart = () => {
+      if (!finishing) void keepWatching(watchPath, query, handler).catch(() => setTimeout(restart, 1_000));
+    };
+    watches.push(await watch.watch(watchPath, query, handler, restart));
+  };
   const watch = new Watch(kc);
   const label = (o: { metadata?: { labels?: Record<string, string> } }) =>
     o.metadata?.labels?.['runboat/build'] ?? '';
 
-  watches.push(
-    await watch.watch(
-      '/apis/apps/v1/namespaces/bench/deployments',
-      {},
-      (type, d: V1Deployment) => {
-        const name = label(d);
-        if (type === 'DELETED') return;
-        if (!deployed.has(name)) deployed.set(name, Date.now());
-        if ((d.spec?.replicas ?? 0) === 1 && !scaledUp.has(name)) scaledUp.set(name, Date.now());
-        if ((d.status?.readyReplicas ?? 0) === 1 && !ready.has(name)) ready.set(name, Date.now());
-        if (d.metadata?.annotations?.['runboat/init-status'] === 'succeeded') initialized.add(name);
-        // BENCH_CLUSTER=bare: play the Deployment controller.
-        const replicas = d.spec?.replicas ?? 0;
-        if (BARE && (d.status?.readyReplicas ?? 0) !== replicas) {
-          void apps
-            .replaceNamespacedDeploymentStatus({
-              name: d.metadata!.name!,
-              namespace: 'bench',
-              body: { ...d, status: { replicas, readyReplicas: replicas, availableReplicas: replicas } },
-            })
-            .catch(() => undefined);
-        }
-      },
-      () => undefined,
-    ),
-  );
-  watches.push(
-    await watch.watch(
-      '/apis/batch/v1/namespaces/bench/jobs',
-      { labelSelector: 'runboat/job-kind=initialize' },
-      (type, job: V1Job) => {
-        const complete = job.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True');
-        if (complete && !initSucceeded.has(label(job))) initSucceeded.set(label(job), Date.now());
-        if (!BARE || type !== 'ADDED') return;
-        // BENCH_CLUSTER=bare: play the Job controller.
-        const now = new Date();
-        const condition = (t: string) => ({
-          type: t,
-          status: 'True',
-          reason: 'CompletionsReached',
-          lastTransitionTime: now,
-        });
-        void batch
-          .replaceNamespacedJobStatus({
-            name: job.metadata!.name!,
-            namespace: 'bench',
-            body: {
-              ...job,
-              status: {
-                startTime: now,
-                completionTime: now,
-                succeeded: 1,
-                conditions: [condition('SuccessCriteriaMet'), condition('Complete')],
-              },
+  await keepWatching('/apis/apps/v1/namespaces/bench/deployments', {}, (type, d: V1Deployment) => {
+    const name = label(d);
+    if (type === 'DELETED') return;
+    if (!deployed.has(name)) deployed.set(name, Date.now());
+    if ((d.spec?.replicas ?? 0) === 1 && !scaledUp.has(name)) scaledUp.set(name, Date.now());
+    if ((d.status?.readyReplicas ?? 0) === 1 && !ready.has(name)) ready.set(name, Date.now());
+    if (d.metadata?.annotations?.['runboat/init-status'] === 'succeeded') initialized.add(name);
+    // BENCH_CLUSTER=bare: play the Deployment controller.
+    const replicas = d.spec?.replicas ?? 0;
+    if (BARE && (d.status?.readyReplicas ?? 0) !== replicas) {
+      void apps
+        .replaceNamespacedDeploymentStatus({
+          name: d.metadata!.name!,
+          namespace: 'bench',
+          body: { ...d, status: { replicas, readyReplicas: replicas, availableReplicas: replicas } },
+        })
+        .catch(() => undefined);
+    }
+  });
+  await keepWatching(
+    '/apis/batch/v1/namespaces/bench/jobs',
+    { labelSelector: 'runboat/job-kind=initialize' },
+    (type, job: V1Job) => {
+      const complete = job.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True');
+      if (complete && !initSucceeded.has(label(job))) initSucceeded.set(label(job), Date.now());
+      if (!BARE || type !== 'ADDED') return;
+      // BENCH_CLUSTER=bare: play the Job controller.
+      const now = new Date();
+      const condition = (t: string) => ({
+        type: t,
+        status: 'True',
+        reason: 'CompletionsReached',
+        lastTransitionTime: now,
+      });
+      void batch
+        .replaceNamespacedJobStatus({
+          name: job.metadata!.name!,
+          namespace: 'bench',
+          body: {
+            ...job,
+            status: {
+              startTime: now,
+              completionTime: now,
+              succeeded: 1,
+              conditions: [condition('SuccessCriteriaMet'), condition('Complete')],
             },
-          })
-          .catch(() => undefined);
-      },
-      () => undefined,
-    ),
+          },
+        })
+        .catch(() => undefined);
+    },
   );
 
   const verifier = await webhookVerifier(WEBHOOK_SECRET);
@@ -333,6 +338,7 @@ async function main(): Promise<void> {
   };
 
   const finish = async () => {
+    finishing = true;
     for (const w of watches) w.abort();
     for (const child of children) child.kill('SIGTERM');
     await Promise.all(children.map((child) => new Promise((resolve) => child.once('exit', resolve))));
