@@ -25,6 +25,8 @@ export interface ApiDependencies {
   github: GitHub;
   /** Deadline of each backend call (default BACKEND_TIMEOUT_MS); tests shorten it. */
   backendTimeoutMs?: number;
+  /** How far back each build-events poll looks (BUILD_EVENTS_LOOKBACK_MS); tests shorten it. */
+  eventsLookbackMs?: number;
 }
 
 export interface Api {
@@ -39,7 +41,7 @@ export function createApp(deps: ApiDependencies): Api {
   // Every outbound call is bounded: an unreachable backend answers 503, never hangs.
   const bounded = boundedCalls(client, deps.backendTimeoutMs);
   const metrics = createMetrics(config, client, bounded, () => events.subscriberCount);
-  const events = new BuildEvents(config, client, bounded, metrics.observeEventsPoll);
+  const events = new BuildEvents(config, client, bounded, metrics.observeEventsPoll, deps.eventsLookbackMs);
   const visits = new Visits(client);
   const api = restRouter({ config, client, cluster, github, bounded, events, visits });
 

@@ -116,14 +116,18 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
 
 /** A new build's search attributes, given when its workflow starts. */
 export function startSearchAttributes(build: BuildRef): SearchAttributePair[] {
-  return buildSearchAttributes({
-    ...build,
-    status: 'initializing',
-    init_status: 'todo',
-    created: new Date().toISOString(),
-    last_scaled: null,
-    last_error: null,
-  });
+  const now = new Date();
+  return buildSearchAttributes(
+    {
+      ...build,
+      status: 'initializing',
+      init_status: 'todo',
+      created: now.toISOString(),
+      last_scaled: null,
+      last_error: null,
+    },
+    now,
+  );
 }
 
 export function lifecycleSettings(config: Config): LifecycleSettings {
@@ -225,12 +229,42 @@ export async function listBuilds(
   if (filter.pr !== undefined) clauses.push(`${searchAttributes.pr.name} = ${filter.pr}`);
   if (filter.status) clauses.push(`${searchAttributes.status.name} = ${visibilityString(filter.status)}`);
   if (filter.name) clauses.push(`${searchAttributes.name.name} = ${visibilityString(filter.name)}`);
+  return runboatOrder(await listed(client, clauses.join(' AND ')), 'asc');
+}
+
+const ofThisDeployment = (config: Config) =>
+  `WorkflowType = 'buildWorkflow' AND TaskQueue = ${visibilityString(config.taskQueue)}`;
+
+async function listed(client: Client, query: string): Promise<ListedBuild[]> {
   const builds: ListedBuild[] = [];
-  for await (const workflow of client.workflow.list({ query: clauses.join(' AND ') })) {
-    const listed = buildFromSearchAttributes(workflow.typedSearchAttributes);
-    if (listed) builds.push(listed);
+  for await (const workflow of client.workflow.list({ query })) {
+    const build = buildFromSearchAttributes(workflow.typedSearchAttributes);
+    if (build) builds.push(build);
   }
-  return runboatOrder(builds, 'asc');
+  return builds;
+}
+
+/**
+ * What changed since `since`: the running builds whose listed fields changed (`RunboatUpdated`),
+ * and the builds whose workflow ended (undeployed, terminated; a continue-as-new goes on as
+ * the same build). An answer proportional to the changes, not to the builds deployed.
+ */
+export async function listBuildChanges(
+  client: Client,
+  config: Config,
+  since: Date,
+): Promise<{ changed: ListedBuild[]; ended: ListedBuild[] }> {
+  const [changed, ended] = await Promise.all([
+    listed(
+      client,
+      `${ofThisDeployment(config)} AND ExecutionStatus = 'Running' AND ${searchAttributes.updated.name} >= ${since.getTime()}`,
+    ),
+    listed(
+      client,
+      `${ofThisDeployment(config)} AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew' AND CloseTime >= ${visibilityString(since.toISOString())}`,
+    ),
+  ]);
+  return { changed, ended };
 }
 
 /**

@@ -5,7 +5,7 @@ import type { Config } from '../common/config';
 import { BUILD_STATUSES } from '../common/types';
 import { initSlotsQuery, initSlotsWorkflowId } from '../workflows/definitions';
 import type { Bounded } from './backend';
-import { listBuilds } from './build-client';
+import { countBuilds } from './build-client';
 import type { EventsPollObserver } from './events';
 import type { WebhookObserver } from './webhooks';
 
@@ -36,10 +36,11 @@ export function createMetrics(
     registers: [registry],
     async collect() {
       // While Temporal is unreachable the scrape still answers, without this gauge's samples.
-      const builds = await bounded(() => listBuilds(client, config)).catch(() => undefined);
+      // Counts, not a list of every build: a scrape every 15 s must not cost O(builds).
+      const counts = await bounded(() => countBuilds(client, config)).catch(() => undefined);
       this.reset();
       for (const status of BUILD_STATUSES) {
-        if (builds) this.set({ status }, builds.filter((b) => b.status === status).length);
+        if (counts) this.set({ status }, counts.statuses[status]);
       }
     },
   });
@@ -74,6 +75,11 @@ export function createMetrics(
     labelNames: ['outcome'],
     registers: [registry],
   });
+  const eventsListed = new Counter({
+    name: 'runboat_build_events_listed_builds_total',
+    help: 'Builds the /build-events polls listed: every build at a start, then the changes only',
+    registers: [registry],
+  });
   const requests = new Histogram({
     name: 'runboat_http_request_duration_seconds',
     help: 'HTTP requests served, by route and status',
@@ -83,7 +89,10 @@ export function createMetrics(
   return {
     registry,
     observeWebhook: (event, outcome) => webhooks.inc({ event: event || 'none', outcome }),
-    observeEventsPoll: (outcome) => eventsPolls.inc({ outcome }),
+    observeEventsPoll: (outcome, listed = 0) => {
+      eventsPolls.inc({ outcome });
+      eventsListed.inc(listed);
+    },
     timeRequests: (request, response, next) => {
       const end = requests.startTimer({ method: request.method });
       response.on('finish', () => {

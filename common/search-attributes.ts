@@ -20,6 +20,10 @@ export const searchAttributes = {
   created: defineSearchAttributeKey('RunboatCreated', SearchAttributeType.DATETIME),
   lastScaled: defineSearchAttributeKey('RunboatLastScaled', SearchAttributeType.DATETIME),
   lastVisited: defineSearchAttributeKey('RunboatLastVisited', SearchAttributeType.DATETIME),
+  // When the listed fields last changed (milliseconds since the epoch): what `/build-events`
+  // polls, so that a poll lists the builds that changed instead of every build. An Int, as SQL
+  // visibility (PostgreSQL, the dev server's SQLite) has room for only 3 Datetime attributes.
+  updated: defineSearchAttributeKey('RunboatUpdated', SearchAttributeType.INT),
 } as const;
 
 /** `value` as a string literal of Temporal's visibility query language. */
@@ -42,8 +46,11 @@ export function searchAttributeDeclarations(): string[] {
   return Object.values(searchAttributes).map((key) => `${key.name}=${cliType[key.type]}`);
 }
 
-/** The attributes that describe `state`, set at start and upserted on every change. */
-export function buildSearchAttributes(state: BuildState): SearchAttributePair[] {
+/**
+ * The attributes that describe `state`, set at start and upserted on every change, stamped
+ * `updated` when given (builds of workflow code before `RunboatUpdated` have none).
+ */
+export function buildSearchAttributes(state: BuildState, updated?: Date): SearchAttributePair[] {
   const pairs: SearchAttributePair[] = [
     { key: searchAttributes.name, value: state.name },
     { key: searchAttributes.slug, value: state.slug },
@@ -58,6 +65,7 @@ export function buildSearchAttributes(state: BuildState): SearchAttributePair[] 
   if (state.last_scaled) pairs.push({ key: searchAttributes.lastScaled, value: new Date(state.last_scaled) });
   if (state.last_visited)
     pairs.push({ key: searchAttributes.lastVisited, value: new Date(state.last_visited) });
+  if (updated) pairs.push({ key: searchAttributes.updated, value: updated.getTime() });
   return pairs;
 }
 

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,19 +12,23 @@ import {
   type V1Deployment,
   type V1Job,
 } from '@kubernetes/client-node';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { temporal as temporalProto } from '@temporalio/proto';
+import { chromium } from 'playwright-core';
 import { webhookVerifier } from '../api/webhooks';
-import { startBuild } from '../api/build-client';
+import { lifecycleSettings, startBuild } from '../api/build-client';
+import { buildRef } from '../common/build';
 import type { CommitInfo } from '../common/types';
 import { loadConfig } from '../common/config';
-import type { evictionWorkflow } from '../workflows';
+import { buildSearchAttributes } from '../common/search-attributes';
+import type { buildWorkflow, evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startControlPlane } from './control-plane';
 import { binary } from './paths';
 import { freePort } from './processes';
 import { startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer } from './temporal-dev';
+import { startTemporalPostgres } from './temporal-postgres';
 
 // `npm run bench`: builds against the real service (a worker process and an API process, as in
 // production) on a Temporal dev server and, by default, the simulated cluster of `npm start`
@@ -38,6 +42,12 @@ import { startTemporalDevServer } from './temporal-dev';
 //     across 50 repos, max_initializing 20, max_started 150, within BENCH_SCALE_MINUTES (25)
 //     of populating; then RSS and disk of every process, idle CPU over 60 s, one eviction
 //     run, API latencies.
+//     BENCH_SCALE_FILL=N then adds open build workflows until N builds are open, each with a
+//     stopped build's search attributes and a start delay of 30 days (no worker runs them; plain
+//     signals do not wake them): what visibility holds at N deployed builds, for the queries,
+//     eviction's counts and idle CPU at that N, while the real builds stay the ones acted on.
+//   BENCH_TEMPORAL=postgres: the Temporal server on PostgreSQL (scripts/temporal-postgres.ts,
+//     what compose deploys) instead of the dev server; its CPU includes PostgreSQL's processes.
 //   BENCH_CLUSTER=bare: the bare control plane, the bench playing the Job and Deployment
 //     controllers (the benchmark as it was before the simulated cluster).
 //   BENCH_HISTORY=1 prints the first build's history.
@@ -52,6 +62,8 @@ const MAX_DEPLOYED_AFTER = 50;
 const REPOS = SCALE ? 50 : 1;
 const SCALE_MINUTES = Number(process.env.BENCH_SCALE_MINUTES ?? 25);
 const CLOCK_TICKS = 100;
+const ON_POSTGRES = process.env.BENCH_TEMPORAL === 'postgres';
+const SCALE_FILL = Number(process.env.BENCH_SCALE_FILL ?? 0);
 
 const percentile = (values: number[], p: number) => {
   if (values.length === 0) return NaN;
@@ -83,6 +95,11 @@ function childPids(pid: number): number[] {
   } catch {
     return [];
   }
+}
+
+/** RSS of `pid` and its descendants (PostgreSQL's backends; shared buffers counted in each). */
+function treeRssMiB(pid: number): number {
+  return memoryMiB(pid).rss + childPids(pid).reduce((total, child) => total + treeRssMiB(child), 0);
 }
 
 function memoryMiB(pid: number): { rss: number; peak: number } {
@@ -141,14 +158,21 @@ async function main(): Promise<void> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-bench-'));
   console.log(`bench ${SCENARIO}: logs in ${workDir}`);
   const [temporal, cluster] = await Promise.all([
-    startTemporalDevServer(path.join(workDir, 'temporal'), {
-      // On disk for the scale scenario, so that its size can be reported.
-      dbFile: SCALE ? path.join(workDir, 'temporal', 'temporal.db') : undefined,
-    }),
+    ON_POSTGRES
+      ? startTemporalPostgres(path.join(workDir, 'temporal'))
+      : startTemporalDevServer(path.join(workDir, 'temporal'), {
+          // On disk for the scale scenario, so that its size can be reported.
+          dbFile: SCALE ? path.join(workDir, 'temporal', 'temporal.db') : undefined,
+        }),
     BARE
       ? startControlPlane(path.join(workDir, 'kube'))
       : startSimulatedCluster(path.join(workDir, 'kube'), { nodes: SCALE ? 10 : 3 }),
   ]);
+  const temporalPids = 'pids' in temporal ? temporal.pids() : { temporal: temporal.pid, postgres: undefined };
+  /** PostgreSQL's tables and indexes, or the dev server's SQLite file. */
+  const temporalDisk = () =>
+    diskMiB('pgDataDir' in temporal ? path.join(temporal.pgDataDir, 'base') : path.join(workDir, 'temporal'));
+  const stackName = ON_POSTGRES ? 'Temporal server + PostgreSQL' : 'Temporal dev server';
   const repos = Array.from({ length: REPOS }, (_, i) => (SCALE ? `oca/repo-${i}` : 'oca/bench'));
   const env: Record<string, string> = {
     RUNBOAT_BUILD_NAMESPACE: 'bench',
@@ -217,8 +241,11 @@ async function main(): Promise<void> {
   const service = new CpuMeter({
     worker: worker.pid as number,
     api: apiProcess.pid as number,
-    temporal: temporal.pid,
+    temporal: temporalPids.temporal,
+    ...(temporalPids.postgres ? { postgres: temporalPids.postgres } : {}),
   });
+  /** The Temporal side of a CPU sample: the server, and PostgreSQL when it runs. */
+  const temporalCpu = (cpu: Record<string, number>) => cpu.temporal + (cpu.postgres ?? 0);
   const clusterPids = Object.fromEntries(cluster.daemons.map((d) => [d.name, d.process.pid as number]));
   const clusterMeter = new CpuMeter(clusterPids);
 
@@ -230,70 +257,75 @@ async function main(): Promise<void> {
   const ready = new Map<string, number>();
   const initialized = new Set<string>();
   const watches: AbortController[] = [];
+  let finishing = false;
+  /**
+   * A watch started again whenever kube-apiserver ends it (it does after 30-60 minutes), or a
+   * long scale run would stop seeing Deployments and wait forever for the next one.
+   */
+  const keepWatching = async <T>(
+    watchPath: string,
+    query: Record<string, string>,
+    handler: (type: string, object: T) => void,
+  ): Promise<void> => {
+    const restart = () => {
+      if (!finishing) void keepWatching(watchPath, query, handler).catch(() => setTimeout(restart, 1_000));
+    };
+    watches.push(await watch.watch(watchPath, query, handler, restart));
+  };
   const watch = new Watch(kc);
   const label = (o: { metadata?: { labels?: Record<string, string> } }) =>
     o.metadata?.labels?.['runboat/build'] ?? '';
 
-  watches.push(
-    await watch.watch(
-      '/apis/apps/v1/namespaces/bench/deployments',
-      {},
-      (type, d: V1Deployment) => {
-        const name = label(d);
-        if (type === 'DELETED') return;
-        if (!deployed.has(name)) deployed.set(name, Date.now());
-        if ((d.spec?.replicas ?? 0) === 1 && !scaledUp.has(name)) scaledUp.set(name, Date.now());
-        if ((d.status?.readyReplicas ?? 0) === 1 && !ready.has(name)) ready.set(name, Date.now());
-        if (d.metadata?.annotations?.['runboat/init-status'] === 'succeeded') initialized.add(name);
-        // BENCH_CLUSTER=bare: play the Deployment controller.
-        const replicas = d.spec?.replicas ?? 0;
-        if (BARE && (d.status?.readyReplicas ?? 0) !== replicas) {
-          void apps
-            .replaceNamespacedDeploymentStatus({
-              name: d.metadata!.name!,
-              namespace: 'bench',
-              body: { ...d, status: { replicas, readyReplicas: replicas, availableReplicas: replicas } },
-            })
-            .catch(() => undefined);
-        }
-      },
-      () => undefined,
-    ),
-  );
-  watches.push(
-    await watch.watch(
-      '/apis/batch/v1/namespaces/bench/jobs',
-      { labelSelector: 'runboat/job-kind=initialize' },
-      (type, job: V1Job) => {
-        const complete = job.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True');
-        if (complete && !initSucceeded.has(label(job))) initSucceeded.set(label(job), Date.now());
-        if (!BARE || type !== 'ADDED') return;
-        // BENCH_CLUSTER=bare: play the Job controller.
-        const now = new Date();
-        const condition = (t: string) => ({
-          type: t,
-          status: 'True',
-          reason: 'CompletionsReached',
-          lastTransitionTime: now,
-        });
-        void batch
-          .replaceNamespacedJobStatus({
-            name: job.metadata!.name!,
-            namespace: 'bench',
-            body: {
-              ...job,
-              status: {
-                startTime: now,
-                completionTime: now,
-                succeeded: 1,
-                conditions: [condition('SuccessCriteriaMet'), condition('Complete')],
-              },
+  await keepWatching('/apis/apps/v1/namespaces/bench/deployments', {}, (type, d: V1Deployment) => {
+    const name = label(d);
+    if (type === 'DELETED') return;
+    if (!deployed.has(name)) deployed.set(name, Date.now());
+    if ((d.spec?.replicas ?? 0) === 1 && !scaledUp.has(name)) scaledUp.set(name, Date.now());
+    if ((d.status?.readyReplicas ?? 0) === 1 && !ready.has(name)) ready.set(name, Date.now());
+    if (d.metadata?.annotations?.['runboat/init-status'] === 'succeeded') initialized.add(name);
+    // BENCH_CLUSTER=bare: play the Deployment controller.
+    const replicas = d.spec?.replicas ?? 0;
+    if (BARE && (d.status?.readyReplicas ?? 0) !== replicas) {
+      void apps
+        .replaceNamespacedDeploymentStatus({
+          name: d.metadata!.name!,
+          namespace: 'bench',
+          body: { ...d, status: { replicas, readyReplicas: replicas, availableReplicas: replicas } },
+        })
+        .catch(() => undefined);
+    }
+  });
+  await keepWatching(
+    '/apis/batch/v1/namespaces/bench/jobs',
+    { labelSelector: 'runboat/job-kind=initialize' },
+    (type, job: V1Job) => {
+      const complete = job.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True');
+      if (complete && !initSucceeded.has(label(job))) initSucceeded.set(label(job), Date.now());
+      if (!BARE || type !== 'ADDED') return;
+      // BENCH_CLUSTER=bare: play the Job controller.
+      const now = new Date();
+      const condition = (t: string) => ({
+        type: t,
+        status: 'True',
+        reason: 'CompletionsReached',
+        lastTransitionTime: now,
+      });
+      void batch
+        .replaceNamespacedJobStatus({
+          name: job.metadata!.name!,
+          namespace: 'bench',
+          body: {
+            ...job,
+            status: {
+              startTime: now,
+              completionTime: now,
+              succeeded: 1,
+              conditions: [condition('SuccessCriteriaMet'), condition('Complete')],
             },
-          })
-          .catch(() => undefined);
-      },
-      () => undefined,
-    ),
+          },
+        })
+        .catch(() => undefined);
+    },
   );
 
   const verifier = await webhookVerifier(WEBHOOK_SECRET);
@@ -332,6 +364,7 @@ async function main(): Promise<void> {
   };
 
   const finish = async () => {
+    finishing = true;
     for (const w of watches) w.abort();
     for (const child of children) child.kill('SIGTERM');
     await Promise.all(children.map((child) => new Promise((resolve) => child.once('exit', resolve))));
@@ -348,6 +381,7 @@ async function main(): Promise<void> {
     const cpu0 = service.sample();
     const clusterCpu0 = clusterMeter.sample();
     const requests0 = await apiserverRequests(kc);
+    const disk0 = temporalDisk();
     const started = Date.now();
     await Promise.all(Array.from({ length: BUILDS }, (_, i) => request(i)));
     while (ready.size < BUILDS) await sleep(100);
@@ -410,7 +444,7 @@ async function main(): Promise<void> {
     console.log(`| all ${BUILDS} builds started (ready) | ${allStartedMs} ms |`);
     console.log(
       `| CPU per build, service (worker+API+Temporal) | ${fmt(sum(cpu) / BUILDS)} s ` +
-        `(worker ${fmt(cpu.worker / BUILDS)}, API ${fmt(cpu.api / BUILDS)}, Temporal ${fmt(cpu.temporal / BUILDS)}) |`,
+        `(worker ${fmt(cpu.worker / BUILDS)}, API ${fmt(cpu.api / BUILDS)}, ${stackName} ${fmt(temporalCpu(cpu) / BUILDS)}) |`,
     );
     console.log(
       `| CPU per build, cluster (excluded) | ${fmt(sum(clusterCpu) / BUILDS)} s (` +
@@ -440,6 +474,11 @@ async function main(): Promise<void> {
       `| eviction again, nothing to do (${BUILDS} running builds) | run ${idleEvictionMs} ms, CPU ${fmt(idleEvictionCpu)} s |`,
     );
     console.log(`| worker RSS now / peak | ${workerMemory.rss} / ${workerMemory.peak} MiB |`);
+    const disk = temporalDisk();
+    console.log(
+      `| ${ON_POSTGRES ? 'PostgreSQL tables and indexes (base/)' : 'Temporal SQLite'}: before → after | ` +
+        `${disk0} → ${disk} MiB (${Math.round(((disk - disk0) / BUILDS) * 1000)} MiB per 1,000 builds) |`,
+    );
 
     if (process.env.BENCH_HISTORY) {
       const [name] = requested.keys();
@@ -501,27 +540,37 @@ async function main(): Promise<void> {
         lastReport = Date.now();
         console.log(
           `  ${Math.round((Date.now() - started) / 1000)} s: sent ${sent}, deployed ${deployed.size}, initialized ${initialized.size}, ` +
-            `worker RSS ${memoryMiB(worker.pid as number).rss} MiB, service CPU ${fmt(sum(CpuMeter.delta(cpu0, service.sample())))} s`,
+            `RSS worker ${memoryMiB(worker.pid as number).rss} / Temporal ${memoryMiB(temporalPids.temporal).rss} / ` +
+            `kube-apiserver ${memoryMiB(clusterPids['kube-apiserver']).rss} / etcd ${memoryMiB(clusterPids.etcd).rss} MiB, ` +
+            `disk Temporal ${temporalDisk()} / etcd ${diskMiB(cluster.etcdDataDir)} MiB, ` +
+            `service CPU ${fmt(sum(CpuMeter.delta(cpu0, service.sample())))} s`,
         );
       }
     }
     // Wait for the builds sent to be initialized (bounded: a stuck build must not hang the bench).
-    const settleDeadline = Date.now() + 5 * 60_000;
+    const settleDeadline = Date.now() + Math.min(5, SCALE_MINUTES) * 60_000;
     while (initialized.size < sent && Date.now() < settleDeadline) await sleep(500);
     const populateMs = Date.now() - started;
     const populateCpu = CpuMeter.delta(cpu0, service.sample());
     const n = initialized.size;
+    const filled = SCALE_FILL > 0 ? await fill() : { added: 0, ms: 0 };
+    const open = async () =>
+      (await client.workflow.count(`WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running'`)).count;
+    const total = await open();
     // Let eviction bring started builds within max_started, then let everything settle.
     await sleep(45_000);
 
     const memory: Record<string, { rss: number; peak: number }> = {
       worker: memoryMiB(worker.pid as number),
       api: memoryMiB(apiProcess.pid as number),
-      temporal: memoryMiB(temporal.pid),
+      temporal: memoryMiB(temporalPids.temporal),
+      ...(temporalPids.postgres
+        ? { 'postgres (all its processes)': { rss: treeRssMiB(temporalPids.postgres), peak: NaN } }
+        : {}),
       ...Object.fromEntries(Object.entries(clusterPids).map(([name, pid]) => [name, memoryMiB(pid)])),
     };
     const disk = {
-      temporal: diskMiB(path.join(workDir, 'temporal')),
+      temporal: temporalDisk(),
       etcd: diskMiB(cluster.etcdDataDir),
     };
 
@@ -542,16 +591,15 @@ async function main(): Promise<void> {
       });
       return { ms: Date.now() - t, plan };
     };
-    const steady = await eviction(BUILDS);
-    const target = Math.floor(n * 0.95);
+    const steady = await eviction(Math.max(BUILDS, total));
+    // A burst past max_deployed (7,500 → 7,000 asks for 500 undeploys): as many as the real
+    // builds allow, so that eviction (oldest scaled first) undeploys real builds only.
+    const target = total - Math.min(500, Math.floor(n / 2));
     const evictionT0 = Date.now();
     const over = await eviction(target);
     let converged = NaN;
     for (;;) {
-      const { count } = await client.workflow.count(
-        `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running'`,
-      );
-      if (count <= target) {
+      if ((await open()) <= target) {
         converged = Date.now() - evictionT0;
         break;
       }
@@ -573,6 +621,7 @@ async function main(): Promise<void> {
     const repoMs = await timed(`${apiUrl}/api/v1/builds?repo=${repos[0]}`);
     const repoSize = ((await (await fetch(`${apiUrl}/api/v1/builds?repo=${repos[0]}`)).json()) as unknown[])
       .length;
+    const boardMs = await boardPage(`${apiUrl}/builds?repo=${repos[0]}`, repoSize);
 
     // A new webhook at this scale: webhook → Deployment.
     const before = requested.size;
@@ -582,18 +631,24 @@ async function main(): Promise<void> {
     const newBuildMs = (deployed.get(newName) as number) - (requested.get(newName) as number);
 
     console.log(
-      `\nscale: ${n} builds initialized (of ${BUILDS} asked, ${sent} sent) across ${REPOS} repos in ` +
+      `\nscale on the ${stackName}: ${n} builds initialized (of ${BUILDS} asked, ${sent} sent) across ${REPOS} repos in ` +
         `${Math.round(populateMs / 1000)} s, max_initializing ${config.maxInitializing}, max_started 150, ` +
-        `${os.cpus().length} cores\n`,
+        `${os.cpus().length} cores; ${total} open build workflows` +
+        (filled.added
+          ? ` (${filled.added} visibility-only ones added in ${Math.round(filled.ms / 1000)} s)`
+          : '') +
+        '\n',
     );
     console.log('| measure | value |\n| --- | --- |');
     console.log(
       `| populate: CPU per build, service | ${fmt(sum(populateCpu) / n)} s (worker ${fmt(populateCpu.worker / n)}, ` +
-        `API ${fmt(populateCpu.api / n)}, Temporal ${fmt(populateCpu.temporal / n)}) |`,
+        `API ${fmt(populateCpu.api / n)}, ${stackName} ${fmt(temporalCpu(populateCpu) / n)}) |`,
     );
     for (const [name, m] of Object.entries(memory))
       console.log(`| RSS ${name} (now / peak) | ${m.rss} / ${m.peak} MiB |`);
-    console.log(`| disk: Temporal SQLite / etcd | ${disk.temporal} / ${disk.etcd} MiB |`);
+    console.log(
+      `| disk: ${ON_POSTGRES ? 'PostgreSQL tables (base/)' : 'Temporal SQLite'} / etcd | ${disk.temporal} / ${disk.etcd} MiB |`,
+    );
     console.log(
       `| idle CPU over 60 s, service | ${fmt((sum(idle) / 60) * 100)}% of one core (` +
         Object.entries(idle)
@@ -615,7 +670,82 @@ async function main(): Promise<void> {
     console.log(
       `| GET /api/v1/builds?repo= (${repoSize} builds) p50 / p99 | ${percentile(repoMs, 50)} / ${percentile(repoMs, 99)} ms |`,
     );
+    console.log(`| board page (${repoSize} builds) usable in chromium | ${boardMs} ms |`);
     console.log(`| new webhook → Deployment at this scale | ${newBuildMs} ms |`);
+  }
+
+  /**
+   * Adds open build workflows until SCALE_FILL are open: a stopped build's search attributes,
+   * scaled now (so eviction picks the real builds, scaled earlier, first), never run.
+   */
+  async function fill(): Promise<{ added: number; ms: number }> {
+    const t = Date.now();
+    const now = new Date().toISOString();
+    let next = 0;
+    const missing = SCALE_FILL - requested.size;
+    const startOne = async (i: number) => {
+      const build = buildRef({
+        repo: repos[i % REPOS],
+        target_branch: '16.0',
+        pr: 100_000 + i,
+        git_commit: (0x1000000 + i).toString(16).padStart(40, '0'),
+      });
+      const start = () =>
+        client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
+          workflowId: buildWorkflowId(build.name),
+          taskQueue: config.taskQueue,
+          args: [{ build, settings: lifecycleSettings(config) }],
+          startDelay: '30 days',
+          typedSearchAttributes: buildSearchAttributes(
+            {
+              ...build,
+              status: 'stopped',
+              init_status: 'succeeded',
+              created: now,
+              last_scaled: now,
+              last_error: null,
+            },
+            new Date(),
+          ),
+        });
+      // A dev server starved of CPU times out now and then (even as "namespace not found").
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await start();
+          return;
+        } catch (error) {
+          if (error instanceof WorkflowExecutionAlreadyStartedError) return; // an earlier attempt did
+          if (attempt === 10) throw error;
+          await sleep(1_000 * attempt);
+        }
+      }
+    };
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (next < missing) await startOne(next++);
+      }),
+    );
+    return { added: Math.max(0, missing), ms: Date.now() - t };
+  }
+
+  /** From navigation to every card of the board drawn (its builds come from /build-events). */
+  async function boardPage(url: string, cards: number): Promise<number> {
+    if (!existsSync('/usr/bin/chromium')) return NaN;
+    const browser = await chromium.launch({
+      executablePath: '/usr/bin/chromium',
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'],
+    });
+    try {
+      const page = await browser.newPage();
+      const t = Date.now();
+      await page.goto(url);
+      await page.waitForFunction(`document.querySelectorAll('article.card').length >= ${cards}`, undefined, {
+        timeout: 60_000,
+      });
+      return Date.now() - t;
+    } finally {
+      await browser.close();
+    }
   }
 }
 

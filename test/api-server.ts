@@ -51,6 +51,12 @@ export async function buildEventPolls(api: TestApi, outcome: 'ok' | 'failed'): P
   return sample ? Number(sample[1]) : 0;
 }
 
+/** How many builds the API's build-events polls listed so far, read from its /metrics. */
+export async function buildEventsListed(api: TestApi): Promise<number> {
+  const text = await (await api.request('GET', '/metrics')).text();
+  return Number(/^runboat_build_events_listed_builds_total (\d+)$/m.exec(text)?.[1] ?? NaN);
+}
+
 /** Waits until the API has polled successfully for three times `deadlineMs`, its backend deadline. */
 export async function pollPastTheDeadline(api: TestApi, deadlineMs: number): Promise<void> {
   const from = await buildEventPolls(api, 'ok');
@@ -100,6 +106,8 @@ async function openEventStream(url: string): Promise<EventStream> {
 export interface TestApiOptions {
   /** The deadline of each backend call (the API's default otherwise). */
   backendTimeoutMs?: number;
+  /** How far back each build-events poll looks (the API's default otherwise). */
+  eventsLookbackMs?: number;
 }
 
 export async function startTestApi(
@@ -115,6 +123,7 @@ export async function startTestApi(
     cluster: cluster.builds,
     github: new GitHub(config),
     backendTimeoutMs: options.backendTimeoutMs,
+    eventsLookbackMs: options.eventsLookbackMs,
   });
   const server: Server = await new Promise((resolve) => {
     const listening = app.listen(0, '127.0.0.1', () => resolve(listening));

@@ -1,10 +1,11 @@
 import { Client, Connection } from '@temporalio/client';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { startBuild } from '../api/build-client';
+import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import type { BuildJson } from '../api/views';
 import type { BuildRef, BuildStatus } from '../common/types';
 import {
   buildEventPolls as polls,
+  buildEventsListed,
   pollPastTheDeadline as pollPast,
   startTestApi,
   useStack,
@@ -154,6 +155,57 @@ describe('build events', () => {
       await next.next('the initial build', (event) => event.build.name === build.name);
       next.close();
     } finally {
+      await api.close();
+    }
+  });
+
+  it('list only the builds that changed once running, and tell of a build that goes', async () => {
+    // A lookback this short lets "nothing changed" come within the test; the default is 60 s.
+    const api = await startTestApi(config, stack.temporal.client, stack.cluster, {
+      backendTimeoutMs: DEADLINE_MS,
+      eventsLookbackMs: 1_000,
+    });
+    const gone = await startBuild(stack.temporal.client, config, {
+      repo: 'oca/streams',
+      target_branch: '16.0',
+      pr: 7,
+      git_commit: SHA('6'),
+    });
+    const goneIs = (status: BuildStatus) => async () =>
+      (await getBuildState(stack.temporal.client, gone.name)).status === status;
+    await stack.cluster.finishJob(gone.name, 'initialize', true);
+    await waitFor(`${gone.name} started`, goneIs('started'));
+    const stream = await api.follow('repo=oca/streams');
+    try {
+      for (const name of [build.name, gone.name])
+        await stream.next(`${name} at first`, (event) => event.build.name === name);
+
+      // Two builds run; a poll that listed every build would count both.
+      await waitFor('two polls in a row that list no build', async () => {
+        const [from, listed] = [await polls(api, 'ok'), await buildEventsListed(api)];
+        await waitFor('two more polls', async () => (await polls(api, 'ok')) >= from + 2);
+        return (await buildEventsListed(api)) === listed;
+      });
+
+      const seen = stream.received.length;
+      await api.request('POST', `/api/v1/builds/${gone.name}/stop`);
+      await stream.next(
+        'stopped',
+        (event) =>
+          stream.received.indexOf(event) >= seen &&
+          event.event === 'upd' &&
+          event.build.name === gone.name &&
+          event.build.status === 'stopped',
+      );
+      await sendBuildCommand(stack.temporal.client, gone.name, 'undeploy');
+      await stream.next('its deletion', (event) => event.event === 'del' && event.build.name === gone.name);
+      // The other build was never told as gone.
+      expect(
+        stream.received.filter((event) => event.event === 'del').map((event) => event.build.name),
+      ).toEqual([gone.name]);
+      expect(await polls(api, 'failed')).toBe(0);
+    } finally {
+      stream.close();
       await api.close();
     }
   });

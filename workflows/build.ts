@@ -56,6 +56,7 @@ const coordination = proxyLocalActivities<BuildActivities>({ startToCloseTimeout
 /** Continue-as-new well before Temporal's history limits, keeping replays short. */
 const MAX_HISTORY_EVENTS = 2_000;
 const CLEANUP_RETRY_MAX_SECONDS = 3_600;
+const UPDATED_ATTRIBUTE_PATCH = 'runboat-updated-search-attribute';
 
 export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   const { build, settings, repo } = input;
@@ -122,7 +123,9 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     }
     state.status = status;
     state.init_status = initStatus;
-    upsertSearchAttributes(buildSearchAttributes(state));
+    // RunboatUpdated changes the upsert's content: builds recorded before it replay without it.
+    const updated = patched(UPDATED_ATTRIBUTE_PATCH) ? new Date() : undefined;
+    upsertSearchAttributes(buildSearchAttributes(state, updated));
   };
 
   /**
