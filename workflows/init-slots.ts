@@ -22,17 +22,24 @@ export interface SlotRequest {
   workflowId: string;
   /** The configured `max_initializing`; the newest request's value applies. */
   capacity: number;
+  /**
+   * Names this request: its grant carries it back, and the build takes only the grant of its
+   * latest request (a grant of a request it has since withdrawn, after a reset, is stale).
+   */
+  token?: string;
 }
 
 export const requestSlotSignal = defineSignal<[SlotRequest]>('requestInitSlot');
 export const releaseSlotSignal = defineSignal<[string]>('releaseInitSlot');
-/** Sent by the coordinator to a build workflow. */
-export const slotGrantedSignal = defineSignal('initSlotGranted');
+/** Sent by the coordinator to a build workflow, with the token of the request it grants. */
+export const slotGrantedSignal = defineSignal<[token?: string]>('initSlotGranted');
 
 export interface InitSlots {
   capacity: number;
   holders: string[];
   waiting: string[];
+  /** The token of each holder's and waiting build's request (absent: requests without one). */
+  tokens?: Record<string, string>;
 }
 export const initSlotsQuery = defineQuery<InitSlots>('initSlots');
 
@@ -50,12 +57,20 @@ const RECLAIM_INTERVAL = '1 minute';
 const MAX_HISTORY_EVENTS = 500;
 
 export async function initSlotsWorkflow(initial: InitSlots): Promise<void> {
-  const slots: InitSlots = { ...initial, holders: [...initial.holders], waiting: [...initial.waiting] };
+  const slots: InitSlots = {
+    ...initial,
+    holders: [...initial.holders],
+    waiting: [...initial.waiting],
+    tokens: { ...initial.tokens },
+  };
+  const tokens = slots.tokens!;
   /** Holders asking again (a retried request): they are told again, not queued twice. */
   const regrant = new Set<string>();
 
-  setHandler(requestSlotSignal, ({ workflowId, capacity }) => {
+  setHandler(requestSlotSignal, ({ workflowId, capacity, token }) => {
     slots.capacity = capacity;
+    if (token === undefined) delete tokens[workflowId];
+    else tokens[workflowId] = token;
     if (slots.holders.includes(workflowId)) regrant.add(workflowId);
     else if (!slots.waiting.includes(workflowId)) slots.waiting.push(workflowId);
   });
@@ -63,6 +78,7 @@ export async function initSlotsWorkflow(initial: InitSlots): Promise<void> {
     slots.holders = slots.holders.filter((id) => id !== workflowId);
     slots.waiting = slots.waiting.filter((id) => id !== workflowId);
     regrant.delete(workflowId);
+    delete tokens[workflowId];
   });
   setHandler(initSlotsQuery, () => slots);
 
@@ -83,6 +99,7 @@ export async function initSlotsWorkflow(initial: InitSlots): Promise<void> {
       if (ended.size) log.warn('reclaiming init slots of ended builds', { workflowIds: [...ended] });
       slots.holders = slots.holders.filter((id) => !ended.has(id));
       slots.waiting = slots.waiting.filter((id) => !ended.has(id));
+      for (const id of ended) delete tokens[id];
     }
     const info = workflowInfo();
     if (info.continueAsNewSuggested || info.historyLength > MAX_HISTORY_EVENTS) {
@@ -92,11 +109,12 @@ export async function initSlotsWorkflow(initial: InitSlots): Promise<void> {
 
   async function grant(workflowId: string): Promise<void> {
     try {
-      await getExternalWorkflowHandle(workflowId).signal(slotGrantedSignal);
+      await getExternalWorkflowHandle(workflowId).signal(slotGrantedSignal, tokens[workflowId]);
     } catch (error) {
       // The build is gone: its slot goes to the next in line.
       log.warn('init slot holder is gone', { workflowId, error: String(error) });
       slots.holders = slots.holders.filter((id) => id !== workflowId);
+      delete tokens[workflowId];
     }
   }
 }
