@@ -23,7 +23,7 @@ import {
 export function createCoordinationActivities(config: Config) {
   return {
     /** Queues `workflowId` for an init slot, starting the coordinator if it is not running. */
-    async requestInitSlot(workflowId: string, capacity: number): Promise<void> {
+    async requestInitSlot(workflowId: string, capacity: number, token?: string): Promise<void> {
       await Context.current().client.workflow.signalWithStart<InitSlotsWorkflow, [SlotRequest]>(
         'initSlotsWorkflow',
         {
@@ -33,7 +33,7 @@ export function createCoordinationActivities(config: Config) {
           // Its whole history is replayed after a timed-out task: give that room on a busy worker.
           workflowTaskTimeout: '1 minute',
           signal: requestSlotSignal,
-          signalArgs: [{ workflowId, capacity }],
+          signalArgs: [{ workflowId, capacity, ...(token === undefined ? {} : { token }) }],
         },
       );
     },

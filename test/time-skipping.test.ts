@@ -26,7 +26,7 @@ import {
   type LifecycleSettings,
 } from '../workflows/definitions';
 import { slotGrantedSignal } from '../workflows/definitions';
-import { waitFor } from './helpers';
+import { consistently, waitFor } from './helpers';
 
 // The build workflow's timers (init timeout, cleanup backoff) on Temporal's time-skipping test
 // server, with stubbed activities: hours of workflow time pass in seconds, and nothing touches
@@ -486,6 +486,27 @@ it('continues as new while waiting for its init job under a flood of signals, ho
     },
     'dev-server',
   );
+});
+
+it('takes only the grant of its latest slot request, not a stale one', async () => {
+  const activities = stubActivities();
+  // The coordinator, played by the test: requests are recorded, not granted.
+  activities.requestInitSlot.mockImplementation(async () => undefined);
+  await withBuild(activities, defaults, async (handle) => {
+    await waitFor('a slot request', async () => activities.requestInitSlot.mock.calls.length > 0);
+    const [, , token] = activities.requestInitSlot.mock.calls[0];
+    expect(token).toEqual(expect.any(String));
+    // The grant of a request withdrawn since (a reset came between) admits nothing.
+    await handle.signal(slotGrantedSignal, `${token}-withdrawn`);
+    const initJobs = () => activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'initialize');
+    await consistently(
+      'no init job without a slot',
+      async () => (await state(handle)).init_status === 'todo' && initJobs().length === 0,
+    );
+    await handle.signal(slotGrantedSignal, token);
+    await untilStatus(handle, 'started');
+    expect(initJobs()).toHaveLength(1);
+  });
 });
 
 /** An activity failure that retrying cannot fix, as activities/index.ts classifies them. */

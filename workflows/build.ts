@@ -169,13 +169,20 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   }
 
   let slotGranted = false;
-  setHandler(slotGrantedSignal, () => void (slotGranted = true));
+  /** The token of the latest slot request; none in runs started before tokens (v1). */
+  let slotToken: string | undefined;
+  let slotRequests = 0;
+  // A grant without a token comes from a coordinator run that predates tokens.
+  setHandler(slotGrantedSignal, (token) => {
+    if (token === undefined || token === slotToken) slotGranted = true;
+  });
 
   /** Waits in line for one of the `max_initializing` init slots. */
   async function acquireInitSlot(): Promise<'granted' | 'interrupted' | 'history full'> {
     slotGranted = false;
+    if (patched('init-slot-grant-token')) slotToken = `${workflowInfo().runId}/${++slotRequests}`;
     // Not interruptible: once asked for, the slot is waited for and handed back below.
-    await coordination.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing);
+    await coordination.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing, slotToken);
     const granted = await untilInterrupted(
       () => condition(() => slotGranted),
       () => interruptRequested() || mustContinue(),

@@ -91,17 +91,24 @@ export interface SlotRequest {
   workflowId: string;
   /** The configured `max_initializing`; the newest request's value applies. */
   capacity: number;
+  /**
+   * Names this request: its grant carries it back, and the build takes only the grant of its
+   * latest request (a grant of a request it has since withdrawn, after a reset, is stale).
+   */
+  token?: string;
 }
 
 export const requestSlotSignal = defineSignal<[SlotRequest]>('requestInitSlot');
 export const releaseSlotSignal = defineSignal<[string]>('releaseInitSlot');
-/** Sent by the coordinator to a build workflow. */
-export const slotGrantedSignal = defineSignal('initSlotGranted');
+/** Sent by the coordinator to a build workflow, with the token of the request it grants. */
+export const slotGrantedSignal = defineSignal<[token?: string]>('initSlotGranted');
 
 export interface InitSlots {
   capacity: number;
   holders: string[];
   waiting: string[];
+  /** The token of each holder's and waiting build's request (absent: requests without one). */
+  tokens?: Record<string, string>;
 }
 export const initSlotsQuery = defineQuery<InitSlots>('initSlots');
 

@@ -34,12 +34,20 @@ const RECLAIM_INTERVAL = '1 minute';
 const MAX_HISTORY_EVENTS = 500;
 
 export async function initSlotsWorkflow(initial: InitSlots): Promise<void> {
-  const slots: InitSlots = { ...initial, holders: [...initial.holders], waiting: [...initial.waiting] };
+  const slots: InitSlots = {
+    ...initial,
+    holders: [...initial.holders],
+    waiting: [...initial.waiting],
+    tokens: { ...initial.tokens },
+  };
+  const tokens = slots.tokens!;
   /** Holders asking again (a retried request): they are told again, not queued twice. */
   const regrant = new Set<string>();
 
-  setHandler(requestSlotSignal, ({ workflowId, capacity }) => {
+  setHandler(requestSlotSignal, ({ workflowId, capacity, token }) => {
     slots.capacity = capacity;
+    if (token === undefined) delete tokens[workflowId];
+    else tokens[workflowId] = token;
     if (slots.holders.includes(workflowId)) regrant.add(workflowId);
     else if (!slots.waiting.includes(workflowId)) slots.waiting.push(workflowId);
   });
@@ -47,6 +55,7 @@ export async function initSlotsWorkflow(initial: InitSlots): Promise<void> {
     slots.holders = slots.holders.filter((id) => id !== workflowId);
     slots.waiting = slots.waiting.filter((id) => id !== workflowId);
     regrant.delete(workflowId);
+    delete tokens[workflowId];
   });
   setHandler(initSlotsQuery, () => slots);
 
@@ -67,6 +76,7 @@ export async function initSlotsWorkflow(initial: InitSlots): Promise<void> {
       if (ended.size) log.warn('reclaiming init slots of ended builds', { workflowIds: [...ended] });
       slots.holders = slots.holders.filter((id) => !ended.has(id));
       slots.waiting = slots.waiting.filter((id) => !ended.has(id));
+      for (const id of ended) delete tokens[id];
     }
     const info = workflowInfo();
     if (info.continueAsNewSuggested || info.historyLength > MAX_HISTORY_EVENTS) {
@@ -76,11 +86,12 @@ export async function initSlotsWorkflow(initial: InitSlots): Promise<void> {
 
   async function grant(workflowId: string): Promise<void> {
     try {
-      await getExternalWorkflowHandle(workflowId).signal(slotGrantedSignal);
+      await getExternalWorkflowHandle(workflowId).signal(slotGrantedSignal, tokens[workflowId]);
     } catch (error) {
       // The build is gone: its slot goes to the next in line.
       log.warn('init slot holder is gone', { workflowId, error: String(error) });
       slots.holders = slots.holders.filter((id) => id !== workflowId);
+      delete tokens[workflowId];
     }
   }
 }
