@@ -34,9 +34,9 @@ import {
   commandSignals,
   commandUpdate,
   forceUndeploySignal,
+  type BuildWorkflow,
   type LifecycleSettings,
 } from '../workflows/definitions';
-import type { buildWorkflow } from '../workflows';
 
 // How the API (and tests) drive build workflows: always through Temporal, never Kubernetes.
 
@@ -94,7 +94,7 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
     logger.warn({ commit, reason: (error as Error).message }, 'build refused');
     throw error;
   }
-  await client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
+  await client.workflow.start<BuildWorkflow>('buildWorkflow', {
     workflowId: buildWorkflowId(build.name),
     taskQueue: config.taskQueue,
     args: [{ build, settings: lifecycleSettings(config), repo }],

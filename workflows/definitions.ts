@@ -82,6 +82,9 @@ export interface BuildWorkflowInput {
   };
 }
 
+/** The build workflow's signature, so that the API starts it without importing workflow code. */
+export type BuildWorkflow = (input: BuildWorkflowInput) => Promise<void>;
+
 // The init-slots coordinator (workflows/init-slots.ts): a global semaphore of init slots.
 
 /** One coordinator per task queue, so that deployments sharing a Temporal namespace stay apart. */
