@@ -1,5 +1,5 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -21,7 +21,7 @@ import type { evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startControlPlane } from './control-plane';
 import { binary } from './paths';
-import { freePort } from './processes';
+import { freePort, spawnService } from './processes';
 import { startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer } from './temporal-dev';
 
@@ -152,18 +152,14 @@ async function main(): Promise<void> {
   await core.createNamespace({ body: { metadata: { name: 'bench' } } });
 
   // The service as deployed: a worker process and an API process.
-  const root = path.resolve(__dirname, '..');
   const apiPort = await freePort();
   const children: ChildProcess[] = [];
   const startProcess = (name: string, entry: string) => {
-    const log = createWriteStream(path.join(workDir, `${name}.log`));
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry)], {
-      cwd: root,
-      env: { ...process.env, ...env, PORT: String(apiPort) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
+    const child = spawnService(
+      entry,
+      { ...process.env, ...env, PORT: String(apiPort) },
+      { logFile: path.join(workDir, `${name}.log`) },
+    );
     children.push(child);
     return child;
   };
