@@ -5,6 +5,7 @@ import { buildCluster, type BuildCluster } from '../activities/kubernetes';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import { WORKFLOW_BUNDLE_PATH, workflowsPath } from './bundle';
+import { heartbeatWhileRunning } from './heartbeats';
 
 /** Kubernetes access from `KUBECONFIG`, the default kubeconfig, or the in-cluster service account. */
 /**
@@ -43,6 +44,7 @@ export async function createWorker(
     taskQueue: config.taskQueue,
     ...(prebuilt ? { workflowBundle: { codePath: WORKFLOW_BUNDLE_PATH } } : { workflowsPath }),
     activities: createActivities(config, cluster),
+    interceptors: { activity: [heartbeatWhileRunning] },
     ...WORKER_TUNING,
   });
 }

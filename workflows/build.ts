@@ -7,6 +7,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -37,7 +38,18 @@ import { initSlotsWorkflowId, releaseSlotSignal, slotGrantedSignal } from './ini
 // cluster shows its pending activity and last failure in the Temporal Web UI.
 const retry = { initialInterval: '1 second', maximumInterval: '1 minute' };
 
-const activities = proxyActivities<BuildActivities>({ startToCloseTimeout: '2 minutes', retry });
+const activitiesV1 = proxyActivities<BuildActivities>({ startToCloseTimeout: '2 minutes', retry });
+
+/**
+ * The same, heartbeated by the worker while they run (worker/heartbeats.ts), so that those a
+ * killed worker held are retried within seconds, not after the 2 minutes: with the worker killed
+ * every 20 s (`npm run chaos`), builds otherwise made no progress at all.
+ */
+const heartbeatedActivities = proxyActivities<BuildActivities>({
+  startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: '15 seconds',
+  retry,
+});
 
 /** Watches last as long as what they wait for; heartbeats tell a dead worker from a long wait. */
 const watches = proxyActivities<BuildActivities>({
@@ -54,6 +66,7 @@ const MAX_HISTORY_EVENTS = 2_000;
 const CLEANUP_RETRY_MAX_SECONDS = 3_600;
 
 export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
+  const activities = patched('activity-heartbeats') ? heartbeatedActivities : activitiesV1;
   const { build, settings } = input;
   const state: BuildState = input.resume?.state ?? {
     ...build,
