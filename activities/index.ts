@@ -7,7 +7,7 @@ import { createCoordinationActivities } from './coordination';
 import { GitHub, type CommitStatusState } from './github';
 import { GitHubDeployments } from './github-deployments';
 import { KubefilesError, renderKubefiles } from './kubefiles';
-import type { BuildCluster, WatchOptions } from './kubernetes';
+import { INIT_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from './kubernetes';
 
 // Activities are thin: each turns one workflow step into calls on the Kubernetes module,
 // and classifies failures (bad input or kubefiles are not retried; everything else is).
@@ -42,10 +42,16 @@ export function transitionActivities(
       await steps.reportCommitStatus(build, 'pending', 'deployed, waiting to initialize');
     },
 
-    /** Step 3, holding a slot: a fresh init Job, `init-status=started`. */
+    /**
+     * Step 3, holding a slot: a fresh init Job, `init-status=started`. A retry of the same
+     * activity (its worker died after creating the Job) keeps the Job it created, marked with
+     * the attempt: deleting it would start the initialization over (found by `npm run chaos`).
+     */
     async startInitJob(build: BuildRef): Promise<void> {
-      await steps.deleteJobs(build.name, 'initialize');
-      await steps.applyKubefiles(build, 'initialize');
+      const { workflowExecution, activityId } = Context.current().info;
+      const attempt = `${workflowExecution?.runId}.${activityId}`;
+      await steps.deleteJobs(build.name, 'initialize', attempt);
+      await steps.applyKubefiles(build, 'initialize', attempt);
       await steps.setInitStatus(build.name, 'started');
       await steps.reportCommitStatus(build, 'pending', 'initializing');
     },
@@ -100,9 +106,13 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
       if (config.githubDeployments) await deployments.report(build, 'inactive', 'undeployed');
     },
 
-    async applyKubefiles(build: BuildRef, mode: KubefilesMode): Promise<void> {
+    /** `initAttempt` marks the Jobs (see `startInitJob`). */
+    async applyKubefiles(build: BuildRef, mode: KubefilesMode, initAttempt?: string): Promise<void> {
       try {
-        await cluster.apply(await rendered(build, mode));
+        const objects = await rendered(build, mode);
+        await cluster.apply(
+          initAttempt === undefined ? objects : objects.map((o) => markAttempt(o, initAttempt)),
+        );
       } catch (error) {
         throw nonRetryableIfPermanent(error);
       }
@@ -116,8 +126,9 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
       await cluster.setInitStatus(name, status);
     },
 
-    async deleteJobs(name: string, kind: JobKind): Promise<void> {
-      await cluster.deleteJobs(name, kind);
+    /** Except the Jobs marked with `keepAttempt` (see `startInitJob`). */
+    async deleteJobs(name: string, kind: JobKind, keepAttempt?: string): Promise<void> {
+      await cluster.deleteJobs(name, kind, keepAttempt);
     },
 
     /** Best effort: a build whose log cannot be kept still fails with its reason. */
@@ -186,6 +197,13 @@ async function withHeartbeats<T>(watch: (options: WatchOptions) => Promise<T>): 
   } finally {
     clearInterval(timer);
   }
+}
+
+/** A copy of a Job marked with the init attempt that created it; other objects as they are. */
+function markAttempt(object: KubernetesObject, attempt: string): KubernetesObject {
+  if (object.kind !== 'Job') return object;
+  const annotations = { ...object.metadata?.annotations, [INIT_ATTEMPT_ANNOTATION]: attempt };
+  return { ...object, metadata: { ...object.metadata, annotations } };
 }
 
 function nonRetryableIfPermanent(error: unknown): unknown {

@@ -24,6 +24,9 @@ const podTime = (pod: { metadata?: { creationTimestamp?: Date } }) =>
   new Date(pod.metadata?.creationTimestamp ?? 0).getTime();
 
 /** What the orchestrator deletes when a build goes: every kind the kubefiles contract produces. */
+/** On an init Job: the activity attempt that created it (`startInitJob`). */
+export const INIT_ATTEMPT_ANNOTATION = 'runboat/init-attempt';
+
 export const BUILD_OBJECT_KINDS = [
   { apiVersion: 'apps/v1', kind: 'Deployment' },
   { apiVersion: 'batch/v1', kind: 'Job' },
@@ -95,9 +98,18 @@ export class BuildCluster {
     await this.patchDeployment(build, false, { 'runboat/init-status': status });
   }
 
-  /** Deletes the build's jobs of one kind (and, through the garbage collector, their pods). */
-  async deleteJobs(build: string, kind: JobKind): Promise<void> {
-    await this.deleteAll('batch/v1', 'Job', `runboat/build=${build},runboat/job-kind=${kind}`);
+  /**
+   * Deletes the build's jobs of one kind (and, through the garbage collector, their pods), but
+   * those marked with the init attempt `keepAttempt`.
+   */
+  async deleteJobs(build: string, kind: JobKind, keepAttempt?: string): Promise<void> {
+    await this.deleteAll(
+      'batch/v1',
+      'Job',
+      `runboat/build=${build},runboat/job-kind=${kind}`,
+      (job) =>
+        keepAttempt === undefined || job.metadata?.annotations?.[INIT_ATTEMPT_ANNOTATION] !== keepAttempt,
+    );
   }
 
   /** Deletes every object labelled with the build; returns how many were still there. */
@@ -223,8 +235,13 @@ export class BuildCluster {
     );
   }
 
-  private async deleteAll(apiVersion: string, kind: string, labelSelector: string): Promise<number> {
-    const { items } = await this.list(apiVersion, kind, labelSelector);
+  private async deleteAll(
+    apiVersion: string,
+    kind: string,
+    labelSelector: string,
+    select: (item: KubernetesObject) => boolean = () => true,
+  ): Promise<number> {
+    const items = (await this.list(apiVersion, kind, labelSelector)).items.filter(select);
     for (const item of items) {
       try {
         await this.objects.delete(
