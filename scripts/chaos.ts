@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { setMaxListeners } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -150,6 +151,8 @@ async function main(): Promise<void> {
   const elapsed = () => `${Math.round((Date.now() - started) / 1000)} s`;
   const lives: Life[] = Array.from({ length: BUILDS }, (_, index) => ({ index, stage: 'webhook' }));
   const abortLives = new AbortController();
+  // Every waiting life listens on it.
+  setMaxListeners(BUILDS + 10, abortLives.signal);
   const failures: string[] = [];
   const allLives = Promise.all(
     lives.map((life) =>
@@ -236,6 +239,8 @@ async function main(): Promise<void> {
   const doubleInits = observer.doubleInits();
   const initJobs = [...observer.uids.values()].reduce((sum, uids) => sum + uids.size, 0);
 
+  // Before they are stopped, whose exits are ours.
+  const ownExits = { ...exitsOnTheirOwn };
   ending = true;
   driver.stop();
   await observer.stop();
@@ -290,8 +295,8 @@ async function main(): Promise<void> {
   );
   console.log('| check | value | |\n| --- | --- | --- |');
   for (const [what, value, pass] of checks) console.log(`| ${what} | ${value} | ${ok(pass)} |`);
-  console.log(`| worker SIGKILLs / exits on its own | ${kills} / ${exitsOnTheirOwn.worker} | |`);
-  console.log(`| API exits on its own | ${exitsOnTheirOwn.api} | |`);
+  console.log(`| worker SIGKILLs / exits on its own | ${kills} / ${ownExits.worker} | |`);
+  console.log(`| API exits on its own | ${ownExits.api} | |`);
   console.log(
     `| kube-apiserver restarts (ms) / Temporal restarts (ms) | ${restartMs['kube-apiserver'].join(', ')} / ${restartMs.temporal.join(', ')} | |`,
   );
