@@ -16,7 +16,7 @@ import { createCoordinationActivities } from './coordination';
 import { GitHub, type CommitStatusState } from './github';
 import { GitHubDeployments } from './github-deployments';
 import { KubefilesError, renderKubefiles } from './kubefiles';
-import type { BuildCluster, WatchOptions } from './kubernetes';
+import { INIT_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from './kubernetes';
 
 // Activities are thin: each turns one workflow step into calls on the Kubernetes module,
 // and classifies failures (bad input or kubefiles are not retried; everything else is).
@@ -51,10 +51,16 @@ export function transitionActivities(
       await steps.reportCommitStatus(build, 'pending', 'deployed, waiting to initialize');
     },
 
-    /** Step 3, holding a slot: a fresh init Job, `init-status=started`. */
+    /**
+     * Step 3, holding a slot: a fresh init Job, `init-status=started`. A retry of the same
+     * activity (its worker died after creating the Job) keeps the Job it created, marked with
+     * the attempt: deleting it would start the initialization over (found by `npm run chaos`).
+     */
     async startInitJob(build: BuildRef, repo?: BuildRepoSettings): Promise<void> {
-      await steps.deleteJobs(build.name, 'initialize');
-      await steps.applyKubefiles(build, 'initialize', repo);
+      const { workflowExecution, activityId } = Context.current().info;
+      const initAttempt = `${workflowExecution?.runId}.${activityId}`;
+      await steps.deleteJobs(build.name, 'initialize', initAttempt);
+      await steps.applyKubefiles(build, 'initialize', repo, { initAttempt });
       await steps.setInitStatus(build.name, 'started');
       await steps.reportCommitStatus(build, 'pending', 'initializing');
     },
@@ -64,7 +70,7 @@ export function transitionActivities(
       await steps.setInitStatus(build.name, 'succeeded');
       await steps.applyKubefiles(build, 'stop', repo);
       await steps.reportCommitStatus(build, 'success', 'ready');
-      await steps.applyKubefiles(build, 'start', repo, 'stop');
+      await steps.applyKubefiles(build, 'start', repo, { after: 'stop' });
       await steps.scaleBuild(build.name, 1, scaledAt);
     },
 
@@ -135,15 +141,15 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
 
     /**
      * Applies the objects of `mode`, rendered with `repo`, the settings the build was created
-     * with (absent for builds of release v1). With `after`, the mode the same activity applied
-     * just before, only those that differ from its objects (runboat's `start` and `stop` modes
-     * are mostly the same objects).
+     * with (absent for builds of release v1). `after`: the mode the same activity applied just
+     * before; only the objects that differ from its objects are applied (runboat's `start` and
+     * `stop` modes are mostly the same objects). `initAttempt` marks the Jobs (`startInitJob`).
      */
     async applyKubefiles(
       build: BuildRef,
       mode: KubefilesMode,
       repo?: BuildRepoSettings,
-      after?: KubefilesMode,
+      { after, initAttempt }: { after?: KubefilesMode; initAttempt?: string } = {},
     ): Promise<void> {
       try {
         let objects = await rendered(build, mode, repo);
@@ -153,6 +159,7 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
           );
           objects = objects.filter((object) => !applied.has(JSON.stringify(object)));
         }
+        if (initAttempt !== undefined) objects = objects.map((object) => markAttempt(object, initAttempt));
         if (objects.length) await cluster.apply(objects);
       } catch (error) {
         throw nonRetryableIfPermanent(error);
@@ -167,8 +174,9 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
       await cluster.setInitStatus(name, status);
     },
 
-    async deleteJobs(name: string, kind: JobKind): Promise<void> {
-      await cluster.deleteJobs(name, kind);
+    /** Except the Jobs marked with `keepAttempt` (see `startInitJob`). */
+    async deleteJobs(name: string, kind: JobKind, keepAttempt?: string): Promise<void> {
+      await cluster.deleteJobs(name, kind, keepAttempt);
     },
 
     /** Best effort: a build whose log cannot be kept still fails with its reason. */
@@ -245,6 +253,13 @@ async function withHeartbeats<T>(watch: (options: WatchOptions) => Promise<T>): 
   } finally {
     clearInterval(timer);
   }
+}
+
+/** A copy of a Job marked with the init attempt that created it; other objects as they are. */
+function markAttempt(object: KubernetesObject, attempt: string): KubernetesObject {
+  if (object.kind !== 'Job') return object;
+  const annotations = { ...object.metadata?.annotations, [INIT_ATTEMPT_ANNOTATION]: attempt };
+  return { ...object, metadata: { ...object.metadata, annotations } };
 }
 
 function nonRetryableIfPermanent(error: unknown): unknown {

@@ -27,6 +27,9 @@ const MAX_LOG_BYTES = 512 * 1024;
 const podTime = (pod: { metadata?: { creationTimestamp?: Date } }) =>
   new Date(pod.metadata?.creationTimestamp ?? 0).getTime();
 
+/** On an init Job: the activity attempt that created it (`startInitJob`). */
+export const INIT_ATTEMPT_ANNOTATION = 'runboat/init-attempt';
+
 /**
  * The kinds the kubefiles contract produces, deleted first and in this order when a build goes
  * (its workload before what the workload uses); every other kind follows (`objectKinds`).
@@ -167,9 +170,18 @@ export class BuildCluster {
     await this.patchDeployment(build, false, { 'runboat/init-status': status });
   }
 
-  /** Deletes the build's jobs of one kind (and, through the garbage collector, their pods). */
-  async deleteJobs(build: string, kind: JobKind): Promise<void> {
-    await this.deleteAll('batch/v1', 'Job', `runboat/build=${build},runboat/job-kind=${kind}`);
+  /**
+   * Deletes the build's jobs of one kind (and, through the garbage collector, their pods), but
+   * those marked with the init attempt `keepAttempt`.
+   */
+  async deleteJobs(build: string, kind: JobKind, keepAttempt?: string): Promise<void> {
+    await this.deleteAll(
+      'batch/v1',
+      'Job',
+      `runboat/build=${build},runboat/job-kind=${kind}`,
+      (job) =>
+        keepAttempt === undefined || job.metadata?.annotations?.[INIT_ATTEMPT_ANNOTATION] !== keepAttempt,
+    );
   }
 
   /**
@@ -427,8 +439,13 @@ export class BuildCluster {
     );
   }
 
-  private async deleteAll(apiVersion: string, kind: string, labelSelector: string): Promise<number> {
-    const { items } = await this.list(apiVersion, kind, labelSelector);
+  private async deleteAll(
+    apiVersion: string,
+    kind: string,
+    labelSelector: string,
+    select: (item: KubernetesObject) => boolean = () => true,
+  ): Promise<number> {
+    const items = (await this.list(apiVersion, kind, labelSelector)).items.filter(select);
     for (const item of items) {
       try {
         await this.objects.delete(

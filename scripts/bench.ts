@@ -1,5 +1,5 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,7 +25,7 @@ import type { buildWorkflow, evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startControlPlane } from './control-plane';
 import { binary } from './paths';
-import { freePort } from './processes';
+import { freePort, spawnService } from './processes';
 import { startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer } from './temporal-dev';
 import { startTemporalPostgres } from './temporal-postgres';
@@ -202,18 +202,14 @@ async function main(): Promise<void> {
   await core.createNamespace({ body: { metadata: { name: 'bench' } } });
 
   // The service as deployed: a worker process and an API process.
-  const root = path.resolve(__dirname, '..');
   const apiPort = await freePort();
   const children: ChildProcess[] = [];
   const startProcess = (name: string, entry: string) => {
-    const log = createWriteStream(path.join(workDir, `${name}.log`));
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry)], {
-      cwd: root,
-      env: { ...process.env, ...env, PORT: String(apiPort) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
+    const child = spawnService(
+      entry,
+      { ...process.env, ...env, PORT: String(apiPort) },
+      { logFile: path.join(workDir, `${name}.log`) },
+    );
     children.push(child);
     return child;
   };

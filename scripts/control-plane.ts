@@ -18,6 +18,12 @@ export interface ControlPlane {
   daemons: Daemon[];
   /** etcd's data folder, whose size the benchmark reports. */
   etcdDataDir: string;
+  /**
+   * Kills kube-apiserver (SIGKILL, a crash) and starts it again on the same port, certificates
+   * and tokens, so that every client's kubeconfig still holds: `npm run chaos` checks that the
+   * service and the controllers come back by themselves.
+   */
+  restartApiServer(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -29,7 +35,7 @@ export async function startControlPlane(workDir: string): Promise<ControlPlane> 
   };
   try {
     const etcdUrl = await startEtcd(workDir, daemons);
-    const { server, token, caData } = await startApiServer(workDir, etcdUrl, daemons);
+    const { server, token, caData, restart } = await startApiServer(workDir, etcdUrl, daemons);
     const kubeconfigPath = path.join(workDir, 'kubeconfig');
     writeFileSync(kubeconfigPath, kubeconfig(server, token, caData), { mode: 0o600 });
     return {
@@ -38,6 +44,7 @@ export async function startControlPlane(workDir: string): Promise<ControlPlane> 
       pkiDir: path.join(workDir, 'pki'),
       daemons,
       etcdDataDir: path.join(workDir, 'etcd-data'),
+      restartApiServer: restart,
       stop,
     };
   } catch (error) {
@@ -89,37 +96,44 @@ async function startApiServer(workDir: string, etcdUrl: string, daemons: Daemon[
   const token = randomBytes(24).toString('hex');
   writeFileSync(path.join(certDir, 'tokens.csv'), `${token},admin,admin,"system:masters"\n`, { mode: 0o600 });
   const logFile = path.join(workDir, 'kube-apiserver.log');
-  const apiserver = startDaemon(
-    'kube-apiserver',
-    binary('kube-apiserver'),
-    [
-      `--etcd-servers=${etcdUrl}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
-      `--secure-port=${port}`,
-      // With no serving cert given, kube-apiserver generates a self-signed one in --cert-dir.
-      `--cert-dir=${certDir}`,
-      `--token-auth-file=${path.join(certDir, 'tokens.csv')}`,
-      '--authorization-mode=RBAC',
-      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
-      `--service-account-key-file=${path.join(certDir, 'sa.pub')}`,
-      `--service-account-signing-key-file=${path.join(certDir, 'sa.key')}`,
-      '--service-cluster-ip-range=10.96.0.0/16',
-      // No controller-manager runs here to create service accounts' tokens or to lift the
-      // pvc-protection finalizer, so the admission plugins that rely on it are off.
-      '--disable-admission-plugins=ServiceAccount,StorageObjectInUseProtection',
-    ],
-    logFile,
-  );
-  daemons.push(apiserver);
   const server = `https://127.0.0.1:${port}`;
-  await waitUntil('kube-apiserver /readyz', () => httpsOk(`${server}/readyz`, token), {
-    timeoutMs: 90_000,
-    daemon: apiserver,
-    logFile,
-  });
+  const args = [
+    `--etcd-servers=${etcdUrl}`,
+    '--bind-address=127.0.0.1',
+    '--advertise-address=127.0.0.1',
+    `--secure-port=${port}`,
+    // With no serving cert given, kube-apiserver generates a self-signed one in --cert-dir
+    // (and keeps it there: a restart serves the same one).
+    `--cert-dir=${certDir}`,
+    `--token-auth-file=${path.join(certDir, 'tokens.csv')}`,
+    '--authorization-mode=RBAC',
+    '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+    `--service-account-key-file=${path.join(certDir, 'sa.pub')}`,
+    `--service-account-signing-key-file=${path.join(certDir, 'sa.key')}`,
+    '--service-cluster-ip-range=10.96.0.0/16',
+    // No controller-manager runs here to create service accounts' tokens or to lift the
+    // pvc-protection finalizer, so the admission plugins that rely on it are off.
+    '--disable-admission-plugins=ServiceAccount,StorageObjectInUseProtection',
+  ];
+  const launch = async (): Promise<Daemon> => {
+    const apiserver = startDaemon('kube-apiserver', binary('kube-apiserver'), args, logFile);
+    daemons.push(apiserver);
+    await waitUntil('kube-apiserver /readyz', () => httpsOk(`${server}/readyz`, token), {
+      timeoutMs: 90_000,
+      daemon: apiserver,
+      logFile,
+    });
+    return apiserver;
+  };
+  let apiserver = await launch();
+  const restart = async () => {
+    apiserver.process.kill('SIGKILL');
+    await apiserver.stop();
+    daemons.splice(daemons.indexOf(apiserver), 1);
+    apiserver = await launch();
+  };
   const caData = readFileSync(path.join(certDir, 'apiserver.crt')).toString('base64');
-  return { server, token, caData };
+  return { server, token, caData, restart };
 }
 
 function httpsOk(url: string, token: string): Promise<boolean> {

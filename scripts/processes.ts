@@ -1,6 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { logger } from '../common/logger';
 
@@ -29,6 +30,42 @@ export function canConnect(port: number): Promise<boolean> {
       resolve(false);
     });
   });
+}
+
+/**
+ * One of the service's own processes (`worker/main.ts`, `api/main.ts`) under tsx, as it is
+ * deployed: a process of its own, to measure, kill or scale out. Its output goes to `logFile`
+ * and, line by line, to `onLine`; nowhere if neither is given.
+ */
+export function spawnService(
+  main: string,
+  env: NodeJS.ProcessEnv,
+  output: { logFile?: string; onLine?: (line: string) => void } = {},
+): ChildProcess {
+  const root = path.resolve(__dirname, '..');
+  const piped = output.logFile !== undefined || output.onLine !== undefined;
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, main)], {
+    cwd: root,
+    env,
+    stdio: piped ? ['ignore', 'pipe', 'pipe'] : 'ignore',
+  });
+  if (output.logFile) {
+    const log = createWriteStream(output.logFile, { flags: 'a' });
+    child.stdout?.pipe(log);
+    child.stderr?.pipe(log);
+  }
+  const { onLine } = output;
+  if (onLine) {
+    for (const stream of [child.stdout, child.stderr]) {
+      let buffered = '';
+      stream?.setEncoding('utf8').on('data', (chunk: string) => {
+        const lines = (buffered + chunk).split('\n');
+        buffered = lines.pop() ?? '';
+        for (const line of lines) onLine(line);
+      });
+    }
+  }
+  return child;
 }
 
 export interface Daemon {

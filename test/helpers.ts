@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, type V1Job } from '@kubernetes/client-node';
@@ -11,7 +11,7 @@ import { getBuildState } from '../api/build-client';
 import { loadConfig, type Config } from '../common/config';
 import type { BuildStatus } from '../common/types';
 import { binary } from '../scripts/paths';
-import { freePort } from '../scripts/processes';
+import { freePort, spawnService } from '../scripts/processes';
 import { createWorker } from '../worker/worker';
 
 export const SHA = (char: string) => char.repeat(40);
@@ -68,6 +68,7 @@ export class TestCluster {
   readonly batch = this.kc.makeApiClient(BatchV1Api);
   readonly builds: BuildCluster;
   private controller?: NodeJS.Timeout;
+  private jobController?: NodeJS.Timeout;
 
   constructor(readonly namespace: string) {
     this.builds = new BuildCluster(this.kc, namespace);
@@ -96,6 +97,10 @@ export class TestCluster {
       const jobs = await this.jobs(build, kind);
       return jobs.length ? jobs : undefined;
     });
+    await this.completeJob(job, succeeded);
+  }
+
+  private async completeJob(job: V1Job, succeeded: boolean): Promise<void> {
     const now = new Date();
     const condition = (type: string, reason: string) => ({
       type,
@@ -130,6 +135,18 @@ export class TestCluster {
     });
   }
 
+  /** Plays the Job controller for every job: each that `admit` lets through succeeds. */
+  playJobController(admit: (job: V1Job) => boolean = () => true): void {
+    const sync = async () => {
+      const { items } = await this.batch.listNamespacedJob({ namespace: this.namespace });
+      for (const job of items) {
+        if (job.status?.conditions?.length || job.metadata?.deletionTimestamp || !admit(job)) continue;
+        await this.completeJob(job, true).catch(() => undefined);
+      }
+    };
+    this.jobController = setInterval(() => void sync().catch(() => undefined), 100);
+  }
+
   /** Plays the Deployment controller: ready replicas follow the desired count. */
   playDeploymentController(): void {
     const sync = async () => {
@@ -151,6 +168,7 @@ export class TestCluster {
 
   stopControllers(): void {
     clearInterval(this.controller);
+    clearInterval(this.jobController);
   }
 }
 
@@ -299,10 +317,9 @@ export function spawnServiceProcess(
   env: Record<string, string> = {},
   output?: (line: string) => void,
 ): ChildProcess {
-  const root = path.resolve(__dirname, '..');
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, main)], {
-    cwd: root,
-    env: {
+  return spawnService(
+    main,
+    {
       ...process.env,
       KUBECONFIG: inject('kubeconfig'),
       TEMPORAL_ADDRESS: config.temporalAddress,
@@ -317,17 +334,6 @@ export function spawnServiceProcess(
       LOG_LEVEL: 'warn',
       ...env,
     },
-    stdio: output ? ['ignore', 'pipe', 'pipe'] : 'ignore',
-  });
-  if (output) {
-    for (const stream of [child.stdout, child.stderr]) {
-      let buffered = '';
-      stream?.setEncoding('utf8').on('data', (chunk: string) => {
-        const lines = (buffered + chunk).split('\n');
-        buffered = lines.pop() ?? '';
-        for (const line of lines) output(line);
-      });
-    }
-  }
-  return child;
+    { onLine: output },
+  );
 }

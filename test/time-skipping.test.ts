@@ -358,10 +358,13 @@ it('re-runs initialization when a failed build is started', async () => {
     await handle.signal(startSignal);
     const started = await untilStatus(handle, 'started');
     expect(started).toMatchObject({ init_status: 'succeeded', last_error: null });
-    expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'initialize')).toEqual([
-      [build, 'initialize', repo],
-      [build, 'initialize', repo],
+    const initApplies = activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'initialize');
+    expect(initApplies).toEqual([
+      [build, 'initialize', repo, { initAttempt: expect.any(String) }],
+      [build, 'initialize', repo, { initAttempt: expect.any(String) }],
     ]);
+    // Each init is an attempt of its own: the second one's delete spares nothing of the first.
+    expect(initApplies[0][3]).not.toEqual(initApplies[1][3]);
     expect(activities.waitForJob.mock.calls).toEqual([
       [build.name, 'initialize'],
       [build.name, 'initialize'],

@@ -5,6 +5,7 @@ import { buildCluster, type BuildCluster } from '../activities/kubernetes';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import { WORKFLOW_BUNDLE_PATH, workflowsPath } from './bundle';
+import { heartbeatWhileRunning } from './heartbeats';
 
 /** Kubernetes access from `KUBECONFIG`, the default kubeconfig, or the in-cluster service account. */
 /**
@@ -26,6 +27,10 @@ export const WORKER_TUNING = {
   maxConcurrentLocalActivityExecutions: 50,
   // A worker that went away hands its builds' tasks back to the shared queue after 5 s, not 10.
   stickyQueueScheduleToStartTimeout: '5 seconds',
+  // Heartbeats go out at most every 3 s, not every 0.8 × the heartbeat timeout (12 s of the
+  // build's 15): a loaded worker that sent one late missed the timeout, and its activity was
+  // retried elsewhere while it still ran (`npm run chaos`: no deploy ever completed).
+  maxHeartbeatThrottleInterval: '3 seconds',
 } as const;
 
 export async function createWorker(
@@ -43,6 +48,7 @@ export async function createWorker(
     taskQueue: config.taskQueue,
     ...(prebuilt ? { workflowBundle: { codePath: WORKFLOW_BUNDLE_PATH } } : { workflowsPath }),
     activities: createActivities(config, cluster),
+    interceptors: { activity: [heartbeatWhileRunning] },
     ...WORKER_TUNING,
   });
 }

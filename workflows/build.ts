@@ -40,8 +40,18 @@ import { recordVisits, untilReadyOrIdle } from './idle-stop';
 // cluster shows its pending activity and last failure in the Temporal Web UI.
 const retry = { initialInterval: '1 second', maximumInterval: '1 minute' };
 
-/** Short steps (Kubernetes, GitHub), each retried until it succeeds; undeploy runs only these. */
-const steps = proxyActivities<BuildActivities>({ startToCloseTimeout: '2 minutes', retry });
+/**
+ * Short steps (Kubernetes, GitHub), each retried until it succeeds; undeploy runs only these.
+ * Heartbeated by the worker while they run (worker/heartbeats.ts), so that those a killed worker
+ * held are retried within seconds, not after the 2 minutes: with the worker killed every 20 s
+ * (`npm run chaos`), builds otherwise made no progress at all. (Activity options are not part of
+ * what a replay compares: no patch needed.)
+ */
+const steps = proxyActivities<BuildActivities>({
+  startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: '15 seconds',
+  retry,
+});
 
 /** Watches last as long as what they wait for; heartbeats tell a dead worker from a long wait. */
 const watches = proxyActivities<BuildActivities>({
