@@ -1,5 +1,5 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -21,7 +21,7 @@ import type { evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startControlPlane } from './control-plane';
 import { binary } from './paths';
-import { freePort } from './processes';
+import { startServiceProcesses } from './service';
 import { startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer } from './temporal-dev';
 
@@ -152,42 +152,18 @@ async function main(): Promise<void> {
   await core.createNamespace({ body: { metadata: { name: 'bench' } } });
 
   // The service as deployed: a worker process and an API process.
-  const root = path.resolve(__dirname, '..');
-  const apiPort = await freePort();
-  const children: ChildProcess[] = [];
-  const startProcess = (name: string, entry: string) => {
-    const log = createWriteStream(path.join(workDir, `${name}.log`));
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, entry)], {
-      cwd: root,
-      env: { ...process.env, ...env, PORT: String(apiPort) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout?.pipe(log);
-    child.stderr?.pipe(log);
-    children.push(child);
-    return child;
-  };
-  const worker = startProcess('worker', 'worker/main.ts');
-  const apiProcess = startProcess('api', 'api/main.ts');
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
   const connection = await Connection.connect({ address: temporal.address });
   const client = new Client({ connection });
-  // Measure builds, not start-up: wait until the worker polls and the API is ready.
-  for (;;) {
-    const { pollers } = await connection.workflowService.describeTaskQueue({
-      namespace: 'default',
-      taskQueue: { name: 'bench' },
-      taskQueueType: temporalProto.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-    });
-    const apiReady = await fetch(`${apiUrl}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (pollers?.length && apiReady) break;
-    if (worker.exitCode !== null || apiProcess.exitCode !== null)
-      throw new Error(`the worker or the API exited; see ${workDir}`);
-    await sleep(200);
-  }
+  const {
+    worker,
+    api: apiProcess,
+    apiUrl,
+    stop: stopService,
+  } = await startServiceProcesses({
+    logDir: workDir,
+    env,
+    connection,
+  });
   const service = new CpuMeter({
     worker: worker.pid as number,
     api: apiProcess.pid as number,
@@ -307,8 +283,7 @@ async function main(): Promise<void> {
 
   const finish = async () => {
     for (const w of watches) w.abort();
-    for (const child of children) child.kill('SIGTERM');
-    await Promise.all(children.map((child) => new Promise((resolve) => child.once('exit', resolve))));
+    await stopService();
     await connection.close();
     await Promise.all([temporal.stop(), cluster.stop()]);
     if (!process.env.BENCH_KEEP) rmSync(workDir, { recursive: true, force: true });
