@@ -458,7 +458,11 @@ export const REQUEST_TIMEOUT_MS = 30_000;
  * a connection of its own: when the server closes one (a body it will not read, headers too
  * large), the request that made it do so is the one that sees it.
  */
-export function send(baseUrl: string, request: HostileRequest): Promise<Outcome> {
+export function send(
+  baseUrl: string,
+  request: HostileRequest,
+  timeoutMs = REQUEST_TIMEOUT_MS,
+): Promise<Outcome> {
   const url = new URL(baseUrl);
   const started = performance.now();
   const done = (status: Outcome['status'], extra: Partial<Outcome> = {}): Outcome => ({
@@ -487,7 +491,7 @@ export function send(baseUrl: string, request: HostileRequest): Promise<Outcome>
     const deadline = setTimeout(() => {
       resolve(done('timeout'));
       outgoing.destroy();
-    }, REQUEST_TIMEOUT_MS);
+    }, timeoutMs);
     outgoing.on('close', () => clearTimeout(deadline));
     outgoing.on('error', (error) => resolve(done('reset', { excerpt: error.message })));
     outgoing.on('response', (response) => {
