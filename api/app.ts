@@ -267,7 +267,7 @@ export function createApp(deps: ApiDependencies): Api {
     await bounded(() => client.workflowService.getSystemInfo({}));
     response.json({ status: 'ready' });
   });
-  app.use(webhookRouter(config, client, metrics.observeWebhook));
+  app.use(webhookRouter(config, client, metrics.observeWebhook, bounded));
   app.use('/api/v1', api);
   app.use(uiRouter({ config, client, bounded, visits }));
   app.use('/api/v1', (_request, _response) => {
