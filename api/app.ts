@@ -215,7 +215,10 @@ export function createApp(deps: ApiDependencies): Api {
       });
       response.json(null);
     };
-  const perBuild = rateLimited(BUILD_COMMAND_RATE, (request) => String(request.params.name));
+  const perBuild = rateLimited(BUILD_COMMAND_RATE, (request) => {
+    const name = String(request.params.name);
+    return buildName.safeParse(name).success ? name : undefined;
+  });
   api.post('/builds/:name/start', perBuild, command('start'));
   api.post('/builds/:name/stop', perBuild, command('stop'));
   api.post('/builds/:name/reset', perBuild, command('reset'));

@@ -67,3 +67,21 @@ it('answers hostile requests with no 5xx but 503, and starts only the builds val
   expect(burst.filter((outcome) => outcome.status === 200).length).toBe(STREAMS);
   expect((await api.request('GET', '/healthz')).status).toBe(200);
 }, 120_000);
+
+it('counts webhooks of events GitHub does not send under one "other" label, whatever their name', async () => {
+  const { api } = stack;
+  const events = ['made-up-1', 'made-up-2', 'x'.repeat(500)];
+  for (const event of events) expect((await api.webhook(event, {}, { signature: null })).status).toBe(401);
+  const metrics = await (await api.request('GET', '/metrics')).text();
+  for (const event of events) expect(metrics).not.toContain(event);
+  expect(metrics).toMatch(/runboat_webhooks_total\{event="other",outcome="rejected"\} [1-9]/);
+});
+
+it('refuses commands to names no build can have before their rate limit, which remembers none of them', async () => {
+  const { api } = stack;
+  // More than a build's burst (10): had they taken tokens, the last would be 429s.
+  const statuses = [];
+  for (let i = 0; i < 15; i++)
+    statuses.push((await api.request('POST', '/api/v1/builds/NOT-A-NAME/start')).status);
+  expect(new Set(statuses)).toEqual(new Set([400]));
+});
