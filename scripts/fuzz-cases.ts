@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
+import type { Client } from '@temporalio/client';
 import { buildRef } from '../common/build';
 
 // The hostile requests of `npm run fuzz` and of its fast version in `npm test`: one generator,
@@ -651,4 +652,12 @@ export function outcomeTable(outcomes: Outcome[]): string {
     );
   }
   return lines.join('\n');
+}
+
+/** The ids of the build workflows of `taskQueue`, running or not: compared before and after. */
+export async function buildWorkflowIds(client: Client, taskQueue: string): Promise<Set<string>> {
+  const ids = new Set<string>();
+  const query = `WorkflowType = 'buildWorkflow' AND TaskQueue = '${taskQueue}'`;
+  for await (const workflow of client.workflow.list({ query })) ids.add(workflow.workflowId);
+  return ids;
 }

@@ -6,6 +6,7 @@ import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
 import { startControlPlane } from './control-plane';
 import {
+  buildWorkflowIds,
   hostileRequests,
   outcomeTable,
   sendAll,
@@ -67,13 +68,6 @@ function* take<T>(iterator: Iterator<T>, count: number): Generator<T> {
   }
 }
 
-async function buildWorkflowIds(client: Client): Promise<Set<string>> {
-  const ids = new Set<string>();
-  const query = `WorkflowType = 'buildWorkflow' AND TaskQueue = '${TASK_QUEUE}'`;
-  for await (const workflow of client.workflow.list({ query })) ids.add(workflow.workflowId);
-  return ids;
-}
-
 async function main(): Promise<void> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-fuzz-'));
   console.log(`fuzz: ${REQUESTS} requests, concurrency ${CONCURRENCY}, seed ${SEED}; logs in ${workDir}`);
@@ -126,7 +120,7 @@ async function main(): Promise<void> {
     const routes: RouteSpec[] = Object.entries(document.paths).flatMap(([route, methods]) =>
       Object.keys(methods).map((method) => ({ method, path: `/api/v1${route}` })),
     );
-    const before = await buildWorkflowIds(client);
+    const before = await buildWorkflowIds(client, TASK_QUEUE);
     // A short warm-up (its own seed) loads what the first requests load, then the baseline.
     await sendAll(service.apiUrl, hostileRequests(SEED + 1_000_000, 300, { ...target, routes }), CONCURRENCY);
     const rssBefore = await settledRss(apiPid);
@@ -143,7 +137,7 @@ async function main(): Promise<void> {
 
     const alive = service.api.exitCode === null && (await fetch(`${service.apiUrl}/healthz`)).ok;
     const rssAfter = await settledRss(apiPid);
-    const after = await buildWorkflowIds(client);
+    const after = await buildWorkflowIds(client, TASK_QUEUE);
     const newBuilds = [...after].filter((id) => !before.has(id)).map((id) => id.replace(/^build-/, ''));
     const found = violations(outcomes, newBuilds);
     const growth = (rssAfter - rssBefore) / rssBefore;

@@ -1,6 +1,6 @@
-import type { Client } from '@temporalio/client';
 import { expect, it } from 'vitest';
 import {
+  buildWorkflowIds,
   hostileRequests,
   sendAll,
   streamBurst,
@@ -27,13 +27,6 @@ const config = testConfig({
 });
 const stack = useStack(config);
 
-async function buildWorkflowIds(client: Client): Promise<Set<string>> {
-  const ids = new Set<string>();
-  const query = `WorkflowType = 'buildWorkflow' AND TaskQueue = '${config.taskQueue}'`;
-  for await (const workflow of client.workflow.list({ query })) ids.add(workflow.workflowId);
-  return ids;
-}
-
 const shown = (outcome: Outcome) =>
   `${outcome.status} ${outcome.request.method} ${outcome.request.path.slice(0, 100)} (${outcome.request.kind}) ${outcome.excerpt ?? ''}`;
 
@@ -46,7 +39,7 @@ it('answers hostile requests with no 5xx but 503, and starts only the builds val
     branch: '16.0',
     buildDomain: config.buildDomain,
   };
-  const before = await buildWorkflowIds(temporal.client);
+  const before = await buildWorkflowIds(temporal.client, config.taskQueue);
   const [outcomes, burst] = await Promise.all([
     sendAll(api.url, hostileRequests(SEED, REQUESTS, target), 8),
     streamBurst(api.url, STREAMS),
@@ -54,7 +47,7 @@ it('answers hostile requests with no 5xx but 503, and starts only the builds val
   // Visibility lags a start: wait for every build the valid webhooks said they started.
   const started = outcomes.flatMap((outcome) => outcome.builds ?? []);
   const after = await waitFor('the started builds listed', async () => {
-    const ids = await buildWorkflowIds(temporal.client);
+    const ids = await buildWorkflowIds(temporal.client, config.taskQueue);
     return started.every((name) => ids.has(buildWorkflowId(name))) && ids;
   });
   const newBuilds = [...after].filter((id) => !before.has(id)).map((id) => id.replace(/^build-/, ''));
