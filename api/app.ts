@@ -51,7 +51,7 @@ export function createApp(deps: ApiDependencies): Api {
   app.use(wakeHandler({ config, client, bounded, visits }));
   app.get('/metrics', metrics.serve);
   app.use(healthRouter(client, bounded));
-  app.use(webhookRouter(config, client, metrics.observeWebhook));
+  app.use(webhookRouter(config, client, metrics.observeWebhook, bounded));
   app.use('/api/v1', api);
   app.use(uiRouter({ config, client, bounded, visits }));
   app.use('/api/v1', (_request, _response) => {

@@ -1,7 +1,17 @@
-import type { Client } from '@temporalio/client';
+import {
+  defaultGrpcRetryOptions,
+  makeGrpcRetryInterceptor,
+  type Client,
+  type Connection,
+  type ConnectionOptions,
+} from '@temporalio/client';
+import { TEMPORAL_BACKOFF } from '../common/retry';
 
-/** How long any one backend call of a request may take: past it the client gets 503, not a hang. */
-export const BACKEND_TIMEOUT_MS = 10_000;
+/**
+ * How long the backend calls of one request may take together: past it the client gets 503,
+ * not a hang. Below GitHub's 10 s webhook timeout, with room for the rest of the request.
+ */
+export const BACKEND_TIMEOUT_MS = 8_000;
 
 export type Bounded = <T>(work: () => Promise<T>) => Promise<T>;
 
@@ -13,4 +23,53 @@ export type Bounded = <T>(work: () => Promise<T>) => Promise<T>;
  */
 export function boundedCalls(client: Client, timeoutMs = BACKEND_TIMEOUT_MS): Bounded {
   return (work) => client.withDeadline(Date.now() + timeoutMs, work);
+}
+
+/**
+ * Runs one step of a request's work with `ms` for it, but never past the deadline the request
+ * already has: the steps of a command (a query, then an update, then a signal) fit together in
+ * the request's budget instead of each adding its own.
+ */
+export function withinDeadline<T>(client: Client, ms: number, work: () => Promise<T>): Promise<T> {
+  // A client on another kind of connection (a test environment's) has no deadline to keep.
+  const storage = (client.connection as Partial<Connection>).callContextStorage;
+  const outer = storage?.getStore()?.deadline;
+  const own = Date.now() + ms;
+  return client.withDeadline(outer === undefined ? own : Math.min(own, new Date(outer).getTime()), work);
+}
+
+type Interceptor = NonNullable<ConnectionOptions['interceptors']>[number];
+
+/**
+ * The Temporal SDK's retries of an unavailable server, that give up when the next attempt
+ * would start past the call's deadline. The SDK's own wait up to 5 s between attempts whatever
+ * the deadline, so a request bounded to 8 s answered its 503 after up to 13 s.
+ */
+export function retriesWithinDeadline(): Interceptor {
+  const retry = defaultGrpcRetryOptions();
+  return (options, nextCall) => {
+    const deadline = options.deadline === undefined ? Infinity : new Date(options.deadline).getTime();
+    let delay = 0;
+    return makeGrpcRetryInterceptor({
+      retryableDecider: (attempt, status) => {
+        delay = retry.delayFunction(attempt, status);
+        return retry.retryableDecider(attempt, status) && Date.now() + delay < deadline;
+      },
+      delayFunction: () => delay,
+    })(options, nextCall);
+  };
+}
+
+/** How the API connects to Temporal (`api/main.ts`; tests of its deadlines connect alike). */
+export function apiConnectionOptions(address: string): ConnectionOptions {
+  return {
+    address,
+    // gRPC reconnects on its own, but by default backs off up to 2 minutes between attempts:
+    // capped here like the worker's, so that /readyz turns 200 soon after Temporal is back.
+    channelArgs: {
+      'grpc.initial_reconnect_backoff_ms': TEMPORAL_BACKOFF.initialMs,
+      'grpc.max_reconnect_backoff_ms': TEMPORAL_BACKOFF.maxMs,
+    },
+    interceptors: [retriesWithinDeadline()],
+  };
 }

@@ -9,6 +9,7 @@ import { buildRef, UnsafeCommitInfoError } from '../common/build';
 import { judgeCommand } from '../common/commands';
 import { captureRepoSettings, findRepoSettings, type Config } from '../common/config';
 import { logger } from '../common/logger';
+import { withinDeadline } from './backend';
 import { capBuildsOfRef } from './per-ref-cap';
 import {
   buildFromSearchAttributes,
@@ -157,20 +158,20 @@ export async function sendBuildCommand(
   command: BuildCommand,
 ): Promise<CommandOutcome> {
   const handle = client.workflow.getHandle(buildWorkflowId(name));
-  const snapshot = await client
-    .withDeadline(Date.now() + WORKER_WAIT_MS, () => handle.query(buildStateQuery))
-    .catch((error: unknown) => {
+  const snapshot = await withinDeadline(client, WORKER_WAIT_MS, () => handle.query(buildStateQuery)).catch(
+    (error: unknown) => {
       if (error instanceof WorkflowNotFoundError) throw error;
       // Temporal buffers few queries per workflow: the caller should come back in a moment.
       if (grpcCode(error) === GRPC_RESOURCE_EXHAUSTED) throw new BuildBusyError(`build ${name} is busy`);
       return undefined; // no worker answered: the signal below waits for one
-    });
+    },
+  );
   if (snapshot) {
     const verdict = judgeCommand(snapshot.status, snapshot.pending_commands, command);
     if (verdict.kind === 'no-op') return 'no-op';
     if (verdict.kind === 'not-possible') throw new CommandRefusedError(`build ${name}: ${verdict.reason}`);
     try {
-      await client.withDeadline(Date.now() + WORKER_WAIT_MS, () =>
+      await withinDeadline(client, WORKER_WAIT_MS, () =>
         handle.executeUpdate(commandUpdate, { args: [command] }),
       );
       return 'accepted';

@@ -2,9 +2,10 @@ import { Client, Connection } from '@temporalio/client';
 import { GitHub } from '../activities/github';
 import { ConfigError, loadConfig } from '../common/config';
 import { logger } from '../common/logger';
-import { retryWithBackoff, TEMPORAL_BACKOFF } from '../common/retry';
+import { retryWithBackoff } from '../common/retry';
 import { buildCluster } from '../activities/kubernetes';
 import { createApp } from './app';
+import { apiConnectionOptions } from './backend';
 
 // The API process: serves HTTP on PORT until SIGTERM/SIGINT, then stops accepting
 // connections, ends event streams and lets requests in flight finish.
@@ -15,15 +16,7 @@ const CONNECT_ATTEMPT_MS = 5_000;
 async function main(): Promise<void> {
   const config = loadConfig();
   // Connects lazily: the API starts (and answers 503) while Temporal is still coming up.
-  // gRPC reconnects on its own, but by default backs off up to 2 minutes between attempts:
-  // capped here like the worker's, so that /readyz turns 200 soon after Temporal is back.
-  const connection = Connection.lazy({
-    address: config.temporalAddress,
-    channelArgs: {
-      'grpc.initial_reconnect_backoff_ms': TEMPORAL_BACKOFF.initialMs,
-      'grpc.max_reconnect_backoff_ms': TEMPORAL_BACKOFF.maxMs,
-    },
-  });
+  const connection = Connection.lazy(apiConnectionOptions(config.temporalAddress));
   const client = new Client({ connection, namespace: config.temporalNamespace });
   const stopping = new AbortController();
   // Says, once per failed attempt and with the next delay, that Temporal is not there yet,

@@ -9,6 +9,9 @@ import { countBuilds } from './build-client';
 import type { EventsPollObserver } from './events';
 import type { WebhookObserver } from './webhooks';
 
+/** The events GitHub sends that are counted by name: those handled, and its `ping`. */
+const WEBHOOK_EVENTS = new Set(['push', 'pull_request', 'delete', 'ping']);
+
 // Prometheus metrics of the API process, read from Temporal at scrape time (so every API
 // instance reports the same numbers). Activity latencies come from the worker's own endpoint.
 
@@ -88,7 +91,10 @@ export function createMetrics(
   });
   return {
     registry,
-    observeWebhook: (event, outcome) => webhooks.inc({ event: event || 'none', outcome }),
+    // The event header is the sender's to choose, signed or not: an event outside GitHub's few
+    // is "other", or each new name would add a series for as long as the process lives.
+    observeWebhook: (event, outcome) =>
+      webhooks.inc({ event: WEBHOOK_EVENTS.has(event) ? event : event ? 'other' : 'none', outcome }),
     observeEventsPoll: (outcome, listed = 0) => {
       eventsPolls.inc({ outcome });
       eventsListed.inc(listed);

@@ -17,13 +17,21 @@ export const BUILD_COMMAND_RATE: RateLimit = { burst: 10, perSecond: 2 };
 /** How many keys are remembered at most: the oldest are forgotten (they have refilled anyway). */
 const MAX_KEYS = 10_000;
 
+/**
+ * `keyOf` answers undefined for a request that the route refuses anyway (a name that is no
+ * build's): it passes unlimited, and hostile keys (5,000-character names) are never remembered.
+ */
 export function rateLimited(
   limit: RateLimit,
-  keyOf: (request: Parameters<RequestHandler>[0]) => string,
+  keyOf: (request: Parameters<RequestHandler>[0]) => string | undefined,
 ): RequestHandler {
   const buckets = new Map<string, { tokens: number; at: number }>();
   return (request, response, next) => {
     const key = keyOf(request);
+    if (key === undefined) {
+      next();
+      return;
+    }
     const now = Date.now();
     const bucket = buckets.get(key) ?? { tokens: limit.burst, at: now };
     bucket.tokens = Math.min(limit.burst, bucket.tokens + ((now - bucket.at) / 1000) * limit.perSecond);

@@ -150,7 +150,11 @@ export function restRouter(deps: RestDependencies): Router {
       });
       response.json(null);
     };
-  const perBuild = rateLimited(BUILD_COMMAND_RATE, (request) => String(request.params.name));
+  // Only names a build can have take a bucket: hostile names would otherwise fill the limiter.
+  const perBuild = rateLimited(BUILD_COMMAND_RATE, (request) => {
+    const name = String(request.params.name);
+    return buildName.safeParse(name).success ? name : undefined;
+  });
   api.post('/builds/:name/start', perBuild, command('start'));
   api.post('/builds/:name/stop', perBuild, command('stop'));
   api.post('/builds/:name/reset', perBuild, command('reset'));

@@ -6,6 +6,7 @@ import { branchNameProblem } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import type { CommitInfo } from '../common/types';
 import { logger } from '../common/logger';
+import { boundedCalls, type Bounded } from './backend';
 import { startBuild, undeployBuilds } from './build-client';
 import { HttpError } from './errors';
 import { parseOr400 } from './schemas';
@@ -43,6 +44,8 @@ export function webhookRouter(
   config: Config,
   client: Client,
   observe: WebhookObserver = () => undefined,
+  /** The request's deadline for Temporal: GitHub gives up on a delivery after 10 s. */
+  bounded: Bounded = boundedCalls(client),
 ): Router {
   const router = Router();
   const verifier = config.githubWebhookSecret ? webhookVerifier(config.githubWebhookSecret) : undefined;
@@ -66,7 +69,7 @@ export function webhookRouter(
         } catch {
           throw new HttpError(400, 'the payload is not valid JSON');
         }
-        const result = await handle(event, payload);
+        const result = await bounded(() => handle(event, payload));
         logger[result.outcome === 'ignored' ? 'debug' : 'info']({ event, ...result }, 'webhook');
         observe(event, result.outcome);
         response.json(result);

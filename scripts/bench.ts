@@ -1,4 +1,4 @@
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
@@ -25,7 +25,7 @@ import type { buildWorkflow, evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startControlPlane } from './control-plane';
 import { binary } from './paths';
-import { freePort, spawnService } from './processes';
+import { startServiceProcesses } from './service';
 import { startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer } from './temporal-dev';
 import { startTemporalPostgres } from './temporal-postgres';
@@ -202,38 +202,18 @@ async function main(): Promise<void> {
   await core.createNamespace({ body: { metadata: { name: 'bench' } } });
 
   // The service as deployed: a worker process and an API process.
-  const apiPort = await freePort();
-  const children: ChildProcess[] = [];
-  const startProcess = (name: string, entry: string) => {
-    const child = spawnService(
-      entry,
-      { ...process.env, ...env, PORT: String(apiPort) },
-      { logFile: path.join(workDir, `${name}.log`) },
-    );
-    children.push(child);
-    return child;
-  };
-  const worker = startProcess('worker', 'worker/main.ts');
-  const apiProcess = startProcess('api', 'api/main.ts');
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
   const connection = await Connection.connect({ address: temporal.address });
   const client = new Client({ connection });
-  // Measure builds, not start-up: wait until the worker polls and the API is ready.
-  for (;;) {
-    const { pollers } = await connection.workflowService.describeTaskQueue({
-      namespace: 'default',
-      taskQueue: { name: 'bench' },
-      taskQueueType: temporalProto.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-    });
-    const apiReady = await fetch(`${apiUrl}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (pollers?.length && apiReady) break;
-    if (worker.exitCode !== null || apiProcess.exitCode !== null)
-      throw new Error(`the worker or the API exited; see ${workDir}`);
-    await sleep(200);
-  }
+  const {
+    worker,
+    api: apiProcess,
+    apiUrl,
+    stop: stopService,
+  } = await startServiceProcesses({
+    logDir: workDir,
+    env,
+    connection,
+  });
   const service = new CpuMeter({
     worker: worker.pid as number,
     api: apiProcess.pid as number,
@@ -362,8 +342,7 @@ async function main(): Promise<void> {
   const finish = async () => {
     finishing = true;
     for (const w of watches) w.abort();
-    for (const child of children) child.kill('SIGTERM');
-    await Promise.all(children.map((child) => new Promise((resolve) => child.once('exit', resolve))));
+    await stopService();
     await connection.close();
     await Promise.all([temporal.stop(), cluster.stop()]);
     if (!process.env.BENCH_KEEP) rmSync(workDir, { recursive: true, force: true });

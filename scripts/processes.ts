@@ -40,11 +40,12 @@ export function canConnect(port: number): Promise<boolean> {
 export function spawnService(
   main: string,
   env: NodeJS.ProcessEnv,
-  output: { logFile?: string; onLine?: (line: string) => void } = {},
+  output: { logFile?: string; onLine?: (line: string) => void; nodeArgs?: string[] } = {},
 ): ChildProcess {
   const root = path.resolve(__dirname, '..');
   const piped = output.logFile !== undefined || output.onLine !== undefined;
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, main)], {
+  const nodeArgs = output.nodeArgs ?? [];
+  const child = spawn(process.execPath, ['--import', 'tsx', ...nodeArgs, path.join(root, main)], {
     cwd: root,
     env,
     stdio: piped ? ['ignore', 'pipe', 'pipe'] : 'ignore',
