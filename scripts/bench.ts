@@ -714,9 +714,11 @@ async function main(): Promise<void> {
       const page = await browser.newPage();
       const t = Date.now();
       await page.goto(url);
-      await page.waitForFunction(`document.querySelectorAll('article.card').length >= ${cards}`, undefined, {
-        timeout: 60_000,
-      });
+      // A locator, not a function evaluated in the page: the UI's CSP forbids eval.
+      await page
+        .locator('article.card')
+        .nth(cards - 1)
+        .waitFor({ timeout: 60_000 });
       return Date.now() - t;
     } finally {
       await browser.close();
