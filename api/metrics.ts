@@ -3,7 +3,8 @@ import type { RequestHandler } from 'express';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Config } from '../common/config';
 import { BUILD_STATUSES } from '../common/types';
-import { initSlotsQuery, initSlotsWorkflowId } from '../workflows/definitions';
+import type { OrphanSweep } from '../common/types';
+import { initSlotsQuery, initSlotsWorkflowId, orphanSweepScheduleId } from '../workflows/definitions';
 import type { Bounded } from './backend';
 import { countBuilds } from './build-client';
 import type { EventsPollObserver } from './events';
@@ -56,6 +57,16 @@ export function createMetrics(
         client.workflow.getHandle(initSlotsWorkflowId(config.taskQueue)).query(initSlotsQuery),
       ).catch(() => undefined);
       this.set(slots?.waiting.length ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'runboat_orphan_objects_swept',
+    help: 'Objects of builds without a running workflow, deleted by the last finished orphan sweep',
+    registers: [registry],
+    async collect() {
+      const swept = await bounded(() => lastOrphanSweep(client, config)).catch(() => undefined);
+      this.reset();
+      if (swept) this.set(swept.objects);
     },
   });
   const webhooks = new Counter({
@@ -112,4 +123,17 @@ export function createMetrics(
       response.type(registry.contentType).send(await registry.metrics());
     },
   };
+}
+
+/**
+ * What the newest finished run of the orphan sweep schedule deleted: read from the schedule's
+ * recent actions, a few calls whatever the number of builds.
+ */
+async function lastOrphanSweep(client: Client, config: Config): Promise<OrphanSweep | undefined> {
+  const { info } = await client.schedule.getHandle(orphanSweepScheduleId(config)).describe();
+  for (const { action } of [...info.recentActions].reverse().slice(0, 3)) {
+    const run = client.workflow.getHandle(action.workflow.workflowId, action.workflow.firstExecutionRunId);
+    if ((await run.describe()).status.name === 'COMPLETED') return (await run.result()) as OrphanSweep;
+  }
+  return undefined;
 }

@@ -28,7 +28,10 @@ export function judgeCommand(
   command: BuildCommand,
 ): CommandVerdict {
   if (status === 'undeploying' || pending.includes('undeploy')) {
-    return { kind: 'not-possible', reason: 'the build is being undeployed' };
+    // A second undeploy (GitHub redelivering a `closed` event, say) asks for what is under way.
+    return command === 'undeploy'
+      ? { kind: 'no-op', reason: 'the build is already being undeployed' }
+      : { kind: 'not-possible', reason: 'the build is being undeployed' };
   }
   if (command === 'undeploy') return { kind: 'accept' };
   if (command === 'reset') {

@@ -5,11 +5,14 @@ import { judgeCommand } from '../common/commands';
 // signal handler alike).
 
 describe('judgeCommand', () => {
-  it('refuses everything once an undeploy is pending or running', () => {
-    for (const command of ['start', 'stop', 'reset', 'undeploy'] as const) {
+  it('refuses everything once an undeploy is pending or running, but another undeploy', () => {
+    for (const command of ['start', 'stop', 'reset'] as const) {
       expect(judgeCommand('undeploying', [], command).kind).toBe('not-possible');
       expect(judgeCommand('started', ['undeploy'], command).kind).toBe('not-possible');
     }
+    // A redelivered `closed` webhook or a second click: answered as done, not as a conflict.
+    expect(judgeCommand('undeploying', [], 'undeploy').kind).toBe('no-op');
+    expect(judgeCommand('started', ['undeploy'], 'undeploy').kind).toBe('no-op');
   });
 
   it('answers start and stop that change nothing as no-ops (SPEC §3)', () => {

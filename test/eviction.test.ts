@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { getBuildState, startBuild } from '../api/build-client';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
-import { ensureEvictionSchedule, evictionScheduleId } from '../worker/schedule';
+import { ensureEvictionSchedule } from '../worker/schedule';
 import type { evictionWorkflow } from '../workflows';
-import { buildWorkflowId } from '../workflows/definitions';
+import { buildWorkflowId, evictionScheduleId } from '../workflows/definitions';
 import { useStack } from './api-server';
 import { SHA, testConfig, waitFor } from './helpers';
 

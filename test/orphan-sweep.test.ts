@@ -1,9 +1,9 @@
 import { expect, it } from 'vitest';
 import { startBuild } from '../api/build-client';
 import type { CommitInfo, OrphanSweep } from '../common/types';
-import { ensureOrphanSweepSchedule, orphanSweepScheduleId } from '../worker/schedule';
+import { ensureOrphanSweepSchedule } from '../worker/schedule';
 import type { orphanSweepWorkflow } from '../workflows';
-import { buildWorkflowId } from '../workflows/definitions';
+import { buildWorkflowId, orphanSweepScheduleId } from '../workflows/definitions';
 import { useStack } from './api-server';
 import { SHA, testConfig, waitFor } from './helpers';
 
@@ -53,4 +53,23 @@ it('runs on a schedule, with the configured grace period', async () => {
   await ensureOrphanSweepSchedule(stack.temporal.client, config);
   const { action } = await stack.temporal.client.schedule.getHandle(orphanSweepScheduleId(config)).describe();
   expect(action).toMatchObject({ workflowType: 'orphanSweepWorkflow', args: [{ graceSeconds: 3_600 }] });
+});
+
+it('reports in /metrics what the last scheduled sweep deleted', async () => {
+  const { client } = stack.temporal;
+  const orphaned = await startBuild(client, config, commit('3'));
+  await waitFor('its Deployment', () => stack.cluster.deployment(orphaned.name));
+  await client.workflow.getHandle(buildWorkflowId(orphaned.name)).terminate('lost by hand');
+  const objects = (await stack.cluster.builds.listBuildObjects(orphaned.name)).length;
+  expect(objects).toBeGreaterThan(0);
+
+  await ensureOrphanSweepSchedule(client, { ...config, orphanGraceSeconds: 0 });
+  await client.schedule.getHandle(orphanSweepScheduleId(config)).trigger();
+  // 0 until a sweep of the schedule has finished.
+  const swept = await waitFor('the sweep in /metrics', async () => {
+    const text = await (await stack.api.request('GET', '/metrics')).text();
+    const value = /^runboat_orphan_objects_swept (\d+)$/m.exec(text)?.[1];
+    return value !== '0' && value;
+  });
+  expect(Number(swept)).toBe(objects);
 });

@@ -589,7 +589,7 @@ it('undeploys the build of a cancelled workflow', async () => {
   });
 });
 
-it('refuses commands with nothing to do, and any command once undeploying', async () => {
+it('refuses commands with nothing to do, and any command but a second undeploy once undeploying', async () => {
   const activities = stubActivities({
     waitForJob: async (_name, kind) => (kind === 'initialize' ? untilCancelled() : { succeeded: true }),
   });
@@ -608,6 +608,7 @@ it('refuses commands with nothing to do, and any command once undeploying', asyn
       expect(await answer('undeploy')).toBe('accepted');
       expect(await answer('start')).toBe(CommandRefusal.notPossible);
       expect(await answer('reset')).toBe(CommandRefusal.notPossible);
+      expect(await answer('undeploy')).toBe(CommandRefusal.noOp);
       await handle.result();
     },
     'dev-server',

@@ -6,9 +6,7 @@ import {
 } from '@temporalio/client';
 import type { Config } from '../common/config';
 import type { evictionWorkflow, orphanSweepWorkflow } from '../workflows';
-
-export const evictionScheduleId = (config: Config): string => `runboat-eviction-${config.taskQueue}`;
-export const orphanSweepScheduleId = (config: Config): string => `runboat-orphan-sweep-${config.taskQueue}`;
+import { evictionScheduleId, orphanSweepScheduleId } from '../workflows/definitions';
 
 /** Orphans are rare (a workflow terminated by hand): a sweep every few minutes is plenty. */
 const ORPHAN_SWEEP_INTERVAL = '10 minutes';

@@ -8,6 +8,12 @@ import type { BuildCommand, BuildRef, BuildRepoSettings, BuildSnapshot, BuildSta
 /** The build workflow's id is derived from the name, so any process finds it without a lookup. */
 export const buildWorkflowId = (name: string): string => `build-${name}`;
 
+/** The schedules a worker ensures (worker/schedule.ts), one of each per task queue. */
+export const evictionScheduleId = (config: { taskQueue: string }): string =>
+  `runboat-eviction-${config.taskQueue}`;
+export const orphanSweepScheduleId = (config: { taskQueue: string }): string =>
+  `runboat-orphan-sweep-${config.taskQueue}`;
+
 export const startSignal = defineSignal('start');
 export const stopSignal = defineSignal('stop');
 export const resetSignal = defineSignal('reset');
