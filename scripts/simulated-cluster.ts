@@ -54,6 +54,10 @@ export async function startSimulatedCluster(
           `--config=${writeKwokConfig(workDir)}`,
           '--manage-all-nodes=false',
           '--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake',
+          // kwok renews the fake nodes' Leases, their heartbeat: without it the node lifecycle
+          // controller marks every node, and so every pod, not ready after its grace period
+          // (about a minute), and kwok makes a pod ready only once; builds then never start.
+          '--node-lease-duration-seconds=40',
           // The kubelet API of the fake nodes: kube-apiserver fetches pod logs from it.
           '--node-ip=127.0.0.1',
           `--node-port=${kubeletPort}`,
