@@ -63,6 +63,11 @@ export default tseslint.config(
               message: 'Workflows must stay deterministic: no Node built-ins (use an activity).',
             },
             {
+              group: ['../common/kubernetes', '../common/kube-keep-alive', '../common/github'],
+              allowTypeImports: true,
+              message: 'Workflows reach Kubernetes and GitHub through activities only.',
+            },
+            {
               group: ['../activities', '../activities/*'],
               allowTypeImports: true,
               message: 'Import activities as types only (proxyActivities).',

@@ -1,7 +1,7 @@
 import { log } from '@temporalio/activity';
 import type { Config } from '../common/config';
 import type { BuildRef } from '../common/types';
-import type { CommitStatusState, DeploymentState, GitHub } from './github';
+import type { CommitStatusState, DeploymentState, GitHub } from '../common/github';
 
 // Each build as a GitHub deployment (RUNBOAT_GITHUB_DEPLOYMENTS), so that its pull request shows
 // "View deployment": reported on the same steps as the commit status, from the same activity,

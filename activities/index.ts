@@ -13,10 +13,10 @@ import type {
 } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
 import { createCoordinationActivities } from './coordination';
-import { GitHub, type CommitStatusState } from './github';
+import { GitHub, type CommitStatusState } from '../common/github';
 import { GitHubDeployments } from './github-deployments';
 import { KubefilesError, renderKubefiles } from './kubefiles';
-import { INIT_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from './kubernetes';
+import { INIT_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from '../common/kubernetes';
 
 // Activities are thin: each turns one workflow step into calls on the Kubernetes module,
 // and classifies failures (bad input or kubefiles are not retried; everything else is).

@@ -1,7 +1,7 @@
 import type { Client } from '@temporalio/client';
 import express from 'express';
-import type { GitHub } from '../activities/github';
-import type { BuildCluster } from '../activities/kubernetes';
+import type { GitHub } from '../common/github';
+import type { BuildCluster } from '../common/kubernetes';
 import type { Config } from '../common/config';
 import { boundedCalls } from './backend';
 import { errorHandler, HttpError } from './errors';

@@ -2,7 +2,7 @@ import { ServiceError, WorkflowNotFoundError } from '@temporalio/client';
 import { RequestError } from '@octokit/request-error';
 import { STATUS_CODES } from 'node:http';
 import type { ErrorRequestHandler, Request } from 'express';
-import { UnexpectedGitHubResponse } from '../activities/github';
+import { UnexpectedGitHubResponse } from '../common/github';
 import { UnsafeCommitInfoError } from '../common/build';
 import { logger } from '../common/logger';
 import { BuildBusyError, CommandRefusedError, UnsupportedBuildError } from './build-client';

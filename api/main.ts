@@ -1,9 +1,9 @@
 import { Client, Connection } from '@temporalio/client';
-import { GitHub } from '../activities/github';
+import { GitHub } from '../common/github';
 import { ConfigError, loadConfig } from '../common/config';
 import { logger } from '../common/logger';
 import { retryWithBackoff } from '../common/retry';
-import { buildCluster } from '../activities/kubernetes';
+import { buildCluster } from '../common/kubernetes';
 import { createApp } from './app';
 import { apiConnectionOptions } from './backend';
 

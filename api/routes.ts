@@ -1,8 +1,8 @@
 import type { Client } from '@temporalio/client';
 import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
-import type { GitHub } from '../activities/github';
-import type { BuildCluster } from '../activities/kubernetes';
+import type { GitHub } from '../common/github';
+import type { BuildCluster } from '../common/kubernetes';
 import { findRepoSettings, type Config } from '../common/config';
 import type { BuildCommand } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';

@@ -1,7 +1,7 @@
 import { BatchV1Api, KubeConfig, KubernetesObjectApi, Watch, type V1Job } from '@kubernetes/client-node';
 import type { Client } from '@temporalio/client';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BUILD_OBJECT_KINDS } from '../activities/kubernetes';
+import { BUILD_OBJECT_KINDS } from '../common/kubernetes';
 import type { BuildJson } from '../api/views';
 import type { CommitInfo } from '../common/types';
 import { webhookVerifier } from '../api/webhooks';

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { Webhooks } from '@octokit/webhooks';
 import type { Client } from '@temporalio/client';
-import { GitHub } from '../activities/github';
+import { GitHub } from '../common/github';
 import type { Config } from '../common/config';
 import { createApp } from '../api/app';
 import { BUILD_EVENTS_POLL_INTERVAL_MS, type BuildEvents } from '../api/events';

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import { createActivities } from '../activities';
-import type { GitHub } from '../activities/github';
-import type { BuildCluster } from '../activities/kubernetes';
+import type { GitHub } from '../common/github';
+import type { BuildCluster } from '../common/kubernetes';
 import { buildRef } from '../common/build';
 import { SHA, testConfig } from './helpers';
 

@@ -6,7 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { inject } from 'vitest';
-import { BuildCluster } from '../activities/kubernetes';
+import { BuildCluster } from '../common/kubernetes';
 import { getBuildState } from '../api/build-client';
 import { loadConfig, type Config } from '../common/config';
 import type { BuildStatus } from '../common/types';

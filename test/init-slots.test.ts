@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import type { V1Job } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
-import { jobOutcome } from '../activities/kubernetes';
+import { jobOutcome } from '../common/kubernetes';
 import type { BuildRef } from '../common/types';
 import {
   buildWorkflowId,

@@ -1,11 +1,11 @@
 import { KubeConfig, KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { BuildCluster, BUILD_OBJECT_KINDS } from '../activities/kubernetes';
+import { BuildCluster, BUILD_OBJECT_KINDS } from '../common/kubernetes';
 import { kubeConfig, TestCluster, waitFor } from './helpers';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
 
 // What BuildCluster's API calls cost the kube-apiserver, without losing what they guarantee:
-// calls share kept-alive connections (activities/kube-keep-alive.ts), and only objects the
+// calls share kept-alive connections (common/kube-keep-alive.ts), and only objects the
 // server has not accepted before are dry-run, so that a broken set still creates nothing.
 
 describe('Kubernetes API calls over kept-alive connections', () => {

@@ -15,7 +15,7 @@ import { NativeConnection } from '@temporalio/worker';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendBuildCommand, startBuild } from '../api/build-client';
-import { BuildCluster, BUILD_OBJECT_KINDS } from '../activities/kubernetes';
+import { BuildCluster, BUILD_OBJECT_KINDS } from '../common/kubernetes';
 import type { BuildStatus } from '../common/types';
 import { binary } from '../scripts/paths';
 import { buildWorkflowId } from '../workflows/definitions';

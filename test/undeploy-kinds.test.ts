@@ -4,7 +4,7 @@ import path from 'node:path';
 import { KubernetesObjectApi } from '@kubernetes/client-node';
 import { afterAll, expect, it } from 'vitest';
 import { sendBuildCommand, startBuild } from '../api/build-client';
-import { BuildCluster } from '../activities/kubernetes';
+import { BuildCluster } from '../common/kubernetes';
 import { DEFAULT_KUBEFILES_PATH } from '../common/config';
 import { buildWorkflowId } from '../workflows/definitions';
 import { useStack } from './api-server';

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { createActivities } from '../activities';
-import { buildCluster, type BuildCluster } from '../activities/kubernetes';
+import { buildCluster, type BuildCluster } from '../common/kubernetes';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import { WORKFLOW_BUNDLE_PATH, workflowsPath } from './bundle';

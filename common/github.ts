@@ -1,6 +1,6 @@
 import { Octokit } from '@octokit/rest';
-import type { Config } from '../common/config';
-import type { CommitInfo } from '../common/types';
+import type { Config } from './config';
+import type { CommitInfo } from './types';
 
 // All GitHub access goes through this module. The API base URL is configurable, so that
 // tests point it at a local recording server (and GitHub Enterprise users at theirs).

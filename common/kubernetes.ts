@@ -12,8 +12,8 @@ import {
   type V1Deployment,
   type V1Job,
 } from '@kubernetes/client-node';
-import type { Config } from '../common/config';
-import type { InitStatus, JobKind, JobOutcome } from '../common/types';
+import type { Config } from './config';
+import type { InitStatus, JobKind, JobOutcome } from './types';
 import { withKeepAlive } from './kube-keep-alive';
 
 // All Kubernetes access goes through this module. Every method is idempotent, so that an
