@@ -118,8 +118,8 @@ export class BuildCluster {
     this.objects = KubernetesObjectApi.makeApiClient(reused);
     this.core = reused.makeApiClient(CoreV1Api);
     this.watcher = new Watch(kubeConfig);
-    this.discovery = kubeConfig.makeApiClient(ResourceDiscovery);
-    this.groups = kubeConfig.makeApiClient(ApisApi);
+    this.discovery = reused.makeApiClient(ResourceDiscovery);
+    this.groups = reused.makeApiClient(ApisApi);
   }
 
   /**

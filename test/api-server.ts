@@ -156,6 +156,8 @@ export async function startTestApi(
     follow: (query) => openEventStream(`${url}/api/v1/build-events?${query}`),
     async close() {
       events.close();
+      // A poll still running would call Temporal after the test closed its connection.
+      await waitFor('the build-events poller to finish', async () => !events.active);
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     },

@@ -6,6 +6,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { inject } from 'vitest';
+import { apiConnectionOptions } from '../api/backend';
 import { BuildCluster } from '../common/kubernetes';
 import { getBuildState } from '../api/build-client';
 import { loadConfig, type Config } from '../common/config';
@@ -179,7 +180,8 @@ export interface TestTemporal {
 }
 
 export async function testTemporal(config: Config, cluster: TestCluster): Promise<TestTemporal> {
-  const connection = await Connection.connect({ address: config.temporalAddress });
+  // As the API connects: retries stop at a call's deadline, so none outlives the test's calls.
+  const connection = await Connection.connect(apiConnectionOptions(config.temporalAddress));
   const nativeConnection = await NativeConnection.connect({ address: config.temporalAddress });
   const running: Array<() => Promise<void>> = [];
   return {
