@@ -162,7 +162,7 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
         if (initAttempt !== undefined) objects = objects.map((object) => markAttempt(object, initAttempt));
         if (objects.length) await cluster.apply(objects);
       } catch (error) {
-        throw nonRetryableIfPermanent(error);
+        throw nonRetryableIfPermanent(error, currentAttempt());
       }
     },
 
@@ -262,16 +262,37 @@ function markAttempt(object: KubernetesObject, attempt: string): KubernetesObjec
   return { ...object, metadata: { ...object.metadata, annotations } };
 }
 
-function nonRetryableIfPermanent(error: unknown): unknown {
+/**
+ * Attempts after which Kubernetes refusing the objects is their fault: a restarting
+ * kube-apiserver refuses valid objects for a while too (422 "failed to allocate IP: allocator
+ * not ready", found by `npm run chaos`), which must not fail the build.
+ */
+const REFUSALS_BEFORE_PERMANENT = 3;
+
+/**
+ * `error` as a failure retrying cannot fix (bad kubefiles or commit info at once; objects
+ * Kubernetes refuses once it has refused them REFUSALS_BEFORE_PERMANENT attempts in a row),
+ * or as it was. `attempt`: the activity's attempt, 1 for the first.
+ */
+export function nonRetryableIfPermanent(error: unknown, attempt: number): unknown {
   if (error instanceof KubefilesError || error instanceof UnsafeCommitInfoError) {
     return ApplicationFailure.nonRetryable(error.message, error.name);
   }
   if (error instanceof ApiException && [400, 422].includes(error.code)) {
     const body = typeof error.body === 'string' ? error.body : JSON.stringify(error.body);
-    return ApplicationFailure.nonRetryable(
-      `Kubernetes refused the build's objects: ${body}`,
-      'KubefilesError',
-    );
+    const message = `Kubernetes refused the build's objects: ${body}`;
+    return attempt < REFUSALS_BEFORE_PERMANENT
+      ? ApplicationFailure.retryable(message, 'KubernetesRefused')
+      : ApplicationFailure.nonRetryable(message, 'KubefilesError');
   }
   return error;
+}
+
+/** The running activity's attempt; outside one (a direct call), as if the last. */
+function currentAttempt(): number {
+  try {
+    return Context.current().info.attempt;
+  } catch {
+    return Infinity;
+  }
 }
