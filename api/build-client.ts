@@ -14,6 +14,7 @@ import { capBuildsOfRef } from './per-ref-cap';
 import {
   buildFromSearchAttributes,
   buildSearchAttributes,
+  buildWorkflowsQuery,
   runningBuildsQuery,
   searchAttributes,
   visibilityString,
@@ -233,9 +234,6 @@ export async function listBuilds(
   return runboatOrder(await listed(client, clauses.join(' AND ')), 'asc');
 }
 
-const ofThisDeployment = (config: Config) =>
-  `WorkflowType = 'buildWorkflow' AND TaskQueue = ${visibilityString(config.taskQueue)}`;
-
 async function listed(client: Client, query: string): Promise<ListedBuild[]> {
   const builds: ListedBuild[] = [];
   for await (const workflow of client.workflow.list({ query })) {
@@ -258,11 +256,11 @@ export async function listBuildChanges(
   const [changed, ended] = await Promise.all([
     listed(
       client,
-      `${ofThisDeployment(config)} AND ExecutionStatus = 'Running' AND ${searchAttributes.updated.name} >= ${since.getTime()}`,
+      `${runningBuildsQuery(config.taskQueue)} AND ${searchAttributes.updated.name} >= ${since.getTime()}`,
     ),
     listed(
       client,
-      `${ofThisDeployment(config)} AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew' AND CloseTime >= ${visibilityString(since.toISOString())}`,
+      `${buildWorkflowsQuery(config.taskQueue)} AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew' AND CloseTime >= ${visibilityString(since.toISOString())}`,
     ),
   ]);
   return { changed, ended };

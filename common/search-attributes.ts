@@ -31,9 +31,14 @@ export function visibilityString(value: string): string {
   return `'${value.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
 }
 
+/** The build workflows of `taskQueue`, running or ended: one deployment's builds. */
+export function buildWorkflowsQuery(taskQueue: string): string {
+  return `WorkflowType = 'buildWorkflow' AND TaskQueue = ${visibilityString(taskQueue)}`;
+}
+
 /** The build workflows running on `taskQueue`: what every list and count of builds starts from. */
 export function runningBuildsQuery(taskQueue: string): string {
-  return `WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running' AND TaskQueue = ${visibilityString(taskQueue)}`;
+  return `${buildWorkflowsQuery(taskQueue)} AND ExecutionStatus = 'Running'`;
 }
 
 /** `Name=Type` pairs, as `temporal server start-dev --search-attribute` takes them. */

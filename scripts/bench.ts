@@ -20,7 +20,7 @@ import { lifecycleSettings, startBuild } from '../api/build-client';
 import { buildRef } from '../common/build';
 import type { CommitInfo } from '../common/types';
 import { loadConfig } from '../common/config';
-import { buildSearchAttributes } from '../common/search-attributes';
+import { buildSearchAttributes, runningBuildsQuery } from '../common/search-attributes';
 import type { buildWorkflow, evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startControlPlane } from './control-plane';
@@ -529,8 +529,7 @@ async function main(): Promise<void> {
     const populateCpu = CpuMeter.delta(cpu0, service.sample());
     const n = initialized.size;
     const filled = SCALE_FILL > 0 ? await fill() : { added: 0, ms: 0 };
-    const open = async () =>
-      (await client.workflow.count(`WorkflowType = 'buildWorkflow' AND ExecutionStatus = 'Running'`)).count;
+    const open = async () => (await client.workflow.count(runningBuildsQuery('bench'))).count;
     const total = await open();
     // Let eviction bring started builds within max_started, then let everything settle.
     await sleep(45_000);

@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import type { Client } from '@temporalio/client';
 import { buildRef } from '../common/build';
+import { buildWorkflowsQuery } from '../common/search-attributes';
 
 // The hostile requests of `npm run fuzz` and of its fast version in `npm test`: one generator,
 // deterministic for a seed, over every route it is given. Each request is either hostile (bad
@@ -657,7 +658,7 @@ export function outcomeTable(outcomes: Outcome[]): string {
 /** The ids of the build workflows of `taskQueue`, running or not: compared before and after. */
 export async function buildWorkflowIds(client: Client, taskQueue: string): Promise<Set<string>> {
   const ids = new Set<string>();
-  const query = `WorkflowType = 'buildWorkflow' AND TaskQueue = '${taskQueue}'`;
-  for await (const workflow of client.workflow.list({ query })) ids.add(workflow.workflowId);
+  for await (const workflow of client.workflow.list({ query: buildWorkflowsQuery(taskQueue) }))
+    ids.add(workflow.workflowId);
   return ids;
 }
