@@ -3,6 +3,7 @@ import {
   continueAsNew,
   getExternalWorkflowHandle,
   log,
+  patched,
   proxyActivities,
   setHandler,
   workflowInfo,
@@ -26,6 +27,7 @@ const { endedWorkflows } = proxyActivities<BuildActivities>({
 });
 
 const RECLAIM_INTERVAL = '1 minute';
+const RECLAIM_INTERVAL_MS = 60_000;
 /**
  * The coordinator is replayed whole when it leaves a worker's cache (a workflow task that timed
  * out evicts it): on a starved worker, 2,000 events took longer than the task timeout, every
@@ -60,6 +62,11 @@ export async function initSlotsWorkflow(initial: InitSlots): Promise<void> {
   setHandler(initSlotsQuery, () => slots);
 
   const canGrant = () => slots.waiting.length > 0 && slots.holders.length < slots.capacity;
+  let lastReclaim = Date.now();
+  // v1 looked for ended builds only after a minute without grants: under grants less than a
+  // minute apart, the slot of a terminated holder was never taken back.
+  const reclaimDue = (woken: boolean) =>
+    !woken || (Date.now() - lastReclaim >= RECLAIM_INTERVAL_MS && patched('reclaim-under-steady-grants'));
   for (;;) {
     const woken = await condition(() => canGrant() || regrant.size > 0, RECLAIM_INTERVAL);
     for (const workflowId of regrant) {
@@ -71,7 +78,8 @@ export async function initSlotsWorkflow(initial: InitSlots): Promise<void> {
       slots.holders.push(workflowId);
       await grant(workflowId);
     }
-    if (!woken && slots.holders.length + slots.waiting.length > 0) {
+    if (slots.holders.length + slots.waiting.length > 0 && reclaimDue(woken)) {
+      lastReclaim = Date.now();
       const ended = new Set(await endedWorkflows([...slots.holders, ...slots.waiting]));
       if (ended.size) log.warn('reclaiming init slots of ended builds', { workflowIds: [...ended] });
       slots.holders = slots.holders.filter((id) => !ended.has(id));

@@ -1,0 +1,77 @@
+import path from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import type { BuildActivities } from '../activities';
+import { binary } from '../scripts/paths';
+import {
+  initSlotsQuery,
+  releaseSlotSignal,
+  requestSlotSignal,
+  type InitSlots,
+  type InitSlotsWorkflow,
+} from '../workflows/definitions';
+import { waitFor } from './helpers';
+
+// The init-slot coordinator takes back the slot of a build that ended without giving it back,
+// also while other builds keep it busy: on the time-skipping server, minutes pass in seconds.
+
+let env: TestWorkflowEnvironment;
+
+beforeAll(async () => {
+  env = await TestWorkflowEnvironment.createTimeSkipping({
+    server: { executable: { type: 'existing-path', path: binary('temporal-test-server') } },
+  });
+});
+
+afterAll(async () => {
+  await env?.teardown();
+});
+
+it('reclaims the slot of an ended holder while grants keep coming less than a minute apart', async () => {
+  const taskQueue = 'init-slots-reclaim';
+  /** A holder whose build was terminated while it held its slot. */
+  const ended = 'build-terminated-while-initializing';
+  const endedWorkflows = vi.fn<BuildActivities['endedWorkflows']>(async (ids) =>
+    ids.filter((id) => id === ended),
+  );
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowsPath: path.resolve(__dirname, '..', 'workflows'),
+    activities: { endedWorkflows },
+  });
+  await worker.runUntil(async () => {
+    const start = (workflowId: string, initial: InitSlots) =>
+      env.client.workflow.start<InitSlotsWorkflow>('initSlotsWorkflow', {
+        args: [initial],
+        taskQueue,
+        workflowId,
+      });
+    const empty: InitSlots = { capacity: 0, holders: [], waiting: [], tokens: {} };
+    // The builds asking for slots: any running workflow takes the grant signal.
+    const requesters = ['a', 'b', 'c', 'd', 'e'].map((letter) => `build-${letter}`);
+    for (const id of requesters) await start(id, empty);
+    const coordinator = await start('coordinator', {
+      capacity: 2,
+      holders: [ended],
+      waiting: [],
+      tokens: {},
+    });
+    const slots = () => coordinator.query(initSlotsQuery);
+
+    for (const workflowId of requesters) {
+      await coordinator.signal(requestSlotSignal, { workflowId, capacity: 2 });
+      await waitFor(`${workflowId} granted`, async () => (await slots()).holders.includes(workflowId));
+      await env.sleep('30 seconds');
+      await coordinator.signal(releaseSlotSignal, workflowId);
+    }
+
+    // Two and a half minutes of steady grants, never a minute without one.
+    expect(endedWorkflows).toHaveBeenCalled();
+    expect((await slots()).holders).not.toContain(ended);
+    for (const handle of [coordinator, ...requesters.map((id) => env.client.workflow.getHandle(id))]) {
+      await handle.terminate('test over');
+    }
+  });
+});
