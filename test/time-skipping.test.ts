@@ -491,6 +491,49 @@ it('continues as new while waiting for its init job under a flood of signals, ho
   );
 });
 
+it('continues as new while its cleanup job keeps failing, going on with the backoff', async () => {
+  let cleanupAttempts = 0;
+  const activities = stubActivities({
+    async waitForJob(_name, kind) {
+      if (kind === 'initialize') return { succeeded: true };
+      return ++cleanupAttempts <= 6 ? { succeeded: false, reason: 'dropdb failed' } : { succeeded: true };
+    },
+  });
+  // A cleanup attempt costs about 20 events: a run holds two or three of them.
+  await withBuild(activities, { ...defaults, historyLimit: 60 }, async (handle) => {
+    await untilStatus(handle, 'started');
+    const firstRunId = (await handle.describe()).runId;
+    await handle.signal(undeploySignal);
+    await handle.result();
+
+    const runs = await runHistories(handle, firstRunId);
+    const input = (events: HistoryEvent[]) =>
+      Buffer.from(
+        events[0].workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data ?? [],
+      ).toString();
+    const cleanupRuns = runs.filter((events) => input(events).includes('"cleanupAttempt"'));
+    expect(runs.length).toBeGreaterThan(2);
+    expect(cleanupRuns.length).toBeGreaterThan(1);
+    // Every attempt made once, the build scaled down once, deleted once.
+    expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'cleanup')).toHaveLength(7);
+    expect(activities.scaleBuild.mock.calls.filter(([, replicas]) => replicas === 0)).toHaveLength(1);
+    expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
+    // The backoff went on doubling from run to run, not from one minute again.
+    const timers = runs
+      .flat()
+      .filter((e) => e.eventType === EventType.EVENT_TYPE_TIMER_STARTED)
+      .map(timerSeconds)
+      .filter((seconds) => seconds !== defaults.initTimeoutSeconds);
+    expect(timers).toEqual([60, 120, 240, 480, 960, 1920]);
+    for (const events of runs) {
+      await Worker.runReplayHistory(
+        { workflowsPath: path.resolve(__dirname, '..', 'workflows'), replayName: 'cleanup' },
+        temporal.api.history.v1.History.create({ events }),
+      );
+    }
+  });
+});
+
 it('takes only the grant of its latest slot request, not a stale one', async () => {
   const activities = stubActivities();
   // The coordinator, played by the test: requests are recorded, not granted.

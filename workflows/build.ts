@@ -67,6 +67,7 @@ const coordination = proxyLocalActivities<BuildActivities>({ startToCloseTimeout
 const MAX_HISTORY_EVENTS = 2_000;
 const CLEANUP_RETRY_MAX_SECONDS = 3_600;
 const UPDATED_ATTRIBUTE_PATCH = 'runboat-updated-search-attribute';
+const CLEANUP_CONTINUES_PATCH = 'continue-as-new-during-cleanup';
 
 export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   const { build, settings, repo } = input;
@@ -338,8 +339,23 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   }
 
   /** Runs the job until it succeeds, or until `giveUp()` (a forced undeploy) says to stop trying. */
-  async function runJobUntilSucceeded(kind: JobKind, giveUp: () => boolean): Promise<void> {
-    for (let attempt = 1; !giveUp(); attempt++) {
+  async function runJobUntilSucceeded(kind: JobKind, giveUp: () => boolean, firstAttempt = 1): Promise<void> {
+    for (let attempt = firstAttempt; !giveUp(); attempt++) {
+      // A cleanup that keeps failing retries for as long as it takes (days, backing off to an
+      // hour): its history is bounded the same way as every other wait's.
+      if (
+        attempt > firstAttempt &&
+        kind === 'cleanup' &&
+        mustContinue() &&
+        patched(CLEANUP_CONTINUES_PATCH)
+      ) {
+        await continueAsNew<typeof buildWorkflow>({
+          build,
+          settings,
+          repo,
+          resume: { state, phase: 'undeploy', commands, cleanupAttempt: attempt },
+        });
+      }
       await steps.deleteJobs(build.name, kind);
       await steps.applyKubefiles(build, kind, repo);
       const outcome = await untilInterrupted(() => watches.waitForJob(build.name, kind), giveUp);
@@ -350,13 +366,16 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     }
   }
 
-  async function undeploy(): Promise<void> {
-    setStatus('undeploying');
-    await steps.scaleBuild(build.name, 0, stampScaled());
-    await steps.deleteJobs(build.name, 'initialize');
+  /** `cleanupAttempt`: a previous run scaled the build down and was retrying its cleanup. */
+  async function undeploy(cleanupAttempt?: number): Promise<void> {
+    if (cleanupAttempt === undefined) {
+      setStatus('undeploying');
+      await steps.scaleBuild(build.name, 0, stampScaled());
+      await steps.deleteJobs(build.name, 'initialize');
+    }
     if (!settings.noCleanupJob) {
       try {
-        await runJobUntilSucceeded('cleanup', forced);
+        await runJobUntilSucceeded('cleanup', forced, cleanupAttempt);
       } catch (error) {
         // A cleanup that can never run (its kubefiles no longer render, say) must not keep
         // the build's objects forever: they go, and the history says what was skipped.
@@ -431,7 +450,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     });
     throw error;
   }
-  await undeploy();
+  await undeploy(input.resume?.cleanupAttempt);
 }
 
 /** The reason of a failure that retrying cannot fix, or undefined for any other error. */

@@ -85,6 +85,8 @@ export interface BuildWorkflowInput {
     initDeadline?: number;
     /** The transition under way made its changes: the next run only waits for its replicas. */
     transitionApplied?: boolean;
+    /** The undeploy's cleanup Job attempts so far: the next run goes on with their backoff. */
+    cleanupAttempt?: number;
   };
 }
 
