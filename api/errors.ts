@@ -12,6 +12,7 @@ export class HttpError extends Error {
   constructor(
     readonly status: number,
     readonly detail: string,
+    readonly headers?: Record<string, string>,
   ) {
     super(detail);
   }
@@ -63,7 +64,8 @@ export function describeError(error: unknown): {
   detail: string;
   headers?: Record<string, string>;
 } {
-  if (error instanceof HttpError) return { status: error.status, detail: error.detail };
+  if (error instanceof HttpError)
+    return { status: error.status, detail: error.detail, headers: error.headers };
   if (error instanceof WorkflowNotFoundError) return { status: 404, detail: 'build not found' };
   if (error instanceof RequestError) {
     // From GitHub: a missing branch or PR is the caller's 404; anything else is GitHub failing.
@@ -96,7 +98,10 @@ export function describeError(error: unknown): {
 /** Server failures are errors; a client's mistake (or its aborted upload) is not the service's. */
 export function logRequestError(error: unknown, request: Request, status: number): void {
   const fields = { err: error, method: request.method, path: request.path, status };
-  if (status >= 500) logger.error(fields, 'request failed');
+  // A refusal the service chose (a cap reached) is not a failure of it.
+  if (error instanceof HttpError && status >= 500)
+    logger.warn({ ...fields, err: undefined, detail: error.detail }, 'request refused');
+  else if (status >= 500) logger.error(fields, 'request failed');
   else if ((error as { type?: string } | undefined)?.type === 'request.aborted')
     logger.info(fields, 'client aborted the request');
   else if (!(error instanceof HttpError)) logger.debug(fields, 'bad request');

@@ -3,6 +3,7 @@ import type { Response } from 'express';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import type { Bounded } from './backend';
+import { HttpError } from './errors';
 import { listBuildChanges, listBuilds, type BuildFilter, type ListedBuild } from './build-client';
 import { buildJson } from './views';
 
@@ -26,6 +27,7 @@ export const BUILD_EVENTS_POLL_INTERVAL_MS = 400;
  */
 export const BUILD_EVENTS_LOOKBACK_MS = 60_000;
 const KEEPALIVE_MS = 15_000;
+const STREAMS_FULL_RETRY_AFTER_SECONDS = 30;
 
 export type EventFilter = Omit<BuildFilter, 'status'>;
 
@@ -82,6 +84,15 @@ export class BuildEvents {
   /** Streams to `response` until the client leaves; rejects (before any byte is sent) when the
    * builds cannot be listed. */
   async subscribe(filter: EventFilter, response: Response): Promise<void> {
+    // Each stream holds a socket and what it was sent of its builds: a crowd of them (or one
+    // client opening them in a loop) must not take the process's memory.
+    if (this.subscribers.size >= this.config.maxEventStreams) {
+      throw new HttpError(
+        503,
+        `this API process serves ${this.config.maxEventStreams} build-event streams already (RUNBOAT_MAX_EVENT_STREAMS); retry later`,
+        { 'retry-after': String(STREAMS_FULL_RETRY_AFTER_SECONDS) },
+      );
+    }
     const subscriber: Subscriber = { filter, response, live: false, sent: new Map() };
     // Counted before its builds load, so that leaving meanwhile stops the poller too.
     this.subscribers.add(subscriber);

@@ -163,6 +163,7 @@ const envSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   RUNBOAT_AUTO_STOP_AFTER: duration.optional(),
   RUNBOAT_MAX_BUILDS_PER_REF: positiveInt.optional(),
+  RUNBOAT_MAX_EVENT_STREAMS: positiveInt.default(1_000),
   RUNBOAT_GITHUB_DEPLOYMENTS: boolean.optional(),
 });
 
@@ -212,6 +213,8 @@ export interface Config {
   autoStopAfterSeconds: number | undefined;
   /** Builds a branch or pull request keeps; older ones are undeployed. None when unset. */
   maxBuildsPerRef: number | undefined;
+  /** Open `/build-events` streams one API process serves; more are refused (503). */
+  maxEventStreams: number;
   /** Report each build as a GitHub deployment (default: when a token is set). */
   githubDeployments: boolean;
 }
@@ -282,6 +285,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
     port: e.PORT,
     autoStopAfterSeconds: e.RUNBOAT_AUTO_STOP_AFTER,
     maxBuildsPerRef: e.RUNBOAT_MAX_BUILDS_PER_REF,
+    maxEventStreams: e.RUNBOAT_MAX_EVENT_STREAMS,
     githubDeployments: e.RUNBOAT_GITHUB_DEPLOYMENTS ?? e.RUNBOAT_GITHUB_TOKEN !== undefined,
   };
 }

@@ -159,6 +159,32 @@ describe('build events', () => {
     }
   });
 
+  it('refuse streams beyond RUNBOAT_MAX_EVENT_STREAMS with a 503 to retry, and take them again once one leaves', async () => {
+    const capped = { ...config, maxEventStreams: 2 };
+    const api = await startTestApi(capped, stack.temporal.client, stack.cluster);
+    try {
+      const streams = await Promise.all([api.follow('repo=oca/streams'), api.follow('')]);
+      for (const stream of streams) expect(stream.response.status).toBe(200);
+
+      const refused = await api.request('GET', '/api/v1/build-events?repo=oca/streams');
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('30');
+      expect(((await refused.json()) as { detail: string }).detail).toContain('RUNBOAT_MAX_EVENT_STREAMS');
+      // The streams already open go on.
+      await streams[0].next('the initial build', (event) => event.build.name === build.name);
+
+      streams[0].close();
+      await waitFor('the stream gone', async () => api.events.subscriberCount === 1);
+      const again = await api.follow('repo=oca/streams');
+      expect(again.response.status).toBe(200);
+      await again.next('the initial build', (event) => event.build.name === build.name);
+      again.close();
+      streams[1].close();
+    } finally {
+      await api.close();
+    }
+  });
+
   it('list only the builds that changed once running, and tell of a build that goes', async () => {
     // A lookback this short lets "nothing changed" come within the test; the default is 60 s.
     const api = await startTestApi(config, stack.temporal.client, stack.cluster, {
