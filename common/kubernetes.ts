@@ -84,6 +84,13 @@ export interface WatchOptions {
   onProgress(resourceVersion: string): void;
 }
 
+/** RUNBOAT_DEPLOYMENT_RESOURCE_TYPES names types the cluster does not serve: a configuration error. */
+export class UnknownResourceTypesError extends Error {
+  constructor(readonly types: string[]) {
+    super(`RUNBOAT_DEPLOYMENT_RESOURCE_TYPES names types the cluster does not serve: ${types.join(', ')}`);
+  }
+}
+
 /** The build namespace of the cluster KUBECONFIG (or the in-cluster account) points at. */
 export function buildCluster(
   config: Pick<Config, 'buildNamespace' | 'deploymentResourceTypes'>,
@@ -280,11 +287,7 @@ export class BuildCluster {
     };
     const required = new Set(this.deploymentResourceTypes.flatMap((type) => named(type)));
     const unknown = this.deploymentResourceTypes.filter((type) => named(type).length === 0);
-    if (unknown.length) {
-      throw new Error(
-        `RUNBOAT_DEPLOYMENT_RESOURCE_TYPES names types the cluster does not serve: ${unknown.join(', ')}`,
-      );
-    }
+    if (unknown.length) throw new UnknownResourceTypesError(unknown);
     const key = (kind: { apiVersion: string; kind: string }) => `${kind.apiVersion}/${kind.kind}`;
     const contract = new Set(BUILD_OBJECT_KINDS.map(key));
     const isRequired = (apiVersion: string, kind: string) =>

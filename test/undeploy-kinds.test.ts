@@ -8,7 +8,7 @@ import { BuildCluster } from '../common/kubernetes';
 import { DEFAULT_KUBEFILES_PATH } from '../common/config';
 import { buildWorkflowId } from '../workflows/definitions';
 import { useStack } from './api-server';
-import { SHA, testConfig, waitFor } from './helpers';
+import { SHA, spawnWorkerProcess, testConfig, waitFor } from './helpers';
 
 // A kubefile may create kinds beyond the contract's (a NetworkPolicy, a CronJob): undeploy
 // deletes them too, found by API discovery rather than from a fixed list.
@@ -116,5 +116,19 @@ it('honours RUNBOAT_DEPLOYMENT_RESOURCE_TYPES: those kinds are required, an unkn
   const misspelt = new BuildCluster(stack.cluster.kc, config.buildNamespace, ['deployment', 'netpolicy']);
   await expect(misspelt.deleteBuild('any')).rejects.toThrow(
     'RUNBOAT_DEPLOYMENT_RESOURCE_TYPES names types the cluster does not serve: netpolicy',
+  );
+});
+
+it('stops a worker whose RUNBOAT_DEPLOYMENT_RESOURCE_TYPES the cluster does not serve, at start-up', async () => {
+  const lines: string[] = [];
+  const worker = spawnWorkerProcess(
+    config,
+    { RUNBOAT_DEPLOYMENT_RESOURCE_TYPES: 'deployment,netpolicy' },
+    (line) => lines.push(line),
+  );
+  const code = await new Promise((resolve) => worker.once('exit', resolve));
+  expect(code).toBe(1);
+  expect(lines.join('\n')).toContain(
+    'invalid configuration: RUNBOAT_DEPLOYMENT_RESOURCE_TYPES names types the cluster does not serve: netpolicy',
   );
 });

@@ -2,6 +2,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { closeKustomizeRenderers } from '../activities/kustomize';
 import { ConfigError, loadConfig, type Config } from '../common/config';
+import { buildCluster, UnknownResourceTypesError } from '../common/kubernetes';
 import { logger } from '../common/logger';
 import { isTemporalUnreachable, waitToRetry } from '../common/retry';
 import { installRuntime } from './runtime';
@@ -18,6 +19,7 @@ const HEALTHY_RUN_MS = 60_000;
 
 async function main(): Promise<void> {
   const config = loadConfig();
+  await checkResourceTypes(config);
   installRuntime(config);
   // The SDK shuts a running worker down on these signals; while no worker runs (Temporal is
   // down), they end the wait instead.
@@ -45,6 +47,30 @@ async function main(): Promise<void> {
       );
       if (stopping.signal.aborted) return;
     }
+  }
+}
+
+/** How long start-up waits for the cluster's API discovery before going on without the check. */
+const RESOURCE_TYPES_CHECK_MS = 10_000;
+
+/**
+ * A RUNBOAT_DEPLOYMENT_RESOURCE_TYPES the cluster does not serve stops start-up, rather than
+ * the first undeploy weeks later. A cluster that cannot be reached now is no reason to stop:
+ * each undeploy checks again.
+ */
+async function checkResourceTypes(config: Config): Promise<void> {
+  try {
+    await Promise.race([
+      buildCluster(config).objectKinds(),
+      new Promise((_, reject) => setTimeout(reject, RESOURCE_TYPES_CHECK_MS, new Error('timed out')).unref()),
+    ]);
+  } catch (error) {
+    if (error instanceof UnknownResourceTypesError)
+      throw new ConfigError(`invalid configuration: ${error.message}`);
+    logger.warn(
+      { err: (error as Error).message },
+      'could not check RUNBOAT_DEPLOYMENT_RESOURCE_TYPES against the cluster; each undeploy will',
+    );
   }
 }
 
