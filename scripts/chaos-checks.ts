@@ -191,8 +191,8 @@ export interface Life {
  * request per build: what the lives wait on costs the service little.
  */
 export class ServiceDriver {
-  /** Answers to webhooks and commands, by HTTP status (0: no answer). */
-  readonly answers = new Map<number, number>();
+  /** Answers to webhooks and commands, by HTTP status, or why there was none. */
+  readonly answers = new Map<string, number>();
   private statuses = new Map<string, string>();
   private listed = 0;
   private poller?: NodeJS.Timeout;
@@ -297,14 +297,19 @@ export class ServiceDriver {
     };
     for (let attempt = 1; ; attempt++) {
       abort.throwIfAborted();
+      let noAnswer = '';
       const response = await fetch(`${this.url}${path}`, {
         method,
         headers,
         body: init.body,
         signal: AbortSignal.any([abort, AbortSignal.timeout(30_000)]),
-      }).catch(() => undefined);
+      }).catch((error: unknown) => {
+        noAnswer = `none (${whyNoAnswer(error)})`;
+        return undefined;
+      });
       const code = response?.status ?? 0;
-      this.answers.set(code, (this.answers.get(code) ?? 0) + 1);
+      const answer = response ? String(code) : noAnswer;
+      this.answers.set(answer, (this.answers.get(answer) ?? 0) + 1);
       if (response?.ok) return response;
       if (response && code < 500 && code !== 429) {
         throw new Error(`${method} ${path}: ${code} ${await response.text()}`);
@@ -313,6 +318,12 @@ export class ServiceDriver {
       await sleep(Math.min(500 * attempt, 5_000));
     }
   }
+}
+
+/** A failed fetch's reason: the socket's error code (ECONNRESET…) or the abort's name. */
+function whyNoAnswer(error: unknown): string {
+  const cause = error instanceof Error ? (error.cause as { code?: string } | undefined) : undefined;
+  return cause?.code ?? (error instanceof Error ? error.name : String(error));
 }
 
 /** The commit of the `i`-th build of a run: one pull request each. */

@@ -17,7 +17,7 @@ import {
 } from './chaos-checks';
 import { buildStateQuery, buildWorkflowId } from '../workflows/definitions';
 import { binary } from './paths';
-import { freePort, spawnService } from './processes';
+import { freePort, spawnService, waitUntil } from './processes';
 import { startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer, type TemporalDevServer } from './temporal-dev';
 
@@ -138,6 +138,16 @@ async function main(): Promise<void> {
     await exited;
   };
 
+  // Lives start once the API answers: a refused connection in the table is then a finding.
+  await waitUntil(
+    'the API ready',
+    () =>
+      fetch(`http://127.0.0.1:${apiPort}/readyz`).then(
+        (response) => response.ok,
+        () => false,
+      ),
+    { timeoutMs: 120_000, logFile: path.join(workDir, 'api.log') },
+  );
   const observer = new InitJobObserver(kc, NAMESPACE);
   await observer.start();
   const driver = new ServiceDriver(`http://127.0.0.1:${apiPort}`, {
@@ -302,8 +312,8 @@ async function main(): Promise<void> {
   );
   console.log(`| init Jobs created / init-Job watch relists | ${initJobs} / ${observer.relists} | |`);
   console.log(
-    `| API answers (webhooks and commands, by HTTP status; 0 = none) | ${[...driver.answers]
-      .sort(([a], [b]) => a - b)
+    `| API answers (webhooks and commands, by HTTP status, or why none) | ${[...driver.answers]
+      .sort(([a], [b]) => a.localeCompare(b))
       .map(([code, n]) => `${code}: ${n}`)
       .join(', ')} | |`,
   );
