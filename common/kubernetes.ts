@@ -527,8 +527,15 @@ export class BuildCluster {
           params,
           (type: string, object: T & { code?: number }) => {
             if (type === 'ERROR') {
-              // 410 Gone: our resourceVersion is too old; relist.
-              finish({ resourceVersion: object.code === 410 ? undefined : resourceVersion });
+              // 410 Gone: our resourceVersion is too old; relist. Any other error fails the
+              // attempt: watching again at once would loop as fast as the server answers, while
+              // the activity's retry backs off (and resumes from the heartbeated version).
+              const status = object as { code?: number; message?: string };
+              finish(
+                status.code === 410
+                  ? { resourceVersion: undefined }
+                  : new Error(`watch of ${kind} failed: ${status.code ?? ''} ${status.message ?? ''}`.trim()),
+              );
               return;
             }
             resourceVersion = object.metadata?.resourceVersion ?? resourceVersion;
