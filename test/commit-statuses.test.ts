@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBuild } from '../api/build-client';
 import type { BuildStatus, CommitInfo } from '../common/types';
-import { startGitHubRecorder, type GitHubRecorder } from './github-recorder';
+import { reportingTo, startGitHubRecorder, type GitHubRecorder } from './github-recorder';
 import { startStack, type TestStack } from './api-server';
 import { SHA, TestCluster, testConfig, waitFor, untilBuildStatus } from './helpers';
 
@@ -14,12 +14,7 @@ let cluster: TestCluster;
 
 beforeAll(async () => {
   github = await startGitHubRecorder();
-  config = testConfig({
-    RUNBOAT_DISABLE_COMMIT_STATUSES: 'false',
-    RUNBOAT_GITHUB_API_URL: github.url,
-    RUNBOAT_GITHUB_TOKEN: 'test-token',
-    RUNBOAT_BASE_URL: 'https://runboat.example.org',
-  });
+  config = reportingTo(github);
   cluster = new TestCluster(config.buildNamespace);
   stack = await startStack(config, cluster);
 });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendBuildCommand, startBuild } from '../api/build-client';
 import type { BuildStatus, CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
-import { startGitHubRecorder, type GitHubRecorder } from './github-recorder';
+import { reportingTo, startGitHubRecorder, type GitHubRecorder } from './github-recorder';
 import { startStack, type TestStack } from './api-server';
 import { SHA, TestCluster, testConfig, waitFor, untilBuildStatus } from './helpers';
 
@@ -18,13 +18,7 @@ const REPO = '/repos/oca/sale-workflow';
 
 beforeAll(async () => {
   github = await startGitHubRecorder();
-  config = testConfig({
-    RUNBOAT_DISABLE_COMMIT_STATUSES: 'false',
-    RUNBOAT_GITHUB_API_URL: github.url,
-    RUNBOAT_GITHUB_TOKEN: 'test-token',
-    RUNBOAT_BASE_URL: 'https://runboat.example.org',
-    RUNBOAT_NO_CLEANUP_JOB: 'true',
-  });
+  config = reportingTo(github, { RUNBOAT_NO_CLEANUP_JOB: 'true' });
   expect(config.githubDeployments).toBe(true);
   cluster = new TestCluster(config.buildNamespace);
   stack = await startStack(config, cluster);

@@ -1,5 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Config } from '../common/config';
+import { testConfig } from './helpers';
 
 // Stands in for GitHub's REST API on loopback: records every call and answers with canned
 // responses, so tests read back what the service sent.
@@ -49,4 +51,15 @@ export async function startGitHubRecorder(): Promise<GitHubRecorder> {
     },
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
+}
+
+/** A test configuration that reports builds to `github` (commit statuses, deployments). */
+export function reportingTo(github: GitHubRecorder, env: Record<string, string> = {}): Config {
+  return testConfig({
+    RUNBOAT_DISABLE_COMMIT_STATUSES: 'false',
+    RUNBOAT_GITHUB_API_URL: github.url,
+    RUNBOAT_GITHUB_TOKEN: 'test-token',
+    RUNBOAT_BASE_URL: 'https://runboat.example.org',
+    ...env,
+  });
 }

@@ -5,7 +5,7 @@ import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, type V1Job } from '@kuber
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { apiConnectionOptions } from '../api/backend';
 import { BuildCluster } from '../common/kubernetes';
 import { getBuildState } from '../api/build-client';
@@ -54,6 +54,20 @@ export function testConfig(env: Record<string, string> = {}): Config {
     RUNBOAT_GITHUB_API_URL: 'http://127.0.0.1:9',
     ...env,
   });
+}
+
+/** A Temporal client for a test file that runs no worker: connected before its tests, closed after. */
+export function useTemporalClient(config: Config): { readonly client: Client } {
+  let connection: Connection | undefined;
+  const used = {} as { client: Client };
+  beforeAll(async () => {
+    connection = await Connection.connect({ address: config.temporalAddress });
+    used.client = new Client({ connection, namespace: config.temporalNamespace });
+  });
+  afterAll(async () => {
+    await connection?.close();
+  });
+  return used;
 }
 
 export function kubeConfig(): KubeConfig {

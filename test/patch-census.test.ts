@@ -1,33 +1,27 @@
-import { Client, Connection } from '@temporalio/client';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { startBuild } from '../api/build-client';
 import { runsStartedBefore } from '../scripts/patch-census';
 import { buildWorkflowId, initSlotsWorkflowId, type InitSlotsWorkflow } from '../workflows/definitions';
-import { SHA, testConfig, waitFor } from './helpers';
+import { SHA, testConfig, useTemporalClient, waitFor } from './helpers';
 
 // The census that says when a release's patches may go (README, Upgrading): open runs started
 // before a rollout time. No worker polls this task queue: the runs stay open as started.
 
 const config = testConfig();
-let connection: Connection;
-let client: Client;
-
-beforeAll(async () => {
-  connection = await Connection.connect({ address: config.temporalAddress });
-  client = new Client({ connection, namespace: config.temporalNamespace });
-});
+const temporal = useTemporalClient(config);
 
 afterAll(async () => {
+  const { client } = temporal;
   for await (const run of client.workflow.list({ query: `TaskQueue = '${config.taskQueue}'` })) {
     await client.workflow
       .getHandle(run.workflowId)
       .terminate('test over')
       .catch(() => undefined);
   }
-  await connection.close();
 });
 
 it('counts the open runs started before a rollout, and the coordinator among them', async () => {
+  const { client } = temporal;
   const before = new Date();
   await expect(runsStartedBefore(client, config.taskQueue, before)).resolves.toEqual({
     builds: 0,
