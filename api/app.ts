@@ -3,11 +3,12 @@ import express from 'express';
 import type { GitHub } from '../common/github';
 import type { BuildCluster } from '../common/kubernetes';
 import type { Config } from '../common/config';
-import { boundedCalls } from './backend';
+import { BACKEND_TIMEOUT_MS, boundedCalls } from './backend';
 import { errorHandler, HttpError } from './errors';
 import { BuildEvents } from './events';
 import { healthRouter } from './health';
 import { createMetrics } from './metrics';
+import { RepoIndex } from './repo-index';
 import { routeList, type RouteEntry } from './route-list';
 import { restRouter } from './routes';
 import { uiRouter } from './ui';
@@ -15,8 +16,9 @@ import { Visits } from './visits';
 import { wakeHandler } from './wake';
 import { webhookRouter } from './webhooks';
 
-// The HTTP service, assembled: the process holds no state of its own, every answer comes from
-// Temporal (and pod logs from Kubernetes), so API processes scale out.
+// The HTTP service, assembled: every answer comes from Temporal (and pod logs from
+// Kubernetes), so API processes scale out. The one state a process keeps, the index of repos
+// (repo-index.ts), is rebuilt from Temporal and agrees with other processes' within its bound.
 
 export interface ApiDependencies {
   config: Config;
@@ -25,13 +27,14 @@ export interface ApiDependencies {
   github: GitHub;
   /** Deadline of each backend call (default BACKEND_TIMEOUT_MS); tests shorten it. */
   backendTimeoutMs?: number;
-  /** How far back each build-events poll looks (BUILD_EVENTS_LOOKBACK_MS); tests shorten it. */
+  /** How far back each read of the change feed looks (CHANGE_FEED_LOOKBACK_MS); tests shorten it. */
   eventsLookbackMs?: number;
 }
 
 export interface Api {
   app: express.Express;
   events: BuildEvents;
+  repos: RepoIndex;
   /** Method and OpenAPI-style path of every /api/v1 route, to hold the OpenAPI document to. */
   routes: RouteEntry[];
 }
@@ -42,8 +45,16 @@ export function createApp(deps: ApiDependencies): Api {
   const bounded = boundedCalls(client, deps.backendTimeoutMs);
   const metrics = createMetrics(config, client, bounded, () => events.subscriberCount);
   const events = new BuildEvents(config, client, bounded, metrics.observeEventsPoll, deps.eventsLookbackMs);
+  const repos = new RepoIndex(
+    client,
+    config,
+    bounded,
+    deps.backendTimeoutMs ?? BACKEND_TIMEOUT_MS,
+    undefined,
+    deps.eventsLookbackMs,
+  );
   const visits = new Visits(client);
-  const api = restRouter({ config, client, cluster, github, bounded, events, visits });
+  const api = restRouter({ config, client, cluster, github, bounded, events, repos, visits });
 
   const app = express();
   app.disable('x-powered-by');
@@ -58,5 +69,5 @@ export function createApp(deps: ApiDependencies): Api {
     throw new HttpError(404, 'no such endpoint');
   });
   app.use(errorHandler);
-  return { app, events, routes: routeList(api) };
+  return { app, events, repos, routes: routeList(api) };
 }

@@ -91,7 +91,7 @@ export function createMetrics(
   });
   const eventsListed = new Counter({
     name: 'runboat_build_events_listed_builds_total',
-    help: 'Builds the /build-events polls listed: every build at a start, then the changes only',
+    help: "Builds the /build-events polls listed: those matching a new stream's filter, then the changes only",
     registers: [registry],
   });
   const requests = new Histogram({

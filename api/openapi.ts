@@ -1,5 +1,6 @@
 import type { Config } from '../common/config';
 import { BUILD_STATUSES } from '../common/types';
+import { REPO_INDEX_MAX_AGE_MS } from './repo-index';
 
 // The API's contract, served at /api/v1/openapi.json; a test holds it to the real routes.
 
@@ -120,6 +121,7 @@ export function openApiDocument(config: Config) {
       '/repos': {
         get: {
           summary: 'Repos with builds',
+          description: `As of at most ${REPO_INDEX_MAX_AGE_MS / 1000} s before the request: each API process keeps an index of the builds' repos, kept current from visibility's changes`,
           responses: {
             '200': json('Repos', {
               type: 'array',
@@ -219,6 +221,14 @@ export function openApiDocument(config: Config) {
           parameters: [
             ...filterParameters,
             { name: 'build_name', in: 'query', required: false, schema: { type: 'string' } },
+            {
+              name: 'changes_only',
+              in: 'query',
+              required: false,
+              description:
+                'true: no matching builds first, only the changes from now on, every deletion included (not in runboat)',
+              schema: { type: 'string', enum: ['true', 'false'] },
+            },
           ],
           responses: { '200': { description: 'text/event-stream of {event, build}' } },
         },

@@ -22,6 +22,7 @@ import {
 import { HttpError } from './errors';
 import type { BuildEvents } from './events';
 import { openApiDocument } from './openapi';
+import type { RepoIndex } from './repo-index';
 import { BUILD_COMMAND_RATE, rateLimited } from './rate-limit';
 import {
   branch,
@@ -46,11 +47,12 @@ export interface RestDependencies {
   github: GitHub;
   bounded: Bounded;
   events: BuildEvents;
+  repos: RepoIndex;
   visits: Visits;
 }
 
 export function restRouter(deps: RestDependencies): Router {
-  const { config, client, cluster, github, bounded, events, visits } = deps;
+  const { config, client, cluster, github, bounded, events, repos, visits } = deps;
   const admin = adminOnly(config);
 
   /** Answers 404 unless the build's workflow runs; needs no worker. */
@@ -74,8 +76,7 @@ export function restRouter(deps: RestDependencies): Router {
   });
 
   api.get('/repos', async (_request, response) => {
-    const builds = await bounded(() => listBuilds(client, config));
-    const names = [...new Set(builds.map((b) => b.commit.repo))].sort();
+    const names = await repos.repos();
     response.json(names.map((name) => ({ name, link: `https://github.com/${name}` })));
   });
 
@@ -180,12 +181,15 @@ export function restRouter(deps: RestDependencies): Router {
 
   api.get('/build-events', async (request, response) => {
     const filter = parseOr400(
-      filterQuery.extend({ build_name: buildName.optional() }),
+      filterQuery.extend({
+        build_name: buildName.optional(),
+        changes_only: z.enum(['true', 'false']).optional(),
+      }),
       ignoringEmptyFilters(request.query),
     );
-    const { build_name: name, ...rest } = filter;
+    const { build_name: name, changes_only: changesOnly, ...rest } = filter;
     // Not under `bounded`: the stream outlives any one deadline (the poller takes its own).
-    await events.subscribe({ ...rest, name }, response);
+    await events.subscribe({ ...rest, name }, response, changesOnly === 'true');
   });
 
   api.get('/openapi.json', (_request, response) => {
