@@ -71,7 +71,13 @@ export class RepoIndex {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_resolve, reject) => {
       timer = setTimeout(
-        () => reject(new HttpError(503, 'listing the builds took too long; try again in a moment')),
+        () =>
+          reject(
+            new HttpError(
+              503,
+              'Temporal did not list the builds in time (unreachable, or slow); try again in a moment',
+            ),
+          ),
         this.waitMs,
       );
     });
