@@ -4,11 +4,11 @@ import type { GitHub } from '../common/github';
 import type { BuildCluster } from '../common/kubernetes';
 import type { Config } from '../common/config';
 import { BACKEND_TIMEOUT_MS, boundedCalls } from './backend';
+import { BuildIndex } from './build-index';
 import { errorHandler, HttpError } from './errors';
 import { BuildEvents } from './events';
 import { healthRouter } from './health';
 import { createMetrics } from './metrics';
-import { RepoIndex } from './repo-index';
 import { routeList, type RouteEntry } from './route-list';
 import { restRouter } from './routes';
 import { uiRouter } from './ui';
@@ -17,8 +17,9 @@ import { wakeHandler } from './wake';
 import { webhookRouter } from './webhooks';
 
 // The HTTP service, assembled: every answer comes from Temporal (and pod logs from
-// Kubernetes), so API processes scale out. The one state a process keeps, the index of repos
-// (repo-index.ts), is rebuilt from Temporal and agrees with other processes' within its bound.
+// Kubernetes), so API processes scale out. The one state a process keeps, its index of the builds'
+// repos and statuses (build-index.ts), comes from Temporal and agrees with other processes'
+// within its bound.
 
 export interface ApiDependencies {
   config: Config;
@@ -34,7 +35,7 @@ export interface ApiDependencies {
 export interface Api {
   app: express.Express;
   events: BuildEvents;
-  repos: RepoIndex;
+  index: BuildIndex;
   /** Method and OpenAPI-style path of every /api/v1 route, to hold the OpenAPI document to. */
   routes: RouteEntry[];
 }
@@ -43,18 +44,17 @@ export function createApp(deps: ApiDependencies): Api {
   const { config, cluster, github, client } = deps;
   // Every outbound call is bounded: an unreachable backend answers 503, never hangs.
   const bounded = boundedCalls(client, deps.backendTimeoutMs);
-  const metrics = createMetrics(config, client, bounded, () => events.subscriberCount);
-  const events = new BuildEvents(config, client, bounded, metrics.observeEventsPoll, deps.eventsLookbackMs);
-  const repos = new RepoIndex(
+  const index = new BuildIndex(
     client,
     config,
     bounded,
     deps.backendTimeoutMs ?? BACKEND_TIMEOUT_MS,
-    undefined,
     deps.eventsLookbackMs,
   );
+  const metrics = createMetrics(config, client, bounded, index, () => events.subscriberCount);
+  const events = new BuildEvents(config, client, bounded, metrics.observeEventsPoll, deps.eventsLookbackMs);
   const visits = new Visits(client);
-  const api = restRouter({ config, client, cluster, github, bounded, events, repos, visits });
+  const api = restRouter({ config, client, cluster, github, bounded, events, index, visits });
 
   const app = express();
   app.disable('x-powered-by');
@@ -69,5 +69,5 @@ export function createApp(deps: ApiDependencies): Api {
     throw new HttpError(404, 'no such endpoint');
   });
   app.use(errorHandler);
-  return { app, events, repos, routes: routeList(api) };
+  return { app, events, index, routes: routeList(api) };
 }

@@ -19,7 +19,7 @@ async function main(): Promise<void> {
   const connection = Connection.lazy(apiConnectionOptions(config.temporalAddress));
   const client = new Client({ connection, namespace: config.temporalNamespace });
   const stopping = new AbortController();
-  const { app, events, repos } = createApp({
+  const { app, events, index } = createApp({
     config,
     client,
     cluster: buildCluster(config),
@@ -37,8 +37,8 @@ async function main(): Promise<void> {
   ).then(
     () => {
       logger.info({ address: config.temporalAddress }, 'connected to Temporal');
-      // The repo index's one list of every build, before a request needs it (seconds at 7,000).
-      repos.warm();
+      // The build index's one list of every build, before a request needs it (seconds at 7,000).
+      index.warm();
     },
     () => undefined,
   );

@@ -1,8 +1,11 @@
 import type { Config } from '../common/config';
 import { BUILD_STATUSES } from '../common/types';
-import { REPO_INDEX_MAX_AGE_MS } from './repo-index';
 
 // The API's contract, served at /api/v1/openapi.json; a test holds it to the real routes.
+
+/** What /status and /repos say of their freshness. */
+const asOf =
+  "As visibility had the builds when the request arrived, or later: each API process keeps an index of the builds' repos and statuses, kept current from visibility's changes";
 
 const filterParameters = ['repo', 'target_branch', 'branch', 'pr'].map((name) => ({
   name,
@@ -115,13 +118,14 @@ export function openApiDocument(config: Config) {
       '/status': {
         get: {
           summary: 'Counts and limits',
+          description: asOf,
           responses: { '200': json('Counts', { $ref: '#/components/schemas/Status' }) },
         },
       },
       '/repos': {
         get: {
           summary: 'Repos with builds',
-          description: `As of at most ${REPO_INDEX_MAX_AGE_MS / 1000} s before the request: each API process keeps an index of the builds' repos, kept current from visibility's changes`,
+          description: asOf,
           responses: {
             '200': json('Repos', {
               type: 'array',

@@ -10,7 +10,6 @@ import { LOG_PAGE_CSP, ansiToHtmlPage } from './ansi-html';
 import { adminOnly } from './auth';
 import type { Bounded } from './backend';
 import {
-  countBuilds,
   forceUndeployBuild,
   getBuildState,
   listBuilds,
@@ -22,7 +21,7 @@ import {
 import { HttpError } from './errors';
 import type { BuildEvents } from './events';
 import { openApiDocument } from './openapi';
-import type { RepoIndex } from './repo-index';
+import type { BuildIndex } from './build-index';
 import { BUILD_COMMAND_RATE, rateLimited } from './rate-limit';
 import {
   branch,
@@ -47,12 +46,12 @@ export interface RestDependencies {
   github: GitHub;
   bounded: Bounded;
   events: BuildEvents;
-  repos: RepoIndex;
+  index: BuildIndex;
   visits: Visits;
 }
 
 export function restRouter(deps: RestDependencies): Router {
-  const { config, client, cluster, github, bounded, events, repos, visits } = deps;
+  const { config, client, cluster, github, bounded, events, index, visits } = deps;
   const admin = adminOnly(config);
 
   /** Answers 404 unless the build's workflow runs; needs no worker. */
@@ -72,11 +71,11 @@ export function restRouter(deps: RestDependencies): Router {
   const api = Router();
 
   api.get('/status', async (_request, response) => {
-    response.json(statusFromCounts(config, await bounded(() => countBuilds(client, config))));
+    response.json(statusFromCounts(config, await index.counts()));
   });
 
   api.get('/repos', async (_request, response) => {
-    const names = await repos.repos();
+    const names = await index.repos();
     response.json(names.map((name) => ({ name, link: `https://github.com/${name}` })));
   });
 
