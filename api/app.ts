@@ -52,7 +52,14 @@ export function createApp(deps: ApiDependencies): Api {
     deps.eventsLookbackMs,
   );
   const metrics = createMetrics(config, client, bounded, index, () => events.subscriberCount);
-  const events = new BuildEvents(config, client, bounded, metrics.observeEventsPoll, deps.eventsLookbackMs);
+  const events = new BuildEvents(
+    config,
+    client,
+    bounded,
+    index,
+    metrics.observeEventsPoll,
+    deps.eventsLookbackMs,
+  );
   const visits = new Visits(client);
   const api = restRouter({ config, client, cluster, github, bounded, events, index, visits });
 

@@ -206,6 +206,19 @@ export interface BuildFilter {
 
 export type { ListedBuild };
 
+/** Whether `build` passes `filter`: what `listBuilds` asks visibility, for a build in hand. */
+export function matches(filter: BuildFilter, build: ListedBuild): boolean {
+  const { repo, target_branch, pr } = build.commit;
+  return (
+    (!filter.repo || repo === filter.repo.toLowerCase()) &&
+    (!filter.target_branch || target_branch === filter.target_branch) &&
+    (!filter.branch || (target_branch === filter.branch && pr === null)) &&
+    (filter.pr === undefined || pr === filter.pr) &&
+    (!filter.status || build.status === filter.status) &&
+    (!filter.name || build.name === filter.name)
+  );
+}
+
 /**
  * Running build workflows of this deployment's task queue that match `filter`, in runboat's
  * ascending order (see `runboatOrder`), the order of `/build-events`' first events.

@@ -3,17 +3,19 @@ import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import { BUILD_STATUSES, type BuildStatus, type InitStatus } from '../common/types';
 import type { Bounded } from './backend';
-import { listBuilds, type ListedBuild } from './build-client';
+import { listBuilds, matches, runboatOrder, type BuildFilter, type ListedBuild } from './build-client';
 import { ChangeFeed } from './change-feed';
 import { HttpError } from './errors';
 
-// What `/api/v1/status`, `/api/v1/repos`, the home page and `/metrics` show of all builds, without
-// a cost per build on each request. Listing every build to collect repos cost ~0.8 ms a build
+// What the API shows of the builds (`/api/v1/status`, `/repos`, `GET /builds`, the first events
+// of `/build-events`, the home page and boards, `/metrics`), without a cost per deployed build on
+// each request. Listing every build to collect repos cost ~0.8 ms a build
 // (5 s at OCA's 7,000); visibility cannot count by repo (its GROUP BY takes ExecutionStatus
 // only), and its counts by status are not constant either: SQL visibility counts the matching
 // rows, about 70 ms per 1,000 builds for /status's seven counts on the dev server (README,
-// "The API at N builds"). So each API process keeps an index of every running build's repo,
-// status and init status: listed once (at start, or by the first request), then kept current
+// "The API at N builds"), and a list costs ~0.7 ms per build listed (100 ms for a 150-build
+// board). So each API process keeps an index of every running build as visibility lists it:
+// listed once (at start, or by the first request), then kept current
 // from the change feed, which lists only the builds that changed (each change of a build
 // stamps `RunboatUpdated`; builds whose run predates that stamp were in the first list, and
 // stamp their next change) and those that ended.
@@ -41,15 +43,9 @@ export interface BuildCounts {
   initializing: number;
 }
 
-interface Entry {
-  repo: string;
-  status: BuildStatus;
-  initStatus: InitStatus;
-}
-
 export class BuildIndex {
-  private readonly builds = new Map<string, Entry>();
-  private readonly buildsOfRepo = new Map<string, number>();
+  private readonly builds = new Map<string, ListedBuild>();
+  private readonly buildsOfRepo = new Map<string, Map<string, ListedBuild>>();
   private readonly statuses = Object.fromEntries(BUILD_STATUSES.map((s) => [s, 0])) as Record<
     BuildStatus,
     number
@@ -83,6 +79,21 @@ export class BuildIndex {
   async repos(): Promise<string[]> {
     await this.fresh();
     return (this.sortedRepos ??= [...this.buildsOfRepo.keys()].sort());
+  }
+
+  /**
+   * The running builds that match `filter`, in runboat's ascending order, as `listBuilds`
+   * gives them: all of a repo's builds, not all builds, are looked at for a repo's board.
+   */
+  async list(filter: BuildFilter = {}): Promise<ListedBuild[]> {
+    await this.fresh();
+    const candidates = filter.repo
+      ? (this.buildsOfRepo.get(filter.repo.toLowerCase())?.values() ?? [])
+      : this.builds.values();
+    return runboatOrder(
+      [...candidates].filter((build) => matches(filter, build)),
+      'asc',
+    );
   }
 
   /** The running builds' counts, as visibility had them when asked or later. */
@@ -166,24 +177,32 @@ export class BuildIndex {
 
   private set(build: ListedBuild): void {
     this.remove(build.name);
-    const entry = { repo: build.commit.repo, status: build.status, initStatus: build.init_status };
-    this.builds.set(build.name, entry);
-    this.tally(entry, 1);
+    this.builds.set(build.name, build);
+    this.tally(build, 1);
+    const repo = build.commit.repo;
+    const ofRepo = this.buildsOfRepo.get(repo) ?? new Map<string, ListedBuild>();
+    if (ofRepo.size === 0) {
+      this.buildsOfRepo.set(repo, ofRepo);
+      this.sortedRepos = undefined;
+    }
+    ofRepo.set(build.name, build);
   }
 
   private remove(name: string): void {
-    const entry = this.builds.get(name);
-    if (!entry) return;
+    const build = this.builds.get(name);
+    if (!build) return;
     this.builds.delete(name);
-    this.tally(entry, -1);
+    this.tally(build, -1);
+    const ofRepo = this.buildsOfRepo.get(build.commit.repo);
+    ofRepo?.delete(name);
+    if (ofRepo?.size === 0) {
+      this.buildsOfRepo.delete(build.commit.repo);
+      this.sortedRepos = undefined;
+    }
   }
 
-  private tally({ repo, status, initStatus }: Entry, by: 1 | -1): void {
+  private tally({ status, init_status }: ListedBuild, by: 1 | -1): void {
     this.statuses[status] += by;
-    if (status === 'initializing') this.initializing[initStatus] += by;
-    const inRepo = (this.buildsOfRepo.get(repo) ?? 0) + by;
-    if (inRepo === 0) this.buildsOfRepo.delete(repo);
-    else this.buildsOfRepo.set(repo, inRepo);
-    if (inRepo === 0 || (by === 1 && inRepo === 1)) this.sortedRepos = undefined;
+    if (status === 'initializing') this.initializing[init_status] += by;
   }
 }

@@ -3,7 +3,8 @@ import type { Response } from 'express';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import type { Bounded } from './backend';
-import { listBuilds, type BuildFilter, type ListedBuild } from './build-client';
+import { matches, type BuildFilter, type ListedBuild } from './build-client';
+import type { BuildIndex } from './build-index';
 import { CHANGE_FEED_LOOKBACK_MS, ChangeFeed } from './change-feed';
 import { buildJson } from './views';
 
@@ -11,7 +12,7 @@ import { buildJson } from './views';
 // then `upd` and `del` events. One poll of Temporal visibility per API process feeds every
 // subscriber, and only while there is one; the process keeps no state beyond its subscribers.
 // Nothing costs the number of builds deployed (7,000 at OCA): a subscriber's first builds are
-// a list of the builds matching its filter, and each poll reads only what changed since the
+// the builds matching its filter (from the build index), and each poll reads only what changed since the
 // last successful one (the change feed), sending each subscriber what differs from what it
 // was last sent. A subscriber that asks for the changes only (`changes_only=true`, the home
 // page: it counts and lists repos, and with no filter the first builds would be every build)
@@ -41,17 +42,6 @@ interface Subscriber {
   keepalive?: NodeJS.Timeout;
 }
 
-export function matches(filter: EventFilter, build: ListedBuild): boolean {
-  const { repo, target_branch, pr } = build.commit;
-  return (
-    (!filter.repo || repo === filter.repo.toLowerCase()) &&
-    (!filter.target_branch || target_branch === filter.target_branch) &&
-    (!filter.branch || (target_branch === filter.branch && pr === null)) &&
-    (filter.pr === undefined || pr === filter.pr) &&
-    (!filter.name || build.name === filter.name)
-  );
-}
-
 /** `listed`: how many builds the poll's visibility queries returned. */
 export type EventsPollObserver = (outcome: 'ok' | 'failed', listed?: number) => void;
 
@@ -64,8 +54,10 @@ export class BuildEvents {
 
   constructor(
     private readonly config: Config,
-    private readonly client: Client,
+    client: Client,
     private readonly bounded: Bounded,
+    /** Where a subscriber's first builds come from. */
+    private readonly index: BuildIndex,
     /** Told of every visibility poll (metrics; tests count them). */
     private readonly observePoll: EventsPollObserver = () => {},
     lookbackMs = CHANGE_FEED_LOOKBACK_MS,
@@ -98,7 +90,7 @@ export class BuildEvents {
     try {
       if (!changesOnly)
         builds = await this.observed(
-          () => listBuilds(this.client, this.config, filter),
+          () => this.index.list(filter),
           (listed) => listed.length,
         );
     } catch (error) {

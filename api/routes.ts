@@ -12,7 +12,6 @@ import type { Bounded } from './backend';
 import {
   forceUndeployBuild,
   getBuildState,
-  listBuilds,
   runboatOrder,
   sendBuildCommand,
   startBuild,
@@ -84,7 +83,7 @@ export function restRouter(deps: RestDependencies): Router {
       filterQuery.extend({ status: status.optional() }),
       ignoringEmptyFilters(request.query),
     );
-    const builds = await bounded(() => listBuilds(client, config, filter));
+    const builds = await index.list(filter);
     response.json(runboatOrder(builds, 'desc').map((build) => listedBuildJson(config, build)));
   });
 

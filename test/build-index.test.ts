@@ -1,16 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { startBuild } from '../api/build-client';
+import { listBuilds, runboatOrder, startBuild } from '../api/build-client';
 import type { BuildCounts } from '../api/build-index';
 import { statusFromCounts, type BuildJson, type StatusCounts } from '../api/views';
 import { BUILD_STATUSES, type BuildRef, type CommitInfo } from '../common/types';
 import { startTestApi, useStack, type TestApi } from './api-server';
 import { SHA, testConfig, waitFor } from './helpers';
 
-// `GET /api/v1/repos` and `/api/v1/status` come from each API process's index of the builds
-// (api/build-index.ts), listed once and then kept current from the change feed. Here, builds
-// added, initialized, undeployed and deployed again after an index was first listed show in
-// its answers as in a fresh list of every build (`GET /api/v1/builds`), in two API apps alike;
-// the waits are for those conditions, never for a time.
+// `GET /api/v1/repos`, `/status` and `/builds` come from each API process's index of the
+// builds (api/build-index.ts), listed once and then kept current from the change feed. Here,
+// builds added, initialized, undeployed and deployed again after an index was first listed
+// show in its answers as in visibility's own lists, in two API apps alike; the waits are for
+// those conditions, never for a time.
 
 const config = testConfig({
   RUNBOAT_NO_CLEANUP_JOB: 'true',
@@ -29,7 +29,12 @@ const commit = (repo: string, pr: number | null, sha: string): CommitInfo => ({
 interface View {
   repos: string[];
   status: StatusCounts;
+  /** `GET /api/v1/builds?repo=oca/beta`: its builds' names and statuses, in runboat's order. */
+  board: string[];
 }
+
+const BOARD = 'oca/beta';
+const shown = (builds: Array<{ name: string; status: string }>) => builds.map((b) => `${b.name} ${b.status}`);
 
 async function json<T>(api: TestApi, path: string): Promise<T> {
   const response = await api.request('GET', path);
@@ -42,12 +47,16 @@ async function indexed(api: TestApi): Promise<View> {
   const repos = await json<Array<{ name: string; link: string }>>(api, '/api/v1/repos');
   // runboat's JSON: a name and its GitHub link.
   for (const repo of repos) expect(repo.link).toBe(`https://github.com/${repo.name}`);
-  return { repos: repos.map((repo) => repo.name), status: await json<StatusCounts>(api, '/api/v1/status') };
+  return {
+    repos: repos.map((repo) => repo.name),
+    status: await json<StatusCounts>(api, '/api/v1/status'),
+    board: shown(await json<BuildJson[]>(api, `/api/v1/builds?repo=${BOARD}`)),
+  };
 }
 
-/** The same, from a list of every build. */
+/** The same, from visibility's list of every build. */
 async function listed(): Promise<View> {
-  const builds = await json<BuildJson[]>(stack.api, '/api/v1/builds');
+  const builds = await listBuilds(stack.temporal.client, config);
   const counts: BuildCounts = {
     statuses: Object.fromEntries(
       BUILD_STATUSES.map((s) => [s, builds.filter((b) => b.status === s).length]),
@@ -56,8 +65,9 @@ async function listed(): Promise<View> {
     initializing: builds.filter((b) => b.status === 'initializing' && b.init_status === 'started').length,
   };
   return {
-    repos: [...new Set(builds.map((b) => b.commit_info.repo))].sort(),
+    repos: [...new Set(builds.map((b) => b.commit.repo))].sort(),
     status: statusFromCounts(config, counts),
+    board: shown(runboatOrder(await listBuilds(stack.temporal.client, config, { repo: BOARD }), 'desc')),
   };
 }
 
