@@ -94,7 +94,7 @@ export function createMetrics(
   });
   const eventsListed = new Counter({
     name: 'runboat_build_events_listed_builds_total',
-    help: "Builds the /build-events polls listed: those matching a new stream's filter, then the changes only",
+    help: "Builds of /build-events: a new stream's first builds (from the build index), then those its polls listed (the changes only)",
     registers: [registry],
   });
   const requests = new Histogram({
