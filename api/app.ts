@@ -47,7 +47,6 @@ export function createApp(deps: ApiDependencies): Api {
   const index = new BuildIndex(
     client,
     config,
-    bounded,
     deps.backendTimeoutMs ?? BACKEND_TIMEOUT_MS,
     deps.eventsLookbackMs,
   );

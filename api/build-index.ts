@@ -2,7 +2,6 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import { BUILD_STATUSES, type BuildStatus, type InitStatus } from '../common/types';
-import type { Bounded } from './backend';
 import { listBuilds, matches, runboatOrder, type BuildFilter, type ListedBuild } from './build-client';
 import { ChangeFeed } from './change-feed';
 import { HttpError } from './errors';
@@ -31,8 +30,14 @@ import { HttpError } from './errors';
 // bound of any visibility query (its own lag aside), so API processes, each with its own index,
 // agree as their lists do; and a page that refreshes on a `/build-events` change sees it.
 // Decisions (eviction, init slots) never read it: the worker counts and queries builds itself.
-/** The first list of every build takes seconds at 7,000 builds: more than a request may wait. */
-const POPULATE_TIMEOUT_MS = 120_000;
+
+/**
+ * A read's own deadline. The first list takes seconds at 7,000 builds, and a read after a
+ * burst lists every build changed within the lookback: a request's deadline would cut them
+ * short, and a read cut short moves nothing, so the next one would list more still. Requests
+ * wait for a read at most their own deadline (`waitMs`), then answer 503 while it goes on.
+ */
+const READ_TIMEOUT_MS = 120_000;
 /** When the namespace does not say its retention: Temporal's smallest (for local namespaces). */
 const MIN_RETENTION_MS = 60 * 60_000;
 
@@ -69,7 +74,6 @@ export class BuildIndex {
   constructor(
     private readonly client: Client,
     private readonly config: Config,
-    private readonly bounded: Bounded,
     /** How long a request waits for the index, the first list included: its backend deadline. */
     private readonly waitMs: number,
     private readonly lookbackMs?: number,
@@ -148,20 +152,24 @@ export class BuildIndex {
 
   private async updateOnce(): Promise<void> {
     const began = Date.now();
+    await this.client.withDeadline(began + READ_TIMEOUT_MS, () => this.read(began));
+  }
+
+  private async read(began: number): Promise<void> {
     if (!this.feed || began - this.feed.readAt > this.relistAfterMs) {
       // The feed starts before the list: a change made while it runs is in the next read.
       const feed = new ChangeFeed(this.client, this.config, this.lookbackMs, began);
-      // A deadline of its own: the first request's would cut a long list short every time.
-      const [builds, retentionMs] = await this.client.withDeadline(began + POPULATE_TIMEOUT_MS, () =>
-        Promise.all([listBuilds(this.client, this.config), this.retentionMs()]),
-      );
+      const [builds, retentionMs] = await Promise.all([
+        listBuilds(this.client, this.config),
+        this.retentionMs(),
+      ]);
       this.relistAfterMs = retentionMs / 2;
       for (const name of [...this.builds.keys()]) this.remove(name);
       for (const build of builds) this.set(build);
       this.feed = feed;
     } else {
       const feed = this.feed;
-      const { changed, gone } = await this.bounded(() => feed.read());
+      const { changed, gone } = await feed.read();
       for (const build of changed) this.set(build);
       for (const build of gone) this.remove(build.name);
     }
