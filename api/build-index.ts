@@ -7,17 +7,17 @@ import { ChangeFeed } from './change-feed';
 import { HttpError } from './errors';
 
 // What the API shows of the builds (`/api/v1/status`, `/repos`, `GET /builds`, the first events
-// of `/build-events`, the home page and boards, `/metrics`), without a cost per deployed build on
-// each request. Listing every build to collect repos cost ~0.8 ms a build
-// (5 s at OCA's 7,000); visibility cannot count by repo (its GROUP BY takes ExecutionStatus
-// only), and its counts by status are not constant either: SQL visibility counts the matching
-// rows, about 70 ms per 1,000 builds for /status's seven counts on the dev server (README,
-// "The API at N builds"), and a list costs ~0.7 ms per build listed (100 ms for a 150-build
-// board). So each API process keeps an index of every running build as visibility lists it:
-// listed once (at start, or by the first request), then kept current
-// from the change feed, which lists only the builds that changed (each change of a build
-// stamps `RunboatUpdated`; builds whose run predates that stamp were in the first list, and
-// stamp their next change) and those that ended.
+// of `/build-events`, the home page and boards, `/metrics`), without a cost per deployed build
+// on each request. Listing every build to collect repos cost ~0.8 ms a build (5 s at OCA's
+// 7,000); visibility cannot count by repo (its GROUP BY takes ExecutionStatus only), and its
+// counts by status are not constant either: SQL visibility counts the matching rows, about
+// 70 ms per 1,000 builds for /status's seven counts on the dev server (README, "The API at N
+// builds"), and a list costs ~0.7 ms per build listed (100 ms for a 150-build board). So each
+// API process keeps an index of every running build as visibility lists it: listed once (at
+// start, or by the first request), then kept current from the change feed, which lists only
+// the builds that changed (each change of a build stamps `RunboatUpdated`; builds whose run
+// predates that stamp were in the first list, and stamp their next change) and those that
+// ended.
 //
 // The feed is read for requests, never on a timer: an idle API costs nothing. One read at a
 // time, shared by every request that arrived before it began, so a crowd of requests costs one
