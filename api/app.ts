@@ -3,7 +3,8 @@ import express from 'express';
 import type { GitHub } from '../common/github';
 import type { BuildCluster } from '../common/kubernetes';
 import type { Config } from '../common/config';
-import { boundedCalls } from './backend';
+import { BACKEND_TIMEOUT_MS, boundedCalls } from './backend';
+import { BuildIndex } from './build-index';
 import { errorHandler, HttpError } from './errors';
 import { BuildEvents } from './events';
 import { healthRouter } from './health';
@@ -15,8 +16,10 @@ import { Visits } from './visits';
 import { wakeHandler } from './wake';
 import { webhookRouter } from './webhooks';
 
-// The HTTP service, assembled: the process holds no state of its own, every answer comes from
-// Temporal (and pod logs from Kubernetes), so API processes scale out.
+// The HTTP service, assembled: every answer comes from Temporal (and pod logs from
+// Kubernetes), so API processes scale out. The one state a process keeps, its index of the builds'
+// repos and statuses (build-index.ts), comes from Temporal and agrees with other processes'
+// within its bound.
 
 export interface ApiDependencies {
   config: Config;
@@ -25,13 +28,14 @@ export interface ApiDependencies {
   github: GitHub;
   /** Deadline of each backend call (default BACKEND_TIMEOUT_MS); tests shorten it. */
   backendTimeoutMs?: number;
-  /** How far back each build-events poll looks (BUILD_EVENTS_LOOKBACK_MS); tests shorten it. */
+  /** How far back each read of the change feed looks (CHANGE_FEED_LOOKBACK_MS); tests shorten it. */
   eventsLookbackMs?: number;
 }
 
 export interface Api {
   app: express.Express;
   events: BuildEvents;
+  index: BuildIndex;
   /** Method and OpenAPI-style path of every /api/v1 route, to hold the OpenAPI document to. */
   routes: RouteEntry[];
 }
@@ -40,10 +44,23 @@ export function createApp(deps: ApiDependencies): Api {
   const { config, cluster, github, client } = deps;
   // Every outbound call is bounded: an unreachable backend answers 503, never hangs.
   const bounded = boundedCalls(client, deps.backendTimeoutMs);
-  const metrics = createMetrics(config, client, bounded, () => events.subscriberCount);
-  const events = new BuildEvents(config, client, bounded, metrics.observeEventsPoll, deps.eventsLookbackMs);
+  const index = new BuildIndex(
+    client,
+    config,
+    deps.backendTimeoutMs ?? BACKEND_TIMEOUT_MS,
+    deps.eventsLookbackMs,
+  );
+  const metrics = createMetrics(config, client, bounded, index, () => events.subscriberCount);
+  const events = new BuildEvents(
+    config,
+    client,
+    bounded,
+    index,
+    metrics.observeEventsPoll,
+    deps.eventsLookbackMs,
+  );
   const visits = new Visits(client);
-  const api = restRouter({ config, client, cluster, github, bounded, events, visits });
+  const api = restRouter({ config, client, cluster, github, bounded, events, index, visits });
 
   const app = express();
   app.disable('x-powered-by');
@@ -58,5 +75,5 @@ export function createApp(deps: ApiDependencies): Api {
     throw new HttpError(404, 'no such endpoint');
   });
   app.use(errorHandler);
-  return { app, events, routes: routeList(api) };
+  return { app, events, index, routes: routeList(api) };
 }

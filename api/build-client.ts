@@ -21,7 +21,6 @@ import {
   type ListedBuild,
 } from '../common/search-attributes';
 import {
-  BUILD_STATUSES,
   type BuildCommand,
   type BuildRef,
   type BuildRepoSettings,
@@ -207,6 +206,19 @@ export interface BuildFilter {
 
 export type { ListedBuild };
 
+/** Whether `build` passes `filter`: what `listBuilds` asks visibility, for a build in hand. */
+export function matches(filter: BuildFilter, build: ListedBuild): boolean {
+  const { repo, target_branch, pr } = build.commit;
+  return (
+    (!filter.repo || repo === filter.repo.toLowerCase()) &&
+    (!filter.target_branch || target_branch === filter.target_branch) &&
+    (!filter.branch || (target_branch === filter.branch && pr === null)) &&
+    (filter.pr === undefined || pr === filter.pr) &&
+    (!filter.status || build.status === filter.status) &&
+    (!filter.name || build.name === filter.name)
+  );
+}
+
 /**
  * Running build workflows of this deployment's task queue that match `filter`, in runboat's
  * ascending order (see `runboatOrder`), the order of `/build-events`' first events.
@@ -283,31 +295,6 @@ export function runboatOrder(builds: ListedBuild[], direction: 'asc' | 'desc'): 
         compare(a.commit.target_branch, b.commit.target_branch) ||
         compare(Date.parse(a.created), Date.parse(b.created))),
   );
-}
-
-/**
- * How many running builds have each status (and init status), by visibility counts: a few
- * constant-size answers instead of listing every build (7,000 at OCA) for `/status`.
- */
-export async function countBuilds(
-  client: Client,
-  config: Config,
-): Promise<{ statuses: Record<BuildStatus, number>; toInitialize: number; initializing: number }> {
-  const running = runningBuildsQuery(config.taskQueue);
-  const count = async (clause: string) => (await client.workflow.count(`${running} AND ${clause}`)).count;
-  const status = (value: string) => `${searchAttributes.status.name} = '${value}'`;
-  const initStatus = (value: string) =>
-    `${status('initializing')} AND ${searchAttributes.initStatus.name} = '${value}'`;
-  const [counts, toInitialize, initializing] = await Promise.all([
-    Promise.all(BUILD_STATUSES.map((s) => count(status(s)))),
-    count(initStatus('todo')),
-    count(initStatus('started')),
-  ]);
-  const statuses = Object.fromEntries(BUILD_STATUSES.map((s, i) => [s, counts[i]])) as Record<
-    BuildStatus,
-    number
-  >;
-  return { statuses, toInitialize, initializing };
 }
 
 /** The build name of `commit`, or undefined when GitHub sent values no build can have. */

@@ -3,29 +3,26 @@ import type { Response } from 'express';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import type { Bounded } from './backend';
+import { matches, type BuildFilter, type ListedBuild } from './build-client';
+import type { BuildIndex } from './build-index';
+import { CHANGE_FEED_LOOKBACK_MS, ChangeFeed } from './change-feed';
 import { HttpError } from './errors';
-import { listBuildChanges, listBuilds, type BuildFilter, type ListedBuild } from './build-client';
 import { buildJson } from './views';
 
 // Server-Sent Events of build changes, runboat's `/build-events`: the matching builds first,
 // then `upd` and `del` events. One poll of Temporal visibility per API process feeds every
 // subscriber, and only while there is one; the process keeps no state beyond its subscribers.
 // Nothing costs the number of builds deployed (7,000 at OCA): a subscriber's first builds are
-// a list of the builds matching its filter, and each poll lists only what changed since the
-// last successful one (`listBuildChanges`), sending each subscriber what differs from what it
-// was last sent.
+// the builds matching its filter (from the build index), and each poll reads only what changed since the
+// last successful one (the change feed), sending each subscriber what differs from what it
+// was last sent. A subscriber that asks for the changes only (`changes_only=true`, the home
+// page: it counts and lists repos, and with no filter the first builds would be every build)
+// gets no first builds, and is told of every change, deletions included.
 //
 // The poller outlives the request that started it: each of its calls takes a deadline of its
 // own (one inherited from that request would expire, and every later poll with it).
 
 export const BUILD_EVENTS_POLL_INTERVAL_MS = 400;
-/**
- * How far before its last successful poll a poll looks: a change is stamped with its workflow
- * task's start (on the Temporal server's clock) and becomes visible when the task completes,
- * up to a task timeout (10 s) later, plus visibility's lag and clock skew between machines.
- * Changes seen twice are sent once (the fingerprint), so the overlap costs only a few rows.
- */
-export const BUILD_EVENTS_LOOKBACK_MS = 60_000;
 const KEEPALIVE_MS = 15_000;
 const STREAMS_FULL_RETRY_AFTER_SECONDS = 30;
 
@@ -36,20 +33,15 @@ interface Subscriber {
   response: Response;
   /** Set once it has its first builds: from then on it gets every change. */
   live: boolean;
-  /** What it was last sent of each build it shows: a change it has seen is not sent again. */
-  sent: Map<string, string>;
+  /** Asked for no first builds, only what changes (and so every deletion). */
+  changesOnly: boolean;
+  /**
+   * What it was last sent of each build (`fingerprint`, undefined for a deletion) and when: a
+   * change it has seen is not sent again. A subscriber with first builds keeps the builds it
+   * shows; a changes-only one needs an entry only while the feed's lookback can list it again.
+   */
+  sent: Map<string, { fingerprint: string | undefined; at: number }>;
   keepalive?: NodeJS.Timeout;
-}
-
-export function matches(filter: EventFilter, build: ListedBuild): boolean {
-  const { repo, target_branch, pr } = build.commit;
-  return (
-    (!filter.repo || repo === filter.repo.toLowerCase()) &&
-    (!filter.target_branch || target_branch === filter.target_branch) &&
-    (!filter.branch || (target_branch === filter.branch && pr === null)) &&
-    (filter.pr === undefined || pr === filter.pr) &&
-    (!filter.name || build.name === filter.name)
-  );
 }
 
 /** `listed`: how many builds the poll's visibility queries returned. */
@@ -57,20 +49,23 @@ export type EventsPollObserver = (outcome: 'ok' | 'failed', listed?: number) => 
 
 export class BuildEvents {
   private readonly subscribers = new Set<Subscriber>();
-  /** When the last successful poll (or the poller's start) began, on this process's clock. */
-  private lastPolled = 0;
+  private readonly feed: ChangeFeed;
   private timer: NodeJS.Timeout | undefined;
   private pollInFlight = false;
   private failedPollsInARow = 0;
 
   constructor(
     private readonly config: Config,
-    private readonly client: Client,
+    client: Client,
     private readonly bounded: Bounded,
+    /** Where a subscriber's first builds come from. */
+    private readonly index: BuildIndex,
     /** Told of every visibility poll (metrics; tests count them). */
     private readonly observePoll: EventsPollObserver = () => {},
-    private readonly lookbackMs = BUILD_EVENTS_LOOKBACK_MS,
-  ) {}
+    lookbackMs = CHANGE_FEED_LOOKBACK_MS,
+  ) {
+    this.feed = new ChangeFeed(client, config, lookbackMs);
+  }
 
   get subscriberCount(): number {
     return this.subscribers.size;
@@ -81,9 +76,12 @@ export class BuildEvents {
     return this.timer !== undefined || this.pollInFlight;
   }
 
-  /** Streams to `response` until the client leaves; rejects (before any byte is sent) when the
-   * builds cannot be listed. */
-  async subscribe(filter: EventFilter, response: Response): Promise<void> {
+  /**
+   * Streams to `response` until the client leaves; rejects (before any byte is sent) when the
+   * builds cannot be listed. `changesOnly`: no first builds, only the changes from now on (and
+   * those of up to the feed's lookback before).
+   */
+  async subscribe(filter: EventFilter, response: Response, changesOnly = false): Promise<void> {
     // Each stream holds a socket and what it was sent of its builds: a crowd of them (or one
     // client opening them in a loop) must not take the process's memory.
     if (this.subscribers.size >= this.config.maxEventStreams) {
@@ -93,18 +91,19 @@ export class BuildEvents {
         { 'retry-after': String(STREAMS_FULL_RETRY_AFTER_SECONDS) },
       );
     }
-    const subscriber: Subscriber = { filter, response, live: false, sent: new Map() };
+    const subscriber: Subscriber = { filter, response, live: false, changesOnly, sent: new Map() };
     // Counted before its builds load, so that leaving meanwhile stops the poller too.
     this.subscribers.add(subscriber);
     response.on('close', () => this.leave(subscriber));
     // Polling from before the list: a change made while it loads is in the next polls.
     this.startPolling();
-    let builds: ListedBuild[];
+    let builds: ListedBuild[] = [];
     try {
-      builds = await this.observed(
-        () => listBuilds(this.client, this.config, filter),
-        (listed) => listed.length,
-      );
+      if (!changesOnly)
+        builds = await this.observed(
+          () => this.index.list(filter),
+          (listed) => listed.length,
+        );
     } catch (error) {
       this.leave(subscriber);
       throw error;
@@ -140,7 +139,7 @@ export class BuildEvents {
 
   private startPolling(): void {
     if (this.timer) return;
-    this.lastPolled = Date.now();
+    this.feed.restart();
     this.timer = setInterval(() => void this.poll(), BUILD_EVENTS_POLL_INTERVAL_MS);
   }
 
@@ -166,27 +165,25 @@ export class BuildEvents {
     this.pollInFlight = true;
     const timer = this.timer;
     try {
-      const began = Date.now();
-      // From the last success, however long ago: changes made during an outage are not lost.
-      const since = new Date(this.lastPolled - this.lookbackMs);
-      const { changed, ended } = await this.observed(
-        () => listBuildChanges(this.client, this.config, since),
-        (changes) => changes.changed.length + changes.ended.length,
+      const { changed, gone } = await this.observed(
+        () => this.feed.read(),
+        (changes) => changes.changed.length + changes.gone.length,
       );
       if (this.timer !== timer) return; // stopped while it ran: a new start begins its own window
-      const running = new Set(changed.map((build) => build.name));
+      // Past twice the lookback, no poll lists again what a changes-only subscriber was sent.
+      const forgetBefore = Date.now() - 2 * this.feed.lookbackMs;
       for (const subscriber of this.subscribers) {
         if (!subscriber.live) continue; // the next polls still hold these changes
         for (const build of changed) {
           if (matches(subscriber.filter, build)) this.send(subscriber, 'upd', build);
         }
-        // An ended run whose build runs again (redeployed under the same name) is no deletion.
-        for (const build of ended) {
-          if (subscriber.sent.has(build.name) && !running.has(build.name))
-            this.send(subscriber, 'del', build);
+        for (const build of gone) {
+          if (matches(subscriber.filter, build)) this.send(subscriber, 'del', build);
+        }
+        if (subscriber.changesOnly) {
+          for (const [name, { at }] of subscriber.sent) if (at < forgetBefore) subscriber.sent.delete(name);
         }
       }
-      this.lastPolled = began;
       if (this.failedPollsInARow > 0) {
         logger.info({ failedPolls: this.failedPollsInARow }, 'build events: visibility reachable again');
         this.failedPollsInARow = 0;
@@ -201,12 +198,16 @@ export class BuildEvents {
     }
   }
 
-  /** Sends `build` unless the subscriber was last sent exactly this. */
+  /**
+   * Sends `build` unless the subscriber was last sent exactly this; a deletion only of a build
+   * it shows, or, changes-only, of one it was not told of yet.
+   */
   private send(subscriber: Subscriber, event: 'upd' | 'del', build: ListedBuild): void {
     const fingerprint = event === 'del' ? undefined : JSON.stringify(build);
-    if (event === 'upd' && subscriber.sent.get(build.name) === fingerprint) return;
-    if (fingerprint) subscriber.sent.set(build.name, fingerprint);
-    else subscriber.sent.delete(build.name);
+    const last = subscriber.sent.get(build.name);
+    if (last ? last.fingerprint === fingerprint : event === 'del' && !subscriber.changesOnly) return;
+    if (event === 'del' && !subscriber.changesOnly) subscriber.sent.delete(build.name);
+    else subscriber.sent.set(build.name, { fingerprint, at: Date.now() });
     subscriber.response.write(`data: ${JSON.stringify({ event, build: buildJson(this.config, build) })}\n\n`);
   }
 }

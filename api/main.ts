@@ -19,6 +19,12 @@ async function main(): Promise<void> {
   const connection = Connection.lazy(apiConnectionOptions(config.temporalAddress));
   const client = new Client({ connection, namespace: config.temporalNamespace });
   const stopping = new AbortController();
+  const { app, events, index } = createApp({
+    config,
+    client,
+    cluster: buildCluster(config),
+    github: new GitHub(config),
+  });
   // Says, once per failed attempt and with the next delay, that Temporal is not there yet,
   // and when it is (requests keep answering 503 meanwhile).
   void retryWithBackoff(
@@ -29,15 +35,13 @@ async function main(): Promise<void> {
       ),
     { signal: stopping.signal },
   ).then(
-    () => logger.info({ address: config.temporalAddress }, 'connected to Temporal'),
+    () => {
+      logger.info({ address: config.temporalAddress }, 'connected to Temporal');
+      // The build index's one list of every build, before a request needs it (seconds at 7,000).
+      index.warm();
+    },
     () => undefined,
   );
-  const { app, events } = createApp({
-    config,
-    client,
-    cluster: buildCluster(config),
-    github: new GitHub(config),
-  });
   const server = app.listen(config.port, () => logger.info({ port: config.port }, 'API listening'));
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'API shutting down');

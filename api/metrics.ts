@@ -6,15 +6,16 @@ import { BUILD_STATUSES } from '../common/types';
 import type { OrphanSweep } from '../common/types';
 import { initSlotsQuery, initSlotsWorkflowId, orphanSweepScheduleId } from '../workflows/definitions';
 import type { Bounded } from './backend';
-import { countBuilds } from './build-client';
+import type { BuildIndex } from './build-index';
 import type { EventsPollObserver } from './events';
 import type { WebhookObserver } from './webhooks';
 
 /** The events GitHub sends that are counted by name: those handled, and its `ping`. */
 const WEBHOOK_EVENTS = new Set(['push', 'pull_request', 'delete', 'ping']);
 
-// Prometheus metrics of the API process, read from Temporal at scrape time (so every API
-// instance reports the same numbers). Activity latencies come from the worker's own endpoint.
+// Prometheus metrics of the API process, read from Temporal at scrape time (the builds' counts
+// from the process's build index, so every API instance reports the same numbers within its
+// bound). Activity latencies come from the worker's own endpoint.
 
 export interface ApiMetrics {
   registry: Registry;
@@ -29,6 +30,7 @@ export function createMetrics(
   config: Config,
   client: Client,
   bounded: Bounded,
+  index: BuildIndex,
   eventSubscribers: () => number,
 ): ApiMetrics {
   const registry = new Registry();
@@ -40,8 +42,9 @@ export function createMetrics(
     registers: [registry],
     async collect() {
       // While Temporal is unreachable the scrape still answers, without this gauge's samples.
-      // Counts, not a list of every build: a scrape every 15 s must not cost O(builds).
-      const counts = await bounded(() => countBuilds(client, config)).catch(() => undefined);
+      // From the index: a scrape every 15 s must not cost O(builds), which even visibility's
+      // counts do (SQL visibility counts the matching rows).
+      const counts = await index.counts().catch(() => undefined);
       this.reset();
       for (const status of BUILD_STATUSES) {
         if (counts) this.set({ status }, counts.statuses[status]);
@@ -91,7 +94,7 @@ export function createMetrics(
   });
   const eventsListed = new Counter({
     name: 'runboat_build_events_listed_builds_total',
-    help: 'Builds the /build-events polls listed: every build at a start, then the changes only',
+    help: "Builds of /build-events: a new stream's first builds (from the build index), then those its polls listed (the changes only)",
     registers: [registry],
   });
   const requests = new Histogram({

@@ -3,6 +3,10 @@ import { BUILD_STATUSES } from '../common/types';
 
 // The API's contract, served at /api/v1/openapi.json; a test holds it to the real routes.
 
+/** What /status and /repos say of their freshness. */
+const asOf =
+  "As visibility had the builds when the request arrived, or later: each API process keeps an index of the builds' repos and statuses, kept current from visibility's changes";
+
 const filterParameters = ['repo', 'target_branch', 'branch', 'pr'].map((name) => ({
   name,
   in: 'query',
@@ -114,12 +118,14 @@ export function openApiDocument(config: Config) {
       '/status': {
         get: {
           summary: 'Counts and limits',
+          description: asOf,
           responses: { '200': json('Counts', { $ref: '#/components/schemas/Status' }) },
         },
       },
       '/repos': {
         get: {
           summary: 'Repos with builds',
+          description: asOf,
           responses: {
             '200': json('Repos', {
               type: 'array',
@@ -219,6 +225,14 @@ export function openApiDocument(config: Config) {
           parameters: [
             ...filterParameters,
             { name: 'build_name', in: 'query', required: false, schema: { type: 'string' } },
+            {
+              name: 'changes_only',
+              in: 'query',
+              required: false,
+              description:
+                'true: no matching builds first, only the changes from now on, every deletion included (not in runboat)',
+              schema: { type: 'string', enum: ['true', 'false'] },
+            },
           ],
           responses: { '200': { description: 'text/event-stream of {event, build}' } },
         },

@@ -10,10 +10,8 @@ import { LOG_PAGE_CSP, ansiToHtmlPage } from './ansi-html';
 import { adminOnly } from './auth';
 import type { Bounded } from './backend';
 import {
-  countBuilds,
   forceUndeployBuild,
   getBuildState,
-  listBuilds,
   runboatOrder,
   sendBuildCommand,
   startBuild,
@@ -22,6 +20,7 @@ import {
 import { HttpError } from './errors';
 import type { BuildEvents } from './events';
 import { openApiDocument } from './openapi';
+import type { BuildIndex } from './build-index';
 import { BUILD_COMMAND_RATE, rateLimited } from './rate-limit';
 import {
   branch,
@@ -46,11 +45,12 @@ export interface RestDependencies {
   github: GitHub;
   bounded: Bounded;
   events: BuildEvents;
+  index: BuildIndex;
   visits: Visits;
 }
 
 export function restRouter(deps: RestDependencies): Router {
-  const { config, client, cluster, github, bounded, events, visits } = deps;
+  const { config, client, cluster, github, bounded, events, index, visits } = deps;
   const admin = adminOnly(config);
 
   /** Answers 404 unless the build's workflow runs; needs no worker. */
@@ -70,12 +70,11 @@ export function restRouter(deps: RestDependencies): Router {
   const api = Router();
 
   api.get('/status', async (_request, response) => {
-    response.json(statusFromCounts(config, await bounded(() => countBuilds(client, config))));
+    response.json(statusFromCounts(config, await index.counts()));
   });
 
   api.get('/repos', async (_request, response) => {
-    const builds = await bounded(() => listBuilds(client, config));
-    const names = [...new Set(builds.map((b) => b.commit.repo))].sort();
+    const names = await index.repos();
     response.json(names.map((name) => ({ name, link: `https://github.com/${name}` })));
   });
 
@@ -84,7 +83,7 @@ export function restRouter(deps: RestDependencies): Router {
       filterQuery.extend({ status: status.optional() }),
       ignoringEmptyFilters(request.query),
     );
-    const builds = await bounded(() => listBuilds(client, config, filter));
+    const builds = await index.list(filter);
     response.json(runboatOrder(builds, 'desc').map((build) => listedBuildJson(config, build)));
   });
 
@@ -180,12 +179,15 @@ export function restRouter(deps: RestDependencies): Router {
 
   api.get('/build-events', async (request, response) => {
     const filter = parseOr400(
-      filterQuery.extend({ build_name: buildName.optional() }),
+      filterQuery.extend({
+        build_name: buildName.optional(),
+        changes_only: z.enum(['true', 'false']).optional(),
+      }),
       ignoringEmptyFilters(request.query),
     );
-    const { build_name: name, ...rest } = filter;
+    const { build_name: name, changes_only: changesOnly, ...rest } = filter;
     // Not under `bounded`: the stream outlives any one deadline (the poller takes its own).
-    await events.subscribe({ ...rest, name }, response);
+    await events.subscribe({ ...rest, name }, response, changesOnly === 'true');
   });
 
   api.get('/openapi.json', (_request, response) => {

@@ -1,7 +1,8 @@
 import type { Config } from '../common/config';
 import type { CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
-import type { countBuilds, ListedBuild } from './build-client';
+import type { ListedBuild } from './build-client';
+import type { BuildCounts } from './build-index';
 
 // The JSON runboat's clients expect, field for field, plus this project's additions.
 
@@ -74,10 +75,10 @@ export interface StatusCounts {
   undeploying: number;
 }
 
-/** `/status` from visibility counts (`countBuilds`). */
+/** `/status` from the build index's counts. */
 export function statusFromCounts(
   config: Config,
-  { statuses, toInitialize, initializing }: Awaited<ReturnType<typeof countBuilds>>,
+  { statuses, toInitialize, initializing }: BuildCounts,
 ): StatusCounts {
   return {
     deployed: Object.values(statuses).reduce((a, b) => a + b, 0) - statuses.undeploying,

@@ -14,9 +14,10 @@ import {
 } from '@kubernetes/client-node';
 import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { temporal as temporalProto } from '@temporalio/proto';
-import { chromium } from 'playwright-core';
+import { chromium, type Page } from 'playwright-core';
 import { webhookVerifier } from '../api/webhooks';
 import { lifecycleSettings, startBuild } from '../api/build-client';
+import { CHANGE_FEED_LOOKBACK_MS } from '../api/change-feed';
 import { buildRef } from '../common/build';
 import type { CommitInfo } from '../common/types';
 import { loadConfig } from '../common/config';
@@ -46,6 +47,11 @@ import { startTemporalPostgres } from './temporal-postgres';
 //     stopped build's search attributes and a start delay of 30 days (no worker runs them; plain
 //     signals do not wake them): what visibility holds at N deployed builds, for the queries,
 //     eviction's counts and idle CPU at that N, while the real builds stay the ones acted on.
+//   BENCH_SCENARIO=api: the API's latencies as visibility fills up, no build run: open build
+//     workflows with a stopped build's search attributes (as BENCH_SCALE_FILL adds them), 150
+//     in one repo (a board) and the rest across 49 others, timed at 150 and at BENCH_BUILDS
+//     (2000) open builds, a minute after each fill (the steady state); the bare control plane,
+//     as no build reaches it.
 //   BENCH_TEMPORAL=postgres: the Temporal server on PostgreSQL (scripts/temporal-postgres.ts,
 //     what compose deploys) instead of the dev server; its CPU includes PostgreSQL's processes.
 //   BENCH_CLUSTER=bare: the bare control plane, the bench playing the Job and Deployment
@@ -54,12 +60,17 @@ import { startTemporalPostgres } from './temporal-postgres';
 
 const SCENARIO = process.env.BENCH_SCENARIO ?? 'burst';
 const SCALE = SCENARIO === 'scale';
-const BUILDS = Number(process.env.BENCH_BUILDS ?? (SCALE ? 7000 : 100));
-const BARE = process.env.BENCH_CLUSTER === 'bare';
+const API = SCENARIO === 'api';
+const BUILDS = Number(process.env.BENCH_BUILDS ?? (SCALE ? 7000 : API ? 2000 : 100));
+const BARE = process.env.BENCH_CLUSTER === 'bare' || API;
 const VIA_WEBHOOKS = process.env.BENCH_VIA !== 'client';
 const WEBHOOK_SECRET = 'bench-secret';
 const MAX_DEPLOYED_AFTER = 50;
-const REPOS = SCALE ? 50 : 1;
+const REPOS = SCALE || API ? 50 : 1;
+/** The builds of the repo whose board the API scenario times (issue 10's "a 150-build repo"). */
+const BOARD_BUILDS = 150;
+/** Requests per endpoint for each latency row. */
+const API_REQUESTS = Number(process.env.BENCH_API_REQUESTS ?? 30);
 const SCALE_MINUTES = Number(process.env.BENCH_SCALE_MINUTES ?? 25);
 const CLOCK_TICKS = 100;
 const ON_POSTGRES = process.env.BENCH_TEMPORAL === 'postgres';
@@ -73,6 +84,12 @@ const percentile = (values: number[], p: number) => {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Latencies mean little without the load they were measured under. */
+const loadAverage = () =>
+  os
+    .loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ');
 
 /**
  * CPU seconds of a process and its descendants: the live ones (the worker's long-lived
@@ -164,7 +181,7 @@ async function main(): Promise<void> {
       ? startTemporalPostgres(path.join(workDir, 'temporal'))
       : startTemporalDevServer(path.join(workDir, 'temporal'), {
           // On disk for the scale scenario, so that its size can be reported.
-          dbFile: SCALE ? path.join(workDir, 'temporal', 'temporal.db') : undefined,
+          dbFile: SCALE || API ? path.join(workDir, 'temporal', 'temporal.db') : undefined,
         }),
     BARE
       ? startControlPlane(path.join(workDir, 'kube'))
@@ -175,7 +192,7 @@ async function main(): Promise<void> {
   const temporalDisk = () =>
     diskMiB('pgDataDir' in temporal ? path.join(temporal.pgDataDir, 'base') : path.join(workDir, 'temporal'));
   const stackName = ON_POSTGRES ? 'Temporal server + PostgreSQL' : 'Temporal dev server';
-  const repos = Array.from({ length: REPOS }, (_, i) => (SCALE ? `oca/repo-${i}` : 'oca/bench'));
+  const repos = Array.from({ length: REPOS }, (_, i) => (REPOS > 1 ? `oca/repo-${i}` : 'oca/bench'));
   const env: Record<string, string> = {
     RUNBOAT_BUILD_NAMESPACE: 'bench',
     RUNBOAT_BUILD_DOMAIN: 'bench.test',
@@ -184,7 +201,7 @@ async function main(): Promise<void> {
     RUNBOAT_KUSTOMIZE_RENDERER: binary('kustomize-renderer'),
     RUNBOAT_MAX_INITIALIZING: process.env.BENCH_MAX_INITIALIZING ?? (SCALE ? '20' : '10'),
     RUNBOAT_MAX_STARTED: SCALE ? String(SCALE_MAX_STARTED) : '1000',
-    RUNBOAT_MAX_DEPLOYED: SCALE ? String(BUILDS) : '1000',
+    RUNBOAT_MAX_DEPLOYED: SCALE || API ? String(BUILDS) : '1000',
     RUNBOAT_EVICTION_INTERVAL: SCALE ? '30' : '3600',
     RUNBOAT_NO_CLEANUP_JOB: 'true',
     RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
@@ -351,6 +368,7 @@ async function main(): Promise<void> {
   };
 
   if (SCALE) await scaleScenario();
+  else if (API) await apiScenario();
   else await burstScenario();
   await finish();
 
@@ -530,7 +548,10 @@ async function main(): Promise<void> {
     const populateMs = Date.now() - started;
     const populateCpu = CpuMeter.delta(cpu0, service.sample());
     const n = initialized.size;
-    const filled = SCALE_FILL > 0 ? await fill() : { added: 0, ms: 0 };
+    const filled =
+      SCALE_FILL > requested.size
+        ? await fill(0, SCALE_FILL - requested.size, (i) => repos[i % REPOS])
+        : { added: 0, ms: 0 };
     const open = async () => (await client.workflow.count(runningBuildsQuery('bench'))).count;
     const total = await open();
     // Let eviction bring started builds within max_started, then let everything settle.
@@ -587,21 +608,7 @@ async function main(): Promise<void> {
       await sleep(500);
     }
 
-    const timed = async (url: string, times = 50) => {
-      const ms: number[] = [];
-      for (let i = 0; i < times; i++) {
-        const t = Date.now();
-        const response = await fetch(url);
-        await response.arrayBuffer();
-        ms.push(Date.now() - t);
-      }
-      return ms;
-    };
-    const statusMs = await timed(`${apiUrl}/api/v1/status`);
-    const repoMs = await timed(`${apiUrl}/api/v1/builds?repo=${repos[0]}`);
-    const repoSize = ((await (await fetch(`${apiUrl}/api/v1/builds?repo=${repos[0]}`)).json()) as unknown[])
-      .length;
-    const boardMs = await boardPage(`${apiUrl}/builds?repo=${repos[0]}`, repoSize);
+    const latencies = await apiLatencies(repos[0]);
 
     // A new webhook at this scale: webhook → Deployment.
     const before = requested.size;
@@ -644,28 +651,27 @@ async function main(): Promise<void> {
       `| eviction run to ${target} deployed (undeploys ${over.plan.undeploy.length}, stops ${over.plan.stop.length}) | ` +
         `run ${over.ms} ms, converged ${converged} ms |`,
     );
-    console.log(
-      `| GET /api/v1/status p50 / p99 | ${percentile(statusMs, 50)} / ${percentile(statusMs, 99)} ms |`,
-    );
-    console.log(
-      `| GET /api/v1/builds?repo= (${repoSize} builds) p50 / p99 | ${percentile(repoMs, 50)} / ${percentile(repoMs, 99)} ms |`,
-    );
-    console.log(`| board page (${repoSize} builds) usable in chromium | ${boardMs} ms |`);
+    for (const { what, ms } of latencies)
+      console.log(`| ${what} p50 / p99 | ${percentile(ms, 50)} / ${percentile(ms, 99)} ms |`);
     console.log(`| new webhook → Deployment at this scale | ${newBuildMs} ms |`);
   }
 
   /**
-   * Adds open build workflows until SCALE_FILL are open: a stopped build's search attributes,
-   * scaled now (so eviction picks the real builds, scaled earlier, first), never run.
+   * Adds open build workflows number `from` to `until` (excluded), of the repo `repoOf` gives:
+   * a stopped build's search attributes, scaled now (so eviction picks the real builds, scaled
+   * earlier, first), never run.
    */
-  async function fill(): Promise<{ added: number; ms: number }> {
+  async function fill(
+    from: number,
+    until: number,
+    repoOf: (i: number) => string,
+  ): Promise<{ added: number; ms: number }> {
     const t = Date.now();
     const now = new Date().toISOString();
-    let next = 0;
-    const missing = SCALE_FILL - requested.size;
+    let next = from;
     const startOne = async (i: number) => {
       const build = buildRef({
-        repo: repos[i % REPOS],
+        repo: repoOf(i),
         target_branch: '16.0',
         pr: 100_000 + i,
         git_commit: (0x1000000 + i).toString(16).padStart(40, '0'),
@@ -702,32 +708,137 @@ async function main(): Promise<void> {
     };
     await Promise.all(
       Array.from({ length: 4 }, async () => {
-        while (next < missing) await startOne(next++);
+        while (next < until) await startOne(next++);
       }),
     );
-    return { added: Math.max(0, missing), ms: Date.now() - t };
+    return { added: Math.max(0, until - from), ms: Date.now() - t };
   }
 
-  /** From navigation to every card of the board drawn (its builds come from /build-events). */
-  async function boardPage(url: string, cards: number): Promise<number> {
-    if (!existsSync('/usr/bin/chromium')) return NaN;
+  /**
+   * The API's latencies as its users meet them (issue 10, target 4), in ms: API_REQUESTS
+   * requests one after another to each endpoint, then 5 loads in chromium of the home page
+   * (from navigation to its status and repos drawn) and of `repo`'s board (to every card drawn).
+   */
+  async function apiLatencies(repo: string): Promise<Array<{ what: string; ms: number[] }>> {
+    const timed = async (url: string) => {
+      const ms: number[] = [];
+      for (let i = 0; i < API_REQUESTS; i++) {
+        const t = Date.now();
+        const response = await fetch(url);
+        await response.arrayBuffer();
+        if (!response.ok) throw new Error(`${url} answered ${response.status}`);
+        ms.push(Date.now() - t);
+      }
+      return ms;
+    };
+    const boardUrl = `${apiUrl}/api/v1/builds?repo=${repo}`;
+    const cards = ((await (await fetch(boardUrl)).json()) as unknown[]).length;
+    const rows = [
+      { what: 'GET /api/v1/status', ms: await timed(`${apiUrl}/api/v1/status`) },
+      { what: 'GET /api/v1/repos', ms: await timed(`${apiUrl}/api/v1/repos`) },
+      { what: `GET /api/v1/builds?repo= (${cards} builds)`, ms: await timed(boardUrl) },
+    ];
+    if (!existsSync('/usr/bin/chromium')) return rows;
     const browser = await chromium.launch({
       executablePath: '/usr/bin/chromium',
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'],
     });
     try {
-      const page = await browser.newPage();
-      const t = Date.now();
-      await page.goto(url);
-      // A locator, not a function evaluated in the page: the UI's CSP forbids eval.
-      await page
-        .locator('article.card')
-        .nth(cards - 1)
-        .waitFor({ timeout: 60_000 });
-      return Date.now() - t;
+      const loads = async (url: string, drawn: (page: Page) => Promise<unknown>) => {
+        const ms: number[] = [];
+        for (let i = 0; i < 5; i++) {
+          const page = await browser.newPage();
+          const t = Date.now();
+          await page.goto(url);
+          await drawn(page);
+          ms.push(Date.now() - t);
+          await page.close();
+        }
+        return ms;
+      };
+      // Locators, not functions evaluated in the page: the UI's CSP forbids eval.
+      const home = await loads(`${apiUrl}/`, (page) =>
+        Promise.all(
+          ['#repos', '#dashboard'].map((id) =>
+            page.locator(`${id}[aria-busy="false"]`).waitFor({ timeout: 60_000 }),
+          ),
+        ),
+      );
+      const board = await loads(`${apiUrl}/builds?repo=${repo}`, (page) =>
+        page
+          .locator('article.card')
+          .nth(cards - 1)
+          .waitFor({ timeout: 60_000 }),
+      );
+      rows.push({ what: 'home page drawn in chromium', ms: home });
+      rows.push({ what: `board page (${cards} builds) drawn in chromium`, ms: board });
     } finally {
       await browser.close();
     }
+    return rows;
+  }
+
+  /** BENCH_SCENARIO=api: the API's latencies at 150 and at BUILDS open builds. */
+  async function apiScenario(): Promise<void> {
+    const board = repos[0];
+    const repoOf = (i: number) => (i < BOARD_BUILDS ? board : repos[1 + (i % (REPOS - 1))]);
+    const steps = [...new Set([Math.min(BOARD_BUILDS, BUILDS), BUILDS])];
+    const measured: Array<{ open: number; rows: Array<{ what: string; ms: number[] }> }> = [];
+    let filledUpTo = 0;
+    for (const step of steps) {
+      const { added, ms } = await fill(filledUpTo, step, repoOf);
+      filledUpTo = step;
+      const open = (await client.workflow.count(runningBuildsQuery('bench'))).count;
+      console.log(
+        `  ${open} open builds (${added} added in ${Math.round(ms / 1000)} s, load ${loadAverage()})`,
+      );
+      // The fill is a burst no deployment sees (hundreds of starts a minute), and each read of
+      // the change feed lists the changes since a lookback before the previous read: the first
+      // /repos after it pays for the fill, and so does the first one a lookback later; the
+      // steady state, what the table shows, comes after both.
+      const catchUp = async () => {
+        const t = Date.now();
+        await (await fetch(`${apiUrl}/api/v1/repos`)).arrayBuffer();
+        return Date.now() - t;
+      };
+      const first = await catchUp();
+      const idle0 = service.sample();
+      await sleep(CHANGE_FEED_LOOKBACK_MS);
+      const idle = CpuMeter.delta(idle0, service.sample());
+      console.log(`  /repos after the fill: ${first} ms, and a lookback later ${await catchUp()} ms`);
+      console.log(
+        `  idle CPU over ${CHANGE_FEED_LOOKBACK_MS / 1000} s, service: ` +
+          `${fmt((sum(idle) / (CHANGE_FEED_LOOKBACK_MS / 1000)) * 100)}% of one core (` +
+          Object.entries(idle)
+            .map(([name, seconds]) => `${name} ${fmt(seconds)} s`)
+            .join(', ') +
+          ')',
+      );
+      const t = Date.now();
+      measured.push({ open, rows: await apiLatencies(board) });
+      console.log(`  timed in ${Math.round((Date.now() - t) / 1000)} s, load ${loadAverage()}`);
+    }
+    const [first, last] = [measured[0], measured[measured.length - 1]];
+    console.log(
+      `\nAPI latencies on the ${stackName} (p50 / p99 ms; ${API_REQUESTS} requests each, 5 page loads), ` +
+        `${os.cpus().length} cores, load average ${loadAverage()}\n`,
+    );
+    console.log(
+      `| measure | ${measured.map((m) => `${m.open} builds`).join(' | ')} | p50 per 1,000 builds |\n` +
+        `| --- | ${measured.map(() => '---').join(' | ')} | --- |`,
+    );
+    first.rows.forEach(({ what }, i) => {
+      const cells = measured.map(
+        ({ rows }) => `${percentile(rows[i].ms, 50)} / ${percentile(rows[i].ms, 99)}`,
+      );
+      const slope =
+        ((percentile(last.rows[i].ms, 50) - percentile(first.rows[i].ms, 50)) / (last.open - first.open)) *
+        1000;
+      // The board's row names its own size, the same at every step.
+      console.log(
+        `| ${what} | ${cells.join(' | ')} | ${last.open > first.open ? slope.toFixed(1) : '—'} ms |`,
+      );
+    });
   }
 }
 

@@ -235,4 +235,64 @@ describe('build events', () => {
       await api.close();
     }
   });
+
+  it('changes_only: no builds first, then every change, a deletion told once even of a build never sent', async () => {
+    // A lookback this short lets "nothing changed" come within the test; the default is 60 s.
+    const api = await startTestApi(config, stack.temporal.client, stack.cluster, {
+      backendTimeoutMs: DEADLINE_MS,
+      eventsLookbackMs: 1_000,
+    });
+    const streams: EventStream[] = [];
+    try {
+      // Bad input: a 400 naming the parameter, and no stream.
+      const bad = await api.request('GET', '/api/v1/build-events?changes_only=yes');
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as { detail: string }).detail).toMatch(/^changes_only /);
+
+      const still = await startBuild(stack.temporal.client, config, {
+        repo: 'oca/streams',
+        target_branch: '16.0',
+        pr: 8,
+        git_commit: SHA('8'),
+      });
+      // Quiet: two polls in a row list nothing, so no change lies within the feed's lookback.
+      streams.push(await api.follow('changes_only=true'));
+      await waitFor('two polls in a row that list no build', async () => {
+        const [from, listed] = [await polls(api, 'ok'), await buildEventsListed(api)];
+        await waitFor('two more polls', async () => (await polls(api, 'ok')) >= from + 2);
+        return (await buildEventsListed(api)) === listed;
+      });
+
+      // A stream opened now is sent neither `build` nor `still` (both run), only what changes.
+      const stream = await api.follow('changes_only=true');
+      streams.push(stream);
+      const late = await startBuild(stack.temporal.client, config, {
+        repo: 'oca/streams',
+        target_branch: '16.0',
+        pr: 9,
+        git_commit: SHA('9'),
+      });
+      await stream.next('the new build', (event) => event.event === 'upd' && event.build.name === late.name);
+      expect(stream.received.filter((event) => event.build.name !== late.name)).toEqual([]);
+
+      // Undeployed, `still` is told as gone, though this stream was never sent it, and once.
+      await sendBuildCommand(stack.temporal.client, still.name, 'undeploy');
+      await stream.next('its deletion', (event) => event.event === 'del' && event.build.name === still.name);
+      const deletions = () =>
+        stream.received.filter((event) => event.event === 'del' && event.build.name === still.name).length;
+      // Polls past the lookback could list its end no more; the events come in order, so once
+      // the next deletion arrives every repeat of the first would have been read before it.
+      const from = await polls(api, 'ok');
+      await waitFor('polls past the lookback', async () => (await polls(api, 'ok')) >= from + 6);
+      await sendBuildCommand(stack.temporal.client, late.name, 'undeploy');
+      await stream.next(
+        'the deletion of the new build',
+        (event) => event.event === 'del' && event.build.name === late.name,
+      );
+      expect(deletions()).toBe(1);
+    } finally {
+      for (const stream of streams) stream.close();
+      await api.close();
+    }
+  });
 });

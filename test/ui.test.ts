@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getBuildState, startBuild } from '../api/build-client';
+import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import { escapeHtml } from '../api/pages';
 import type { BuildJson } from '../api/views';
 import { buildRef } from '../common/build';
@@ -112,6 +112,20 @@ describe('home', () => {
     expect(await page.locator('.stat-failed .stat-value').innerText()).toBe('1');
     expect(await page.locator('meter').count()).toBe(3);
     await page.screenshot({ path: path.join(SCREENSHOTS, 'home.png'), fullPage: true });
+  });
+
+  it('shows a repo when its first build comes and drops it when its last goes, live', async () => {
+    // The page follows the changes only (no first builds: with no filter, every build).
+    await page.goto(`${stack.api.url}/`);
+    await page.locator('#connection[data-state="live"]').waitFor();
+    const repo = page.locator('a.repo-link', { hasText: 'oca/newcomer' });
+    expect(await repo.count()).toBe(0);
+    const build = await startBuild(stack.temporal.client, config, commit('16.0', null, 'e', 'oca/newcomer'));
+    await repo.waitFor();
+    expect(await page.locator('a.repo-link').allInnerTexts()).toEqual(['oca/newcomer', 'oca/website']);
+    await sendBuildCommand(stack.temporal.client, build.name, 'undeploy');
+    await repo.waitFor({ state: 'detached' });
+    expect(await page.locator('a.repo-link').allInnerTexts()).toEqual(['oca/website']);
   });
 });
 

@@ -107,7 +107,9 @@ const soon = () => {
 };
 
 await refresh();
+// Only the changes: the counts and repos come from /status and /repos, and the builds first
+// sent by a stream without a filter would be every build (7,000 at OCA) at each page load.
 followBuildEvents(
-  {},
+  { changes_only: 'true' },
   { onEvent: soon, onOpen: soon, onState: connectionIndicator(document.getElementById('connection')) },
 );

@@ -1,0 +1,216 @@
+import type { Client } from '@temporalio/client';
+import type { Config } from '../common/config';
+import { logger } from '../common/logger';
+import { BUILD_STATUSES, type BuildStatus, type InitStatus } from '../common/types';
+import { listBuilds, matches, runboatOrder, type BuildFilter, type ListedBuild } from './build-client';
+import { ChangeFeed } from './change-feed';
+import { HttpError } from './errors';
+
+// What the API shows of the builds (`/api/v1/status`, `/repos`, `GET /builds`, the first events
+// of `/build-events`, the home page and boards, `/metrics`), without a cost per deployed build
+// on each request. Listing every build to collect repos cost ~0.8 ms a build (5 s at OCA's
+// 7,000); visibility cannot count by repo (its GROUP BY takes ExecutionStatus only), and its
+// counts by status are not constant either: SQL visibility counts the matching rows, about
+// 70 ms per 1,000 builds for /status's seven counts on the dev server (README, "The API at N
+// builds"), and a list costs ~0.7 ms per build listed (100 ms for a 150-build board). So each
+// API process keeps an index of every running build as visibility lists it: listed once (at
+// start, or by the first request), then kept current from the change feed, which lists only
+// the builds that changed (each change of a build stamps `RunboatUpdated`; builds whose run
+// predates that stamp were in the first list, and stamp their next change) and those that
+// ended.
+//
+// The feed is read for requests, never on a timer: an idle API costs nothing. One read at a
+// time, shared by every request that arrived before it began, so a crowd of requests costs one
+// read per read's duration, and a request costs the changes since the previous read (a few
+// rows, two indexed visibility queries, when little changes).
+// A cache of the full list with a TTL would instead list every build once per TTL, seconds
+// of some request's time, or O(builds) per interval if refreshed in the background.
+//
+// Staleness bound: an answer reflects visibility as of the request's arrival or later, the
+// bound of any visibility query (its own lag aside), so API processes, each with its own index,
+// agree as their lists do; and a page that refreshes on a `/build-events` change sees it.
+// Decisions (eviction, init slots) never read it: the worker counts and queries builds itself.
+
+/**
+ * A read's own deadline. The first list takes seconds at 7,000 builds, and a read after a
+ * burst lists every build changed within the lookback: a request's deadline would cut them
+ * short, and a read cut short moves nothing, so the next one would list more still. Requests
+ * wait for a read at most their own deadline (`waitMs`), then answer 503 while it goes on.
+ */
+const READ_TIMEOUT_MS = 120_000;
+/** When the namespace does not say its retention: Temporal's smallest (for local namespaces). */
+const MIN_RETENTION_MS = 60 * 60_000;
+
+/** How many running builds have each status, and each init status while initializing. */
+export interface BuildCounts {
+  statuses: Record<BuildStatus, number>;
+  toInitialize: number;
+  initializing: number;
+}
+
+export class BuildIndex {
+  private readonly builds = new Map<string, ListedBuild>();
+  private readonly buildsOfRepo = new Map<string, Map<string, ListedBuild>>();
+  private readonly statuses = Object.fromEntries(BUILD_STATUSES.map((s) => [s, 0])) as Record<
+    BuildStatus,
+    number
+  >;
+  private readonly initializing: Record<InitStatus, number> = {
+    todo: 0,
+    started: 0,
+    succeeded: 0,
+    failed: 0,
+  };
+  private sortedRepos: string[] | undefined;
+  private feed: ChangeFeed | undefined;
+  /**
+   * Past this without a read, the index lists every build again instead of reading the feed:
+   * visibility forgets ended builds after the namespace's retention, and a deletion it forgot
+   * would stay in the index for good. Half the retention, read at each full list.
+   */
+  private relistAfterMs = MIN_RETENTION_MS / 2;
+  private update: Promise<void> | undefined;
+
+  constructor(
+    private readonly client: Client,
+    private readonly config: Config,
+    /** How long a request waits for the index, the first list included: its backend deadline. */
+    private readonly waitMs: number,
+    private readonly lookbackMs?: number,
+  ) {}
+
+  /** The repos with running builds, sorted, as visibility had them when asked or later. */
+  async repos(): Promise<string[]> {
+    await this.fresh();
+    return (this.sortedRepos ??= [...this.buildsOfRepo.keys()].sort());
+  }
+
+  /**
+   * The running builds that match `filter`, in runboat's ascending order, as `listBuilds`
+   * gives them: all of a repo's builds, not all builds, are looked at for a repo's board.
+   */
+  async list(filter: BuildFilter = {}): Promise<ListedBuild[]> {
+    await this.fresh();
+    const candidates = filter.repo
+      ? (this.buildsOfRepo.get(filter.repo.toLowerCase())?.values() ?? [])
+      : this.builds.values();
+    return runboatOrder(
+      [...candidates].filter((build) => matches(filter, build)),
+      'asc',
+    );
+  }
+
+  /** The running builds' counts, as visibility had them when asked or later. */
+  async counts(): Promise<BuildCounts> {
+    await this.fresh();
+    return {
+      statuses: { ...this.statuses },
+      toInitialize: this.initializing.todo,
+      initializing: this.initializing.started,
+    };
+  }
+
+  /** Lists every build now, so that the first request need not (at the process's start). */
+  warm(): void {
+    this.startUpdate().catch((error: unknown) =>
+      logger.info({ err: error }, 'build index: first list failed; the next request tries again'),
+    );
+  }
+
+  private async fresh(): Promise<void> {
+    const arrived = Date.now();
+    // A read already in flight began before this request: then the next one.
+    while (!this.feed || this.feed.readAt < arrived) await this.waitForUpdate();
+  }
+
+  private async waitForUpdate(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new HttpError(
+              503,
+              'Temporal did not list the builds in time (unreachable, or slow); try again in a moment',
+            ),
+          ),
+        this.waitMs,
+      );
+    });
+    try {
+      await Promise.race([this.startUpdate(), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** One update at a time, shared by every request that waits for it. */
+  private startUpdate(): Promise<void> {
+    this.update ??= this.updateOnce().finally(() => (this.update = undefined));
+    return this.update;
+  }
+
+  private async updateOnce(): Promise<void> {
+    const began = Date.now();
+    await this.client.withDeadline(began + READ_TIMEOUT_MS, () => this.read(began));
+  }
+
+  private async read(began: number): Promise<void> {
+    if (!this.feed || began - this.feed.readAt > this.relistAfterMs) {
+      // The feed starts before the list: a change made while it runs is in the next read.
+      const feed = new ChangeFeed(this.client, this.config, this.lookbackMs, began);
+      const [builds, retentionMs] = await Promise.all([
+        listBuilds(this.client, this.config),
+        this.retentionMs(),
+      ]);
+      this.relistAfterMs = retentionMs / 2;
+      for (const name of [...this.builds.keys()]) this.remove(name);
+      for (const build of builds) this.set(build);
+      this.feed = feed;
+    } else {
+      const feed = this.feed;
+      const { changed, gone } = await feed.read();
+      for (const build of changed) this.set(build);
+      for (const build of gone) this.remove(build.name);
+    }
+  }
+
+  private async retentionMs(): Promise<number> {
+    const { config } = await this.client.workflowService.describeNamespace({
+      namespace: this.client.options.namespace,
+    });
+    const seconds = Number(config?.workflowExecutionRetentionTtl?.seconds ?? 0);
+    return seconds > 0 ? seconds * 1000 : MIN_RETENTION_MS;
+  }
+
+  private set(build: ListedBuild): void {
+    this.remove(build.name);
+    this.builds.set(build.name, build);
+    this.tally(build, 1);
+    const repo = build.commit.repo;
+    const ofRepo = this.buildsOfRepo.get(repo) ?? new Map<string, ListedBuild>();
+    if (ofRepo.size === 0) {
+      this.buildsOfRepo.set(repo, ofRepo);
+      this.sortedRepos = undefined;
+    }
+    ofRepo.set(build.name, build);
+  }
+
+  private remove(name: string): void {
+    const build = this.builds.get(name);
+    if (!build) return;
+    this.builds.delete(name);
+    this.tally(build, -1);
+    const ofRepo = this.buildsOfRepo.get(build.commit.repo);
+    ofRepo?.delete(name);
+    if (ofRepo?.size === 0) {
+      this.buildsOfRepo.delete(build.commit.repo);
+      this.sortedRepos = undefined;
+    }
+  }
+
+  private tally({ status, init_status }: ListedBuild, by: 1 | -1): void {
+    this.statuses[status] += by;
+    if (status === 'initializing') this.initializing[init_status] += by;
+  }
+}

@@ -1,0 +1,63 @@
+import type { Client } from '@temporalio/client';
+import type { Config } from '../common/config';
+import { listBuildChanges, type ListedBuild } from './build-client';
+
+// The incremental feed of build changes that the `/build-events` poller and the repo index read:
+// each read lists what changed since the previous successful read, so it costs the changes,
+// not the builds deployed (7,000 at OCA).
+
+/**
+ * How far before its last successful read a read looks: a change is stamped with its workflow
+ * task's start (on the Temporal server's clock) and becomes visible when the task completes,
+ * up to a task timeout (10 s) later, plus visibility's lag and clock skew between machines.
+ * Readers take changes seen twice as one, so the overlap costs only a few rows.
+ */
+export const CHANGE_FEED_LOOKBACK_MS = 60_000;
+
+export interface BuildChanges {
+  /** Running builds whose listed fields changed. */
+  changed: ListedBuild[];
+  /** Builds whose workflow ended and that do not run again under the same name. */
+  gone: ListedBuild[];
+}
+
+export class ChangeFeed {
+  /** When the last successful read (or the feed's start) began, on this process's clock. */
+  private from: number;
+
+  constructor(
+    private readonly client: Client,
+    private readonly config: Config,
+    readonly lookbackMs = CHANGE_FEED_LOOKBACK_MS,
+    from = Date.now(),
+  ) {
+    this.from = from;
+  }
+
+  /** When the last successful read began: what it returned is as of then. */
+  get readAt(): number {
+    return this.from;
+  }
+
+  /** Starts over at `at`: the next read lists the changes since then (and the lookback). */
+  restart(at = Date.now()): void {
+    this.from = at;
+  }
+
+  /**
+   * The changes since the last successful read, however long ago: a read that fails moves
+   * nothing, so the next one covers its window and nothing is lost to an outage.
+   */
+  async read(): Promise<BuildChanges> {
+    const began = Date.now();
+    const { changed, ended } = await listBuildChanges(
+      this.client,
+      this.config,
+      new Date(this.from - this.lookbackMs),
+    );
+    this.from = began;
+    // An ended run whose build runs again (redeployed under the same name) is no deletion.
+    const running = new Set(changed.map((build) => build.name));
+    return { changed, gone: ended.filter((build) => !running.has(build.name)) };
+  }
+}

@@ -1,0 +1,156 @@
+import { describe, expect, it } from 'vitest';
+import { listBuilds, runboatOrder, startBuild } from '../api/build-client';
+import type { BuildCounts } from '../api/build-index';
+import { statusFromCounts, type BuildJson, type StatusCounts } from '../api/views';
+import { BUILD_STATUSES, type BuildRef, type CommitInfo } from '../common/types';
+import { startTestApi, useStack, type TestApi } from './api-server';
+import { SHA, testConfig, waitFor } from './helpers';
+
+// `GET /api/v1/repos`, `/status` and `/builds` come from each API process's index of the
+// builds (api/build-index.ts), listed once and then kept current from the change feed. Here,
+// builds added, initialized, undeployed and deployed again after an index was first listed
+// show in its answers as in visibility's own lists, in two API apps alike; the waits are for
+// those conditions, never for a time.
+
+const config = testConfig({
+  RUNBOAT_NO_CLEANUP_JOB: 'true',
+  RUNBOAT_API_ADMIN_PASSWD: 'admin',
+  RUNBOAT_MAX_INITIALIZING: '3',
+});
+const stack = useStack(config);
+
+const commit = (repo: string, pr: number | null, sha: string): CommitInfo => ({
+  repo,
+  target_branch: '16.0',
+  pr,
+  git_commit: SHA(sha),
+});
+
+interface View {
+  repos: string[];
+  status: StatusCounts;
+  /** `GET /api/v1/builds?repo=oca/beta`: its builds' names and statuses, in runboat's order. */
+  board: string[];
+}
+
+const BOARD = 'oca/beta';
+const shown = (builds: Array<{ name: string; status: string }>) => builds.map((b) => `${b.name} ${b.status}`);
+
+async function json<T>(api: TestApi, path: string): Promise<T> {
+  const response = await api.request('GET', path);
+  expect(response.status, path).toBe(200);
+  return (await response.json()) as T;
+}
+
+/** What an API's index says. */
+async function indexed(api: TestApi): Promise<View> {
+  const repos = await json<Array<{ name: string; link: string }>>(api, '/api/v1/repos');
+  // runboat's JSON: a name and its GitHub link.
+  for (const repo of repos) expect(repo.link).toBe(`https://github.com/${repo.name}`);
+  return {
+    repos: repos.map((repo) => repo.name),
+    status: await json<StatusCounts>(api, '/api/v1/status'),
+    board: shown(await json<BuildJson[]>(api, `/api/v1/builds?repo=${BOARD}`)),
+  };
+}
+
+/** The same, from visibility's list of every build. */
+async function listed(): Promise<View> {
+  const builds = await listBuilds(stack.temporal.client, config);
+  const counts: BuildCounts = {
+    statuses: Object.fromEntries(
+      BUILD_STATUSES.map((s) => [s, builds.filter((b) => b.status === s).length]),
+    ) as BuildCounts['statuses'],
+    toInitialize: builds.filter((b) => b.status === 'initializing' && b.init_status === 'todo').length,
+    initializing: builds.filter((b) => b.status === 'initializing' && b.init_status === 'started').length,
+  };
+  return {
+    repos: [...new Set(builds.map((b) => b.commit.repo))].sort(),
+    status: statusFromCounts(config, counts),
+    board: shown(runboatOrder(await listBuilds(stack.temporal.client, config, { repo: BOARD }), 'desc')),
+  };
+}
+
+/** Waits until every API's index agrees with the list, and the list is as `expected` says. */
+async function untilIndexed(apis: TestApi[], what: string, expected: (view: View) => boolean): Promise<void> {
+  let last: unknown;
+  await waitFor(what, async () => {
+    const truth = await listed();
+    const views = await Promise.all(apis.map(indexed));
+    last = { truth, views };
+    return expected(truth) && views.every((view) => JSON.stringify(view) === JSON.stringify(truth));
+  }).catch((error: unknown) => {
+    throw new Error(`${(error as Error).message}; last seen ${JSON.stringify(last)}`);
+  });
+}
+
+const undeploy = async (build: BuildRef) => {
+  const response = await stack.api.request('DELETE', `/api/v1/builds/${build.name}`, { admin: true });
+  expect(response.status).toBe(200);
+};
+
+describe('the build index (/repos, /status)', () => {
+  it('follows builds added, initialized, undeployed and deployed again, in every API, as a list does', async () => {
+    const other = await startTestApi(config, stack.temporal.client, stack.cluster);
+    const apis = [stack.api, other];
+    try {
+      // Both indexes are listed now, while the task queue has no build.
+      for (const api of apis) expect((await indexed(api)).repos).toEqual([]);
+
+      const alpha = await startBuild(stack.temporal.client, config, commit('OCA/Alpha', null, '1'));
+      const beta = await startBuild(stack.temporal.client, config, commit('oca/beta', 3, '2'));
+      const beta2 = await startBuild(stack.temporal.client, config, commit('oca/beta', 4, '3'));
+      await untilIndexed(
+        apis,
+        'three builds initializing in two repos',
+        ({ repos, status }) =>
+          JSON.stringify(repos) === JSON.stringify(['oca/alpha', 'oca/beta']) && status.initializing === 3,
+      );
+
+      for (const build of [alpha, beta, beta2]) await stack.cluster.finishJob(build.name, 'initialize', true);
+      await untilIndexed(apis, 'three builds started', ({ status }) => status.started === 3);
+
+      // A repo stays while one of its builds runs: asked once the list has beta gone (an
+      // answer is as of its request or later)...
+      await undeploy(beta);
+      await waitFor('beta gone from the list', async () => {
+        const { status } = await listed();
+        return status.deployed === 2 && status.undeploying === 0;
+      });
+      for (const api of apis) expect((await indexed(api)).repos).toEqual(['oca/alpha', 'oca/beta']);
+      await untilIndexed(
+        apis,
+        'beta gone',
+        ({ status }) => status.deployed === 2 && status.undeploying === 0,
+      );
+      // ...and goes with the last.
+      await undeploy(beta2);
+      await undeploy(alpha);
+      await untilIndexed(
+        apis,
+        'every build gone',
+        ({ repos, status }) => repos.length === 0 && status.deployed === 0 && status.undeploying === 0,
+      );
+
+      // Deployed again under the same name (a new run of the same workflow): indexed again,
+      // though its previous run's end is in the same stretch of the change feed.
+      await startBuild(stack.temporal.client, config, commit('oca/beta', 3, '2'));
+      await untilIndexed(
+        apis,
+        'beta back, its init started',
+        ({ repos, status }) =>
+          JSON.stringify(repos) === JSON.stringify(['oca/beta']) && status.initializing === 1,
+      );
+
+      // An API listing every build now gives the same answers.
+      const fresh = await startTestApi(config, stack.temporal.client, stack.cluster);
+      try {
+        expect(await indexed(fresh)).toEqual(await indexed(stack.api));
+      } finally {
+        await fresh.close();
+      }
+    } finally {
+      await other.close();
+    }
+  });
+});
