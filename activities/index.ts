@@ -41,7 +41,12 @@ export type StepActivities = ReturnType<typeof createStepActivities>;
 export function transitionActivities(
   steps: Pick<
     StepActivities,
-    'applyKubefiles' | 'reportCommitStatus' | 'deleteJobs' | 'setInitStatus' | 'scaleBuild'
+    | 'applyKubefiles'
+    | 'reportCommitStatus'
+    | 'deleteJobs'
+    | 'setInitStatus'
+    | 'scaleBuild'
+    | 'releaseInitSlot'
   >,
 ) {
   return {
@@ -65,13 +70,23 @@ export function transitionActivities(
       await steps.reportCommitStatus(build, 'pending', 'initializing');
     },
 
-    /** Step 4 on success: `init-status=succeeded`, `stop` mode, status success, then started. */
-    async finishInitAndStart(build: BuildRef, scaledAt: string, repo?: BuildRepoSettings): Promise<void> {
+    /**
+     * Step 4 on success: `init-status=succeeded`, `stop` mode, status success, then started;
+     * then the init slot of the workflow `releaseInitSlotOf` goes back to the coordinator (a
+     * retry releases it again, which the coordinator ignores), instead of a signal from it.
+     */
+    async finishInitAndStart(
+      build: BuildRef,
+      scaledAt: string,
+      repo?: BuildRepoSettings,
+      { releaseInitSlotOf }: { releaseInitSlotOf?: string } = {},
+    ): Promise<void> {
       await steps.setInitStatus(build.name, 'succeeded');
       await steps.applyKubefiles(build, 'stop', repo);
       await steps.reportCommitStatus(build, 'success', 'ready');
       await steps.applyKubefiles(build, 'start', repo, { after: 'stop' });
       await steps.scaleBuild(build.name, 1, scaledAt);
+      if (releaseInitSlotOf !== undefined) await steps.releaseInitSlot(releaseInitSlotOf);
     },
 
     /** The `start` command: `start` mode, then 1 replica. */
