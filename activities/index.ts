@@ -15,7 +15,7 @@ import { buildWorkflowId } from '../workflows/definitions';
 import { createCoordinationActivities } from './coordination';
 import { GitHub, type CommitStatusState } from '../common/github';
 import { GitHubDeployments } from './github-deployments';
-import { KubefilesError, renderKubefiles } from './kubefiles';
+import { buildKustomization, KubefilesError, prepareKustomization, type Kustomization } from './kubefiles';
 import { INIT_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from '../common/kubernetes';
 
 // Activities are thin: each turns one workflow step into calls on the Kubernetes module,
@@ -229,21 +229,31 @@ const RENDER_CACHE_SIZE = 2_000;
 
 /**
  * A build renders the same objects in a mode every time (the configuration is read once per
- * worker), and a render costs a copy, templates and kustomize: keep the most recent renders.
+ * worker), and a render costs templates, a copy and kustomize: keep the most recent renders, by
+ * build and mode, and by what kustomize is given (runboat's `start` and `stop` modes render the
+ * same kustomization: kustomize builds it once).
  */
 function renderCache(config: Config) {
-  const cache = new Map<string, Promise<KubernetesObject[]>>();
-  return (build: BuildRef, mode: KubefilesMode, repo?: BuildRepoSettings): Promise<KubernetesObject[]> => {
-    const key = JSON.stringify([build, mode, repo]);
-    let objects = cache.get(key);
-    if (!objects) {
-      objects = renderKubefiles(config, build, mode, repo);
-      objects.catch(() => cache.delete(key));
-      cache.set(key, objects);
-      if (cache.size > RENDER_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
-    }
-    return objects;
-  };
+  const byMode = new Map<string, Promise<KubernetesObject[]>>();
+  const byKustomization = new Map<string, Promise<KubernetesObject[]>>();
+  const build = async (kustomization: Kustomization) =>
+    cached(byKustomization, kustomization.key, () => buildKustomization(config, kustomization));
+  return (ref: BuildRef, mode: KubefilesMode, repo?: BuildRepoSettings): Promise<KubernetesObject[]> =>
+    cached(byMode, JSON.stringify([ref, mode, repo]), async () =>
+      build(await prepareKustomization(config, ref, mode, repo)),
+    );
+}
+
+/** `cache`'s promise for `key`, made by `make` when absent; failures are not kept. */
+function cached<T>(cache: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {
+  let value = cache.get(key);
+  if (!value) {
+    value = make();
+    value.catch(() => cache.delete(key));
+    cache.set(key, value);
+    if (cache.size > RENDER_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+  }
+  return value;
 }
 
 /**

@@ -30,7 +30,67 @@ export async function renderKubefiles(
   mode: KubefilesMode,
   repo?: BuildRepoSettings,
 ): Promise<KubernetesObject[]> {
-  const dir = await renderKustomization(config, build, mode, repo);
+  return buildKustomization(config, await prepareKustomization(config, build, mode, repo));
+}
+
+/**
+ * A build's kubefiles for one mode with their templates rendered, before kustomize builds it.
+ * Runboat's modes often render the same kustomization (its `start` and `stop`): `key` tells.
+ */
+export interface Kustomization {
+  /** The kubefiles directory. */
+  dir: string;
+  /** Each template's output, by its path in `dir` without `.jinja`. */
+  rendered: Map<string, string>;
+  /** Equal for kustomizations that build the same objects (while `dir` stays as it is). */
+  key: string;
+}
+
+/** Renders the templates of a build's kubefiles for `mode`, in memory. */
+export async function prepareKustomization(
+  config: Config,
+  build: BuildRef,
+  mode: KubefilesMode,
+  repo?: BuildRepoSettings,
+): Promise<Kustomization> {
+  // Name and slug reach names and host names: they must be the ones the commit gives.
+  const { commit, name, slug } = buildRef(build.commit);
+  if (name !== build.name || slug !== build.slug) {
+    throw new UnsafeCommitInfoError(
+      `build name ${JSON.stringify(build.name)} or slug does not match its commit`,
+    );
+  }
+  const entry = findRepoSettings(config, commit.repo, commit.target_branch)?.builds[0];
+  // Builds started by release v1 carry no settings: they render with today's entry.
+  const settings = repo ?? entry;
+  if (!settings)
+    throw new KubefilesError(`${commit.repo} ${commit.target_branch} matches no RUNBOAT_REPOS entry`);
+  const dir = settings.kubefiles_path ?? config.defaultKubefilesPath;
+  const [imageName, imageTag] = splitImage(settings.image);
+  const variables = {
+    mode,
+    namespace: config.buildNamespace,
+    build_name: build.name,
+    build_slug: build.slug,
+    build_domain: config.buildDomain,
+    commit_info: commit,
+    image_name: imageName,
+    image_tag: imageTag,
+    build_env: { ...config.buildEnv, ...settings.env },
+    // Secrets stay out of the workflow's history: always the worker's, of the entry if any.
+    build_secret_env: { ...config.buildSecretEnv, ...entry?.secret_env },
+    build_template_vars: { ...config.buildTemplateVars, ...settings.template_vars },
+  };
+  const rendered = await renderTemplates(dir, variables);
+  return { dir, rendered, key: JSON.stringify([dir, [...rendered]]) };
+}
+
+/** The objects kustomize builds from `kustomization`, in a scratch copy of its directory. */
+export async function buildKustomization(
+  config: Config,
+  kustomization: Kustomization,
+): Promise<KubernetesObject[]> {
+  const dir = await writeKustomization(kustomization);
   try {
     return parseObjects(await kustomize(config.kustomizeRenderer, dir));
   } finally {
@@ -48,47 +108,32 @@ export async function renderKustomization(
   mode: KubefilesMode,
   repo?: BuildRepoSettings,
 ): Promise<string> {
-  // Name and slug reach names and host names: they must be the ones the commit gives.
-  const { commit, name, slug } = buildRef(build.commit);
-  if (name !== build.name || slug !== build.slug) {
-    throw new UnsafeCommitInfoError(
-      `build name ${JSON.stringify(build.name)} or slug does not match its commit`,
-    );
-  }
-  const entry = findRepoSettings(config, commit.repo, commit.target_branch)?.builds[0];
-  // Builds started by release v1 carry no settings: they render with today's entry.
-  const settings = repo ?? entry;
-  if (!settings)
-    throw new KubefilesError(`${commit.repo} ${commit.target_branch} matches no RUNBOAT_REPOS entry`);
-  const kubefiles = settings.kubefiles_path ?? config.defaultKubefilesPath;
-  const [imageName, imageTag] = splitImage(settings.image);
-  const variables = {
-    mode,
-    namespace: config.buildNamespace,
-    build_name: build.name,
-    build_slug: build.slug,
-    build_domain: config.buildDomain,
-    commit_info: commit,
-    image_name: imageName,
-    image_tag: imageTag,
-    build_env: { ...config.buildEnv, ...settings.env },
-    // Secrets stay out of the workflow's history: always the worker's, of the entry if any.
-    build_secret_env: { ...config.buildSecretEnv, ...entry?.secret_env },
-    build_template_vars: { ...config.buildTemplateVars, ...settings.template_vars },
-  };
-  const scratch = await mkdtemp(path.join(os.tmpdir(), `runboat-${build.name}-${mode}-`));
+  return writeKustomization(await prepareKustomization(config, build, mode, repo));
+}
+
+async function writeKustomization({ dir, rendered }: Kustomization): Promise<string> {
+  const scratch = await mkdtemp(path.join(os.tmpdir(), 'runboat-kustomization-'));
   try {
-    await cp(kubefiles, scratch, { recursive: true }).catch((error: NodeJS.ErrnoException) => {
-      // A build carries its kubefiles path for life: one removed from the worker since cannot
-      // be rendered again, which retrying will not fix.
-      throw error.code === 'ENOENT' ? new KubefilesError(`kubefiles path ${kubefiles} is gone`) : error;
-    });
-    await renderTemplates(scratch, variables);
+    await cp(dir, scratch, { recursive: true }).catch(gone(dir));
+    for (const [file, content] of rendered) {
+      await writeFile(path.join(scratch, file), content);
+      await unlink(path.join(scratch, `${file}.jinja`));
+    }
     return scratch;
   } catch (error) {
     await rm(scratch, { recursive: true, force: true });
     throw error;
   }
+}
+
+/**
+ * A build carries its kubefiles path for life: one removed from the worker since cannot be
+ * rendered again, which retrying will not fix.
+ */
+function gone(dir: string) {
+  return (error: NodeJS.ErrnoException): never => {
+    throw error.code === 'ENOENT' ? new KubefilesError(`kubefiles path ${dir} is gone`) : error;
+  };
 }
 
 /** `registry/name:tag` → [`registry/name`, `tag`]; a port in the registry is not a tag. */
@@ -98,19 +143,21 @@ export function splitImage(image: string): [string, string] {
   return colon > lastSlash ? [image.slice(0, colon), image.slice(colon + 1)] : [image, 'latest'];
 }
 
-async function renderTemplates(dir: string, variables: object): Promise<void> {
-  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+async function renderTemplates(dir: string, variables: object): Promise<Map<string, string>> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(gone(dir));
+  const rendered = new Map<string, string>();
   for (const entry of entries.filter((e) => e.isFile() && e.name.endsWith('.jinja'))) {
     const source = path.join(entry.parentPath, entry.name);
-    let rendered: string;
     try {
-      rendered = templates.renderString(await readFile(source, 'utf8'), variables);
+      rendered.set(
+        path.relative(dir, source).slice(0, -'.jinja'.length),
+        templates.renderString(await readFile(source, 'utf8'), variables),
+      );
     } catch (error) {
       throw new KubefilesError(`cannot render ${entry.name}: ${(error as Error).message}`);
     }
-    await writeFile(source.slice(0, -'.jinja'.length), rendered);
-    await unlink(source);
   }
+  return rendered;
 }
 
 async function kustomize(renderer: string, dir: string): Promise<string> {
