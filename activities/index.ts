@@ -47,8 +47,19 @@ export function transitionActivities(
     | 'setInitStatus'
     | 'scaleBuild'
     | 'releaseInitSlot'
+    | 'waitForJob'
   >,
 ) {
+  /**
+   * Step 3, holding a slot: a fresh init Job marked with `initAttempt`, `init-status=started`.
+   * A Job already marked with it is kept: deleting it would start the initialization over.
+   */
+  const startInit = async (build: BuildRef, repo: BuildRepoSettings | undefined, initAttempt: string) => {
+    await steps.deleteJobs(build.name, 'initialize', initAttempt);
+    await steps.applyKubefiles(build, 'initialize', repo, { initAttempt });
+    await steps.setInitStatus(build.name, 'started');
+    await steps.reportCommitStatus(build, 'pending', 'initializing');
+  };
   return {
     /** SPEC §3 step 1: the `deployment` objects, commit status pending. */
     async deployBuild(build: BuildRef, repo?: BuildRepoSettings): Promise<void> {
@@ -63,11 +74,21 @@ export function transitionActivities(
      */
     async startInitJob(build: BuildRef, repo?: BuildRepoSettings): Promise<void> {
       const { workflowExecution, activityId } = Context.current().info;
-      const initAttempt = `${workflowExecution?.runId}.${activityId}`;
-      await steps.deleteJobs(build.name, 'initialize', initAttempt);
-      await steps.applyKubefiles(build, 'initialize', repo, { initAttempt });
-      await steps.setInitStatus(build.name, 'started');
-      await steps.reportCommitStatus(build, 'pending', 'initializing');
+      await startInit(build, repo, `${workflowExecution?.runId}.${activityId}`);
+    },
+
+    /**
+     * Step 3 and the wait for its outcome, in one round trip: the init Job of `initAttempt`
+     * (named by the workflow, so that its next run after a continue-as-new keeps it too), then
+     * watched until it ends.
+     */
+    async runInitJob(
+      build: BuildRef,
+      repo: BuildRepoSettings | undefined,
+      initAttempt: string,
+    ): Promise<JobOutcome> {
+      await startInit(build, repo, initAttempt);
+      return steps.waitForJob(build.name, 'initialize');
     },
 
     /**

@@ -265,8 +265,25 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
 
   /** When the running init Job times out; carried over by continue-as-new. */
   let initDeadline = input.resume?.initDeadline;
+  /**
+   * Names the init Job of lean runs, which start it and wait for it in one activity: a retry,
+   * or the next run after a continue-as-new, runs that activity again and keeps the same Job.
+   */
+  let initAttempt = input.resume?.initAttempt;
 
   async function initializeHoldingSlot(): Promise<BuildPhase> {
+    if (lean) {
+      setStatus('initializing', 'started');
+      initDeadline = Date.now() + settings.initTimeoutSeconds * 1000;
+      initAttempt = slotToken;
+      try {
+        return await watchInitJob(`${settings.initTimeoutSeconds} seconds`);
+      } catch (error) {
+        // The Job could not be started (its kubefiles no longer render, say).
+        state.init_status = 'todo';
+        throw error;
+      }
+    }
     await interruptibleSteps.startInitJob(build, repo);
     setStatus('initializing', 'started');
     initDeadline = Date.now() + settings.initTimeoutSeconds * 1000;
@@ -280,8 +297,11 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   }
 
   async function watchInitJob(timeout: Duration): Promise<BuildPhase> {
+    const attempt = initAttempt;
     const outcome = await untilInterrupted(
-      () => watches.waitForJob(build.name, 'initialize'),
+      attempt === undefined
+        ? () => watches.waitForJob(build.name, 'initialize')
+        : () => watches.runInitJob(build, repo, attempt),
       () => interruptRequested() || mustContinue(),
       timeout,
     );
@@ -454,7 +474,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
           build,
           settings,
           repo,
-          resume: { state, phase, commands, initDeadline, transitionApplied },
+          resume: { state, phase, commands, initDeadline, initAttempt, transitionApplied },
         });
       }
     }
