@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type {
@@ -547,6 +547,32 @@ describe('wake on visit in the default kubefiles', () => {
     for (const each of await annotationsOf({ wake_service: '' })) {
       expect(Object.keys(each).filter((key) => key.startsWith('nginx.'))).toEqual([]);
     }
+  });
+});
+
+describe('renderKubefiles with templates in folders', () => {
+  it('renders them in place, and leaves no scratch folder behind', async () => {
+    const dir = scratchDir();
+    mkdirSync(path.join(dir, 'base', 'env'), { recursive: true });
+    writeFileSync(path.join(dir, 'kustomization.yaml'), 'resources:\n  - base\n');
+    writeFileSync(path.join(dir, 'base', 'kustomization.yaml'), 'resources:\n  - env/cm.yaml\n');
+    writeFileSync(
+      path.join(dir, 'base', 'env', 'cm.yaml.jinja'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ build_name }}-{{ mode }}\n',
+    );
+    const tmp = scratchDir();
+    const savedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    try {
+      const ref = buildRef(commit());
+      const objects = await renderKubefiles(config([ocaRepo({ kubefiles_path: dir })]), ref, 'stop');
+      expect(objects.map((object) => object.metadata?.name)).toEqual([`${ref.name}-stop`]);
+    } finally {
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
+    }
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(readdirSync(path.join(dir, 'base', 'env'))).toEqual(['cm.yaml.jinja']);
   });
 });
 
