@@ -1,5 +1,6 @@
 import { KubeConfig, KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { KeptAliveRequests } from '../common/kube-keep-alive';
 import { BuildCluster, BUILD_OBJECT_KINDS } from '../common/kubernetes';
 import { kubeConfig, TestCluster, waitFor } from './helpers';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
@@ -71,9 +72,12 @@ describe('apply', () => {
     metadata: { name: `${build}-web`, namespace, labels },
     spec: { ports: [{ port: 0 }] },
   } as KubernetesObject;
-  const dryRuns = vi.spyOn(KubernetesObjectApi.prototype, 'patch');
+  // Applies go out as plain requests (common/kube-keep-alive.ts), the object API's models unused.
+  const dryRuns = vi.spyOn(KeptAliveRequests.prototype, 'send');
   const dryRunNames = () =>
-    dryRuns.mock.calls.filter(([, , dryRun]) => dryRun === 'All').map(([object]) => object.metadata?.name);
+    dryRuns.mock.calls
+      .filter(([, path]) => new URL(path, 'https://x').searchParams.get('dryRun') === 'All')
+      .map(([, , body]) => (JSON.parse(body) as KubernetesObject).metadata?.name);
   const configMapValues = async () =>
     Object.fromEntries(
       (await cluster.listBuildObjects(build))
