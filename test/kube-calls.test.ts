@@ -39,6 +39,23 @@ describe('Kubernetes API calls over kept-alive connections', () => {
     expect(proxy.connections).toBeLessThanOrEqual(2 * kinds);
   });
 
+  it('reuses connections across applies', async () => {
+    await new TestCluster('keep-alive').createNamespace();
+    const labels = { 'runboat/build': 'keep-alive' };
+    const objects = (round: number) =>
+      Array.from({ length: 8 }, (_, i) => ({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: `keep-alive-${i}`, namespace: 'keep-alive', labels },
+        data: { round: String(round) },
+      })) as KubernetesObject[];
+    await cluster.apply(objects(0));
+    const before = proxy.connections;
+    // Each round dry-runs the eight changed objects at once, then applies them at once.
+    for (let round = 1; round <= 5; round++) await cluster.apply(objects(round));
+    expect(proxy.connections - before).toBeLessThanOrEqual(8);
+  });
+
   it('opens new connections once the kept ones were dropped', async () => {
     const before = proxy.connections;
     proxy.cut();
