@@ -13,6 +13,7 @@ import {
   buildStateQuery,
   buildWorkflowId,
   initSlotsWorkflowId,
+  releaseSlotSignal,
   requestSlotSignal,
   type InitSlotsWorkflow,
   type SlotRequest,
@@ -36,6 +37,17 @@ export function createCoordinationActivities(config: Config) {
           signalArgs: [{ workflowId, capacity, ...(token === undefined ? {} : { token }) }],
         },
       );
+    },
+
+    /** Gives `workflowId`'s init slot back; no coordinator running means no slot to give. */
+    async releaseInitSlot(workflowId: string): Promise<void> {
+      try {
+        await Context.current()
+          .client.workflow.getHandle(initSlotsWorkflowId(config.taskQueue))
+          .signal(releaseSlotSignal, workflowId);
+      } catch (error) {
+        if (!(error instanceof WorkflowNotFoundError)) throw error;
+      }
     },
 
     /**

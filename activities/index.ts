@@ -15,7 +15,7 @@ import { buildWorkflowId } from '../workflows/definitions';
 import { createCoordinationActivities } from './coordination';
 import { GitHub, type CommitStatusState } from '../common/github';
 import { GitHubDeployments } from './github-deployments';
-import { KubefilesError, renderKubefiles } from './kubefiles';
+import { buildKustomization, KubefilesError, prepareKustomization, type Kustomization } from './kubefiles';
 import { INIT_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from '../common/kubernetes';
 
 // Activities are thin: each turns one workflow step into calls on the Kubernetes module,
@@ -41,9 +41,25 @@ export type StepActivities = ReturnType<typeof createStepActivities>;
 export function transitionActivities(
   steps: Pick<
     StepActivities,
-    'applyKubefiles' | 'reportCommitStatus' | 'deleteJobs' | 'setInitStatus' | 'scaleBuild'
+    | 'applyKubefiles'
+    | 'reportCommitStatus'
+    | 'deleteJobs'
+    | 'setInitStatus'
+    | 'scaleBuild'
+    | 'releaseInitSlot'
+    | 'waitForJob'
   >,
 ) {
+  /**
+   * Step 3, holding a slot: a fresh init Job marked with `initAttempt`, `init-status=started`.
+   * A Job already marked with it is kept: deleting it would start the initialization over.
+   */
+  const startInit = async (build: BuildRef, repo: BuildRepoSettings | undefined, initAttempt: string) => {
+    await steps.deleteJobs(build.name, 'initialize', initAttempt);
+    await steps.applyKubefiles(build, 'initialize', repo, { initAttempt });
+    await steps.setInitStatus(build.name, 'started');
+    await steps.reportCommitStatus(build, 'pending', 'initializing');
+  };
   return {
     /** SPEC §3 step 1: the `deployment` objects, commit status pending. */
     async deployBuild(build: BuildRef, repo?: BuildRepoSettings): Promise<void> {
@@ -58,20 +74,40 @@ export function transitionActivities(
      */
     async startInitJob(build: BuildRef, repo?: BuildRepoSettings): Promise<void> {
       const { workflowExecution, activityId } = Context.current().info;
-      const initAttempt = `${workflowExecution?.runId}.${activityId}`;
-      await steps.deleteJobs(build.name, 'initialize', initAttempt);
-      await steps.applyKubefiles(build, 'initialize', repo, { initAttempt });
-      await steps.setInitStatus(build.name, 'started');
-      await steps.reportCommitStatus(build, 'pending', 'initializing');
+      await startInit(build, repo, `${workflowExecution?.runId}.${activityId}`);
     },
 
-    /** Step 4 on success: `init-status=succeeded`, `stop` mode, status success, then started. */
-    async finishInitAndStart(build: BuildRef, scaledAt: string, repo?: BuildRepoSettings): Promise<void> {
+    /**
+     * Step 3 and the wait for its outcome, in one round trip: the init Job of `initAttempt`
+     * (named by the workflow, so that its next run after a continue-as-new keeps it too), then
+     * watched until it ends.
+     */
+    async runInitJob(
+      build: BuildRef,
+      repo: BuildRepoSettings | undefined,
+      initAttempt: string,
+    ): Promise<JobOutcome> {
+      await startInit(build, repo, initAttempt);
+      return steps.waitForJob(build.name, 'initialize');
+    },
+
+    /**
+     * Step 4 on success: `init-status=succeeded`, `stop` mode, status success, then started;
+     * then the init slot of the workflow `releaseInitSlotOf` goes back to the coordinator (a
+     * retry releases it again, which the coordinator ignores), instead of a signal from it.
+     */
+    async finishInitAndStart(
+      build: BuildRef,
+      scaledAt: string,
+      repo?: BuildRepoSettings,
+      { releaseInitSlotOf }: { releaseInitSlotOf?: string } = {},
+    ): Promise<void> {
       await steps.setInitStatus(build.name, 'succeeded');
       await steps.applyKubefiles(build, 'stop', repo);
       await steps.reportCommitStatus(build, 'success', 'ready');
       await steps.applyKubefiles(build, 'start', repo, { after: 'stop' });
       await steps.scaleBuild(build.name, 1, scaledAt);
+      if (releaseInitSlotOf !== undefined) await steps.releaseInitSlot(releaseInitSlotOf);
     },
 
     /** The `start` command: `start` mode, then 1 replica. */
@@ -214,21 +250,31 @@ const RENDER_CACHE_SIZE = 2_000;
 
 /**
  * A build renders the same objects in a mode every time (the configuration is read once per
- * worker), and a render costs a copy, templates and kustomize: keep the most recent renders.
+ * worker), and a render costs templates, a copy and kustomize: keep the most recent renders, by
+ * build and mode, and by what kustomize is given (runboat's `start` and `stop` modes render the
+ * same kustomization: kustomize builds it once).
  */
 function renderCache(config: Config) {
-  const cache = new Map<string, Promise<KubernetesObject[]>>();
-  return (build: BuildRef, mode: KubefilesMode, repo?: BuildRepoSettings): Promise<KubernetesObject[]> => {
-    const key = JSON.stringify([build, mode, repo]);
-    let objects = cache.get(key);
-    if (!objects) {
-      objects = renderKubefiles(config, build, mode, repo);
-      objects.catch(() => cache.delete(key));
-      cache.set(key, objects);
-      if (cache.size > RENDER_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
-    }
-    return objects;
-  };
+  const byMode = new Map<string, Promise<KubernetesObject[]>>();
+  const byKustomization = new Map<string, Promise<KubernetesObject[]>>();
+  const build = async (kustomization: Kustomization) =>
+    cached(byKustomization, kustomization.key, () => buildKustomization(config, kustomization));
+  return (ref: BuildRef, mode: KubefilesMode, repo?: BuildRepoSettings): Promise<KubernetesObject[]> =>
+    cached(byMode, JSON.stringify([ref, mode, repo]), async () =>
+      build(await prepareKustomization(config, ref, mode, repo)),
+    );
+}
+
+/** `cache`'s promise for `key`, made by `make` when absent; failures are not kept. */
+function cached<T>(cache: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {
+  let value = cache.get(key);
+  if (!value) {
+    value = make();
+    value.catch(() => cache.delete(key));
+    cache.set(key, value);
+    if (cache.size > RENDER_CACHE_SIZE) cache.delete(cache.keys().next().value as string);
+  }
+  return value;
 }
 
 /**

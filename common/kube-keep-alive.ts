@@ -27,20 +27,88 @@ const IDLE_TIMEOUT_MS = 60_000;
  * client destroys a watch's sockets when it ends, which must not touch other calls'.
  */
 export function withKeepAlive(kubeConfig: KubeConfig): KubeConfig {
-  let shared: { key: string; agent: https.Agent } | undefined;
+  const agents = new KeptAliveAgent();
   const keepAlive = Object.create(kubeConfig) as KubeConfig;
   keepAlive.applySecurityAuthentication = async (context: Context) => {
     await kubeConfig.applySecurityAuthentication(context);
     const made = context.getAgent();
     // Plain HTTP and proxies stay as the client makes them.
     if (made?.constructor !== https.Agent) return;
-    const options = (made as https.Agent).options;
-    const key = JSON.stringify(AGENT_KEY_OPTIONS.map((name) => String(options[name])));
-    if (shared?.key !== key) {
-      // First call, or rotated credentials: the old agent's connections close once idle.
-      shared = { key, agent: new https.Agent({ ...options, keepAlive: true, timeout: IDLE_TIMEOUT_MS }) };
-    }
-    context.setAgent(shared.agent);
+    context.setAgent(agents.for(made as https.Agent));
   };
   return keepAlive;
+}
+
+/** One keep-alive agent in place of the agents the client makes, while their TLS material holds. */
+class KeptAliveAgent {
+  private shared?: { key: string; agent: https.Agent };
+
+  for(made: https.Agent): https.Agent {
+    const options = made.options;
+    const key = JSON.stringify(AGENT_KEY_OPTIONS.map((name) => String(options[name])));
+    if (this.shared?.key !== key) {
+      // First call, or rotated credentials: the old agent's connections close once idle.
+      this.shared = {
+        key,
+        agent: new https.Agent({ ...options, keepAlive: true, timeout: IDLE_TIMEOUT_MS }),
+      };
+    }
+    return this.shared.agent;
+  }
+}
+
+/** The answer of a call made by `KeptAliveRequests`: its status and body, read as text. */
+export interface RawResponse {
+  status: number;
+  body: string;
+}
+
+/**
+ * Calls whose answers need no typed model, over a kept-alive connection: the generated
+ * clients' (de)serialization of every object, their rxjs middleware and node-fetch were most
+ * of the worker's Kubernetes CPU, spent on server-side applies whose answer only tells success.
+ * Undefined for a cluster reached otherwise than over plain HTTPS (a proxy), which the
+ * generated clients keep serving.
+ */
+export function keptAliveRequests(kubeConfig: KubeConfig): KeptAliveRequests | undefined {
+  const cluster = kubeConfig.getCurrentCluster();
+  if (!cluster?.server.startsWith('https://') || cluster.proxyUrl) return undefined;
+  return new KeptAliveRequests(kubeConfig, cluster.server);
+}
+
+export class KeptAliveRequests {
+  private readonly agents = new KeptAliveAgent();
+
+  constructor(
+    private readonly kubeConfig: KubeConfig,
+    private readonly server: string,
+  ) {}
+
+  async send(method: string, path: string, body: string, contentType: string): Promise<RawResponse> {
+    // Per call, as the generated clients do: a token file or exec credential may have rotated.
+    const options: https.RequestOptions = {};
+    await this.kubeConfig.applyToHTTPSOptions(options);
+    const url = new URL(path, this.server);
+    return new Promise((resolve, reject) => {
+      const request = https.request(
+        url,
+        {
+          method,
+          agent: this.agents.for(options.agent as https.Agent),
+          auth: options.auth,
+          headers: { ...options.headers, 'content-type': contentType, accept: 'application/json' },
+        },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('error', reject);
+          response.on('end', () =>
+            resolve({ status: response.statusCode ?? 0, body: Buffer.concat(chunks).toString() }),
+          );
+        },
+      );
+      request.on('error', reject);
+      request.end(body);
+    });
+  }
 }

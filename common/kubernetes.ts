@@ -14,7 +14,7 @@ import {
 } from '@kubernetes/client-node';
 import type { Config } from './config';
 import type { InitStatus, JobKind, JobOutcome } from './types';
-import { withKeepAlive } from './kube-keep-alive';
+import { keptAliveRequests, withKeepAlive, type KeptAliveRequests } from './kube-keep-alive';
 
 // All Kubernetes access goes through this module. Every method is idempotent, so that an
 // activity retried after a crash at any point converges to the same state.
@@ -74,6 +74,11 @@ class ResourceDiscovery extends KubernetesObjectApi {
     await this.resource(apiVersion, '');
     return this.apiVersionResourceCache[apiVersion]?.resources ?? [];
   }
+
+  /** The object's URL path, as the object API calls it. */
+  objectPath(object: KubernetesObject): Promise<string> {
+    return this.specUriPath(object, 'patch');
+  }
 }
 
 export interface WatchOptions {
@@ -106,6 +111,8 @@ export class BuildCluster {
   private readonly watcher: Watch;
   private readonly discovery: ResourceDiscovery;
   private readonly groups: ApisApi;
+  /** Server-side applies without the generated clients' models (common/kube-keep-alive.ts). */
+  private readonly requests?: KeptAliveRequests;
   private discovered?: { at: number; kinds: Promise<ObjectKind[]> };
   /** Hashes of objects the server accepted from this process, least recently applied first. */
   private readonly accepted = new Set<string>();
@@ -122,6 +129,7 @@ export class BuildCluster {
     private readonly deploymentResourceTypes: readonly string[] = [],
   ) {
     const reused = withKeepAlive(kubeConfig);
+    this.requests = keptAliveRequests(kubeConfig);
     this.objects = KubernetesObjectApi.makeApiClient(reused);
     this.core = reused.makeApiClient(CoreV1Api);
     this.watcher = new Watch(kubeConfig);
@@ -159,8 +167,22 @@ export class BuildCluster {
     }
   }
 
-  private serverSideApply(object: KubernetesObject, dryRun?: 'All') {
-    return this.objects.patch(object, undefined, dryRun, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+  /** Fails with the ApiException the object API would throw (`nonRetryableIfPermanent` reads it). */
+  private async serverSideApply(object: KubernetesObject, dryRun?: 'All'): Promise<void> {
+    if (!this.requests) {
+      await this.objects.patch(object, undefined, dryRun, FIELD_MANAGER, true, PatchStrategy.ServerSideApply);
+      return;
+    }
+    const query = new URLSearchParams({ fieldManager: FIELD_MANAGER, force: 'true' });
+    if (dryRun) query.set('dryRun', dryRun);
+    const path = `${await this.discovery.objectPath(object)}?${query}`;
+    const { status, body } = await this.requests.send(
+      'PATCH',
+      path,
+      JSON.stringify(object),
+      PatchStrategy.ServerSideApply,
+    );
+    if (status < 200 || status > 299) throw new ApiException(status, 'Unsuccessful HTTP Request', body, {});
   }
 
   /** Scaling a build whose Deployment is already gone to 0 is done, not an error. */

@@ -70,8 +70,25 @@ export function buildSearchAttributes(state: BuildState, updated?: Date): Search
   if (state.last_scaled) pairs.push({ key: searchAttributes.lastScaled, value: new Date(state.last_scaled) });
   if (state.last_visited)
     pairs.push({ key: searchAttributes.lastVisited, value: new Date(state.last_visited) });
-  if (updated) pairs.push({ key: searchAttributes.updated, value: updated.getTime() });
+  if (updated) pairs.push(updatedSearchAttribute(updated));
   return pairs;
+}
+
+/** `RunboatUpdated` stamped `at`. */
+export function updatedSearchAttribute(at: Date): SearchAttributePair {
+  return { key: searchAttributes.updated, value: at.getTime() };
+}
+
+/**
+ * Those of `pairs` whose value `current` does not hold already: an upsert of the others would
+ * record an event and a visibility write that change nothing.
+ */
+export function changedSearchAttributes(
+  current: TypedSearchAttributes,
+  pairs: SearchAttributePair[],
+): SearchAttributePair[] {
+  const comparable = (value: unknown) => (value instanceof Date ? value.getTime() : value);
+  return pairs.filter((pair) => comparable(current.get(pair.key)) !== comparable(pair.value));
 }
 
 /** A build as visibility lists it: every field the API shows comes from search attributes. */

@@ -333,7 +333,8 @@ describe('commands under stress', () => {
     await waitFor('the build watching its init job', async () => {
       const events = (await handle.fetchHistory()).events ?? [];
       const watch = events.findIndex(
-        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'waitForJob',
+        // runInitJob starts the Job and watches it, in one activity.
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'runInitJob',
       );
       return watch >= 0 && events.at(-1)?.eventType === EventType.EVENT_TYPE_TIMER_STARTED;
     });

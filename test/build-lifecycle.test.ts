@@ -1,6 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { temporal } from '@temporalio/proto';
 import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
@@ -86,6 +87,7 @@ describe('a build', () => {
     // release's commit, keeps it as that release's fixture, which test/replay.test.ts replays
     // against every later change of the workflow; a release's histories are never re-recorded.
     const history = await handle.fetchHistory();
+    expect(historyWaste(history.events ?? [])).toEqual({ patchMarkers: 1, upsertsChangingNothing: 0 });
     await Worker.runReplayHistory({ workflowsPath: path.resolve(__dirname, '..', 'workflows') }, history);
     const version = process.env.RUNBOAT_RECORD_HISTORIES;
     if (version) {
@@ -118,3 +120,31 @@ describe('a build', () => {
     expect(items.filter((d) => d.metadata?.labels?.['runboat/build'] === first.name)).toHaveLength(1);
   });
 });
+
+/**
+ * What a build's history records that the server pays for and that changes nothing: each patch
+ * marker comes with an upsert of TemporalChangeVersion (one patch per run is the floor), and an
+ * upsert of the build's attributes that only restamps RunboatUpdated.
+ */
+function historyWaste(events: temporal.api.history.v1.IHistoryEvent[]) {
+  const payloadText = (payload: temporal.api.common.v1.IPayload) =>
+    Buffer.from(payload.data ?? []).toString();
+  const attributes = new Map<string, string>();
+  const apply = (fields: Record<string, temporal.api.common.v1.IPayload> = {}) => {
+    let changed = false;
+    for (const [name, payload] of Object.entries(fields)) {
+      if (name !== 'RunboatUpdated' && attributes.get(name) !== payloadText(payload)) changed = true;
+      attributes.set(name, payloadText(payload));
+    }
+    return changed;
+  };
+  apply(events[0]?.workflowExecutionStartedEventAttributes?.searchAttributes?.indexedFields ?? {});
+  let patchMarkers = 0;
+  let upsertsChangingNothing = 0;
+  for (const event of events) {
+    if (event.markerRecordedEventAttributes?.markerName === 'core_patch') patchMarkers++;
+    const upserted = event.upsertWorkflowSearchAttributesEventAttributes?.searchAttributes?.indexedFields;
+    if (upserted && !('TemporalChangeVersion' in upserted) && !apply(upserted)) upsertsChangingNothing++;
+  }
+  return { patchMarkers, upsertsChangingNothing };
+}

@@ -1,5 +1,6 @@
 import { KubeConfig, KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { KeptAliveRequests } from '../common/kube-keep-alive';
 import { BuildCluster, BUILD_OBJECT_KINDS } from '../common/kubernetes';
 import { kubeConfig, TestCluster, waitFor } from './helpers';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
@@ -38,6 +39,23 @@ describe('Kubernetes API calls over kept-alive connections', () => {
     expect(proxy.connections).toBeLessThanOrEqual(2 * kinds);
   });
 
+  it('reuses connections across applies', async () => {
+    await new TestCluster('keep-alive').createNamespace();
+    const labels = { 'runboat/build': 'keep-alive' };
+    const objects = (round: number) =>
+      Array.from({ length: 8 }, (_, i) => ({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: `keep-alive-${i}`, namespace: 'keep-alive', labels },
+        data: { round: String(round) },
+      })) as KubernetesObject[];
+    await cluster.apply(objects(0));
+    const before = proxy.connections;
+    // Each round dry-runs the eight changed objects at once, then applies them at once.
+    for (let round = 1; round <= 5; round++) await cluster.apply(objects(round));
+    expect(proxy.connections - before).toBeLessThanOrEqual(8);
+  });
+
   it('opens new connections once the kept ones were dropped', async () => {
     const before = proxy.connections;
     proxy.cut();
@@ -71,9 +89,12 @@ describe('apply', () => {
     metadata: { name: `${build}-web`, namespace, labels },
     spec: { ports: [{ port: 0 }] },
   } as KubernetesObject;
-  const dryRuns = vi.spyOn(KubernetesObjectApi.prototype, 'patch');
+  // Applies go out as plain requests (common/kube-keep-alive.ts), the object API's models unused.
+  const dryRuns = vi.spyOn(KeptAliveRequests.prototype, 'send');
   const dryRunNames = () =>
-    dryRuns.mock.calls.filter(([, , dryRun]) => dryRun === 'All').map(([object]) => object.metadata?.name);
+    dryRuns.mock.calls
+      .filter(([, path]) => new URL(path, 'https://x').searchParams.get('dryRun') === 'All')
+      .map(([, , body]) => (JSON.parse(body) as KubernetesObject).metadata?.name);
   const configMapValues = async () =>
     Object.fromEntries(
       (await cluster.listBuildObjects(build))

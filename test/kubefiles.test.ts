@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type {
@@ -9,8 +9,11 @@ import type {
   V1Job,
   V1Secret,
 } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createActivities } from '../activities';
 import { KubefilesError, renderKubefiles, splitImage } from '../activities/kubefiles';
+import { KustomizeRenderer } from '../activities/kustomize';
+import type { BuildCluster } from '../common/kubernetes';
 import { UnsafeCommitInfoError, buildRef } from '../common/build';
 import { captureRepoSettings, loadConfig, type Config } from '../common/config';
 import type { BuildRef, CommitInfo } from '../common/types';
@@ -18,7 +21,7 @@ import { binary } from '../scripts/paths';
 import { DEFAULT_DEPLOYMENT_OBJECTS } from './helpers';
 
 // Renders kubefiles directories with the kustomize renderer (test/kustomize.test.ts compares it
-// with `kubectl kustomize`); no cluster involved.
+// with `kubectl kustomize`); no cluster involved (the worker's applies are recorded).
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'runboat-kubefiles');
 const SHA = '0123456789abcdef0123456789abcdef01234567';
@@ -543,6 +546,52 @@ describe('wake on visit in the default kubefiles', () => {
     }
     for (const each of await annotationsOf({ wake_service: '' })) {
       expect(Object.keys(each).filter((key) => key.startsWith('nginx.'))).toEqual([]);
+    }
+  });
+});
+
+describe('renderKubefiles with templates in folders', () => {
+  it('renders them in place, and leaves no scratch folder behind', async () => {
+    const dir = scratchDir();
+    mkdirSync(path.join(dir, 'base', 'env'), { recursive: true });
+    writeFileSync(path.join(dir, 'kustomization.yaml'), 'resources:\n  - base\n');
+    writeFileSync(path.join(dir, 'base', 'kustomization.yaml'), 'resources:\n  - env/cm.yaml\n');
+    writeFileSync(
+      path.join(dir, 'base', 'env', 'cm.yaml.jinja'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ build_name }}-{{ mode }}\n',
+    );
+    const tmp = scratchDir();
+    const savedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = tmp;
+    try {
+      const ref = buildRef(commit());
+      const objects = await renderKubefiles(config([ocaRepo({ kubefiles_path: dir })]), ref, 'stop');
+      expect(objects.map((object) => object.metadata?.name)).toEqual([`${ref.name}-stop`]);
+    } finally {
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
+    }
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(readdirSync(path.join(dir, 'base', 'env'))).toEqual(['cm.yaml.jinja']);
+  });
+});
+
+describe("the worker's renders", () => {
+  it('build a kustomization that two modes render alike once, and each mode once', async () => {
+    const cfg = config([ocaRepo()]);
+    const build = buildRef(commit());
+    const applied: KubernetesObject[][] = [];
+    const cluster = { apply: async (objects: KubernetesObject[]) => void applied.push(objects) };
+    const { applyKubefiles } = createActivities(cfg, cluster as unknown as BuildCluster);
+    const kustomizeRuns = vi.spyOn(KustomizeRenderer.prototype, 'build');
+    try {
+      // The default kubefiles' start and stop modes: the same kustomization.
+      for (const mode of ['stop', 'start', 'stop', 'deployment'] as const) await applyKubefiles(build, mode);
+      expect(kustomizeRuns).toHaveBeenCalledTimes(2);
+      expect(applied[1]).toEqual(applied[0]);
+      expect(applied[3]).toEqual(await renderKubefiles(cfg, build, 'deployment'));
+    } finally {
+      kustomizeRuns.mockRestore();
     }
   });
 });

@@ -92,6 +92,7 @@ function stubActivities(waits: Partial<Waits> = {}) {
     requestInitSlot: vi.fn<BuildActivities['requestInitSlot']>(async (workflowId) => {
       await Context.current().client.workflow.getHandle(workflowId).signal(slotGrantedSignal);
     }),
+    releaseInitSlot: vi.fn<BuildActivities['releaseInitSlot']>(async () => undefined),
     evictionPlan: vi.fn<BuildActivities['evictionPlan']>(async () => ({ stop: [], undeploy: [] })),
     endedWorkflows: vi.fn<BuildActivities['endedWorkflows']>(async () => []),
     sweepOrphans: vi.fn<BuildActivities['sweepOrphans']>(async () => ({ builds: [], objects: 0 })),
@@ -281,10 +282,10 @@ it('retries a failing cleanup job with exponential backoff before deleting the b
     const steps = events.flatMap((e) => {
       if (e.eventType === EventType.EVENT_TYPE_TIMER_STARTED) return [`timer ${timerSeconds(e)}s`];
       const type = e.activityTaskScheduledEventAttributes?.activityType?.name;
-      return type === 'waitForJob' || type === 'deleteBuild' ? [type] : [];
+      return type === 'runInitJob' || type === 'waitForJob' || type === 'deleteBuild' ? [type] : [];
     });
     expect(steps).toEqual([
-      'waitForJob', // initialize, raced against its timeout:
+      'runInitJob', // started and watched, raced against its timeout:
       'timer 1200s',
       'waitForJob',
       'timer 60s',
@@ -468,17 +469,24 @@ it('continues as new while waiting for its init job under a flood of signals, ho
       // arrived meanwhile, and the run's close adds a few events (measured: 115 to 139).
       for (const length of lengths)
         expect(length, `run lengths ${lengths.join(', ')}`).toBeLessThan(historyLimit * 2);
-      // One init job, watched across the runs, and its slot asked for once and handed back once.
-      expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'initialize')).toHaveLength(
-        1,
+      // One init job (every run keeps the Job of the same attempt), watched across the runs, and
+      // its slot asked for once and handed back once.
+      const initAttempts = activities.applyKubefiles.mock.calls
+        .filter(([, mode]) => mode === 'initialize')
+        .map(([, , , options]) => options?.initAttempt);
+      expect(new Set(initAttempts).size, `attempts ${initAttempts.join(', ')}`).toBe(1);
+      expect(initAttempts[0]).toEqual(expect.any(String));
+      expect(activities.deleteJobs.mock.calls.filter(([, kind]) => kind === 'initialize')).toEqual(
+        initAttempts.map((attempt) => [build.name, 'initialize', attempt]),
       );
       expect(activities.requestInitSlot).toHaveBeenCalledTimes(1);
-      const releases = runs
+      // Handed back by the activity that starts the build, not by a signal of the workflow.
+      const signals = runs
         .flat()
         .filter((e) => e.eventType === EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED);
-      expect(
-        releases.map((e) => e.signalExternalWorkflowExecutionInitiatedEventAttributes?.signalName),
-      ).toEqual(['releaseInitSlot']);
+      expect(signals).toEqual([]);
+      const workflowId = handle.workflowId;
+      expect(activities.releaseInitSlot.mock.calls).toEqual([[workflowId]]);
       // Each run replays on today's code (the new paths are deterministic).
       for (const events of runs) {
         await Worker.runReplayHistory(
@@ -577,6 +585,22 @@ it('leaves a build failed, with its reason, when the cluster refuses its objects
     await handle.signal(undeploySignal);
     await handle.result();
     expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
+  });
+});
+
+it('leaves a build failed, its init not started, when its init Job is refused for good', async () => {
+  const activities = stubActivities();
+  activities.applyKubefiles.mockImplementation(async (_build, mode) => {
+    if (mode === 'initialize') throw refused();
+  });
+  await withBuild(activities, defaults, async (handle) => {
+    const failed = await untilStatus(handle, 'failed');
+    expect(failed.last_error).toContain('quota exceeded');
+    // The init status was set as the Job was to start; no Job started, it goes back.
+    expect(failed.init_status).toBe('todo');
+    expect(activities.waitForJob).not.toHaveBeenCalled();
+    await handle.signal(undeploySignal);
+    await handle.result();
   });
 });
 

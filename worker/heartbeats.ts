@@ -4,7 +4,11 @@ import type { ActivityInterceptorsFactory } from '@temporalio/worker';
 // dies (SIGKILL, out of memory) stops heartbeating, and Temporal retries its activities within
 // that timeout instead of their start-to-close timeout.
 
-/** They heartbeat themselves, with details (a watch's resourceVersion) a bare heartbeat would erase. */
+/**
+ * They heartbeat themselves, with details (a watch's resourceVersion) a bare heartbeat would
+ * erase. Not `runInitJob`: it watches only once its Job is started, and a retry that finds no
+ * resourceVersion lists the Job again, which is as right, only a call more.
+ */
 const SELF_HEARTBEATING = new Set(['waitForJob', 'waitForReadyReplicas']);
 const INTERVAL_MS = 3_000;
 

@@ -16,7 +16,12 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { BuildActivities } from '../activities';
-import { buildSearchAttributes } from '../common/search-attributes';
+import {
+  buildSearchAttributes,
+  changedSearchAttributes,
+  searchAttributes,
+  updatedSearchAttribute,
+} from '../common/search-attributes';
 import { judgeCommand } from '../common/commands';
 import type { BuildCommand, BuildState, BuildStatus, InitStatus, JobKind } from '../common/types';
 import {
@@ -68,16 +73,29 @@ const MAX_HISTORY_EVENTS = 2_000;
 const CLEANUP_RETRY_MAX_SECONDS = 3_600;
 const UPDATED_ATTRIBUTE_PATCH = 'runboat-updated-search-attribute';
 const CLEANUP_CONTINUES_PATCH = 'continue-as-new-during-cleanup';
+/**
+ * Every patch a run calls costs it two events (a marker and an upsert of TemporalChangeVersion,
+ * which the server indexes like any upsert). A run that has this one started on code that has
+ * every earlier patch too, so it calls no other. It also upserts only what changed, and hands
+ * its init slot back from the activity that starts the build (one workflow task less).
+ */
+const LEAN_HISTORY_PATCH = 'lean-history';
 
 export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   const { build, settings, repo } = input;
+  // First: a run recorded without it replays the patches before it as it recorded them.
+  const lean = patched(LEAN_HISTORY_PATCH);
   const state: BuildState = input.resume?.state ?? {
     ...build,
     status: 'initializing',
     init_status: 'todo',
-    // When the build was asked for (the workflow's start), not when a worker first ran it: the
-    // newest build of a branch is the one requested last.
-    created: workflowInfo().startTime.toISOString(),
+    // When the build was asked for, not when a worker first ran it: the newest build of a branch
+    // is the one requested last. The API stamps it in the start's search attributes (lean runs
+    // keep that stamp, so that their first task need not rewrite it).
+    created: (
+      (lean ? workflowInfo().typedSearchAttributes.get(searchAttributes.created) : undefined) ??
+      workflowInfo().startTime
+    ).toISOString(),
     last_scaled: null,
     last_error: null,
   };
@@ -89,7 +107,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
    * run continues as new from where it was. Runs started by v1 wait as v1 did until their next
    * continue-as-new (decided once, at the run's start).
    */
-  const continuesMidWait = patched('continue-as-new-mid-wait');
+  const continuesMidWait = lean || patched('continue-as-new-mid-wait');
   const historyFull = () => {
     const info = workflowInfo();
     return info.continueAsNewSuggested || info.historyLength > (settings.historyLimit ?? MAX_HISTORY_EVENTS);
@@ -134,6 +152,14 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     }
     state.status = status;
     state.init_status = initStatus;
+    if (lean) {
+      const changed = changedSearchAttributes(
+        workflowInfo().typedSearchAttributes,
+        buildSearchAttributes(state),
+      );
+      if (changed.length) upsertSearchAttributes([...changed, updatedSearchAttribute(new Date())]);
+      return;
+    }
     // RunboatUpdated changes the upsert's content: builds recorded before it replay without it.
     const updated = patched(UPDATED_ATTRIBUTE_PATCH) ? new Date() : undefined;
     upsertSearchAttributes(buildSearchAttributes(state, updated));
@@ -180,6 +206,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   }
 
   let slotGranted = false;
+  /** The slot was handed back by the activity that started the build (lean runs). */
+  let slotReleased = false;
   /** The token of the latest slot request; none in runs started before tokens (v1). */
   let slotToken: string | undefined;
   let slotRequests = 0;
@@ -191,7 +219,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   /** Waits in line for one of the `max_initializing` init slots. */
   async function acquireInitSlot(): Promise<'granted' | 'interrupted' | 'history full'> {
     slotGranted = false;
-    if (patched('init-slot-grant-token')) slotToken = `${workflowInfo().runId}/${++slotRequests}`;
+    slotReleased = false;
+    if (lean || patched('init-slot-grant-token')) slotToken = `${workflowInfo().runId}/${++slotRequests}`;
     // Not interruptible: once asked for, the slot is waited for and handed back below.
     await coordination.requestInitSlot(workflowInfo().workflowId, settings.maxInitializing, slotToken);
     const granted = await untilInterrupted(
@@ -231,14 +260,31 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
       next = await work();
       return next;
     } finally {
-      if (next !== 'init-watch') await releaseInitSlot();
+      if (next !== 'init-watch' && !slotReleased) await releaseInitSlot();
     }
   }
 
   /** When the running init Job times out; carried over by continue-as-new. */
   let initDeadline = input.resume?.initDeadline;
+  /**
+   * Names the init Job of lean runs, which start it and wait for it in one activity: a retry,
+   * or the next run after a continue-as-new, runs that activity again and keeps the same Job.
+   */
+  let initAttempt = input.resume?.initAttempt;
 
   async function initializeHoldingSlot(): Promise<BuildPhase> {
+    if (lean) {
+      setStatus('initializing', 'started');
+      initDeadline = Date.now() + settings.initTimeoutSeconds * 1000;
+      initAttempt = slotToken;
+      try {
+        return await watchInitJob(`${settings.initTimeoutSeconds} seconds`);
+      } catch (error) {
+        // The Job could not be started (its kubefiles no longer render, say).
+        state.init_status = 'todo';
+        throw error;
+      }
+    }
     await interruptibleSteps.startInitJob(build, repo);
     setStatus('initializing', 'started');
     initDeadline = Date.now() + settings.initTimeoutSeconds * 1000;
@@ -252,8 +298,11 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   }
 
   async function watchInitJob(timeout: Duration): Promise<BuildPhase> {
+    const attempt = initAttempt;
     const outcome = await untilInterrupted(
-      () => watches.waitForJob(build.name, 'initialize'),
+      attempt === undefined
+        ? () => watches.waitForJob(build.name, 'initialize')
+        : () => watches.runInitJob(build, repo, attempt),
       () => interruptRequested() || mustContinue(),
       timeout,
     );
@@ -274,7 +323,15 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     state.last_error = null;
     transitionApplied = false;
     setStatus('starting', 'succeeded');
-    await interruptibleSteps.finishInitAndStart(build, stampScaled(), repo);
+    const scaledAt = stampScaled();
+    if (lean) {
+      await interruptibleSteps.finishInitAndStart(build, scaledAt, repo, {
+        releaseInitSlotOf: workflowInfo().workflowId,
+      });
+      slotReleased = true;
+    } else {
+      await interruptibleSteps.finishInitAndStart(build, scaledAt, repo);
+    }
     transitionApplied = true;
     return 'live';
   }
@@ -347,7 +404,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
         attempt > firstAttempt &&
         kind === 'cleanup' &&
         mustContinue() &&
-        patched(CLEANUP_CONTINUES_PATCH)
+        (lean || patched(CLEANUP_CONTINUES_PATCH))
       ) {
         await continueAsNew<typeof buildWorkflow>({
           build,
@@ -436,7 +493,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
           build,
           settings,
           repo,
-          resume: { state, phase, commands, initDeadline, transitionApplied },
+          resume: { state, phase, commands, initDeadline, initAttempt, transitionApplied },
         });
       }
     }

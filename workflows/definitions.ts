@@ -83,6 +83,8 @@ export interface BuildWorkflowInput {
     commands: BuildCommand[];
     /** When the running init Job times out (workflow time, ms): the timeout is not restarted. */
     initDeadline?: number;
+    /** The running init Job's attempt, when the run that started it named it (lean-history). */
+    initAttempt?: string;
     /** The transition under way made its changes: the next run only waits for its replicas. */
     transitionApplied?: boolean;
     /** The undeploy's cleanup Job attempts so far: the next run goes on with their backoff. */
