@@ -110,6 +110,11 @@ export class BuildIndex {
     };
   }
 
+  /** Whether a read is under way (it may outlive the requests that waited for it). */
+  get active(): boolean {
+    return this.update !== undefined;
+  }
+
   /** Lists every build now, so that the first request need not (at the process's start). */
   warm(): void {
     this.startUpdate().catch((error: unknown) =>

@@ -117,7 +117,7 @@ export async function startTestApi(
   options: TestApiOptions = {},
 ): Promise<TestApi> {
   // `cluster.builds` reads logs; GitHub calls go to `config.githubApiUrl` (a recorder in tests).
-  const { app, events, routes } = createApp({
+  const { app, events, index, routes } = createApp({
     config,
     client,
     cluster: cluster.builds,
@@ -157,7 +157,12 @@ export async function startTestApi(
     async close() {
       events.close();
       // A poll still running would call Temporal after the test closed its connection.
-      await waitFor('the build-events poller to finish', async () => !events.active);
+      // A poll or an index read still running would call Temporal after the test closed its
+      // connection (their retries outlive any request that waited for them).
+      await waitFor(
+        'the build-events poller and the build index to finish',
+        async () => !events.active && !index.active,
+      );
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     },
