@@ -2,7 +2,7 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
 import { closeKustomizeRenderers } from '../activities/kustomize';
 import { ConfigError, loadConfig, type Config } from '../common/config';
-import { buildCluster, UnknownResourceTypesError } from '../common/kubernetes';
+import { buildCluster, UnknownResourceTypesError, type BuildCluster } from '../common/kubernetes';
 import { logger } from '../common/logger';
 import { isTemporalUnreachable, waitToRetry } from '../common/retry';
 import { installRuntime } from './runtime';
@@ -19,7 +19,10 @@ const HEALTHY_RUN_MS = 60_000;
 
 async function main(): Promise<void> {
   const config = loadConfig();
-  await checkResourceTypes(config);
+  // One client of the cluster for the process: the start-up check's discovery serves the first
+  // undeploys, and a worker started again after losing Temporal keeps its connections.
+  const cluster = buildCluster(config);
+  await checkResourceTypes(cluster);
   installRuntime(config);
   // The SDK shuts a running worker down on these signals; while no worker runs (Temporal is
   // down), they end the wait instead.
@@ -33,7 +36,7 @@ async function main(): Promise<void> {
   for (let failures = 1; ; failures++) {
     let pollingSince: number | undefined;
     try {
-      await runWorker(config, stopping.signal, () => (pollingSince = Date.now()));
+      await runWorker(config, cluster, stopping.signal, () => (pollingSince = Date.now()));
       return;
     } catch (error) {
       if (stopping.signal.aborted) return;
@@ -58,10 +61,10 @@ const RESOURCE_TYPES_CHECK_MS = 10_000;
  * the first undeploy weeks later. A cluster that cannot be reached now is no reason to stop:
  * each undeploy checks again.
  */
-async function checkResourceTypes(config: Config): Promise<void> {
+async function checkResourceTypes(cluster: BuildCluster): Promise<void> {
   try {
     await Promise.race([
-      buildCluster(config).objectKinds(),
+      cluster.objectKinds(),
       new Promise((_, reject) => setTimeout(reject, RESOURCE_TYPES_CHECK_MS, new Error('timed out')).unref()),
     ]);
   } catch (error) {
@@ -75,7 +78,12 @@ async function checkResourceTypes(config: Config): Promise<void> {
 }
 
 /** One life of the worker: connects, ensures the schedules, polls until shut down or cut off. */
-async function runWorker(config: Config, stopping: AbortSignal, polling: () => void): Promise<void> {
+async function runWorker(
+  config: Config,
+  cluster: BuildCluster,
+  stopping: AbortSignal,
+  polling: () => void,
+): Promise<void> {
   const connection = await NativeConnection.connect({ address: config.temporalAddress });
   let clientConnection: Connection | undefined;
   try {
@@ -84,7 +92,7 @@ async function runWorker(config: Config, stopping: AbortSignal, polling: () => v
     await ensureEvictionSchedule(client, config);
     await ensureOrphanSweepSchedule(client, config);
     if (stopping.aborted) return;
-    const worker = await createWorker(config, connection);
+    const worker = await createWorker(config, connection, cluster);
     logger.info({ taskQueue: config.taskQueue, namespace: config.buildNamespace }, 'worker started');
     polling();
     await worker.run();
