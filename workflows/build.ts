@@ -395,6 +395,16 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     return 'live';
   }
 
+  /** Ends this run; the next one goes on from `phase` with what the wait under way needs. */
+  function continueFrom(phase: BuildPhase, cleanupAttempt?: number): Promise<never> {
+    return continueAsNew<typeof buildWorkflow>({
+      build,
+      settings,
+      repo,
+      resume: { state, phase, commands, initDeadline, initAttempt, transitionApplied, cleanupAttempt },
+    });
+  }
+
   /** Runs the job until it succeeds, or until `giveUp()` (a forced undeploy) says to stop trying. */
   async function runJobUntilSucceeded(kind: JobKind, giveUp: () => boolean, firstAttempt = 1): Promise<void> {
     for (let attempt = firstAttempt; !giveUp(); attempt++) {
@@ -406,12 +416,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
         mustContinue() &&
         (lean || patched(CLEANUP_CONTINUES_PATCH))
       ) {
-        await continueAsNew<typeof buildWorkflow>({
-          build,
-          settings,
-          repo,
-          resume: { state, phase: 'undeploy', commands, cleanupAttempt: attempt },
-        });
+        await continueFrom('undeploy', attempt);
       }
       await steps.deleteJobs(build.name, kind);
       await steps.applyKubefiles(build, kind, repo);
@@ -488,14 +493,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   try {
     while (phase !== 'undeploy') {
       phase = await runPhase(phase);
-      if (phase === 'init-watch' || historyFull()) {
-        await continueAsNew<typeof buildWorkflow>({
-          build,
-          settings,
-          repo,
-          resume: { state, phase, commands, initDeadline, initAttempt, transitionApplied },
-        });
-      }
+      if (phase === 'init-watch' || historyFull()) await continueFrom(phase);
     }
   } catch (error) {
     // Cancelled from the Temporal UI or CLI: the build goes with its workflow, never left behind.
