@@ -2,7 +2,7 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../common/config';
 import { listBuildChanges, type ListedBuild } from './build-client';
 
-// The incremental feed of build changes that the `/build-events` poller and the repo index read:
+// The incremental feed of build changes that the `/build-events` poller and the build index read:
 // each read lists what changed since the previous successful read, so it costs the changes,
 // not the builds deployed (7,000 at OCA).
 
