@@ -196,7 +196,7 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
           objects = objects.filter((object) => !applied.has(JSON.stringify(object)));
         }
         if (initAttempt !== undefined) objects = objects.map((object) => markAttempt(object, initAttempt));
-        if (objects.length) await cluster.apply(objects);
+        if (objects.length) await cluster.apply(objects, buildValues(build, objects));
       } catch (error) {
         throw nonRetryableIfPermanent(error, currentAttempt());
       }
@@ -299,6 +299,28 @@ async function withHeartbeats<T>(watch: (options: WatchOptions) => Promise<T>): 
   } finally {
     clearInterval(timer);
   }
+}
+
+/** The suffix kustomize's generators give a ConfigMap or Secret name: a hash of its content. */
+const GENERATED_NAME_SUFFIX = /-([2456789bcdfghkmt]{10})$/;
+
+/**
+ * What tells `build`'s objects from those another build of the same kubefiles renders: its
+ * name, slug and commit, its PR number where it is a whole value (an annotation), and the
+ * hash suffixes of generated names (their content holds the build's values).
+ */
+export function buildValues(build: BuildRef, objects: KubernetesObject[]): string[] {
+  const { commit } = build;
+  const suffixes = objects
+    .filter(({ kind }) => kind === 'ConfigMap' || kind === 'Secret')
+    .flatMap(({ metadata }) => GENERATED_NAME_SUFFIX.exec(metadata?.name ?? '')?.[1] ?? []);
+  return [
+    build.slug,
+    build.name,
+    commit.git_commit,
+    ...(commit.pr === null ? [] : [`"${commit.pr}"`]),
+    ...suffixes,
+  ];
 }
 
 /** A copy of a Job marked with the init attempt that created it; other objects as they are. */

@@ -48,8 +48,20 @@ export const BUILD_OBJECT_KINDS = [
 /** Enough for every object of a few thousand builds, at about 100 bytes each. */
 const ACCEPTED_OBJECTS_KEPT = 50_000;
 
-const objectHash = (object: KubernetesObject) =>
-  createHash('sha256').update(JSON.stringify(object)).digest('base64');
+/**
+ * An object's hash once each of `buildValues` (longest first) is blanked out by a placeholder of
+ * its length: equal for the same object of two builds of the same kubefiles whose values have
+ * the same lengths. Their characters are of one class by construction (a build's name and slug
+ * are DNS labels, its commit 40 hex digits, a generated name's suffix kustomize's alphabet), so
+ * the server validates the two alike.
+ */
+export function objectShape(object: KubernetesObject, buildValues: readonly string[]): string {
+  // Longest first: a build's name holds its slug, say.
+  const values = [...new Set(buildValues)].filter(Boolean).sort((a, b) => b.length - a.length);
+  let text = JSON.stringify(object);
+  for (const value of values) text = text.split(value).join('\u0000'.repeat(value.length));
+  return createHash('sha256').update(text).digest('base64');
+}
 
 const isStatus = (error: unknown, ...codes: number[]) =>
   error instanceof ApiException && codes.includes(error.code);
@@ -140,11 +152,14 @@ export class BuildCluster {
   /**
    * Server-side applies `objects`, after a server-side dry run of those it has not applied
    * before, so that a broken kubefile is refused before anything is created or changed. An
-   * object the server accepted exactly as it is needs no second dry run: a build's modes share
-   * most objects (generators, the PVC), and a dry run is a full API call.
+   * object the server accepted as it is needs no second dry run: a build's modes share most
+   * objects (generators, the PVC), and a dry run is a full API call. Nor does one that differs
+   * from an accepted one only by `buildValues`, what tells a build's objects from another
+   * build's of the same kubefiles (see `objectShape`): a new build is then one round trip,
+   * not two.
    */
-  async apply(objects: KubernetesObject[]): Promise<void> {
-    const hashes = objects.map(objectHash);
+  async apply(objects: KubernetesObject[], buildValues: readonly string[] = []): Promise<void> {
+    const hashes = objects.map((object) => objectShape(object, buildValues));
     const unproven = objects.filter((_, i) => !this.accepted.has(hashes[i]));
     await Promise.all(unproven.map((object) => this.serverSideApply(object, 'All')));
     await Promise.all(objects.map((object) => this.serverSideApply(object)));

@@ -132,6 +132,37 @@ describe('apply', () => {
     await cluster.apply([configMap('a', '1'), configMap('b', '2')]);
     expect(await configMapValues()).toEqual({ [`${build}-a`]: '1', [`${build}-b`]: '2' });
   });
+
+  it("dry-runs no object that differs from one accepted only by the build's values", async () => {
+    // Two builds of the same kubefiles: their names and commits differ, nothing else.
+    const ofBuild = (id: string, commit: string) =>
+      ({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: `${build}-${id}-env`, namespace, labels },
+        data: { database: `${build}-${id}`, commit },
+      }) as KubernetesObject;
+    const [one, two, three] = ['a', 'b', 'c'].map((digit) => digit.repeat(40));
+    dryRuns.mockClear();
+    await cluster.apply([ofBuild('one', one)], [`${build}-one`, one]);
+    expect(dryRunNames()).toEqual([`${build}-one-env`]);
+
+    dryRuns.mockClear();
+    await cluster.apply([ofBuild('two', two)], [`${build}-two`, two]);
+    expect(dryRunNames()).toEqual([]);
+    expect((await cluster.listBuildObjects(build)).map((object) => object.metadata?.name)).toContain(
+      `${build}-two-env`,
+    );
+
+    // A value of another length, or anything else changed: a new shape, dry-run again.
+    dryRuns.mockClear();
+    await cluster.apply([ofBuild('three', three)], [`${build}-three`, three]);
+    expect(dryRunNames()).toEqual([`${build}-three-env`]);
+    dryRuns.mockClear();
+    const changed = { ...ofBuild('own', one), data: { database: 'else', commit: one } } as KubernetesObject;
+    await cluster.apply([changed], [`${build}-own`, one]);
+    expect(dryRunNames()).toEqual([`${build}-own-env`]);
+  });
 });
 
 describe('Deployment patches', () => {

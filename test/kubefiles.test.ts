@@ -10,10 +10,10 @@ import type {
   V1Secret,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createActivities } from '../activities';
+import { buildValues, createActivities } from '../activities';
 import { KubefilesError, renderKubefiles, splitImage } from '../activities/kubefiles';
 import { KustomizeRenderer } from '../activities/kustomize';
-import type { BuildCluster } from '../common/kubernetes';
+import { objectShape, type BuildCluster } from '../common/kubernetes';
 import { UnsafeCommitInfoError, buildRef } from '../common/build';
 import { captureRepoSettings, loadConfig, type Config } from '../common/config';
 import type { BuildRef, CommitInfo } from '../common/types';
@@ -110,6 +110,23 @@ describe('renderKubefiles with the default kubefiles', () => {
 
   beforeAll(async () => {
     objects = await renderKubefiles(cfg, build, 'deployment');
+  });
+
+  it("differs from another build's of the repo and branch only by the build's values", async () => {
+    // What lets a new build skip the dry run of objects another build had accepted (apply).
+    const other = buildRef(commit({ pr: 57, git_commit: 'fedcba9876543210fedcba9876543210fedcba98' }));
+    const longerPr = buildRef(commit({ pr: 420 }));
+    for (const mode of ['deployment', 'initialize', 'start', 'stop'] as const) {
+      const [mine, theirs, longer] = await Promise.all(
+        [build, other, longerPr].map((ref) => renderKubefiles(cfg, ref, mode)),
+      );
+      const shapes = (ref: BuildRef, rendered: KubernetesObject[]) =>
+        rendered.map((object) => objectShape(object, buildValues(ref, rendered)));
+      expect(JSON.stringify(theirs)).not.toBe(JSON.stringify(mine));
+      expect(shapes(other, theirs), mode).toEqual(shapes(build, mine));
+      // Values of other lengths may be refused where these were not (a name too long).
+      expect(shapes(longerPr, longer), mode).not.toEqual(shapes(build, mine));
+    }
   });
 
   it('yields exactly the objects of a deployment', () => {
