@@ -7,7 +7,6 @@ import { logger } from '../common/logger';
 import { WORKFLOW_BUNDLE_PATH, workflowsPath } from './bundle';
 import { heartbeatWhileRunning } from './heartbeats';
 
-/** Kubernetes access from `KUBECONFIG`, the default kubeconfig, or the in-cluster service account. */
 /**
  * Sized for one worker carrying thousands of long-lived builds (OCA: 7,000 deployed) within
  * 1 GiB: memory is bounded by the sticky cache, not by the number of builds. Most builds sit
