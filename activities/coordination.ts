@@ -1,17 +1,13 @@
-import { Context, log } from '@temporalio/activity';
-import { WorkflowNotFoundError } from '@temporalio/client';
+import { ApplicationFailure, Context, log } from '@temporalio/activity';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Config } from '../common/config';
-import {
-  selectEviction,
-  type EvictionLimits,
-  type EvictionPlan,
-  type EvictionSource,
-} from '../common/eviction';
+import { evict, type EvictionLimits, type EvictionPlan, type EvictionSource } from '../common/eviction';
 import { buildFromSearchAttributes, runningBuildsQuery, searchAttributes } from '../common/search-attributes';
-import type { BuildState, BuildStatus } from '../common/types';
+import type { BuildSnapshot, BuildState, BuildStatus } from '../common/types';
 import {
-  buildStateQuery,
   buildWorkflowId,
+  EVICTION_ORDER_REFUSED,
+  evictUpdate,
   initSlotsWorkflowId,
   releaseSlotSignal,
   requestSlotSignal,
@@ -21,8 +17,12 @@ import {
 
 // Activities that talk to Temporal itself, for the workflows that coordinate builds.
 
+const SLOW_EVICTION_MS = 5_000;
+/** A build's workflow answers an order in a workflow task; one stuck must not hold eviction. */
+const ORDER_TIMEOUT_MS = 30_000;
+
 export function createCoordinationActivities(config: Config) {
-  return {
+  const activities = {
     /** Queues `workflowId` for an init slot, starting the coordinator if it is not running. */
     async requestInitSlot(workflowId: string, capacity: number, token?: string): Promise<void> {
       await Context.current().client.workflow.signalWithStart<InitSlotsWorkflow, [SlotRequest]>(
@@ -51,10 +51,11 @@ export function createCoordinationActivities(config: Config) {
     },
 
     /**
-     * What eviction stops and undeploys: candidates from visibility, each build acted on
-     * re-checked by its query (see `selectEviction`).
+     * Stops and undeploys what the limits ask for: candidates from visibility, each told by an
+     * update that it takes only in the state it was chosen in (see `evict`). Returns the orders
+     * taken.
      */
-    async evictionPlan(limits: EvictionLimits): Promise<EvictionPlan> {
+    async evict(limits: EvictionLimits): Promise<EvictionPlan> {
       const { client } = Context.current();
       const running = runningBuildsQuery(config.taskQueue);
       const withStatus = (statuses?: readonly BuildStatus[]) =>
@@ -72,20 +73,35 @@ export function createCoordinationActivities(config: Config) {
           }
           return builds;
         },
-        async query(name) {
+        async order(name, order) {
+          Context.current().heartbeat();
+          const handle = client.workflow.getHandle(buildWorkflowId(name));
           try {
-            return await client.workflow.getHandle(buildWorkflowId(name)).query(buildStateQuery);
+            await client.withDeadline(Date.now() + ORDER_TIMEOUT_MS, () =>
+              handle.executeUpdate(evictUpdate, { args: [order] }),
+            );
+            return { taken: true };
           } catch (error) {
             // Listed a moment ago, gone now: nothing to evict.
-            if (error instanceof WorkflowNotFoundError) return undefined;
+            if (error instanceof WorkflowNotFoundError) return { taken: false, exact: undefined };
+            const refusal = error instanceof WorkflowUpdateFailedError ? error.cause : undefined;
+            if (refusal instanceof ApplicationFailure && refusal.type === EVICTION_ORDER_REFUSED)
+              return { taken: false, exact: refusal.details?.[0] as BuildSnapshot };
             throw error;
           }
         },
       };
-      const { stop, undeploy, queried, skipped } = await selectEviction(source, limits);
+      const { stop, undeploy, ordered, skipped, listMs, orderMs } = await evict(source, limits);
       for (const { name, error } of skipped)
-        log.warn('eviction skipped a build whose state it could not query', { build: name, error });
-      log.debug('eviction plan', { stop: stop.length, undeploy: undeploy.length, queried });
+        log.warn('eviction skipped a build it could not give an order', { build: name, error });
+      // Slower than an eviction run should ever be: worth an operator's look.
+      log[listMs + orderMs > SLOW_EVICTION_MS ? 'warn' : 'debug']('eviction', {
+        stop: stop.length,
+        undeploy: undeploy.length,
+        ordered,
+        listMs,
+        orderMs,
+      });
       return { stop, undeploy };
     },
 
@@ -104,5 +120,13 @@ export function createCoordinationActivities(config: Config) {
       }
       return ended;
     },
+  };
+  return {
+    ...activities,
+    /**
+     * What eviction runs started before release v3 call, and then signal the builds it returns:
+     * the orders are given here already, and the signals find them pending (no-ops).
+     */
+    evictionPlan: activities.evict,
   };
 }

@@ -1,8 +1,8 @@
 import { BUILD_STATUSES, type BuildSnapshot, type BuildState, type BuildStatus } from './types';
 
 // Which builds the eviction schedule stops and undeploys, decided from exact build states.
-// Pure (`selectEviction` is given its I/O), so that it is tested without a cluster and
-// replays without surprises.
+// Pure (`evict` is given its I/O), so that it is tested without a cluster and replays without
+// surprises; the build workflow checks the orders it is given with `orderStillApplies`.
 
 export interface EvictionLimits {
   maxStarted: number;
@@ -67,67 +67,129 @@ function newestBranchBuilds(builds: BuildSnapshot[]): string[] {
   return [...newest.values()].map((b) => b.name);
 }
 
-/** What `selectEviction` reads: Temporal visibility for candidates, a build's query for its exact state. */
+/**
+ * Eviction's order to one build, with the state it was decided from: the build takes it only
+ * if its exact state (pending commands applied) is still that one (`orderStillApplies`), and
+ * otherwise refuses it, answering with that state.
+ */
+export interface EvictionOrder {
+  stop: boolean;
+  undeploy: boolean;
+  status: BuildStatus;
+  last_scaled: string | null;
+}
+
+/** Whether `build` is as `order` was decided from: the status it heads to, and when it was scaled. */
+export function orderStillApplies(build: BuildSnapshot, order: EvictionOrder): boolean {
+  return effectiveStatus(build) === order.status && build.last_scaled === order.last_scaled;
+}
+
+/** A build's answer to an order: taken, or refused with its exact state (undefined: gone). */
+export type OrderOutcome = { taken: true } | { taken: false; exact: BuildSnapshot | undefined };
+
+/** What `evict` reads and tells: Temporal visibility for candidates, each build for its orders. */
 export interface EvictionSource {
   /** How many running builds visibility lists with one of `statuses`. */
   count(statuses: readonly BuildStatus[]): Promise<number>;
   /** The running builds visibility lists (with one of `statuses`, when given). */
   list(statuses?: readonly BuildStatus[]): Promise<BuildState[]>;
-  /** The exact state of a build, from its workflow; undefined when the workflow is gone. */
-  query(name: string): Promise<BuildSnapshot | undefined>;
+  /** Gives `order` to the build `name`. */
+  order(name: string, order: EvictionOrder): Promise<OrderOutcome>;
 }
 
 export interface EvictionSelection extends EvictionPlan {
-  /** Builds whose exact state was queried. */
-  queried: number;
-  /** Builds left alone because their query failed, with why. */
+  /** Orders given, taken or not. */
+  ordered: number;
+  /** Builds left alone because giving them an order failed, with why. */
   skipped: Array<{ name: string; error: string }>;
+  /** Time spent listing candidates, and giving orders, in ms. */
+  listMs: number;
+  orderMs: number;
 }
 
 const RUNNING: readonly BuildStatus[] = ['started', 'starting'];
 /** Deployed means any status but undeploying (SPEC §3). */
 const DEPLOYED: readonly BuildStatus[] = BUILD_STATUSES.filter((status) => status !== 'undeploying');
-const QUERY_CONCURRENCY = 8;
+/**
+ * Orders given at once. A build's workflow takes one in a workflow task, a replay of its history
+ * when the worker no longer holds it: more at once keeps the worker busy, not waiting.
+ */
+const ORDER_CONCURRENCY = 32;
+/** A build that refused this many orders (it keeps changing) is left for the next run. */
+const REFUSALS_BEFORE_LEFT = 2;
 
 /**
- * The plan of `planEviction`, at the cost of two counts when within the limits, and otherwise
- * of one visibility listing plus a query per build it acts on (and per candidate visibility
- * showed stale): candidates come from visibility's search attributes; every build in the plan
- * has had its exact state queried, and the plan is made again with it until that holds. A
- * build whose query fails is skipped (counted, never acted on), not a reason to stop.
+ * Stops and undeploys what `planEviction` would on the builds' exact states, at the cost of two
+ * counts when within the limits, and otherwise of one visibility listing plus an order per build
+ * acted on (and per build visibility showed stale): candidates come from visibility's search
+ * attributes; each build takes its order only if its exact state is the one the plan was made
+ * from, and otherwise answers with that state, from which the plan is made again. A build that
+ * cannot be given an order is skipped (counted, never acted on), not a reason to stop. Returns
+ * the orders taken.
  */
-export async function selectEviction(
-  source: EvictionSource,
-  limits: EvictionLimits,
-): Promise<EvictionSelection> {
+export async function evict(source: EvictionSource, limits: EvictionLimits): Promise<EvictionSelection> {
   const [running, deployed] = await Promise.all([source.count(RUNNING), source.count(DEPLOYED)]);
-  const selection: EvictionSelection = { stop: [], undeploy: [], queried: 0, skipped: [] };
+  const selection: EvictionSelection = {
+    stop: [],
+    undeploy: [],
+    ordered: 0,
+    skipped: [],
+    listMs: 0,
+    orderMs: 0,
+  };
   if (running <= limits.maxStarted && deployed <= limits.maxDeployed) return selection;
   // Over max_deployed, undeploying needs every build (the newest of each branch is kept);
   // over max_started only, the running ones are enough.
+  const listStart = Date.now();
   const listed = await source.list(deployed > limits.maxDeployed ? undefined : RUNNING);
-  const exact = new Map<string, BuildSnapshot | undefined>();
+  selection.listMs = Date.now() - listStart;
+  /** What each build answered or took: its exact state, as far as this run knows it. */
+  const known = new Map<string, BuildSnapshot | undefined>();
   const untouchable = new Set<string>();
+  const refusals = new Map<string, number>();
+  const orderStart = Date.now();
   for (;;) {
     const builds = listed.flatMap((build) => {
-      if (!exact.has(build.name)) return [{ ...build, pending_commands: [] }];
-      const snapshot = exact.get(build.name);
+      if (!known.has(build.name)) return [{ ...build, pending_commands: [] }];
+      const snapshot = known.get(build.name);
       return snapshot ? [snapshot] : [];
     });
     const plan = planEviction(builds, limits, untouchable);
-    const unchecked = [...new Set([...plan.stop, ...plan.undeploy])].filter((name) => !exact.has(name));
-    if (unchecked.length === 0) return { ...selection, ...plan };
-    for (let i = 0; i < unchecked.length; i += QUERY_CONCURRENCY) {
+    const [stops, undeploys] = [new Set(plan.stop), new Set(plan.undeploy)];
+    const orders = builds.flatMap((build): [BuildSnapshot, EvictionOrder][] => {
+      const stop = stops.has(build.name);
+      const undeploy = undeploys.has(build.name);
+      if (!stop && !undeploy) return [];
+      return [[build, { stop, undeploy, status: effectiveStatus(build), last_scaled: build.last_scaled }]];
+    });
+    if (orders.length === 0) {
+      selection.orderMs = Date.now() - orderStart;
+      return selection;
+    }
+    for (let i = 0; i < orders.length; i += ORDER_CONCURRENCY) {
       await Promise.all(
-        unchecked.slice(i, i + QUERY_CONCURRENCY).map(async (name) => {
-          selection.queried++;
+        orders.slice(i, i + ORDER_CONCURRENCY).map(async ([build, order]) => {
+          selection.ordered++;
           try {
-            exact.set(name, await source.query(name));
+            const outcome = await source.order(build.name, order);
+            if (outcome.taken) {
+              if (order.stop) selection.stop.push(build.name);
+              if (order.undeploy) selection.undeploy.push(build.name);
+              const taken = [
+                ...(order.stop ? ['stop' as const] : []),
+                ...(order.undeploy ? ['undeploy' as const] : []),
+              ];
+              known.set(build.name, { ...build, pending_commands: [...build.pending_commands, ...taken] });
+              return;
+            }
+            known.set(build.name, outcome.exact);
+            const refused = (refusals.get(build.name) ?? 0) + 1;
+            refusals.set(build.name, refused);
+            if (refused >= REFUSALS_BEFORE_LEFT) untouchable.add(build.name);
           } catch (error) {
-            untouchable.add(name);
-            // Counted from visibility, but never acted on without its exact state.
-            exact.set(name, { ...listed.find((b) => b.name === name)!, pending_commands: [] });
-            selection.skipped.push({ name, error: String(error) });
+            // Counted as visibility (or its last answer) shows it, but never acted on.
+            untouchable.add(build.name);
+            selection.skipped.push({ name: build.name, error: String(error) });
           }
         }),
       );

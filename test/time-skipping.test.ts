@@ -94,6 +94,7 @@ function stubActivities(waits: Partial<Waits> = {}) {
     }),
     releaseInitSlot: vi.fn<BuildActivities['releaseInitSlot']>(async () => undefined),
     evictionPlan: vi.fn<BuildActivities['evictionPlan']>(async () => ({ stop: [], undeploy: [] })),
+    evict: vi.fn<BuildActivities['evict']>(async () => ({ stop: [], undeploy: [] })),
     endedWorkflows: vi.fn<BuildActivities['endedWorkflows']>(async () => []),
     sweepOrphans: vi.fn<BuildActivities['sweepOrphans']>(async () => ({ builds: [], objects: 0 })),
     reportCommitStatus: vi.fn<BuildActivities['reportCommitStatus']>(async () => undefined),

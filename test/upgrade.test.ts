@@ -7,7 +7,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { sendBuildCommand, startBuild } from '../api/build-client';
 import { createActivities } from '../activities';
 import type { BuildRef, BuildStatus } from '../common/types';
+import type { EvictionLimits } from '../common/eviction';
+import type { evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
+import { workflowsPath } from '../worker/bundle';
 import { useStack } from './api-server';
 import { SHA, testConfig, waitFor, untilBuildStatus } from './helpers';
 
@@ -46,6 +49,12 @@ describe.each(RELEASES)('builds started by release $version', ({ version, commit
   const reach = (build: BuildRef, status: BuildStatus) =>
     untilBuildStatus(stack.temporal.client, build.name, status, 60_000);
   let connection: NativeConnection | undefined;
+  const runEviction = (id: string, limits: EvictionLimits) =>
+    stack.temporal.client.workflow.execute<typeof evictionWorkflow>('evictionWorkflow', {
+      workflowId: `eviction-${id}`,
+      taskQueue: config.taskQueue,
+      args: [limits],
+    });
   afterAll(async () => {
     await connection?.close();
   });
@@ -79,7 +88,13 @@ describe.each(RELEASES)('builds started by release $version', ({ version, commit
         'its init job',
         async () => (await stack.cluster.jobs(initializing.name, 'initialize')).length,
       );
+      // An eviction run of the release, which today's worker may have to replay.
+      await runEviction(`released-${version}`, { maxStarted: 0, maxDeployed: 10 });
     });
+    const history = await stack.temporal.client.workflow
+      .getHandle(`eviction-released-${version}`)
+      .fetchHistory();
+    await Worker.runReplayHistory({ workflowsPath, replayName: `eviction of ${version}` }, history);
 
     await stack.temporal.startWorker();
     await stack.cluster.finishJob(initializing!.name, 'initialize', true);
@@ -88,8 +103,14 @@ describe.each(RELEASES)('builds started by release $version', ({ version, commit
     await reach(stopped!, 'started');
     await sendBuildCommand(stack.temporal.client, stopped!.name, 'stop');
     await reach(stopped!, 'stopped');
+    // Today's eviction tells the builds of the release: `stopped` goes (the other is the
+    // newest of the branch, and started).
+    expect(await runEviction(`today-${version}`, { maxStarted: 10, maxDeployed: 1 })).toEqual({
+      stop: [],
+      undeploy: [stopped!.name],
+    });
+    await sendBuildCommand(stack.temporal.client, initializing!.name, 'undeploy');
     for (const build of [stopped!, initializing!]) {
-      await sendBuildCommand(stack.temporal.client, build.name, 'undeploy');
       await stack.temporal.client.workflow.getHandle(buildWorkflowId(build.name)).result();
       expect(await stack.cluster.builds.listBuildObjects(build.name)).toEqual([]);
     }

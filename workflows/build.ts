@@ -23,12 +23,22 @@ import {
   updatedSearchAttribute,
 } from '../common/search-attributes';
 import { judgeCommand } from '../common/commands';
-import type { BuildCommand, BuildState, BuildStatus, InitStatus, JobKind } from '../common/types';
+import { orderStillApplies } from '../common/eviction';
+import type {
+  BuildCommand,
+  BuildSnapshot,
+  BuildState,
+  BuildStatus,
+  InitStatus,
+  JobKind,
+} from '../common/types';
 import {
   buildStateQuery,
   commandSignals,
   commandUpdate,
   CommandRefusal,
+  EVICTION_ORDER_REFUSED,
+  evictUpdate,
   forceUndeploySignal,
   initSlotsWorkflowId,
   releaseSlotSignal,
@@ -133,7 +143,28 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
       }
     },
   });
-  setHandler(buildStateQuery, () => ({ ...state, pending_commands: [...commands] }));
+  const snapshot = (): BuildSnapshot => ({ ...state, pending_commands: [...commands] });
+  setHandler(buildStateQuery, snapshot);
+  // Added after release v2, no patch: a handler changes no command, and no earlier history holds
+  // this update (workers of older releases refuse it as unknown).
+  setHandler(
+    evictUpdate,
+    (order) => {
+      if (order.stop) receive('stop');
+      if (order.undeploy) receive('undeploy');
+    },
+    {
+      validator(order) {
+        if (orderStillApplies(snapshot(), order)) return;
+        throw ApplicationFailure.create({
+          type: EVICTION_ORDER_REFUSED,
+          message: 'the build changed since eviction chose it',
+          nonRetryable: true,
+          details: [snapshot()],
+        });
+      },
+    },
+  );
   recordVisits(state);
 
   // Why an admin forced the undeploy, once one did: the cleanup Job is then given up. Kept in the

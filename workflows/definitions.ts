@@ -1,4 +1,5 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import type { EvictionOrder } from '../common/eviction';
 import type { BuildCommand, BuildRef, BuildRepoSettings, BuildSnapshot, BuildState } from '../common/types';
 
 // The workflows' interfaces (ids, signals, queries, updates, inputs), shared by the workflows,
@@ -50,6 +51,14 @@ export const visitedSignal = defineSignal('visited');
 export const forceUndeploySignal = defineSignal<[reason: string]>('forceUndeploy');
 
 export const buildStateQuery = defineQuery<BuildSnapshot>('buildState');
+
+/**
+ * Eviction's stop and undeploy (common/eviction.ts `evict`): taken only while the build is in
+ * the state the order was decided from; otherwise refused (nothing recorded in the history) with
+ * an ApplicationFailure of type `EvictionOrderRefused` whose details hold the build's snapshot.
+ */
+export const evictUpdate = defineUpdate<void, [EvictionOrder]>('evict');
+export const EVICTION_ORDER_REFUSED = 'EvictionOrderRefused';
 
 /** Settings a build reads once, at start; they come from the worker's configuration. */
 export interface LifecycleSettings {

@@ -1,21 +1,35 @@
-import { getExternalWorkflowHandle, log, proxyActivities } from '@temporalio/workflow';
+import { getExternalWorkflowHandle, log, patched, proxyActivities } from '@temporalio/workflow';
 import type { BuildActivities } from '../activities';
 import type { EvictionLimits, EvictionPlan } from '../common/eviction';
 import { buildWorkflowId, stopSignal, undeploySignal } from './definitions';
 
 // Run by a Temporal Schedule: keeps the cluster within max_started and max_deployed by
-// signalling build workflows, never by touching Kubernetes behind their back.
+// telling build workflows, never by touching Kubernetes behind their back.
 
-const { evictionPlan } = proxyActivities<BuildActivities>({
+const { evict, evictionPlan } = proxyActivities<BuildActivities>({
   startToCloseTimeout: '5 minutes',
   heartbeatTimeout: '1 minute',
   retry: { maximumAttempts: 3 },
 });
 
+/**
+ * Release v3: the activity gives each build its order as an update it takes only in the state it
+ * was chosen in, one round trip (and one replay of a build the worker does not hold) where a
+ * query and then a signal took two.
+ */
+const EVICTION_ORDERS_PATCH = 'eviction-orders';
+
 export async function evictionWorkflow(limits: EvictionLimits): Promise<EvictionPlan> {
-  // Every build acted on is chosen from its exact state (queried, with pending commands), not
-  // from visibility's eventually consistent view: a second run right after this one sees the
-  // stops and undeploys it asked for. Visibility only picks which builds to query.
+  // Every build acted on is chosen from its exact state, not from visibility's eventually
+  // consistent view: a second run right after this one sees the stops and undeploys it asked
+  // for. Visibility only picks which builds to tell.
+  const plan = patched(EVICTION_ORDERS_PATCH) ? await evict(limits) : await signalled(limits);
+  if (plan.stop.length || plan.undeploy.length) log.info('evicting builds', { ...plan });
+  return plan;
+}
+
+/** Runs started before release v3: the plan from the activity, then a signal per build. */
+async function signalled(limits: EvictionLimits): Promise<EvictionPlan> {
   const plan = await evictionPlan(limits);
   const signal = (name: string, command: typeof stopSignal | typeof undeploySignal) =>
     getExternalWorkflowHandle(buildWorkflowId(name)).signal(command);
@@ -29,6 +43,5 @@ export async function evictionWorkflow(limits: EvictionLimits): Promise<Eviction
   const failed = sent.filter((result) => result.status === 'rejected');
   if (failed.length)
     log.warn('eviction could not signal some builds', { errors: failed.map((r) => String(r.reason)) });
-  if (plan.stop.length || plan.undeploy.length) log.info('evicting builds', { ...plan });
   return plan;
 }
