@@ -1,4 +1,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { logger } from '../common/logger';
 
@@ -55,6 +58,23 @@ export class KustomizeRenderer {
       this.requests.set(id, { dir, attempts: 0, resolve, reject });
       this.send(id);
     });
+  }
+
+  /**
+   * Starts the process and has it build a one-object kustomization, so that a worker's first
+   * build does not wait for the process to start and for kustomize's first-use work.
+   */
+  async warmUp(): Promise<void> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'runboat-renderer-warm-up-'));
+    try {
+      await writeFile(
+        path.join(dir, 'kustomization.yaml'),
+        'configMapGenerator:\n  - name: warm-up\n    literals: [warm=up]\n',
+      );
+      await this.build(dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }
 
   /** Lets the renderer answer what it holds, then stops it; a later build starts another. */

@@ -223,6 +223,17 @@ describe('KustomizeRenderer', () => {
     expect(renderer.pid).not.toBe(first);
   });
 
+  it('warms up: the process runs, and the next build is answered by it', async () => {
+    const own = new KustomizeRenderer(binary('kustomize-renderer'));
+    expect(own.pid).toBeUndefined();
+    await own.warmUp();
+    const pid = own.pid;
+    expect(pid).toBeDefined();
+    expect(nameIn(await own.build(dirWith('warm')))).toMatch(/^warm-/);
+    expect(own.pid).toBe(pid);
+    await own.close();
+  });
+
   it('stops its process on close, and starts one again on the next build', async () => {
     const own = new KustomizeRenderer(binary('kustomize-renderer'));
     const dir = dirWith('closing');

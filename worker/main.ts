@@ -1,6 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection } from '@temporalio/worker';
-import { closeKustomizeRenderers } from '../activities/kustomize';
+import { closeKustomizeRenderers, kustomizeRenderer } from '../activities/kustomize';
 import { ConfigError, loadConfig, type Config } from '../common/config';
 import { buildCluster, UnknownResourceTypesError, type BuildCluster } from '../common/kubernetes';
 import { logger } from '../common/logger';
@@ -23,6 +23,12 @@ async function main(): Promise<void> {
   // undeploys, and a worker started again after losing Temporal keeps its connections.
   const cluster = buildCluster(config);
   await checkResourceTypes(cluster);
+  // Not awaited: the first build's render finds it warm, or waits for it as it would have.
+  kustomizeRenderer(config.kustomizeRenderer)
+    .warmUp()
+    .catch((error: unknown) =>
+      logger.warn({ err: (error as Error).message }, 'kustomize-renderer failed to start'),
+    );
   installRuntime(config);
   // The SDK shuts a running worker down on these signals; while no worker runs (Temporal is
   // down), they end the wait instead.
