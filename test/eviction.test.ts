@@ -1,3 +1,7 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { getBuildState, startBuild } from '../api/build-client';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
@@ -26,9 +30,9 @@ const commit = (branch: string, pr: number | null, sha: string): CommitInfo => (
   git_commit: SHA(sha),
 });
 
-const runEviction = () =>
+const runEviction = (workflowId = `eviction-${Date.now()}`) =>
   stack.temporal.client.workflow.execute<typeof evictionWorkflow>('evictionWorkflow', {
-    workflowId: `eviction-${Date.now()}`,
+    workflowId,
     taskQueue: config.taskQueue,
     args: [{ maxStarted: config.maxStarted, maxDeployed: config.maxDeployed }],
   });
@@ -61,7 +65,8 @@ describe('eviction', () => {
       await reach(key, 'started');
     }
 
-    const [first, second] = [await runEviction(), await runEviction()];
+    const firstRun = `eviction-${Date.now()}-first`;
+    const [first, second] = [await runEviction(firstRun), await runEviction()];
     expect(first.stop.sort()).toEqual(['c3', 'b1', 'b2', 'p1', 'c1', 'b3'].map((k) => builds[k].name).sort());
     expect(first.undeploy.sort()).toEqual(['b1', 'b2', 'p1', 'c1'].map((k) => builds[k].name).sort());
     // Run again at once: the stops and undeploys asked for are seen, nothing more is evicted.
@@ -74,6 +79,25 @@ describe('eviction', () => {
       expect(await cluster.builds.listBuildObjects(builds[key].name)).toEqual([]);
     }
     expect(await runEviction()).toEqual({ stop: [], undeploy: [] });
+
+    // A build stopped and undeployed by an order, and the run that gave it: both replay, and
+    // RUNBOAT_RECORD_HISTORIES=<version> keeps them as that release's fixtures (as
+    // test/build-lifecycle.test.ts does for a whole life).
+    const recorded = {
+      'build-evicted.json': await stack.temporal.client.workflow
+        .getHandle(buildWorkflowId(builds.b1.name))
+        .fetchHistory(),
+      'eviction-run.json': await stack.temporal.client.workflow.getHandle(firstRun).fetchHistory(),
+    };
+    const workflowsPath = path.resolve(__dirname, '..', 'workflows');
+    for (const [file, history] of Object.entries(recorded)) {
+      await Worker.runReplayHistory({ workflowsPath, replayName: file }, history);
+      const version = process.env.RUNBOAT_RECORD_HISTORIES;
+      if (!version) continue;
+      const dir = path.join(__dirname, 'fixtures', 'histories', version);
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, file), historyToJSON(history), { flag: 'wx' });
+    }
   });
 
   it('is run by a schedule that the worker creates idempotently, overlap SKIP', async () => {

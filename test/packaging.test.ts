@@ -1,9 +1,11 @@
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
+  copyFileSync,
   createWriteStream,
   existsSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   symlinkSync,
@@ -15,7 +17,7 @@ import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { temporal as proto } from '@temporalio/proto';
 import { parse } from 'yaml';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startBuild } from '../api/build-client';
 import { searchAttributeDeclarations } from '../common/search-attributes';
 import { binary } from '../scripts/paths';
@@ -300,8 +302,20 @@ describe('the compiled entry points', () => {
     port = await freePort();
   }, 170_000);
 
+  let failed = false;
+  afterEach(({ task }) => {
+    if (task.result?.state === 'fail') failed = true;
+  });
+
   afterAll(async () => {
     for (const child of processes) child.kill('SIGKILL');
+    // The processes' logs are what explains a failure: kept, and said where, when one happened.
+    if (failed) {
+      const kept = mkdtempSync(path.join(os.tmpdir(), 'runboat-packaging-logs-'));
+      for (const log of readdirSync(app).filter((file) => file.endsWith('.log')))
+        copyFileSync(path.join(app, log), path.join(kept, log));
+      console.warn(`the compiled entry points' logs are kept in ${kept}`);
+    }
     rmSync(app, { recursive: true, force: true });
   });
 
