@@ -43,12 +43,13 @@ import { startTemporalPostgres } from './temporal-postgres';
 //     across 50 repos, max_initializing 20, max_started 150, within BENCH_SCALE_MINUTES (25)
 //     of populating; then RSS and disk of every process, idle CPU over 60 s, one eviction
 //     run, API latencies.
-//     BENCH_SCALE_FILL=N then adds open build workflows until N builds are open, each with a
-//     stopped build's search attributes and a start delay of 30 days (no worker runs them; plain
-//     signals do not wake them): what visibility holds at N deployed builds, for the queries,
-//     eviction's counts and idle CPU at that N, while the real builds stay the ones acted on.
+//     BENCH_SCALE_FILL=N then adds open build workflows until N builds are open, each with the
+//     search attributes of a build waiting for an init slot and a start delay of 30 days (no
+//     worker runs them; signals do not wake them, an update would): what visibility holds at N
+//     deployed builds, for the API, eviction's counts and idle CPU at that N. Eviction never
+//     picks an initializing build, so the real builds stay the ones acted on.
 //   BENCH_SCENARIO=api: the API's latencies as visibility fills up, no build run: open build
-//     workflows with a stopped build's search attributes (as BENCH_SCALE_FILL adds them), 150
+//     workflows with an initializing build's search attributes (as BENCH_SCALE_FILL adds them), 150
 //     in one repo (a board) and the rest across 49 others, timed at 150 and at BENCH_BUILDS
 //     (2000) open builds, a minute after each fill (the steady state); the bare control plane,
 //     as no build reaches it.
@@ -647,10 +648,8 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     const steady = await eviction(Math.max(BUILDS, total));
     const probe = await evictionInputs([...initialized]);
     // A burst past max_deployed (7,500 → 7,000 asks for 500 undeploys): as many as the real
-    // builds allow, so that eviction (oldest scaled first) undeploys real builds only. Only
-    // stopped builds are undeployed (the 150 started stay), and the visibility-only ones
-    // cannot answer the query eviction checks each choice with: asking for more than the real
-    // stopped builds measured failing queries, and never converged.
+    // builds allow: only stopped builds are undeployed (the 150 started stay, and the
+    // visibility-only ones are initializing, which eviction never picks).
     const realStopped = Math.max(0, n - SCALE_MAX_STARTED);
     if (realStopped === 0)
       console.log(`only ${n} real builds, all started: the over-limit eviction acts on none of them`);
@@ -756,8 +755,8 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
 
   /**
    * Adds open build workflows number `from` to `until` (excluded), of the repo `repoOf` gives:
-   * a stopped build's search attributes, scaled now (so eviction picks the real builds, scaled
-   * earlier, first), never run.
+   * an initializing build's search attributes (eviction never picks one: an order would wake
+   * the workflow, which would then deploy), never run.
    */
   async function fill(
     from: number,
@@ -783,10 +782,10 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
           typedSearchAttributes: buildSearchAttributes(
             {
               ...build,
-              status: 'stopped',
-              init_status: 'succeeded',
+              status: 'initializing',
+              init_status: 'todo',
               created: now,
-              last_scaled: now,
+              last_scaled: null,
               last_error: null,
             },
             new Date(),
