@@ -653,13 +653,15 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     const realStopped = Math.max(0, n - SCALE_MAX_STARTED);
     if (realStopped === 0)
       console.log(`only ${n} real builds, all started: the over-limit eviction acts on none of them`);
-    const target = total - Math.max(1, Math.min(500, realStopped));
+    const undeploys = Math.max(1, Math.min(500, realStopped));
     // Deployed means any status but undeploying (SPEC §3): back within the limit once the builds
     // have taken their orders, which happens during the run; their workflows end once their
     // objects are deleted.
     const deployedNow = async () =>
       (await client.workflow.count(`${runningBuildsQuery('bench')} AND RunboatStatus != 'undeploying'`))
         .count;
+    // Counted now, not from `total`: visibility may not have shown every build of the fill then.
+    const target = (await deployedNow()) - undeploys;
     const evictionT0 = Date.now();
     const running = eviction(target);
     let [deployedBack, closed] = [NaN, NaN];
