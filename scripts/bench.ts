@@ -372,11 +372,16 @@ async function main(): Promise<void> {
     if (!process.env.BENCH_KEEP) rmSync(workDir, { recursive: true, force: true });
   };
 
-  if (SCALE) await scaleScenario();
-  else if (API) await apiScenario();
-  else if (IDLE) await idleScenario();
-  else await burstScenario();
-  await finish();
+  // A scenario that fails still stops the processes it started: a crashed run once left a
+  // worker of 1 GiB polling a dead server through the next run.
+  try {
+    if (SCALE) await scaleScenario();
+    else if (API) await apiScenario();
+    else if (IDLE) await idleScenario();
+    else await burstScenario();
+  } finally {
+    await finish();
+  }
 
   async function burstScenario(): Promise<void> {
     const cpu0 = service.sample();
