@@ -23,7 +23,6 @@ import {
   updatedSearchAttribute,
 } from '../common/search-attributes';
 import { judgeCommand } from '../common/commands';
-import { orderStillApplies } from '../common/eviction';
 import type {
   BuildCommand,
   BuildSnapshot,
@@ -37,8 +36,6 @@ import {
   commandSignals,
   commandUpdate,
   CommandRefusal,
-  EVICTION_ORDER_REFUSED,
-  evictUpdate,
   forceUndeploySignal,
   initSlotsWorkflowId,
   releaseSlotSignal,
@@ -46,6 +43,7 @@ import {
   type BuildPhase,
   type BuildWorkflowInput,
 } from './definitions';
+import { takeEvictionOrders } from './eviction';
 import { recordVisits, untilReadyOrIdle } from './idle-stop';
 
 // One build's whole life (SPEC §3): deploy, initialize once, then start/stop on request until
@@ -145,26 +143,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   });
   const snapshot = (): BuildSnapshot => ({ ...state, pending_commands: [...commands] });
   setHandler(buildStateQuery, snapshot);
-  // Added after release v2, no patch: a handler changes no command, and no earlier history holds
-  // this update (workers of older releases refuse it as unknown).
-  setHandler(
-    evictUpdate,
-    (order) => {
-      if (order.stop) receive('stop');
-      if (order.undeploy) receive('undeploy');
-    },
-    {
-      validator(order) {
-        if (orderStillApplies(snapshot(), order)) return;
-        throw ApplicationFailure.create({
-          type: EVICTION_ORDER_REFUSED,
-          message: 'the build changed since eviction chose it',
-          nonRetryable: true,
-          details: [snapshot()],
-        });
-      },
-    },
-  );
+  takeEvictionOrders(snapshot, receive);
   recordVisits(state);
 
   // Why an admin forced the undeploy, once one did: the cleanup Job is then given up. Kept in the

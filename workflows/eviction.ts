@@ -1,7 +1,21 @@
-import { getExternalWorkflowHandle, log, patched, proxyActivities } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  getExternalWorkflowHandle,
+  log,
+  patched,
+  proxyActivities,
+  setHandler,
+} from '@temporalio/workflow';
 import type { BuildActivities } from '../activities';
-import type { EvictionLimits, EvictionPlan } from '../common/eviction';
-import { buildWorkflowId, stopSignal, undeploySignal } from './definitions';
+import { orderStillApplies, type EvictionLimits, type EvictionPlan } from '../common/eviction';
+import type { BuildCommand, BuildSnapshot } from '../common/types';
+import {
+  buildWorkflowId,
+  EVICTION_ORDER_REFUSED,
+  evictUpdate,
+  stopSignal,
+  undeploySignal,
+} from './definitions';
 
 // Run by a Temporal Schedule: keeps the cluster within max_started and max_deployed by
 // telling build workflows, never by touching Kubernetes behind their back.
@@ -44,4 +58,34 @@ async function signalled(limits: EvictionLimits): Promise<EvictionPlan> {
   if (failed.length)
     log.warn('eviction could not signal some builds', { errors: failed.map((r) => String(r.reason)) });
   return plan;
+}
+
+/**
+ * The build's side: eviction's orders, taken (as the commands they carry) only while the build
+ * is as `snapshot` was when the order was decided; otherwise refused with the snapshot. Added
+ * after release v2 with no patch: a handler issues no command, and no earlier history holds
+ * this update (workers of older releases refuse it as unknown).
+ */
+export function takeEvictionOrders(
+  snapshot: () => BuildSnapshot,
+  receive: (command: BuildCommand) => unknown,
+): void {
+  setHandler(
+    evictUpdate,
+    (order) => {
+      if (order.stop) receive('stop');
+      if (order.undeploy) receive('undeploy');
+    },
+    {
+      validator(order) {
+        if (orderStillApplies(snapshot(), order)) return;
+        throw ApplicationFailure.create({
+          type: EVICTION_ORDER_REFUSED,
+          message: 'the build changed since eviction chose it',
+          nonRetryable: true,
+          details: [snapshot()],
+        });
+      },
+    },
+  );
 }
