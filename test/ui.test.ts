@@ -1,3 +1,5 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +16,13 @@ import { SHA, TestCluster, testConfig, waitFor, untilBuildStatus } from './helpe
 // The Web UI in Debian's chromium, driven by playwright-core, against the real API, worker,
 // Temporal and kube-apiserver. The test plays the Job and Deployment controllers.
 
-const SCREENSHOTS = path.resolve(__dirname, '..', 'docs', 'screenshots');
+/**
+ * The README's screenshots, written again only on request (UPDATE_SCREENSHOTS=1): a test run
+ * changes no tracked file. Otherwise the pages are still captured, to a scratch folder.
+ */
+const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS
+  ? path.resolve(__dirname, '..', 'docs', 'screenshots')
+  : mkdtempSync(path.join(os.tmpdir(), 'runboat-screenshots-'));
 const TEMPORAL_UI = 'https://stack.temporal.example.org';
 /** Shorter than the API's default, so that staying live past it takes seconds. */
 const BACKEND_DEADLINE_MS = 3_000;
@@ -98,6 +106,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await stack?.close();
+  if (!process.env.UPDATE_SCREENSHOTS) rmSync(SCREENSHOTS, { recursive: true, force: true });
 });
 
 describe('home', () => {
