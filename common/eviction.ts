@@ -1,4 +1,10 @@
-import { BUILD_STATUSES, type BuildSnapshot, type BuildState, type BuildStatus } from './types';
+import {
+  BUILD_STATUSES,
+  type BuildCommand,
+  type BuildSnapshot,
+  type BuildState,
+  type BuildStatus,
+} from './types';
 
 // Which builds the eviction schedule stops and undeploys, decided from exact build states.
 // Pure (`evict` is given its I/O), so that it is tested without a cluster and replays without
@@ -82,6 +88,11 @@ export interface EvictionOrder {
 /** Whether `build` is as `order` was decided from: the status it heads to, and when it was scaled. */
 export function orderStillApplies(build: BuildSnapshot, order: EvictionOrder): boolean {
   return effectiveStatus(build) === order.status && build.last_scaled === order.last_scaled;
+}
+
+/** The commands an order carries, in the order the build receives them. */
+export function orderCommands(order: EvictionOrder): BuildCommand[] {
+  return [...(order.stop ? ['stop' as const] : []), ...(order.undeploy ? ['undeploy' as const] : [])];
 }
 
 /** A build's answer to an order: taken, or refused with its exact state (undefined: gone). */
@@ -175,11 +186,10 @@ export async function evict(source: EvictionSource, limits: EvictionLimits): Pro
             if (outcome.taken) {
               if (order.stop) selection.stop.push(build.name);
               if (order.undeploy) selection.undeploy.push(build.name);
-              const taken = [
-                ...(order.stop ? ['stop' as const] : []),
-                ...(order.undeploy ? ['undeploy' as const] : []),
-              ];
-              known.set(build.name, { ...build, pending_commands: [...build.pending_commands, ...taken] });
+              known.set(build.name, {
+                ...build,
+                pending_commands: [...build.pending_commands, ...orderCommands(order)],
+              });
               return;
             }
             known.set(build.name, outcome.exact);

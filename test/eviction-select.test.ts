@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   evict,
+  orderCommands,
   orderStillApplies,
   planEviction,
   type EvictionLimits,
@@ -41,11 +42,7 @@ function fakeSource(
       if (failing.has(name)) throw new Error(`the order to ${name} timed out`);
       const build = byName.get(name);
       if (!build || !orderStillApplies(build, order)) return { taken: false, exact: build };
-      const taken = [
-        ...(order.stop ? ['stop' as const] : []),
-        ...(order.undeploy ? ['undeploy' as const] : []),
-      ];
-      byName.set(name, { ...build, pending_commands: [...build.pending_commands, ...taken] });
+      byName.set(name, { ...build, pending_commands: [...build.pending_commands, ...orderCommands(order)] });
       return { taken: true };
     },
   };

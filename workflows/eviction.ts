@@ -7,7 +7,13 @@ import {
   setHandler,
 } from '@temporalio/workflow';
 import type { BuildActivities } from '../activities';
-import { orderStillApplies, type EvictionLimits, type EvictionPlan } from '../common/eviction';
+import {
+  orderCommands,
+  orderStillApplies,
+  type EvictionLimits,
+  type EvictionOrder,
+  type EvictionPlan,
+} from '../common/eviction';
 import type { BuildCommand, BuildSnapshot } from '../common/types';
 import {
   buildWorkflowId,
@@ -70,22 +76,18 @@ export function takeEvictionOrders(
   snapshot: () => BuildSnapshot,
   receive: (command: BuildCommand) => unknown,
 ): void {
-  setHandler(
-    evictUpdate,
-    (order) => {
-      if (order.stop) receive('stop');
-      if (order.undeploy) receive('undeploy');
+  const take = (order: EvictionOrder) => {
+    for (const command of orderCommands(order)) receive(command);
+  };
+  setHandler(evictUpdate, take, {
+    validator(order) {
+      if (orderStillApplies(snapshot(), order)) return;
+      throw ApplicationFailure.create({
+        type: EVICTION_ORDER_REFUSED,
+        message: 'the build changed since eviction chose it',
+        nonRetryable: true,
+        details: [snapshot()],
+      });
     },
-    {
-      validator(order) {
-        if (orderStillApplies(snapshot(), order)) return;
-        throw ApplicationFailure.create({
-          type: EVICTION_ORDER_REFUSED,
-          message: 'the build changed since eviction chose it',
-          nonRetryable: true,
-          details: [snapshot()],
-        });
-      },
-    },
-  );
+  });
 }
