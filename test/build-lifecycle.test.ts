@@ -1,14 +1,17 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { temporal } from '@temporalio/proto';
-import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import { buildWorkflowId } from '../workflows/definitions';
 import type { BuildStatus, CommitInfo } from '../common/types';
 import { useStack } from './api-server';
-import { DEFAULT_DEPLOYMENT_OBJECTS, SHA, testConfig, waitFor, untilBuildStatus } from './helpers';
+import {
+  DEFAULT_DEPLOYMENT_OBJECTS,
+  replayAndRecord,
+  SHA,
+  testConfig,
+  waitFor,
+  untilBuildStatus,
+} from './helpers';
 
 // One build's whole life on a real kube-apiserver and a real Temporal server, with the test
 // playing the Job and Deployment controllers that this control plane does not run.
@@ -83,18 +86,10 @@ describe('a build', () => {
     await handle.result();
     expect(await cluster.builds.listBuildObjects(build.name)).toEqual([]);
 
-    // The whole life replays deterministically. RUNBOAT_RECORD_HISTORIES=<version>, run from a
-    // release's commit, keeps it as that release's fixture, which test/replay.test.ts replays
-    // against every later change of the workflow; a release's histories are never re-recorded.
+    // The whole life replays deterministically, and is a release's fixture (replayAndRecord).
     const history = await handle.fetchHistory();
     expect(historyWaste(history.events ?? [])).toEqual({ patchMarkers: 1, upsertsChangingNothing: 0 });
-    await Worker.runReplayHistory({ workflowsPath: path.resolve(__dirname, '..', 'workflows') }, history);
-    const version = process.env.RUNBOAT_RECORD_HISTORIES;
-    if (version) {
-      const dir = path.join(__dirname, 'fixtures', 'histories', version);
-      mkdirSync(dir, { recursive: true });
-      writeFileSync(path.join(dir, 'build-full-lifecycle.json'), historyToJSON(history), { flag: 'wx' });
-    }
+    await replayAndRecord('build-full-lifecycle.json', history);
   });
 
   it('stays stopped at 0 replicas when its init job fails', async () => {

@@ -1,7 +1,3 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { historyToJSON } from '@temporalio/common/lib/proto-utils';
-import { Worker } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
 import { getBuildState, startBuild } from '../api/build-client';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
@@ -9,7 +5,7 @@ import { ensureEvictionSchedule } from '../worker/schedule';
 import type { evictionWorkflow } from '../workflows';
 import { buildWorkflowId, evictionScheduleId } from '../workflows/definitions';
 import { useStack } from './api-server';
-import { SHA, testConfig, waitFor } from './helpers';
+import { replayAndRecord, SHA, testConfig, waitFor } from './helpers';
 
 // Eight builds on two branches and a PR, all started; max_running=2, max_deployed=4.
 
@@ -80,24 +76,11 @@ describe('eviction', () => {
     }
     expect(await runEviction()).toEqual({ stop: [], undeploy: [] });
 
-    // A build stopped and undeployed by an order, and the run that gave it: both replay, and
-    // RUNBOAT_RECORD_HISTORIES=<version> keeps them as that release's fixtures (as
-    // test/build-lifecycle.test.ts does for a whole life).
-    const recorded = {
-      'build-evicted.json': await stack.temporal.client.workflow
-        .getHandle(buildWorkflowId(builds.b1.name))
-        .fetchHistory(),
-      'eviction-run.json': await stack.temporal.client.workflow.getHandle(firstRun).fetchHistory(),
-    };
-    const workflowsPath = path.resolve(__dirname, '..', 'workflows');
-    for (const [file, history] of Object.entries(recorded)) {
-      await Worker.runReplayHistory({ workflowsPath, replayName: file }, history);
-      const version = process.env.RUNBOAT_RECORD_HISTORIES;
-      if (!version) continue;
-      const dir = path.join(__dirname, 'fixtures', 'histories', version);
-      mkdirSync(dir, { recursive: true });
-      writeFileSync(path.join(dir, file), historyToJSON(history), { flag: 'wx' });
-    }
+    // A build stopped and undeployed by an order, and the run that gave it: both replay, and are
+    // a release's fixtures (replayAndRecord).
+    const handle = (id: string) => stack.temporal.client.workflow.getHandle(id);
+    await replayAndRecord('build-evicted.json', await handle(buildWorkflowId(builds.b1.name)).fetchHistory());
+    await replayAndRecord('eviction-run.json', await handle(firstRun).fetchHistory());
   });
 
   it('is run by a schedule that the worker creates idempotently, overlap SKIP', async () => {

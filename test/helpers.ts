@@ -1,9 +1,11 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, type V1Job } from '@kubernetes/client-node';
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { apiConnectionOptions } from '../api/backend';
@@ -352,4 +354,25 @@ export function spawnServiceProcess(
     },
     { onLine: output },
   );
+}
+
+/**
+ * Replays `history` on today's workflow code. With RUNBOAT_RECORD_HISTORIES=<version>, run from
+ * a release's commit, also keeps it as that release's fixture `file`, which test/replay.test.ts
+ * replays against every later change of the workflows; a fixture is never overwritten (a
+ * release's histories are never re-recorded).
+ */
+export async function replayAndRecord(
+  file: string,
+  history: temporal.api.history.v1.IHistory,
+): Promise<void> {
+  await Worker.runReplayHistory(
+    { workflowsPath: path.resolve(__dirname, '..', 'workflows'), replayName: file },
+    history,
+  );
+  const version = process.env.RUNBOAT_RECORD_HISTORIES;
+  if (!version) return;
+  const dir = path.join(__dirname, 'fixtures', 'histories', version);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, file), historyToJSON(history), { flag: 'wx' });
 }
