@@ -89,6 +89,9 @@ const percentile = (values: number[], p: number) => {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 };
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** When a history event happened, in ms since the epoch (NaN for no event). */
+const eventMs = (event?: temporalProto.api.history.v1.IHistoryEvent | null) =>
+  Number(event?.eventTime?.seconds) * 1000 + Number(event?.eventTime?.nanos) / 1e6;
 /** Latencies mean little without the load they were measured under. */
 const loadAverage = () =>
   os
@@ -489,9 +492,9 @@ async function main(): Promise<void> {
     if (process.env.BENCH_HISTORY) {
       const [name] = requested.keys();
       const { events } = await client.workflow.getHandle(buildWorkflowId(name)).fetchHistory();
-      const t0 = Number(events?.[0].eventTime?.seconds) * 1000 + Number(events?.[0].eventTime?.nanos) / 1e6;
+      const t0 = eventMs(events?.[0]);
       for (const event of events ?? []) {
-        const t = Number(event.eventTime?.seconds) * 1000 + Number(event.eventTime?.nanos) / 1e6;
+        const t = eventMs(event);
         const activity = event.activityTaskScheduledEventAttributes?.activityType?.name ?? '';
         const marker = event.markerRecordedEventAttributes?.markerName ?? '';
         console.log(
@@ -536,11 +539,8 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
   async function firstSteps(name: string) {
     const { EventType } = temporalProto.api.enums.v1;
     const events = (await client.workflow.getHandle(buildWorkflowId(name)).fetchHistory()).events ?? [];
-    const at = (type: number) => {
-      const event = events.find((e) => e.eventType === type);
-      const time = Number(event?.eventTime?.seconds) * 1000 + Number(event?.eventTime?.nanos) / 1e6;
-      return Math.round(time - (requested.get(name) as number));
-    };
+    const at = (type: number) =>
+      Math.round(eventMs(events.find((e) => e.eventType === type)) - (requested.get(name) as number));
     return {
       'request → workflow started': at(EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED),
       'request → first workflow task started': at(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED),
@@ -651,7 +651,7 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
       return { ms: Date.now() - t, plan };
     };
     const steady = await eviction(Math.max(BUILDS, total));
-    const probe = await evictionInputs([...initialized]);
+    const probe = await listAndQueryTimes([...initialized]);
     // A burst past max_deployed (7,500 → 7,000 asks for 500 undeploys): as many as the real
     // builds allow: only stopped builds are undeployed (the 150 started stay, and the
     // visibility-only ones are initializing, which eviction never picks).
@@ -729,21 +729,20 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
       `| eviction run to ${target} deployed (undeploys ${over.plan.undeploy.length}, stops ${over.plan.stop.length}) | ` +
         `run ${over.ms} ms; deployed back to ${target} at ${deployedBack} ms; their workflows ended (objects deleted) at ${closed} ms |`,
     );
-    console.log(`| what eviction reads: list every open build | ${probe.listMs} ms |`);
+    console.log(`| list every open build (eviction's candidates) | ${probe.listMs} ms |`);
     for (const { what, ms } of probe.queries)
-      console.log(
-        `| what eviction reads: ${what} p50 / p99 | ${percentile(ms, 50)} / ${percentile(ms, 99)} ms |`,
-      );
+      console.log(`| ${what} p50 / p99 | ${percentile(ms, 50)} / ${percentile(ms, 99)} ms |`);
     for (const { what, ms } of latencies)
       console.log(`| ${what} p50 / p99 | ${percentile(ms, 50)} / ${percentile(ms, 99)} ms |`);
     console.log(`| new webhook → Deployment at this scale | ${newBuildMs} ms |`);
   }
 
   /**
-   * What an eviction run that must act costs, in its parts: the listing of every open build,
-   * and a real build's state query, one at a time and eight at a time (QUERY_CONCURRENCY).
+   * What an eviction run that must act reads (the listing of every open build), and a real
+   * build's state query, one at a time and eight at a time: what the API's commands (and
+   * eviction, before its orders) ask each build.
    */
-  async function evictionInputs(realBuilds: string[]) {
+  async function listAndQueryTimes(realBuilds: string[]) {
     const t = Date.now();
     for await (const workflow of client.workflow.list({ query: runningBuildsQuery(config.taskQueue) }))
       void workflow;
@@ -763,8 +762,8 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     return {
       listMs,
       queries: [
-        { what: 'query a real build, one at a time', ms: oneAtATime },
-        { what: 'query a real build, eight at a time', ms: eightAtATime },
+        { what: "a real build's query, one at a time", ms: oneAtATime },
+        { what: "a real build's query, eight at a time", ms: eightAtATime },
       ],
     };
   }
