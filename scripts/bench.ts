@@ -667,6 +667,11 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
         .count;
     // Counted now, not from `total`: visibility may not have shown every build of the fill then.
     const target = (await deployedNow()) - undeploys;
+    const [overCpu0, overCluster0, overRequests0] = [
+      service.sample(),
+      clusterMeter.sample(),
+      await apiserverRequests(kc),
+    ];
     const evictionT0 = Date.now();
     const running = eviction(target);
     let [deployedBack, closed] = [NaN, NaN];
@@ -681,6 +686,13 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
       await sleep(500);
     }
     const over = await running;
+    // Where the over-limit eviction's time goes: CPU of every process and the cluster's calls,
+    // from its start until every evicted build's workflow ended.
+    const overCpu = {
+      ...CpuMeter.delta(overCpu0, service.sample()),
+      ...CpuMeter.delta(overCluster0, clusterMeter.sample()),
+    };
+    const overRequests = CpuMeter.delta(overRequests0, await apiserverRequests(kc));
 
     // A failure here (a 503 from a starved dev server) must not lose the rows measured above.
     const latencies = await apiLatencies(repos[0]).catch((error: unknown) => {
@@ -728,6 +740,21 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     console.log(
       `| eviction run to ${target} deployed (undeploys ${over.plan.undeploy.length}, stops ${over.plan.stop.length}) | ` +
         `run ${over.ms} ms; deployed back to ${target} at ${deployedBack} ms; their workflows ended (objects deleted) at ${closed} ms |`,
+    );
+    console.log(
+      `| over-limit eviction: CPU until its builds ended | ` +
+        Object.entries(overCpu)
+          .map(([name, s]) => `${name} ${fmt(s)} s`)
+          .join(', ') +
+        ` |`,
+    );
+    console.log(
+      `| over-limit eviction: kube-apiserver requests | ` +
+        Object.entries(overRequests)
+          .filter(([, count]) => count > 0)
+          .map(([verb, count]) => `${verb} ${count}`)
+          .join(', ') +
+        ` |`,
     );
     console.log(`| list every open build (eviction's candidates) | ${probe.listMs} ms |`);
     for (const { what, ms } of probe.queries)
