@@ -2,8 +2,8 @@ import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Config } from '../common/config';
 import { evict, type EvictionLimits, type EvictionPlan, type EvictionSource } from '../common/eviction';
-import { buildFromSearchAttributes, runningBuildsQuery, searchAttributes } from '../common/search-attributes';
-import type { BuildSnapshot, BuildState, BuildStatus } from '../common/types';
+import { listBuildRows, runningBuildsQuery, searchAttributes } from '../common/search-attributes';
+import type { BuildSnapshot, BuildStatus } from '../common/types';
 import {
   buildWorkflowId,
   EVICTION_ORDER_REFUSED,
@@ -65,13 +65,10 @@ export function createCoordinationActivities(config: Config) {
       const source: EvictionSource = {
         count: async (statuses) => (await client.workflow.count(withStatus(statuses))).count,
         async list(statuses) {
-          const builds: BuildState[] = [];
-          for await (const workflow of client.workflow.list({ query: withStatus(statuses) })) {
-            Context.current().heartbeat();
-            const build = buildFromSearchAttributes(workflow.typedSearchAttributes);
-            if (build) builds.push({ ...build, last_error: null });
-          }
-          return builds;
+          const builds = await listBuildRows(client, withStatus(statuses), () =>
+            Context.current().heartbeat(),
+          );
+          return builds.map((build) => ({ ...build, last_error: null }));
         },
         async order(name, order) {
           Context.current().heartbeat();

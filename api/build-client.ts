@@ -12,7 +12,7 @@ import { logger } from '../common/logger';
 import { withinDeadline } from './backend';
 import { capBuildsOfRef } from './per-ref-cap';
 import {
-  buildFromSearchAttributes,
+  listBuildRows,
   buildSearchAttributes,
   buildWorkflowsQuery,
   runningBuildsQuery,
@@ -243,16 +243,7 @@ export async function listBuilds(
   if (filter.pr !== undefined) clauses.push(`${searchAttributes.pr.name} = ${filter.pr}`);
   if (filter.status) clauses.push(`${searchAttributes.status.name} = ${visibilityString(filter.status)}`);
   if (filter.name) clauses.push(`${searchAttributes.name.name} = ${visibilityString(filter.name)}`);
-  return runboatOrder(await listed(client, clauses.join(' AND ')), 'asc');
-}
-
-async function listed(client: Client, query: string): Promise<ListedBuild[]> {
-  const builds: ListedBuild[] = [];
-  for await (const workflow of client.workflow.list({ query })) {
-    const build = buildFromSearchAttributes(workflow.typedSearchAttributes);
-    if (build) builds.push(build);
-  }
-  return builds;
+  return runboatOrder(await listBuildRows(client, clauses.join(' AND ')), 'asc');
 }
 
 /**
@@ -266,11 +257,11 @@ export async function listBuildChanges(
   since: Date,
 ): Promise<{ changed: ListedBuild[]; ended: ListedBuild[] }> {
   const [changed, ended] = await Promise.all([
-    listed(
+    listBuildRows(
       client,
       `${runningBuildsQuery(config.taskQueue)} AND ${searchAttributes.updated.name} >= ${since.getTime()}`,
     ),
-    listed(
+    listBuildRows(
       client,
       `${buildWorkflowsQuery(config.taskQueue)} AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew' AND CloseTime >= ${visibilityString(since.toISOString())}`,
     ),
