@@ -28,8 +28,9 @@ export interface Timeline {
 }
 
 /**
- * Runs read at most: a build continues as new after 2,000 events, so this covers a build
- * acted on a hundred thousand times, and bounds what one request reads.
+ * Runs read at most, which bounds what one request reads: a build continues as new after 2,000
+ * events and each time it comes to rest (stopped, failed), so this covers at least its last 50
+ * stops (more when it is started and stopped again before its run has 20 events).
  */
 export const MAX_TIMELINE_RUNS = 50;
 

@@ -1,7 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Context } from '@temporalio/activity';
-import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
+import {
+  WorkflowFailedError,
+  WorkflowUpdateFailedError,
+  type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure, SearchAttributeType } from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time';
 import { temporal } from '@temporalio/proto';
@@ -117,6 +122,7 @@ function stubActivities(waits: Partial<Waits> = {}) {
 }
 
 type Stubs = ReturnType<typeof stubActivities>;
+type BuildHandle = WorkflowHandleWithFirstExecutionRunId<typeof buildWorkflow>;
 
 /**
  * Runs a worker with `activities` on its own task queue while `test` drives one build workflow,
@@ -125,7 +131,7 @@ type Stubs = ReturnType<typeof stubActivities>;
 async function withBuild(
   activities: Stubs,
   settings: LifecycleSettings,
-  test: (handle: WorkflowHandle<typeof buildWorkflow>) => Promise<void>,
+  test: (handle: BuildHandle) => Promise<void>,
   on: 'time-skipping' | 'dev-server' = 'time-skipping',
 ): Promise<void> {
   const server =
@@ -143,7 +149,7 @@ async function runBuild(
   env: TestWorkflowEnvironment,
   activities: Stubs,
   settings: LifecycleSettings,
-  test: (handle: WorkflowHandle<typeof buildWorkflow>) => Promise<void>,
+  test: (handle: BuildHandle) => Promise<void>,
 ): Promise<void> {
   const taskQueue = `time-skipping-${randomBytes(4).toString('hex')}`;
   const worker = await Worker.create({
@@ -177,8 +183,9 @@ async function untilStatus(handle: WorkflowHandle, status: BuildSnapshot['status
   });
 }
 
-async function history(handle: WorkflowHandle): Promise<HistoryEvent[]> {
-  return (await handle.fetchHistory()).events ?? [];
+/** Every event of the build's life: its runs' histories, first to last (it continues at rest). */
+async function history(handle: BuildHandle): Promise<HistoryEvent[]> {
+  return (await runHistories(handle, handle.firstExecutionRunId)).flat();
 }
 
 const timerSeconds = (event: HistoryEvent) =>
@@ -352,26 +359,31 @@ it('re-runs initialization when a failed build is started', async () => {
       return initAttempts === 1 ? { succeeded: false, reason: 'odoo -i failed' } : { succeeded: true };
     },
   });
-  await withBuild(activities, defaults, async (handle) => {
-    const failed = await untilStatus(handle, 'failed');
-    expect(failed).toMatchObject({ init_status: 'failed', last_error: 'odoo -i failed' });
-    expect(activities.setInitStatus).toHaveBeenLastCalledWith(build.name, 'failed');
+  await withBuild(
+    activities,
+    defaults,
+    async (handle) => {
+      const failed = await untilStatus(handle, 'failed');
+      expect(failed).toMatchObject({ init_status: 'failed', last_error: 'odoo -i failed' });
+      expect(activities.setInitStatus).toHaveBeenLastCalledWith(build.name, 'failed');
 
-    await handle.signal(startSignal);
-    const started = await untilStatus(handle, 'started');
-    expect(started).toMatchObject({ init_status: 'succeeded', last_error: null });
-    const initApplies = activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'initialize');
-    expect(initApplies).toEqual([
-      [build, 'initialize', repo, { initAttempt: expect.any(String) }],
-      [build, 'initialize', repo, { initAttempt: expect.any(String) }],
-    ]);
-    // Each init is an attempt of its own: the second one's delete spares nothing of the first.
-    expect(initApplies[0][3]).not.toEqual(initApplies[1][3]);
-    expect(activities.waitForJob.mock.calls).toEqual([
-      [build.name, 'initialize'],
-      [build.name, 'initialize'],
-    ]);
-  });
+      await handle.signal(startSignal);
+      const started = await untilStatus(handle, 'started');
+      expect(started).toMatchObject({ init_status: 'succeeded', last_error: null });
+      const initApplies = activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'initialize');
+      expect(initApplies).toEqual([
+        [build, 'initialize', repo, { initAttempt: expect.any(String) }],
+        [build, 'initialize', repo, { initAttempt: expect.any(String) }],
+      ]);
+      // Each init is an attempt of its own: the second one's delete spares nothing of the first.
+      expect(initApplies[0][3]).not.toEqual(initApplies[1][3]);
+      expect(activities.waitForJob.mock.calls).toEqual([
+        [build.name, 'initialize'],
+        [build.name, 'initialize'],
+      ]);
+    },
+    'dev-server',
+  );
 });
 
 it('continues as new with its state and every pending command, none applied twice', async () => {
@@ -500,6 +512,114 @@ it('continues as new while waiting for its init job under a flood of signals, ho
   );
 });
 
+it('continues as new once stopped, so that its next command replays a few events', async () => {
+  const activities = stubActivities();
+  await withBuild(activities, defaults, async (handle) => {
+    await untilStatus(handle, 'started');
+    const firstRunId = (await handle.describe()).runId;
+    await handle.executeUpdate(commandUpdate, { args: ['stop'] });
+    const secondRunId = await waitFor('a run at rest', async () => {
+      const { runId } = await handle.describe();
+      return runId !== firstRunId && (await state(handle)).status === 'stopped' && runId;
+    });
+    const atRest = await state(handle);
+    const [lifeRun, restRun] = await runHistories(handle, firstRunId);
+    expect(lifeRun.length).toBeGreaterThan(20);
+    // Started (with the state), a workflow task, the patch's marker and its upsert.
+    expect(restRun.length, restRun.map((e) => EventType[e.eventType ?? 0]).join(', ')).toBeLessThanOrEqual(8);
+    // Still the same build: its status for lists, its times for eviction's order.
+    const { typedSearchAttributes } = await handle.describe();
+    expect(typedSearchAttributes.get(searchAttributes.status)).toBe('stopped');
+    expect(atRest).toMatchObject({ status: 'stopped', init_status: 'succeeded', pending_commands: [] });
+
+    // A run at rest takes commands; the next rest continues again, a short rest run does not.
+    await handle.executeUpdate(commandUpdate, { args: ['start'] });
+    const restarted = await untilStatus(handle, 'started');
+    expect(restarted.created).toBe(atRest.created);
+    expect((await handle.describe()).runId).toBe(secondRunId);
+    await handle.executeUpdate(commandUpdate, { args: ['stop'] });
+    await waitFor('a third run at rest', async () => {
+      const { runId } = await handle.describe();
+      return runId !== secondRunId && (await state(handle)).status === 'stopped';
+    });
+    const runs = await runHistories(handle, firstRunId);
+    expect(runs).toHaveLength(3);
+    expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1, 0, 1, 0]);
+    expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'deployment')).toHaveLength(1);
+    for (const events of runs) {
+      await Worker.runReplayHistory(
+        { workflowsPath: path.resolve(__dirname, '..', 'workflows'), replayName: 'at rest' },
+        temporal.api.history.v1.History.create({ events }),
+      );
+    }
+  });
+});
+
+it('takes or refuses every command sent as a build comes to rest and continues as new', async () => {
+  const activities = stubActivities();
+  // On the dev server: an update that arrives while the run continues as new is aborted by the
+  // server as retryable, and the client sends it again to the new run.
+  await withBuild(
+    activities,
+    defaults,
+    async (handle) => {
+      await untilStatus(handle, 'started');
+      const answer = (command: 'start' | 'stop') =>
+        handle.executeUpdate(commandUpdate, { args: [command] }).then(
+          () => 'accepted',
+          (error: unknown) => {
+            const cause = error instanceof WorkflowUpdateFailedError ? error.cause : undefined;
+            if (cause instanceof ApplicationFailure && cause.type) return cause.type;
+            throw error;
+          },
+        );
+      // Each start a query later after its stop than the one before: early ones meet the build
+      // stopping, later ones at rest or continuing as new (where depends on the machine's speed).
+      const answers: string[] = [];
+      for (let i = 0; i < 15; i++) {
+        answers.push(await answer('stop'));
+        for (let queries = 0; queries < i; queries++) await state(handle);
+        answers.push(await answer('start'));
+      }
+      // And one start for certain once the build continued at rest.
+      const before = (await handle.describe()).runId;
+      answers.push(await answer('stop'));
+      await waitFor('a run at rest', async () => (await handle.describe()).runId !== before);
+      answers.push(await answer('start'));
+      for (const a of answers) expect([...Object.values(CommandRefusal), 'accepted']).toContain(a);
+      await waitFor('every command taken', async () => {
+        const current = await state(handle);
+        return current.pending_commands.length === 0 && current.status === 'started';
+      });
+      const replicas = activities.scaleBuild.mock.calls
+        .map(([, count]) => count)
+        .filter((count, i, all) => i === 0 || count !== all[i - 1]);
+      expect(replicas).toEqual(Array.from({ length: replicas.length }, (_, i) => (i % 2 === 0 ? 1 : 0)));
+    },
+    'dev-server',
+  );
+});
+
+it('continues as new once failed, and a start from the short run initializes again', async () => {
+  let inits = 0;
+  const activities = stubActivities({
+    async waitForJob() {
+      return ++inits === 1 ? { succeeded: false, reason: 'module not found' } : { succeeded: true };
+    },
+  });
+  await withBuild(activities, defaults, async (handle) => {
+    await untilStatus(handle, 'failed');
+    await waitFor(
+      'a run at rest',
+      async () => (await handle.describe()).runId !== handle.firstExecutionRunId,
+    );
+    expect((await state(handle)).last_error).toBe('module not found');
+    await handle.executeUpdate(commandUpdate, { args: ['start'] });
+    await untilStatus(handle, 'started');
+    expect(inits).toBe(2);
+  });
+});
+
 it('continues as new while its cleanup job keeps failing, going on with the backoff', async () => {
   let cleanupAttempts = 0;
   const activities = stubActivities({
@@ -573,20 +693,25 @@ it('leaves a build failed, with its reason, when the cluster refuses its objects
   activities.applyKubefiles.mockImplementation(async (_build, mode) => {
     if (mode === 'start') throw refused();
   });
-  await withBuild(activities, defaults, async (handle) => {
-    const failed = await untilStatus(handle, 'failed');
-    expect(failed.last_error).toContain('quota exceeded');
-    // Reported right after the status changes.
-    await waitFor('the failure status', async () =>
-      activities.reportCommitStatus.mock.calls.some(
-        ([, state, description]) => state === 'failure' && description.includes('quota exceeded'),
-      ),
-    );
-    // Still alive: an undeploy removes everything, as for any build.
-    await handle.signal(undeploySignal);
-    await handle.result();
-    expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
-  });
+  await withBuild(
+    activities,
+    defaults,
+    async (handle) => {
+      const failed = await untilStatus(handle, 'failed');
+      expect(failed.last_error).toContain('quota exceeded');
+      // Reported right after the status changes.
+      await waitFor('the failure status', async () =>
+        activities.reportCommitStatus.mock.calls.some(
+          ([, state, description]) => state === 'failure' && description.includes('quota exceeded'),
+        ),
+      );
+      // Still alive: an undeploy removes everything, as for any build.
+      await handle.signal(undeploySignal);
+      await handle.result();
+      expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
+    },
+    'dev-server',
+  );
 });
 
 it('leaves a build failed, its init not started, when its init Job is refused for good', async () => {
@@ -594,15 +719,20 @@ it('leaves a build failed, its init not started, when its init Job is refused fo
   activities.applyKubefiles.mockImplementation(async (_build, mode) => {
     if (mode === 'initialize') throw refused();
   });
-  await withBuild(activities, defaults, async (handle) => {
-    const failed = await untilStatus(handle, 'failed');
-    expect(failed.last_error).toContain('quota exceeded');
-    // The init status was set as the Job was to start; no Job started, it goes back.
-    expect(failed.init_status).toBe('todo');
-    expect(activities.waitForJob).not.toHaveBeenCalled();
-    await handle.signal(undeploySignal);
-    await handle.result();
-  });
+  await withBuild(
+    activities,
+    defaults,
+    async (handle) => {
+      const failed = await untilStatus(handle, 'failed');
+      expect(failed.last_error).toContain('quota exceeded');
+      // The init status was set as the Job was to start; no Job started, it goes back.
+      expect(failed.init_status).toBe('todo');
+      expect(activities.waitForJob).not.toHaveBeenCalled();
+      await handle.signal(undeploySignal);
+      await handle.result();
+    },
+    'dev-server',
+  );
 });
 
 it('undeploys a build whose cleanup can never run: objects deleted, the reason kept', async () => {

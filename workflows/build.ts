@@ -88,11 +88,21 @@ const CLEANUP_CONTINUES_PATCH = 'continue-as-new-during-cleanup';
  * its init slot back from the activity that starts the build (one workflow task less).
  */
 const LEAN_HISTORY_PATCH = 'lean-history';
+/**
+ * A build that comes to rest (stopped, or failed) continues as new, so that the next command it
+ * gets (eviction's undeploy, a user's start, a visit) replays a handful of events, not its whole
+ * life (most of OCA's 7,000 builds sit stopped, and a worker holds a few hundred of them). Runs
+ * that have it have every earlier patch too (see LEAN_HISTORY_PATCH).
+ */
+const CONTINUE_AT_REST_PATCH = 'continue-as-new-at-rest';
+/** A run at rest shorter than this stays: a run continued at rest is about 6 events. */
+const REST_CONTINUE_EVENTS = 20;
 
 export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   const { build, settings, repo } = input;
-  // First: a run recorded without it replays the patches before it as it recorded them.
-  const lean = patched(LEAN_HISTORY_PATCH);
+  // First: a run recorded without them replays the patches before them as it recorded them.
+  const continuesAtRest = patched(CONTINUE_AT_REST_PATCH);
+  const lean = continuesAtRest || patched(LEAN_HISTORY_PATCH);
   const state: BuildState = input.resume?.state ?? {
     ...build,
     status: 'initializing',
@@ -121,6 +131,11 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     return info.continueAsNewSuggested || info.historyLength > (settings.historyLimit ?? MAX_HISTORY_EVENTS);
   };
   const mustContinue = () => continuesMidWait && historyFull();
+  const restsWithLongHistory = () =>
+    continuesAtRest &&
+    commands.length === 0 &&
+    (state.status === 'stopped' || state.status === 'failed') &&
+    workflowInfo().historyLength > REST_CONTINUE_EVENTS;
   /** Queues `command` unless it changes nothing; returns why it was refused, if it was. */
   const receive = (command: BuildCommand) => {
     const verdict = judgeCommand(state.status, commands, command);
@@ -503,7 +518,8 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   try {
     while (phase !== 'undeploy') {
       phase = await runPhase(phase);
-      if (phase === 'init-watch' || historyFull()) await continueFrom(phase);
+      if (phase === 'init-watch' || historyFull() || (phase === 'live' && restsWithLongHistory()))
+        await continueFrom(phase);
     }
   } catch (error) {
     // Cancelled from the Temporal UI or CLI: the build goes with its workflow, never left behind.
