@@ -72,6 +72,19 @@ export function useTemporalClient(config: Config): { readonly client: Client } {
   return used;
 }
 
+/** Terminates, after the file's tests, the workflows left on `config`'s task queue (none polls it). */
+export function terminateWorkflowsAfterAll(temporal: { readonly client: Client }, config: Config): void {
+  afterAll(async () => {
+    const { client } = temporal;
+    for await (const run of client.workflow.list({ query: `TaskQueue = '${config.taskQueue}'` })) {
+      await client.workflow
+        .getHandle(run.workflowId)
+        .terminate('test over')
+        .catch(() => undefined);
+    }
+  });
+}
+
 export function kubeConfig(): KubeConfig {
   const kc = new KubeConfig();
   kc.loadFromFile(inject('kubeconfig'));

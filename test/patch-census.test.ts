@@ -1,8 +1,8 @@
-import { afterAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { startBuild } from '../api/build-client';
 import { runsStartedBefore } from '../scripts/patch-census';
 import { buildWorkflowId, initSlotsWorkflowId, type InitSlotsWorkflow } from '../workflows/definitions';
-import { SHA, testConfig, useTemporalClient, waitFor } from './helpers';
+import { SHA, testConfig, terminateWorkflowsAfterAll, useTemporalClient, waitFor } from './helpers';
 
 // The census that says when a release's patches may go (README, Upgrading): open runs started
 // before a rollout time. No worker polls this task queue: the runs stay open as started.
@@ -10,15 +10,7 @@ import { SHA, testConfig, useTemporalClient, waitFor } from './helpers';
 const config = testConfig();
 const temporal = useTemporalClient(config);
 
-afterAll(async () => {
-  const { client } = temporal;
-  for await (const run of client.workflow.list({ query: `TaskQueue = '${config.taskQueue}'` })) {
-    await client.workflow
-      .getHandle(run.workflowId)
-      .terminate('test over')
-      .catch(() => undefined);
-  }
-});
+terminateWorkflowsAfterAll(temporal, config);
 
 it('counts the open runs started before a rollout, and the coordinator among them', async () => {
   const { client } = temporal;

@@ -16,7 +16,7 @@ import { afterEach, beforeEach, expect, inject, it, vi } from 'vitest';
 import { transitionActivities, type BuildActivities } from '../activities';
 import { buildRef } from '../common/build';
 import { searchAttributes } from '../common/search-attributes';
-import type { BuildRepoSettings, BuildSnapshot, JobKind, JobOutcome } from '../common/types';
+import type { BuildCommand, BuildRepoSettings, BuildSnapshot, JobKind, JobOutcome } from '../common/types';
 import { binary } from '../scripts/paths';
 import type { buildWorkflow } from '../workflows/build';
 import {
@@ -441,6 +441,28 @@ async function untilDoneOrCancelled(done: Promise<void>): Promise<void> {
   }
 }
 
+/** 'accepted', or the type of the refusal the build answered `command` with. */
+function commandAnswer(handle: BuildHandle, command: BuildCommand): Promise<string> {
+  return handle.executeUpdate(commandUpdate, { args: [command] }).then(
+    () => 'accepted',
+    (error: unknown) => {
+      const cause = error instanceof WorkflowUpdateFailedError ? error.cause : undefined;
+      if (cause instanceof ApplicationFailure && cause.type) return cause.type;
+      throw error;
+    },
+  );
+}
+
+/** Replays each of `runs` on today's workflow code (the paths they took are deterministic). */
+async function replayEachRun(runs: HistoryEvent[][], replayName: string): Promise<void> {
+  for (const events of runs) {
+    await Worker.runReplayHistory(
+      { workflowsPath: path.resolve(__dirname, '..', 'workflows'), replayName },
+      temporal.api.history.v1.History.create({ events }),
+    );
+  }
+}
+
 /** Every run of `handle`'s workflow, first to last, following its continue-as-new chain. */
 async function runHistories(handle: WorkflowHandle, firstRunId: string): Promise<HistoryEvent[][]> {
   const runs: HistoryEvent[][] = [];
@@ -501,12 +523,7 @@ it('continues as new while waiting for its init job under a flood of signals, ho
       const workflowId = handle.workflowId;
       expect(activities.releaseInitSlot.mock.calls).toEqual([[workflowId]]);
       // Each run replays on today's code (the new paths are deterministic).
-      for (const events of runs) {
-        await Worker.runReplayHistory(
-          { workflowsPath: path.resolve(__dirname, '..', 'workflows'), replayName: 'flood' },
-          temporal.api.history.v1.History.create({ events }),
-        );
-      }
+      await replayEachRun(runs, 'flood');
     },
     'dev-server',
   );
@@ -546,12 +563,7 @@ it('continues as new once stopped, so that its next command replays a few events
     expect(runs).toHaveLength(3);
     expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1, 0, 1, 0]);
     expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'deployment')).toHaveLength(1);
-    for (const events of runs) {
-      await Worker.runReplayHistory(
-        { workflowsPath: path.resolve(__dirname, '..', 'workflows'), replayName: 'at rest' },
-        temporal.api.history.v1.History.create({ events }),
-      );
-    }
+    await replayEachRun(runs, 'at rest');
   });
 });
 
@@ -564,15 +576,7 @@ it('takes or refuses every command sent as a build comes to rest and continues a
     defaults,
     async (handle) => {
       await untilStatus(handle, 'started');
-      const answer = (command: 'start' | 'stop') =>
-        handle.executeUpdate(commandUpdate, { args: [command] }).then(
-          () => 'accepted',
-          (error: unknown) => {
-            const cause = error instanceof WorkflowUpdateFailedError ? error.cause : undefined;
-            if (cause instanceof ApplicationFailure && cause.type) return cause.type;
-            throw error;
-          },
-        );
+      const answer = (command: BuildCommand) => commandAnswer(handle, command);
       // Each start a query later after its stop than the one before: early ones meet the build
       // stopping, later ones at rest or continuing as new (where depends on the machine's speed).
       const answers: string[] = [];
@@ -654,12 +658,7 @@ it('continues as new while its cleanup job keeps failing, going on with the back
       .map(timerSeconds)
       .filter((seconds) => seconds !== defaults.initTimeoutSeconds);
     expect(timers).toEqual([60, 120, 240, 480, 960, 1920]);
-    for (const events of runs) {
-      await Worker.runReplayHistory(
-        { workflowsPath: path.resolve(__dirname, '..', 'workflows'), replayName: 'cleanup' },
-        temporal.api.history.v1.History.create({ events }),
-      );
-    }
+    await replayEachRun(runs, 'cleanup');
   });
 });
 
@@ -688,11 +687,17 @@ it('takes only the grant of its latest slot request, not a stale one', async () 
 const refused = () =>
   ApplicationFailure.nonRetryable("Kubernetes refused the build's objects: quota exceeded", 'KubefilesError');
 
-it('leaves a build failed, with its reason, when the cluster refuses its objects for good', async () => {
+/** Stub activities whose objects of `refusedMode` the cluster refuses for good. */
+function refusingActivities(refusedMode: Parameters<BuildActivities['applyKubefiles']>[1]): Stubs {
   const activities = stubActivities();
   activities.applyKubefiles.mockImplementation(async (_build, mode) => {
-    if (mode === 'start') throw refused();
+    if (mode === refusedMode) throw refused();
   });
+  return activities;
+}
+
+it('leaves a build failed, with its reason, when the cluster refuses its objects for good', async () => {
+  const activities = refusingActivities('start');
   await withBuild(
     activities,
     defaults,
@@ -715,10 +720,7 @@ it('leaves a build failed, with its reason, when the cluster refuses its objects
 });
 
 it('leaves a build failed, its init not started, when its init Job is refused for good', async () => {
-  const activities = stubActivities();
-  activities.applyKubefiles.mockImplementation(async (_build, mode) => {
-    if (mode === 'initialize') throw refused();
-  });
+  const activities = refusingActivities('initialize');
   await withBuild(
     activities,
     defaults,
@@ -796,11 +798,7 @@ it('refuses commands with nothing to do, and any command but a second undeploy o
     defaults,
     async (handle) => {
       await waitFor('the init job watch', async () => activities.waitForJob.mock.calls.length > 0);
-      const answer = (command: 'start' | 'stop' | 'reset' | 'undeploy') =>
-        handle.executeUpdate(commandUpdate, { args: [command] }).then(
-          () => 'accepted',
-          (error: unknown) => ((error as WorkflowUpdateFailedError).cause as ApplicationFailure).type,
-        );
+      const answer = (command: BuildCommand) => commandAnswer(handle, command);
       expect(await answer('start')).toBe(CommandRefusal.noOp);
       expect(await answer('stop')).toBe(CommandRefusal.noOp);
       expect(await answer('undeploy')).toBe('accepted');

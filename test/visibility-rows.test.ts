@@ -1,11 +1,11 @@
-import { afterAll, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { listBuilds } from '../api/build-client';
 import { buildRef } from '../common/build';
 import { buildSearchAttributes, listBuildRows, runningBuildsQuery } from '../common/search-attributes';
 import type { BuildState, BuildStatus } from '../common/types';
 import type { buildWorkflow } from '../workflows/build';
 import { buildWorkflowId } from '../workflows/definitions';
-import { SHA, testConfig, useTemporalClient, waitFor } from './helpers';
+import { SHA, testConfig, terminateWorkflowsAfterAll, useTemporalClient, waitFor } from './helpers';
 
 // A build continuing as new (at rest, or with a full history) has two running rows in
 // visibility until the old run's close is recorded. Every list of builds (eviction's candidates,
@@ -16,15 +16,7 @@ import { SHA, testConfig, useTemporalClient, waitFor } from './helpers';
 const config = testConfig();
 const temporal = useTemporalClient(config);
 
-afterAll(async () => {
-  const { client } = temporal;
-  for await (const run of client.workflow.list({ query: `TaskQueue = '${config.taskQueue}'` })) {
-    await client.workflow
-      .getHandle(run.workflowId)
-      .terminate('test over')
-      .catch(() => undefined);
-  }
-});
+terminateWorkflowsAfterAll(temporal, config);
 
 it('lists a build with two running rows once, as its newer run has it', async () => {
   const { client } = temporal;
