@@ -220,7 +220,14 @@ export async function testTemporal(config: Config, cluster: TestCluster): Promis
       const run = worker.run();
       const stop = async () => {
         if (worker.getState() === 'RUNNING') worker.shutdown();
-        await run;
+        // Says what a worker that takes long to shut down still holds (a wake-and-caps teardown
+        // once outlived its 180 s hook): its in-flight activations and activities.
+        const slow = setTimeout(() => console.warn('worker still shutting down', worker.getStatus()), 30_000);
+        try {
+          await run;
+        } finally {
+          clearTimeout(slow);
+        }
       };
       running.push(stop);
       return { worker, stop };
