@@ -376,6 +376,17 @@ export function spawnServiceProcess(
   );
 }
 
+/** Replays `history` on today's workflow code: it fails on any non-determinism. */
+export async function replayOnTodaysCode(
+  history: temporal.api.history.v1.IHistory,
+  replayName?: string,
+): Promise<void> {
+  await Worker.runReplayHistory(
+    { workflowsPath: path.resolve(__dirname, '..', 'workflows'), replayName },
+    history,
+  );
+}
+
 /**
  * Replays `history` on today's workflow code. With RUNBOAT_RECORD_HISTORIES=<version>, run from
  * a release's commit, also keeps it as that release's fixture `file`, which test/replay.test.ts
@@ -386,10 +397,7 @@ export async function replayAndRecord(
   file: string,
   history: temporal.api.history.v1.IHistory,
 ): Promise<void> {
-  await Worker.runReplayHistory(
-    { workflowsPath: path.resolve(__dirname, '..', 'workflows'), replayName: file },
-    history,
-  );
+  await replayOnTodaysCode(history, file);
   const version = process.env.RUNBOAT_RECORD_HISTORIES;
   if (!version) return;
   const dir = path.join(__dirname, 'fixtures', 'histories', version);

@@ -1,8 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
-import { Worker } from '@temporalio/worker';
 import { expect, it } from 'vitest';
+import { replayOnTodaysCode } from './helpers';
 
 // Histories recorded by every release of the build workflow (test/fixtures/histories/<version>/,
 // never re-recorded) must replay on today's code: a change that would break running builds
@@ -31,5 +31,5 @@ it('has recorded histories of every release to replay', () => {
 
 it.each(histories)('replays %s without non-determinism', async (file) => {
   const history = historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES, file), 'utf8')));
-  await Worker.runReplayHistory({ workflowsPath: path.resolve(__dirname, '..', 'workflows') }, history);
+  await replayOnTodaysCode(history);
 });

@@ -31,7 +31,7 @@ import {
   type LifecycleSettings,
 } from '../workflows/definitions';
 import { slotGrantedSignal } from '../workflows/definitions';
-import { consistently, waitFor } from './helpers';
+import { consistently, replayOnTodaysCode, waitFor } from './helpers';
 
 // The build workflow's timers (init timeout, cleanup backoff) on Temporal's time-skipping test
 // server, with stubbed activities: hours of workflow time pass in seconds, and nothing touches
@@ -455,12 +455,7 @@ function commandAnswer(handle: BuildHandle, command: BuildCommand): Promise<stri
 
 /** Replays each of `runs` on today's workflow code (the paths they took are deterministic). */
 async function replayEachRun(runs: HistoryEvent[][], replayName: string): Promise<void> {
-  for (const events of runs) {
-    await Worker.runReplayHistory(
-      { workflowsPath: path.resolve(__dirname, '..', 'workflows'), replayName },
-      temporal.api.history.v1.History.create({ events }),
-    );
-  }
+  for (const events of runs) await replayOnTodaysCode({ events }, replayName);
 }
 
 /** Every run of `handle`'s workflow, first to last, following its continue-as-new chain. */

@@ -10,9 +10,8 @@ import type { BuildRef, BuildStatus } from '../common/types';
 import type { EvictionLimits } from '../common/eviction';
 import type { evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
-import { workflowsPath } from '../worker/bundle';
 import { useStack } from './api-server';
-import { SHA, testConfig, waitFor, untilBuildStatus } from './helpers';
+import { replayOnTodaysCode, SHA, testConfig, waitFor, untilBuildStatus } from './helpers';
 
 // Builds started by a released version's worker go on living under today's: stopped, started,
 // initialized and undeployed by the new code (SPEC §9, README "Upgrading"). Each release's
@@ -94,7 +93,7 @@ describe.each(RELEASES)('builds started by release $version', ({ version, commit
     const history = await stack.temporal.client.workflow
       .getHandle(`eviction-released-${version}`)
       .fetchHistory();
-    await Worker.runReplayHistory({ workflowsPath, replayName: `eviction of ${version}` }, history);
+    await replayOnTodaysCode(history, `eviction of ${version}`);
 
     await stack.temporal.startWorker();
     await stack.cluster.finishJob(initializing!.name, 'initialize', true);
