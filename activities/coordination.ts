@@ -2,7 +2,8 @@ import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import type { Config } from '../common/config';
 import { evict, type EvictionLimits, type EvictionPlan, type EvictionSource } from '../common/eviction';
-import { listBuildRows, runningBuildsQuery, searchAttributes } from '../common/search-attributes';
+import { listRunningBuilds } from '../common/build-list';
+import { runningBuildsQuery, searchAttributes } from '../common/search-attributes';
 import type { BuildSnapshot, BuildStatus } from '../common/types';
 import {
   buildWorkflowId,
@@ -65,7 +66,7 @@ export function createCoordinationActivities(config: Config) {
       const source: EvictionSource = {
         count: async (statuses) => (await client.workflow.count(withStatus(statuses))).count,
         async list(statuses) {
-          const builds = await listBuildRows(client, withStatus(statuses), () =>
+          const builds = await listRunningBuilds(client, config.taskQueue, { statuses }, () =>
             Context.current().heartbeat(),
           );
           return builds.map((build) => ({ ...build, last_error: null }));

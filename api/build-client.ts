@@ -11,8 +11,8 @@ import { captureRepoSettings, findRepoSettings, type Config } from '../common/co
 import { logger } from '../common/logger';
 import { withinDeadline } from './backend';
 import { capBuildsOfRef } from './per-ref-cap';
+import { listRunningBuilds, listNewestRows, type BuildFilter } from '../common/build-list';
 import {
-  listBuildRows,
   buildSearchAttributes,
   buildWorkflowsQuery,
   runningBuildsQuery,
@@ -25,7 +25,6 @@ import {
   type BuildRef,
   type BuildRepoSettings,
   type BuildSnapshot,
-  type BuildStatus,
   type CommitInfo,
 } from '../common/types';
 import {
@@ -194,56 +193,18 @@ export async function getBuildState(client: Client, name: string): Promise<Build
   return client.workflow.getHandle(buildWorkflowId(name)).query(buildStateQuery);
 }
 
-/** runboat's filters: `branch` means builds of that branch itself, not of its PRs. */
-export interface BuildFilter {
-  repo?: string;
-  target_branch?: string;
-  branch?: string;
-  pr?: number;
-  status?: BuildStatus;
-  name?: string;
-}
-
-export type { ListedBuild };
-
-/** Whether `build` passes `filter`: what `listBuilds` asks visibility, for a build in hand. */
-export function matches(filter: BuildFilter, build: ListedBuild): boolean {
-  const { repo, target_branch, pr } = build.commit;
-  return (
-    (!filter.repo || repo === filter.repo.toLowerCase()) &&
-    (!filter.target_branch || target_branch === filter.target_branch) &&
-    (!filter.branch || (target_branch === filter.branch && pr === null)) &&
-    (filter.pr === undefined || pr === filter.pr) &&
-    (!filter.status || build.status === filter.status) &&
-    (!filter.name || build.name === filter.name)
-  );
-}
+export type { BuildFilter, ListedBuild };
 
 /**
  * Running build workflows of this deployment's task queue that match `filter`, in runboat's
  * ascending order (see `runboatOrder`), the order of `/build-events`' first events.
- * Filter values are validated by the caller; they are quoted here all the same.
  */
 export async function listBuilds(
   client: Client,
   config: Config,
   filter: BuildFilter = {},
 ): Promise<ListedBuild[]> {
-  const clauses = [runningBuildsQuery(config.taskQueue)];
-  if (filter.repo)
-    clauses.push(`${searchAttributes.repo.name} = ${visibilityString(filter.repo.toLowerCase())}`);
-  if (filter.target_branch)
-    clauses.push(`${searchAttributes.targetBranch.name} = ${visibilityString(filter.target_branch)}`);
-  if (filter.branch) {
-    clauses.push(
-      `${searchAttributes.targetBranch.name} = ${visibilityString(filter.branch)}`,
-      `${searchAttributes.pr.name} IS NULL`,
-    );
-  }
-  if (filter.pr !== undefined) clauses.push(`${searchAttributes.pr.name} = ${filter.pr}`);
-  if (filter.status) clauses.push(`${searchAttributes.status.name} = ${visibilityString(filter.status)}`);
-  if (filter.name) clauses.push(`${searchAttributes.name.name} = ${visibilityString(filter.name)}`);
-  return runboatOrder(await listBuildRows(client, clauses.join(' AND ')), 'asc');
+  return runboatOrder(await listRunningBuilds(client, config.taskQueue, filter), 'asc');
 }
 
 /**
@@ -257,11 +218,11 @@ export async function listBuildChanges(
   since: Date,
 ): Promise<{ changed: ListedBuild[]; ended: ListedBuild[] }> {
   const [changed, ended] = await Promise.all([
-    listBuildRows(
+    listNewestRows(
       client,
       `${runningBuildsQuery(config.taskQueue)} AND ${searchAttributes.updated.name} >= ${since.getTime()}`,
     ),
-    listBuildRows(
+    listNewestRows(
       client,
       `${buildWorkflowsQuery(config.taskQueue)} AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew' AND CloseTime >= ${visibilityString(since.toISOString())}`,
     ),

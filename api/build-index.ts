@@ -2,7 +2,8 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import { BUILD_STATUSES, type BuildStatus, type InitStatus } from '../common/types';
-import { listBuilds, matches, runboatOrder, type BuildFilter, type ListedBuild } from './build-client';
+import { matches, type BuildFilter } from '../common/build-list';
+import { listBuilds, runboatOrder, type ListedBuild } from './build-client';
 import { ChangeFeed } from './change-feed';
 import { HttpError } from './errors';
 

@@ -3,7 +3,8 @@ import type { Response } from 'express';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import type { Bounded } from './backend';
-import { matches, type BuildFilter, type ListedBuild } from './build-client';
+import { matches, type BuildFilter } from '../common/build-list';
+import type { ListedBuild } from './build-client';
 import type { BuildIndex } from './build-index';
 import { CHANGE_FEED_LOOKBACK_MS, ChangeFeed } from './change-feed';
 import { HttpError } from './errors';
@@ -26,7 +27,7 @@ export const BUILD_EVENTS_POLL_INTERVAL_MS = 400;
 const KEEPALIVE_MS = 15_000;
 const STREAMS_FULL_RETRY_AFTER_SECONDS = 30;
 
-export type EventFilter = Omit<BuildFilter, 'status'>;
+export type EventFilter = Omit<BuildFilter, 'status' | 'statuses' | 'slug'>;
 
 interface Subscriber {
   filter: EventFilter;

@@ -2,7 +2,7 @@ import type { Client } from '@temporalio/client';
 import type { RequestHandler } from 'express';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
-import { buildWorkflowsQuery, searchAttributes } from '../common/search-attributes';
+import { listRunningBuilds } from '../common/build-list';
 import { serveLivePage } from './live-page';
 import type { Bounded } from './backend';
 import type { Visits } from './visits';
@@ -36,29 +36,13 @@ export function slugOfHost(config: Config, host: string): string | undefined {
   return match && match[3] === domain ? match[1] : undefined;
 }
 
-/**
- * The running build whose slug is `slug`, by a visibility query on RunboatSlug. A build that
- * continues as new (as it does when it comes to rest) has, for a moment, no running row: the
- * row of its previous run, closed as ContinuedAsNew, still names it, and its workflow's latest
- * run says whether it runs.
- */
+/** The running build whose slug is `slug` (a build continuing as new included). */
 export async function buildNameBySlug(
   client: Client,
   config: Config,
   slug: string,
 ): Promise<string | undefined> {
-  // The slug is [a-z0-9-] (checked by slugOfHost).
-  const query =
-    `${buildWorkflowsQuery(config.taskQueue)} AND ${searchAttributes.slug.name} = '${slug}'` +
-    ` AND (ExecutionStatus = 'Running' OR ExecutionStatus = 'ContinuedAsNew')`;
-  for await (const workflow of client.workflow.list({ query, pageSize: 1 })) {
-    const name = workflow.typedSearchAttributes.get(searchAttributes.name);
-    if (!name) continue;
-    if (workflow.status.name === 'RUNNING') return name;
-    const latest = await client.workflow.getHandle(workflow.workflowId).describe();
-    return latest.status.name === 'RUNNING' ? name : undefined;
-  }
-  return undefined;
+  return (await listRunningBuilds(client, config.taskQueue, { slug }))[0]?.name;
 }
 
 export function wakeHandler(deps: WakeDependencies): RequestHandler {

@@ -1,4 +1,3 @@
-import type { Client } from '@temporalio/client';
 import {
   defineSearchAttributeKey,
   SearchAttributeType,
@@ -116,25 +115,4 @@ export function buildFromSearchAttributes(attributes: TypedSearchAttributes): Li
     created: created.toISOString(),
     last_scaled: attributes.get(searchAttributes.lastScaled)?.toISOString() ?? null,
   };
-}
-
-/**
- * The builds of the workflows `query` lists, one per build (`onRow` is called for each row). A
- * build continuing as new (as it does at rest) has two running rows until visibility records
- * the old run's close: the newer run is the build.
- */
-export async function listBuildRows(
-  client: Client,
-  query: string,
-  onRow?: () => void,
-): Promise<ListedBuild[]> {
-  const newest = new Map<string, { started: number; build: ListedBuild }>();
-  for await (const workflow of client.workflow.list({ query })) {
-    onRow?.();
-    const build = buildFromSearchAttributes(workflow.typedSearchAttributes);
-    const started = workflow.startTime.getTime();
-    if (build && !(started < (newest.get(build.name)?.started ?? -Infinity)))
-      newest.set(build.name, { started, build });
-  }
-  return [...newest.values()].map(({ build }) => build);
 }

@@ -1,0 +1,119 @@
+import type { Client } from '@temporalio/client';
+import {
+  buildFromSearchAttributes,
+  buildWorkflowsQuery,
+  searchAttributes,
+  visibilityString,
+  type ListedBuild,
+} from './search-attributes';
+import type { BuildStatus } from './types';
+
+/**
+ * Which builds to list. runboat's filters (`branch` means builds of that branch itself, not of
+ * its PRs), plus what eviction (`statuses`) and wake on visit (`slug`) look builds up by.
+ */
+export interface BuildFilter {
+  repo?: string;
+  target_branch?: string;
+  branch?: string;
+  pr?: number;
+  status?: BuildStatus;
+  statuses?: readonly BuildStatus[];
+  name?: string;
+  slug?: string;
+}
+
+/** Whether `build` passes `filter`: what `listRunningBuilds` asks visibility, for a build in hand. */
+export function matches(filter: BuildFilter, build: ListedBuild): boolean {
+  const { repo, target_branch, pr } = build.commit;
+  return (
+    (!filter.repo || repo === filter.repo.toLowerCase()) &&
+    (!filter.target_branch || target_branch === filter.target_branch) &&
+    (!filter.branch || (target_branch === filter.branch && pr === null)) &&
+    (filter.pr === undefined || pr === filter.pr) &&
+    (!filter.status || build.status === filter.status) &&
+    (!filter.statuses || filter.statuses.includes(build.status)) &&
+    (!filter.name || build.name === filter.name) &&
+    (!filter.slug || build.slug === filter.slug)
+  );
+}
+
+/**
+ * `filter` as visibility clauses: `fixed` on what a build keeps for life (the same in every run
+ * of its workflow), `changing` on its status. Values are validated by callers; quoted all the same.
+ */
+function filterClauses(filter: BuildFilter): { fixed: string[]; changing: string[] } {
+  const { name, slug, repo, targetBranch, pr, status } = searchAttributes;
+  const fixed: string[] = [];
+  if (filter.repo) fixed.push(`${repo.name} = ${visibilityString(filter.repo.toLowerCase())}`);
+  if (filter.target_branch) fixed.push(`${targetBranch.name} = ${visibilityString(filter.target_branch)}`);
+  if (filter.branch)
+    fixed.push(`${targetBranch.name} = ${visibilityString(filter.branch)}`, `${pr.name} IS NULL`);
+  if (filter.pr !== undefined) fixed.push(`${pr.name} = ${Math.trunc(filter.pr)}`);
+  if (filter.name) fixed.push(`${name.name} = ${visibilityString(filter.name)}`);
+  if (filter.slug) fixed.push(`${slug.name} = ${visibilityString(filter.slug)}`);
+  const changing: string[] = [];
+  if (filter.status) changing.push(`${status.name} = ${visibilityString(filter.status)}`);
+  if (filter.statuses)
+    changing.push(`${status.name} IN (${filter.statuses.map((s) => visibilityString(s)).join(', ')})`);
+  return { fixed, changing };
+}
+
+/**
+ * How long a build's runs may take to show in visibility as they are: a run that continued as
+ * new is listed as closed before (or after) the run that goes on is listed as running.
+ */
+export const CONTINUE_AS_NEW_RECORDING_MS = 60_000;
+
+/**
+ * The running builds of `taskQueue` that match `filter`, one per build (`onRow` is called for
+ * each visibility row read).
+ *
+ * A build continuing as new (as it does at rest) is, for a moment, two rows in visibility: its
+ * old run closed as ContinuedAsNew, or still running, and its new run, running or not recorded
+ * yet. It is listed once, as its newest recorded run has it, and listed all the same when that
+ * run is the one that continued as new. So rows closed or started within the last minute are
+ * read too, whatever their status: the newest run of a build decides, not the newest run that
+ * matches (a build started since it continued as new is not `stopped` any more).
+ */
+export async function listRunningBuilds(
+  client: Client,
+  taskQueue: string,
+  filter: BuildFilter = {},
+  onRow?: () => void,
+): Promise<ListedBuild[]> {
+  const { fixed, changing } = filterClauses(filter);
+  const since = visibilityString(new Date(Date.now() - CONTINUE_AS_NEW_RECORDING_MS).toISOString());
+  const running = ["ExecutionStatus = 'Running'", ...changing].join(' AND ');
+  const query = [
+    buildWorkflowsQuery(taskQueue),
+    ...fixed,
+    `((${running}) OR StartTime >= ${since} OR CloseTime >= ${since})`,
+  ].join(' AND ');
+  const live = new Set(['RUNNING', 'CONTINUED_AS_NEW']);
+  return (await newestRunPerBuild(client, query, onRow))
+    .filter(({ status, build }) => live.has(status) && matches(filter, build))
+    .map(({ build }) => build);
+}
+
+/** The builds of the workflows `query` lists, one per build, as its newest listed run has it. */
+export async function listNewestRows(client: Client, query: string): Promise<ListedBuild[]> {
+  return (await newestRunPerBuild(client, query)).map(({ build }) => build);
+}
+
+/** Each build `query` lists, as its newest listed run (by start time) has it, with that run's status. */
+async function newestRunPerBuild(
+  client: Client,
+  query: string,
+  onRow?: () => void,
+): Promise<{ build: ListedBuild; status: string; started: number }[]> {
+  const newest = new Map<string, { build: ListedBuild; status: string; started: number }>();
+  for await (const workflow of client.workflow.list({ query })) {
+    onRow?.();
+    const build = buildFromSearchAttributes(workflow.typedSearchAttributes);
+    const started = workflow.startTime.getTime();
+    if (build && !(started < (newest.get(build.name)?.started ?? -Infinity)))
+      newest.set(build.name, { build, status: workflow.status.name, started });
+  }
+  return [...newest.values()];
+}
