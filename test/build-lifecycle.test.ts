@@ -6,7 +6,8 @@ import type { BuildStatus, CommitInfo } from '../common/types';
 import { useStack } from './api-server';
 import {
   DEFAULT_DEPLOYMENT_OBJECTS,
-  replayAndRecord,
+  replayAndRecordRuns,
+  runHistories,
   SHA,
   testConfig,
   waitFor,
@@ -32,6 +33,8 @@ const statusOf = (name: string, status: BuildStatus) => untilBuildStatus(stack.t
 describe('a build', () => {
   it('is deployed idle with the kubefiles contract, initialized, started, stopped and undeployed', async () => {
     const build = await startBuild(stack.temporal.client, config, commit('a', 42));
+    const handle = stack.temporal.client.workflow.getHandle(buildWorkflowId(build.name));
+    const firstRunId = (await handle.describe()).runId;
 
     const deployment = await waitFor('the Deployment', () => cluster.deployment(build.name));
     expect(deployment.spec?.replicas).toBe(0);
@@ -82,14 +85,16 @@ describe('a build', () => {
     await sendBuildCommand(stack.temporal.client, build.name, 'undeploy');
     await statusOf(build.name, 'undeploying');
     await cluster.finishJob(build.name, 'cleanup', true);
-    const handle = stack.temporal.client.workflow.getHandle(buildWorkflowId(build.name));
     await handle.result();
     expect(await cluster.builds.listBuildObjects(build.name)).toEqual([]);
 
-    // The whole life replays deterministically, and is a release's fixture (replayAndRecord).
-    const history = await handle.fetchHistory();
-    expect(historyWaste(history.events ?? [])).toEqual({ patchMarkers: 1, upsertsChangingNothing: 0 });
-    await replayAndRecord('build-full-lifecycle.json', history);
+    // The whole life replays deterministically, and is a release's fixtures (replayAndRecord):
+    // the run that came to rest when the build stopped, and the run that took it from there.
+    const runs = await runHistories(stack.temporal.client.workflow, handle.workflowId, firstRunId);
+    expect(runs).toHaveLength(2);
+    for (const events of runs)
+      expect(historyWaste(events)).toEqual({ patchMarkers: 1, upsertsChangingNothing: 0 });
+    await replayAndRecordRuns('build-full-lifecycle', runs);
   });
 
   it('stays stopped at 0 replicas when its init job fails', async () => {

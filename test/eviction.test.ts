@@ -5,7 +5,7 @@ import { ensureEvictionSchedule } from '../worker/schedule';
 import type { evictionWorkflow } from '../workflows';
 import { buildWorkflowId, evictionScheduleId } from '../workflows/definitions';
 import { useStack } from './api-server';
-import { replayAndRecord, SHA, testConfig, waitFor } from './helpers';
+import { replayAndRecord, replayAndRecordRuns, runHistories, SHA, testConfig, waitFor } from './helpers';
 
 // Eight builds on two branches and a PR, all started; max_running=2, max_deployed=4.
 
@@ -49,6 +49,9 @@ describe('eviction', () => {
     const builds: Record<string, BuildRef> = {};
     for (const [key, c] of Object.entries(created))
       builds[key] = await startBuild(stack.temporal.client, config, c);
+    const { workflow } = stack.temporal.client;
+    const b1 = buildWorkflowId(builds.b1.name);
+    const b1FirstRun = (await workflow.getHandle(b1).describe()).runId;
     const status = async (key: string) =>
       (await getBuildState(stack.temporal.client, builds[key].name)).status;
     const reach = (key: string, wanted: BuildStatus) =>
@@ -78,9 +81,8 @@ describe('eviction', () => {
 
     // A build stopped and undeployed by an order, and the run that gave it: both replay, and are
     // a release's fixtures (replayAndRecord).
-    const handle = (id: string) => stack.temporal.client.workflow.getHandle(id);
-    await replayAndRecord('build-evicted.json', await handle(buildWorkflowId(builds.b1.name)).fetchHistory());
-    await replayAndRecord('eviction-run.json', await handle(firstRun).fetchHistory());
+    await replayAndRecordRuns('build-evicted', await runHistories(workflow, b1, b1FirstRun));
+    await replayAndRecord('eviction-run.json', await workflow.getHandle(firstRun).fetchHistory());
   });
 
   it('is run by a schedule that the worker creates idempotently, overlap SKIP', async () => {

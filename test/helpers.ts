@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, type V1Job } from '@kubernetes/client-node';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowClient } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
@@ -387,6 +387,22 @@ export async function replayOnTodaysCode(
   );
 }
 
+/** Every run of workflow `workflowId` from `firstRunId` on, first to last, following its continue-as-new chain. */
+export async function runHistories(
+  client: WorkflowClient,
+  workflowId: string,
+  firstRunId: string,
+): Promise<temporal.api.history.v1.IHistoryEvent[][]> {
+  const runs: temporal.api.history.v1.IHistoryEvent[][] = [];
+  for (let runId: string | null | undefined = firstRunId; runId;) {
+    const events: temporal.api.history.v1.IHistoryEvent[] =
+      (await client.getHandle(workflowId, runId).fetchHistory()).events ?? [];
+    runs.push(events);
+    runId = events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId;
+  }
+  return runs;
+}
+
 /**
  * Replays `history` on today's workflow code. With RUNBOAT_RECORD_HISTORIES=<version>, run from
  * a release's commit, also keeps it as that release's fixture `file`, which test/replay.test.ts
@@ -403,4 +419,16 @@ export async function replayAndRecord(
   const dir = path.join(__dirname, 'fixtures', 'histories', version);
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, file), historyToJSON(history), { flag: 'wx' });
+}
+
+/**
+ * `replayAndRecord` for each run of a workflow: `<name>.json` for a single run, else
+ * `<name>-run<N>.json`, numbered from 1, first to last.
+ */
+export async function replayAndRecordRuns(
+  name: string,
+  runs: temporal.api.history.v1.IHistoryEvent[][],
+): Promise<void> {
+  for (const [index, events] of runs.entries())
+    await replayAndRecord(runs.length === 1 ? `${name}.json` : `${name}-run${index + 1}.json`, { events });
 }

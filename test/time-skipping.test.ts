@@ -31,7 +31,7 @@ import {
   type LifecycleSettings,
 } from '../workflows/definitions';
 import { slotGrantedSignal } from '../workflows/definitions';
-import { consistently, replayOnTodaysCode, waitFor } from './helpers';
+import { consistently, replayOnTodaysCode, runHistories, waitFor } from './helpers';
 
 // The build workflow's timers (init timeout, cleanup backoff) on Temporal's time-skipping test
 // server, with stubbed activities: hours of workflow time pass in seconds, and nothing touches
@@ -185,7 +185,7 @@ async function untilStatus(handle: WorkflowHandle, status: BuildSnapshot['status
 
 /** Every event of the build's life: its runs' histories, first to last (it continues at rest). */
 async function history(handle: BuildHandle): Promise<HistoryEvent[]> {
-  return (await runHistories(handle, handle.firstExecutionRunId)).flat();
+  return (await runHistories(handle.client, handle.workflowId, handle.firstExecutionRunId)).flat();
 }
 
 const timerSeconds = (event: HistoryEvent) =>
@@ -458,18 +458,6 @@ async function replayEachRun(runs: HistoryEvent[][], replayName: string): Promis
   for (const events of runs) await replayOnTodaysCode({ events }, replayName);
 }
 
-/** Every run of `handle`'s workflow, first to last, following its continue-as-new chain. */
-async function runHistories(handle: WorkflowHandle, firstRunId: string): Promise<HistoryEvent[][]> {
-  const runs: HistoryEvent[][] = [];
-  for (let runId: string | null | undefined = firstRunId; runId;) {
-    const events: HistoryEvent[] =
-      (await handle.client.getHandle(handle.workflowId, runId).fetchHistory()).events ?? [];
-    runs.push(events);
-    runId = events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId;
-  }
-  return runs;
-}
-
 it('continues as new while waiting for its init job under a flood of signals, holding one job and its slot', async () => {
   let finishInit!: () => void;
   const initFinished = new Promise<void>((resolve) => (finishInit = resolve));
@@ -492,7 +480,7 @@ it('continues as new while waiting for its init job under a flood of signals, ho
       finishInit();
       await untilStatus(handle, 'started');
 
-      const runs = await runHistories(handle, firstRunId);
+      const runs = await runHistories(handle.client, handle.workflowId, firstRunId);
       const lengths = runs.map((events) => events.length);
       expect(runs.length).toBeGreaterThan(2);
       // A run ends at the first workflow task past the limit; that task takes what signals
@@ -535,7 +523,7 @@ it('continues as new once stopped, so that its next command replays a few events
       return runId !== firstRunId && (await state(handle)).status === 'stopped' && runId;
     });
     const atRest = await state(handle);
-    const [lifeRun, restRun] = await runHistories(handle, firstRunId);
+    const [lifeRun, restRun] = await runHistories(handle.client, handle.workflowId, firstRunId);
     expect(lifeRun.length).toBeGreaterThan(20);
     // Started (with the state), a workflow task, the patch's marker and its upsert.
     expect(restRun.length, restRun.map((e) => EventType[e.eventType ?? 0]).join(', ')).toBeLessThanOrEqual(8);
@@ -554,7 +542,7 @@ it('continues as new once stopped, so that its next command replays a few events
       const { runId } = await handle.describe();
       return runId !== secondRunId && (await state(handle)).status === 'stopped';
     });
-    const runs = await runHistories(handle, firstRunId);
+    const runs = await runHistories(handle.client, handle.workflowId, firstRunId);
     expect(runs).toHaveLength(3);
     expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1, 0, 1, 0]);
     expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'deployment')).toHaveLength(1);
@@ -634,7 +622,7 @@ it('continues as new while its cleanup job keeps failing, going on with the back
     await handle.signal(undeploySignal);
     await handle.result();
 
-    const runs = await runHistories(handle, firstRunId);
+    const runs = await runHistories(handle.client, handle.workflowId, firstRunId);
     const input = (events: HistoryEvent[]) =>
       Buffer.from(
         events[0].workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data ?? [],
