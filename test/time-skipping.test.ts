@@ -7,7 +7,13 @@ import {
   type WorkflowHandle,
   type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
-import { ApplicationFailure, CancelledFailure, SearchAttributeType } from '@temporalio/common';
+import {
+  ApplicationFailure,
+  CancelledFailure,
+  SearchAttributeType,
+  type Payload,
+  type PayloadCodec,
+} from '@temporalio/common';
 import { tsToMs } from '@temporalio/common/lib/time';
 import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -28,6 +34,7 @@ import {
   stopSignal,
   undeploySignal,
   visitedSignal,
+  type BuildWorkflowInput,
   type LifecycleSettings,
 } from '../workflows/definitions';
 import { slotGrantedSignal } from '../workflows/definitions';
@@ -133,13 +140,14 @@ async function withBuild(
   settings: LifecycleSettings,
   test: (handle: BuildHandle) => Promise<void>,
   on: 'time-skipping' | 'dev-server' = 'time-skipping',
+  payloadCodecs: PayloadCodec[] = [],
 ): Promise<void> {
   const server =
     on === 'dev-server'
       ? await TestWorkflowEnvironment.createFromExistingServer({ address: inject('temporalAddress') })
       : env;
   try {
-    await runBuild(server, activities, settings, test);
+    await runBuild(server, activities, settings, test, payloadCodecs);
   } finally {
     if (server !== env) await server.teardown();
   }
@@ -150,6 +158,7 @@ async function runBuild(
   activities: Stubs,
   settings: LifecycleSettings,
   test: (handle: BuildHandle) => Promise<void>,
+  payloadCodecs: PayloadCodec[],
 ): Promise<void> {
   const taskQueue = `time-skipping-${randomBytes(4).toString('hex')}`;
   const worker = await Worker.create({
@@ -159,6 +168,7 @@ async function runBuild(
     activities,
     // Heartbeats (and the cancellations they bring back) flow at once, not every 24 s.
     maxHeartbeatThrottleInterval: '100 milliseconds',
+    dataConverter: { payloadCodecs },
   });
   await worker.runUntil(async () => {
     const handle = await env.client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
@@ -584,6 +594,61 @@ it('takes or refuses every command sent as a build comes to rest and continues a
       expect(replicas).toEqual(Array.from({ length: replicas.length }, (_, i) => (i % 2 === 0 ? 1 : 0)));
     },
     'dev-server',
+  );
+});
+
+it('takes a start signalled while its run continues as new at rest, with no task timing out', async () => {
+  const activities = stubActivities();
+  let build: BuildHandle | undefined;
+  let signalled = false;
+  /** The input of a run continued at rest: `resume` with the build stopped. */
+  const continuesAtRest = (payload: Payload) => {
+    try {
+      const input = JSON.parse(Buffer.from(payload.data ?? []).toString()) as BuildWorkflowInput;
+      return input.resume?.state.status === 'stopped';
+    } catch {
+      return false;
+    }
+  };
+  // The worker encodes a workflow task's commands before it completes the task: holding the
+  // encoding of the continue-as-new's input until a start signal is in the history makes that
+  // signal meet the continue-as-new, every time.
+  const holdContinueAtRest: PayloadCodec = {
+    async encode(payloads) {
+      if (build && !signalled && payloads.some(continuesAtRest)) {
+        signalled = true;
+        await build.signal(startSignal);
+      }
+      return payloads;
+    },
+    async decode(payloads) {
+      return payloads;
+    },
+  };
+  await withBuild(
+    activities,
+    defaults,
+    async (handle) => {
+      build = handle;
+      await untilStatus(handle, 'started');
+      await handle.executeUpdate(commandUpdate, { args: ['stop'] });
+      await waitFor('the start signalled as the run continues', async () => signalled);
+      await untilStatus(handle, 'started');
+      const runs = await runHistories(handle.client, handle.workflowId, handle.firstExecutionRunId);
+      const events = runs.flat();
+      // The server refused the task's continue-as-new for the signal it had not seen, and
+      // scheduled the next task at once: the build took the start in the same run.
+      const failed = events.filter((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED);
+      expect(failed.map((e) => e.workflowTaskFailedEventAttributes?.cause)).toEqual([
+        temporal.api.enums.v1.WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND,
+      ]);
+      expect(runs).toHaveLength(1);
+      expect(events.filter((e) => e.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT)).toEqual([]);
+      expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1, 0, 1]);
+      await replayEachRun(runs, 'signal meets continue-as-new');
+    },
+    'dev-server',
+    [holdContinueAtRest],
   );
 });
 
