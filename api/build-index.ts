@@ -29,7 +29,9 @@ import { HttpError } from './errors';
 //
 // Staleness bound: an answer reflects visibility as of the request's arrival or later, the
 // bound of any visibility query (its own lag aside), so API processes, each with its own index,
-// agree as their lists do; and a page that refreshes on a `/build-events` change sees it.
+// agree as their lists do; and a page that refreshes on a `/build-events` change sees it. A
+// change that visibility recorded more than 5 s after its stamp (see `ChangeFeed`) shows up to
+// 10 s later than that.
 // Decisions (eviction, init slots) never read it: the worker counts and queries builds itself.
 
 /**

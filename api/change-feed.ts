@@ -7,12 +7,20 @@ import { listBuildChanges, type ListedBuild } from './build-client';
 // not the builds deployed (7,000 at OCA).
 
 /**
- * How far before its last successful read a read looks: a change is stamped with its workflow
- * task's start (on the Temporal server's clock) and becomes visible when the task completes,
- * up to a task timeout (10 s) later, plus visibility's lag and clock skew between machines.
- * Readers take changes seen twice as one, so the overlap costs only a few rows.
+ * How far before its last successful read a deep read looks: a change is stamped with its
+ * workflow task's start (on the Temporal server's clock) and becomes visible when the task
+ * completes, up to a task timeout (10 s) later, plus visibility's lag and clock skew between
+ * machines. Readers take changes seen twice as one.
  */
 export const CHANGE_FEED_LOOKBACK_MS = 60_000;
+/**
+ * Most changes are visible within a second of their stamp, so most reads look back only a
+ * twelfth of the lookback (5 s): a read after a mass eviction would otherwise list again every
+ * build ended in the last minute (250 rows, ~150 ms, for each request of the API). A deep read,
+ * at most every sixth of the lookback (10 s), lists the changes visibility recorded late.
+ */
+const RECENT_SHARE = 12;
+const DEEP_READ_SHARE = 6;
 
 export interface BuildChanges {
   /** Running builds whose listed fields changed. */
@@ -24,14 +32,17 @@ export interface BuildChanges {
 export class ChangeFeed {
   /** When the last successful read (or the feed's start) began, on this process's clock. */
   private from: number;
+  /** When the last successful deep read began. */
+  private deepReadAt = -Infinity;
 
   constructor(
     private readonly client: Client,
     private readonly config: Config,
     readonly lookbackMs = CHANGE_FEED_LOOKBACK_MS,
-    from = Date.now(),
+    from?: number,
+    private readonly now: () => number = Date.now,
   ) {
-    this.from = from;
+    this.from = from ?? now();
   }
 
   /** When the last successful read began: what it returned is as of then. */
@@ -40,22 +51,27 @@ export class ChangeFeed {
   }
 
   /** Starts over at `at`: the next read lists the changes since then (and the lookback). */
-  restart(at = Date.now()): void {
+  restart(at = this.now()): void {
     this.from = at;
+    this.deepReadAt = -Infinity;
   }
 
   /**
    * The changes since the last successful read, however long ago: a read that fails moves
-   * nothing, so the next one covers its window and nothing is lost to an outage.
+   * nothing, so the next one covers its window and nothing is lost to an outage. Changes that
+   * visibility recorded late come with the next deep read, at most a sixth of the lookback later.
    */
   async read(): Promise<BuildChanges> {
-    const began = Date.now();
+    const began = this.now();
+    const deep = began - this.deepReadAt >= this.lookbackMs / DEEP_READ_SHARE;
+    const lookback = deep ? this.lookbackMs : this.lookbackMs / RECENT_SHARE;
     const { changed, ended } = await listBuildChanges(
       this.client,
       this.config,
-      new Date(this.from - this.lookbackMs),
+      new Date(this.from - lookback),
     );
     this.from = began;
+    if (deep) this.deepReadAt = began;
     // An ended run whose build runs again (redeployed under the same name) is no deletion.
     const running = new Set(changed.map((build) => build.name));
     return { changed, gone: ended.filter((build) => !running.has(build.name)) };
