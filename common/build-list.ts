@@ -63,7 +63,7 @@ function filterClauses(filter: BuildFilter): { fixed: string[]; changing: string
  * How long a build's runs may take to show in visibility as they are: a run that continued as
  * new is listed as closed before (or after) the run that goes on is listed as running.
  */
-export const CONTINUE_AS_NEW_RECORDING_MS = 60_000;
+const CONTINUE_AS_NEW_RECORDING_MS = 60_000;
 
 /**
  * The running builds of `taskQueue` that match `filter`, one per build (`onRow` is called for
