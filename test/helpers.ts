@@ -15,7 +15,7 @@ import { loadConfig, type Config } from '../common/config';
 import type { BuildStatus } from '../common/types';
 import { binary } from '../scripts/paths';
 import { freePort, spawnService } from '../scripts/processes';
-import { createWorker } from '../worker/worker';
+import { createWorker, SLOW_SHUTDOWN_MS } from '../worker/worker';
 
 export const SHA = (char: string) => char.repeat(40);
 
@@ -221,8 +221,13 @@ export async function testTemporal(config: Config, cluster: TestCluster): Promis
       const stop = async () => {
         if (worker.getState() === 'RUNNING') worker.shutdown();
         // Says what a worker that takes long to shut down still holds (a wake-and-caps teardown
-        // once outlived its 180 s hook): its in-flight activations and activities.
-        const slow = setTimeout(() => console.warn('worker still shutting down', worker.getStatus()), 30_000);
+        // once outlived its 180 s hook): its in-flight activations and activities. One still
+        // draining at WORKER_TUNING.shutdownForceTime fails the teardown: an activity ignored its
+        // cancellation.
+        const slow = setTimeout(
+          () => console.warn('worker still shutting down', worker.getStatus()),
+          SLOW_SHUTDOWN_MS,
+        );
         try {
           await run;
         } finally {

@@ -7,6 +7,8 @@ export interface TcpProxy {
   readonly connections: number;
   /** Drops every connection and refuses new ones until `restore`. */
   cut(): void;
+  /** Accepts new connections and never answers on them: a backend that hangs. */
+  stall(): void;
   restore(): void;
   close(): Promise<void>;
 }
@@ -18,6 +20,7 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
   ];
   const sockets = new Set<net.Socket>();
   let open = true;
+  let stalled = false;
   let connections = 0;
   const server = net.createServer((client) => {
     if (!open) {
@@ -25,6 +28,12 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
       return;
     }
     connections++;
+    if (stalled) {
+      sockets.add(client);
+      client.on('close', () => sockets.delete(client));
+      client.on('error', () => undefined);
+      return;
+    }
     const upstream = net.connect(port, host);
     for (const socket of [client, upstream]) {
       sockets.add(socket);
@@ -45,8 +54,12 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
       open = false;
       for (const socket of sockets) socket.destroy();
     },
+    stall() {
+      stalled = true;
+    },
     restore() {
       open = true;
+      stalled = false;
     },
     async close() {
       for (const socket of sockets) socket.destroy();

@@ -7,7 +7,7 @@ import { logger } from '../common/logger';
 import { isTemporalUnreachable, waitToRetry } from '../common/retry';
 import { installRuntime } from './runtime';
 import { ensureEvictionSchedule, ensureOrphanSweepSchedule } from './schedule';
-import { createWorker } from './worker';
+import { createWorker, SLOW_SHUTDOWN_MS } from './worker';
 
 // The worker process: runs build workflows and their activities until SIGTERM/SIGINT, when
 // it stops polling and lets in-flight activities finish (the SDK's graceful shutdown).
@@ -101,7 +101,29 @@ async function runWorker(
     const worker = await createWorker(config, connection, cluster);
     logger.info({ taskQueue: config.taskQueue, namespace: config.buildNamespace }, 'worker started');
     polling();
-    await worker.run();
+    // Said while it drains, so that a shutdown that hangs says on what.
+    let slowTimer: NodeJS.Timeout | undefined;
+    const onStopping = () => {
+      slowTimer = setTimeout(
+        () => logger.warn({ status: worker.getStatus() }, 'worker still draining'),
+        SLOW_SHUTDOWN_MS,
+      );
+    };
+    stopping.addEventListener('abort', onStopping, { once: true });
+    try {
+      await worker.run();
+    } catch (error) {
+      // Forced past shutdownForceTime, the SDK's run ends in an error of its own (not always
+      // GracefulShutdownPeriodExpiredError): a shutdown asked for still ends the process.
+      if (!stopping.aborted) throw error;
+      logger.warn(
+        { err: (error as Error).message, status: worker.getStatus() },
+        'worker shutdown forced: activities left running',
+      );
+    } finally {
+      clearTimeout(slowTimer);
+      stopping.removeEventListener('abort', onStopping);
+    }
   } finally {
     await clientConnection?.close().catch(() => undefined);
     await connection.close().catch(() => undefined);

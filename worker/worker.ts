@@ -30,7 +30,15 @@ export const WORKER_TUNING = {
   // build's 15): a loaded worker that sent one late missed the timeout, and its activity was
   // retried elsewhere while it still ran (`npm run chaos`: no deploy ever completed).
   maxHeartbeatThrottleInterval: '3 seconds',
+  // A shutdown (SIGTERM) cancels running activities and waits for them; one that never ends
+  // would hold the worker in DRAINING for good (seen once in CI). Past this, the worker gives
+  // up (its activities are retried elsewhere after their heartbeat timeout), before
+  // Kubernetes' default 30 s grace period ends in a SIGKILL that would say nothing.
+  shutdownForceTime: '25 seconds',
 } as const;
+
+/** How long a shutdown may drain before the worker says what it still holds. */
+export const SLOW_SHUTDOWN_MS = 10_000;
 
 export async function createWorker(
   config: Config,
