@@ -1,4 +1,5 @@
 import https from 'node:https';
+import type { Duplex } from 'node:stream';
 import type { KubeConfig } from '@kubernetes/client-node';
 
 // @kubernetes/client-node 1.x gives every API call a new HTTPS agent, hence a new connection
@@ -19,15 +20,35 @@ const AGENT_KEY_OPTIONS = [
   'servername',
 ] as const;
 
-/** An idle connection is closed after this long (the agent's timeout applies to free sockets). */
-const IDLE_TIMEOUT_MS = 60_000;
+/**
+ * A connection silent this long is closed: idle, or waiting for an answer that is not coming (a
+ * kube-apiserver ends its own requests at 60 s, `--request-timeout`; past that, the connection
+ * or the server is gone without a word). The call then fails and its activity is retried; without
+ * it the call would wait for good, its activity heartbeating all the while.
+ */
+export const SOCKET_TIMEOUT_MS = 75_000;
+
+/** A keep-alive agent that closes a socket silent for its `timeout`, answer awaited or not. */
+class SilenceClosingAgent extends https.Agent {
+  createConnection(
+    options: https.RequestOptions,
+    callback?: (err: Error | null, stream: Duplex) => void,
+  ): Duplex | null | undefined {
+    const socket = super.createConnection(options, callback);
+    const timeoutMs = this.options.timeout;
+    socket?.on('timeout', () =>
+      socket.destroy(new Error(`kube-apiserver connection silent for ${timeoutMs} ms: closed`)),
+    );
+    return socket;
+  }
+}
 
 /**
  * `kubeConfig`, its API calls going over reused connections. Watches keep their own agents: the
  * client destroys a watch's sockets when it ends, which must not touch other calls'.
  */
-export function withKeepAlive(kubeConfig: KubeConfig): KubeConfig {
-  const agents = new KeptAliveAgent();
+export function withKeepAlive(kubeConfig: KubeConfig, socketTimeoutMs = SOCKET_TIMEOUT_MS): KubeConfig {
+  const agents = new KeptAliveAgent(socketTimeoutMs);
   const keepAlive = Object.create(kubeConfig) as KubeConfig;
   keepAlive.applySecurityAuthentication = async (context: Context) => {
     await kubeConfig.applySecurityAuthentication(context);
@@ -43,6 +64,8 @@ export function withKeepAlive(kubeConfig: KubeConfig): KubeConfig {
 class KeptAliveAgent {
   private shared?: { key: string; agent: https.Agent };
 
+  constructor(private readonly socketTimeoutMs: number) {}
+
   for(made: https.Agent): https.Agent {
     const options = made.options;
     const key = JSON.stringify(AGENT_KEY_OPTIONS.map((name) => String(options[name])));
@@ -50,7 +73,7 @@ class KeptAliveAgent {
       // First call, or rotated credentials: the old agent's connections close once idle.
       this.shared = {
         key,
-        agent: new https.Agent({ ...options, keepAlive: true, timeout: IDLE_TIMEOUT_MS }),
+        agent: new SilenceClosingAgent({ ...options, keepAlive: true, timeout: this.socketTimeoutMs }),
       };
     }
     return this.shared.agent;
@@ -70,19 +93,25 @@ export interface RawResponse {
  * Undefined for a cluster reached otherwise than over plain HTTPS (a proxy), which the
  * generated clients keep serving.
  */
-export function keptAliveRequests(kubeConfig: KubeConfig): KeptAliveRequests | undefined {
+export function keptAliveRequests(
+  kubeConfig: KubeConfig,
+  socketTimeoutMs = SOCKET_TIMEOUT_MS,
+): KeptAliveRequests | undefined {
   const cluster = kubeConfig.getCurrentCluster();
   if (!cluster?.server.startsWith('https://') || cluster.proxyUrl) return undefined;
-  return new KeptAliveRequests(kubeConfig, cluster.server);
+  return new KeptAliveRequests(kubeConfig, cluster.server, socketTimeoutMs);
 }
 
 export class KeptAliveRequests {
-  private readonly agents = new KeptAliveAgent();
+  private readonly agents: KeptAliveAgent;
 
   constructor(
     private readonly kubeConfig: KubeConfig,
     private readonly server: string,
-  ) {}
+    socketTimeoutMs = SOCKET_TIMEOUT_MS,
+  ) {
+    this.agents = new KeptAliveAgent(socketTimeoutMs);
+  }
 
   async send(method: string, path: string, body: string, contentType: string): Promise<RawResponse> {
     // Per call, as the generated clients do: a token file or exec credential may have rotated.

@@ -139,9 +139,11 @@ export class BuildCluster {
     kubeConfig: KubeConfig,
     readonly namespace: string,
     private readonly deploymentResourceTypes: readonly string[] = [],
+    /** How long a call may wait in silence (SOCKET_TIMEOUT_MS); tests shorten it. */
+    socketTimeoutMs?: number,
   ) {
-    const reused = withKeepAlive(kubeConfig);
-    this.requests = keptAliveRequests(kubeConfig);
+    const reused = withKeepAlive(kubeConfig, socketTimeoutMs);
+    this.requests = keptAliveRequests(kubeConfig, socketTimeoutMs);
     this.objects = KubernetesObjectApi.makeApiClient(reused);
     this.core = reused.makeApiClient(CoreV1Api);
     this.watcher = new Watch(kubeConfig);

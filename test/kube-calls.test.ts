@@ -9,21 +9,26 @@ import { startTcpProxy, type TcpProxy } from './tcp-proxy';
 // calls share kept-alive connections (common/kube-keep-alive.ts), and only objects the
 // server has not accepted before are dry-run, so that a broken set still creates nothing.
 
+/** The test cluster's kubeconfig, its server reached through `proxy`. */
+function proxiedKubeConfig(proxy: TcpProxy): KubeConfig {
+  const direct = kubeConfig();
+  const proxied = new KubeConfig();
+  proxied.loadFromOptions({
+    clusters: direct.clusters.map((c) => ({ ...c, server: `https://${proxy.address}` })),
+    users: direct.users,
+    contexts: direct.contexts,
+    currentContext: direct.currentContext,
+  });
+  return proxied;
+}
+
 describe('Kubernetes API calls over kept-alive connections', () => {
   let proxy: TcpProxy;
   let cluster: BuildCluster;
 
   beforeAll(async () => {
-    const direct = kubeConfig();
-    proxy = await startTcpProxy(new URL(direct.getCurrentCluster()!.server).host);
-    const proxied = new KubeConfig();
-    proxied.loadFromOptions({
-      clusters: direct.clusters.map((c) => ({ ...c, server: `https://${proxy.address}` })),
-      users: direct.users,
-      contexts: direct.contexts,
-      currentContext: direct.currentContext,
-    });
-    cluster = new BuildCluster(proxied, 'keep-alive');
+    proxy = await startTcpProxy(new URL(kubeConfig().getCurrentCluster()!.server).host);
+    cluster = new BuildCluster(proxiedKubeConfig(proxy), 'keep-alive');
   });
 
   afterAll(() => proxy.close());
@@ -66,6 +71,30 @@ describe('Kubernetes API calls over kept-alive connections', () => {
     );
     expect(listed).toEqual([]);
     expect(proxy.connections).toBeGreaterThan(before);
+  });
+});
+
+describe('a kube-apiserver that stops answering', () => {
+  let proxy: TcpProxy;
+  afterAll(() => proxy.close());
+
+  it('fails the calls that wait on it in silence, applies and lists alike', async () => {
+    proxy = await startTcpProxy(new URL(kubeConfig().getCurrentCluster()!.server).host);
+    const silenceMs = 1_000;
+    const cluster = new BuildCluster(proxiedKubeConfig(proxy), 'silence', [], silenceMs);
+    const configMap = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'silence', namespace: 'silence', labels: { 'runboat/build': 'silence' } },
+    } as KubernetesObject;
+    await new TestCluster('silence').createNamespace();
+    await cluster.apply([configMap]); // discovery and the object's path, while it answers
+    proxy.stall();
+    // A server-side apply (the raw kept-alive requests) and a list (the generated clients).
+    await expect(
+      cluster.apply([{ ...configMap, data: { changed: 'yes' } } as KubernetesObject]),
+    ).rejects.toThrow(/silent for 1000 ms/);
+    await expect(cluster.listBuildObjects('silence')).rejects.toThrow(/silent for 1000 ms/);
   });
 });
 

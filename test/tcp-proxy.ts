@@ -7,7 +7,7 @@ export interface TcpProxy {
   readonly connections: number;
   /** Drops every connection and refuses new ones until `restore`. */
   cut(): void;
-  /** Accepts new connections and never answers on them: a backend that hangs. */
+  /** Forwards nothing more, on open connections as on new ones, which it takes: a backend that hangs. */
   stall(): void;
   restore(): void;
   close(): Promise<void>;
@@ -19,6 +19,7 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
     Number(target.slice(target.lastIndexOf(':') + 1)),
   ];
   const sockets = new Set<net.Socket>();
+  const pairs = new Set<[net.Socket, net.Socket]>();
   let open = true;
   let stalled = false;
   let connections = 0;
@@ -41,6 +42,9 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
       socket.on('error', () => undefined);
     }
     client.pipe(upstream).pipe(client);
+    const pair: [net.Socket, net.Socket] = [client, upstream];
+    pairs.add(pair);
+    client.on('close', () => pairs.delete(pair));
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
@@ -56,6 +60,10 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
     },
     stall() {
       stalled = true;
+      for (const [client, upstream] of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+      }
     },
     restore() {
       open = true;
