@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { getBuildState, startBuild } from '../api/build-client';
+import { buildWorkflowId } from '../workflows/definitions';
 import {
   SHA,
   spawnWorkerProcess,
@@ -51,8 +52,13 @@ it('resumes waiting for the init job after the worker is killed', async () => {
     60_000,
   );
   const [initJob] = await cluster.jobs(build.name, 'initialize');
-  // Let the watch activity heartbeat its resourceVersion before the crash.
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  // The watch activity has heartbeated its resourceVersion before the crash.
+  const handle = temporal.client.workflow.getHandle(buildWorkflowId(build.name));
+  await waitFor('the watch heartbeated', async () =>
+    (await handle.describe()).raw.pendingActivities?.some(
+      (activity) => (activity.heartbeatDetails?.payloads?.length ?? 0) > 0,
+    ),
+  );
   first.kill('SIGKILL');
   await new Promise((resolve) => first.once('exit', resolve));
 
