@@ -16,6 +16,7 @@ import type { BuildStatus } from '../common/types';
 import { binary } from '../scripts/paths';
 import { freePort, spawnService } from '../scripts/processes';
 import { createWorker, SLOW_SHUTDOWN_MS } from '../worker/worker';
+import type { TcpProxy } from './tcp-proxy';
 
 export const SHA = (char: string) => char.repeat(40);
 
@@ -83,6 +84,19 @@ export function terminateWorkflowsAfterAll(temporal: { readonly client: Client }
         .catch(() => undefined);
     }
   });
+}
+
+/** The test cluster's kubeconfig, its server reached through `proxy`. */
+export function kubeConfigThrough(proxy: TcpProxy): KubeConfig {
+  const direct = kubeConfig();
+  const proxied = new KubeConfig();
+  proxied.loadFromOptions({
+    clusters: direct.clusters.map((c) => ({ ...c, server: `https://${proxy.address}` })),
+    users: direct.users,
+    contexts: direct.contexts,
+    currentContext: direct.currentContext,
+  });
+  return proxied;
 }
 
 export function kubeConfig(): KubeConfig {
@@ -221,9 +235,7 @@ export async function testTemporal(config: Config, cluster: TestCluster): Promis
       const stop = async () => {
         if (worker.getState() === 'RUNNING') worker.shutdown();
         // Says what a worker that takes long to shut down still holds (a wake-and-caps teardown
-        // once outlived its 180 s hook): its in-flight activations and activities. One still
-        // draining at WORKER_TUNING.shutdownForceTime fails the teardown: an activity ignored its
-        // cancellation.
+        // once outlived its 180 s hook): its in-flight activations and activities.
         const slow = setTimeout(
           () => console.warn('worker still shutting down', worker.getStatus()),
           SLOW_SHUTDOWN_MS,

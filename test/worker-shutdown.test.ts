@@ -2,13 +2,13 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import { temporal as proto } from '@temporalio/proto';
 import { expect, it } from 'vitest';
 import { startBuild } from '../api/build-client';
 import { buildWorkflowId } from '../workflows/definitions';
 import {
   kubeConfig,
+  kubeConfigThrough,
   SHA,
   spawnWorkerProcess,
   terminateWorkflowsAfterAll,
@@ -21,7 +21,7 @@ import { startTcpProxy } from './tcp-proxy';
 // A worker told to stop (SIGTERM) cancels its running activities and waits for them. One stuck
 // in a call that cannot be cancelled (here: a kube-apiserver that takes connections and never
 // answers) would hold it draining for good, until Kubernetes' SIGKILL, saying nothing. It says
-// what it still holds, gives up after WORKER_TUNING.shutdownForceTime, and exits.
+// what it still holds, gives up after PROCESS_SHUTDOWN_FORCE_TIME, and exits.
 
 const config = testConfig();
 const temporal = useTemporalClient(config);
@@ -29,18 +29,10 @@ const temporal = useTemporalClient(config);
 terminateWorkflowsAfterAll(temporal, config);
 
 it('exits on SIGTERM while an activity hangs on a kube-apiserver that never answers', async () => {
-  const direct = kubeConfig();
-  const proxy = await startTcpProxy(new URL(direct.getCurrentCluster()!.server).host);
+  const proxy = await startTcpProxy(new URL(kubeConfig().getCurrentCluster()!.server).host);
   proxy.stall();
   const dir = mkdtempSync(path.join(os.tmpdir(), 'runboat-stalled-kube-'));
-  const hanging = new KubeConfig();
-  hanging.loadFromOptions({
-    clusters: direct.clusters.map((c) => ({ ...c, server: `https://${proxy.address}` })),
-    users: direct.users,
-    contexts: direct.contexts,
-    currentContext: direct.currentContext,
-  });
-  writeFileSync(path.join(dir, 'kubeconfig'), hanging.exportConfig());
+  writeFileSync(path.join(dir, 'kubeconfig'), kubeConfigThrough(proxy).exportConfig());
   const lines: string[] = [];
   const worker = spawnWorkerProcess(
     config,

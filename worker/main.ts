@@ -7,7 +7,7 @@ import { logger } from '../common/logger';
 import { isTemporalUnreachable, waitToRetry } from '../common/retry';
 import { installRuntime } from './runtime';
 import { ensureEvictionSchedule, ensureOrphanSweepSchedule } from './schedule';
-import { createWorker, SLOW_SHUTDOWN_MS } from './worker';
+import { createWorker, PROCESS_SHUTDOWN_FORCE_TIME, SLOW_SHUTDOWN_MS } from './worker';
 
 // The worker process: runs build workflows and their activities until SIGTERM/SIGINT, when
 // it stops polling and lets in-flight activities finish (the SDK's graceful shutdown).
@@ -98,7 +98,9 @@ async function runWorker(
     await ensureEvictionSchedule(client, config);
     await ensureOrphanSweepSchedule(client, config);
     if (stopping.aborted) return;
-    const worker = await createWorker(config, connection, cluster);
+    const worker = await createWorker(config, connection, cluster, {
+      shutdownForceTime: PROCESS_SHUTDOWN_FORCE_TIME,
+    });
     logger.info({ taskQueue: config.taskQueue, namespace: config.buildNamespace }, 'worker started');
     polling();
     // Said while it drains, so that a shutdown that hangs says on what.

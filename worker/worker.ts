@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { NativeConnection, Worker } from '@temporalio/worker';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { buildCluster, type BuildCluster } from '../common/kubernetes';
 import type { Config } from '../common/config';
@@ -30,20 +30,26 @@ export const WORKER_TUNING = {
   // build's 15): a loaded worker that sent one late missed the timeout, and its activity was
   // retried elsewhere while it still ran (`npm run chaos`: no deploy ever completed).
   maxHeartbeatThrottleInterval: '3 seconds',
-  // A shutdown (SIGTERM) cancels running activities and waits for them; one that never ends
-  // would hold the worker in DRAINING for good (seen once in CI). Past this, the worker gives
-  // up (its activities are retried elsewhere after their heartbeat timeout), before
-  // Kubernetes' default 30 s grace period ends in a SIGKILL that would say nothing.
-  shutdownForceTime: '25 seconds',
 } as const;
 
 /** How long a shutdown may drain before the worker says what it still holds. */
 export const SLOW_SHUTDOWN_MS = 10_000;
 
+/**
+ * The worker process's bound on a shutdown (SIGTERM). The SDK cancels running activities and
+ * waits for them, and for its outstanding long polls; an activity that never ends would hold the
+ * worker draining for good (seen once in CI). Past this, the process gives up (its activities
+ * are retried elsewhere after their heartbeat timeout), before Kubernetes' default 30 s grace
+ * period ends in a SIGKILL that would say nothing. Not for in-process workers (tests), whose
+ * connection outlives them: a forced worker leaves it referenced.
+ */
+export const PROCESS_SHUTDOWN_FORCE_TIME = '25 seconds';
+
 export async function createWorker(
   config: Config,
   connection: NativeConnection,
   cluster: BuildCluster = buildCluster(config),
+  options: Pick<WorkerOptions, 'shutdownForceTime'> = {},
 ): Promise<Worker> {
   // The production image carries the bundle (built by worker/bundle.ts); compiled code uses it
   // when it is there, code run from sources (tsx) always bundles the sources it runs.
@@ -57,5 +63,6 @@ export async function createWorker(
     activities: createActivities(config, cluster),
     interceptors: { activity: [heartbeatWhileRunning] },
     ...WORKER_TUNING,
+    ...options,
   });
 }
