@@ -1,26 +1,13 @@
-import { KubeConfig, KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
+import { KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { KeptAliveRequests } from '../common/kube-keep-alive';
 import { BuildCluster, BUILD_OBJECT_KINDS } from '../common/kubernetes';
-import { kubeConfig, TestCluster, waitFor } from './helpers';
+import { kubeConfig, kubeConfigThrough, TestCluster, waitFor } from './helpers';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
 
 // What BuildCluster's API calls cost the kube-apiserver, without losing what they guarantee:
 // calls share kept-alive connections (common/kube-keep-alive.ts), and only objects the
 // server has not accepted before are dry-run, so that a broken set still creates nothing.
-
-/** The test cluster's kubeconfig, its server reached through `proxy`. */
-function proxiedKubeConfig(proxy: TcpProxy): KubeConfig {
-  const direct = kubeConfig();
-  const proxied = new KubeConfig();
-  proxied.loadFromOptions({
-    clusters: direct.clusters.map((c) => ({ ...c, server: `https://${proxy.address}` })),
-    users: direct.users,
-    contexts: direct.contexts,
-    currentContext: direct.currentContext,
-  });
-  return proxied;
-}
 
 describe('Kubernetes API calls over kept-alive connections', () => {
   let proxy: TcpProxy;
@@ -28,7 +15,7 @@ describe('Kubernetes API calls over kept-alive connections', () => {
 
   beforeAll(async () => {
     proxy = await startTcpProxy(new URL(kubeConfig().getCurrentCluster()!.server).host);
-    cluster = new BuildCluster(proxiedKubeConfig(proxy), 'keep-alive');
+    cluster = new BuildCluster(kubeConfigThrough(proxy), 'keep-alive');
   });
 
   afterAll(() => proxy.close());
@@ -81,7 +68,7 @@ describe('a kube-apiserver that stops answering', () => {
   it('fails the calls that wait on it in silence, applies and lists alike', async () => {
     proxy = await startTcpProxy(new URL(kubeConfig().getCurrentCluster()!.server).host);
     const silenceMs = 1_000;
-    const cluster = new BuildCluster(proxiedKubeConfig(proxy), 'silence', [], silenceMs);
+    const cluster = new BuildCluster(kubeConfigThrough(proxy), 'silence', [], silenceMs);
     const configMap = {
       apiVersion: 'v1',
       kind: 'ConfigMap',
