@@ -45,7 +45,8 @@ class SilenceClosingAgent extends https.Agent {
 
 /**
  * `kubeConfig`, its API calls going over reused connections. Watches keep their own agents: the
- * client destroys a watch's sockets when it ends, which must not touch other calls'.
+ * client destroys a watch's sockets when it ends, which must not touch other calls'
+ * (`withSilenceLimit` bounds them instead).
  */
 export function withKeepAlive(kubeConfig: KubeConfig, socketTimeoutMs = SOCKET_TIMEOUT_MS): KubeConfig {
   const agents = new KeptAliveAgent(socketTimeoutMs);
@@ -58,6 +59,25 @@ export function withKeepAlive(kubeConfig: KubeConfig, socketTimeoutMs = SOCKET_T
     context.setAgent(agents.for(made as https.Agent));
   };
   return keepAlive;
+}
+
+/**
+ * `kubeConfig` for watches: each watch's connection is closed once silent for `silenceMs`, its
+ * answer's headers awaited or not. A watch is quiet while nothing changes, but the server ends it
+ * at its `timeoutSeconds`: one silent past that has lost its server, and would otherwise wait for
+ * good (the client's TCP keep-alive probes only find a peer that is gone, not one that hangs).
+ */
+export function withSilenceLimit(kubeConfig: KubeConfig, silenceMs: number): KubeConfig {
+  const limited = Object.create(kubeConfig) as KubeConfig;
+  limited.applyToFetchOptions = async (options) => {
+    const fetchOptions = await kubeConfig.applyToFetchOptions(options);
+    const made = fetchOptions.agent;
+    if (made?.constructor === https.Agent) {
+      fetchOptions.agent = new SilenceClosingAgent({ ...(made as https.Agent).options, timeout: silenceMs });
+    }
+    return fetchOptions;
+  };
+  return limited;
 }
 
 /** One keep-alive agent in place of the agents the client makes, while their TLS material holds. */

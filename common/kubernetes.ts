@@ -14,7 +14,13 @@ import {
 } from '@kubernetes/client-node';
 import type { Config } from './config';
 import type { InitStatus, JobKind, JobOutcome } from './types';
-import { keptAliveRequests, withKeepAlive, type KeptAliveRequests } from './kube-keep-alive';
+import {
+  keptAliveRequests,
+  SOCKET_TIMEOUT_MS,
+  withKeepAlive,
+  withSilenceLimit,
+  type KeptAliveRequests,
+} from './kube-keep-alive';
 
 // All Kubernetes access goes through this module. Every method is idempotent, so that an
 // activity retried after a crash at any point converges to the same state.
@@ -44,6 +50,20 @@ export const BUILD_OBJECT_KINDS = [
   { apiVersion: 'v1', kind: 'Secret' },
   { apiVersion: 'v1', kind: 'Pod' },
 ] as const;
+
+/** How long kube-apiserver keeps a watch open before ending it (and the worker watching again). */
+export const WATCH_TIMEOUT_SECONDS = 300;
+
+/** How long calls may take; tests shorten them. */
+export interface CallTimeouts {
+  /** How long a call may wait in silence before it fails (SOCKET_TIMEOUT_MS). */
+  socketTimeoutMs?: number;
+  /**
+   * How long the server keeps a watch open (WATCH_TIMEOUT_SECONDS); a watch silent that long
+   * plus `socketTimeoutMs` fails.
+   */
+  watchTimeoutSeconds?: number;
+}
 
 /** Enough for every object of a few thousand builds, at about 100 bytes each. */
 const ACCEPTED_OBJECTS_KEPT = 50_000;
@@ -121,6 +141,7 @@ export class BuildCluster {
   private readonly objects: KubernetesObjectApi;
   private readonly core: CoreV1Api;
   private readonly watcher: Watch;
+  private readonly watchTimeoutSeconds: number;
   private readonly discovery: ResourceDiscovery;
   private readonly groups: ApisApi;
   /** Server-side applies without the generated clients' models (common/kube-keep-alive.ts). */
@@ -139,14 +160,14 @@ export class BuildCluster {
     kubeConfig: KubeConfig,
     readonly namespace: string,
     private readonly deploymentResourceTypes: readonly string[] = [],
-    /** How long a call may wait in silence (SOCKET_TIMEOUT_MS); tests shorten it. */
-    socketTimeoutMs?: number,
+    { socketTimeoutMs = SOCKET_TIMEOUT_MS, watchTimeoutSeconds = WATCH_TIMEOUT_SECONDS }: CallTimeouts = {},
   ) {
     const reused = withKeepAlive(kubeConfig, socketTimeoutMs);
     this.requests = keptAliveRequests(kubeConfig, socketTimeoutMs);
     this.objects = KubernetesObjectApi.makeApiClient(reused);
     this.core = reused.makeApiClient(CoreV1Api);
-    this.watcher = new Watch(kubeConfig);
+    this.watchTimeoutSeconds = watchTimeoutSeconds;
+    this.watcher = new Watch(withSilenceLimit(kubeConfig, watchTimeoutSeconds * 1000 + socketTimeoutMs));
     this.discovery = reused.makeApiClient(ResourceDiscovery);
     this.groups = reused.makeApiClient(ApisApi);
   }
@@ -559,7 +580,12 @@ export class BuildCluster {
       const onAbort = () =>
         finish(options.signal.reason instanceof Error ? options.signal.reason : new Error('aborted'));
       options.signal.addEventListener('abort', onAbort, { once: true });
-      const params = { labelSelector, resourceVersion: from, allowWatchBookmarks: true, timeoutSeconds: 300 };
+      const params = {
+        labelSelector,
+        resourceVersion: from,
+        allowWatchBookmarks: true,
+        timeoutSeconds: this.watchTimeoutSeconds,
+      };
       this.watcher
         .watch(
           path,

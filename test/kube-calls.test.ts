@@ -1,5 +1,5 @@
 import { KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { KeptAliveRequests } from '../common/kube-keep-alive';
 import { BuildCluster, BUILD_OBJECT_KINDS } from '../common/kubernetes';
 import { kubeConfig, kubeConfigThrough, TestCluster, waitFor } from './helpers';
@@ -63,12 +63,14 @@ describe('Kubernetes API calls over kept-alive connections', () => {
 
 describe('a kube-apiserver that stops answering', () => {
   let proxy: TcpProxy;
-  afterAll(() => proxy.close());
+  beforeEach(async () => {
+    proxy = await startTcpProxy(new URL(kubeConfig().getCurrentCluster()!.server).host);
+  });
+  afterEach(() => proxy.close());
 
   it('fails the calls that wait on it in silence, applies and lists alike', async () => {
-    proxy = await startTcpProxy(new URL(kubeConfig().getCurrentCluster()!.server).host);
     const silenceMs = 1_000;
-    const cluster = new BuildCluster(kubeConfigThrough(proxy), 'silence', [], silenceMs);
+    const cluster = new BuildCluster(kubeConfigThrough(proxy), 'silence', [], { socketTimeoutMs: silenceMs });
     const configMap = {
       apiVersion: 'v1',
       kind: 'ConfigMap',
@@ -82,6 +84,27 @@ describe('a kube-apiserver that stops answering', () => {
       cluster.apply([{ ...configMap, data: { changed: 'yes' } } as KubernetesObject]),
     ).rejects.toThrow(/silent for 1000 ms/);
     await expect(cluster.listBuildObjects('silence')).rejects.toThrow(/silent for 1000 ms/);
+  });
+
+  it('fails a watch that falls silent past the time the server would have ended it', async () => {
+    // Ended by the server after a second and watched again; silent past two, it has lost its server.
+    const timeouts = { socketTimeoutMs: 1_000, watchTimeoutSeconds: 1 };
+    const cluster = new BuildCluster(kubeConfigThrough(proxy), 'silence', [], timeouts);
+    const watch = (resourceVersion?: string) =>
+      cluster.waitForJob('silence', 'initialize', {
+        signal: new AbortController().signal,
+        resourceVersion,
+        onProgress: () => undefined,
+      });
+    // Opened while the server answers: its list (on a kept-alive connection) went through and its
+    // watch has a connection of its own; then the server hangs.
+    const open = watch();
+    const settled = open.catch((error: unknown) => error);
+    await waitFor('the watch to connect', async () => proxy.connections >= 2);
+    proxy.stall();
+    expect(String(await settled)).toMatch(/silent for 2000 ms/);
+    // Resumed from a heartbeat while the server hangs: its answer's headers never come.
+    await expect(watch('1')).rejects.toThrow(/silent for 2000 ms/);
   });
 });
 
