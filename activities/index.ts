@@ -146,7 +146,7 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
         (workflowId) => byWorkflow.get(workflowId) as string,
       );
       let objects = 0;
-      for (const name of orphans) objects += await cluster.deleteBuild(name);
+      for (const name of orphans) objects += await cluster.deleteBuild(name, { everyKind: true });
       if (objects) {
         log.warn('deleted the objects of builds without a running workflow', { builds: orphans, objects });
         orphanObjectsDeleted().add(objects);

@@ -93,6 +93,13 @@ export interface ObjectKind {
   required?: boolean;
 }
 
+/** What API discovery found (`BuildCluster.objectKinds`, `BuildCluster.kindsInUse`), and when. */
+interface Discovery {
+  at: number;
+  kinds: Promise<ObjectKind[]>;
+  inUse: Promise<ObjectKind[]>;
+}
+
 /** How long a worker trusts what discovery said: a CRD installed since is seen within that. */
 const DISCOVERY_TTL_MS = 5 * 60_000;
 
@@ -146,7 +153,9 @@ export class BuildCluster {
   private readonly groups: ApisApi;
   /** Server-side applies without the generated clients' models (common/kube-keep-alive.ts). */
   private readonly requests?: KeptAliveRequests;
-  private discovered?: { at: number; kinds: Promise<ObjectKind[]> };
+  private discovered?: Discovery;
+  /** The kinds of the objects this process applied (`apiVersion/kind`). */
+  private readonly appliedKinds = new Set<string>();
   /** Hashes of objects the server accepted from this process, least recently applied first. */
   private readonly accepted = new Set<string>();
   /** The Deployment this process applied for each build, least recently applied first. */
@@ -194,6 +203,7 @@ export class BuildCluster {
       if (this.accepted.size <= ACCEPTED_OBJECTS_KEPT) break;
       this.accepted.delete(hash);
     }
+    for (const { apiVersion, kind } of objects) this.appliedKinds.add(`${apiVersion}/${kind}`);
     for (const { kind, metadata } of objects) {
       const build = metadata?.labels?.['runboat/build'];
       if (kind !== 'Deployment' || !build || !metadata?.name) continue;
@@ -252,12 +262,13 @@ export class BuildCluster {
   }
 
   /**
-   * Deletes every object labelled with the build, of every kind it may have (`objectKinds`), so
-   * that a kubefile adding a kind (a NetworkPolicy, a CronJob) leaks nothing; returns how many
-   * objects were still there.
+   * Deletes every object labelled with the build, of every kind it may have, so that a kubefile
+   * adding a kind (a NetworkPolicy, a CronJob) leaks nothing; returns how many objects were still
+   * there. The kinds are those builds have objects of (`kindsInUse`), or with `everyKind` every
+   * kind the namespace can hold (`objectKinds`: the orphan sweep's, the backstop).
    */
-  async deleteBuild(build: string): Promise<number> {
-    const kinds = await this.objectKinds();
+  async deleteBuild(build: string, { everyKind = false } = {}): Promise<number> {
+    const kinds = await (everyKind ? this.objectKinds() : this.kindsInUse());
     const deleteKind = (kind: ObjectKind) =>
       this.skippingForbidden(kind, 0, () =>
         this.deleteAll(kind.apiVersion, kind.kind, `runboat/build=${build}`),
@@ -267,6 +278,24 @@ export class BuildCluster {
     for (const kind of kinds.slice(0, BUILD_OBJECT_KINDS.length)) deleted += await deleteKind(kind);
     const others = await Promise.all(kinds.slice(BUILD_OBJECT_KINDS.length).map(deleteKind));
     return others.reduce((sum, count) => sum + count, deleted);
+  }
+
+  /**
+   * The kinds a build being undeployed may have objects of: the contract's, those of
+   * RUNBOAT_DEPLOYMENT_RESOURCE_TYPES, those this process applied, and the other kinds of
+   * `objectKinds` that held an object labelled with a build when last discovered (one list of at
+   * most one object per kind, per DISCOVERY_TTL_MS). Listing each of the twenty-odd kinds a
+   * namespace can hold for every undeploy was most of its kube-apiserver requests, and those
+   * the worker's Role does not grant were refused each time. A kind a kubefile started creating
+   * since, applied by another worker, is deleted by the orphan sweep (`everyKind`).
+   */
+  async kindsInUse(): Promise<ObjectKind[]> {
+    const discovered = this.currentDiscovery();
+    const [kinds, inUse] = await Promise.all([discovered.kinds, discovered.inUse]);
+    const applied = kinds.filter(
+      (kind) => this.appliedKinds.has(`${kind.apiVersion}/${kind.kind}`) && !inUse.includes(kind),
+    );
+    return [...inUse, ...applied];
   }
 
   /** Objects of every kind `objectKinds` names, matching `labelSelector` (one build's by default). */
@@ -303,12 +332,34 @@ export class BuildCluster {
    * DISCOVERY_TTL_MS), the RUNBOAT_DEPLOYMENT_RESOURCE_TYPES among them marked required.
    */
   async objectKinds(): Promise<ObjectKind[]> {
+    return this.currentDiscovery().kinds;
+  }
+
+  private currentDiscovery(): Discovery {
     if (!this.discovered || Date.now() - this.discovered.at > DISCOVERY_TTL_MS) {
       const kinds = this.discover();
-      kinds.catch(() => (this.discovered = undefined));
-      this.discovered = { at: Date.now(), kinds };
+      const inUse = kinds.then((all) => this.withBuildObjects(all));
+      // A failed discovery is tried again on the next call.
+      inUse.catch(() => (this.discovered = undefined));
+      this.discovered = { at: Date.now(), kinds, inUse };
     }
-    return this.discovered.kinds;
+    return this.discovered;
+  }
+
+  /** Of `kinds`, the contract's, the required and those some object labelled with a build has. */
+  private async withBuildObjects(kinds: ObjectKind[]): Promise<ObjectKind[]> {
+    const held = await Promise.all(
+      kinds.map(
+        (kind, i) =>
+          i < BUILD_OBJECT_KINDS.length ||
+          kind.required ||
+          this.skippingForbidden(kind, false, async () => {
+            const { items } = await this.list(kind.apiVersion, kind.kind, 'runboat/build', 1);
+            return items.length > 0;
+          }),
+      ),
+    );
+    return kinds.filter((_, i) => held[i]);
   }
 
   private async discover(): Promise<ObjectKind[]> {
@@ -489,7 +540,7 @@ export class BuildCluster {
     await patch(items[0].metadata?.name);
   }
 
-  private list(apiVersion: string, kind: string, labelSelector: string) {
+  private list(apiVersion: string, kind: string, labelSelector: string, limit?: number) {
     return this.objects.list(
       apiVersion,
       kind,
@@ -499,6 +550,7 @@ export class BuildCluster {
       undefined,
       undefined,
       labelSelector,
+      limit,
     );
   }
 

@@ -248,3 +248,59 @@ describe('Deployment patches', () => {
     await expect(test.builds.setInitStatus(build, 'failed')).rejects.toThrow(/expected one Deployment/);
   });
 });
+
+describe('the kinds an undeploy lists', () => {
+  const namespace = 'kube-kinds';
+  const test = new TestCluster(namespace);
+  const labelled = (apiVersion: string, kind: string, build: string, spec: object) =>
+    ({
+      apiVersion,
+      kind,
+      metadata: { name: `${build}-${kind.toLowerCase()}`, namespace, labels: { 'runboat/build': build } },
+      ...spec,
+    }) as KubernetesObject;
+  const networkPolicy = (build: string) =>
+    labelled('networking.k8s.io/v1', 'NetworkPolicy', build, { spec: { podSelector: {} } });
+  const role = (build: string) => labelled('rbac.authorization.k8s.io/v1', 'Role', build, { rules: [] });
+  const cronJob = (build: string) =>
+    labelled('batch/v1', 'CronJob', build, {
+      spec: {
+        schedule: '0 3 * * *',
+        jobTemplate: {
+          spec: {
+            template: {
+              spec: { restartPolicy: 'Never', containers: [{ name: 'backup', image: 'odoo' }] },
+            },
+          },
+        },
+      },
+    });
+  const kindsOf = (objects: KubernetesObject[]) => objects.map((object) => object.kind).sort();
+
+  beforeAll(() => test.createNamespace());
+
+  it("are the contract's, those builds had objects of when discovered and those applied since; the orphan sweep takes every kind", async () => {
+    // Another process's object, there before this process looks.
+    await test.builds.apply([networkPolicy('before')]);
+    const cluster = new BuildCluster(kubeConfig(), namespace);
+    const inUse = (await cluster.kindsInUse()).map((kind) => kind.kind);
+    expect(inUse.slice(0, BUILD_OBJECT_KINDS.length)).toEqual(BUILD_OBJECT_KINDS.map((kind) => kind.kind));
+    expect(inUse).toContain('NetworkPolicy');
+    expect(inUse).not.toContain('Role');
+    expect(inUse).not.toContain('CronJob');
+    expect((await cluster.objectKinds()).map((kind) => kind.kind)).toEqual(
+      expect.arrayContaining(['Role', 'CronJob']),
+    );
+
+    // Since: a kind this process applies, and one another process applies.
+    await cluster.apply([cronJob('after')]);
+    await test.builds.apply([role('after')]);
+    expect(await cluster.deleteBuild('after')).toBe(1);
+    expect(kindsOf(await cluster.listBuildObjects('after'))).toEqual(['Role']);
+    expect(await cluster.deleteBuild('after', { everyKind: true })).toBe(1);
+    expect(await cluster.listBuildObjects('after')).toEqual([]);
+
+    expect(await cluster.deleteBuild('before')).toBe(1);
+    expect(await cluster.listBuildObjects('before')).toEqual([]);
+  });
+});
