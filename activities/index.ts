@@ -16,7 +16,7 @@ import { createCoordinationActivities } from './coordination';
 import { GitHub, type CommitStatusState } from '../common/github';
 import { GitHubDeployments } from './github-deployments';
 import { buildKustomization, KubefilesError, prepareKustomization, type Kustomization } from './kubefiles';
-import { INIT_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from '../common/kubernetes';
+import { JOB_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from '../common/kubernetes';
 
 // Activities are thin: each turns one workflow step into calls on the Kubernetes module,
 // and classifies failures (bad input or kubefiles are not retried; everything else is).
@@ -48,6 +48,8 @@ export function transitionActivities(
     | 'scaleBuild'
     | 'releaseInitSlot'
     | 'waitForJob'
+    | 'deleteBuild'
+    | 'reportUndeployed'
   >,
 ) {
   /**
@@ -56,7 +58,7 @@ export function transitionActivities(
    */
   const startInit = async (build: BuildRef, repo: BuildRepoSettings | undefined, initAttempt: string) => {
     await steps.deleteJobs(build.name, 'initialize', initAttempt);
-    await steps.applyKubefiles(build, 'initialize', repo, { initAttempt });
+    await steps.applyKubefiles(build, 'initialize', repo, { jobAttempt: initAttempt });
     await steps.setInitStatus(build.name, 'started');
     await steps.reportCommitStatus(build, 'pending', 'initializing');
   };
@@ -108,6 +110,35 @@ export function transitionActivities(
       await steps.applyKubefiles(build, 'start', repo, { after: 'stop' });
       await steps.scaleBuild(build.name, 1, scaledAt);
       if (releaseInitSlotOf !== undefined) await steps.releaseInitSlot(releaseInitSlotOf);
+    },
+
+    /**
+     * One attempt of undeploy's cleanup Job and the wait for its outcome, in one round trip. The
+     * first (`scaledAt`) scales the build down and deletes its init Job before. The Job is
+     * marked with `cleanupAttempt`, named by the workflow: a retry of the activity keeps it.
+     */
+    async runCleanupJob(
+      build: BuildRef,
+      repo: BuildRepoSettings | undefined,
+      cleanupAttempt: string,
+      scaledAt?: string,
+    ): Promise<JobOutcome> {
+      if (scaledAt !== undefined) {
+        await steps.scaleBuild(build.name, 0, scaledAt);
+        await steps.deleteJobs(build.name, 'initialize');
+      }
+      await steps.deleteJobs(build.name, 'cleanup', cleanupAttempt);
+      await steps.applyKubefiles(build, 'cleanup', repo, { jobAttempt: cleanupAttempt });
+      return steps.waitForJob(build.name, 'cleanup');
+    },
+
+    /**
+     * Undeploy's last step: every object of the build (the Deployment first, which takes its
+     * pods down), then its GitHub deployment made inactive.
+     */
+    async removeBuild(build: BuildRef): Promise<void> {
+      await steps.deleteBuild(build.name);
+      await steps.reportUndeployed(build);
     },
 
     /** The `start` command: `start` mode, then 1 replica. */
@@ -179,13 +210,14 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
      * Applies the objects of `mode`, rendered with `repo`, the settings the build was created
      * with (absent for builds of release v1). `after`: the mode the same activity applied just
      * before; only the objects that differ from its objects are applied (runboat's `start` and
-     * `stop` modes are mostly the same objects). `initAttempt` marks the Jobs (`startInitJob`).
+     * `stop` modes are mostly the same objects). `jobAttempt` marks the Jobs (`runInitJob`,
+     * `runCleanupJob`).
      */
     async applyKubefiles(
       build: BuildRef,
       mode: KubefilesMode,
       repo?: BuildRepoSettings,
-      { after, initAttempt }: { after?: KubefilesMode; initAttempt?: string } = {},
+      { after, jobAttempt }: { after?: KubefilesMode; jobAttempt?: string } = {},
     ): Promise<void> {
       try {
         let objects = await rendered(build, mode, repo);
@@ -195,7 +227,7 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
           );
           objects = objects.filter((object) => !applied.has(JSON.stringify(object)));
         }
-        if (initAttempt !== undefined) objects = objects.map((object) => markAttempt(object, initAttempt));
+        if (jobAttempt !== undefined) objects = objects.map((object) => markAttempt(object, jobAttempt));
         if (objects.length) await cluster.apply(objects, buildValues(build, objects));
       } catch (error) {
         throw nonRetryableIfPermanent(error, currentAttempt());
@@ -323,10 +355,10 @@ export function buildValues(build: BuildRef, objects: KubernetesObject[]): strin
   ];
 }
 
-/** A copy of a Job marked with the init attempt that created it; other objects as they are. */
+/** A copy of a Job marked with the attempt that created it; other objects as they are. */
 function markAttempt(object: KubernetesObject, attempt: string): KubernetesObject {
   if (object.kind !== 'Job') return object;
-  const annotations = { ...object.metadata?.annotations, [INIT_ATTEMPT_ANNOTATION]: attempt };
+  const annotations = { ...object.metadata?.annotations, [JOB_ATTEMPT_ANNOTATION]: attempt };
   return { ...object, metadata: { ...object.metadata, annotations } };
 }
 

@@ -33,8 +33,11 @@ const MAX_LOG_BYTES = 512 * 1024;
 const podTime = (pod: { metadata?: { creationTimestamp?: Date } }) =>
   new Date(pod.metadata?.creationTimestamp ?? 0).getTime();
 
-/** On an init Job: the activity attempt that created it (`startInitJob`). */
-export const INIT_ATTEMPT_ANNOTATION = 'runboat/init-attempt';
+/**
+ * On an init or cleanup Job: the attempt that created it (`runInitJob`, `runCleanupJob`). Named
+ * when only init Jobs had it; Jobs of running builds carry it.
+ */
+export const JOB_ATTEMPT_ANNOTATION = 'runboat/init-attempt';
 
 /**
  * The kinds the kubefiles contract produces, deleted first and in this order when a build goes
@@ -249,7 +252,7 @@ export class BuildCluster {
 
   /**
    * Deletes the build's jobs of one kind (and, through the garbage collector, their pods), but
-   * those marked with the init attempt `keepAttempt`.
+   * those marked with the attempt `keepAttempt`.
    */
   async deleteJobs(build: string, kind: JobKind, keepAttempt?: string): Promise<void> {
     await this.deleteAll(
@@ -257,7 +260,7 @@ export class BuildCluster {
       'Job',
       `runboat/build=${build},runboat/job-kind=${kind}`,
       (job) =>
-        keepAttempt === undefined || job.metadata?.annotations?.[INIT_ATTEMPT_ANNOTATION] !== keepAttempt,
+        keepAttempt === undefined || job.metadata?.annotations?.[JOB_ATTEMPT_ANNOTATION] !== keepAttempt,
     );
   }
 

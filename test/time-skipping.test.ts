@@ -286,6 +286,16 @@ it('retries a failing cleanup job with exponential backoff before deleting the b
     expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'cleanup')).toHaveLength(4);
     expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
     expect(activities.deleteBuild.mock.invocationCallOrder[0]).toBeGreaterThan(cleanupWaits[3].order);
+    // Each attempt's Job is marked with an attempt of its own, which a retry of its activity
+    // keeps; the first attempt scaled the build down.
+    const marks = activities.applyKubefiles.mock.calls
+      .filter(([, mode]) => mode === 'cleanup')
+      .map(([, , , options]) => options?.jobAttempt);
+    expect(new Set(marks).size).toBe(4);
+    expect(activities.deleteJobs.mock.calls.filter(([, kind]) => kind === 'cleanup')).toEqual(
+      marks.map((mark) => [build.name, 'cleanup', mark]),
+    );
+    expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1, 0]);
 
     // What the build page showed while the cleanup kept failing.
     expect(seen.map((s) => s.status)).toEqual(['undeploying', 'undeploying', 'undeploying']);
@@ -300,19 +310,19 @@ it('retries a failing cleanup job with exponential backoff before deleting the b
     const steps = events.flatMap((e) => {
       if (e.eventType === EventType.EVENT_TYPE_TIMER_STARTED) return [`timer ${timerSeconds(e)}s`];
       const type = e.activityTaskScheduledEventAttributes?.activityType?.name;
-      return type === 'runInitJob' || type === 'waitForJob' || type === 'deleteBuild' ? [type] : [];
+      return type === 'runInitJob' || type === 'runCleanupJob' || type === 'removeBuild' ? [type] : [];
     });
     expect(steps).toEqual([
       'runInitJob', // started and watched, raced against its timeout:
       'timer 1200s',
-      'waitForJob',
+      'runCleanupJob',
       'timer 60s',
-      'waitForJob',
+      'runCleanupJob',
       'timer 120s',
-      'waitForJob',
+      'runCleanupJob',
       'timer 240s',
-      'waitForJob',
-      'deleteBuild',
+      'runCleanupJob',
+      'removeBuild',
     ]);
     expect(events.filter((e) => e.eventType === EventType.EVENT_TYPE_TIMER_FIRED)).toHaveLength(3);
   });
@@ -329,7 +339,8 @@ it('undeploys without a cleanup job when no_cleanup_job is set', async () => {
     expect(activities.waitForJob.mock.calls.filter(([, kind]) => kind === 'cleanup')).toEqual([]);
     expect(activities.deleteJobs).not.toHaveBeenCalledWith(build.name, 'cleanup');
     expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
-    expect(activities.scaleBuild.mock.lastCall?.slice(0, 2)).toEqual([build.name, 0]);
+    // Deleted directly: deleting the Deployment takes its pods down, no scaling first.
+    expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1]);
   });
 });
 
@@ -382,8 +393,8 @@ it('re-runs initialization when a failed build is started', async () => {
       expect(started).toMatchObject({ init_status: 'succeeded', last_error: null });
       const initApplies = activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'initialize');
       expect(initApplies).toEqual([
-        [build, 'initialize', repo, { initAttempt: expect.any(String) }],
-        [build, 'initialize', repo, { initAttempt: expect.any(String) }],
+        [build, 'initialize', repo, { jobAttempt: expect.any(String) }],
+        [build, 'initialize', repo, { jobAttempt: expect.any(String) }],
       ]);
       // Each init is an attempt of its own: the second one's delete spares nothing of the first.
       expect(initApplies[0][3]).not.toEqual(initApplies[1][3]);
@@ -501,7 +512,7 @@ it('continues as new while waiting for its init job under a flood of signals, ho
       // its slot asked for once and handed back once.
       const initAttempts = activities.applyKubefiles.mock.calls
         .filter(([, mode]) => mode === 'initialize')
-        .map(([, , , options]) => options?.initAttempt);
+        .map(([, , , options]) => options?.jobAttempt);
       expect(new Set(initAttempts).size, `attempts ${initAttempts.join(', ')}`).toBe(1);
       expect(initAttempts[0]).toEqual(expect.any(String));
       expect(activities.deleteJobs.mock.calls.filter(([, kind]) => kind === 'initialize')).toEqual(
@@ -680,8 +691,9 @@ it('continues as new while its cleanup job keeps failing, going on with the back
       return ++cleanupAttempts <= 6 ? { succeeded: false, reason: 'dropdb failed' } : { succeeded: true };
     },
   });
-  // A cleanup attempt costs about 20 events: a run holds two or three of them.
-  await withBuild(activities, { ...defaults, historyLimit: 60 }, async (handle) => {
+  // A cleanup attempt costs about 11 events (its activity, a timer, two workflow tasks): a run
+  // holds two or three of them.
+  await withBuild(activities, { ...defaults, historyLimit: 30 }, async (handle) => {
     await untilStatus(handle, 'started');
     const firstRunId = (await handle.describe()).runId;
     await handle.signal(undeploySignal);
@@ -833,7 +845,9 @@ it('undeploys the build of a cancelled workflow', async () => {
     expect(error).toBeInstanceOf(WorkflowFailedError);
     expect((error as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
     expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
-    expect(activities.applyKubefiles).toHaveBeenLastCalledWith(build, 'cleanup', repo);
+    expect(activities.applyKubefiles).toHaveBeenLastCalledWith(build, 'cleanup', repo, {
+      jobAttempt: expect.any(String),
+    });
   });
 });
 
@@ -960,6 +974,6 @@ it('undeploys a started build at once, without the cleanup job, when forced', as
     await handle.result();
     expect(activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'cleanup')).toEqual([]);
     expect(activities.deleteBuild.mock.calls).toEqual([[build.name]]);
-    expect(activities.scaleBuild.mock.lastCall?.slice(0, 2)).toEqual([build.name, 0]);
+    expect(activities.scaleBuild.mock.calls.map(([, replicas]) => replicas)).toEqual([1]);
   });
 });

@@ -30,6 +30,7 @@ import type {
   BuildStatus,
   InitStatus,
   JobKind,
+  JobOutcome,
 } from '../common/types';
 import {
   buildStateQuery,
@@ -95,13 +96,20 @@ const LEAN_HISTORY_PATCH = 'lean-history';
  * that have it have every earlier patch too (see LEAN_HISTORY_PATCH).
  */
 const CONTINUE_AT_REST_PATCH = 'continue-as-new-at-rest';
+/**
+ * Undeploy in two activities (the cleanup Job's attempt, scaling down first; then the removal of
+ * every object and the GitHub deployment), or one without a cleanup Job, where it took seven
+ * (four). Runs that have it have every earlier patch too (see LEAN_HISTORY_PATCH).
+ */
+const LEAN_UNDEPLOY_PATCH = 'lean-undeploy';
 /** A run at rest shorter than this stays: a run continued at rest is about 6 events. */
 const REST_CONTINUE_EVENTS = 20;
 
 export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
   const { build, settings, repo } = input;
   // First: a run recorded without them replays the patches before them as it recorded them.
-  const continuesAtRest = patched(CONTINUE_AT_REST_PATCH);
+  const leanUndeploy = patched(LEAN_UNDEPLOY_PATCH);
+  const continuesAtRest = leanUndeploy || patched(CONTINUE_AT_REST_PATCH);
   const lean = continuesAtRest || patched(LEAN_HISTORY_PATCH);
   const state: BuildState = input.resume?.state ?? {
     ...build,
@@ -443,9 +451,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
       ) {
         await continueFrom('undeploy', attempt);
       }
-      await steps.deleteJobs(build.name, kind);
-      await steps.applyKubefiles(build, kind, repo);
-      const outcome = await untilInterrupted(() => watches.waitForJob(build.name, kind), giveUp);
+      const outcome = await untilInterrupted(() => runJob(kind, attempt), giveUp);
       if (outcome === INTERRUPTED || outcome === TIMED_OUT || outcome.succeeded) return;
       state.last_error = `${kind} job failed (attempt ${attempt}): ${outcome.reason}`;
       log.warn('build job failed, will retry', { build: build.name, kind, attempt, reason: outcome.reason });
@@ -453,10 +459,25 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     }
   }
 
-  /** `cleanupAttempt`: a previous run scaled the build down and was retrying its cleanup. */
+  /** One attempt of the job; lean undeploys scale the build down in the first attempt's activity. */
+  async function runJob(kind: JobKind, attempt: number): Promise<JobOutcome> {
+    if (leanUndeploy && kind === 'cleanup') {
+      const name = `${workflowInfo().firstExecutionRunId}.cleanup.${attempt}`;
+      return watches.runCleanupJob(build, repo, name, attempt === 1 ? stampScaled() : undefined);
+    }
+    await steps.deleteJobs(build.name, kind);
+    await steps.applyKubefiles(build, kind, repo);
+    return watches.waitForJob(build.name, kind);
+  }
+
+  /**
+   * `cleanupAttempt`: a previous run scaled the build down and was retrying its cleanup. Lean
+   * undeploys scale down only for the cleanup Job: without one, deleting the Deployment takes
+   * its pods down as well.
+   */
   async function undeploy(cleanupAttempt?: number): Promise<void> {
-    if (cleanupAttempt === undefined) {
-      setStatus('undeploying');
+    if (cleanupAttempt === undefined) setStatus('undeploying');
+    if (cleanupAttempt === undefined && !leanUndeploy) {
       await steps.scaleBuild(build.name, 0, stampScaled());
       await steps.deleteJobs(build.name, 'initialize');
     }
@@ -472,8 +493,12 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
         log.warn('cleanup job cannot run; deleting the build without it', { build: build.name, reason });
       }
     }
-    await steps.deleteBuild(build.name);
-    await steps.reportUndeployed(build);
+    if (leanUndeploy) {
+      await steps.removeBuild(build);
+    } else {
+      await steps.deleteBuild(build.name);
+      await steps.reportUndeployed(build);
+    }
     log.info('build undeployed', { build: build.name, forced: state.forced_undeploy });
   }
 
