@@ -122,9 +122,8 @@ const RUNNING: readonly BuildStatus[] = ['started', 'starting'];
 /** Deployed means any status but undeploying (SPEC §3). */
 const DEPLOYED: readonly BuildStatus[] = BUILD_STATUSES.filter((status) => status !== 'undeploying');
 /**
- * Orders in flight at once, each given as soon as one is answered. A build's workflow takes one in
- * a workflow task, a replay of its history when the worker no longer holds it: more at once keeps
- * the worker busy, not waiting.
+ * Orders given at once. A build's workflow takes one in a workflow task, a replay of its history
+ * when the worker no longer holds it: more at once keeps the worker busy, not waiting.
  */
 const ORDER_CONCURRENCY = 32;
 /** A build that refused this many orders (it keeps changing) is left for the next run. */
@@ -178,44 +177,32 @@ export async function evict(source: EvictionSource, limits: EvictionLimits): Pro
       selection.orderMs = Date.now() - orderStart;
       return selection;
     }
-    await forEachConcurrently(orders, ORDER_CONCURRENCY, async ([build, order]) => {
-      selection.ordered++;
-      try {
-        const outcome = await source.order(build.name, order);
-        if (outcome.taken) {
-          if (order.stop) selection.stop.push(build.name);
-          if (order.undeploy) selection.undeploy.push(build.name);
-          known.set(build.name, {
-            ...build,
-            pending_commands: [...build.pending_commands, ...orderCommands(order)],
-          });
-          return;
-        }
-        known.set(build.name, outcome.exact);
-        const refused = (refusals.get(build.name) ?? 0) + 1;
-        refusals.set(build.name, refused);
-        if (refused >= REFUSALS_BEFORE_LEFT) untouchable.add(build.name);
-      } catch (error) {
-        // Counted as visibility (or its last answer) shows it, but never acted on.
-        untouchable.add(build.name);
-        selection.skipped.push({ name: build.name, error: String(error) });
-      }
-    });
+    for (let i = 0; i < orders.length; i += ORDER_CONCURRENCY) {
+      await Promise.all(
+        orders.slice(i, i + ORDER_CONCURRENCY).map(async ([build, order]) => {
+          selection.ordered++;
+          try {
+            const outcome = await source.order(build.name, order);
+            if (outcome.taken) {
+              if (order.stop) selection.stop.push(build.name);
+              if (order.undeploy) selection.undeploy.push(build.name);
+              known.set(build.name, {
+                ...build,
+                pending_commands: [...build.pending_commands, ...orderCommands(order)],
+              });
+              return;
+            }
+            known.set(build.name, outcome.exact);
+            const refused = (refusals.get(build.name) ?? 0) + 1;
+            refusals.set(build.name, refused);
+            if (refused >= REFUSALS_BEFORE_LEFT) untouchable.add(build.name);
+          } catch (error) {
+            // Counted as visibility (or its last answer) shows it, but never acted on.
+            untouchable.add(build.name);
+            selection.skipped.push({ name: build.name, error: String(error) });
+          }
+        }),
+      );
+    }
   }
-}
-
-/**
- * Runs `act` on every item, at most `limit` at once, starting the next as soon as one ends (not in
- * batches: one slow answer held the batch after it).
- */
-async function forEachConcurrently<T>(
-  items: readonly T[],
-  limit: number,
-  act: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const lane = async () => {
-    while (next < items.length) await act(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
 }

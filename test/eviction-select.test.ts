@@ -138,25 +138,6 @@ describe('evict', () => {
     expect(calls.order.length).toBeLessThanOrEqual(actions(selection) + 1);
   });
 
-  it('gives the next order as soon as one is answered, a slow answer holding no other', async () => {
-    // More orders than go at once; the first answers only once every other one has.
-    const builds = Array.from({ length: 40 }, (_, i) => build(`b${i}`, 'stopped', { pr: i }));
-    const { source } = fakeSource(builds);
-    const order = source.order.bind(source);
-    let answered = 0;
-    let allOthersAnswered: () => void = () => undefined;
-    const othersDone = new Promise<void>((resolve) => (allOthersAnswered = resolve));
-    source.order = async (name, given) => {
-      if (name === 'b0') await othersDone;
-      const outcome = await order(name, given);
-      if (++answered === builds.length - 1) allOthersAnswered();
-      return outcome;
-    };
-    const selection = await evict(source, { maxStarted: 5, maxDeployed: 0 });
-    expect(selection.undeploy).toHaveLength(builds.length);
-    expect(selection.undeploy).toContain('b0');
-  });
-
   it('leaves out builds whose workflow is gone', async () => {
     const builds = [
       build('gone', 'stopped', { pr: 1 }),
