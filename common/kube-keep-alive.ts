@@ -109,7 +109,8 @@ export interface RawResponse {
 /**
  * Calls whose answers need no typed model, over a kept-alive connection: the generated
  * clients' (de)serialization of every object, their rxjs middleware and node-fetch were most
- * of the worker's Kubernetes CPU, spent on server-side applies whose answer only tells success.
+ * of the worker's Kubernetes CPU, spent on server-side applies whose answer only tells success
+ * (and on undeploy's lists and deletes, which need only metadata).
  * Undefined for a cluster reached otherwise than over plain HTTPS (a proxy), which the
  * generated clients keep serving.
  */
@@ -133,7 +134,13 @@ export class KeptAliveRequests {
     this.agents = new KeptAliveAgent(socketTimeoutMs);
   }
 
-  async send(method: string, path: string, body: string, contentType: string): Promise<RawResponse> {
+  async send(
+    method: string,
+    path: string,
+    body = '',
+    contentType = 'application/json',
+    accept = 'application/json',
+  ): Promise<RawResponse> {
     // Per call, as the generated clients do: a token file or exec credential may have rotated.
     const options: https.RequestOptions = {};
     await this.kubeConfig.applyToHTTPSOptions(options);
@@ -145,7 +152,7 @@ export class KeptAliveRequests {
           method,
           agent: this.agents.for(options.agent as https.Agent),
           auth: options.auth,
-          headers: { ...options.headers, 'content-type': contentType, accept: 'application/json' },
+          headers: { ...options.headers, 'content-type': contentType, accept },
         },
         (response) => {
           const chunks: Buffer[] = [];

@@ -68,6 +68,12 @@ export interface CallTimeouts {
   watchTimeoutSeconds?: number;
 }
 
+/**
+ * A list's items with their metadata only: kube-apiserver encodes, and the worker parses, no spec
+ * or status (a Pod's or a Deployment's are most of it).
+ */
+const METADATA_LIST = 'application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json';
+
 /** Enough for every object of a few thousand builds, at about 100 bytes each. */
 const ACCEPTED_OBJECTS_KEPT = 50_000;
 
@@ -120,6 +126,11 @@ class ResourceDiscovery extends KubernetesObjectApi {
   /** The object's URL path, as the object API calls it. */
   objectPath(object: KubernetesObject): Promise<string> {
     return this.specUriPath(object, 'patch');
+  }
+
+  /** The URL path of the objects of a kind in `namespace`. */
+  collectionPath(apiVersion: string, kind: string, namespace: string): Promise<string> {
+    return this.specUriPath({ apiVersion, kind, metadata: { namespace } }, 'list');
   }
 }
 
@@ -272,9 +283,11 @@ export class BuildCluster {
    */
   async deleteBuild(build: string, { everyKind = false } = {}): Promise<number> {
     const kinds = await (everyKind ? this.objectKinds() : this.kindsInUse());
+    // What a controller of the build made (a Deployment's ReplicaSets and pods, a Job's pods, a
+    // Service's EndpointSlices) goes with its owner, deleted here.
     const deleteKind = (kind: ObjectKind) =>
       this.skippingForbidden(kind, 0, () =>
-        this.deleteAll(kind.apiVersion, kind.kind, `runboat/build=${build}`),
+        this.deleteAll(kind.apiVersion, kind.kind, `runboat/build=${build}`, (object) => !controlled(object)),
       );
     let deleted = 0;
     // The contract's kinds in their order; the others (rarely any object) all at once.
@@ -357,7 +370,7 @@ export class BuildCluster {
           i < BUILD_OBJECT_KINDS.length ||
           kind.required ||
           this.skippingForbidden(kind, false, async () => {
-            const { items } = await this.list(kind.apiVersion, kind.kind, 'runboat/build', 1);
+            const items = await this.listMetadata(kind.apiVersion, kind.kind, 'runboat/build', 1);
             return items.length > 0;
           }),
       ),
@@ -536,7 +549,7 @@ export class BuildCluster {
         this.deploymentNames.delete(build);
       }
     }
-    const { items } = await this.list('apps/v1', 'Deployment', `runboat/build=${build}`);
+    const items = await this.listMetadata('apps/v1', 'Deployment', `runboat/build=${build}`);
     if (items.length === 0 && missingIsDone) return;
     if (items.length !== 1)
       throw new Error(`expected one Deployment labelled runboat/build=${build}, found ${items.length}`);
@@ -557,27 +570,45 @@ export class BuildCluster {
     );
   }
 
+  /** Objects of a kind matching `labelSelector`, their metadata only (METADATA_LIST). */
+  private async listMetadata(
+    apiVersion: string,
+    kind: string,
+    labelSelector: string,
+    limit?: number,
+  ): Promise<KubernetesObject[]> {
+    if (!this.requests) return (await this.list(apiVersion, kind, labelSelector, limit)).items;
+    const query = new URLSearchParams({ labelSelector });
+    if (limit !== undefined) query.set('limit', String(limit));
+    const path = `${await this.discovery.collectionPath(apiVersion, kind, this.namespace)}?${query}`;
+    const { status, body } = await this.requests.send('GET', path, '', 'application/json', METADATA_LIST);
+    if (status !== 200) throw new ApiException(status, 'Unsuccessful HTTP Request', body, {});
+    // An empty PartialObjectMetadataList has `items: null`.
+    return (JSON.parse(body) as { items: KubernetesObject[] | null }).items ?? [];
+  }
+
+  /** Deletes the object (its dependents in the background); one already gone counts as deleted. */
+  private async deleteObject(object: KubernetesObject): Promise<void> {
+    if (!this.requests) {
+      await this.objects
+        .delete(object, undefined, undefined, undefined, undefined, 'Background')
+        .catch((error: unknown) => (isStatus(error, 404) ? undefined : Promise.reject(error)));
+      return;
+    }
+    const path = `${await this.discovery.objectPath(object)}?propagationPolicy=Background`;
+    const { status, body } = await this.requests.send('DELETE', path);
+    if ((status < 200 || status > 299) && status !== 404)
+      throw new ApiException(status, 'Unsuccessful HTTP Request', body, {});
+  }
+
   private async deleteAll(
     apiVersion: string,
     kind: string,
     labelSelector: string,
     select: (item: KubernetesObject) => boolean = () => true,
   ): Promise<number> {
-    const items = (await this.list(apiVersion, kind, labelSelector)).items.filter(select);
-    for (const item of items) {
-      try {
-        await this.objects.delete(
-          { apiVersion, kind, metadata: item.metadata },
-          undefined,
-          undefined,
-          undefined,
-          undefined,
-          'Background',
-        );
-      } catch (error) {
-        if (!isStatus(error, 404)) throw error;
-      }
-    }
+    const items = (await this.listMetadata(apiVersion, kind, labelSelector)).filter(select);
+    for (const item of items) await this.deleteObject({ apiVersion, kind, metadata: item.metadata });
     return items.length;
   }
 
@@ -676,6 +707,10 @@ export class BuildCluster {
     });
   }
 }
+
+/** Made by a controller from an owner (`ownerReferences` with `controller: true`). */
+const controlled = (object: KubernetesObject) =>
+  object.metadata?.ownerReferences?.some((owner) => owner.controller) ?? false;
 
 function toError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));

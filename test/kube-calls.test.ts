@@ -1,5 +1,15 @@
-import { KubernetesObjectApi, type KubernetesObject } from '@kubernetes/client-node';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { KubernetesObjectApi, type KubernetesObject, type V1OwnerReference } from '@kubernetes/client-node';
+import {
+  afterAll,
+  afterEach,
+  beforeAll,
+  beforeEach,
+  describe,
+  expect,
+  it,
+  vi,
+  type MockInstance,
+} from 'vitest';
 import { KeptAliveRequests } from '../common/kube-keep-alive';
 import { BuildCluster, BUILD_OBJECT_KINDS } from '../common/kubernetes';
 import { kubeConfig, kubeConfigThrough, TestCluster, waitFor } from './helpers';
@@ -133,7 +143,7 @@ describe('apply', () => {
   const dryRunNames = () =>
     dryRuns.mock.calls
       .filter(([, path]) => new URL(path, 'https://x').searchParams.get('dryRun') === 'All')
-      .map(([, , body]) => (JSON.parse(body) as KubernetesObject).metadata?.name);
+      .map(([, , body]) => (JSON.parse(body ?? '') as KubernetesObject).metadata?.name);
   const configMapValues = async () =>
     Object.fromEntries(
       (await cluster.listBuildObjects(build))
@@ -221,23 +231,44 @@ describe('Deployment patches', () => {
       },
     },
   } as KubernetesObject;
-  const lists = vi.spyOn(KubernetesObjectApi.prototype, 'list');
+  // Lists go out as plain requests (metadata only), or through the object API's models. Spied
+  // from this block's start: the block above restores its own spy on the requests when it ends.
+  let requests: MockInstance<KeptAliveRequests['send']>;
+  let objectLists: MockInstance<KubernetesObjectApi['list']>;
+  const lists = {
+    clear() {
+      requests.mockClear();
+      objectLists.mockClear();
+    },
+    get count() {
+      return (
+        requests.mock.calls.filter(([method]) => method === 'GET').length + objectLists.mock.calls.length
+      );
+    },
+  };
   const replicas = async () => (await test.deployment(build))?.spec?.replicas;
 
-  beforeAll(() => test.createNamespace());
-  afterAll(() => lists.mockRestore());
+  beforeAll(async () => {
+    requests = vi.spyOn(KeptAliveRequests.prototype, 'send');
+    objectLists = vi.spyOn(KubernetesObjectApi.prototype, 'list');
+    await test.createNamespace();
+  });
+  afterAll(() => {
+    requests.mockRestore();
+    objectLists.mockRestore();
+  });
 
   it('go to the Deployment this process applied without a list, and find it by label otherwise', async () => {
     await test.builds.apply([deployment]);
-    lists.mockClear();
+    lists.clear();
     await test.builds.scale(build, 1, new Date());
-    expect(lists).not.toHaveBeenCalled();
+    expect(lists.count).toBe(0);
     expect(await replicas()).toBe(1);
 
     // Another process (a restarted worker) has applied nothing: it lists.
     const restarted = new BuildCluster(kubeConfig(), namespace);
     await restarted.setInitStatus(build, 'succeeded');
-    expect(lists).toHaveBeenCalledTimes(1);
+    expect(lists.count).toBe(1);
     expect((await test.deployment(build))?.metadata?.annotations?.['runboat/init-status']).toBe('succeeded');
   });
 
@@ -302,5 +333,25 @@ describe('the kinds an undeploy lists', () => {
 
     expect(await cluster.deleteBuild('before')).toBe(1);
     expect(await cluster.listBuildObjects('before')).toEqual([]);
+  });
+
+  it("leaves what a controller made from the build's objects to the garbage collector", async () => {
+    // A ReplicaSet of the build's Deployment, say: deleted with its owner, by the collector
+    // (which this bare control plane does not run).
+    const cluster = new BuildCluster(kubeConfig(), namespace);
+    const configMap = (name: string, ownerReferences?: V1OwnerReference[]) =>
+      ({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name, namespace, labels: { 'runboat/build': 'owned' }, ownerReferences },
+      }) as KubernetesObject;
+    await cluster.apply([configMap('owned-owner')]);
+    const { metadata } = await test.core.readNamespacedConfigMap({ name: 'owned-owner', namespace });
+    const owner = { apiVersion: 'v1', kind: 'ConfigMap', name: 'owned-owner', uid: metadata!.uid! };
+    await cluster.apply([configMap('owned-dependent', [{ ...owner, controller: true }])]);
+    expect(await cluster.deleteBuild('owned')).toBe(1);
+    expect((await cluster.listBuildObjects('owned')).map((object) => object.metadata?.name)).toEqual([
+      'owned-dependent',
+    ]);
   });
 });
