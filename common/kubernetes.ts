@@ -57,8 +57,11 @@ export const BUILD_OBJECT_KINDS = [
 /** How long kube-apiserver keeps a watch open before ending it (and the worker watching again). */
 export const WATCH_TIMEOUT_SECONDS = 300;
 
-/** How long calls may take; tests shorten them. */
-export interface CallTimeouts {
+/** Objects per page when listing every build's objects (the orphan sweep). */
+export const LIST_PAGE_SIZE = 500;
+
+/** How calls are made; tests shorten these. */
+export interface CallOptions {
   /** How long a call may wait in silence before it fails (SOCKET_TIMEOUT_MS). */
   socketTimeoutMs?: number;
   /**
@@ -66,6 +69,8 @@ export interface CallTimeouts {
    * plus `socketTimeoutMs` fails.
    */
   watchTimeoutSeconds?: number;
+  /** Objects per page of a list of every build's objects (LIST_PAGE_SIZE). */
+  listPageSize?: number;
 }
 
 /**
@@ -163,6 +168,7 @@ export class BuildCluster {
   private readonly core: CoreV1Api;
   private readonly watcher: Watch;
   private readonly watchTimeoutSeconds: number;
+  private readonly listPageSize: number;
   private readonly discovery: ResourceDiscovery;
   private readonly groups: ApisApi;
   /** Server-side applies without the generated clients' models (common/kube-keep-alive.ts). */
@@ -183,8 +189,13 @@ export class BuildCluster {
     kubeConfig: KubeConfig,
     readonly namespace: string,
     private readonly deploymentResourceTypes: readonly string[] = [],
-    { socketTimeoutMs = SOCKET_TIMEOUT_MS, watchTimeoutSeconds = WATCH_TIMEOUT_SECONDS }: CallTimeouts = {},
+    {
+      socketTimeoutMs = SOCKET_TIMEOUT_MS,
+      watchTimeoutSeconds = WATCH_TIMEOUT_SECONDS,
+      listPageSize = LIST_PAGE_SIZE,
+    }: CallOptions = {},
   ) {
+    this.listPageSize = listPageSize;
     const reused = withKeepAlive(kubeConfig, socketTimeoutMs);
     this.requests = keptAliveRequests(kubeConfig, socketTimeoutMs);
     this.objects = KubernetesObjectApi.makeApiClient(reused);
@@ -331,13 +342,26 @@ export class BuildCluster {
     return lists.flat();
   }
 
-  /** Every build with objects in the namespace, and when its newest object was created. */
+  /**
+   * Every build with objects in the namespace, and when its newest object was created: every
+   * kind listed by pages of metadata, so that the worker holds one page at a time, not every
+   * object of thousands of builds with its spec and status.
+   */
   async buildsWithObjects(): Promise<Map<string, Date>> {
     const newest = new Map<string, Date>();
-    for (const object of await this.listBuildObjects('', 'runboat/build')) {
+    const note = (object: KubernetesObject) => {
       const build = object.metadata?.labels?.['runboat/build'];
       const created = new Date(object.metadata?.creationTimestamp ?? 0);
       if (build && !(created <= (newest.get(build) ?? new Date(0)))) newest.set(build, created);
+    };
+    for (const kind of await this.objectKinds()) {
+      await this.skippingForbidden(kind, undefined, async () => {
+        let page: { items: KubernetesObject[]; next?: string } = { items: [], next: '' };
+        do {
+          page = await this.metadataPage(kind.apiVersion, kind.kind, 'runboat/build', page.next);
+          page.items.forEach(note);
+        } while (page.next);
+      });
     }
     return newest;
   }
@@ -556,7 +580,13 @@ export class BuildCluster {
     await patch(items[0].metadata?.name);
   }
 
-  private list(apiVersion: string, kind: string, labelSelector: string, limit?: number) {
+  private list(
+    apiVersion: string,
+    kind: string,
+    labelSelector: string,
+    limit?: number,
+    continueToken?: string,
+  ) {
     return this.objects.list(
       apiVersion,
       kind,
@@ -567,6 +597,7 @@ export class BuildCluster {
       undefined,
       labelSelector,
       limit,
+      continueToken,
     );
   }
 
@@ -580,11 +611,38 @@ export class BuildCluster {
     if (!this.requests) return (await this.list(apiVersion, kind, labelSelector, limit)).items;
     const query = new URLSearchParams({ labelSelector });
     if (limit !== undefined) query.set('limit', String(limit));
+    return (await this.getMetadataList(this.requests, apiVersion, kind, query)).items ?? [];
+  }
+
+  /** A page of `listPageSize` objects' metadata, from the page `continueFrom` said comes next. */
+  private async metadataPage(
+    apiVersion: string,
+    kind: string,
+    labelSelector: string,
+    continueFrom?: string,
+  ): Promise<{ items: KubernetesObject[]; next?: string }> {
+    const limit = this.listPageSize;
+    if (!this.requests) {
+      const list = await this.list(apiVersion, kind, labelSelector, limit, continueFrom || undefined);
+      return { items: list.items, next: list.metadata?._continue };
+    }
+    const query = new URLSearchParams({ labelSelector, limit: String(limit) });
+    if (continueFrom) query.set('continue', continueFrom);
+    const list = await this.getMetadataList(this.requests, apiVersion, kind, query);
+    return { items: list.items ?? [], next: list.metadata?.continue };
+  }
+
+  private async getMetadataList(
+    requests: KeptAliveRequests,
+    apiVersion: string,
+    kind: string,
+    query: URLSearchParams,
+  ): Promise<{ items: KubernetesObject[] | null; metadata?: { continue?: string } }> {
     const path = `${await this.discovery.collectionPath(apiVersion, kind, this.namespace)}?${query}`;
-    const { status, body } = await this.requests.send('GET', path, '', 'application/json', METADATA_LIST);
+    const { status, body } = await requests.send('GET', path, '', 'application/json', METADATA_LIST);
     if (status !== 200) throw new ApiException(status, 'Unsuccessful HTTP Request', body, {});
     // An empty PartialObjectMetadataList has `items: null`.
-    return (JSON.parse(body) as { items: KubernetesObject[] | null }).items ?? [];
+    return JSON.parse(body) as { items: KubernetesObject[] | null; metadata?: { continue?: string } };
   }
 
   /** Deletes the object (its dependents in the background); one already gone counts as deleted. */

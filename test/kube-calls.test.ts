@@ -355,3 +355,50 @@ describe('the kinds an undeploy lists', () => {
     ]);
   });
 });
+
+describe("every build's objects, for the orphan sweep", () => {
+  const namespace = 'kube-pages';
+  const test = new TestCluster(namespace);
+
+  beforeAll(() => test.createNamespace());
+
+  it('are read by pages of metadata, each build with its newest object', async () => {
+    const cluster = new BuildCluster(kubeConfig(), namespace, [], { listPageSize: 2 });
+    const configMap = (build: string, i: number) =>
+      ({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: `${build}-${i}`, namespace, labels: { 'runboat/build': build } },
+        data: { big: 'x'.repeat(10_000) },
+      }) as KubernetesObject;
+    for (const [build, count] of [
+      ['one', 3],
+      ['two', 1],
+      ['three', 2],
+    ] as const) {
+      for (let i = 0; i < count; i++) await cluster.apply([configMap(build, i)]);
+    }
+    const created = async (name: string) =>
+      (await test.core.readNamespacedConfigMap({ name, namespace })).metadata?.creationTimestamp;
+    const requests = vi.spyOn(KeptAliveRequests.prototype, 'send');
+    try {
+      const builds = await cluster.buildsWithObjects();
+      expect(Object.fromEntries([...builds].map(([build, at]) => [build, at.toISOString()]))).toEqual({
+        one: new Date((await created('one-2'))!).toISOString(),
+        two: new Date((await created('two-0'))!).toISOString(),
+        three: new Date((await created('three-1'))!).toISOString(),
+      });
+      // Six ConfigMaps by twos, without their data.
+      const configMapPages = requests.mock.results.filter((_, i) =>
+        requests.mock.calls[i][1].includes('/configmaps?'),
+      );
+      expect(configMapPages).toHaveLength(3);
+      for (const page of configMapPages) {
+        const { body } = (await page.value) as { body: string };
+        expect(body).not.toContain('xxxxxxxxxx');
+      }
+    } finally {
+      requests.mockRestore();
+    }
+  });
+});
