@@ -451,7 +451,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
       ) {
         await continueFrom('undeploy', attempt);
       }
-      const outcome = await untilInterrupted(() => runJob(kind, attempt), giveUp);
+      const outcome = await runJob(kind, attempt, giveUp);
       if (outcome === INTERRUPTED || outcome === TIMED_OUT || outcome.succeeded) return;
       state.last_error = `${kind} job failed (attempt ${attempt}): ${outcome.reason}`;
       log.warn('build job failed, will retry', { build: build.name, kind, attempt, reason: outcome.reason });
@@ -459,15 +459,23 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     }
   }
 
-  /** One attempt of the job; lean undeploys scale the build down in the first attempt's activity. */
-  async function runJob(kind: JobKind, attempt: number): Promise<JobOutcome> {
+  /**
+   * One attempt of the job, given up when `giveUp()` says; lean undeploys scale the build down in
+   * the first attempt's activity. Older runs replay their three steps, only the watch given up.
+   */
+  async function runJob(
+    kind: JobKind,
+    attempt: number,
+    giveUp: () => boolean,
+  ): Promise<JobOutcome | typeof INTERRUPTED | typeof TIMED_OUT> {
     if (leanUndeploy && kind === 'cleanup') {
       const name = `${workflowInfo().firstExecutionRunId}.cleanup.${attempt}`;
-      return watches.runCleanupJob(build, repo, name, attempt === 1 ? stampScaled() : undefined);
+      const scaledAt = attempt === 1 ? stampScaled() : undefined;
+      return untilInterrupted(() => watches.runCleanupJob(build, repo, name, scaledAt), giveUp);
     }
     await steps.deleteJobs(build.name, kind);
     await steps.applyKubefiles(build, kind, repo);
-    return watches.waitForJob(build.name, kind);
+    return untilInterrupted(() => watches.waitForJob(build.name, kind), giveUp);
   }
 
   /**
