@@ -15,6 +15,7 @@ import { loadConfig, type Config } from '../common/config';
 import type { BuildStatus } from '../common/types';
 import { binary } from '../scripts/paths';
 import { freePort, spawnService } from '../scripts/processes';
+import { activitiesInFlight } from '../worker/heartbeats';
 import { createWorker, SLOW_SHUTDOWN_MS } from '../worker/worker';
 import type { TcpProxy } from './tcp-proxy';
 
@@ -237,7 +238,7 @@ export async function testTemporal(config: Config, cluster: TestCluster): Promis
         // Says what a worker that takes long to shut down still holds (a wake-and-caps teardown
         // once outlived its 180 s hook): its in-flight activations and activities.
         const slow = setTimeout(
-          () => console.warn('worker still shutting down', worker.getStatus()),
+          () => console.warn('worker still shutting down', worker.getStatus(), activitiesInFlight()),
           SLOW_SHUTDOWN_MS,
         );
         try {

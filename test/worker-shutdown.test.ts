@@ -62,6 +62,11 @@ it('exits on SIGTERM while an activity hangs on a kube-apiserver that never answ
     expect(code).toBe(0);
     const said = (message: string) => lines.some((line) => line.includes(`"msg":"${message}"`));
     expect(said('worker still draining')).toBe(true);
+    // It names what it still runs.
+    const draining = lines.find((line) => line.includes('"msg":"worker still draining"'));
+    expect((JSON.parse(draining!) as { activities: string[] }).activities).toEqual([
+      `deployBuild of ${buildWorkflowId(build.name)}`,
+    ]);
     expect(said('worker shutdown forced: activities left running')).toBe(true);
   } finally {
     worker.kill('SIGKILL');

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig, type Config } from '../common/config';
 import { buildCluster, UnknownResourceTypesError, type BuildCluster } from '../common/kubernetes';
 import { logger } from '../common/logger';
 import { isTemporalUnreachable, waitToRetry } from '../common/retry';
+import { activitiesInFlight } from './heartbeats';
 import { installRuntime } from './runtime';
 import { ensureEvictionSchedule, ensureOrphanSweepSchedule } from './schedule';
 import { createWorker, PROCESS_SHUTDOWN_FORCE_TIME, SLOW_SHUTDOWN_MS } from './worker';
@@ -107,7 +108,11 @@ async function runWorker(
     let slowTimer: NodeJS.Timeout | undefined;
     const onStopping = () => {
       slowTimer = setTimeout(
-        () => logger.warn({ status: worker.getStatus() }, 'worker still draining'),
+        () =>
+          logger.warn(
+            { status: worker.getStatus(), activities: activitiesInFlight() },
+            'worker still draining',
+          ),
         SLOW_SHUTDOWN_MS,
       );
     };
