@@ -53,12 +53,21 @@ export function transitionActivities(
   >,
 ) {
   /**
-   * Step 3, holding a slot: a fresh init Job marked with `initAttempt`, `init-status=started`.
-   * A Job already marked with it is kept: deleting it would start the initialization over.
+   * A fresh Job of `kind` marked with `attempt`. A Job already marked with it is kept: deleting
+   * it would start that Job's work over.
    */
+  const startMarkedJob = async (
+    build: BuildRef,
+    kind: JobKind,
+    repo: BuildRepoSettings | undefined,
+    attempt: string,
+  ) => {
+    await steps.deleteJobs(build.name, kind, attempt);
+    await steps.applyKubefiles(build, kind, repo, { jobAttempt: attempt });
+  };
+  /** Step 3, holding a slot: a fresh init Job, `init-status=started`. */
   const startInit = async (build: BuildRef, repo: BuildRepoSettings | undefined, initAttempt: string) => {
-    await steps.deleteJobs(build.name, 'initialize', initAttempt);
-    await steps.applyKubefiles(build, 'initialize', repo, { jobAttempt: initAttempt });
+    await startMarkedJob(build, 'initialize', repo, initAttempt);
     await steps.setInitStatus(build.name, 'started');
     await steps.reportCommitStatus(build, 'pending', 'initializing');
   };
@@ -127,8 +136,7 @@ export function transitionActivities(
         await steps.scaleBuild(build.name, 0, scaledAt);
         await steps.deleteJobs(build.name, 'initialize');
       }
-      await steps.deleteJobs(build.name, 'cleanup', cleanupAttempt);
-      await steps.applyKubefiles(build, 'cleanup', repo, { jobAttempt: cleanupAttempt });
+      await startMarkedJob(build, 'cleanup', repo, cleanupAttempt);
       return steps.waitForJob(build.name, 'cleanup');
     },
 

@@ -20,6 +20,7 @@ import {
   withKeepAlive,
   withSilenceLimit,
   type KeptAliveRequests,
+  type RawResponse,
 } from './kube-keep-alive';
 
 // All Kubernetes access goes through this module. Every method is idempotent, so that an
@@ -249,13 +250,9 @@ export class BuildCluster {
     const query = new URLSearchParams({ fieldManager: FIELD_MANAGER, force: 'true' });
     if (dryRun) query.set('dryRun', dryRun);
     const path = `${await this.discovery.objectPath(object)}?${query}`;
-    const { status, body } = await this.requests.send(
-      'PATCH',
-      path,
-      JSON.stringify(object),
-      PatchStrategy.ServerSideApply,
+    failUnlessAccepted(
+      await this.requests.send('PATCH', path, JSON.stringify(object), PatchStrategy.ServerSideApply),
     );
-    if (status < 200 || status > 299) throw new ApiException(status, 'Unsuccessful HTTP Request', body, {});
   }
 
   /** Scaling a build whose Deployment is already gone to 0 is done, not an error. */
@@ -358,7 +355,10 @@ export class BuildCluster {
       await this.skippingForbidden(kind, undefined, async () => {
         let page: { items: KubernetesObject[]; next?: string } = { items: [], next: '' };
         do {
-          page = await this.metadataPage(kind.apiVersion, kind.kind, 'runboat/build', page.next);
+          page = await this.metadataPage(kind.apiVersion, kind.kind, 'runboat/build', {
+            limit: this.listPageSize,
+            continueFrom: page.next,
+          });
           page.items.forEach(note);
         } while (page.next);
       });
@@ -608,41 +608,32 @@ export class BuildCluster {
     labelSelector: string,
     limit?: number,
   ): Promise<KubernetesObject[]> {
-    if (!this.requests) return (await this.list(apiVersion, kind, labelSelector, limit)).items;
-    const query = new URLSearchParams({ labelSelector });
-    if (limit !== undefined) query.set('limit', String(limit));
-    return (await this.getMetadataList(this.requests, apiVersion, kind, query)).items ?? [];
+    return (await this.metadataPage(apiVersion, kind, labelSelector, { limit })).items;
   }
 
-  /** A page of `listPageSize` objects' metadata, from the page `continueFrom` said comes next. */
+  /** A page of at most `limit` objects' metadata, from the page `continueFrom` said comes next. */
   private async metadataPage(
     apiVersion: string,
     kind: string,
     labelSelector: string,
-    continueFrom?: string,
+    { limit, continueFrom }: { limit?: number; continueFrom?: string },
   ): Promise<{ items: KubernetesObject[]; next?: string }> {
-    const limit = this.listPageSize;
     if (!this.requests) {
       const list = await this.list(apiVersion, kind, labelSelector, limit, continueFrom || undefined);
       return { items: list.items, next: list.metadata?._continue };
     }
-    const query = new URLSearchParams({ labelSelector, limit: String(limit) });
+    const query = new URLSearchParams({ labelSelector });
+    if (limit !== undefined) query.set('limit', String(limit));
     if (continueFrom) query.set('continue', continueFrom);
-    const list = await this.getMetadataList(this.requests, apiVersion, kind, query);
-    return { items: list.items ?? [], next: list.metadata?.continue };
-  }
-
-  private async getMetadataList(
-    requests: KeptAliveRequests,
-    apiVersion: string,
-    kind: string,
-    query: URLSearchParams,
-  ): Promise<{ items: KubernetesObject[] | null; metadata?: { continue?: string } }> {
     const path = `${await this.discovery.collectionPath(apiVersion, kind, this.namespace)}?${query}`;
-    const { status, body } = await requests.send('GET', path, '', 'application/json', METADATA_LIST);
-    if (status !== 200) throw new ApiException(status, 'Unsuccessful HTTP Request', body, {});
+    const response = await this.requests.send('GET', path, '', 'application/json', METADATA_LIST);
+    failUnlessAccepted(response);
+    const list = JSON.parse(response.body) as {
+      items: KubernetesObject[] | null;
+      metadata?: { continue?: string };
+    };
     // An empty PartialObjectMetadataList has `items: null`.
-    return JSON.parse(body) as { items: KubernetesObject[] | null; metadata?: { continue?: string } };
+    return { items: list.items ?? [], next: list.metadata?.continue };
   }
 
   /** Deletes the object (its dependents in the background); one already gone counts as deleted. */
@@ -654,9 +645,7 @@ export class BuildCluster {
       return;
     }
     const path = `${await this.discovery.objectPath(object)}?propagationPolicy=Background`;
-    const { status, body } = await this.requests.send('DELETE', path);
-    if ((status < 200 || status > 299) && status !== 404)
-      throw new ApiException(status, 'Unsuccessful HTTP Request', body, {});
+    failUnlessAccepted(await this.requests.send('DELETE', path), 404);
   }
 
   private async deleteAll(
@@ -764,6 +753,15 @@ export class BuildCluster {
         );
     });
   }
+}
+
+/**
+ * Throws the ApiException the generated clients throw for an answer that is neither a success
+ * nor one of `alsoFine` (a delete's 404), so that callers read refusals alike.
+ */
+function failUnlessAccepted({ status, body }: RawResponse, ...alsoFine: number[]): void {
+  if ((status < 200 || status > 299) && !alsoFine.includes(status))
+    throw new ApiException(status, 'Unsuccessful HTTP Request', body, {});
 }
 
 /** Made by a controller from an owner (`ownerReferences` with `controller: true`). */

@@ -855,6 +855,11 @@ it('refuses commands with nothing to do, and any command but a second undeploy o
   const activities = stubActivities({
     waitForJob: async (_name, kind) => (kind === 'initialize' ? untilCancelled() : { succeeded: true }),
   });
+  // The undeploy is held until the commands sent while undeploying are answered: an undeploy
+  // done first would close the workflow, aborting their updates.
+  let finishUndeploy = () => {};
+  const undeployHeld = new Promise<void>((resolve) => (finishUndeploy = resolve));
+  activities.deleteBuild.mockImplementation(() => undeployHeld);
   await withBuild(
     activities,
     defaults,
@@ -867,6 +872,7 @@ it('refuses commands with nothing to do, and any command but a second undeploy o
       expect(await answer('start')).toBe(CommandRefusal.notPossible);
       expect(await answer('reset')).toBe(CommandRefusal.notPossible);
       expect(await answer('undeploy')).toBe(CommandRefusal.noOp);
+      finishUndeploy();
       await handle.result();
     },
     'dev-server',
