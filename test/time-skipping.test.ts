@@ -697,6 +697,18 @@ it('continues as new while its cleanup job keeps failing, going on with the back
     await untilStatus(handle, 'started');
     const firstRunId = (await handle.describe()).runId;
     await handle.signal(undeploySignal);
+    // Time is moved on by the test, not left to the client's wait for the result: with an hour of
+    // backoff across runs, that wait once let no timer fire within the test's timeout (on a
+    // loaded machine, the test server's connection complaining of excess pings).
+    const latestRun = env.client.workflow.getHandle(handle.workflowId);
+    await waitFor(
+      'the cleanup attempts to end',
+      async () => {
+        await env.sleep('5 minutes');
+        return (await latestRun.describe()).status.name === 'COMPLETED';
+      },
+      100_000,
+    );
     await handle.result();
 
     const runs = await runHistories(handle.client, handle.workflowId, firstRunId);
