@@ -4,7 +4,7 @@ import type { GitHub } from '../common/github';
 import type { BuildCluster } from '../common/kubernetes';
 import type { Config } from '../common/config';
 import { BACKEND_TIMEOUT_MS, boundedCalls } from './backend';
-import { BuildIndex } from './build-index';
+import { BuildIndex } from '../common/build-index';
 import { errorHandler, HttpError } from './errors';
 import { BuildEvents } from './events';
 import { healthRouter } from './health';

@@ -11,15 +11,8 @@ import { captureRepoSettings, findRepoSettings, type Config } from '../common/co
 import { logger } from '../common/logger';
 import { withinDeadline } from './backend';
 import { capBuildsOfRef } from './per-ref-cap';
-import { listRunningBuilds, listNewestRows, type BuildFilter } from '../common/build-list';
-import {
-  buildSearchAttributes,
-  buildWorkflowsQuery,
-  runningBuildsQuery,
-  searchAttributes,
-  visibilityString,
-  type ListedBuild,
-} from '../common/search-attributes';
+import { listBuilds, type BuildFilter } from '../common/build-list';
+import { buildSearchAttributes } from '../common/search-attributes';
 import {
   type BuildCommand,
   type BuildRef,
@@ -191,62 +184,6 @@ const grpcCode = (error: unknown): unknown => (error as { cause?: { code?: unkno
 
 export async function getBuildState(client: Client, name: string): Promise<BuildSnapshot> {
   return client.workflow.getHandle(buildWorkflowId(name)).query(buildStateQuery);
-}
-
-export type { BuildFilter, ListedBuild };
-
-/**
- * Running build workflows of this deployment's task queue that match `filter`, in runboat's
- * ascending order (see `runboatOrder`), the order of `/build-events`' first events.
- */
-export async function listBuilds(
-  client: Client,
-  config: Config,
-  filter: BuildFilter = {},
-): Promise<ListedBuild[]> {
-  return runboatOrder(await listRunningBuilds(client, config.taskQueue, filter), 'asc');
-}
-
-/**
- * What changed since `since`: the running builds whose listed fields changed (`RunboatUpdated`),
- * and the builds whose workflow ended (undeployed, terminated; a continue-as-new goes on as
- * the same build). An answer proportional to the changes, not to the builds deployed.
- */
-export async function listBuildChanges(
-  client: Client,
-  config: Config,
-  since: Date,
-): Promise<{ changed: ListedBuild[]; ended: ListedBuild[] }> {
-  const [changed, ended] = await Promise.all([
-    listNewestRows(
-      client,
-      `${runningBuildsQuery(config.taskQueue)} AND ${searchAttributes.updated.name} >= ${since.getTime()}`,
-    ),
-    listNewestRows(
-      client,
-      `${buildWorkflowsQuery(config.taskQueue)} AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew' AND CloseTime >= ${visibilityString(since.toISOString())}`,
-    ),
-  ]);
-  return { changed, ended };
-}
-
-/**
- * runboat's `BuildsDb.search` order: by repo, then pull request number with branch builds
- * after every PR (`COALESCE(pr, 999999)`), then target branch, then creation; `asc` is what
- * `/build-events` replays, `desc` what `GET /builds` lists (branches first, newest first).
- * Strings compare by code unit, as SQLite's default BINARY collation does for ASCII.
- */
-export function runboatOrder(builds: ListedBuild[], direction: 'asc' | 'desc'): ListedBuild[] {
-  const sign = direction === 'asc' ? 1 : -1;
-  const compare = (a: string | number, b: string | number) => (a < b ? -1 : a > b ? 1 : 0);
-  return [...builds].sort(
-    (a, b) =>
-      sign *
-      (compare(a.commit.repo, b.commit.repo) ||
-        compare(a.commit.pr ?? 999_999, b.commit.pr ?? 999_999) ||
-        compare(a.commit.target_branch, b.commit.target_branch) ||
-        compare(Date.parse(a.created), Date.parse(b.created))),
-  );
 }
 
 /** The build name of `commit`, or undefined when GitHub sent values no build can have. */

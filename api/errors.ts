@@ -4,6 +4,7 @@ import { STATUS_CODES } from 'node:http';
 import type { ErrorRequestHandler, Request } from 'express';
 import { UnexpectedGitHubResponse } from '../common/github';
 import { UnsafeCommitInfoError } from '../common/build';
+import { BuildsNotListedError } from '../common/build-index';
 import { logger } from '../common/logger';
 import { BuildBusyError, CommandRefusedError, UnsupportedBuildError } from './build-client';
 
@@ -67,6 +68,7 @@ export function describeError(error: unknown): {
   if (error instanceof HttpError)
     return { status: error.status, detail: error.detail, headers: error.headers };
   if (error instanceof WorkflowNotFoundError) return { status: 404, detail: 'build not found' };
+  if (error instanceof BuildsNotListedError) return { status: 503, detail: error.message };
   if (error instanceof RequestError) {
     // From GitHub: a missing branch or PR is the caller's 404; anything else is GitHub failing.
     return error.status === 404

@@ -4,9 +4,9 @@ import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import type { Bounded } from './backend';
 import { matches, type BuildFilter } from '../common/build-list';
-import type { ListedBuild } from './build-client';
-import type { BuildIndex } from './build-index';
-import { CHANGE_FEED_LOOKBACK_MS, ChangeFeed } from './change-feed';
+import type { BuildIndex } from '../common/build-index';
+import { CHANGE_FEED_LOOKBACK_MS, ChangeFeed } from '../common/change-feed';
+import type { ListedBuild } from '../common/search-attributes';
 import { HttpError } from './errors';
 import { buildJson } from './views';
 

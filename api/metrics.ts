@@ -6,7 +6,7 @@ import { BUILD_STATUSES } from '../common/types';
 import type { OrphanSweep } from '../common/types';
 import { initSlotsQuery, initSlotsWorkflowId, orphanSweepScheduleId } from '../workflows/definitions';
 import type { Bounded } from './backend';
-import type { BuildIndex } from './build-index';
+import type { BuildIndex } from '../common/build-index';
 import type { EventsPollObserver } from './events';
 import type { WebhookObserver } from './webhooks';
 

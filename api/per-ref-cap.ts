@@ -2,7 +2,8 @@ import type { Client } from '@temporalio/client';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import type { BuildRef } from '../common/types';
-import { listBuilds, sendBuildCommand } from './build-client';
+import { listBuilds } from '../common/build-list';
+import { sendBuildCommand } from './build-client';
 
 // Per-ref cap (RUNBOAT_MAX_BUILDS_PER_REF, runboat#154): a branch or pull request keeps only its
 // newest builds. Applied where builds are started (webhooks, triggers), right after the start,

@@ -12,15 +12,15 @@ import type { Bounded } from './backend';
 import {
   forceUndeployBuild,
   getBuildState,
-  runboatOrder,
   sendBuildCommand,
   startBuild,
   undeployBuilds,
 } from './build-client';
 import { HttpError } from './errors';
+import { runboatOrder } from '../common/build-list';
 import type { BuildEvents } from './events';
 import { openApiDocument } from './openapi';
-import type { BuildIndex } from './build-index';
+import type { BuildIndex } from '../common/build-index';
 import { BUILD_COMMAND_RATE, rateLimited } from './rate-limit';
 import {
   branch,

@@ -1,8 +1,8 @@
 import type { Config } from '../common/config';
 import type { CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
-import type { ListedBuild } from './build-client';
-import type { BuildCounts } from './build-index';
+import type { BuildCounts } from '../common/build-index';
+import type { ListedBuild } from '../common/search-attributes';
 
 // The JSON runboat's clients expect, field for field, plus this project's additions.
 

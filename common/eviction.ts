@@ -118,9 +118,9 @@ export interface EvictionSelection extends EvictionPlan {
   orderMs: number;
 }
 
-const RUNNING: readonly BuildStatus[] = ['started', 'starting'];
+export const RUNNING: readonly BuildStatus[] = ['started', 'starting'];
 /** Deployed means any status but undeploying (SPEC §3). */
-const DEPLOYED: readonly BuildStatus[] = BUILD_STATUSES.filter((status) => status !== 'undeploying');
+export const DEPLOYED: readonly BuildStatus[] = BUILD_STATUSES.filter((status) => status !== 'undeploying');
 /**
  * Orders given at once. A build's workflow takes one in a workflow task, a replay of its history
  * when the worker no longer holds it: more at once keeps the worker busy, not waiting.

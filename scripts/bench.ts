@@ -17,7 +17,7 @@ import { temporal as temporalProto } from '@temporalio/proto';
 import { chromium, type Page } from 'playwright-core';
 import { webhookVerifier } from '../api/webhooks';
 import { lifecycleSettings, startBuild } from '../api/build-client';
-import { CHANGE_FEED_LOOKBACK_MS } from '../api/change-feed';
+import { CHANGE_FEED_LOOKBACK_MS } from '../common/change-feed';
 import { listRunningBuilds } from '../common/build-list';
 import { buildRef } from '../common/build';
 import type { CommitInfo } from '../common/types';

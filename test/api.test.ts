@@ -1,7 +1,9 @@
 import { Client, Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { getBuildState, runboatOrder, startBuild, type ListedBuild } from '../api/build-client';
+import { getBuildState, startBuild } from '../api/build-client';
+import { runboatOrder } from '../common/build-list';
+import type { ListedBuild } from '../common/search-attributes';
 import type { BuildJson } from '../api/views';
 import { logger } from '../common/logger';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { listBuilds, runboatOrder, startBuild } from '../api/build-client';
-import type { BuildCounts } from '../api/build-index';
+import { startBuild } from '../api/build-client';
+import { LastingDisagreement, type BuildCounts } from '../common/build-index';
+import { listBuilds, runboatOrder } from '../common/build-list';
 import { statusFromCounts, type BuildJson, type StatusCounts } from '../api/views';
 import { BUILD_STATUSES, type BuildRef, type CommitInfo } from '../common/types';
 import { startTestApi, useStack, type TestApi } from './api-server';
@@ -152,5 +153,21 @@ describe('the build index (/repos, /status)', () => {
     } finally {
       await other.close();
     }
+  });
+});
+
+describe('LastingDisagreement (when eviction lists every build again)', () => {
+  it('answers true once a disagreement outlasts its span, not for a moment of lag, and starts over', () => {
+    const disagreement = new LastingDisagreement(120_000);
+    expect(disagreement.check(false, 0)).toBe(false);
+    expect(disagreement.check(false, 60_000)).toBe(false);
+    // Agreeing once starts the span over.
+    expect(disagreement.check(true, 90_000)).toBe(false);
+    expect(disagreement.check(false, 100_000)).toBe(false);
+    expect(disagreement.check(false, 220_000)).toBe(false);
+    expect(disagreement.check(false, 220_001)).toBe(true);
+    // Once answered, a new span begins.
+    expect(disagreement.check(false, 230_000)).toBe(false);
+    expect(disagreement.check(false, 350_001)).toBe(true);
   });
 });

@@ -1,5 +1,6 @@
 import { expect, it } from 'vitest';
-import { listBuilds, startBuild } from '../api/build-client';
+import { startBuild } from '../api/build-client';
+import { listBuilds } from '../common/build-list';
 import { buildWorkflowId } from '../workflows/definitions';
 import { SHA, testConfig, useTemporalClient, waitFor } from './helpers';
 

@@ -1,5 +1,5 @@
 import { expect, it } from 'vitest';
-import { ChangeFeed } from '../api/change-feed';
+import { ChangeFeed } from '../common/change-feed';
 import { buildRef } from '../common/build';
 import { buildSearchAttributes, runningBuildsQuery } from '../common/search-attributes';
 import type { buildWorkflow } from '../workflows/build';

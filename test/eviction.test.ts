@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { getBuildState, startBuild } from '../api/build-client';
+import { listBuilds } from '../common/build-list';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { ensureEvictionSchedule } from '../worker/schedule';
 import type { evictionWorkflow } from '../workflows';
@@ -83,6 +84,19 @@ describe('eviction', () => {
     // a release's fixtures (replayAndRecord).
     await replayAndRecordRuns('build-evicted', await runHistories(workflow, b1, b1FirstRun));
     await replayAndRecord('eviction-run.json', await workflow.getHandle(firstRun).fetchHistory());
+
+    // Later runs read the candidates from the worker's index, kept current from the change feed
+    // since the first run listed every build: two new builds of 16.0 (initializing, so never
+    // chosen) put 6 deployed over the 4, and make b3 no longer the newest of its branch.
+    builds.b4 = await startBuild(stack.temporal.client, config, commit('16.0', null, 'a'));
+    builds.b5 = await startBuild(stack.temporal.client, config, commit('16.0', null, 'b'));
+    await waitFor('the new builds listed', async () => {
+      const listed = await listBuilds(stack.temporal.client, config, { branch: '16.0' });
+      return (
+        listed.filter((build) => ['b4', 'b5'].some((key) => builds[key].name === build.name)).length === 2
+      );
+    });
+    expect(await runEviction()).toEqual({ stop: [], undeploy: [builds.b3.name] });
   });
 
   it('is run by a schedule that the worker creates idempotently, overlap SKIP', async () => {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { NativeConnection, Worker } from '@temporalio/worker';
 import { expect, it } from 'vitest';
-import { listBuilds } from '../api/build-client';
+import { listBuilds } from '../common/build-list';
 import { buildNameBySlug } from '../api/wake';
 import { buildRef } from '../common/build';
 import { listRunningBuilds } from '../common/build-list';

@@ -1,6 +1,7 @@
 import type { Client } from '@temporalio/client';
 import type { Config } from '../common/config';
-import { listBuildChanges, type ListedBuild } from './build-client';
+import { listBuildChanges } from './build-list';
+import type { ListedBuild } from './search-attributes';
 
 // The incremental feed of build changes that the `/build-events` poller and the build index read:
 // each read lists what changed since the previous successful read, so it costs the changes,

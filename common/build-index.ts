@@ -1,15 +1,14 @@
 import type { Client } from '@temporalio/client';
-import type { Config } from '../common/config';
-import { logger } from '../common/logger';
-import { BUILD_STATUSES, type BuildStatus, type InitStatus } from '../common/types';
-import { matches, type BuildFilter } from '../common/build-list';
-import { listBuilds, runboatOrder, type ListedBuild } from './build-client';
+import { listBuilds, matches, runboatOrder, type BuildFilter } from './build-list';
 import { ChangeFeed } from './change-feed';
-import { HttpError } from './errors';
+import type { Config } from './config';
+import { logger } from './logger';
+import type { ListedBuild } from './search-attributes';
+import { BUILD_STATUSES, type BuildStatus, type InitStatus } from './types';
 
 // What the API shows of the builds (`/api/v1/status`, `/repos`, `GET /builds`, the first events
-// of `/build-events`, the home page and boards, `/metrics`), without a cost per deployed build
-// on each request. Listing every build to collect repos cost ~0.8 ms a build (5 s at OCA's
+// of `/build-events`, the home page and boards, `/metrics`), and where eviction picks its
+// candidates, without a cost per deployed build on each request or run. Listing every build to collect repos cost ~0.8 ms a build (5 s at OCA's
 // 7,000); visibility cannot count by repo (its GROUP BY takes ExecutionStatus only), and its
 // counts by status are not constant either: SQL visibility counts the matching rows, about
 // 70 ms per 1,000 builds for /status's seven counts on the dev server (README, "The API at N
@@ -32,7 +31,8 @@ import { HttpError } from './errors';
 // agree as their lists do; and a page that refreshes on a `/build-events` change sees it. A
 // change that visibility recorded more than 5 s after its stamp (see `ChangeFeed`) shows up to
 // 10 s later than that.
-// Decisions (eviction, init slots) never read it: the worker counts and queries builds itself.
+// Decisions never rest on it: eviction picks candidates from it and then gives each build an
+// order that the build takes only in the state it was picked in; init slots never read it.
 
 /**
  * A read's own deadline. The first list takes seconds at 7,000 builds, and a read after a
@@ -43,6 +43,31 @@ import { HttpError } from './errors';
 const READ_TIMEOUT_MS = 120_000;
 /** When the namespace does not say its retention: Temporal's smallest (for local namespaces). */
 const MIN_RETENTION_MS = 60 * 60_000;
+
+/**
+ * Whether a disagreement (of an index with visibility's counts) has lasted longer than `forMs`
+ * across the checks made of it: lag makes them differ for a moment, a change the index never
+ * read makes them differ for good.
+ */
+export class LastingDisagreement {
+  private since: number | undefined;
+
+  constructor(private readonly forMs: number) {}
+
+  /** Records a check; true once disagreeing for longer than `forMs`, and then starts over. */
+  check(agrees: boolean, now = Date.now()): boolean {
+    if (agrees) this.since = undefined;
+    else if (this.since === undefined) this.since = now;
+    else if (now - this.since > this.forMs) {
+      this.since = undefined;
+      return true;
+    }
+    return false;
+  }
+}
+
+/** Visibility did not list the builds within a reader's wait: the API's 503. */
+export class BuildsNotListedError extends Error {}
 
 /** How many running builds have each status, and each init status while initializing. */
 export interface BuildCounts {
@@ -113,6 +138,15 @@ export class BuildIndex {
     };
   }
 
+  /**
+   * Lists every build again at the next read: for a reader that found the index disagreeing
+   * with visibility's counts for longer than the change feed looks back (a change visibility
+   * recorded later than that is never read).
+   */
+  relist(): void {
+    this.feed = undefined;
+  }
+
   /** Whether a read is under way (it may outlive the requests that waited for it). */
   get active(): boolean {
     return this.update !== undefined;
@@ -137,8 +171,7 @@ export class BuildIndex {
       timer = setTimeout(
         () =>
           reject(
-            new HttpError(
-              503,
+            new BuildsNotListedError(
               'Temporal did not list the builds in time (unreachable, or slow); try again in a moment',
             ),
           ),
