@@ -41,9 +41,11 @@ const DISAGREEMENT_BEFORE_RELIST_MS = 2 * CHANGE_FEED_LOOKBACK_MS;
 export function createCoordinationActivities(config: Config) {
   /**
    * Eviction's candidates: every running build as visibility lists it, kept current from the
-   * change feed at every run, so that a run over the limits reads the builds that changed since
-   * the previous run instead of every build (5.5 s of the run, and most of Temporal's CPU for
-   * it, at 7,000).
+   * change feed, so that a run over the limits reads the builds that changed since the previous
+   * such run instead of every build (5.5 s of the run, and most of Temporal's CPU for it, at
+   * 7,000). Runs within the limits do not read it: a read lists again the changes of the feed's
+   * lookback (a minute), which after a burst is the builds of the burst, and a run with nothing
+   * to do must cost nothing per build.
    */
   let candidates: BuildIndex | undefined;
   const disagreement = new LastingDisagreement(DISAGREEMENT_BEFORE_RELIST_MS);
@@ -118,7 +120,6 @@ export function createCoordinationActivities(config: Config) {
           : running;
       /** This run's visibility counts, by the statuses counted. */
       const counted = new Map<string, number>();
-      let listed = false;
       const source: EvictionSource = {
         async count(statuses) {
           const { count } = await client.workflow.count(withStatus(statuses));
@@ -126,7 +127,6 @@ export function createCoordinationActivities(config: Config) {
           return count;
         },
         async list(statuses) {
-          listed = true;
           const builds = await indexedBuilds(statuses, counted);
           return builds.map((build) => ({ ...build, last_error: null }));
         },
@@ -149,14 +149,6 @@ export function createCoordinationActivities(config: Config) {
         },
       };
       const { stop, undeploy, ordered, skipped, listMs, orderMs } = await evict(source, limits);
-      // Within the limits: the index is read all the same (the changes of one interval), so that
-      // the run that finds them exceeded reads no more than that either.
-      if (!listed)
-        await indexedBuilds(undefined, counted).catch((error: unknown) =>
-          log.warn('eviction: the build index could not be read; the next run tries again', {
-            error: String(error),
-          }),
-        );
       for (const { name, error } of skipped)
         log.warn('eviction skipped a build it could not give an order', { build: name, error });
       // Slower than an eviction run should ever be: worth an operator's look.
