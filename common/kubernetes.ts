@@ -177,6 +177,8 @@ export class BuildCluster {
   private discovered?: Discovery;
   /** The kinds of the objects this process applied (`apiVersion/kind`). */
   private readonly appliedKinds = new Set<string>();
+  /** `apiVersion/kind` of the kinds whose collection delete was refused (`deleteCollection`). */
+  private readonly collectionDeleteRefused = new Set<string>();
   /** Hashes of objects the server accepted from this process, least recently applied first. */
   private readonly accepted = new Set<string>();
   /** The Deployment this process applied for each build, least recently applied first. */
@@ -291,11 +293,16 @@ export class BuildCluster {
    */
   async deleteBuild(build: string, { everyKind = false } = {}): Promise<number> {
     const kinds = await (everyKind ? this.objectKinds() : this.kindsInUse());
-    // What a controller of the build made (a Deployment's ReplicaSets and pods, a Job's pods, a
-    // Service's EndpointSlices) goes with its owner, deleted here.
+    const selector = `runboat/build=${build}`;
+    // A kind's objects go in one request, what a controller of the build made from them (a
+    // Deployment's ReplicaSets, a Service's EndpointSlices) with them, except pods: a pod deleted
+    // before the garbage collector deleted its ReplicaSet would be made again. The collector
+    // deletes those with their owner.
     const deleteKind = (kind: ObjectKind) =>
       this.skippingForbidden(kind, 0, () =>
-        this.deleteAll(kind.apiVersion, kind.kind, `runboat/build=${build}`, (object) => !controlled(object)),
+        kind.apiVersion === 'v1' && kind.kind === 'Pod'
+          ? this.deleteAll(kind.apiVersion, kind.kind, selector, (object) => !controlled(object))
+          : this.deleteCollection(kind.apiVersion, kind.kind, selector),
       );
     let deleted = 0;
     // The contract's kinds in their order; the others (rarely any object) all at once.
@@ -646,6 +653,27 @@ export class BuildCluster {
     }
     const path = `${await this.discovery.objectPath(object)}?propagationPolicy=Background`;
     failUnlessAccepted(await this.requests.send('DELETE', path), 404);
+  }
+
+  /**
+   * Deletes the objects of `kind` matching `labelSelector` (their dependents in the background)
+   * in one request; returns how many there were. Where the collection delete is refused (not
+   * granted by the worker's Role, or not served for the kind), lists and deletes them one by one
+   * from then on.
+   */
+  private async deleteCollection(apiVersion: string, kind: string, labelSelector: string): Promise<number> {
+    const key = `${apiVersion}/${kind}`;
+    if (this.requests && !this.collectionDeleteRefused.has(key)) {
+      const query = new URLSearchParams({ labelSelector, propagationPolicy: 'Background' });
+      const path = `${await this.discovery.collectionPath(apiVersion, kind, this.namespace)}?${query}`;
+      const response = await this.requests.send('DELETE', path, '', 'application/json', METADATA_LIST);
+      if (response.status !== 403 && response.status !== 405) {
+        failUnlessAccepted(response);
+        return ((JSON.parse(response.body) as { items: unknown[] | null }).items ?? []).length;
+      }
+      this.collectionDeleteRefused.add(key);
+    }
+    return this.deleteAll(apiVersion, kind, labelSelector);
   }
 
   private async deleteAll(

@@ -335,23 +335,35 @@ describe('the kinds an undeploy lists', () => {
     expect(await cluster.listBuildObjects('before')).toEqual([]);
   });
 
-  it("leaves what a controller made from the build's objects to the garbage collector", async () => {
-    // A ReplicaSet of the build's Deployment, say: deleted with its owner, by the collector
-    // (which this bare control plane does not run).
+  it("deletes a kind's objects in one request, what a controller made too, but leaves pods to the garbage collector", async () => {
+    // A ReplicaSet of the build's Deployment, say, goes with the other ReplicaSets; a pod that
+    // a ReplicaSet made is deleted with its owner, by the collector (which this bare control
+    // plane does not run): deleted before, it would be made again.
     const cluster = new BuildCluster(kubeConfig(), namespace);
-    const configMap = (name: string, ownerReferences?: V1OwnerReference[]) =>
+    const labelled = (kind: string, name: string, ownerReferences?: V1OwnerReference[]) =>
       ({
         apiVersion: 'v1',
-        kind: 'ConfigMap',
+        kind,
         metadata: { name, namespace, labels: { 'runboat/build': 'owned' }, ownerReferences },
+        ...(kind === 'Pod' ? { spec: { containers: [{ name: 'odoo', image: 'odoo:16' }] } } : {}),
       }) as KubernetesObject;
-    await cluster.apply([configMap('owned-owner')]);
+    await cluster.apply([labelled('ConfigMap', 'owned-owner')]);
     const { metadata } = await test.core.readNamespacedConfigMap({ name: 'owned-owner', namespace });
-    const owner = { apiVersion: 'v1', kind: 'ConfigMap', name: 'owned-owner', uid: metadata!.uid! };
-    await cluster.apply([configMap('owned-dependent', [{ ...owner, controller: true }])]);
-    expect(await cluster.deleteBuild('owned')).toBe(1);
+    const owner = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      name: 'owned-owner',
+      uid: metadata!.uid!,
+      controller: true,
+    };
+    await cluster.apply([
+      labelled('ConfigMap', 'owned-dependent', [owner]),
+      labelled('Pod', 'owned-pod', [owner]),
+      labelled('Pod', 'owned-bare-pod'),
+    ]);
+    expect(await cluster.deleteBuild('owned')).toBe(3);
     expect((await cluster.listBuildObjects('owned')).map((object) => object.metadata?.name)).toEqual([
-      'owned-dependent',
+      'owned-pod',
     ]);
   });
 });

@@ -10,6 +10,7 @@ import {
   KubernetesObjectApi,
   RbacAuthorizationV1Api,
   type KubernetesObject,
+  type V1PolicyRule,
 } from '@kubernetes/client-node';
 import { NativeConnection } from '@temporalio/worker';
 import { parseAllDocuments } from 'yaml';
@@ -108,6 +109,40 @@ async function httpStatus(kc: KubeConfig, path: string): Promise<number> {
       })
       .on('error', reject);
   });
+}
+
+/** A ServiceAccount bound to a Role of the build namespace with `rules`, as a token kubeconfig. */
+async function accountWithRules(name: string, rules: V1PolicyRule[]): Promise<KubeConfig> {
+  const objects = KubernetesObjectApi.makeApiClient(admin.kc);
+  const rbacApi = 'rbac.authorization.k8s.io/v1';
+  await objects.create({
+    apiVersion: 'v1',
+    kind: 'ServiceAccount',
+    metadata: { name, namespace: serviceNamespace },
+  });
+  await objects.create({
+    apiVersion: rbacApi,
+    kind: 'Role',
+    metadata: { name, namespace: buildNamespace },
+    rules,
+  } as KubernetesObject);
+  await objects.create({
+    apiVersion: rbacApi,
+    kind: 'RoleBinding',
+    metadata: { name, namespace: buildNamespace },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+    subjects: [{ kind: 'ServiceAccount', name, namespace: serviceNamespace }],
+  } as KubernetesObject);
+  return tokenKubeConfig(name);
+}
+
+/** ConfigMaps labelled with `build`, made by the admin. */
+async function buildConfigMaps(build: string, count: number): Promise<void> {
+  for (let i = 0; i < count; i++)
+    await admin.core.createNamespacedConfigMap({
+      namespace: buildNamespace,
+      body: { metadata: { name: `${build}-${i}`, labels: { 'runboat/build': build } } },
+    });
 }
 
 const statusCode = (promise: Promise<unknown>) =>
@@ -275,6 +310,37 @@ describe('the worker ServiceAccount of deploy/', () => {
       ),
     ).toBe(403);
     expect(await statusCode(core.listNamespacedServiceAccount({ namespace: buildNamespace }))).toBe(403);
+  });
+});
+
+describe("undeploying a build's objects", () => {
+  const configMaps = { apiGroups: [''], resources: ['configmaps'] };
+
+  it('takes one request a kind where the Role grants deletecollection', async () => {
+    // Nothing else granted: no list, no delete of single objects.
+    const kc = await accountWithRules('collection-only', [{ ...configMaps, verbs: ['deletecollection'] }]);
+    const deleteNone = () =>
+      statusCode(
+        kc.makeApiClient(CoreV1Api).deleteCollectionNamespacedConfigMap({
+          namespace: buildNamespace,
+          labelSelector: 'runboat/build=no-such-build',
+        }),
+      );
+    await waitFor('the Role in force', async () => (await deleteNone()) === 200);
+    await buildConfigMaps('collected', 2);
+    expect(await new BuildCluster(kc, buildNamespace).deleteBuild('collected')).toBe(2);
+    expect(await admin.builds.listBuildObjects('collected')).toEqual([]);
+  });
+
+  it('lists and deletes object by object where it does not (a Role copied before it did)', async () => {
+    const kc = await accountWithRules('no-collections', [{ ...configMaps, verbs: ['list', 'delete'] }]);
+    const listNone = () =>
+      statusCode(kc.makeApiClient(CoreV1Api).listNamespacedConfigMap({ namespace: buildNamespace }));
+    await waitFor('the Role in force', async () => (await listNone()) === 200);
+    await buildConfigMaps('one-by-one', 2);
+    const cluster = new BuildCluster(kc, buildNamespace);
+    expect(await cluster.deleteBuild('one-by-one')).toBe(2);
+    expect(await admin.builds.listBuildObjects('one-by-one')).toEqual([]);
   });
 });
 
