@@ -8,7 +8,7 @@ import { startTestApi, useStack, type TestApi } from './api-server';
 import { SHA, testConfig, waitFor } from './helpers';
 
 // `GET /api/v1/repos`, `/status` and `/builds` come from each API process's index of the
-// builds (api/build-index.ts), listed once and then kept current from the change feed. Here,
+// builds (common/build-index.ts), listed once and then kept current from the change feed. Here,
 // builds added, initialized, undeployed and deployed again after an index was first listed
 // show in its answers as in visibility's own lists, in two API apps alike; the waits are for
 // those conditions, never for a time.
