@@ -63,12 +63,11 @@ export function createCoordinationActivities(config: Config) {
         candidates.list(statuses ? { statuses } : {}),
         candidates.counts(),
       ]);
-      const indexed = (of: readonly BuildStatus[]) => of.reduce((sum, status) => sum + tally[status], 0);
-      const agrees = [RUNNING, DEPLOYED].every((of) => counted.get(of.join()) === indexed(of));
-      if (disagreement.check(agrees)) {
+      const indexed = [RUNNING, DEPLOYED].map((of) => of.reduce((sum, status) => sum + tally[status], 0));
+      const visible = [RUNNING, DEPLOYED].map((of) => counted.get(of.join()) ?? 0);
+      if (disagreement.check(indexed, visible)) {
         log.info('eviction: the build index disagrees with visibility for long; listing every build again', {
-          counted: Object.fromEntries(counted),
-          indexed: { running: indexed(RUNNING), deployed: indexed(DEPLOYED) },
+          'running, deployed': { indexed, visible },
         });
         candidates.relist();
       }

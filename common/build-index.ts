@@ -45,21 +45,26 @@ const READ_TIMEOUT_MS = 120_000;
 const MIN_RETENTION_MS = 60 * 60_000;
 
 /**
- * Whether a disagreement (of an index with visibility's counts) has lasted longer than `forMs`
- * across the checks made of it: lag makes them differ for a moment, a change the index never
- * read makes them differ for good.
+ * Whether an index has disagreed with visibility's counts by the same amount for longer than
+ * `forMs`, across the checks made of it: lag makes them differ for a moment, by amounts that
+ * change from check to check while builds change; a change the index never read makes them
+ * differ for good, by the same amount once builds stop changing.
  */
 export class LastingDisagreement {
-  private since: number | undefined;
+  private current: { difference: string; since: number } | undefined;
 
   constructor(private readonly forMs: number) {}
 
-  /** Records a check; true once disagreeing for longer than `forMs`, and then starts over. */
-  check(agrees: boolean, now = Date.now()): boolean {
-    if (agrees) this.since = undefined;
-    else if (this.since === undefined) this.since = now;
-    else if (now - this.since > this.forMs) {
-      this.since = undefined;
+  /**
+   * Records a check of `indexed` against `counted` (the same counts, in the same order); true
+   * once they have differed by the same amounts for longer than `forMs`, and then starts over.
+   */
+  check(indexed: readonly number[], counted: readonly number[], now = Date.now()): boolean {
+    const difference = indexed.map((count, i) => count - counted[i]).join();
+    if (indexed.every((count, i) => count === counted[i])) this.current = undefined;
+    else if (this.current?.difference !== difference) this.current = { difference, since: now };
+    else if (now - this.current.since > this.forMs) {
+      this.current = undefined;
       return true;
     }
     return false;

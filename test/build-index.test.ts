@@ -157,17 +157,20 @@ describe('the build index (/repos, /status)', () => {
 });
 
 describe('LastingDisagreement (when eviction lists every build again)', () => {
-  it('answers true once a disagreement outlasts its span, not for a moment of lag, and starts over', () => {
+  it('answers true once the same difference outlasts its span, not for differences that move', () => {
     const disagreement = new LastingDisagreement(120_000);
-    expect(disagreement.check(false, 0)).toBe(false);
-    expect(disagreement.check(false, 60_000)).toBe(false);
-    // Agreeing once starts the span over.
-    expect(disagreement.check(true, 90_000)).toBe(false);
-    expect(disagreement.check(false, 100_000)).toBe(false);
-    expect(disagreement.check(false, 220_000)).toBe(false);
-    expect(disagreement.check(false, 220_001)).toBe(true);
+    const check = (indexed: number, now: number) => disagreement.check([indexed, 10], [5, 10], now);
+    expect(check(6, 0)).toBe(false);
+    expect(check(6, 60_000)).toBe(false);
+    // Agreeing once starts over.
+    expect(check(5, 90_000)).toBe(false);
+    expect(check(6, 100_000)).toBe(false);
+    // So does a difference that moved (builds changing while visibility lags).
+    expect(check(7, 200_000)).toBe(false);
+    expect(check(7, 320_000)).toBe(false);
+    expect(check(7, 320_001)).toBe(true);
     // Once answered, a new span begins.
-    expect(disagreement.check(false, 230_000)).toBe(false);
-    expect(disagreement.check(false, 350_001)).toBe(true);
+    expect(check(7, 330_000)).toBe(false);
+    expect(check(7, 450_001)).toBe(true);
   });
 });
