@@ -294,20 +294,29 @@ export class BuildCluster {
   async deleteBuild(build: string, { everyKind = false } = {}): Promise<number> {
     const kinds = await (everyKind ? this.objectKinds() : this.kindsInUse());
     const selector = `runboat/build=${build}`;
-    // A kind's objects go in one request, what a controller of the build made from them (a
-    // Deployment's ReplicaSets, a Service's EndpointSlices) with them, except pods: a pod deleted
-    // before the garbage collector deleted its ReplicaSet would be made again. The collector
-    // deletes those with their owner.
-    const deleteKind = (kind: ObjectKind) =>
+    // The kinds kubefiles make go a kind in one request. Of the others (a Deployment's
+    // ReplicaSets and pods, a Job's pods, a Service's EndpointSlices), what a controller of the
+    // build made goes with its owner, deleted here, by the garbage collector: deleted before
+    // the collector deleted its owner, a ReplicaSet's pod would be made again.
+    const madeByKubefiles = (kind: ObjectKind, i: number) =>
+      i < BUILD_OBJECT_KINDS.length
+        ? !(kind.apiVersion === 'v1' && kind.kind === 'Pod')
+        : kind.required || this.appliedKinds.has(`${kind.apiVersion}/${kind.kind}`);
+    const deleteKind = (kind: ObjectKind, i: number) =>
       this.skippingForbidden(kind, 0, () =>
-        kind.apiVersion === 'v1' && kind.kind === 'Pod'
-          ? this.deleteAll(kind.apiVersion, kind.kind, selector, (object) => !controlled(object))
-          : this.deleteCollection(kind.apiVersion, kind.kind, selector),
+        madeByKubefiles(kind, i)
+          ? this.deleteCollection(kind.apiVersion, kind.kind, selector)
+          : this.deleteAll(kind.apiVersion, kind.kind, selector, (object) => !controlled(object)),
       );
     let deleted = 0;
     // The contract's kinds in their order; the others (rarely any object) all at once.
-    for (const kind of kinds.slice(0, BUILD_OBJECT_KINDS.length)) deleted += await deleteKind(kind);
-    const others = await Promise.all(kinds.slice(BUILD_OBJECT_KINDS.length).map(deleteKind));
+    for (const [i, kind] of kinds.slice(0, BUILD_OBJECT_KINDS.length).entries())
+      deleted += await deleteKind(kind, i);
+    const others = await Promise.all(
+      kinds
+        .slice(BUILD_OBJECT_KINDS.length)
+        .map((kind, i) => deleteKind(kind, BUILD_OBJECT_KINDS.length + i)),
+    );
     return others.reduce((sum, count) => sum + count, deleted);
   }
 
