@@ -294,10 +294,11 @@ export class BuildCluster {
   async deleteBuild(build: string, { everyKind = false } = {}): Promise<number> {
     const kinds = await (everyKind ? this.objectKinds() : this.kindsInUse());
     const selector = `runboat/build=${build}`;
-    // The kinds kubefiles make go a kind in one request. Of the others (a Deployment's
-    // ReplicaSets and pods, a Job's pods, a Service's EndpointSlices), what a controller of the
-    // build made goes with its owner, deleted here, by the garbage collector: deleted before
-    // the collector deleted its owner, a ReplicaSet's pod would be made again.
+    // Each kind kubefiles make goes in one request. Of the other kinds (a Deployment's
+    // ReplicaSets and pods, a Job's pods, a Service's EndpointSlices), what a controller made is
+    // left to the garbage collector, which deletes it with its owner, deleted here: a pod deleted
+    // before its ReplicaSet would be made again, and deleting them ahead of the collector cost
+    // the cluster more than it saved the worker (README, "After release v5").
     const madeByKubefiles = (kind: ObjectKind, i: number) =>
       i < BUILD_OBJECT_KINDS.length
         ? !(kind.apiVersion === 'v1' && kind.kind === 'Pod')
