@@ -88,8 +88,10 @@ describe('eviction', () => {
     // Later runs read the candidates from the worker's index, kept current from the change feed
     // since the first run listed every build: two new builds of 16.0 (initializing, so never
     // chosen) put 6 deployed over the 4, and make b3 no longer the newest of its branch.
-    builds.b4 = await startBuild(stack.temporal.client, config, commit('16.0', null, 'a'));
-    builds.b5 = await startBuild(stack.temporal.client, config, commit('16.0', null, 'b'));
+    // Commits no other test file uses: test files share the Temporal namespace, where a build's
+    // workflow id is its name.
+    builds.b4 = await startBuild(stack.temporal.client, config, commit('16.0', null, '0'));
+    builds.b5 = await startBuild(stack.temporal.client, config, commit('16.0', null, 'f'));
     await waitFor('the new builds listed', async () => {
       const listed = await listBuilds(stack.temporal.client, config, { branch: '16.0' });
       return (
