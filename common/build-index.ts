@@ -8,8 +8,9 @@ import { BUILD_STATUSES, type BuildStatus, type InitStatus } from './types';
 
 // What the API shows of the builds (`/api/v1/status`, `/repos`, `GET /builds`, the first events
 // of `/build-events`, the home page and boards, `/metrics`), and where eviction picks its
-// candidates, without a cost per deployed build on each request or run. Listing every build to collect repos cost ~0.8 ms a build (5 s at OCA's
-// 7,000); visibility cannot count by repo (its GROUP BY takes ExecutionStatus only), and its
+// candidates, without a cost per deployed build on each request or run. Listing every build to
+// collect repos cost ~0.8 ms a build (5 s at OCA's 7,000); visibility cannot count by repo
+// (its GROUP BY takes ExecutionStatus only), and its
 // counts by status are not constant either: SQL visibility counts the matching rows, about
 // 70 ms per 1,000 builds for /status's seven counts on the dev server (README, "The API at N
 // builds"), and a list costs ~0.7 ms per build listed (100 ms for a 150-build board). So each

@@ -68,8 +68,7 @@ function filterClauses(filter: BuildFilter): { fixed: string[]; changing: string
 const CONTINUE_AS_NEW_RECORDING_MS = 60_000;
 
 /**
- * The running builds of `taskQueue` that match `filter`, one per build (`onRow` is called for
- * each visibility row read).
+ * The running builds of `taskQueue` that match `filter`, one per build.
  *
  * A build continuing as new (as it does at rest) is, for a moment, two rows in visibility: its
  * old run closed as ContinuedAsNew, or still running, and its new run, running or not recorded
@@ -82,7 +81,6 @@ export async function listRunningBuilds(
   client: Client,
   taskQueue: string,
   filter: BuildFilter = {},
-  onRow?: () => void,
 ): Promise<ListedBuild[]> {
   const { fixed, changing } = filterClauses(filter);
   const since = visibilityString(new Date(Date.now() - CONTINUE_AS_NEW_RECORDING_MS).toISOString());
@@ -93,7 +91,7 @@ export async function listRunningBuilds(
     `((${running}) OR StartTime >= ${since} OR CloseTime >= ${since})`,
   ].join(' AND ');
   const live = new Set(['RUNNING', 'CONTINUED_AS_NEW']);
-  return (await newestRunPerBuild(client, query, onRow))
+  return (await newestRunPerBuild(client, query))
     .filter(({ status, build }) => live.has(status) && matches(filter, build))
     .map(({ build }) => build);
 }
@@ -107,11 +105,9 @@ export async function listNewestRows(client: Client, query: string): Promise<Lis
 async function newestRunPerBuild(
   client: Client,
   query: string,
-  onRow?: () => void,
 ): Promise<{ build: ListedBuild; status: string; started: number }[]> {
   const newest = new Map<string, { build: ListedBuild; status: string; started: number }>();
   for await (const workflow of client.workflow.list({ query })) {
-    onRow?.();
     const build = buildFromSearchAttributes(workflow.typedSearchAttributes);
     const started = workflow.startTime.getTime();
     if (build && !(started < (newest.get(build.name)?.started ?? -Infinity)))
