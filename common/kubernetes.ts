@@ -719,6 +719,9 @@ export class BuildCluster {
         }
         resourceVersion = list.metadata?.resourceVersion;
       }
+      // A cancellation during the list (a worker shutting down) must stop here: the watch only
+      // hears of one that comes once it listens, and would wait for its Job until its timeout.
+      options.signal.throwIfAborted();
       const outcome = await this.watchOnce(apiVersion, kind, labelSelector, resourceVersion, options, decide);
       if ('decided' in outcome) return outcome.decided;
       resourceVersion = outcome.resourceVersion;

@@ -116,6 +116,21 @@ describe('a kube-apiserver that stops answering', () => {
     // Resumed from a heartbeat while the server hangs: its answer's headers never come.
     await expect(watch('1')).rejects.toThrow(/silent for 2000 ms/);
   });
+
+  it('stops a watch cancelled while its first list waits for the answer', async () => {
+    // A worker shutting down cancels its activities; one whose list was on the wire then would
+    // have watched its Job until the server ended the watch, holding the worker draining.
+    const cluster = new BuildCluster(kubeConfigThrough(proxy), 'silence', [], { watchTimeoutSeconds: 300 });
+    proxy.hold();
+    const shutdown = new AbortController();
+    const watching = cluster.waitForJob('never-made', 'initialize', {
+      signal: shutdown.signal,
+      onProgress: () => undefined,
+    });
+    shutdown.abort(new Error('worker shutting down'));
+    proxy.release();
+    await expect(watching).rejects.toThrow('worker shutting down');
+  });
 });
 
 describe('apply', () => {

@@ -9,6 +9,9 @@ export interface TcpProxy {
   cut(): void;
   /** Forwards nothing more, on open connections as on new ones, which it takes: a backend that hangs. */
   stall(): void;
+  /** Holds every answer, on open connections as on new ones, until `release`: a slow backend. */
+  hold(): void;
+  release(): void;
   restore(): void;
   close(): Promise<void>;
 }
@@ -22,6 +25,7 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
   const pairs = new Set<[net.Socket, net.Socket]>();
   let open = true;
   let stalled = false;
+  let held = false;
   let connections = 0;
   const server = net.createServer((client) => {
     if (!open) {
@@ -41,7 +45,8 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
       socket.on('close', () => sockets.delete(socket));
       socket.on('error', () => undefined);
     }
-    client.pipe(upstream).pipe(client);
+    client.pipe(upstream);
+    if (!held) upstream.pipe(client);
     const pair: [net.Socket, net.Socket] = [client, upstream];
     pairs.add(pair);
     client.on('close', () => pairs.delete(pair));
@@ -64,6 +69,14 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
         client.unpipe(upstream);
         upstream.unpipe(client);
       }
+    },
+    hold() {
+      held = true;
+      for (const [client, upstream] of pairs) upstream.unpipe(client);
+    },
+    release() {
+      held = false;
+      for (const [client, upstream] of pairs) upstream.pipe(client);
     },
     restore() {
       open = true;
