@@ -152,13 +152,16 @@ class CpuMeter {
   sample(): Record<string, number> {
     return Object.fromEntries(Object.entries(this.pids).map(([name, pid]) => [name, cpuSeconds(pid)]));
   }
-  static delta(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
-    return Object.fromEntries(Object.keys(a).map((name) => [name, b[name] - a[name]]));
-  }
+}
+
+/** What each count (CPU seconds, requests) grew by from `before` to `after`. */
+function growth(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.keys(after).map((name) => [name, after[name] - (before[name] ?? 0)]));
 }
 /**
- * The kube-apiserver's requests so far by verb (APPLY is server-side apply, DRY-RUN its dry
- * runs), from its `apiserver_request_total` metric: every client's, the controllers' included.
+ * The kube-apiserver's requests so far by verb and resource (`POST events`; APPLY is server-side
+ * apply, DRY-RUN its dry runs), from its `apiserver_request_total` metric: every client's, the
+ * controllers' included.
  */
 async function apiserverRequests(kc: KubeConfig): Promise<Record<string, number>> {
   const options: https.RequestOptions = {};
@@ -176,9 +179,29 @@ async function apiserverRequests(kc: KubeConfig): Promise<Record<string, number>
   for (const line of text.split('\n')) {
     if (!line.startsWith('apiserver_request_total{')) continue;
     const verb = line.includes('dry_run="All"') ? 'DRY-RUN' : (/verb="(\w+)"/.exec(line)?.[1] ?? '?');
-    counts[verb] = (counts[verb] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
+    const subresource = /subresource="([\w-]+)"/.exec(line)?.[1];
+    const resource = (/resource="([\w.-]+)"/.exec(line)?.[1] ?? '?') + (subresource ? `/${subresource}` : '');
+    const key = `${verb} ${resource}`;
+    counts[key] = (counts[key] ?? 0) + Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return counts;
+}
+
+/** Requests (`apiserverRequests`' delta) divided by `per`: their total, by verb, and the most made. */
+function requestsSummary(requests: Record<string, number>, per: number, top = 6): string {
+  const byVerb: Record<string, number> = {};
+  for (const [key, count] of Object.entries(requests)) {
+    const verb = key.slice(0, key.indexOf(' '));
+    byVerb[verb] = (byVerb[verb] ?? 0) + count;
+  }
+  const largest = (counts: Record<string, number>, limit = Infinity) =>
+    Object.entries(counts)
+      .filter(([, count]) => count > 0)
+      .sort(([, a], [, b]) => b - a)
+      .slice(0, limit)
+      .map(([name, count]) => `${name} ${(count / per).toFixed(1)}`)
+      .join(', ');
+  return `${(sum(requests) / per).toFixed(1)} (${largest(byVerb)}; most: ${largest(requests, top)})`;
 }
 
 const sum = (values: Record<string, number>) => Object.values(values).reduce((a, b) => a + b, 0);
@@ -398,12 +421,9 @@ async function main(): Promise<void> {
     await Promise.all(Array.from({ length: BUILDS }, (_, i) => request(i)));
     while (ready.size < BUILDS) await sleep(100);
     const allStartedMs = Date.now() - started;
-    const cpu = CpuMeter.delta(cpu0, service.sample());
-    const clusterCpu = CpuMeter.delta(clusterCpu0, clusterMeter.sample());
-    const requests1 = await apiserverRequests(kc);
-    const requests = Object.fromEntries(
-      Object.keys(requests1).map((verb) => [verb, requests1[verb] - (requests0[verb] ?? 0)]),
-    );
+    const cpu = growth(cpu0, service.sample());
+    const clusterCpu = growth(clusterCpu0, clusterMeter.sample());
+    const requests = growth(requests0, await apiserverRequests(kc));
 
     const counts = await historyCounts([...requested.keys()].slice(0, 10));
     await sleep(2_000);
@@ -422,7 +442,7 @@ async function main(): Promise<void> {
       await sleep(100);
     }
     const evictionMs = Date.now() - evictionStarted;
-    const evictionCpu = sum(CpuMeter.delta(evictionCpu0, service.sample()));
+    const evictionCpu = sum(growth(evictionCpu0, service.sample()));
     // Again, once visibility shows the result: the steady state, where nothing is to be done.
     await sleep(3_000);
     const idleEvictionCpu0 = service.sample();
@@ -433,7 +453,7 @@ async function main(): Promise<void> {
       args: [{ maxStarted: 6, maxDeployed: MAX_DEPLOYED_AFTER }],
     });
     const idleEvictionMs = Date.now() - idleEvictionStarted;
-    const idleEvictionCpu = sum(CpuMeter.delta(idleEvictionCpu0, service.sample()));
+    const idleEvictionCpu = sum(growth(idleEvictionCpu0, service.sample()));
     const workerMemory = memoryMiB(worker.pid as number);
 
     const deployLatency = [...requested].map(([name, t]) => (deployed.get(name) as number) - t);
@@ -465,15 +485,7 @@ async function main(): Promise<void> {
           .join(', ') +
         ') |',
     );
-    console.log(
-      `| kube-apiserver requests per build, all clients | ${(sum(requests) / BUILDS).toFixed(1)} (` +
-        Object.entries(requests)
-          .filter(([, n]) => n > 0)
-          .sort(([, a], [, b]) => b - a)
-          .map(([verb, n]) => `${verb} ${(n / BUILDS).toFixed(1)}`)
-          .join(', ') +
-        ') |',
-    );
+    console.log(`| kube-apiserver requests per build, all clients | ${requestsSummary(requests, BUILDS)} |`);
     console.log(
       `| per build life (mean of ${counts.sampled}): history events / workflow tasks / activities / local activities | ` +
         `${counts.events} / ${counts.workflowTasks} / ${counts.activities} / ${counts.localActivities} |`,
@@ -603,7 +615,7 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
             `RSS worker ${memoryMiB(worker.pid as number).rss} / Temporal ${memoryMiB(temporalPids.temporal).rss} / ` +
             `kube-apiserver ${memoryMiB(clusterPids['kube-apiserver']).rss} / etcd ${memoryMiB(clusterPids.etcd).rss} MiB, ` +
             `disk Temporal ${temporalDisk()} / etcd ${diskMiB(cluster.etcdDataDir)} MiB, ` +
-            `service CPU ${fmt(sum(CpuMeter.delta(cpu0, service.sample())))} s`,
+            `service CPU ${fmt(sum(growth(cpu0, service.sample())))} s`,
         );
       }
     }
@@ -611,7 +623,7 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     const settleDeadline = Date.now() + Math.min(5, SCALE_MINUTES) * 60_000;
     while (initialized.size < sent && Date.now() < settleDeadline) await sleep(500);
     const populateMs = Date.now() - started;
-    const populateCpu = CpuMeter.delta(cpu0, service.sample());
+    const populateCpu = growth(cpu0, service.sample());
     const n = initialized.size;
     const filled =
       SCALE_FILL > requested.size
@@ -640,8 +652,8 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     const idle0 = service.sample();
     const idleCluster0 = clusterMeter.sample();
     await sleep(60_000);
-    const idle = CpuMeter.delta(idle0, service.sample());
-    const idleCluster = CpuMeter.delta(idleCluster0, clusterMeter.sample());
+    const idle = growth(idle0, service.sample());
+    const idleCluster = growth(idleCluster0, clusterMeter.sample());
 
     // One eviction run within the limits (the steady state), then one that must undeploy 5%.
     const eviction = async (maxDeployed: number) => {
@@ -686,10 +698,10 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     // Where the over-limit eviction's time goes: CPU of every process and the cluster's calls,
     // from its start until every evicted build's workflow ended.
     const overCpu = {
-      ...CpuMeter.delta(overCpu0, service.sample()),
-      ...CpuMeter.delta(overCluster0, clusterMeter.sample()),
+      ...growth(overCpu0, service.sample()),
+      ...growth(overCluster0, clusterMeter.sample()),
     };
-    const overRequests = CpuMeter.delta(overRequests0, await apiserverRequests(kc));
+    const overRequests = growth(overRequests0, await apiserverRequests(kc));
 
     // A failure here (a 503 from a starved dev server) must not lose the rows measured above.
     const latencies = await apiLatencies(repos[0]).catch((error: unknown) => {
@@ -749,14 +761,7 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
           .join(', ') +
         ` |`,
     );
-    console.log(
-      `| over-limit eviction: kube-apiserver requests | ` +
-        Object.entries(overRequests)
-          .filter(([, count]) => count > 0)
-          .map(([verb, count]) => `${verb} ${count}`)
-          .join(', ') +
-        ` |`,
-    );
+    console.log(`| over-limit eviction: kube-apiserver requests | ${requestsSummary(overRequests, 1)} |`);
     console.log(
       `| a later over-limit eviction run (undeploys ${later.plan.undeploy.length}, stops ${later.plan.stop.length}) | ${later.ms} ms |`,
     );
@@ -982,7 +987,7 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
       const first = await catchUp();
       const idle0 = service.sample();
       await sleep(CHANGE_FEED_LOOKBACK_MS);
-      const idle = CpuMeter.delta(idle0, service.sample());
+      const idle = growth(idle0, service.sample());
       console.log(`  /repos after the fill: ${first} ms, and a lookback later ${await catchUp()} ms`);
       console.log(
         `  idle CPU over ${CHANGE_FEED_LOOKBACK_MS / 1000} s, service: ` +

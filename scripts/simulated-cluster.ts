@@ -1,6 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { CoreV1Api, KubeConfig, type V1PersistentVolumeClaim } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, makeInformer, type V1PersistentVolumeClaim } from '@kubernetes/client-node';
 import { startControlPlane, type ControlPlane } from './control-plane';
 import { binary } from './paths';
 import { freePort, startDaemon, waitUntil, type Daemon } from './processes';
@@ -17,9 +17,9 @@ export async function startSimulatedCluster(
 ): Promise<ControlPlane> {
   const controlPlane = await startControlPlane(workDir);
   const daemons: Daemon[] = [];
-  let provisioner: NodeJS.Timeout | undefined;
+  let provisioner: VolumeProvisioner | undefined;
   const stop = async () => {
-    clearInterval(provisioner);
+    await provisioner?.stop();
     for (const daemon of daemons.reverse()) await daemon.stop();
     await controlPlane.stop();
   };
@@ -81,7 +81,7 @@ export async function startSimulatedCluster(
       },
       { timeoutMs: 60_000, daemon: daemons[2], logFile: path.join(workDir, 'kwok.log') },
     );
-    provisioner = setInterval(() => void provisionVolumes(core).catch(() => undefined), 500);
+    provisioner = await provisionVolumes(kc, core);
     return { ...controlPlane, daemons: [...controlPlane.daemons, ...daemons], stop };
   } catch (error) {
     await stop();
@@ -153,15 +153,24 @@ async function markNotReady(core: CoreV1Api, name: string): Promise<void> {
   await core.replaceNodeStatus({ name, body: { ...node, status: { ...node.status, conditions } } });
 }
 
-/** Plays a storage provisioner: each pending claim gets a volume of its own, bound to it. */
-async function provisionVolumes(core: CoreV1Api): Promise<void> {
-  const { items } = await core.listPersistentVolumeClaimForAllNamespaces();
-  const pending = items.filter(
-    (claim: V1PersistentVolumeClaim) => !claim.spec?.volumeName && claim.status?.phase === 'Pending',
-  );
-  for (const claim of pending) {
+interface VolumeProvisioner {
+  stop(): Promise<void>;
+}
+
+/**
+ * Plays a storage provisioner, as a real one does: it watches claims and gives each pending one
+ * a volume of its own, bound to it, once. (It used to list every claim twice a second and post a
+ * volume for each still pending until the PV controller bound it: 14 posts a claim in a burst,
+ * the cluster's most made request.)
+ */
+async function provisionVolumes(kc: KubeConfig, core: CoreV1Api): Promise<VolumeProvisioner> {
+  const provisioned = new Set<string>();
+  let stopped = false;
+  const provision = (claim: V1PersistentVolumeClaim) => {
     const { name, namespace, uid } = claim.metadata ?? {};
-    await core
+    if (!uid || claim.spec?.volumeName || claim.status?.phase !== 'Pending' || provisioned.has(uid)) return;
+    provisioned.add(uid);
+    core
       .createPersistentVolume({
         body: {
           metadata: { name: `pv-${uid}` },
@@ -176,7 +185,27 @@ async function provisionVolumes(core: CoreV1Api): Promise<void> {
         },
       })
       .catch((error: { code?: number }) => {
-        if (error.code !== 409) throw error;
+        if (error.code === 409) return;
+        // Not made (the server busy or restarting): the claim's next change, or a second, retries.
+        provisioned.delete(uid);
+        if (!stopped) setTimeout(() => provision(claim), 1_000);
       });
-  }
+  };
+  const claims = makeInformer(kc, '/api/v1/persistentvolumeclaims', () =>
+    core.listPersistentVolumeClaimForAllNamespaces(),
+  );
+  claims.on('add', provision);
+  claims.on('update', provision);
+  claims.on('delete', (claim) => provisioned.delete(claim.metadata?.uid ?? ''));
+  // A watch that fails (the server restarting) lists and watches again.
+  claims.on('error', () => {
+    if (!stopped) setTimeout(() => void claims.start().catch(() => undefined), 1_000);
+  });
+  await claims.start();
+  return {
+    async stop() {
+      stopped = true;
+      await claims.stop();
+    },
+  };
 }
