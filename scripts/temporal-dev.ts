@@ -12,10 +12,13 @@ export interface TemporalDevServer {
   stop(): Promise<void>;
 }
 
-/** `temporal server start-dev` on loopback with the project's search attributes registered. */
+/**
+ * `temporal server start-dev` on loopback with the project's search attributes registered, in
+ * the `default` namespace and in each of `namespaces`.
+ */
 export async function startTemporalDevServer(
   workDir: string,
-  options: { port?: number; uiPort?: number; dbFile?: string } = {},
+  options: { port?: number; uiPort?: number; dbFile?: string; namespaces?: string[] } = {},
 ): Promise<TemporalDevServer> {
   mkdirSync(workDir, { recursive: true });
   if (options.port !== undefined && (await canConnect(options.port))) {
@@ -30,6 +33,7 @@ export async function startTemporalDevServer(
     '--log-level',
     'warn',
     ...searchAttributeDeclarations().flatMap((sa) => ['--search-attribute', sa]),
+    ...(options.namespaces ?? []).flatMap((namespace) => ['--namespace', namespace]),
   );
   if (options.dbFile) args.push('--db-filename', options.dbFile);
   const daemon = startDaemon('temporal', binary('temporal'), args, logFile);

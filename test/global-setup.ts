@@ -1,12 +1,14 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startControlPlane } from '../scripts/control-plane';
 import { startTemporalDevServer } from '../scripts/temporal-dev';
+import { temporalNamespaceOf } from './namespaces';
 
 // One real Temporal dev server and one real kube-apiserver (on etcd) for the whole run; each
-// test file works in its own Kubernetes namespace and Temporal task queue.
+// test file works in its own Temporal namespace, and each of its configurations in its own
+// Kubernetes namespace and task queue.
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -19,7 +21,11 @@ export default async function setup(project: TestProject) {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-test-'));
   const started = Date.now();
   const [temporal, controlPlane] = await Promise.all([
-    startTemporalDevServer(workDir),
+    startTemporalDevServer(workDir, {
+      namespaces: readdirSync(__dirname)
+        .filter((file) => file.endsWith('.test.ts'))
+        .map(temporalNamespaceOf),
+    }),
     startControlPlane(path.join(workDir, 'kube')),
   ]);
   console.log(`substrate up in ${Date.now() - started} ms (logs in ${workDir})`);

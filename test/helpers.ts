@@ -7,7 +7,7 @@ import { Client, Connection, type WorkflowClient } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
-import { afterAll, beforeAll, inject } from 'vitest';
+import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { apiConnectionOptions } from '../api/backend';
 import { BuildCluster } from '../common/kubernetes';
 import { getBuildState } from '../api/build-client';
@@ -17,6 +17,7 @@ import { binary } from '../scripts/paths';
 import { freePort, spawnService } from '../scripts/processes';
 import { activitiesInFlight } from '../worker/heartbeats';
 import { createWorker, SLOW_SHUTDOWN_MS } from '../worker/worker';
+import { temporalNamespaceOf } from './namespaces';
 import type { TcpProxy } from './tcp-proxy';
 
 export const SHA = (char: string) => char.repeat(40);
@@ -40,10 +41,15 @@ try {
   // Installed already by another test file in this process.
 }
 
-/** A configuration isolated to one test: its own namespace and task queue. */
+/**
+ * A configuration isolated to one test: its own Kubernetes namespace and task queue, and its
+ * file's Temporal namespace on the shared dev server (a server of its own, `TEMPORAL_ADDRESS`,
+ * has the default one).
+ */
 export function testConfig(env: Record<string, string> = {}): Config {
   const id = randomBytes(4).toString('hex');
   return loadConfig({
+    TEMPORAL_NAMESPACE: env.TEMPORAL_ADDRESS === undefined ? testFileNamespace() : 'default',
     RUNBOAT_BUILD_NAMESPACE: `test-${id}`,
     RUNBOAT_BUILD_DOMAIN: 'runboat.test',
     RUNBOAT_TASK_QUEUE: `test-${id}`,
@@ -58,6 +64,12 @@ export function testConfig(env: Record<string, string> = {}): Config {
     RUNBOAT_GITHUB_API_URL: 'http://127.0.0.1:9',
     ...env,
   });
+}
+
+function testFileNamespace(): string {
+  const file = expect.getState().testPath;
+  if (!file) throw new Error("testConfig() runs in a test file: the Temporal namespace is the file's");
+  return temporalNamespaceOf(file);
 }
 
 /** A Temporal client for a test file that runs no worker: connected before its tests, closed after. */
@@ -379,6 +391,7 @@ export function spawnServiceProcess(
       ...process.env,
       KUBECONFIG: inject('kubeconfig'),
       TEMPORAL_ADDRESS: config.temporalAddress,
+      TEMPORAL_NAMESPACE: config.temporalNamespace,
       RUNBOAT_TASK_QUEUE: config.taskQueue,
       RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
       RUNBOAT_BUILD_DOMAIN: config.buildDomain,

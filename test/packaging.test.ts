@@ -257,6 +257,7 @@ describe('the compiled entry points', () => {
         NODE_ENV: 'production',
         KUBECONFIG: inject('kubeconfig'),
         TEMPORAL_ADDRESS: config.temporalAddress,
+        TEMPORAL_NAMESPACE: config.temporalNamespace,
         RUNBOAT_TASK_QUEUE: config.taskQueue,
         RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
         RUNBOAT_BUILD_DOMAIN: config.buildDomain,
