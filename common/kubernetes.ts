@@ -403,15 +403,21 @@ export class BuildCluster {
     return this.discovered;
   }
 
-  /** Of `kinds`, the contract's, the required and those some object labelled with a build has. */
+  /**
+   * Of `kinds`, the contract's, the required and those some object labelled with a build has,
+   * not counting what controllers made from a build's objects (`CONTROLLER_MADE_LABELS`): an
+   * undeploy leaves that to them, and listing a Deployment's ReplicaSets or a Service's
+   * Endpoints and EndpointSlices for every undeploy found nothing else to delete.
+   */
   private async withBuildObjects(kinds: ObjectKind[]): Promise<ObjectKind[]> {
+    const selector = ['runboat/build', ...CONTROLLER_MADE_LABELS.map((label) => `!${label}`)].join();
     const held = await Promise.all(
       kinds.map(
         (kind, i) =>
           i < BUILD_OBJECT_KINDS.length ||
           kind.required ||
           this.skippingForbidden(kind, false, async () => {
-            const items = await this.listMetadata(kind.apiVersion, kind.kind, 'runboat/build', 1);
+            const items = await this.listMetadata(kind.apiVersion, kind.kind, selector, 1);
             return items.length > 0;
           }),
       ),
@@ -805,9 +811,28 @@ function failUnlessAccepted({ status, body }: RawResponse, ...alsoFine: number[]
     throw new ApiException(status, 'Unsuccessful HTTP Request', body, {});
 }
 
-/** Made by a controller from an owner (`ownerReferences` with `controller: true`). */
+/**
+ * The labels Kubernetes' controllers put on what they make from a build's objects, which the
+ * build's labels are copied onto: a Deployment's ReplicaSets and their pods, a Job's pods (both
+ * labels, old clusters' and new), a Service's Endpoints (which its controller deletes with the
+ * Service, having no owner) and EndpointSlices, a StatefulSet's or DaemonSet's pods.
+ */
+const CONTROLLER_MADE_LABELS = [
+  'pod-template-hash',
+  'job-name',
+  'batch.kubernetes.io/job-name',
+  'endpoints.kubernetes.io/managed-by',
+  'endpointslice.kubernetes.io/managed-by',
+  'controller-revision-hash',
+];
+
+/**
+ * Made by a controller from an owner (`ownerReferences` with `controller: true`), or a Service's
+ * Endpoints, which the endpoints controller deletes with their Service.
+ */
 const controlled = (object: KubernetesObject) =>
-  object.metadata?.ownerReferences?.some((owner) => owner.controller) ?? false;
+  (object.metadata?.ownerReferences?.some((owner) => owner.controller) ?? false) ||
+  object.metadata?.labels?.['endpoints.kubernetes.io/managed-by'] === 'endpoint-controller';
 
 function toError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));

@@ -350,6 +350,43 @@ describe('the kinds an undeploy lists', () => {
     expect(await cluster.listBuildObjects('before')).toEqual([]);
   });
 
+  it('leave out what controllers made from a build, Endpoints included, but not the kinds a kubefile makes', async () => {
+    // As the controllers make them (this bare control plane runs none): a Deployment's
+    // ReplicaSet, a Service's Endpoints, each with the build's labels copied and its own.
+    const replicaSet = labelled('apps/v1', 'ReplicaSet', 'made', {
+      spec: {
+        selector: { matchLabels: { app: 'odoo' } },
+        template: {
+          metadata: { labels: { app: 'odoo' } },
+          spec: { containers: [{ name: 'odoo', image: 'odoo' }] },
+        },
+      },
+    });
+    replicaSet.metadata!.labels!['pod-template-hash'] = '5d4b8c9f7';
+    const endpoints = labelled('v1', 'Endpoints', 'made', {});
+    endpoints.metadata!.labels!['endpoints.kubernetes.io/managed-by'] = 'endpoint-controller';
+    await test.builds.apply([replicaSet, endpoints]);
+    const made = ['Endpoints', 'ReplicaSet'];
+
+    const before = new BuildCluster(kubeConfig(), namespace);
+    const inUse = (await before.kindsInUse()).map((kind) => kind.kind);
+    expect(inUse).not.toContain('Endpoints');
+    expect(inUse).not.toContain('ReplicaSet');
+    expect(await before.deleteBuild('made')).toBe(0);
+    expect(kindsOf(await before.listBuildObjects('made'))).toEqual(made);
+
+    // Endpoints a kubefile makes (for a Service without a selector) are the build's to delete.
+    await test.builds.apply([labelled('v1', 'Endpoints', 'own', {})]);
+    const since = new BuildCluster(kubeConfig(), namespace);
+    expect((await since.kindsInUse()).map((kind) => kind.kind)).toContain('Endpoints');
+    expect(await since.deleteBuild('own')).toBe(1);
+    expect(await since.listBuildObjects('own')).toEqual([]);
+    // The orphan sweep leaves the endpoints controller's Endpoints to it (deleted with their
+    // Service); the ReplicaSet, here without the Deployment that would own it, is an orphan.
+    expect(await since.deleteBuild('made', { everyKind: true })).toBe(1);
+    expect(kindsOf(await since.listBuildObjects('made'))).toEqual(['Endpoints']);
+  });
+
   it("deletes a kind's objects in one request, what a controller made too, but leaves pods to the garbage collector", async () => {
     // A ReplicaSet of the build's Deployment, say, goes with the other ReplicaSets; a pod that
     // a ReplicaSet made is deleted with its owner, by the collector (which this bare control
