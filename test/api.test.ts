@@ -151,7 +151,7 @@ describe('GET', () => {
       webui_link: `https://runboat.example.org/builds/${builds.branch.name}`,
       status: 'started',
       init_status: 'succeeded',
-      workflow_link: `https://stack.temporal.example.org/namespaces/default/workflows/${buildWorkflowId(builds.branch.name)}`,
+      workflow_link: `https://stack.temporal.example.org/namespaces/${config.temporalNamespace}/workflows/${buildWorkflowId(builds.branch.name)}`,
     });
     expect(Date.parse(build.created)).not.toBeNaN();
     expect(Date.parse(build.last_scaled as string)).not.toBeNaN();

@@ -295,7 +295,7 @@ describe('build page', () => {
     const temporalLink = page.locator('#temporal-link');
     await temporalLink.waitFor();
     expect(await temporalLink.getAttribute('href')).toBe(
-      `${TEMPORAL_UI}/namespaces/default/workflows/build-${build.name}`,
+      `${TEMPORAL_UI}/namespaces/${config.temporalNamespace}/workflows/build-${build.name}`,
     );
     const href = (id: string) => page.locator(`#${id}`).getAttribute('href');
     await cardStatus(build.name, 'started').waitFor();
