@@ -812,10 +812,10 @@ function failUnlessAccepted({ status, body }: RawResponse, ...alsoFine: number[]
 }
 
 /**
- * The labels Kubernetes' controllers put on what they make from a build's objects, which the
- * build's labels are copied onto: a Deployment's ReplicaSets and their pods, a Job's pods (both
- * labels, old clusters' and new), a Service's Endpoints (which its controller deletes with the
- * Service, having no owner) and EndpointSlices, a StatefulSet's or DaemonSet's pods.
+ * The labels Kubernetes' controllers add to what they make from a build's objects (which also
+ * carries the build's labels, copied from its owner): a Deployment's ReplicaSets and their pods,
+ * a Job's pods (old clusters' label and new), a Service's Endpoints (no owner: the endpoints
+ * controller deletes them with the Service) and EndpointSlices, a StatefulSet's pods.
  */
 const CONTROLLER_MADE_LABELS = [
   'pod-template-hash',
