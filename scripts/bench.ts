@@ -262,6 +262,7 @@ async function main(): Promise<void> {
     api: apiProcess,
     apiUrl,
     stop: stopService,
+    restartWorker,
   } = await startServiceProcesses({
     logDir: workDir,
     env,
@@ -673,8 +674,8 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     const realStopped = Math.max(0, n - SCALE_MAX_STARTED);
     if (realStopped === 0)
       console.log(`only ${n} real builds, all started: the over-limit eviction acts on none of them`);
-    // A later run is left LATER_UNDEPLOYS of them (see below).
-    const undeploys = Math.max(1, Math.min(500, realStopped - LATER_UNDEPLOYS));
+    // Two later runs are left LATER_UNDEPLOYS of them each (see below).
+    const undeploys = Math.max(1, Math.min(500, realStopped - 2 * LATER_UNDEPLOYS));
     // Deployed means any status but undeploying (SPEC §3): back within the limit once the builds
     // have taken their orders, which happens during the run; their workflows end once their
     // objects are deleted. Both times are read afterwards from the evicted builds' histories
@@ -719,6 +720,14 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     // A later run over the limit, as at OCA, where each new build pushes 7,000 deployed over:
     // what one run acting on a few builds costs, the previous over-limit run not long before.
     const later = await eviction((await deployedNow()) - LATER_UNDEPLOYS);
+    // The same after the worker restarted (a new version deployed), once a run within the limits
+    // has run on it as the schedule's next does, and a moment has passed (the worker's eviction
+    // index lists every build on its first run, in the background): what the first run over
+    // the limits costs a fresh worker. Last: the service's CPU meter follows the first worker.
+    await restartWorker();
+    await eviction(Math.max(BUILDS, total));
+    await sleep(15_000);
+    const afterRestart = await eviction((await deployedNow()) - LATER_UNDEPLOYS);
 
     console.log(
       `\nscale on the ${stackName}: ${n} builds initialized (of ${BUILDS} asked, ${sent} sent) across ${REPOS} repos in ` +
@@ -764,6 +773,9 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     console.log(`| over-limit eviction: kube-apiserver requests | ${requestsSummary(overRequests, 1)} |`);
     console.log(
       `| a later over-limit eviction run (undeploys ${later.plan.undeploy.length}, stops ${later.plan.stop.length}) | ${later.ms} ms |`,
+    );
+    console.log(
+      `| the same, first over-limit run of a restarted worker (undeploys ${afterRestart.plan.undeploy.length}) | ${afterRestart.ms} ms |`,
     );
     console.log(`| list every open build: running rows only | ${probe.rowsListMs} ms |`);
     console.log(

@@ -13,6 +13,8 @@ export interface ServiceProcesses {
   apiUrl: string;
   /** SIGTERM to both, resolved once both exited. */
   stop(): Promise<void>;
+  /** SIGTERM to the worker, then a new worker process (now `worker`), resolved once it polls. */
+  restartWorker(): Promise<ChildProcess>;
 }
 
 export interface ServiceOptions {
@@ -39,20 +41,20 @@ export async function startServiceProcesses(options: ServiceOptions): Promise<Se
     children.push(child);
     return child;
   };
-  const worker = startProcess('worker', 'worker/main.ts');
+  let worker = startProcess('worker', 'worker/main.ts');
   const api = startProcess('api', 'api/main.ts', options.apiNodeArgs);
   const apiUrl = `http://127.0.0.1:${apiPort}`;
+  const exited = (child: ChildProcess) =>
+    child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise((resolve) => child.once('exit', resolve));
   const stop = async () => {
-    const exited = children.map((child) =>
-      child.exitCode !== null || child.signalCode !== null
-        ? Promise.resolve()
-        : new Promise((resolve) => child.once('exit', resolve)),
-    );
+    const all = children.map(exited);
     for (const child of children) child.kill('SIGTERM');
-    await Promise.all(exited);
+    await Promise.all(all);
   };
-  try {
-    // Measure the service, not its start-up: wait until the worker polls and the API is ready.
+  // Measure the service, not its start-up: wait until the worker polls and the API is ready.
+  const untilReady = async () => {
     for (;;) {
       const { pollers } = await options.connection.workflowService.describeTaskQueue({
         namespace: options.env.TEMPORAL_NAMESPACE ?? 'default',
@@ -63,14 +65,33 @@ export async function startServiceProcesses(options: ServiceOptions): Promise<Se
         (r) => r.ok,
         () => false,
       );
-      if (pollers?.length && apiReady) break;
+      if (pollers?.some(({ identity }) => identity?.startsWith(`${worker.pid}@`)) && apiReady) return;
       if (worker.exitCode !== null || api.exitCode !== null)
         throw new Error(`the worker or the API exited; see ${options.logDir}`);
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
+  };
+  try {
+    await untilReady();
   } catch (error) {
     await stop();
     throw error;
   }
-  return { worker, api, apiUrl, stop };
+  return {
+    get worker() {
+      return worker;
+    },
+    api,
+    apiUrl,
+    stop,
+    async restartWorker() {
+      const old = worker;
+      old.kill('SIGTERM');
+      await exited(old);
+      children.splice(children.indexOf(old), 1);
+      worker = startProcess('worker', 'worker/main.ts');
+      await untilReady();
+      return worker;
+    },
+  };
 }
