@@ -1,5 +1,5 @@
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import type { Config } from '../common/config';
 import { BuildIndex, LastingDisagreement } from '../common/build-index';
 import { CHANGE_FEED_LOOKBACK_MS } from '../common/change-feed';
@@ -45,9 +45,10 @@ export function createCoordinationActivities(config: Config) {
    * such run instead of every build (5.5 s of the run, and most of Temporal's CPU for it, at
    * 7,000). Runs within the limits do not read it: a read lists again the changes of the feed's
    * lookback (a minute), which after a burst is the builds of the burst, and a run with nothing
-   * to do must cost nothing per build.
+   * to do must cost nothing per build. (The first of them has it list every build, once.)
    */
   let candidates: BuildIndex | undefined;
+  const candidatesOf = (client: Client) => (candidates ??= new BuildIndex(client, config, INDEX_WAIT_MS));
   const disagreement = new LastingDisagreement(DISAGREEMENT_BEFORE_RELIST_MS);
 
   /** The index's builds with one of `statuses`, checked against visibility's `counts` of them. */
@@ -56,12 +57,12 @@ export function createCoordinationActivities(config: Config) {
     counted: Map<string, number>,
   ) => {
     const context = Context.current();
-    candidates ??= new BuildIndex(context.client, config, INDEX_WAIT_MS);
+    const index = candidatesOf(context.client);
     const heartbeat = setInterval(() => context.heartbeat(), HEARTBEAT_MS);
     try {
       const [builds, { statuses: tally }] = await Promise.all([
-        candidates.list(statuses ? { statuses } : {}),
-        candidates.counts(),
+        index.list(statuses ? { statuses } : {}),
+        index.counts(),
       ]);
       const indexed = [RUNNING, DEPLOYED].map((of) => of.reduce((sum, status) => sum + tally[status], 0));
       const visible = [RUNNING, DEPLOYED].map((of) => counted.get(of.join()) ?? 0);
@@ -69,7 +70,7 @@ export function createCoordinationActivities(config: Config) {
         log.info('eviction: the build index disagrees with visibility for long; listing every build again', {
           'running, deployed': { indexed, visible },
         });
-        candidates.relist();
+        index.relist();
       }
       return builds;
     } finally {
@@ -148,6 +149,10 @@ export function createCoordinationActivities(config: Config) {
         },
       };
       const { stop, undeploy, ordered, skipped, listMs, orderMs } = await evict(source, limits);
+      // The first run over the limits after the worker starts would list every build (seconds
+      // at 7,000): the worker's first run within them has the index list them, once, in the
+      // background, and that run reads only what changed since.
+      if (!candidates) candidatesOf(client).warm();
       for (const { name, error } of skipped)
         log.warn('eviction skipped a build it could not give an order', { build: name, error });
       // Slower than an eviction run should ever be: worth an operator's look.

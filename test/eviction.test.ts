@@ -1,6 +1,8 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { getBuildState, startBuild } from '../api/build-client';
+import { BuildIndex } from '../common/build-index';
 import { listBuilds } from '../common/build-list';
+import { ChangeFeed } from '../common/change-feed';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { ensureEvictionSchedule } from '../worker/schedule';
 import type { evictionWorkflow } from '../workflows';
@@ -35,7 +37,19 @@ const runEviction = (workflowId = `eviction-${Date.now()}`) =>
   });
 
 describe('eviction', () => {
+  afterEach(() => vi.restoreAllMocks());
+
   it('stops the builds scaled longest ago, then undeploys stopped ones but the newest of each branch', async () => {
+    // The worker's first run, within the limits, has the candidates' index list every build
+    // (none yet), once and in the background; the first run over them then reads the builds
+    // that changed since instead of listing them all, and decides as well.
+    const warmUps = vi.spyOn(BuildIndex.prototype, 'warm');
+    const feedReads = vi.spyOn(ChangeFeed.prototype, 'read');
+    expect(await runEviction()).toEqual({ stop: [], undeploy: [] });
+    expect(await runEviction()).toEqual({ stop: [], undeploy: [] });
+    expect(warmUps).toHaveBeenCalledTimes(1);
+    expect(feedReads).not.toHaveBeenCalled();
+
     // Created in this order: b3 is the newest build of 16.0, c3 of 17.0.
     const created: Record<string, CommitInfo> = {
       b1: commit('16.0', null, '1'),
@@ -66,7 +80,9 @@ describe('eviction', () => {
     }
 
     const firstRun = `eviction-${Date.now()}-first`;
-    const [first, second] = [await runEviction(firstRun), await runEviction()];
+    const first = await runEviction(firstRun);
+    expect(feedReads).toHaveBeenCalled();
+    const second = await runEviction();
     expect(first.stop.sort()).toEqual(['c3', 'b1', 'b2', 'p1', 'c1', 'b3'].map((k) => builds[k].name).sort());
     expect(first.undeploy.sort()).toEqual(['b1', 'b2', 'p1', 'c1'].map((k) => builds[k].name).sort());
     // Run again at once: the stops and undeploys asked for are seen, nothing more is evicted.
@@ -88,8 +104,6 @@ describe('eviction', () => {
     // Later runs read the candidates from the worker's index, kept current from the change feed
     // since the first run listed every build: two new builds of 16.0 (initializing, so never
     // chosen) put 6 deployed over the 4, and make b3 no longer the newest of its branch.
-    // Commits no other test file uses: test files share the Temporal namespace, where a build's
-    // workflow id is its name.
     builds.b4 = await startBuild(stack.temporal.client, config, commit('16.0', null, '0'));
     builds.b5 = await startBuild(stack.temporal.client, config, commit('16.0', null, 'f'));
     await waitFor('the new builds listed', async () => {
