@@ -102,7 +102,7 @@ describe('eviction', () => {
     await replayAndRecord('eviction-run.json', await workflow.getHandle(firstRun).fetchHistory());
 
     // Later runs read the candidates from the worker's index, kept current from the change feed
-    // since the first run listed every build: two new builds of 16.0 (initializing, so never
+    // since its first list: two new builds of 16.0 (initializing, so never
     // chosen) put 6 deployed over the 4, and make b3 no longer the newest of its branch.
     builds.b4 = await startBuild(stack.temporal.client, config, commit('16.0', null, '0'));
     builds.b5 = await startBuild(stack.temporal.client, config, commit('16.0', null, 'f'));
