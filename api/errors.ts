@@ -68,7 +68,10 @@ export function describeError(error: unknown): {
   if (error instanceof HttpError)
     return { status: error.status, detail: error.detail, headers: error.headers };
   if (error instanceof WorkflowNotFoundError) return { status: 404, detail: 'build not found' };
-  if (error instanceof BuildsNotListedError) return { status: 503, detail: error.message };
+  if (error instanceof BuildsNotListedError) {
+    // The list goes on after the request gave up waiting: asked again soon, it is likely there.
+    return { status: 503, detail: error.message, headers: { 'retry-after': '2' } };
+  }
   if (error instanceof RequestError) {
     // From GitHub: a missing branch or PR is the caller's 404; anything else is GitHub failing.
     return error.status === 404

@@ -5,7 +5,7 @@ import { apiConnectionOptions } from '../api/backend';
 import { buildRef } from '../common/build';
 import { SERVICE_ROUTES, send, type HostileRequest } from '../scripts/fuzz-cases';
 import { payloads, startTestApi, type TestApi } from './api-server';
-import { SHA, TestCluster, testConfig } from './helpers';
+import { SHA, TestCluster, testConfig, waitFor } from './helpers';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
 
 // With Temporal unreachable, every endpoint still answers within GitHub's 10 s (a webhook
@@ -93,6 +93,20 @@ function wellFormedRequests(): HostileRequest[] {
     webhook('delete', { ref: '16.0', ref_type: 'branch', repository: { full_name: 'oca/outage' } }),
   ];
 }
+
+it('answers 503 with a Retry-After while Temporal is slow to list the builds, and the list once it came', async () => {
+  proxy.hold();
+  try {
+    const refused = await fetch(`${api.url}/api/v1/repos`);
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBe('2');
+    expect(((await refused.json()) as { detail: string }).detail).toMatch(/did not list the builds in time/);
+  } finally {
+    proxy.release();
+  }
+  // The list went on: asked again, the API answers from it.
+  await waitFor('the builds listed', async () => (await fetch(`${api.url}/api/v1/repos`)).ok);
+}, 60_000);
 
 it("every endpoint answers within GitHub's 10 s while Temporal is unreachable", async () => {
   proxy.cut();

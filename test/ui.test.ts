@@ -11,8 +11,6 @@ import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { payloads, pollPastTheDeadline, startStack, type TestStack } from './api-server';
 import { SHA, TestCluster, testConfig, waitFor, untilBuildStatus } from './helpers';
 
-// Builds of oca/website, a repo no other test file uses: workflow ids are unique per Temporal
-// server, and test files run side by side against one.
 // The Web UI in Debian's chromium, driven by playwright-core, against the real API, worker,
 // Temporal and kube-apiserver. The test plays the Job and Deployment controllers.
 
