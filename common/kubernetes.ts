@@ -410,14 +410,13 @@ export class BuildCluster {
    * Endpoints and EndpointSlices for every undeploy found nothing else to delete.
    */
   private async withBuildObjects(kinds: ObjectKind[]): Promise<ObjectKind[]> {
-    const selector = ['runboat/build', ...CONTROLLER_MADE_LABELS.map((label) => `!${label}`)].join();
     const held = await Promise.all(
       kinds.map(
         (kind, i) =>
           i < BUILD_OBJECT_KINDS.length ||
           kind.required ||
           this.skippingForbidden(kind, false, async () => {
-            const items = await this.listMetadata(kind.apiVersion, kind.kind, selector, 1);
+            const items = await this.listMetadata(kind.apiVersion, kind.kind, MADE_FROM_KUBEFILES, 1);
             return items.length > 0;
           }),
       ),
@@ -811,6 +810,9 @@ function failUnlessAccepted({ status, body }: RawResponse, ...alsoFine: number[]
     throw new ApiException(status, 'Unsuccessful HTTP Request', body, {});
 }
 
+/** The endpoints controller's label on the Endpoints it makes (value `endpoint-controller`). */
+const ENDPOINTS_MANAGED_BY = 'endpoints.kubernetes.io/managed-by';
+
 /**
  * The labels Kubernetes' controllers add to what they make from a build's objects (which also
  * carries the build's labels, copied from its owner): a Deployment's ReplicaSets and their pods,
@@ -821,10 +823,12 @@ const CONTROLLER_MADE_LABELS = [
   'pod-template-hash',
   'job-name',
   'batch.kubernetes.io/job-name',
-  'endpoints.kubernetes.io/managed-by',
+  ENDPOINTS_MANAGED_BY,
   'endpointslice.kubernetes.io/managed-by',
   'controller-revision-hash',
 ];
+/** A build's objects but those `CONTROLLER_MADE_LABELS` mark: what the kind probe looks for. */
+const MADE_FROM_KUBEFILES = ['runboat/build', ...CONTROLLER_MADE_LABELS.map((label) => `!${label}`)].join();
 
 /**
  * Made by a controller from an owner (`ownerReferences` with `controller: true`), or a Service's
@@ -832,7 +836,7 @@ const CONTROLLER_MADE_LABELS = [
  */
 const controlled = (object: KubernetesObject) =>
   (object.metadata?.ownerReferences?.some((owner) => owner.controller) ?? false) ||
-  object.metadata?.labels?.['endpoints.kubernetes.io/managed-by'] === 'endpoint-controller';
+  object.metadata?.labels?.[ENDPOINTS_MANAGED_BY] === 'endpoint-controller';
 
 function toError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
