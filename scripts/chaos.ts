@@ -15,6 +15,7 @@ import {
   workflowRunning,
   type Life,
 } from './chaos-checks';
+import { WORKER_PROCESS } from '../worker/worker';
 import { buildStateQuery, buildWorkflowId } from '../workflows/definitions';
 import { binary } from './paths';
 import { freePort, spawnService, waitUntil } from './processes';
@@ -104,18 +105,20 @@ async function main(): Promise<void> {
   let workerUpSince: number | undefined;
   const keep = (name: 'worker' | 'api', main: string) => {
     // The worker logs at info, for its 'worker started' line: the kill timer runs from there.
+    const worker = name === 'worker';
     const child = spawnService(
       main,
-      { ...env, LOG_LEVEL: name === 'worker' ? 'info' : 'warn' },
+      { ...env, ...(worker ? WORKER_PROCESS.env : {}), LOG_LEVEL: worker ? 'info' : 'warn' },
       {
+        nodeArgs: worker ? WORKER_PROCESS.nodeArgs : [],
         logFile: path.join(workDir, `${name}.log`),
         onLine: (line) => {
-          if (name === 'worker' && line.includes('"msg":"worker started"')) workerUpSince = Date.now();
+          if (worker && line.includes('"msg":"worker started"')) workerUpSince = Date.now();
         },
       },
     );
     processes[name] = child;
-    if (name === 'worker') workerUpSince = undefined;
+    if (worker) workerUpSince = undefined;
     child.once('exit', () => {
       if (!killing.delete(child)) exitsOnTheirOwn[name]++;
       if (!ending) keep(name, main);

@@ -40,7 +40,7 @@ export function canConnect(port: number): Promise<boolean> {
 export function spawnService(
   main: string,
   env: NodeJS.ProcessEnv,
-  output: { logFile?: string; onLine?: (line: string) => void; nodeArgs?: string[] } = {},
+  output: { logFile?: string; onLine?: (line: string) => void; nodeArgs?: readonly string[] } = {},
 ): ChildProcess {
   const root = path.resolve(__dirname, '..');
   const piped = output.logFile !== undefined || output.onLine !== undefined;

@@ -2,6 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { Connection } from '@temporalio/client';
 import { temporal as temporalProto } from '@temporalio/proto';
+import { WORKER_PROCESS } from '../worker/worker';
 import { freePort, spawnService } from './processes';
 
 // The service as deployed, for the scripts that measure it (`npm run bench`, `npm run fuzz`):
@@ -32,16 +33,23 @@ export interface ServiceOptions {
 export async function startServiceProcesses(options: ServiceOptions): Promise<ServiceProcesses> {
   const apiPort = await freePort();
   const children: ChildProcess[] = [];
-  const startProcess = (name: string, entry: string, nodeArgs: string[] = []) => {
+  const startProcess = (
+    name: string,
+    entry: string,
+    nodeArgs: readonly string[] = [],
+    env: Record<string, string> = {},
+  ) => {
     const child = spawnService(
       entry,
-      { ...process.env, ...options.env, PORT: String(apiPort) },
+      { ...process.env, ...options.env, ...env, PORT: String(apiPort) },
       { logFile: path.join(options.logDir, `${name}.log`), nodeArgs },
     );
     children.push(child);
     return child;
   };
-  let worker = startProcess('worker', 'worker/main.ts');
+  const startWorker = () =>
+    startProcess('worker', 'worker/main.ts', WORKER_PROCESS.nodeArgs, WORKER_PROCESS.env);
+  let worker = startWorker();
   const api = startProcess('api', 'api/main.ts', options.apiNodeArgs);
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   const exited = (child: ChildProcess) =>
@@ -89,7 +97,7 @@ export async function startServiceProcesses(options: ServiceOptions): Promise<Se
       old.kill('SIGTERM');
       await exited(old);
       children.splice(children.indexOf(old), 1);
-      worker = startProcess('worker', 'worker/main.ts');
+      worker = startWorker();
       await untilReady();
       return worker;
     },

@@ -21,6 +21,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { startBuild } from '../api/build-client';
 import { searchAttributeDeclarations } from '../common/search-attributes';
 import { binary } from '../scripts/paths';
+import { WORKER_PROCESS } from '../worker/worker';
 import { buildWorkflowId } from '../workflows/definitions';
 import { freePort } from '../scripts/processes';
 import { SHA, TestCluster, testConfig, waitFor } from './helpers';
@@ -192,7 +193,10 @@ function dockerfileStages(): Map<string, string[]> {
 describe('Dockerfile', () => {
   const stages = dockerfileStages();
   it('has an entry point per process, run by a non-root user on a slim Node image', () => {
-    expect(stages.get('worker')).toContain('CMD ["node", "dist/worker/main.js"]');
+    const workerCommand = ['node', ...WORKER_PROCESS.nodeArgs, 'dist/worker/main.js'];
+    expect(stages.get('worker')).toContain(`CMD ${JSON.stringify(workerCommand).replaceAll(',', ', ')}`);
+    for (const [name, value] of Object.entries(WORKER_PROCESS.env))
+      expect(stages.get('worker')).toContain(`ENV ${name}=${value}`);
     expect(stages.get('api')).toContain('CMD ["node", "dist/api/main.js"]');
     const runtime = stages.get('runtime')!;
     expect(runtime[0]).toMatch(/^FROM \$\{NODE_IMAGE\} AS runtime$/);
@@ -236,6 +240,23 @@ describe('Dockerfile', () => {
         expect(allowed, `${source} is excluded by .dockerignore`).toBe(true);
       }
     }
+  });
+});
+
+describe('deploy/', () => {
+  it("starts the worker as the image does, within its Deployment's memory limit", () => {
+    const deployment = parse(read('deploy/worker.yaml')) as {
+      spec: {
+        template: {
+          spec: { containers: Array<{ command: string[]; env?: Array<{ name: string; value: string }> }> };
+        };
+      };
+    };
+    const [container] = deployment.spec.template.spec.containers;
+    expect(container.command).toEqual(['node', ...WORKER_PROCESS.nodeArgs, 'dist/worker/main.js']);
+    expect(Object.fromEntries((container.env ?? []).map(({ name, value }) => [name, value]))).toMatchObject(
+      WORKER_PROCESS.env,
+    );
   });
 });
 
