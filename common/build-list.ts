@@ -129,6 +129,14 @@ export async function listBuilds(
 }
 
 /**
+ * A close time no run has. SQL visibility compares `COALESCE(close_time, '9999-12-31 23:59:59')`
+ * for `CloseTime`, so a running row matches `CloseTime >= since` too, and a lower bound alone
+ * makes SQLite walk every row of the task queue (20 ms a read at 20,000 builds, for each request
+ * of the API): with this upper bound it reads the closed rows of the window from the index.
+ */
+const ENDED_BEFORE = visibilityString('9999-01-01T00:00:00Z');
+
+/**
  * What changed since `since`: the running builds whose listed fields changed (`RunboatUpdated`),
  * and the builds whose workflow ended (undeployed, terminated; a continue-as-new goes on as
  * the same build). An answer proportional to the changes, not to the builds deployed.
@@ -145,7 +153,7 @@ export async function listBuildChanges(
     ),
     listNewestRows(
       client,
-      `${buildWorkflowsQuery(config.taskQueue)} AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew' AND CloseTime >= ${visibilityString(since.toISOString())}`,
+      `${buildWorkflowsQuery(config.taskQueue)} AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew' AND CloseTime >= ${visibilityString(since.toISOString())} AND CloseTime < ${ENDED_BEFORE}`,
     ),
   ]);
   return { changed, ended };

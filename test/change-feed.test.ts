@@ -57,3 +57,31 @@ it('lists a change again only in a deep read, once it is older than the recent w
   feed.restart(stamped + 20_000);
   expect(await listed(21_000), 'after a restart, deep at once').toEqual([build.name]);
 });
+
+it('lists a build whose workflow ended as gone, and only once it ended', async () => {
+  const { client } = temporal;
+  const build = buildRef({ repo: 'oca/feed', target_branch: '16.0', pr: 2, git_commit: SHA('e') });
+  const started = Date.now();
+  const handle = await client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
+    workflowId: buildWorkflowId(build.name),
+    taskQueue: config.taskQueue,
+    args: [{ build, settings: { maxInitializing: 1, initTimeoutSeconds: 60, noCleanupJob: true } }],
+    typedSearchAttributes: buildSearchAttributes(
+      {
+        ...build,
+        status: 'stopped',
+        init_status: 'succeeded',
+        created: new Date(started).toISOString(),
+        last_scaled: null,
+        last_error: null,
+      },
+      new Date(started),
+    ),
+  });
+  const feed = new ChangeFeed(client, config, 60_000, started);
+  const goneNames = async () => (await feed.read()).gone.map((b) => b.name);
+  expect(await goneNames(), 'running').not.toContain(build.name);
+  await handle.terminate('undeployed behind the feed');
+  // Visibility records the close a moment later; the reads until then list nothing gone.
+  await waitFor('the build gone', async () => (await goneNames()).includes(build.name));
+});
