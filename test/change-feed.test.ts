@@ -1,6 +1,7 @@
 import { expect, it } from 'vitest';
 import { ChangeFeed } from '../common/change-feed';
 import { buildRef } from '../common/build';
+import type { BuildRef } from '../common/types';
 import { buildSearchAttributes, runningBuildsQuery } from '../common/search-attributes';
 import type { buildWorkflow } from '../workflows/build';
 import { buildWorkflowId } from '../workflows/definitions';
@@ -16,12 +17,12 @@ const temporal = useTemporalClient(config);
 
 terminateWorkflowsAfterAll(temporal, config);
 
-it('lists a change again only in a deep read, once it is older than the recent window', async () => {
-  const { client } = temporal;
-  const build = buildRef({ repo: 'oca/feed', target_branch: '16.0', pr: 1, git_commit: SHA('f') });
-  const stamped = Date.now();
-  // No worker polls this task queue: the workflow stays as started, with its stamp.
-  await client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
+/**
+ * A stopped build's workflow, its change stamped `stamped`. No worker polls this task queue: the
+ * workflow stays as started, with its stamp.
+ */
+function startStampedBuild(build: BuildRef, stamped: number) {
+  return temporal.client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
     workflowId: buildWorkflowId(build.name),
     taskQueue: config.taskQueue,
     args: [{ build, settings: { maxInitializing: 1, initTimeoutSeconds: 60, noCleanupJob: true } }],
@@ -37,6 +38,13 @@ it('lists a change again only in a deep read, once it is older than the recent w
       new Date(stamped),
     ),
   });
+}
+
+it('lists a change again only in a deep read, once it is older than the recent window', async () => {
+  const { client } = temporal;
+  const build = buildRef({ repo: 'oca/feed', target_branch: '16.0', pr: 1, git_commit: SHA('f') });
+  const stamped = Date.now();
+  await startStampedBuild(build, stamped);
   await waitFor(
     'the build visible',
     async () => (await client.workflow.count(runningBuildsQuery(config.taskQueue))).count === 1,
@@ -62,22 +70,7 @@ it('lists a build whose workflow ended as gone, and only once it ended', async (
   const { client } = temporal;
   const build = buildRef({ repo: 'oca/feed', target_branch: '16.0', pr: 2, git_commit: SHA('e') });
   const started = Date.now();
-  const handle = await client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
-    workflowId: buildWorkflowId(build.name),
-    taskQueue: config.taskQueue,
-    args: [{ build, settings: { maxInitializing: 1, initTimeoutSeconds: 60, noCleanupJob: true } }],
-    typedSearchAttributes: buildSearchAttributes(
-      {
-        ...build,
-        status: 'stopped',
-        init_status: 'succeeded',
-        created: new Date(started).toISOString(),
-        last_scaled: null,
-        last_error: null,
-      },
-      new Date(started),
-    ),
-  });
+  const handle = await startStampedBuild(build, started);
   const feed = new ChangeFeed(client, config, 60_000, started);
   const goneNames = async () => (await feed.read()).gone.map((b) => b.name);
   expect(await goneNames(), 'running').not.toContain(build.name);
