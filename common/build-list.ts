@@ -129,12 +129,13 @@ export async function listBuilds(
 }
 
 /**
- * A close time no run has. SQL visibility compares `COALESCE(close_time, '9999-12-31 23:59:59')`
- * for `CloseTime`, so a running row matches `CloseTime >= since` too, and a lower bound alone
- * makes SQLite walk every row of the task queue (20 ms a read at 20,000 builds, for each request
- * of the API): with this upper bound it reads the closed rows of the window from the index.
+ * How a build workflow ends (a continue-as-new goes on as the same build), each read on its own:
+ * SQL visibility finds the rows of one status closed since a time from its status index, but
+ * for `!= 'Running'` (or an `IN` of these) the dev server's SQLite walks every row of the task
+ * queue, the running ones included: 22–36 ms a read at 20,000 builds, for each API request,
+ * against 3–4 ms for one status (all five at once cost less than that one walk).
  */
-const ENDED_BEFORE = visibilityString('9999-01-01T00:00:00Z');
+const ENDED_STATUSES = ['Completed', 'Terminated', 'Failed', 'Canceled', 'TimedOut'] as const;
 
 /**
  * What changed since `since`: the running builds whose listed fields changed (`RunboatUpdated`),
@@ -146,17 +147,22 @@ export async function listBuildChanges(
   config: Config,
   since: Date,
 ): Promise<{ changed: ListedBuild[]; ended: ListedBuild[] }> {
-  const [changed, ended] = await Promise.all([
+  const closedSince = visibilityString(since.toISOString());
+  const [changed, ...endedByStatus] = await Promise.all([
     listNewestRows(
       client,
       `${runningBuildsQuery(config.taskQueue)} AND ${searchAttributes.updated.name} >= ${since.getTime()}`,
     ),
-    listNewestRows(
-      client,
-      `${buildWorkflowsQuery(config.taskQueue)} AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew' AND CloseTime >= ${visibilityString(since.toISOString())} AND CloseTime < ${ENDED_BEFORE}`,
+    ...ENDED_STATUSES.map((status) =>
+      listNewestRows(
+        client,
+        `${buildWorkflowsQuery(config.taskQueue)} AND ExecutionStatus = '${status}' AND CloseTime >= ${closedSince}`,
+      ),
     ),
   ]);
-  return { changed, ended };
+  // A build ended twice in the window (redeployed, then ended again) is gone once.
+  const ended = new Map(endedByStatus.flat().map((build) => [build.name, build]));
+  return { changed, ended: [...ended.values()] };
 }
 
 /**
