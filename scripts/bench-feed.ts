@@ -1,0 +1,127 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import { buildRef } from '../common/build';
+import { listBuildChanges } from '../common/build-list';
+import type { Config } from '../common/config';
+import { buildSearchAttributes, buildWorkflowsQuery, runningBuildsQuery } from '../common/search-attributes';
+import { buildWorkflowId } from '../workflows/definitions';
+import { startTemporalDevServer } from './temporal-dev';
+
+// `npm run bench:feed`: what one read of the change feed (what every API request and eviction
+// run reads first) costs on the dev server's SQLite visibility at BENCH_FEED_BUILDS (20,000)
+// open build workflows, BENCH_FEED_ENDED (200) of them then ended, nothing changed in the
+// window read: the read as `listBuildChanges` makes it, and its queries one by one, with the
+// earlier form of the "ended" query for comparison. Filling takes about 5 minutes at 20,000;
+// BENCH_FEED_DIR=<folder of an earlier run> reuses its database instead (the run says where).
+
+const BUILDS = Number(process.env.BENCH_FEED_BUILDS ?? 20_000);
+const ENDED = Number(process.env.BENCH_FEED_ENDED ?? 200);
+const READS = 20;
+const TASK_QUEUE = 'bench';
+
+function buildOf(i: number) {
+  return buildRef({
+    repo: `oca/repo-${i % 50}`,
+    target_branch: '16.0',
+    pr: 100_000 + i,
+    git_commit: (0x1000000 + i).toString(16).padStart(40, '0'),
+  });
+}
+
+/** Open build workflows with a waiting build's search attributes, as the scale bench adds them. */
+async function fill(client: Client): Promise<void> {
+  const now = new Date();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < BUILDS) {
+        const build = buildOf(next++);
+        await client.workflow.start('buildWorkflow', {
+          workflowId: buildWorkflowId(build.name),
+          taskQueue: TASK_QUEUE,
+          args: [],
+          startDelay: '30 days',
+          typedSearchAttributes: buildSearchAttributes(
+            {
+              ...build,
+              status: 'initializing',
+              init_status: 'todo',
+              created: now.toISOString(),
+              last_scaled: null,
+              last_error: null,
+            },
+            now,
+          ),
+        });
+      }
+    }),
+  );
+  for (let i = 0; i < ENDED; i++)
+    await client.workflow.getHandle(buildWorkflowId(buildOf(i).name)).terminate('ended, as an undeploy');
+}
+
+async function p50(read: () => Promise<unknown>): Promise<string> {
+  const ms: number[] = [];
+  for (let i = 0; i < READS; i++) {
+    const t = performance.now();
+    await read();
+    ms.push(performance.now() - t);
+  }
+  ms.sort((a, b) => a - b);
+  return `${ms[READS / 2].toFixed(1)} ms (min ${ms[0].toFixed(1)})`;
+}
+
+async function main(): Promise<void> {
+  const reused = process.env.BENCH_FEED_DIR;
+  const dir = reused ?? mkdtempSync(path.join(os.tmpdir(), 'runboat-bench-feed-'));
+  const server = await startTemporalDevServer(dir, { dbFile: path.join(dir, 'temporal.db') });
+  const connection = await Connection.connect({ address: server.address });
+  try {
+    const client = new Client({ connection });
+    if (!reused) {
+      const t = Date.now();
+      await fill(client);
+      console.log(
+        `filled ${BUILDS} builds (${ENDED} ended) in ${Math.round((Date.now() - t) / 1000)} s: ${dir}`,
+      );
+      // Past the window read below: the read finds nothing changed, what it costs at rest.
+      await new Promise((resolve) => setTimeout(resolve, 10_000));
+    }
+    const open = (await client.workflow.count(runningBuildsQuery(TASK_QUEUE))).count;
+    const since = new Date(Date.now() - 5_000);
+    const list = async (query: string) => {
+      for await (const row of client.workflow.list({ query })) void row;
+    };
+    const ended = `${buildWorkflowsQuery(TASK_QUEUE)} AND CloseTime >= '${since.toISOString()}'`;
+    const rows: Array<[string, () => Promise<unknown>]> = [
+      [
+        'the read (`listBuildChanges`)',
+        () => listBuildChanges(client, { taskQueue: TASK_QUEUE } as Config, since),
+      ],
+      [
+        '— changed builds (`RunboatUpdated >=`)',
+        () => list(`${runningBuildsQuery(TASK_QUEUE)} AND RunboatUpdated >= ${since.getTime()}`),
+      ],
+      ['— ended builds, one status', () => list(`${ended} AND ExecutionStatus = 'Completed'`)],
+      [
+        'ended builds as one query (`!= Running`, before)',
+        () => list(`${ended} AND ExecutionStatus != 'Running' AND ExecutionStatus != 'ContinuedAsNew'`),
+      ],
+    ];
+    console.log(
+      `\nthe change feed on the Temporal dev server, ${open} open builds, ${os.cpus().length} cores, p50 of ${READS} reads\n`,
+    );
+    console.log('| read | p50 |\n| --- | --- |');
+    for (const [what, read] of rows) console.log(`| ${what} | ${await p50(read)} |`);
+  } finally {
+    await connection.close();
+    await server.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
