@@ -60,16 +60,19 @@ export class ChangeFeed {
   /**
    * The changes since the last successful read, however long ago: a read that fails moves
    * nothing, so the next one covers its window and nothing is lost to an outage. Changes that
-   * visibility recorded late come with the next deep read, at most a sixth of the lookback later.
+   * visibility recorded late, and builds ended otherwise than by an undeploy, come with the next
+   * deep read, at most a sixth of the lookback later.
    */
   async read(): Promise<BuildChanges> {
     const began = this.now();
     const deep = began - this.deepReadAt >= this.lookbackMs / DEEP_READ_SHARE;
     const lookback = deep ? this.lookbackMs : this.lookbackMs / RECENT_SHARE;
+    // A build ended otherwise than by an undeploy (terminated, failed) leaves at a deep read.
     const { changed, ended } = await listBuildChanges(
       this.client,
       this.config,
       new Date(this.from - lookback),
+      deep,
     );
     this.from = began;
     if (deep) this.deepReadAt = began;

@@ -66,15 +66,26 @@ it('lists a change again only in a deep read, once it is older than the recent w
   expect(await listed(21_000), 'after a restart, deep at once').toEqual([build.name]);
 });
 
-it('lists a build whose workflow ended as gone, and only once it ended', async () => {
+it('lists a build whose workflow was terminated as gone at its next deep read', async () => {
   const { client } = temporal;
   const build = buildRef({ repo: 'oca/feed', target_branch: '16.0', pr: 2, git_commit: SHA('e') });
   const started = Date.now();
   const handle = await startStampedBuild(build, started);
-  const feed = new ChangeFeed(client, config, 60_000, started);
-  const goneNames = async () => (await feed.read()).gone.map((b) => b.name);
-  expect(await goneNames(), 'running').not.toContain(build.name);
-  await handle.terminate('undeployed behind the feed');
-  // Visibility records the close a moment later; the reads until then list nothing gone.
-  await waitFor('the build gone', async () => (await goneNames()).includes(build.name));
+  let clock = started;
+  const feed = new ChangeFeed(client, config, 60_000, started, () => clock);
+  const goneAt = async (at: number) => {
+    clock = started + at;
+    return (await feed.read()).gone.map((b) => b.name);
+  };
+  expect(await goneAt(1_000), 'running (a deep read)').not.toContain(build.name);
+  await handle.terminate('ended otherwise than by an undeploy');
+  await waitFor(
+    'the termination visible',
+    async () =>
+      (await client.workflow.count(`WorkflowId = '${handle.workflowId}' AND ExecutionStatus = 'Terminated'`))
+        .count === 1,
+  );
+  // Reads between deep ones ask for undeployed (completed) builds only.
+  expect(await goneAt(2_000), 'a read 1 s after the deep one').not.toContain(build.name);
+  expect(await goneAt(12_000), 'the next deep read').toContain(build.name);
 });
