@@ -2,10 +2,11 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
+import { startSearchAttributes } from '../api/build-client';
 import { buildRef } from '../common/build';
 import { listBuildChanges } from '../common/build-list';
 import type { Config } from '../common/config';
-import { buildSearchAttributes, buildWorkflowsQuery, runningBuildsQuery } from '../common/search-attributes';
+import { buildWorkflowsQuery, runningBuildsQuery } from '../common/search-attributes';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startTemporalDevServer } from './temporal-dev';
 
@@ -37,7 +38,6 @@ function buildOf(i: number) {
 
 /** Open build workflows with a waiting build's search attributes, as the scale bench adds them. */
 async function fill(client: Client): Promise<void> {
-  const now = new Date();
   let next = 0;
   await Promise.all(
     Array.from({ length: 8 }, async () => {
@@ -48,17 +48,7 @@ async function fill(client: Client): Promise<void> {
           taskQueue: TASK_QUEUE,
           args: [],
           startDelay: '30 days',
-          typedSearchAttributes: buildSearchAttributes(
-            {
-              ...build,
-              status: 'initializing',
-              init_status: 'todo',
-              created: now.toISOString(),
-              last_scaled: null,
-              last_error: null,
-            },
-            now,
-          ),
+          typedSearchAttributes: startSearchAttributes(build),
         });
       }
     }),
