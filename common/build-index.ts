@@ -31,7 +31,8 @@ import { BUILD_STATUSES, type BuildStatus, type InitStatus } from './types';
 // bound of any visibility query (its own lag aside), so API processes, each with its own index,
 // agree as their lists do; and a page that refreshes on a `/build-events` change sees it. A
 // change that visibility recorded more than 5 s after its stamp (see `ChangeFeed`) shows up to
-// 10 s later than that.
+// 10 s later than that, and so does the end of a build whose workflow ended otherwise than by
+// an undeploy (terminated, failed: see `listBuildChanges`).
 // Decisions never rest on it: eviction picks candidates from it and then gives each build an
 // order that the build takes only in the state it was picked in; init slots never read it.
 
