@@ -150,7 +150,7 @@ export async function listBuildChanges(
   client: Client,
   config: Config,
   since: Date,
-  everyEnding = true,
+  everyEnding: boolean,
 ): Promise<{ changed: ListedBuild[]; ended: ListedBuild[] }> {
   const closedSince = visibilityString(since.toISOString());
   const endings = everyEnding ? [UNDEPLOYED, OTHERWISE_ENDED] : [UNDEPLOYED];
@@ -161,16 +161,12 @@ export async function listBuildChanges(
     client,
     `${runningBuildsQuery(config.taskQueue)} AND ${searchAttributes.updated.name} >= ${since.getTime()}`,
   );
-  const endedByStatus: ListedBuild[][] = [];
-  for (const ending of endings)
-    endedByStatus.push(
-      await listNewestRows(
-        client,
-        `${buildWorkflowsQuery(config.taskQueue)} AND ${ending} AND CloseTime >= ${closedSince}`,
-      ),
-    );
   // A build ended twice in the window (redeployed, then ended again) is gone once.
-  const ended = new Map(endedByStatus.flat().map((build) => [build.name, build]));
+  const ended = new Map<string, ListedBuild>();
+  for (const ending of endings) {
+    const query = `${buildWorkflowsQuery(config.taskQueue)} AND ${ending} AND CloseTime >= ${closedSince}`;
+    for (const build of await listNewestRows(client, query)) ended.set(build.name, build);
+  }
   return { changed, ended: [...ended.values()] };
 }
 
