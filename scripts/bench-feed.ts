@@ -2,13 +2,12 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { startSearchAttributes } from '../api/build-client';
-import { buildRef } from '../common/build';
 import { listBuildChanges } from '../common/build-list';
 import type { Config } from '../common/config';
 import { buildWorkflowsQuery, runningBuildsQuery } from '../common/search-attributes';
 import { buildWorkflowId } from '../workflows/definitions';
 import { startTemporalDevServer } from './temporal-dev';
+import { fillBuild, fillVisibility } from './visibility-fill';
 
 // `npm run bench:feed`: what one read of the change feed (what every API request and eviction
 // run reads first) costs on the dev server's SQLite visibility at BENCH_FEED_BUILDS (20,000)
@@ -27,34 +26,17 @@ const READS = 10;
 const READ_GAP_MS = 1_000;
 const TASK_QUEUE = 'bench';
 
-function buildOf(i: number) {
-  return buildRef({
-    repo: `oca/repo-${i % 50}`,
-    target_branch: '16.0',
-    pr: 100_000 + i,
-    git_commit: (0x1000000 + i).toString(16).padStart(40, '0'),
-  });
-}
+const repoOf = (i: number) => `oca/repo-${i % 50}`;
 
-/** Open build workflows with a waiting build's search attributes, as the scale bench adds them. */
+/** Open build workflows, as the scale bench adds them; the first ENDED of them then ended. */
 async function fill(client: Client): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: 8 }, async () => {
-      while (next < BUILDS) {
-        const build = buildOf(next++);
-        await client.workflow.start('buildWorkflow', {
-          workflowId: buildWorkflowId(build.name),
-          taskQueue: TASK_QUEUE,
-          args: [],
-          startDelay: '30 days',
-          typedSearchAttributes: startSearchAttributes(build),
-        });
-      }
-    }),
-  );
+  // Never used: no worker polls the bench's task queue, and the builds wait 30 days to start.
+  const settings = { maxInitializing: 20, initTimeoutSeconds: 3600, noCleanupJob: false };
+  await fillVisibility(client, { taskQueue: TASK_QUEUE, settings, repoOf }, 0, BUILDS);
   for (let i = 0; i < ENDED; i++)
-    await client.workflow.getHandle(buildWorkflowId(buildOf(i).name)).terminate('ended, as an undeploy');
+    await client.workflow
+      .getHandle(buildWorkflowId(fillBuild(i, repoOf(i)).name))
+      .terminate('ended, as an undeploy');
 }
 
 async function p50(read: () => Promise<unknown>): Promise<string> {

@@ -15,7 +15,6 @@ import {
   workflowRunning,
   type Life,
 } from './chaos-checks';
-import { WORKER_PROCESS } from '../worker/worker';
 import { buildStateQuery, buildWorkflowId } from '../workflows/definitions';
 import { binary } from './paths';
 import { freePort, spawnService, waitUntil } from './processes';
@@ -108,9 +107,8 @@ async function main(): Promise<void> {
     const worker = name === 'worker';
     const child = spawnService(
       main,
-      { ...env, ...(worker ? WORKER_PROCESS.env : {}), LOG_LEVEL: worker ? 'info' : 'warn' },
+      { ...env, LOG_LEVEL: worker ? 'info' : 'warn' },
       {
-        nodeArgs: worker ? WORKER_PROCESS.nodeArgs : [],
         logFile: path.join(workDir, `${name}.log`),
         onLine: (line) => {
           if (worker && line.includes('"msg":"worker started"')) workerUpSince = Date.now();

@@ -4,6 +4,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { logger } from '../common/logger';
+import { WORKER_PROCESS } from '../worker/worker';
 
 /** A loopback port that was free a moment ago. */
 export async function freePort(): Promise<number> {
@@ -34,8 +35,9 @@ export function canConnect(port: number): Promise<boolean> {
 
 /**
  * One of the service's own processes (`worker/main.ts`, `api/main.ts`) under tsx, as it is
- * deployed: a process of its own, to measure, kill or scale out. Its output goes to `logFile`
- * and, line by line, to `onLine`; nowhere if neither is given.
+ * deployed: a process of its own, to measure, kill or scale out, the worker with the bounds
+ * of `WORKER_PROCESS`. Its output goes to `logFile` and, line by line, to `onLine`; nowhere
+ * if neither is given.
  */
 export function spawnService(
   main: string,
@@ -44,10 +46,11 @@ export function spawnService(
 ): ChildProcess {
   const root = path.resolve(__dirname, '..');
   const piped = output.logFile !== undefined || output.onLine !== undefined;
-  const nodeArgs = output.nodeArgs ?? [];
+  const deployed = main === 'worker/main.ts' ? WORKER_PROCESS : { nodeArgs: [], env: {} };
+  const nodeArgs = [...deployed.nodeArgs, ...(output.nodeArgs ?? [])];
   const child = spawn(process.execPath, ['--import', 'tsx', ...nodeArgs, path.join(root, main)], {
     cwd: root,
-    env,
+    env: { ...env, ...deployed.env },
     stdio: piped ? ['ignore', 'pipe', 'pipe'] : 'ignore',
   });
   if (output.logFile) {

@@ -2,7 +2,6 @@ import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import type { Connection } from '@temporalio/client';
 import { temporal as temporalProto } from '@temporalio/proto';
-import { WORKER_PROCESS } from '../worker/worker';
 import { freePort, spawnService } from './processes';
 
 // The service as deployed, for the scripts that measure it (`npm run bench`, `npm run fuzz`):
@@ -33,22 +32,16 @@ export interface ServiceOptions {
 export async function startServiceProcesses(options: ServiceOptions): Promise<ServiceProcesses> {
   const apiPort = await freePort();
   const children: ChildProcess[] = [];
-  const startProcess = (
-    name: string,
-    entry: string,
-    nodeArgs: readonly string[] = [],
-    env: Record<string, string> = {},
-  ) => {
+  const startProcess = (name: string, entry: string, nodeArgs: readonly string[] = []) => {
     const child = spawnService(
       entry,
-      { ...process.env, ...options.env, ...env, PORT: String(apiPort) },
+      { ...process.env, ...options.env, PORT: String(apiPort) },
       { logFile: path.join(options.logDir, `${name}.log`), nodeArgs },
     );
     children.push(child);
     return child;
   };
-  const startWorker = () =>
-    startProcess('worker', 'worker/main.ts', WORKER_PROCESS.nodeArgs, WORKER_PROCESS.env);
+  const startWorker = () => startProcess('worker', 'worker/main.ts');
   let worker = startWorker();
   const api = startProcess('api', 'api/main.ts', options.apiNodeArgs);
   const apiUrl = `http://127.0.0.1:${apiPort}`;
