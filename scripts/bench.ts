@@ -12,18 +12,17 @@ import {
   type V1Deployment,
   type V1Job,
 } from '@kubernetes/client-node';
-import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { temporal as temporalProto } from '@temporalio/proto';
 import { chromium, type Page } from 'playwright-core';
 import { webhookVerifier } from '../api/webhooks';
 import { lifecycleSettings, startBuild } from '../api/build-client';
 import { CHANGE_FEED_LOOKBACK_MS } from '../common/change-feed';
 import { listRunningBuilds } from '../common/build-list';
-import { buildRef } from '../common/build';
 import type { CommitInfo } from '../common/types';
 import { loadConfig } from '../common/config';
-import { buildSearchAttributes, runningBuildsQuery } from '../common/search-attributes';
-import type { buildWorkflow, evictionWorkflow } from '../workflows';
+import { runningBuildsQuery } from '../common/search-attributes';
+import type { evictionWorkflow } from '../workflows';
 import { buildStateQuery, buildWorkflowId } from '../workflows/definitions';
 import { startControlPlane } from './control-plane';
 import { binary } from './paths';
@@ -31,13 +30,15 @@ import { startServiceProcesses } from './service';
 import { startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer } from './temporal-dev';
 import { startTemporalPostgres } from './temporal-postgres';
+import { fillVisibility } from './visibility-fill';
 
 // `npm run bench`: builds against the real service (a worker process and an API process, as in
 // production) on a Temporal dev server and, by default, the simulated cluster of `npm start`
 // (etcd, kube-apiserver, controller-manager, scheduler, kwok nodes), with the default kubefiles.
 //
-//   BENCH_SCENARIO=burst (default): BENCH_BUILDS (100) builds at once, through signed
-//     pull_request webhooks (BENCH_VIA=client: the Temporal client instead); latencies, CPU per
+//   BENCH_SCENARIO=burst (default): BENCH_BUILDS (100) builds through signed pull_request
+//     webhooks sent BENCH_BURST_CONCURRENCY (20) at a time, as issue 10 measured runboat
+//     (BENCH_VIA=client: the Temporal client instead); latencies, CPU per
 //     build of the service's processes (from /proc, children included), workflow tasks and
 //     activities per build (from histories), eviction to 50 deployed.
 //   BENCH_SCENARIO=scale: as many builds as the machine holds, up to BENCH_BUILDS (7000),
@@ -71,6 +72,8 @@ const BUILDS = Number(process.env.BENCH_BUILDS ?? (SCALE ? 7000 : API ? 2000 : I
 const BARE = process.env.BENCH_CLUSTER === 'bare' || API;
 const VIA_WEBHOOKS = process.env.BENCH_VIA !== 'client';
 const WEBHOOK_SECRET = 'bench-secret';
+/** The burst's requests in flight at once: a new one as soon as one is answered. */
+const BURST_CONCURRENCY = Number(process.env.BENCH_BURST_CONCURRENCY ?? 20);
 const MAX_DEPLOYED_AFTER = 50;
 const REPOS = SCALE || API ? 50 : 1;
 /** The builds of the repo whose board the API scenario times (issue 10's "a 150-build repo"). */
@@ -283,6 +286,8 @@ async function main(): Promise<void> {
   const responseMs: number[] = [];
   const deployed = new Map<string, number>();
   const initSucceeded = new Map<string, number>();
+  /** When the bench saw each init Job created. */
+  const initCreated = new Map<string, number>();
   const scaledUp = new Map<string, number>();
   const ready = new Map<string, number>();
   const initialized = new Set<string>();
@@ -329,6 +334,7 @@ async function main(): Promise<void> {
     '/apis/batch/v1/namespaces/bench/jobs',
     { labelSelector: 'runboat/job-kind=initialize' },
     (type, job: V1Job) => {
+      if (!initCreated.has(label(job))) initCreated.set(label(job), Date.now());
       const complete = job.status?.conditions?.some((c) => c.type === 'Complete' && c.status === 'True');
       if (complete && !initSucceeded.has(label(job))) initSucceeded.set(label(job), Date.now());
       if (!BARE || type !== 'ADDED') return;
@@ -419,7 +425,12 @@ async function main(): Promise<void> {
     const requests0 = await apiserverRequests(kc);
     const disk0 = temporalDisk();
     const started = Date.now();
-    await Promise.all(Array.from({ length: BUILDS }, (_, i) => request(i)));
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: BURST_CONCURRENCY }, async () => {
+        while (next < BUILDS) await request(next++);
+      }),
+    );
     while (ready.size < BUILDS) await sleep(100);
     const allStartedMs = Date.now() - started;
     const cpu = growth(cpu0, service.sample());
@@ -462,7 +473,8 @@ async function main(): Promise<void> {
     const row = (what: string, values: number[], target: string) =>
       `| ${what} | ${percentile(values, 50)} | ${percentile(values, 95)} | ${percentile(values, 99)} | ${target} |`;
     console.log(
-      `\n${BUILDS} builds (${VIA_WEBHOOKS ? 'signed webhooks through the API' : 'started by the Temporal client'}), ` +
+      `\n${BUILDS} builds (${VIA_WEBHOOKS ? 'signed webhooks through the API' : 'started by the Temporal client'}, ` +
+        `${BURST_CONCURRENCY} at a time), ` +
         `${BARE ? 'bare control plane' : 'simulated cluster'}, max_initializing ${config.maxInitializing}, ` +
         `${os.cpus().length} cores\n`,
     );
@@ -473,8 +485,16 @@ async function main(): Promise<void> {
       row(`${VIA_WEBHOOKS ? 'webhook' : 'start request'} → Deployment exists`, deployLatency, 'p50 ≤ 3000'),
     );
     console.log(row('init Job succeeded → Deployment scaled to 1', scaleLatency, '≤ 150 idle'));
+    const slots = initSlotCycle();
+    console.log(row('init Job created → succeeded (the cluster)', slots.jobRun, ''));
+    console.log(row('init Job succeeded → next Job created in its slot', slots.handoff, ''));
     console.log(`\n| other | value |\n| --- | --- |`);
     console.log(`| all ${BUILDS} builds started (ready) | ${allStartedMs} ms |`);
+    const since = (times: Iterable<number>, pick: (ms: number[]) => number) => pick([...times]) - started;
+    console.log(
+      `| init Jobs: first created, last succeeded; init slots busy | ${since(initCreated.values(), (ms) => Math.min(...ms))} ms, ` +
+        `${since(initSucceeded.values(), (ms) => Math.max(...ms))} ms; ${slots.busy}% |`,
+    );
     console.log(
       `| CPU per build, service (worker+API+Temporal) | ${fmt(sum(cpu) / BUILDS)} s ` +
         `(worker ${fmt(cpu.worker / BUILDS)}, API ${fmt(cpu.api / BUILDS)}, ${stackName} ${fmt(temporalCpu(cpu) / BUILDS)}) |`,
@@ -569,6 +589,26 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
   }
 
   /** Mean counts over the histories of `names` (up to the point each build is started). */
+  /**
+   * Where an init slot's cycle goes while builds wait for slots: the Job's run in the cluster
+   * (created → succeeded), and the service's handoff from a Job's success to the next Job
+   * created (the slot released, granted to the next build, its Job rendered and applied).
+   * Slots are granted in request order, so the n-th success frees the slot of the
+   * (n + max_initializing)-th Job.
+   */
+  function initSlotCycle(): { jobRun: number[]; handoff: number[]; busy: number } {
+    const jobRun = [...initSucceeded].map(([name, t]) => t - (initCreated.get(name) as number));
+    const span = Math.max(...initSucceeded.values()) - Math.min(...initCreated.values());
+    const busy = Math.round((100 * jobRun.reduce((a, b) => a + b, 0)) / (span * config.maxInitializing));
+    const created = [...initCreated.values()].sort((a, b) => a - b);
+    const succeeded = [...initSucceeded.values()].sort((a, b) => a - b);
+    const handoff = created
+      .slice(config.maxInitializing)
+      .map((t, n) => t - succeeded[n])
+      .filter((ms) => ms >= 0);
+    return { jobRun, handoff, busy };
+  }
+
   async function historyCounts(names: string[]) {
     const { EventType } = temporalProto.api.enums.v1;
     const totals = { events: 0, workflowTasks: 0, activities: 0, localActivities: 0 };
@@ -849,63 +889,13 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     };
   }
 
-  /**
-   * Adds open build workflows number `from` to `until` (excluded), of the repo `repoOf` gives:
-   * an initializing build's search attributes (eviction never picks one: an order would wake
-   * the workflow, which would then deploy), never run.
-   */
-  async function fill(
-    from: number,
-    until: number,
-    repoOf: (i: number) => string,
-  ): Promise<{ added: number; ms: number }> {
-    const t = Date.now();
-    const now = new Date().toISOString();
-    let next = from;
-    const startOne = async (i: number) => {
-      const build = buildRef({
-        repo: repoOf(i),
-        target_branch: '16.0',
-        pr: 100_000 + i,
-        git_commit: (0x1000000 + i).toString(16).padStart(40, '0'),
-      });
-      const start = () =>
-        client.workflow.start<typeof buildWorkflow>('buildWorkflow', {
-          workflowId: buildWorkflowId(build.name),
-          taskQueue: config.taskQueue,
-          args: [{ build, settings: lifecycleSettings(config) }],
-          startDelay: '30 days',
-          typedSearchAttributes: buildSearchAttributes(
-            {
-              ...build,
-              status: 'initializing',
-              init_status: 'todo',
-              created: now,
-              last_scaled: null,
-              last_error: null,
-            },
-            new Date(),
-          ),
-        });
-      // A dev server starved of CPU times out now and then (even as "namespace not found").
-      for (let attempt = 1; ; attempt++) {
-        try {
-          await start();
-          return;
-        } catch (error) {
-          if (error instanceof WorkflowExecutionAlreadyStartedError) return; // an earlier attempt did
-          if (attempt === 10) throw error;
-          await sleep(1_000 * attempt);
-        }
-      }
-    };
-    await Promise.all(
-      Array.from({ length: 4 }, async () => {
-        while (next < until) await startOne(next++);
-      }),
+  const fill = (from: number, until: number, repoOf: (i: number) => string) =>
+    fillVisibility(
+      client,
+      { taskQueue: config.taskQueue, settings: lifecycleSettings(config), repoOf },
+      from,
+      until,
     );
-    return { added: Math.max(0, until - from), ms: Date.now() - t };
-  }
 
   /**
    * The API's latencies as its users meet them (issue 10, target 4), in ms: API_REQUESTS
