@@ -27,7 +27,7 @@ import { buildStateQuery, buildWorkflowId } from '../workflows/definitions';
 import { startControlPlane } from './control-plane';
 import { binary } from './paths';
 import { startServiceProcesses } from './service';
-import { startSimulatedCluster } from './simulated-cluster';
+import { CONTROLLER_MANAGER_QPS, startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer } from './temporal-dev';
 import { startTemporalPostgres } from './temporal-postgres';
 import { fillVisibility } from './visibility-fill';
@@ -475,7 +475,7 @@ async function main(): Promise<void> {
     console.log(
       `\n${BUILDS} builds (${VIA_WEBHOOKS ? 'signed webhooks through the API' : 'started by the Temporal client'}, ` +
         `${BURST_CONCURRENCY} at a time), ` +
-        `${BARE ? 'bare control plane' : 'simulated cluster'}, max_initializing ${config.maxInitializing}, ` +
+        `${BARE ? 'bare control plane' : `simulated cluster (controller-manager at ${CONTROLLER_MANAGER_QPS.qps} requests/s)`}, max_initializing ${config.maxInitializing}, ` +
         `${os.cpus().length} cores\n`,
     );
     console.log('| measure (ms) | p50 | p95 | p99 | target |');
