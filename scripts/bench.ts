@@ -889,13 +889,11 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     };
   }
 
-  const fill = (from: number, until: number, repoOf: (i: number) => string) =>
-    fillVisibility(
-      client,
-      { taskQueue: config.taskQueue, settings: lifecycleSettings(config), repoOf },
-      from,
-      until,
-    );
+  /** Open build workflows `from` to `until` (excluded), never run (scripts/visibility-fill.ts). */
+  function fill(from: number, until: number, repoOf: (i: number) => string) {
+    const settings = lifecycleSettings(config);
+    return fillVisibility(client, { taskQueue: config.taskQueue, settings, repoOf }, from, until);
+  }
 
   /**
    * The API's latencies as its users meet them (issue 10, target 4), in ms: API_REQUESTS
