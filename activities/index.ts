@@ -103,9 +103,10 @@ export function transitionActivities(
     },
 
     /**
-     * Step 4 on success: `init-status=succeeded`, `stop` mode, status success, then started;
-     * then the init slot of the workflow `releaseInitSlotOf` goes back to the coordinator (a
-     * retry releases it again, which the coordinator ignores), instead of a signal from it.
+     * Step 4 on success: `init-status=succeeded`, `stop` mode, status success, then started.
+     * First, the init slot of the workflow `releaseInitSlotOf` goes back to the coordinator
+     * (instead of a signal from the workflow): its Job is done, and the next build's Job need
+     * not wait for this one's start. A retry releases it again, which the coordinator ignores.
      */
     async finishInitAndStart(
       build: BuildRef,
@@ -113,12 +114,12 @@ export function transitionActivities(
       repo?: BuildRepoSettings,
       { releaseInitSlotOf }: { releaseInitSlotOf?: string } = {},
     ): Promise<void> {
+      if (releaseInitSlotOf !== undefined) await steps.releaseInitSlot(releaseInitSlotOf);
       await steps.setInitStatus(build.name, 'succeeded');
       await steps.applyKubefiles(build, 'stop', repo);
       await steps.reportCommitStatus(build, 'success', 'ready');
       await steps.applyKubefiles(build, 'start', repo, { after: 'stop' });
       await steps.scaleBuild(build.name, 1, scaledAt);
-      if (releaseInitSlotOf !== undefined) await steps.releaseInitSlot(releaseInitSlotOf);
     },
 
     /**
