@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { temporal as temporalProto } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, expect, it, vi } from 'vitest';
@@ -72,6 +73,56 @@ it('reclaims the slot of an ended holder while grants keep coming less than a mi
     expect((await slots()).holders).not.toContain(ended);
     for (const handle of [coordinator, ...requesters.map((id) => env.client.workflow.getHandle(id))]) {
       await handle.terminate('test over');
+    }
+  });
+});
+
+it('grants the slots free at once in one workflow task, and hands on the slot of a requester that is gone', async () => {
+  const taskQueue = 'init-slots-at-once';
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowsPath: path.resolve(__dirname, '..', 'workflows'),
+    activities: { endedWorkflows: async () => [] },
+  });
+  await worker.runUntil(async () => {
+    const empty: InitSlots = { capacity: 0, holders: [], waiting: [], tokens: {} };
+    const requesters = ['a', 'b', 'c', 'd'].map((letter) => `build-at-once-${letter}`);
+    for (const workflowId of requesters) {
+      await env.client.workflow.start<InitSlotsWorkflow>('initSlotsWorkflow', {
+        args: [empty],
+        taskQueue,
+        workflowId,
+      });
+    }
+    /** Asked for a slot, then its workflow ended before the grant (never started here). */
+    const gone = 'build-at-once-gone';
+    const coordinator = await env.client.workflow.start<InitSlotsWorkflow>('initSlotsWorkflow', {
+      args: [{ capacity: 3, holders: [], waiting: [gone, ...requesters], tokens: {} }],
+      taskQueue,
+      workflowId: 'coordinator-at-once',
+    });
+
+    await waitFor('the gone requester’s slot handed on', async () => {
+      const { holders, waiting } = await coordinator.query(initSlotsQuery);
+      return holders.join() === requesters.slice(0, 3).join() && waiting.join() === requesters[3];
+    });
+    const { EventType } = temporalProto.api.enums.v1;
+    const grants = ((await coordinator.fetchHistory()).events ?? []).filter(
+      (event) => event.eventType === EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+    );
+    const grantedTo = grants.map(
+      (event) => event.signalExternalWorkflowExecutionInitiatedEventAttributes?.workflowExecution?.workflowId,
+    );
+    expect(grantedTo).toEqual([gone, ...requesters.slice(0, 3)]);
+    // The first three in the coordinator's first workflow task; the fourth once the grant to
+    // the gone requester failed.
+    const taskOf = (i: number) =>
+      String(grants[i].signalExternalWorkflowExecutionInitiatedEventAttributes?.workflowTaskCompletedEventId);
+    expect(new Set([0, 1, 2].map(taskOf)).size).toBe(1);
+    expect(taskOf(3)).not.toBe(taskOf(0));
+    for (const workflowId of ['coordinator-at-once', ...requesters]) {
+      await env.client.workflow.getHandle(workflowId).terminate('test over');
     }
   });
 });
