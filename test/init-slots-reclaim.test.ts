@@ -103,14 +103,18 @@ it('grants the slots free at once in one workflow task, and hands on the slot of
       workflowId: 'coordinator-at-once',
     });
 
+    const { EventType } = temporalProto.api.enums.v1;
+    const grantsInHistory = async () =>
+      ((await coordinator.fetchHistory()).events ?? []).filter(
+        (event) => event.eventType === EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
+      );
+    // A query can see a task's state before its commands are in the history: both are waited for.
     await waitFor('the gone requester’s slot handed on', async () => {
       const { holders, waiting } = await coordinator.query(initSlotsQuery);
       return holders.join() === requesters.slice(0, 3).join() && waiting.join() === requesters[3];
     });
-    const { EventType } = temporalProto.api.enums.v1;
-    const grants = ((await coordinator.fetchHistory()).events ?? []).filter(
-      (event) => event.eventType === EventType.EVENT_TYPE_SIGNAL_EXTERNAL_WORKFLOW_EXECUTION_INITIATED,
-    );
+    await waitFor('four grants in the history', async () => (await grantsInHistory()).length === 4);
+    const grants = await grantsInHistory();
     const grantedTo = grants.map(
       (event) => event.signalExternalWorkflowExecutionInitiatedEventAttributes?.workflowExecution?.workflowId,
     );
