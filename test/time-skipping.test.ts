@@ -193,6 +193,26 @@ async function untilStatus(handle: WorkflowHandle, status: BuildSnapshot['status
   });
 }
 
+/**
+ * Waits until the build's current run has no workflow task under way. A build coming to rest
+ * continues as new in the task that stops it, and the status query can answer before that
+ * task is done; an update sent meanwhile can be lost on the test server (seen once in CI: the
+ * caller polled for its outcome until the test timed out, not reproduced since).
+ */
+async function untilSettled(handle: BuildHandle): Promise<void> {
+  await waitFor('the build settled in its current run', async () => {
+    const { runId, status } = await handle.describe();
+    if (status.name !== 'RUNNING') return false;
+    const events = (await handle.client.getHandle(handle.workflowId, runId).fetchHistory()).events ?? [];
+    const count = (type: number) => events.filter((e) => e.eventType === type).length;
+    const ended =
+      count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) +
+      count(EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED) +
+      count(EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT);
+    return ended === count(EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED);
+  });
+}
+
 /** Every event of the build's life: its runs' histories, first to last (it continues at rest). */
 async function history(handle: BuildHandle): Promise<HistoryEvent[]> {
   return (await runHistories(handle.client, handle.workflowId, handle.firstExecutionRunId)).flat();
@@ -845,12 +865,14 @@ it('takes a stop, then an undeploy, while a start keeps failing and retrying', a
     await untilStatus(handle, 'started');
     await handle.executeUpdate(commandUpdate, { args: ['stop'] });
     await untilStatus(handle, 'stopped');
+    await untilSettled(handle);
     await handle.executeUpdate(commandUpdate, { args: ['start'] });
     await waitFor('a failing start retried', async () => startAttempts >= 3);
     expect((await state(handle)).status).toBe('starting');
 
     await handle.executeUpdate(commandUpdate, { args: ['stop'] });
     await untilStatus(handle, 'stopped');
+    await untilSettled(handle);
     await handle.executeUpdate(commandUpdate, { args: ['start'] });
     await waitFor('the start failing again', async () => startAttempts >= 5);
     await handle.executeUpdate(commandUpdate, { args: ['undeploy'] });
