@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { renderKubefiles } from '../activities/kubefiles';
 import { buildRef } from '../common/build';
 import { loadConfig } from '../common/config';
+import { forEachAtOnce } from './at-once';
 import { binary } from './paths';
 
 // `npm run bench:render`: CPU and wall time per render of the default kubefiles in
@@ -70,17 +71,11 @@ async function main(): Promise<void> {
     const walls: number[] = [];
     const before = cpuMs();
     const started = performance.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (next < RENDERS) {
-          const i = next++;
-          const t0 = performance.now();
-          await renderKubefiles(config, build(i), 'deployment');
-          walls.push(performance.now() - t0);
-        }
-      }),
-    );
+    await forEachAtOnce(RENDERS, concurrency, async (i) => {
+      const t0 = performance.now();
+      await renderKubefiles(config, build(i), 'deployment');
+      walls.push(performance.now() - t0);
+    });
     const elapsed = performance.now() - started;
     const after = cpuMs();
     const self = (after.self - before.self) / RENDERS;

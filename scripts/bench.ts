@@ -25,6 +25,7 @@ import { runningBuildsQuery } from '../common/search-attributes';
 import type { evictionWorkflow } from '../workflows';
 import { buildStateQuery, buildWorkflowId } from '../workflows/definitions';
 import { startControlPlane } from './control-plane';
+import { forEachAtOnce } from './at-once';
 import { binary } from './paths';
 import { startServiceProcesses } from './service';
 import { CONTROLLER_MANAGER_QPS, startSimulatedCluster } from './simulated-cluster';
@@ -425,12 +426,7 @@ async function main(): Promise<void> {
     const requests0 = await apiserverRequests(kc);
     const disk0 = temporalDisk();
     const started = Date.now();
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: BURST_CONCURRENCY }, async () => {
-        while (next < BUILDS) await request(next++);
-      }),
-    );
+    await forEachAtOnce(BUILDS, BURST_CONCURRENCY, request);
     while (ready.size < BUILDS) await sleep(100);
     const allStartedMs = Date.now() - started;
     const cpu = growth(cpu0, service.sample());
@@ -490,10 +486,9 @@ async function main(): Promise<void> {
     console.log(row('init Job succeeded → next Job created in its slot', slots.handoff, ''));
     console.log(`\n| other | value |\n| --- | --- |`);
     console.log(`| all ${BUILDS} builds started (ready) | ${allStartedMs} ms |`);
-    const since = (times: Iterable<number>, pick: (ms: number[]) => number) => pick([...times]) - started;
     console.log(
-      `| init Jobs: first created, last succeeded; init slots busy | ${since(initCreated.values(), (ms) => Math.min(...ms))} ms, ` +
-        `${since(initSucceeded.values(), (ms) => Math.max(...ms))} ms; ${slots.busy}% |`,
+      `| init Jobs: first created, last succeeded; init slots busy | ${slots.firstCreated - started} ms, ` +
+        `${slots.lastSucceeded - started} ms; ${slots.busy}% |`,
     );
     console.log(
       `| CPU per build, service (worker+API+Temporal) | ${fmt(sum(cpu) / BUILDS)} s ` +
@@ -588,7 +583,6 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     };
   }
 
-  /** Mean counts over the histories of `names` (up to the point each build is started). */
   /**
    * Where an init slot's cycle goes while builds wait for slots: the Job's run in the cluster
    * (created → succeeded), and the service's handoff from a Job's success to the next Job
@@ -596,19 +590,20 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
    * Slots are granted in request order, so the n-th success frees the slot of the
    * (n + max_initializing)-th Job.
    */
-  function initSlotCycle(): { jobRun: number[]; handoff: number[]; busy: number } {
+  function initSlotCycle() {
     const jobRun = [...initSucceeded].map(([name, t]) => t - (initCreated.get(name) as number));
-    const span = Math.max(...initSucceeded.values()) - Math.min(...initCreated.values());
-    const busy = Math.round((100 * jobRun.reduce((a, b) => a + b, 0)) / (span * config.maxInitializing));
     const created = [...initCreated.values()].sort((a, b) => a - b);
     const succeeded = [...initSucceeded.values()].sort((a, b) => a - b);
+    const span = (succeeded.at(-1) as number) - created[0];
+    const busy = Math.round((100 * jobRun.reduce((a, b) => a + b, 0)) / (span * config.maxInitializing));
     const handoff = created
       .slice(config.maxInitializing)
       .map((t, n) => t - succeeded[n])
       .filter((ms) => ms >= 0);
-    return { jobRun, handoff, busy };
+    return { jobRun, handoff, busy, firstCreated: created[0], lastSucceeded: succeeded.at(-1) as number };
   }
 
+  /** Mean counts over the histories of `names` (up to the point each build is started). */
   async function historyCounts(names: string[]) {
     const { EventType } = temporalProto.api.enums.v1;
     const totals = { events: 0, workflowTasks: 0, activities: 0, localActivities: 0 };
@@ -835,22 +830,17 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
   async function evictionTimes(builds: string[]): Promise<Array<{ taken: number; ended: number }>> {
     const { EventType } = temporalProto.api.enums.v1;
     const times: Array<{ taken: number; ended: number }> = [];
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: 8 }, async () => {
-        while (next < builds.length) {
-          const handle = client.workflow.getHandle(buildWorkflowId(builds[next++]));
-          await client.withDeadline(Date.now() + 300_000, () => handle.result()).catch(() => undefined);
-          const events = (await handle.fetchHistory()).events ?? [];
-          const accepted = events.find(
-            (e) =>
-              e.eventType === EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED &&
-              e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === 'evict',
-          );
-          times.push({ taken: eventMs(accepted), ended: eventMs(events.at(-1)) });
-        }
-      }),
-    );
+    await forEachAtOnce(builds.length, 8, async (i) => {
+      const handle = client.workflow.getHandle(buildWorkflowId(builds[i]));
+      await client.withDeadline(Date.now() + 300_000, () => handle.result()).catch(() => undefined);
+      const events = (await handle.fetchHistory()).events ?? [];
+      const accepted = events.find(
+        (e) =>
+          e.eventType === EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED &&
+          e.workflowExecutionUpdateAcceptedEventAttributes?.acceptedRequest?.input?.name === 'evict',
+      );
+      times.push({ taken: eventMs(accepted), ended: eventMs(events.at(-1)) });
+    });
     return times;
   }
 

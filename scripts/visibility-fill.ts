@@ -5,6 +5,7 @@ import { buildRef } from '../common/build';
 import type { LifecycleSettings } from '../workflows/definitions';
 import type { buildWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
+import { forEachAtOnce } from './at-once';
 
 /** Builds started at once: more only queue on the dev server. */
 const CONCURRENT_STARTS = 4;
@@ -40,7 +41,6 @@ export async function fillVisibility(
   until: number,
 ): Promise<{ added: number; ms: number }> {
   const t = Date.now();
-  let next = from;
   const startOne = async (i: number) => {
     const build = fillBuild(i, fill.repoOf(i));
     const start = () =>
@@ -63,10 +63,6 @@ export async function fillVisibility(
       }
     }
   };
-  await Promise.all(
-    Array.from({ length: CONCURRENT_STARTS }, async () => {
-      while (next < until) await startOne(next++);
-    }),
-  );
+  await forEachAtOnce(Math.max(0, until - from), CONCURRENT_STARTS, (i) => startOne(from + i));
   return { added: Math.max(0, until - from), ms: Date.now() - t };
 }
