@@ -11,6 +11,7 @@ import {
   slotGrantedSignal,
 } from '../workflows/definitions';
 import {
+  replayAndRecord,
   SHA,
   spawnWorkerProcess,
   TestCluster,
@@ -139,5 +140,16 @@ describe('init slots', () => {
       const { holders, waiting: queue } = await slots();
       return holders.length === 1 && holders[0].endsWith(alsoInitializing.name) && queue.length === 0;
     });
+  });
+
+  // The two tests above gave the coordinator requests in order, grants, releases, and requests
+  // withdrawn by undeploys: its history is kept as a release's fixture (RUNBOAT_RECORD_HISTORIES),
+  // which test/replay.test.ts replays against every later change of workflows/init-slots.ts.
+  it("leaves a coordinator history that replays on today's code", async () => {
+    const coordinator = temporal.client.workflow.getHandle(initSlotsWorkflowId(config.taskQueue));
+    const history = await coordinator.fetchHistory();
+    const signals = (history.events ?? []).filter((event) => event.workflowExecutionSignaledEventAttributes);
+    expect(signals.length).toBeGreaterThan(10);
+    await replayAndRecord('init-slots.json', history);
   });
 });
