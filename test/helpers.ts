@@ -3,7 +3,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, type V1Job } from '@kubernetes/client-node';
-import { Client, Connection, type WorkflowClient } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  isGrpcDeadlineError,
+  type WorkflowClient,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import type { QueryDefinition } from '@temporalio/common';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
@@ -148,12 +155,20 @@ export class TestCluster {
     return (await this.batch.listNamespacedJob({ namespace: this.namespace, labelSelector })).items;
   }
 
-  /** Plays the Job controller: marks the build's `kind` job as succeeded or failed. */
+  /**
+   * Plays the Job controller: marks the build's `kind` job as succeeded or failed, once it
+   * exists (up to 60 s: under the full suite's load, a fresh worker's first Job once took more
+   * than 30 s, in test/upgrade.test.ts, which waits as long for a build's status).
+   */
   async finishJob(build: string, kind: string, succeeded: boolean): Promise<void> {
-    const [job] = await waitFor(`${kind} job of ${build}`, async () => {
-      const jobs = await this.jobs(build, kind);
-      return jobs.length ? jobs : undefined;
-    });
+    const [job] = await waitFor(
+      `${kind} job of ${build}`,
+      async () => {
+        const jobs = await this.jobs(build, kind);
+        return jobs.length ? jobs : undefined;
+      },
+      60_000,
+    );
     await this.completeJob(job, succeeded);
   }
 
@@ -270,7 +285,6 @@ export async function testTemporal(config: Config, cluster: TestCluster): Promis
   };
 }
 
-/** Polls until `probe` returns a value other than undefined/false. */
 /** Waits until the build's exact state (its query) has `status`, as `waitFor` does. */
 export function untilBuildStatus(
   client: Client,
@@ -285,6 +299,7 @@ export function untilBuildStatus(
   );
 }
 
+/** Polls until `probe` returns a value other than undefined/false, for up to `timeoutMs`. */
 export async function waitFor<T>(
   what: string,
   probe: () => Promise<T | undefined | false>,
@@ -302,6 +317,28 @@ export async function waitFor<T>(
     if (Date.now() > deadline)
       throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * `handle.query(query)`, asked again when no answer comes within `timeoutMs`, with a line in the
+ * test's output. The time-skipping test server sometimes never answers a query (see
+ * `untilStatus` in test/time-skipping.test.ts); unbounded, the call waited 90 s, until the server
+ * closed the connection over the client's keepalive pings, and the test timed out saying nothing
+ * of it. A query has no effect, so asking again is safe.
+ */
+export async function answeredQuery<R>(
+  handle: WorkflowHandle,
+  query: QueryDefinition<R, []>,
+  { timeoutMs = 10_000, attempts = 3 } = {},
+): Promise<R> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await handle.client.withDeadline(Date.now() + timeoutMs, () => handle.query(query));
+    } catch (error) {
+      if (attempt >= attempts || !isGrpcDeadlineError(error)) throw error;
+      console.warn(`query ${query.name} unanswered in ${timeoutMs} ms, asking again`);
+    }
   }
 }
 

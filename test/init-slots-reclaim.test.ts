@@ -12,7 +12,7 @@ import {
   type InitSlots,
   type InitSlotsWorkflow,
 } from '../workflows/definitions';
-import { waitFor } from './helpers';
+import { answeredQuery, waitFor } from './helpers';
 
 // The init-slot coordinator takes back the slot of a build that ended without giving it back,
 // also while other builds keep it busy: on the time-skipping server, minutes pass in seconds.
@@ -59,7 +59,7 @@ it('reclaims the slot of an ended holder while grants keep coming less than a mi
       waiting: [],
       tokens: {},
     });
-    const slots = () => coordinator.query(initSlotsQuery);
+    const slots = () => answeredQuery(coordinator, initSlotsQuery);
 
     for (const workflowId of requesters) {
       await coordinator.signal(requestSlotSignal, { workflowId, capacity: 2 });
@@ -110,7 +110,7 @@ it('grants the slots free at once in one workflow task, and hands on the slot of
       );
     // A query can see a task's state before its commands are in the history: both are waited for.
     await waitFor('the gone requester’s slot handed on', async () => {
-      const { holders, waiting } = await coordinator.query(initSlotsQuery);
+      const { holders, waiting } = await answeredQuery(coordinator, initSlotsQuery);
       return holders.join() === requesters.slice(0, 3).join() && waiting.join() === requesters[3];
     });
     await waitFor('four grants in the history', async () => (await grantsInHistory()).length === 4);
