@@ -192,8 +192,9 @@ const state = (handle: WorkflowHandle) => answeredQuery(handle, buildStateQuery)
  * query polled while a build ran its slot request (a local activity) was now and then never
  * answered, and the build's run stalled with it, no new task and time no longer skipping, until
  * the server closed the connections over their keepalive pings 90 s later (CI, twice; about one
- * test in 15 beside three CPU hogs; the test server sends queries as legacy query tasks,
- * temporalio/sdk-java#1428). The query is asked once the build is there, in `status`.
+ * test in 15 beside three CPU hogs; how the test server loses them was not pinned down: it
+ * answers queries as legacy query tasks, compare temporalio/sdk-java#1428). The query is asked
+ * once the build is there, in `status`.
  */
 async function untilStatus(handle: WorkflowHandle, status: BuildSnapshot['status']): Promise<BuildSnapshot> {
   await waitFor(
