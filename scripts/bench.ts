@@ -105,6 +105,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 function renice(pid: number, nice: number): void {
   for (const thread of readdirSync(`/proc/${pid}/task`)) os.setPriority(Number(thread), nice);
 }
+
 /** When a history event happened, in ms since the epoch (NaN for no event). */
 const eventMs = (event?: temporalProto.api.history.v1.IHistoryEvent | null) =>
   Number(event?.eventTime?.seconds) * 1000 + Number(event?.eventTime?.nanos) / 1e6;
