@@ -789,9 +789,12 @@ it('takes only the grant of its latest slot request, not a stale one', async () 
     // The grant of a request withdrawn since (a reset came between) admits nothing.
     await handle.signal(slotGrantedSignal, `${token}-withdrawn`);
     const initJobs = () => activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'initialize');
+    // Read from the server (see `untilStatus`): the slot request may still be under way.
+    const initStatus = async () =>
+      (await handle.describe()).typedSearchAttributes.get(searchAttributes.initStatus);
     await consistently(
       'no init job without a slot',
-      async () => (await state(handle)).init_status === 'todo' && initJobs().length === 0,
+      async () => (await initStatus()) === 'todo' && initJobs().length === 0,
     );
     await handle.signal(slotGrantedSignal, token);
     await untilStatus(handle, 'started');
