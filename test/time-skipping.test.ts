@@ -14,6 +14,7 @@ import {
   type Payload,
   type PayloadCodec,
 } from '@temporalio/common';
+import type { SearchAttributeKey } from '@temporalio/common/lib/search-attributes';
 import { tsToMs } from '@temporalio/common/lib/time';
 import { temporal } from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -187,19 +188,26 @@ async function runBuild(
 const state = (handle: WorkflowHandle) => answeredQuery(handle, buildStateQuery);
 
 /**
- * Waits until the build has `status`, as its search attribute says: `describe` is answered by
- * the server alone, where the status query goes to the worker. On the time-skipping server, the
- * query polled while a build ran its slot request (a local activity) was now and then never
- * answered, and the build's run stalled with it, no new task and time no longer skipping, until
- * the server closed the connections over their keepalive pings 90 s later (CI, twice; about one
- * test in 15 beside three CPU hogs; how the test server loses them was not pinned down: it
- * answers queries as legacy query tasks, compare temporalio/sdk-java#1428). The query is asked
- * once the build is there, in `status`.
+ * One of the build's search attributes, as `describe` gives it: the server alone answers, where
+ * a query goes to the worker (see `untilStatus`).
+ */
+async function attribute<T extends SearchAttributeType>(handle: WorkflowHandle, key: SearchAttributeKey<T>) {
+  return (await handle.describe()).typedSearchAttributes.get(key);
+}
+
+/**
+ * Waits until the build has `status`, as its search attribute says (`attribute`). On the
+ * time-skipping server, the status query polled while a build ran its slot request (a local
+ * activity) was now and then never answered, and the build's run stalled with it, no new task
+ * and time no longer skipping, until the server closed the connections over their keepalive
+ * pings 90 s later (CI, twice; about one test in 15 beside three CPU hogs; how the test server
+ * loses them was not pinned down: it answers queries as legacy query tasks, compare
+ * temporalio/sdk-java#1428). The query is asked once the build is there, in `status`.
  */
 async function untilStatus(handle: WorkflowHandle, status: BuildSnapshot['status']): Promise<BuildSnapshot> {
   await waitFor(
     `status ${status}`,
-    async () => (await handle.describe()).typedSearchAttributes.get(searchAttributes.status) === status,
+    async () => (await attribute(handle, searchAttributes.status)) === status,
   );
   return state(handle);
 }
@@ -789,12 +797,11 @@ it('takes only the grant of its latest slot request, not a stale one', async () 
     // The grant of a request withdrawn since (a reset came between) admits nothing.
     await handle.signal(slotGrantedSignal, `${token}-withdrawn`);
     const initJobs = () => activities.applyKubefiles.mock.calls.filter(([, mode]) => mode === 'initialize');
-    // Read from the server (see `untilStatus`): the slot request may still be under way.
-    const initStatus = async () =>
-      (await handle.describe()).typedSearchAttributes.get(searchAttributes.initStatus);
+    // From the server, not a query (see `untilStatus`): the slot request may still be under way.
     await consistently(
       'no init job without a slot',
-      async () => (await initStatus()) === 'todo' && initJobs().length === 0,
+      async () =>
+        (await attribute(handle, searchAttributes.initStatus)) === 'todo' && initJobs().length === 0,
     );
     await handle.signal(slotGrantedSignal, token);
     await untilStatus(handle, 'started');
