@@ -63,6 +63,7 @@ export async function fillVisibility(
       }
     }
   };
-  await forEachAtOnce(Math.max(0, until - from), CONCURRENT_STARTS, (i) => startOne(from + i));
-  return { added: Math.max(0, until - from), ms: Date.now() - t };
+  const added = Math.max(0, until - from);
+  await forEachAtOnce(added, CONCURRENT_STARTS, (i) => startOne(from + i));
+  return { added, ms: Date.now() - t };
 }
