@@ -29,6 +29,7 @@ import { forEachAtOnce } from './at-once';
 import { binary } from './paths';
 import { startServiceProcesses } from './service';
 import { CONTROLLER_MANAGER_QPS, startSimulatedCluster } from './simulated-cluster';
+import { freePort } from './processes';
 import { startTemporalDevServer } from './temporal-dev';
 import { startTemporalPostgres } from './temporal-postgres';
 import { fillVisibility } from './visibility-fill';
@@ -230,6 +231,7 @@ async function main(): Promise<void> {
       : startTemporalDevServer(path.join(workDir, 'temporal'), {
           // On disk for the scale scenario, so that its size can be reported.
           dbFile: SCALE || API ? path.join(workDir, 'temporal', 'temporal.db') : undefined,
+          metricsPort: await freePort(),
         }),
     BARE
       ? startControlPlane(path.join(workDir, 'kube'))
@@ -902,6 +904,38 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
    * (from navigation to its status and repos drawn) and of `repo`'s board (to every card drawn).
    */
   async function apiLatencies(repo: string): Promise<Array<{ what: string; ms: number[] }>> {
+    const visibility0 = await visibilityRequests();
+    try {
+      return await timedApiRequests(repo);
+    } finally {
+      const visibility = await visibilityRequests();
+      console.log(
+        visibility && visibility0
+          ? `  visibility queries while timed, all clients: ${visibility.queries - visibility0.queries}, ` +
+              `refused by the namespace's rate limit: ${visibility.refused - visibility0.refused}`
+          : '  visibility queries while timed: not counted (the dev server only)',
+      );
+    }
+  }
+
+  /**
+   * The Temporal dev server's own count of visibility lists and counts, and of those it refused
+   * past the namespace's rate limit (the client asks again 1.7 s later).
+   */
+  async function visibilityRequests(): Promise<{ queries: number; refused: number } | undefined> {
+    const url = 'metricsUrl' in temporal ? temporal.metricsUrl : undefined;
+    if (!url) return undefined;
+    const text = await (await fetch(url)).text();
+    const total = (metric: string) =>
+      [
+        ...text.matchAll(
+          new RegExp(`^${metric}\\{[^}]*operation="(?:List|Count)WorkflowExecutions"[^}]*\\} (\\d+)$`, 'gm'),
+        ),
+      ].reduce((sum, [, count]) => sum + Number(count), 0);
+    return { queries: total('service_requests'), refused: total('service_errors_resource_exhausted') };
+  }
+
+  async function timedApiRequests(repo: string): Promise<Array<{ what: string; ms: number[] }>> {
     const timed = async (url: string) => {
       const ms: number[] = [];
       for (let i = 0; i < API_REQUESTS; i++) {

@@ -9,6 +9,8 @@ export interface TemporalDevServer {
   uiUrl: string;
   /** The server's process id, for the benchmark's accounting. */
   pid: number;
+  /** Its Prometheus metrics, when started with `metricsPort`. */
+  metricsUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -18,7 +20,13 @@ export interface TemporalDevServer {
  */
 export async function startTemporalDevServer(
   workDir: string,
-  options: { port?: number; uiPort?: number; dbFile?: string; namespaces?: string[] } = {},
+  options: {
+    port?: number;
+    uiPort?: number;
+    dbFile?: string;
+    namespaces?: string[];
+    metricsPort?: number;
+  } = {},
 ): Promise<TemporalDevServer> {
   mkdirSync(workDir, { recursive: true });
   if (options.port !== undefined && (await canConnect(options.port))) {
@@ -36,6 +44,7 @@ export async function startTemporalDevServer(
     ...(options.namespaces ?? []).flatMap((namespace) => ['--namespace', namespace]),
   );
   if (options.dbFile) args.push('--db-filename', options.dbFile);
+  if (options.metricsPort !== undefined) args.push('--metrics-port', `${options.metricsPort}`);
   const daemon = startDaemon('temporal', binary('temporal'), args, logFile);
   try {
     await waitUntil('Temporal dev server', () => canConnect(port), { timeoutMs: 60_000, daemon, logFile });
@@ -47,6 +56,8 @@ export async function startTemporalDevServer(
     address: `127.0.0.1:${port}`,
     uiUrl: `http://127.0.0.1:${uiPort}`,
     pid: daemon.process.pid as number,
+    metricsUrl:
+      options.metricsPort === undefined ? undefined : `http://127.0.0.1:${options.metricsPort}/metrics`,
     stop: () => daemon.stop(),
   };
 }
