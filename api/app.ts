@@ -49,16 +49,10 @@ export function createApp(deps: ApiDependencies): Api {
     config,
     deps.backendTimeoutMs ?? BACKEND_TIMEOUT_MS,
     deps.eventsLookbackMs,
+    (kind, outcome) => metrics.observeIndexRead(kind, outcome),
   );
   const metrics = createMetrics(config, client, bounded, index, () => events.subscriberCount);
-  const events = new BuildEvents(
-    config,
-    client,
-    bounded,
-    index,
-    metrics.observeEventsPoll,
-    deps.eventsLookbackMs,
-  );
+  const events = new BuildEvents(config, bounded, index, metrics.observeEventsPoll);
   const visits = new Visits(client);
   const api = restRouter({ config, client, cluster, github, bounded, events, index, visits });
 

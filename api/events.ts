@@ -1,29 +1,32 @@
-import type { Client } from '@temporalio/client';
 import type { Response } from 'express';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import type { Bounded } from './backend';
 import { matches, type BuildFilter } from '../common/build-list';
-import type { BuildIndex } from '../common/build-index';
-import { CHANGE_FEED_LOOKBACK_MS, ChangeFeed } from '../common/change-feed';
+import { FRESH_FOR_MS, type BuildIndex } from '../common/build-index';
+import type { BuildChanges } from '../common/change-feed';
 import type { ListedBuild } from '../common/search-attributes';
 import { HttpError } from './errors';
 import { buildJson } from './views';
 
 // Server-Sent Events of build changes, runboat's `/build-events`: the matching builds first,
-// then `upd` and `del` events. One poll of Temporal visibility per API process feeds every
-// subscriber, and only while there is one; the process keeps no state beyond its subscribers.
+// then `upd` and `del` events. The events are the changes the process's build index reads
+// (common/build-index.ts), told to every subscriber as the index takes them: a page that asks
+// for its builds on an event is answered with that change or a later state, and the process's
+// visibility queries are the index's, one read at a time, at most one per interval for streams
+// and requests together (each stream polling the feed of its own would read it again). The
+// index is polled while there is a subscriber; the process keeps no state beyond them.
 // Nothing costs the number of builds deployed (7,000 at OCA): a subscriber's first builds are
-// the builds matching its filter (from the build index), and each poll reads only what changed since the
-// last successful one (the change feed), sending each subscriber what differs from what it
-// was last sent. A subscriber that asks for the changes only (`changes_only=true`, the home
-// page: it counts and lists repos, and with no filter the first builds would be every build)
-// gets no first builds, and is told of every change, deletions included.
+// the builds matching its filter (from the index), and each read lists only what changed since
+// the previous one (the change feed), sending each subscriber what differs from what it was
+// last sent. A subscriber that asks for the changes only (`changes_only=true`, the home page:
+// it counts and lists repos, and with no filter the first builds would be every build) gets no
+// first builds, and is told of every change, deletions included.
 //
 // The poller outlives the request that started it: each of its calls takes a deadline of its
 // own (one inherited from that request would expire, and every later poll with it).
 
-export const BUILD_EVENTS_POLL_INTERVAL_MS = 400;
+export const BUILD_EVENTS_POLL_INTERVAL_MS = FRESH_FOR_MS;
 const KEEPALIVE_MS = 15_000;
 const STREAMS_FULL_RETRY_AFTER_SECONDS = 30;
 
@@ -45,28 +48,24 @@ interface Subscriber {
   keepalive?: NodeJS.Timeout;
 }
 
-/** `listed`: how many builds the poll's visibility queries returned. */
+/** `listed`: how many builds a read of the change feed returned. */
 export type EventsPollObserver = (outcome: 'ok' | 'failed', listed?: number) => void;
 
 export class BuildEvents {
   private readonly subscribers = new Set<Subscriber>();
-  private readonly feed: ChangeFeed;
   private timer: NodeJS.Timeout | undefined;
+  private stopListening: (() => void) | undefined;
   private pollInFlight = false;
   private failedPollsInARow = 0;
 
   constructor(
     private readonly config: Config,
-    client: Client,
     private readonly bounded: Bounded,
-    /** Where a subscriber's first builds come from. */
+    /** Where a subscriber's first builds and every change come from. */
     private readonly index: BuildIndex,
-    /** Told of every visibility poll (metrics; tests count them). */
+    /** Told of every read of the change feed while streams are open (metrics; tests count them). */
     private readonly observePoll: EventsPollObserver = () => {},
-    lookbackMs = CHANGE_FEED_LOOKBACK_MS,
-  ) {
-    this.feed = new ChangeFeed(client, config, lookbackMs);
-  }
+  ) {}
 
   get subscriberCount(): number {
     return this.subscribers.size;
@@ -79,8 +78,8 @@ export class BuildEvents {
 
   /**
    * Streams to `response` until the client leaves; rejects (before any byte is sent) when the
-   * builds cannot be listed. `changesOnly`: no first builds, only the changes from now on (and
-   * those of up to the feed's lookback before).
+   * builds cannot be listed. `changesOnly`: no first builds, only the changes from now on (the
+   * index's next read lists those since its previous read, up to a lookback before).
    */
   async subscribe(filter: EventFilter, response: Response, changesOnly = false): Promise<void> {
     // Each stream holds a socket and what it was sent of its builds: a crowd of them (or one
@@ -140,13 +139,15 @@ export class BuildEvents {
 
   private startPolling(): void {
     if (this.timer) return;
-    this.feed.restart();
+    this.stopListening = this.index.onChanges((changes) => this.tell(changes));
     this.timer = setInterval(() => void this.poll(), BUILD_EVENTS_POLL_INTERVAL_MS);
   }
 
   private stopPolling(): void {
     clearInterval(this.timer);
     this.timer = undefined;
+    this.stopListening?.();
+    this.stopListening = undefined;
   }
 
   private async observed<T>(list: () => Promise<T>, count: (result: T) => number): Promise<T> {
@@ -161,41 +162,46 @@ export class BuildEvents {
     return result;
   }
 
+  /**
+   * Has the index read the changes, unless a request had it read them less than half an
+   * interval ago: either way they come to `tell`.
+   */
   private async poll(): Promise<void> {
     if (this.pollInFlight) return;
     this.pollInFlight = true;
-    const timer = this.timer;
     try {
-      const { changed, gone } = await this.observed(
-        () => this.feed.read(),
-        (changes) => changes.changed.length + changes.gone.length,
-      );
-      if (this.timer !== timer) return; // stopped while it ran: a new start begins its own window
-      // Past twice the lookback, no poll lists again what a changes-only subscriber was sent.
-      const forgetBefore = Date.now() - 2 * this.feed.lookbackMs;
-      for (const subscriber of this.subscribers) {
-        if (!subscriber.live) continue; // the next polls still hold these changes
-        for (const build of changed) {
-          if (matches(subscriber.filter, build)) this.send(subscriber, 'upd', build);
-        }
-        for (const build of gone) {
-          if (matches(subscriber.filter, build)) this.send(subscriber, 'del', build);
-        }
-        if (subscriber.changesOnly) {
-          for (const [name, { at }] of subscriber.sent) if (at < forgetBefore) subscriber.sent.delete(name);
-        }
-      }
+      await this.bounded(() => this.index.refresh(BUILD_EVENTS_POLL_INTERVAL_MS / 2));
       if (this.failedPollsInARow > 0) {
         logger.info({ failedPolls: this.failedPollsInARow }, 'build events: visibility reachable again');
         this.failedPollsInARow = 0;
       }
     } catch (error) {
+      this.observePoll('failed');
       // Once per outage, not once per poll: an outage must not flood the logs.
       if (this.failedPollsInARow++ === 0) {
         logger.warn({ err: error }, 'build events: polling visibility failed; retrying until it answers');
       }
     } finally {
       this.pollInFlight = false;
+    }
+  }
+
+  /** Sends each live subscriber the changes of one read of the index. */
+  private tell({ changed, gone }: BuildChanges): void {
+    this.observePoll('ok', changed.length + gone.length);
+    // Past twice the lookback, no read lists again what a changes-only subscriber was sent.
+    const forgetBefore = Date.now() - 2 * this.index.lookbackMs;
+    for (const subscriber of this.subscribers) {
+      if (!subscriber.live) continue; // its first builds come from this read or a later one
+      for (const build of changed) {
+        if (matches(subscriber.filter, build)) this.send(subscriber, 'upd', build);
+      }
+      for (const build of gone) {
+        if (matches(subscriber.filter, build)) this.send(subscriber, 'del', build);
+      }
+      if (subscriber.changesOnly) {
+        for (const [name, { at }] of subscriber.sent) if (at < forgetBefore) subscriber.sent.delete(name);
+      }
     }
   }
 

@@ -6,7 +6,7 @@ import { BUILD_STATUSES } from '../common/types';
 import type { OrphanSweep } from '../common/types';
 import { initSlotsQuery, initSlotsWorkflowId, orphanSweepScheduleId } from '../workflows/definitions';
 import type { Bounded } from './backend';
-import type { BuildIndex } from '../common/build-index';
+import type { BuildIndex, IndexReadObserver } from '../common/build-index';
 import type { EventsPollObserver } from './events';
 import type { WebhookObserver } from './webhooks';
 
@@ -21,6 +21,7 @@ export interface ApiMetrics {
   registry: Registry;
   observeWebhook: WebhookObserver;
   observeEventsPoll: EventsPollObserver;
+  observeIndexRead: IndexReadObserver;
   timeRequests: RequestHandler;
   /** GET /metrics: the scrape. */
   serve: RequestHandler;
@@ -97,6 +98,12 @@ export function createMetrics(
     help: "Builds of /build-events: a new stream's first builds (from the build index), then those its polls listed (the changes only)",
     registers: [registry],
   });
+  const indexReads = new Counter({
+    name: 'runboat_build_index_reads_total',
+    help: "The build index's reads of Temporal visibility (every build, or the changes), by outcome: at most one per 400 ms for requests and /build-events together",
+    labelNames: ['kind', 'outcome'],
+    registers: [registry],
+  });
   const requests = new Histogram({
     name: 'runboat_http_request_duration_seconds',
     help: 'HTTP requests served, by route and status',
@@ -113,6 +120,7 @@ export function createMetrics(
       eventsPolls.inc({ outcome });
       eventsListed.inc(listed);
     },
+    observeIndexRead: (kind, outcome) => indexReads.inc({ kind, outcome }),
     timeRequests: (request, response, next) => {
       const end = requests.startTimer({ method: request.method });
       response.on('finish', () => {

@@ -1,6 +1,6 @@
 import type { Client } from '@temporalio/client';
 import { listBuilds, matches, runboatOrder, type BuildFilter } from './build-list';
-import { ChangeFeed } from './change-feed';
+import { CHANGE_FEED_LOOKBACK_MS, ChangeFeed, type BuildChanges } from './change-feed';
 import type { Config } from './config';
 import { logger } from './logger';
 import type { ListedBuild } from './search-attributes';
@@ -20,16 +20,23 @@ import { BUILD_STATUSES, type BuildStatus, type InitStatus } from './types';
 // predates that stamp were in the first list, and stamp their next change) and those that
 // ended.
 //
-// The feed is read for requests, never on a timer: an idle API costs nothing. One read at a
-// time, shared by every request that arrived before it began, so a crowd of requests costs one
-// read per read's duration, and a request costs the changes since the previous read (a few
-// rows, two indexed visibility queries, when little changes).
+// The feed is read for requests, and polled for `/build-events` while a stream is open (its
+// events are the changes each read finds: see `onChanges`); never otherwise, so an idle API
+// costs nothing. One read at a time, shared by every request that arrived before it began or
+// less than `FRESH_FOR_MS` after, so requests and streams together cost at most about one read
+// per `FRESH_FOR_MS` whatever their number, and a read costs
+// the changes since the previous one (a few rows, two indexed visibility queries, when little
+// changes). Temporal limits a namespace's visibility queries (`frontend.namespaceRPS.visibility`,
+// 10 a second per frontend by default; the dev server took 120): a query past the limit is
+// refused, and the client asks again 1.7 s later. A read per request put one request in 30 of
+// a sequence there (README, "The API's visibility reads, bounded").
 // A cache of the full list with a TTL would instead list every build once per TTL, seconds
 // of some request's time, or O(builds) per interval if refreshed in the background.
 //
-// Staleness bound: an answer reflects visibility as of the request's arrival or later, the
-// bound of any visibility query (its own lag aside), so API processes, each with its own index,
-// agree as their lists do; and a page that refreshes on a `/build-events` change sees it. A
+// Staleness bound: an answer reflects visibility as of `FRESH_FOR_MS` before the request's
+// arrival or later, as fresh as a `/build-events` stream's poll (visibility's own lag aside), so
+// API processes, each with its own index, agree as their lists do within that; and a page that
+// refreshes on a `/build-events` change sees it (the change was read before the event was sent). A
 // change that visibility recorded more than 5 s after its stamp (see `ChangeFeed`) shows up to
 // 10 s later than that, and so does the end of a build whose workflow ended otherwise than by
 // an undeploy (terminated, failed: see `listBuildChanges`).
@@ -43,6 +50,11 @@ import { BUILD_STATUSES, type BuildStatus, type InitStatus } from './types';
  * wait for a read at most their own deadline (`waitMs`), then answer 503 while it goes on.
  */
 const READ_TIMEOUT_MS = 120_000;
+/**
+ * How long a read answers the requests that arrive after it began: the interval of the
+ * `/build-events` polls, so an answer is as fresh as a stream's events.
+ */
+export const FRESH_FOR_MS = 400;
 /** When the namespace does not say its retention: Temporal's smallest (for local namespaces). */
 const MIN_RETENTION_MS = 60 * 60_000;
 
@@ -73,6 +85,12 @@ export class LastingDisagreement {
   }
 }
 
+/** Told of each read of visibility the index makes: every build, or the changes. */
+export type IndexReadObserver = (kind: 'list' | 'changes', outcome: 'ok' | 'failed') => void;
+
+/** Told of what each read of the index found changed; see `BuildIndex.onChanges`. */
+export type ChangesListener = (changes: BuildChanges) => void;
+
 /** Visibility did not list the builds within a reader's wait: the API's 503. */
 export class BuildsNotListedError extends Error {}
 
@@ -98,6 +116,8 @@ export class BuildIndex {
   };
   private sortedRepos: string[] | undefined;
   private feed: ChangeFeed | undefined;
+  private listedOnce = false;
+  private readonly listeners = new Set<ChangesListener>();
   /**
    * Past this without a read, the index lists every build again instead of reading the feed:
    * visibility forgets ended builds after the namespace's retention, and a deletion it forgot
@@ -111,8 +131,25 @@ export class BuildIndex {
     private readonly config: Config,
     /** How long a request waits for the index, the first list included: its backend deadline. */
     private readonly waitMs: number,
-    private readonly lookbackMs?: number,
+    readonly lookbackMs = CHANGE_FEED_LOOKBACK_MS,
+    private readonly observeRead: IndexReadObserver = () => {},
   ) {}
+
+  /**
+   * Calls `listener` with the changes each read finds from now on (a list of every build, after
+   * the first, with how it differs from the index before it), right as the index takes them:
+   * a request that arrives after the listener was told is answered with them. Returns the way
+   * to stop.
+   */
+  onChanges(listener: ChangesListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Reads the changes unless a read began less than `maxAgeMs` ago (what `/build-events` polls). */
+  async refresh(maxAgeMs: number): Promise<void> {
+    await this.fresh(maxAgeMs);
+  }
 
   /** The repos with running builds, sorted, as visibility had them when asked or later. */
   async repos(): Promise<string[]> {
@@ -166,10 +203,10 @@ export class BuildIndex {
     );
   }
 
-  private async fresh(): Promise<void> {
-    const arrived = Date.now();
-    // A read already in flight began before this request: then the next one.
-    while (!this.feed || this.feed.readAt < arrived) await this.waitForUpdate();
+  private async fresh(maxAgeMs = FRESH_FOR_MS): Promise<void> {
+    const since = Date.now() - maxAgeMs;
+    // A read in flight that began before that is too old: then the next one.
+    while (!this.feed || this.feed.readAt < since) await this.waitForUpdate();
   }
 
   private async waitForUpdate(): Promise<void> {
@@ -204,22 +241,48 @@ export class BuildIndex {
   }
 
   private async read(began: number): Promise<void> {
-    if (!this.feed || began - this.feed.readAt > this.relistAfterMs) {
-      // The feed starts before the list: a change made while it runs is in the next read.
-      const feed = new ChangeFeed(this.client, this.config, this.lookbackMs, began);
-      const [builds, retentionMs] = await Promise.all([
-        listBuilds(this.client, this.config),
-        this.retentionMs(),
-      ]);
-      this.relistAfterMs = retentionMs / 2;
-      for (const name of [...this.builds.keys()]) this.remove(name);
-      for (const build of builds) this.set(build);
-      this.feed = feed;
-    } else {
-      const feed = this.feed;
-      const { changed, gone } = await feed.read();
-      for (const build of changed) this.set(build);
-      for (const build of gone) this.remove(build.name);
+    const feed = this.feed && began - this.feed.readAt <= this.relistAfterMs ? this.feed : undefined;
+    const kind = feed ? 'changes' : 'list';
+    try {
+      await (feed ? this.readChanges(feed) : this.listEveryBuild(began));
+    } catch (error) {
+      this.observeRead(kind, 'failed');
+      throw error;
+    }
+    this.observeRead(kind, 'ok');
+  }
+
+  private async listEveryBuild(began: number): Promise<void> {
+    // The feed starts before the list: a change made while it runs is in the next read.
+    const feed = new ChangeFeed(this.client, this.config, this.lookbackMs, began);
+    const [builds, retentionMs] = await Promise.all([
+      listBuilds(this.client, this.config),
+      this.retentionMs(),
+    ]);
+    this.relistAfterMs = retentionMs / 2;
+    const before = new Map(this.builds);
+    for (const name of [...this.builds.keys()]) this.remove(name);
+    for (const build of builds) this.set(build);
+    this.feed = feed;
+    // Nothing was told of before the first list: its builds are no change to anyone.
+    if (this.listedOnce) this.tell(differences(before, this.builds));
+    this.listedOnce = true;
+  }
+
+  private async readChanges(feed: ChangeFeed): Promise<void> {
+    const changes = await feed.read();
+    for (const build of changes.changed) this.set(build);
+    for (const build of changes.gone) this.remove(build.name);
+    this.tell(changes);
+  }
+
+  private tell(changes: BuildChanges): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(changes);
+      } catch (error) {
+        logger.warn({ err: error }, 'build index: a listener of its changes failed');
+      }
     }
   }
 
@@ -261,4 +324,13 @@ export class BuildIndex {
     this.statuses[status] += by;
     if (status === 'initializing') this.initializing[init_status] += by;
   }
+}
+
+/** What a list of every build (`after`) says changed since the index held `before`. */
+function differences(before: Map<string, ListedBuild>, after: Map<string, ListedBuild>): BuildChanges {
+  const changed = [...after.values()].filter(
+    (build) => JSON.stringify(build) !== JSON.stringify(before.get(build.name)),
+  );
+  const gone = [...before.values()].filter((build) => !after.has(build.name));
+  return { changed, gone };
 }

@@ -51,12 +51,6 @@ export class ChangeFeed {
     return this.from;
   }
 
-  /** Starts over at `at`: the next read lists the changes since then (and the lookback). */
-  restart(at = this.now()): void {
-    this.from = at;
-    this.deepReadAt = -Infinity;
-  }
-
   /**
    * The changes since the last successful read, however long ago: a read that fails moves
    * nothing, so the next one covers its window and nothing is lost to an outage. Changes that

@@ -51,6 +51,15 @@ export async function buildEventPolls(api: TestApi, outcome: 'ok' | 'failed'): P
   return sample ? Number(sample[1]) : 0;
 }
 
+/** How many reads of visibility the API's build index made so far (both kinds, both outcomes). */
+export async function buildIndexReads(api: TestApi): Promise<number> {
+  const text = await (await api.request('GET', '/metrics')).text();
+  return [...text.matchAll(/^runboat_build_index_reads_total\{[^}]*\} (\d+)$/gm)].reduce(
+    (sum, [, count]) => sum + Number(count),
+    0,
+  );
+}
+
 /** How many builds the API's build-events polls listed so far, read from its /metrics. */
 export async function buildEventsListed(api: TestApi): Promise<number> {
   const text = await (await api.request('GET', '/metrics')).text();

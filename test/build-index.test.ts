@@ -1,10 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { startBuild } from '../api/build-client';
-import { LastingDisagreement, type BuildCounts } from '../common/build-index';
+import { FRESH_FOR_MS, LastingDisagreement, type BuildCounts } from '../common/build-index';
 import { listBuilds, runboatOrder } from '../common/build-list';
 import { statusFromCounts, type BuildJson, type StatusCounts } from '../api/views';
 import { BUILD_STATUSES, type BuildRef, type CommitInfo } from '../common/types';
-import { startTestApi, useStack, type TestApi } from './api-server';
+import {
+  buildEventPolls as polls,
+  buildIndexReads,
+  startTestApi,
+  useStack,
+  type EventStream,
+  type TestApi,
+} from './api-server';
 import { SHA, testConfig, waitFor } from './helpers';
 
 // `GET /api/v1/repos`, `/status` and `/builds` come from each API process's index of the
@@ -152,6 +159,55 @@ describe('the build index (/repos, /status)', () => {
       }
     } finally {
       await other.close();
+    }
+  });
+});
+
+describe('the build index under a crowd of requests', () => {
+  // Temporal refuses a namespace's visibility queries past a rate (10 a second per frontend by
+  // default), and the client asks again 1.7 s later: a read of the change feed per request put
+  // one request in 30 there. Requests and streams share the index's reads, one per interval.
+  it('reads the change feed at most once per interval, for requests and streams together', async () => {
+    const api = await startTestApi(config, stack.temporal.client, stack.cluster);
+    const streams: EventStream[] = [];
+    /** Sends 60 requests one after the other: the index's reads, and how many it may make. */
+    const crowd = async () => {
+      const [from, began] = [await buildIndexReads(api), Date.now()];
+      for (let i = 0; i < 60; i++) await json(api, i % 2 ? '/api/v1/status' : `/api/v1/builds?repo=${BOARD}`);
+      const reads = (await buildIndexReads(api)) - from;
+      return { reads, allowed: Math.ceil((Date.now() - began) / FRESH_FOR_MS) + 2 };
+    };
+    try {
+      await json(api, '/api/v1/status'); // the first list of every build
+      const alone = await crowd();
+      expect(alone.reads, `requests alone (at most ${alone.allowed})`).toBeLessThanOrEqual(alone.allowed);
+      // Streams poll the index once an interval; requests in between add no read of their own.
+      streams.push(await api.follow('changes_only=true'), await api.follow(`repo=${BOARD}`));
+      const withStreams = await crowd();
+      expect(withStreams.reads, `with two streams (at most ${withStreams.allowed})`).toBeLessThanOrEqual(
+        withStreams.allowed,
+      );
+      expect(await polls(api, 'failed')).toBe(0);
+    } finally {
+      for (const stream of streams) stream.close();
+      await api.close();
+    }
+  });
+  it("answers a request made on a stream's event with that change, or a later state", async () => {
+    const api = await startTestApi(config, stack.temporal.client, stack.cluster);
+    const stream = await api.follow('repo=oca/gamma');
+    const board = async () =>
+      (await json<BuildJson[]>(api, '/api/v1/builds?repo=oca/gamma')).map((b) => b.name);
+    try {
+      const gamma = await startBuild(stack.temporal.client, config, commit('oca/gamma', 5, '7'));
+      await stream.next('the new build', (event) => event.event === 'upd' && event.build.name === gamma.name);
+      expect(await board()).toContain(gamma.name);
+      await undeploy(gamma);
+      await stream.next('its end', (event) => event.event === 'del' && event.build.name === gamma.name);
+      expect(await board()).not.toContain(gamma.name);
+    } finally {
+      stream.close();
+      await api.close();
     }
   });
 });
