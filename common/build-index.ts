@@ -86,7 +86,43 @@ export class LastingDisagreement {
 }
 
 /** Told of each read of visibility the index makes: every build, or the changes. */
-export type IndexReadObserver = (kind: 'list' | 'changes', outcome: 'ok' | 'failed') => void;
+export type IndexReadObserver = (kind: 'list' | 'changes' | 'late', outcome: 'ok' | 'failed') => void;
+
+/**
+ * Which read the index holds each build as, so that a late read (made beside the others, and
+ * answered after reads that began later) does not undo what they found: the read that began
+ * last wins. A build removed is remembered as long as a read can last, for a late read that
+ * lists it running from before its end.
+ */
+export class ReadOrder {
+  private readonly present = new Map<string, number>();
+  private readonly removed = new Map<string, number>();
+
+  /** Whether a read that began at `began` is no older than the one the index holds `name` as. */
+  newest(name: string, began: number): boolean {
+    return began >= (this.present.get(name) ?? this.removed.get(name) ?? -Infinity);
+  }
+
+  set(name: string, began: number): void {
+    this.removed.delete(name);
+    this.present.set(name, began);
+  }
+
+  remove(name: string, began: number): void {
+    this.present.delete(name);
+    this.removed.set(name, began);
+  }
+
+  /** Forgets the removals of reads that began before `before`: no read still under way did. */
+  forgetRemovedBefore(before: number): void {
+    for (const [name, began] of this.removed) if (began < before) this.removed.delete(name);
+  }
+
+  clear(): void {
+    this.present.clear();
+    this.removed.clear();
+  }
+}
 
 /** Told of what each read of the index found changed; see `BuildIndex.onChanges`. */
 export type ChangesListener = (changes: BuildChanges) => void;
@@ -118,6 +154,8 @@ export class BuildIndex {
   private feed: ChangeFeed | undefined;
   private listedOnce = false;
   private readonly listeners = new Set<ChangesListener>();
+  private readonly order = new ReadOrder();
+  private lateRead: Promise<void> | undefined;
   /**
    * Past this without a read, the index lists every build again instead of reading the feed:
    * visibility forgets ended builds after the namespace's retention, and a deletion it forgot
@@ -191,9 +229,9 @@ export class BuildIndex {
     this.feed = undefined;
   }
 
-  /** Whether a read is under way (it may outlive the requests that waited for it). */
+  /** Whether a read is under way, a late one too (it may outlive the requests that waited for it). */
   get active(): boolean {
-    return this.update !== undefined;
+    return this.update !== undefined || this.lateRead !== undefined;
   }
 
   /** Lists every build now, so that the first request need not (at the process's start). */
@@ -244,7 +282,7 @@ export class BuildIndex {
     const feed = this.feed && began - this.feed.readAt <= this.relistAfterMs ? this.feed : undefined;
     const kind = feed ? 'changes' : 'list';
     try {
-      await (feed ? this.readChanges(feed) : this.listEveryBuild(began));
+      await (feed ? this.readChanges(feed, began) : this.listEveryBuild(began));
     } catch (error) {
       this.observeRead(kind, 'failed');
       throw error;
@@ -262,18 +300,57 @@ export class BuildIndex {
     this.relistAfterMs = retentionMs / 2;
     const before = new Map(this.builds);
     for (const name of [...this.builds.keys()]) this.remove(name);
-    for (const build of builds) this.set(build);
+    this.order.clear();
+    for (const build of builds) {
+      this.set(build);
+      this.order.set(build.name, began);
+    }
     this.feed = feed;
     // Nothing was told of before the first list: its builds are no change to anyone.
     if (this.listedOnce) this.tell(differences(before, this.builds));
     this.listedOnce = true;
   }
 
-  private async readChanges(feed: ChangeFeed): Promise<void> {
-    const changes = await feed.read();
-    for (const build of changes.changed) this.set(build);
-    for (const build of changes.gone) this.remove(build.name);
-    this.tell(changes);
+  private async readChanges(feed: ChangeFeed, began: number): Promise<void> {
+    // Beside this read, not in it: a late read lists every change of the lookback (after a mass
+    // eviction, hundreds of ended builds), which no request should wait for.
+    if (feed.lateReadDue && !this.lateRead)
+      this.lateRead = this.readLate(feed).finally(() => (this.lateRead = undefined));
+    this.take(await feed.read(), began);
+  }
+
+  private async readLate(feed: ChangeFeed): Promise<void> {
+    const began = Date.now();
+    let changes: BuildChanges;
+    try {
+      changes = await this.client.withDeadline(began + READ_TIMEOUT_MS, () => feed.readLate());
+    } catch (error) {
+      this.observeRead('late', 'failed');
+      logger.info({ err: error }, 'build index: a late read failed; the next read starts another');
+      return;
+    }
+    this.observeRead('late', 'ok');
+    // Listed again since it began: what it found of every build is older than that list.
+    if (feed !== this.feed) return;
+    this.take(changes, began);
+    this.order.forgetRemovedBefore(began - READ_TIMEOUT_MS);
+  }
+
+  /** Takes the changes a read that began at `began` found, but those a later read found since. */
+  private take({ changed, gone }: BuildChanges, began: number): void {
+    const taken: BuildChanges = {
+      changed: changed.filter((build) => this.order.newest(build.name, began)),
+      gone: gone.filter((build) => this.order.newest(build.name, began)),
+    };
+    for (const build of taken.changed) {
+      this.set(build);
+      this.order.set(build.name, began);
+    }
+    for (const build of taken.gone) {
+      this.remove(build.name);
+      this.order.remove(build.name, began);
+    }
+    this.tell(taken);
   }
 
   private tell(changes: BuildChanges): void {

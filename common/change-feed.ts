@@ -3,9 +3,9 @@ import type { Config } from '../common/config';
 import { listBuildChanges } from './build-list';
 import type { ListedBuild } from './search-attributes';
 
-// The incremental feed of build changes that the `/build-events` poller and the build index read:
-// each read lists what changed since the previous successful read, so it costs the changes,
-// not the builds deployed (7,000 at OCA).
+// The incremental feed of build changes that the build index reads: each read lists what
+// changed since the previous successful read, so it costs the changes, not the builds deployed
+// (7,000 at OCA).
 
 /**
  * How far before its last successful read a deep read looks: a change is stamped with its
@@ -15,13 +15,14 @@ import type { ListedBuild } from './search-attributes';
  */
 export const CHANGE_FEED_LOOKBACK_MS = 60_000;
 /**
- * Most changes are visible within a second of their stamp, so most reads look back only a
- * twelfth of the lookback (5 s): a read after a mass eviction would otherwise list again every
- * build ended in the last minute (250 rows, ~150 ms, for each request of the API). A deep read,
- * at most every sixth of the lookback (10 s), lists the changes visibility recorded late.
+ * Most changes are visible within a second of their stamp, so reads look back only a twelfth
+ * of the lookback (5 s): a read after a mass eviction would otherwise list again every build
+ * ended in the last minute (500 rows, ~300 ms, for some request of the API). A late read, due
+ * at most every sixth of the lookback (10 s) and made beside the reads, lists the changes
+ * visibility recorded late.
  */
 const RECENT_SHARE = 12;
-const DEEP_READ_SHARE = 6;
+const LATE_READ_SHARE = 6;
 
 export interface BuildChanges {
   /** Running builds whose listed fields changed. */
@@ -33,8 +34,8 @@ export interface BuildChanges {
 export class ChangeFeed {
   /** When the last successful read (or the feed's start) began, on this process's clock. */
   private from: number;
-  /** When the last successful deep read began. */
-  private deepReadAt = -Infinity;
+  /** When the last successful late read began. */
+  private lateReadAt = -Infinity;
 
   constructor(
     private readonly client: Client,
@@ -51,25 +52,39 @@ export class ChangeFeed {
     return this.from;
   }
 
+  /** Whether a late read is due: none succeeded within a sixth of the lookback (the first is). */
+  get lateReadDue(): boolean {
+    return this.now() - this.lateReadAt >= this.lookbackMs / LATE_READ_SHARE;
+  }
+
   /**
    * The changes since the last successful read, however long ago: a read that fails moves
    * nothing, so the next one covers its window and nothing is lost to an outage. Changes that
    * visibility recorded late, and builds ended otherwise than by an undeploy, come with the next
-   * deep read, at most a sixth of the lookback later.
+   * late read.
    */
   async read(): Promise<BuildChanges> {
     const began = this.now();
-    const deep = began - this.deepReadAt >= this.lookbackMs / DEEP_READ_SHARE;
-    const lookback = deep ? this.lookbackMs : this.lookbackMs / RECENT_SHARE;
-    // A build ended otherwise than by an undeploy (terminated, failed) leaves at a deep read.
-    const { changed, ended } = await listBuildChanges(
-      this.client,
-      this.config,
-      new Date(this.from - lookback),
-      deep,
-    );
+    const changes = await this.changes(new Date(this.from - this.lookbackMs / RECENT_SHARE), false);
     this.from = began;
-    if (deep) this.deepReadAt = began;
+    return changes;
+  }
+
+  /**
+   * The changes within the lookback before the last successful read, whatever the reads listed
+   * of them already: those visibility recorded after a read looked (a task that ran long,
+   * visibility's lag, clock skew), and builds ended otherwise than by an undeploy (terminated,
+   * failed). Its reader orders its answer with the reads made meanwhile.
+   */
+  async readLate(): Promise<BuildChanges> {
+    const began = this.now();
+    const changes = await this.changes(new Date(this.from - this.lookbackMs), true);
+    this.lateReadAt = began;
+    return changes;
+  }
+
+  private async changes(since: Date, everyEnding: boolean): Promise<BuildChanges> {
+    const { changed, ended } = await listBuildChanges(this.client, this.config, since, everyEnding);
     // An ended run whose build runs again (redeployed under the same name) is no deletion.
     const running = new Set(changed.map((build) => build.name));
     return { changed, gone: ended.filter((build) => !running.has(build.name)) };

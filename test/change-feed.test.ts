@@ -1,5 +1,6 @@
-import { expect, it } from 'vitest';
-import { ChangeFeed } from '../common/change-feed';
+import { describe, expect, it } from 'vitest';
+import { ReadOrder } from '../common/build-index';
+import { ChangeFeed, type BuildChanges } from '../common/change-feed';
 import { buildRef } from '../common/build';
 import type { BuildRef } from '../common/types';
 import { buildSearchAttributes, runningBuildsQuery } from '../common/search-attributes';
@@ -8,9 +9,9 @@ import { buildWorkflowId } from '../workflows/definitions';
 import { SHA, testConfig, terminateWorkflowsAfterAll, useTemporalClient, waitFor } from './helpers';
 
 // What each read of the change feed costs: the changes since the previous read, not every
-// change within the lookback (a minute: after a mass eviction, hundreds of ended builds). A
-// clock of the test's own plays the reads seconds apart; the change is a real workflow's
-// RunboatUpdated stamp, compared by the real server.
+// change within the lookback (a minute: after a mass eviction, hundreds of ended builds), which
+// a late read, beside the reads, lists. A clock of the test's own plays the reads seconds apart;
+// the change is a real workflow's RunboatUpdated stamp, compared by the real server.
 
 const config = testConfig();
 const temporal = useTemporalClient(config);
@@ -40,7 +41,7 @@ function startStampedBuild(build: BuildRef, stamped: number) {
   });
 }
 
-it('lists a change again only in a deep read, once it is older than the recent window', async () => {
+it('lists a change again only in a late read, once it is older than the recent window', async () => {
   const { client } = temporal;
   const build = buildRef({ repo: 'oca/feed', target_branch: '16.0', pr: 1, git_commit: SHA('f') });
   const stamped = Date.now();
@@ -50,32 +51,44 @@ it('lists a change again only in a deep read, once it is older than the recent w
     async () => (await client.workflow.count(runningBuildsQuery(config.taskQueue))).count === 1,
   );
 
-  // Lookback 60 s: recent window 5 s, a deep read at most every 10 s.
+  // Lookback 60 s: recent window 5 s, a late read due at most every 10 s.
   let clock = stamped;
   const feed = new ChangeFeed(client, config, 60_000, stamped, () => clock);
+  const names = ({ changed }: BuildChanges) => changed.map((b) => b.name);
   const listed = async (at: number) => {
     clock = stamped + at;
-    return (await feed.read()).changed.map((b) => b.name);
+    return names(await feed.read());
   };
-  expect(await listed(1_000), 'the first read is deep').toEqual([build.name]);
+  const listedLate = async (at: number) => {
+    clock = stamped + at;
+    return names(await feed.readLate());
+  };
+  expect(feed.lateReadDue, 'the first late read is due at once').toBe(true);
+  expect(await listed(1_000), 'within 5 s before the feed began').toEqual([build.name]);
+  expect(await listedLate(1_000), 'a late read').toEqual([build.name]);
+  expect(feed.lateReadDue).toBe(false);
   expect(await listed(7_000), 'within 5 s before the last read').toEqual([build.name]);
   expect(await listed(10_000), 'older than 5 s before the last read').toEqual([]);
-  expect(await listed(12_000), 'a deep read, 11 s after the last').toEqual([build.name]);
+  clock = stamped + 11_000;
+  expect(feed.lateReadDue, '10 s after the last late read').toBe(true);
+  expect(await listedLate(12_000), 'a late read looks back a minute before the last read').toEqual([
+    build.name,
+  ]);
   expect(await listed(13_000), 'then recent reads again').toEqual([]);
 });
 
-it('lists a build whose workflow was terminated as gone at its next deep read', async () => {
+it('lists a build whose workflow was terminated as gone at its next late read', async () => {
   const { client } = temporal;
   const build = buildRef({ repo: 'oca/feed', target_branch: '16.0', pr: 2, git_commit: SHA('e') });
   const started = Date.now();
   const handle = await startStampedBuild(build, started);
   let clock = started;
   const feed = new ChangeFeed(client, config, 60_000, started, () => clock);
-  const goneAt = async (at: number) => {
+  const goneAt = async (at: number, late = false) => {
     clock = started + at;
-    return (await feed.read()).gone.map((b) => b.name);
+    return (await (late ? feed.readLate() : feed.read())).gone.map((b) => b.name);
   };
-  expect(await goneAt(1_000), 'running (a deep read)').not.toContain(build.name);
+  expect(await goneAt(1_000, true), 'running (a late read)').not.toContain(build.name);
   await handle.terminate('ended otherwise than by an undeploy');
   await waitFor(
     'the termination visible',
@@ -83,7 +96,30 @@ it('lists a build whose workflow was terminated as gone at its next deep read', 
       (await client.workflow.count(`WorkflowId = '${handle.workflowId}' AND ExecutionStatus = 'Terminated'`))
         .count === 1,
   );
-  // Reads between deep ones ask for undeployed (completed) builds only.
-  expect(await goneAt(2_000), 'a read 1 s after the deep one').not.toContain(build.name);
-  expect(await goneAt(12_000), 'the next deep read').toContain(build.name);
+  // Reads ask for undeployed (completed) builds only.
+  expect(await goneAt(2_000), 'a read 1 s after the late one').not.toContain(build.name);
+  expect(await goneAt(12_000, true), 'the next late read').toContain(build.name);
+});
+
+describe('ReadOrder (a late read answered after later reads)', () => {
+  it('keeps the state of the read that began last, a removal too, until forgotten', () => {
+    const order = new ReadOrder();
+    expect(order.newest('a', 100), 'a build never read').toBe(true);
+    order.set('a', 200);
+    expect(order.newest('a', 100), 'a late read begun before the read that found it').toBe(false);
+    expect(order.newest('a', 200)).toBe(true);
+    expect(order.newest('a', 300)).toBe(true);
+    order.remove('a', 300);
+    expect(order.newest('a', 250), 'nor does one undo its end').toBe(false);
+    expect(order.newest('a', 300), 'a read of that time').toBe(true);
+    order.set('a', 400); // deployed again
+    expect(order.newest('a', 350)).toBe(false);
+    order.remove('b', 500);
+    order.forgetRemovedBefore(450);
+    expect(order.newest('b', 450), 'a removal kept while a read can be under way').toBe(false);
+    order.forgetRemovedBefore(501);
+    expect(order.newest('b', 450), 'then forgotten').toBe(true);
+    order.clear();
+    expect(order.newest('a', 0)).toBe(true);
+  });
 });
