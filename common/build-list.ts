@@ -134,7 +134,7 @@ export async function listBuilds(
  * but for `!= 'Running'` (or an `IN`, or an `OR`, of these) the dev server's SQLite walks every
  * row of the task queue, running ones included: 25–35 ms a read at 20,000 builds, against 2–4
  * ms for one status (`npm run bench:feed`). And each query is one more for the server: reads
- * ask for the undeployed builds by their status, and deep reads (every 10 s at most) for the
+ * ask for the undeployed builds by their status, and late reads (every 10 s at most) for the
  * others in one query, walk and all.
  */
 const UNDEPLOYED = `ExecutionStatus = 'Completed'`;

@@ -8,7 +8,7 @@ import type { ListedBuild } from './search-attributes';
 // (7,000 at OCA).
 
 /**
- * How far before its last successful read a deep read looks: a change is stamped with its
+ * How far before its last successful read a late read looks: a change is stamped with its
  * workflow task's start (on the Temporal server's clock) and becomes visible when the task
  * completes, up to a task timeout (10 s) later, plus visibility's lag and clock skew between
  * machines. Readers take changes seen twice as one.

@@ -12,7 +12,7 @@ import { fillBuild, fillVisibility } from './visibility-fill';
 // `npm run bench:feed`: what one read of the change feed (what every API request and eviction
 // run reads first) costs on the dev server's SQLite visibility at BENCH_FEED_BUILDS (20,000)
 // open build workflows, BENCH_FEED_ENDED (200) of them then ended, nothing changed in the
-// window read: a read and a deep read as `listBuildChanges` makes them, and their queries one by
+// window read: a read and a late read as `listBuildChanges` makes them, and their queries one by
 // one, with the earlier form of the "ended" query for comparison. Filling takes about 5 minutes at 20,000;
 // BENCH_FEED_DIR=<folder of an earlier run> reuses its database instead (the run says where).
 
@@ -79,7 +79,7 @@ async function main(): Promise<void> {
         () => listBuildChanges(client, { taskQueue: TASK_QUEUE } as Config, since, false),
       ],
       [
-        'a deep read (every ending too)',
+        'a late read (every ending too)',
         () => listBuildChanges(client, { taskQueue: TASK_QUEUE } as Config, since, true),
       ],
       [
