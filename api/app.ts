@@ -59,7 +59,7 @@ export function createApp(deps: ApiDependencies): Api {
   const app = express();
   app.disable('x-powered-by');
   app.use(metrics.timeRequests);
-  app.use(wakeHandler({ config, client, bounded, visits }));
+  app.use(wakeHandler({ config, client, bounded, visits, index }));
   app.get('/metrics', metrics.serve);
   app.use(healthRouter(client, bounded));
   app.use(webhookRouter(config, client, metrics.observeWebhook, bounded));

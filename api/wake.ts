@@ -2,9 +2,9 @@ import type { Client } from '@temporalio/client';
 import type { RequestHandler } from 'express';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
-import { listRunningBuilds } from '../common/build-list';
 import { serveLivePage } from './live-page';
 import type { Bounded } from './backend';
+import type { BuildIndex } from '../common/build-index';
 import type { Visits } from './visits';
 
 // Wake on visit (issue 11 §1). The default kubefiles send a build's hosts here while the build
@@ -25,6 +25,12 @@ export interface WakeDependencies {
   client: Client;
   bounded: Bounded;
   visits: Visits;
+  /**
+   * Where a host's build is looked up: every request of a page to a stopped build comes here,
+   * and so do visits to hosts no build has; a visibility query for each would take the
+   * namespace's visibility rate from everyone (see build-index.ts).
+   */
+  index: BuildIndex;
 }
 
 /** The slug in `host` when it is one of a build's hosts, else undefined. */
@@ -36,17 +42,8 @@ export function slugOfHost(config: Config, host: string): string | undefined {
   return match && match[3] === domain ? match[1] : undefined;
 }
 
-/** The running build whose slug is `slug` (a build continuing as new included). */
-export async function buildNameBySlug(
-  client: Client,
-  config: Config,
-  slug: string,
-): Promise<string | undefined> {
-  return (await listRunningBuilds(client, config.taskQueue, { slug }))[0]?.name;
-}
-
 export function wakeHandler(deps: WakeDependencies): RequestHandler {
-  const { config, client } = deps;
+  const { config, index } = deps;
   return async (request, response, next) => {
     const slug = slugOfHost(config, request.get('host') ?? '');
     if (slug === undefined) return next();
@@ -58,7 +55,7 @@ export function wakeHandler(deps: WakeDependencies): RequestHandler {
     }
     let name: string | undefined;
     try {
-      name = await deps.bounded(() => buildNameBySlug(client, config, slug));
+      name = (await deps.bounded(() => index.list({ slug })))[0]?.name;
     } catch (error) {
       logger.warn({ err: error, slug }, 'wake: build lookup failed');
       response.status(503).type('text/plain').send('runboat cannot reach its backend; try again shortly');

@@ -1,9 +1,11 @@
 import http from 'node:http';
+import { Client } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import { getBuildState, startBuild } from '../api/build-client';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
-import { payloads, useStack } from './api-server';
+import { payloads, startTestApi, useStack } from './api-server';
+import { FRESH_FOR_MS } from '../common/build-index';
 import { SHA, testConfig, waitFor } from './helpers';
 
 // Wake on visit, visits, forced undeploy and per-ref caps, over HTTP against the real stack:
@@ -42,8 +44,13 @@ interface Answer {
 }
 
 /** A request with the Host header a browser sends (fetch would not let a test set it). */
-function request(path: string, host: string, headers: Record<string, string> = {}): Promise<Answer> {
-  const { port } = new URL(stack.api.url);
+function request(
+  path: string,
+  host: string,
+  headers: Record<string, string> = {},
+  apiUrl = stack.api.url,
+): Promise<Answer> {
+  const { port } = new URL(apiUrl);
   return new Promise((resolve, reject) => {
     const outgoing = http.request(
       { host: '127.0.0.1', port, path, method: 'GET', headers: { host, ...headers } },
@@ -141,6 +148,33 @@ describe('wake on visit', () => {
     const unknown = await request('/', 'oca-web-16-0-pr99-000000000000.runboat.test');
     expect(unknown.status).toBe(404);
     expect(unknown.body).toContain('No build is deployed at');
+    // Hosts are looked up in the build index, not by a visibility query each: a crawl of
+    // hosts costs the index's reads (at most one per interval, two or three lists each).
+    const client = new Client({
+      connection: stack.temporal.client.connection,
+      namespace: config.temporalNamespace,
+    });
+    let lists = 0;
+    const list = client.workflow.list.bind(client.workflow);
+    client.workflow.list = (options) => {
+      lists++;
+      return list(options);
+    };
+    const api = await startTestApi(config, client, stack.cluster);
+    try {
+      await api.request('GET', '/api/v1/status'); // its first list of every build
+      const [from, began] = [lists, Date.now()];
+      for (let i = 0; i < 40; i++) {
+        const host = `oca-web-16-0-pr${100 + i}-000000000000.runboat.test`;
+        expect((await request(`/page-${i}`, host, {}, api.url)).status).toBe(404);
+      }
+      const reads = Math.ceil((Date.now() - began) / FRESH_FOR_MS) + 2;
+      expect(lists - from, `visibility lists for 40 visits (${reads} reads at most)`).toBeLessThanOrEqual(
+        3 * reads,
+      );
+    } finally {
+      await api.close();
+    }
     const own = await request('/healthz', 'runboat.example.org');
     expect(own.status).toBe(200);
     const other = await request('/healthz', 'localhost');
