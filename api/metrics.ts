@@ -89,7 +89,7 @@ export function createMetrics(
   });
   const eventsPolls = new Counter({
     name: 'runboat_build_events_polls_total',
-    help: 'Visibility polls feeding /build-events, by outcome (none while no stream is open)',
+    help: "Reads of the build index's change feed told to /build-events (ok), and polls of it that failed, while a stream is open",
     labelNames: ['outcome'],
     registers: [registry],
   });
