@@ -40,6 +40,19 @@ export function withinDeadline<T>(client: Client, ms: number, work: () => Promis
 
 type Interceptor = NonNullable<ConnectionOptions['interceptors']>[number];
 
+const RESOURCE_EXHAUSTED = 8;
+let rateLimitRefusals = 0;
+
+/**
+ * How many of this process's calls Temporal refused past a rate limit (RESOURCE_EXHAUSTED,
+ * most often the namespace's visibility queries: `frontend.namespaceRPS.visibility`), each
+ * asked again about 1.7 s later or failed: the one sign of that wait, which the client's
+ * retries otherwise hide (`runboat_temporal_rate_limited_total`).
+ */
+export function temporalRateLimitRefusals(): number {
+  return rateLimitRefusals;
+}
+
 /**
  * The Temporal SDK's retries of an unavailable server, that give up when the next attempt
  * would start past the call's deadline. The SDK's own wait up to 5 s between attempts whatever
@@ -52,6 +65,7 @@ export function retriesWithinDeadline(): Interceptor {
     let delay = 0;
     return makeGrpcRetryInterceptor({
       retryableDecider: (attempt, status) => {
+        if (status.code === RESOURCE_EXHAUSTED) rateLimitRefusals++;
         delay = retry.delayFunction(attempt, status);
         return retry.retryableDecider(attempt, status) && Date.now() + delay < deadline;
       },

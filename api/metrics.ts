@@ -5,7 +5,7 @@ import type { Config } from '../common/config';
 import { BUILD_STATUSES } from '../common/types';
 import type { OrphanSweep } from '../common/types';
 import { initSlotsQuery, initSlotsWorkflowId, orphanSweepScheduleId } from '../workflows/definitions';
-import type { Bounded } from './backend';
+import { temporalRateLimitRefusals, type Bounded } from './backend';
 import type { BuildIndex, IndexReadObserver } from '../common/build-index';
 import type { EventsPollObserver } from './events';
 import type { WebhookObserver } from './webhooks';
@@ -103,6 +103,15 @@ export function createMetrics(
     help: "The build index's reads of Temporal visibility (every build, or the changes), by outcome: at most one per 400 ms for requests and /build-events together",
     labelNames: ['kind', 'outcome'],
     registers: [registry],
+  });
+  new Counter({
+    name: 'runboat_temporal_rate_limited_total',
+    help: "Calls to Temporal refused past a rate limit and asked again ~1.7 s later (most often visibility queries: raise the namespace's frontend.namespaceRPS.visibility)",
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(temporalRateLimitRefusals());
+    },
   });
   const requests = new Histogram({
     name: 'runboat_http_request_duration_seconds',

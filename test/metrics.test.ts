@@ -1,4 +1,6 @@
+import { Connection } from '@temporalio/client';
 import { expect, it } from 'vitest';
+import { apiConnectionOptions, temporalRateLimitRefusals } from '../api/backend';
 import { buildRef } from '../common/build';
 import { payloads, useStack } from './api-server';
 import { SHA, testConfig, waitFor } from './helpers';
@@ -43,4 +45,33 @@ it('counts builds by status, the init queue, webhooks by outcome and requests by
     'runboat_http_request_duration_seconds_count{method="POST",route="/webhooks/github",status="200"}',
   );
   expect(text).not.toContain(second.name);
+});
+
+it("counts the calls Temporal refused past its rate limit, which the client's retries hide", async () => {
+  // Visibility lists as fast as they answer, in this file's own namespace, until Temporal
+  // refuses one (the dev server lets about 120 a second through): the API's connection
+  // options ask again, and count it.
+  const connection = await Connection.connect(apiConnectionOptions(config.temporalAddress));
+  const before = sample(await scrape(), 'runboat_temporal_rate_limited_total');
+  try {
+    const list = () =>
+      connection.workflowService.listWorkflowExecutions({
+        namespace: config.temporalNamespace,
+        query: `WorkflowType = 'none'`,
+      });
+    await waitFor(
+      'a list refused past the rate limit',
+      async () => {
+        const lists = async () => {
+          for (let i = 0; i < 50; i++) await list();
+        };
+        await Promise.all([lists(), lists(), lists(), lists()]);
+        return temporalRateLimitRefusals() > 0;
+      },
+      60_000,
+    );
+  } finally {
+    await connection.close();
+  }
+  expect(sample(await scrape(), 'runboat_temporal_rate_limited_total')).toBeGreaterThan(before);
 });
