@@ -38,8 +38,9 @@ import { BUILD_STATUSES, type BuildStatus, type InitStatus } from './types';
 // API processes, each with its own index, agree as their lists do within that; and a page that
 // refreshes on a `/build-events` change sees it (the change was read before the event was sent). A
 // change that visibility recorded more than 5 s after its stamp (see `ChangeFeed`) shows up to
-// 10 s later than that, and so does the end of a build whose workflow ended otherwise than by
-// an undeploy (terminated, failed: see `listBuildChanges`).
+// 15 s later than that (the next late read that looks at its stamp), and so does the end of a
+// build whose workflow ended otherwise than by an undeploy (terminated, failed: see
+// `listBuildChanges`).
 // Decisions never rest on it: eviction picks candidates from it and then gives each build an
 // order that the build takes only in the state it was picked in; init slots never read it.
 

@@ -71,20 +71,25 @@ export class ChangeFeed {
   }
 
   /**
-   * The changes within the lookback before the last successful read, whatever the reads listed
-   * of them already: those visibility recorded after a read looked (a task that ran long,
-   * visibility's lag, clock skew), and builds ended otherwise than by an undeploy (terminated,
-   * failed). Its reader orders its answer with the reads made meanwhile.
+   * The changes within the lookback before the last successful read, up to where a read made
+   * now begins to look (that read lists the rest), whatever the reads listed of them already:
+   * those visibility recorded after a read looked (a task that ran long, visibility's lag,
+   * clock skew), and builds ended otherwise than by an undeploy (terminated, failed). Its reader
+   * orders its answer with the reads made meanwhile.
    */
   async readLate(): Promise<BuildChanges> {
     const began = this.now();
-    const changes = await this.changes(new Date(this.from - this.lookbackMs), true);
+    const changes = await this.changes(
+      new Date(this.from - this.lookbackMs),
+      true,
+      new Date(this.from - this.lookbackMs / RECENT_SHARE),
+    );
     this.lateReadAt = began;
     return changes;
   }
 
-  private async changes(since: Date, everyEnding: boolean): Promise<BuildChanges> {
-    const { changed, ended } = await listBuildChanges(this.client, this.config, since, everyEnding);
+  private async changes(since: Date, everyEnding: boolean, until?: Date): Promise<BuildChanges> {
+    const { changed, ended } = await listBuildChanges(this.client, this.config, since, everyEnding, until);
     // An ended run whose build runs again (redeployed under the same name) is no deletion.
     const running = new Set(changed.map((build) => build.name));
     return { changed, gone: ended.filter((build) => !running.has(build.name)) };
