@@ -313,8 +313,9 @@ export class BuildIndex {
   }
 
   private async readChanges(feed: ChangeFeed, began: number): Promise<void> {
-    // Beside this read, not in it: a late read lists every change of the lookback (after a mass
-    // eviction, hundreds of ended builds), which no request should wait for.
+    // Beside this read, not in it: a late read lists every change of the minute before this
+    // read's window (after a mass eviction, hundreds of ended builds), which no request should
+    // wait for.
     if (feed.lateReadDue && !this.lateRead)
       this.lateRead = this.readLate(feed).finally(() => (this.lateRead = undefined));
     this.take(await feed.read(), began);
