@@ -100,7 +100,7 @@ export function createMetrics(
   });
   const indexReads = new Counter({
     name: 'runboat_build_index_reads_total',
-    help: "The build index's reads of Temporal visibility (every build, or the changes), by outcome: at most one per 400 ms for requests and /build-events together",
+    help: "The build index's reads of Temporal visibility by kind (every build, the changes, a late read beside them) and outcome: reads of changes at most one per 400 ms for requests and /build-events together",
     labelNames: ['kind', 'outcome'],
     registers: [registry],
   });
