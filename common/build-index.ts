@@ -86,7 +86,10 @@ export class LastingDisagreement {
   }
 }
 
-/** Told of each read of visibility the index makes: every build, or the changes. */
+/**
+ * Told of each read of visibility the index makes: every build (`list`), the changes
+ * (`changes`), or a late read beside them (`late`).
+ */
 export type IndexReadObserver = (kind: 'list' | 'changes' | 'late', outcome: 'ok' | 'failed') => void;
 
 /**
