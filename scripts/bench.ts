@@ -42,7 +42,9 @@ import { fillVisibility } from './visibility-fill';
 //     webhooks sent BENCH_BURST_CONCURRENCY (20) at a time, as issue 10 measured runboat
 //     (BENCH_VIA=client: the Temporal client instead); latencies, CPU per
 //     build of the service's processes (from /proc, children included), workflow tasks and
-//     activities per build (from histories), eviction to 50 deployed.
+//     activities per build (from histories), where each build's first moments go (from its
+//     history), where the starts waited inside the Temporal dev server (its own timers),
+//     eviction to 50 deployed.
 //   BENCH_SCENARIO=scale: as many builds as the machine holds, up to BENCH_BUILDS (7000),
 //     across 50 repos, max_initializing 20, max_started 150, within BENCH_SCALE_MINUTES (25)
 //     of populating; then RSS and disk of every process, idle CPU over 60 s, one eviction
@@ -439,7 +441,9 @@ async function main(): Promise<void> {
     const requests0 = await apiserverRequests(kc);
     const disk0 = temporalDisk();
     const started = Date.now();
+    const server0 = await temporalTimers();
     await forEachAtOnce(BUILDS, BURST_CONCURRENCY, request);
+    const startsServerSide = server0 && diffTimers(server0, (await temporalTimers())!);
     while (ready.size < BUILDS) await sleep(100);
     const allStartedMs = Date.now() - started;
     const cpu = growth(cpu0, service.sample());
@@ -447,6 +451,7 @@ async function main(): Promise<void> {
     const requests = growth(requests0, await apiserverRequests(kc));
 
     const counts = await historyCounts([...requested.keys()].slice(0, 10));
+    const firstMoments = await Promise.all([...requested.keys()].map(firstSteps));
     await sleep(2_000);
 
     const evictionCpu0 = service.sample();
@@ -494,6 +499,14 @@ async function main(): Promise<void> {
       row(`${VIA_WEBHOOKS ? 'webhook' : 'start request'} → Deployment exists`, deployLatency, 'p50 ≤ 3000'),
     );
     console.log(row('init Job succeeded → Deployment scaled to 1', scaleLatency, '≤ 150 idle'));
+    for (const step of Object.keys(firstMoments[0]) as (keyof (typeof firstMoments)[0])[])
+      console.log(
+        row(
+          `— ${step}`,
+          firstMoments.map((moments) => moments[step]),
+          '',
+        ),
+      );
     const slots = initSlotCycle();
     console.log(row('init Job created → succeeded (the cluster)', slots.jobRun, ''));
     console.log(row('init Job succeeded → next Job created in its slot', slots.handoff, ''));
@@ -527,6 +540,16 @@ async function main(): Promise<void> {
       `| eviction again, nothing to do (${BUILDS} running builds) | run ${idleEvictionMs} ms, CPU ${fmt(idleEvictionCpu)} s |`,
     );
     console.log(`| worker RSS now / peak | ${workerMemory.rss} / ${workerMemory.peak} MiB |`);
+    if (startsServerSide) {
+      console.log(
+        `\nWhile the ${BUILDS} ${VIA_WEBHOOKS ? 'webhooks' : 'starts'} were answered, inside the ${stackName}:\n`,
+      );
+      console.log('| timer | count | mean ms | total s |\n| --- | --- | --- | --- |');
+      for (const [timer, { count, seconds }] of startsServerSide)
+        console.log(
+          `| ${timer} | ${count} | ${((seconds / count) * 1000).toFixed(1)} | ${seconds.toFixed(2)} |`,
+        );
+    }
     const disk = temporalDisk();
     console.log(
       `| ${ON_POSTGRES ? 'PostgreSQL tables and indexes (base/)' : 'Temporal SQLite'}: before → after | ` +
@@ -933,6 +956,52 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
         ),
       ].reduce((sum, [, count]) => sum + Number(count), 0);
     return { queries: total('service_requests'), refused: total('service_errors_resource_exhausted') };
+  }
+
+  /**
+   * The Temporal dev server's timers (histograms: count and seconds in all) that say where a
+   * start waits inside the server: its handling by the frontend and the history service, the
+   * persistence writes, and the shard's lock and I/O semaphore every write of a shard takes.
+   */
+  async function temporalTimers(): Promise<Map<string, { count: number; seconds: number }> | undefined> {
+    const url = 'metricsUrl' in temporal ? temporal.metricsUrl : undefined;
+    if (!url) return undefined;
+    const text = await (await fetch(url)).text();
+    const timers = new Map<string, { count: number; seconds: number }>();
+    const wanted =
+      /^(service_latency|persistence_latency|lock_latency|semaphore_latency)_(sum|count)\{([^}]*)\} (\S+)$/gm;
+    for (const [, metric, kind, labels, value] of text.matchAll(wanted)) {
+      const label = (name: string) => new RegExp(`${name}="([^"]*)"`).exec(labels)?.[1] ?? '';
+      if (
+        metric === 'service_latency' &&
+        !/^(StartWorkflowExecution|RespondWorkflowTaskCompleted|RespondActivityTaskCompleted|PollWorkflowTaskQueue)$/.test(
+          label('operation'),
+        )
+      )
+        continue;
+      const timer = `${metric} ${label('service_name')} ${label('operation')}`;
+      const entry = timers.get(timer) ?? { count: 0, seconds: 0 };
+      if (kind === 'count') entry.count += Number(value);
+      else entry.seconds += Number(value);
+      timers.set(timer, entry);
+    }
+    return timers;
+  }
+
+  function diffTimers(
+    before: Map<string, { count: number; seconds: number }>,
+    after: Map<string, { count: number; seconds: number }>,
+  ): Array<[string, { count: number; seconds: number }]> {
+    return [...after]
+      .map(([timer, { count, seconds }]): [string, { count: number; seconds: number }] => [
+        timer,
+        {
+          count: count - (before.get(timer)?.count ?? 0),
+          seconds: seconds - (before.get(timer)?.seconds ?? 0),
+        },
+      ])
+      .filter(([, { count, seconds }]) => count > 0 && seconds > 0.01)
+      .sort(([, a], [, b]) => b.seconds - a.seconds);
   }
 
   async function timedApiRequests(repo: string): Promise<Array<{ what: string; ms: number[] }>> {
