@@ -24,6 +24,12 @@ export const WORKER_TUNING = {
   // for max_initializing init jobs and a burst of starts beside the short Kubernetes calls.
   maxConcurrentActivityTaskExecutions: 200,
   maxConcurrentLocalActivityExecutions: 50,
+  // A new build's first workflow task comes from the shared queue, and the SDK's default gives
+  // that queue 2 of its 10 polls (the rest wait on the worker's sticky queue): a burst's first
+  // tasks went out one poll round trip at a time, 3 s behind their webhooks (p50; issue 10's
+  // burst). Half of 20 polls each, within the 20 task slots.
+  workflowTaskPollerBehavior: { type: 'simple-maximum', maximum: 20 },
+  nonStickyToStickyPollRatio: 0.5,
   // A worker that went away hands its builds' tasks back to the shared queue after 5 s, not 10.
   stickyQueueScheduleToStartTimeout: '5 seconds',
   // Heartbeats go out at most every 3 s, not every 0.8 × the heartbeat timeout (12 s of the
