@@ -181,6 +181,11 @@ export class BuildCluster {
   private readonly collectionDeleteRefused = new Set<string>();
   /** Hashes of objects the server accepted from this process, least recently applied first. */
   private readonly accepted = new Set<string>();
+  /**
+   * The dry runs of applies under way, by object hash: whether the server accepted the object.
+   * A burst's builds all arrive before the first is applied; each would dry-run the same shapes.
+   */
+  private readonly proving = new Map<string, Promise<boolean>>();
   /** The Deployment this process applied for each build, least recently applied first. */
   private readonly deploymentNames = new Map<string, string>();
 
@@ -216,13 +221,18 @@ export class BuildCluster {
    * objects (generators, the PVC), and a dry run is a full API call. Nor does one that differs
    * from an accepted one only by `buildValues`, what tells a build's objects from another
    * build's of the same kubefiles (see `objectShape`): a new build is then one round trip,
-   * not two.
+   * not two. Nor does one whose shape another apply is dry-running: its acceptance is awaited.
    */
   async apply(objects: KubernetesObject[], buildValues: readonly string[] = []): Promise<void> {
     const hashes = objects.map((object) => objectShape(object, buildValues));
-    const unproven = objects.filter((_, i) => !this.accepted.has(hashes[i]));
-    await Promise.all(unproven.map((object) => this.serverSideApply(object, 'All')));
-    await Promise.all(objects.map((object) => this.serverSideApply(object)));
+    /** The dry runs this apply makes that others may await, until its objects are applied. */
+    const proofs = new Map<string, Promise<boolean>>();
+    try {
+      await Promise.all(objects.map((object, i) => this.proveShape(object, hashes[i], proofs)));
+      await Promise.all(objects.map((object) => this.serverSideApply(object)));
+    } finally {
+      for (const [hash, proof] of proofs) if (this.proving.get(hash) === proof) this.proving.delete(hash);
+    }
     for (const hash of hashes) {
       this.accepted.delete(hash);
       this.accepted.add(hash);
@@ -241,6 +251,31 @@ export class BuildCluster {
         this.deploymentNames.delete(this.deploymentNames.keys().next().value as string);
       }
     }
+  }
+
+  /**
+   * Dry-runs `object` unless its shape (`hash`) is accepted, or another apply's dry run of that
+   * shape is accepted. Refused there, it is dry-run all the same: the refusal this apply reports
+   * must name its own object.
+   */
+  private async proveShape(
+    object: KubernetesObject,
+    hash: string,
+    proofs: Map<string, Promise<boolean>>,
+  ): Promise<void> {
+    if (this.accepted.has(hash)) return;
+    const underWay = this.proving.get(hash);
+    if (underWay && (await underWay)) return;
+    const dryRun = this.serverSideApply(object, 'All');
+    if (!this.proving.has(hash)) {
+      const proof = dryRun.then(
+        () => true,
+        () => false,
+      );
+      this.proving.set(hash, proof);
+      proofs.set(hash, proof);
+    }
+    await dryRun;
   }
 
   /** Fails with the ApiException the object API would throw (`nonRetryableIfPermanent` reads it). */

@@ -227,6 +227,42 @@ describe('apply', () => {
     await cluster.apply([changed], [`${build}-own`, one]);
     expect(dryRunNames()).toEqual([`${build}-own-env`]);
   });
+
+  it('dry-runs a shape once for the applies under way at once; a refused one, each its own', async () => {
+    // A burst: three builds of the same kubefiles applied at once, none of their shapes accepted yet.
+    const ofBuild = (id: string) =>
+      ({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: `${build}-${id}-burst`, namespace, labels },
+        data: { database: `${build}-${id}` },
+      }) as KubernetesObject;
+    dryRuns.mockClear();
+    await Promise.all(['four', 'five', 'nine'].map((id) => cluster.apply([ofBuild(id)], [`${build}-${id}`])));
+    expect(dryRunNames()).toHaveLength(1);
+    expect(Object.keys(await configMapValues())).toEqual(
+      expect.arrayContaining(['four', 'five', 'nine'].map((id) => `${build}-${id}-burst`)),
+    );
+
+    // The first's dry run is refused: the other's is its own, and so is the refusal it reports.
+    const invalidOf = (id: string) =>
+      ({
+        ...invalidService,
+        metadata: { ...invalidService.metadata, name: `${build}-${id}-web` },
+      }) as KubernetesObject;
+    dryRuns.mockClear();
+    const refusals = await Promise.allSettled(
+      ['seven', 'eight'].map((id) => cluster.apply([invalidOf(id)], [`${build}-${id}`])),
+    );
+    expect(dryRunNames().sort()).toEqual([`${build}-eight-web`, `${build}-seven-web`]);
+    refusals.forEach((refusal, i) => {
+      expect(refusal).toMatchObject({ status: 'rejected', reason: { code: 422 } });
+      expect(String((refusal as PromiseRejectedResult).reason.body)).toContain(
+        `${build}-${['seven', 'eight'][i]}-web`,
+      );
+    });
+    expect((await cluster.listBuildObjects(build)).filter((object) => object.kind === 'Service')).toEqual([]);
+  });
 });
 
 describe('Deployment patches', () => {
