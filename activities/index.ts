@@ -237,7 +237,7 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
           objects = objects.filter((object) => !applied.has(JSON.stringify(object)));
         }
         if (jobAttempt !== undefined) objects = objects.map((object) => markAttempt(object, jobAttempt));
-        if (objects.length) await cluster.apply(objects, buildValues(build, objects));
+        if (objects.length) await cluster.apply(objects, buildValues(build, objects, jobAttempt));
       } catch (error) {
         throw nonRetryableIfPermanent(error, currentAttempt());
       }
@@ -347,10 +347,11 @@ const GENERATED_NAME_SUFFIX = /-([2456789bcdfghkmt]{10})$/;
 
 /**
  * What tells `build`'s objects from those another build of the same kubefiles renders: its
- * name, slug and commit, its PR number where it is a whole value (an annotation), and the
- * hash suffixes of generated names (their content holds the build's values).
+ * name, slug and commit, its PR number where it is a whole value (an annotation), the hash
+ * suffixes of generated names (their content holds the build's values), and the attempt its
+ * Jobs are marked with (an annotation: each init Job was a shape of its own, dry-run every time).
  */
-export function buildValues(build: BuildRef, objects: KubernetesObject[]): string[] {
+export function buildValues(build: BuildRef, objects: KubernetesObject[], jobAttempt?: string): string[] {
   const { commit } = build;
   const suffixes = objects
     .filter(({ kind }) => kind === 'ConfigMap' || kind === 'Secret')
@@ -361,11 +362,12 @@ export function buildValues(build: BuildRef, objects: KubernetesObject[]): strin
     commit.git_commit,
     ...(commit.pr === null ? [] : [`"${commit.pr}"`]),
     ...suffixes,
+    ...(jobAttempt === undefined ? [] : [jobAttempt]),
   ];
 }
 
 /** A copy of a Job marked with the attempt that created it; other objects as they are. */
-function markAttempt(object: KubernetesObject, attempt: string): KubernetesObject {
+export function markAttempt(object: KubernetesObject, attempt: string): KubernetesObject {
   if (object.kind !== 'Job') return object;
   const annotations = { ...object.metadata?.annotations, [JOB_ATTEMPT_ANNOTATION]: attempt };
   return { ...object, metadata: { ...object.metadata, annotations } };

@@ -10,7 +10,7 @@ import type {
   V1Secret,
 } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildValues, createActivities } from '../activities';
+import { buildValues, createActivities, markAttempt } from '../activities';
 import { KubefilesError, renderKubefiles, splitImage } from '../activities/kubefiles';
 import { KustomizeRenderer } from '../activities/kustomize';
 import { objectShape, type BuildCluster } from '../common/kubernetes';
@@ -127,6 +127,22 @@ describe('renderKubefiles with the default kubefiles', () => {
       // Values of other lengths may be refused where these were not (a name too long).
       expect(shapes(longerPr, longer), mode).not.toEqual(shapes(build, mine));
     }
+  });
+
+  it("differs from another build's init Job only by the build's values and the Job's attempt", async () => {
+    const other = buildRef(commit({ pr: 57, git_commit: 'fedcba9876543210fedcba9876543210fedcba98' }));
+    // Attempts as the workflow names them: its run id and the slot request's number.
+    const attempts = ['0b9c2d4e-1f3a-4b5c-8d7e-6f5a4b3c2d1e/1', 'f1e2d3c4-b5a6-4978-8a9b-0c1d2e3f4a5b/1'];
+    const [mine, theirs] = await Promise.all(
+      [build, other].map(async (ref, i) =>
+        (await renderKubefiles(cfg, ref, 'initialize')).map((object) => markAttempt(object, attempts[i])),
+      ),
+    );
+    const job = (rendered: KubernetesObject[]) => rendered.find((object) => object.kind === 'Job');
+    expect(job(mine)?.metadata?.annotations).toMatchObject({ 'runboat/init-attempt': attempts[0] });
+    const shapes = (ref: BuildRef, rendered: KubernetesObject[], attempt: string) =>
+      rendered.map((object) => objectShape(object, buildValues(ref, rendered, attempt)));
+    expect(shapes(other, theirs, attempts[1])).toEqual(shapes(build, mine, attempts[0]));
   });
 
   it('yields exactly the objects of a deployment', () => {
