@@ -10,7 +10,9 @@ import {
   vi,
   type MockInstance,
 } from 'vitest';
-import { KeptAliveRequests } from '../common/kube-keep-alive';
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
+import { KeptAliveRequests, keptAliveRequests, withSilenceLimit } from '../common/kube-keep-alive';
 import { BuildCluster, BUILD_OBJECT_KINDS } from '../common/kubernetes';
 import { kubeConfig, kubeConfigThrough, TestCluster, waitFor } from './helpers';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
@@ -68,6 +70,49 @@ describe('Kubernetes API calls over kept-alive connections', () => {
     );
     expect(listed).toEqual([]);
     expect(proxy.connections).toBeGreaterThan(before);
+  });
+
+  it('resumes the TLS session on a new connection, for a watch as for other calls', async () => {
+    const connections = vi.spyOn(https.Agent.prototype, 'createConnection');
+    try {
+      // Calls on kept-alive connections: after a drop, the next connection resumes the session.
+      const requests = keptAliveRequests(kubeConfigThrough(proxy))!;
+      const newSocket = async () => {
+        const answered = await waitFor('an answer on a new connection', () =>
+          requests.send('GET', '/version').catch(() => undefined),
+        );
+        expect(answered.status).toBe(200);
+        return connections.mock.results.at(-1)!.value as TLSSocket | undefined;
+      };
+      expect((await newSocket())?.isSessionReused()).toBe(false);
+      proxy.cut();
+      proxy.restore();
+      expect((await newSocket())?.isSessionReused()).toBe(true);
+
+      // Watches: a connection each, closed when it ends; the next one resumes the session.
+      const watches = withSilenceLimit(kubeConfigThrough(proxy), 10_000);
+      const resumed = async () => {
+        const { agent, headers } = await watches.applyToFetchOptions({});
+        return new Promise<boolean>((resolve, reject) =>
+          https
+            .get(
+              `https://${proxy.address}/version`,
+              { agent: agent as https.Agent, headers: Object.fromEntries(headers as unknown as Headers) },
+              (response) => {
+                const reused = (response.socket as TLSSocket).isSessionReused();
+                response.resume();
+                response.on('end', () => resolve(reused));
+              },
+            )
+            .on('error', reject),
+        );
+      };
+      const sessions = [];
+      for (let i = 0; i < 3; i++) sessions.push(await resumed());
+      expect(sessions).toEqual([false, true, true]);
+    } finally {
+      connections.mockRestore();
+    }
   });
 });
 
