@@ -1,10 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { withSilenceLimit } from '../common/kube-keep-alive';
 import { startControlPlane } from './control-plane';
+import { cpuSeconds } from './proc-cpu';
 
 // `npm run bench:tls`: what a new connection to kube-apiserver costs the worker and the server
 // (CPU from /proc), made as the Kubernetes client makes them (an agent per call: the TLS
@@ -15,13 +16,6 @@ import { startControlPlane } from './control-plane';
 // two rounds, against the test control plane (etcd and kube-apiserver).
 
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 300);
-const TICK_MS = 10; // USER_HZ is 100 on Linux
-
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
-}
 
 async function main(): Promise<void> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-bench-tls-'));
@@ -59,7 +53,7 @@ async function main(): Promise<void> {
     console.log('| --- | --- | --- | --- | --- |');
     for (let round = 1; round <= 2; round++) {
       for (const [what, connect] of rows) {
-        const server0 = cpuMs(apiServer);
+        const server0 = cpuSeconds(apiServer);
         const usage0 = process.cpuUsage();
         const started = Date.now();
         for (let i = 0; i < CONNECTIONS; i++) await connect();
@@ -67,7 +61,7 @@ async function main(): Promise<void> {
         const per = (ms: number) => (ms / CONNECTIONS).toFixed(2);
         console.log(
           `| ${what} | ${round} | ${per((usage.user + usage.system) / 1000)} | ` +
-            `${per(cpuMs(apiServer) - server0)} | ${per(Date.now() - started)} |`,
+            `${per((cpuSeconds(apiServer) - server0) * 1000)} | ${per(Date.now() - started)} |`,
         );
       }
     }

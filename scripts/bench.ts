@@ -30,6 +30,7 @@ import { binary } from './paths';
 import { startServiceProcesses } from './service';
 import { CONTROLLER_MANAGER_QPS, startSimulatedCluster } from './simulated-cluster';
 import { freePort } from './processes';
+import { childPids, cpuSeconds } from './proc-cpu';
 import { startTemporalDevServer } from './temporal-dev';
 import { startTemporalPostgres } from './temporal-postgres';
 import { fillVisibility } from './visibility-fill';
@@ -88,7 +89,6 @@ const BOARD_BUILDS = 150;
 /** Requests per endpoint for each latency row. */
 const API_REQUESTS = Number(process.env.BENCH_API_REQUESTS ?? 30);
 const SCALE_MINUTES = Number(process.env.BENCH_SCALE_MINUTES ?? 25);
-const CLOCK_TICKS = 100;
 const ON_POSTGRES = process.env.BENCH_TEMPORAL === 'postgres';
 const SCALE_FILL = Number(process.env.BENCH_SCALE_FILL ?? 0);
 /** OCA's max_started, for the scale scenario. */
@@ -118,31 +118,6 @@ const loadAverage = () =>
     .loadavg()
     .map((l) => l.toFixed(1))
     .join(' ');
-
-/**
- * CPU seconds of a process and its descendants: the live ones (the worker's long-lived
- * kustomize-renderer) read one by one, the ended ones through the reaped-children counters.
- */
-function cpuSeconds(pid: number): number {
-  let ticks = 0;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime, stime, cutime, cstime: fields 14-17 of proc(5), counted from `state` (field 3).
-    ticks = fields.slice(11, 15).reduce((total, value) => total + Number(value), 0);
-  } catch {
-    return 0; // ended between listing and reading
-  }
-  return ticks / CLOCK_TICKS + childPids(pid).reduce((total, child) => total + cpuSeconds(child), 0);
-}
-
-function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
 
 /** RSS of `pid` and its descendants (PostgreSQL's backends; shared buffers counted in each). */
 function treeRssMiB(pid: number): number {
@@ -219,6 +194,12 @@ function requestsSummary(requests: Record<string, number>, per: number, top = 6)
       .map(([name, count]) => `${name} ${(count / per).toFixed(1)}`)
       .join(', ');
   return `${(sum(requests) / per).toFixed(1)} (${largest(byVerb)}; most: ${largest(requests, top)})`;
+}
+
+/** A Temporal server histogram: observations, and their seconds in all. */
+interface Timer {
+  count: number;
+  seconds: number;
 }
 
 const sum = (values: Record<string, number>) => Object.values(values).reduce((a, b) => a + b, 0);
@@ -957,9 +938,8 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
    * past the namespace's rate limit (the client asks again 1.7 s later).
    */
   async function visibilityRequests(): Promise<{ queries: number; refused: number } | undefined> {
-    const url = 'metricsUrl' in temporal ? temporal.metricsUrl : undefined;
-    if (!url) return undefined;
-    const text = await (await fetch(url)).text();
+    const text = await temporalMetrics();
+    if (text === undefined) return undefined;
     const total = (metric: string) =>
       [
         ...text.matchAll(
@@ -969,16 +949,21 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     return { queries: total('service_requests'), refused: total('service_errors_resource_exhausted') };
   }
 
+  /** The Temporal dev server's Prometheus scrape (undefined on PostgreSQL: no metrics port). */
+  async function temporalMetrics(): Promise<string | undefined> {
+    const url = 'metricsUrl' in temporal ? temporal.metricsUrl : undefined;
+    return url ? (await fetch(url)).text() : undefined;
+  }
+
   /**
    * The Temporal dev server's timers (histograms: count and seconds in all) that say where a
    * start waits inside the server: its handling by the frontend and the history service, the
    * persistence writes, and the shard's lock and I/O semaphore every write of a shard takes.
    */
-  async function temporalTimers(): Promise<Map<string, { count: number; seconds: number }> | undefined> {
-    const url = 'metricsUrl' in temporal ? temporal.metricsUrl : undefined;
-    if (!url) return undefined;
-    const text = await (await fetch(url)).text();
-    const timers = new Map<string, { count: number; seconds: number }>();
+  async function temporalTimers(): Promise<Map<string, Timer> | undefined> {
+    const text = await temporalMetrics();
+    if (text === undefined) return undefined;
+    const timers = new Map<string, Timer>();
     const wanted =
       /^(service_latency|persistence_latency|lock_latency|semaphore_latency)_(sum|count)\{([^}]*)\} (\S+)$/gm;
     for (const [, metric, kind, labels, value] of text.matchAll(wanted)) {
@@ -999,12 +984,9 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     return timers;
   }
 
-  function diffTimers(
-    before: Map<string, { count: number; seconds: number }>,
-    after: Map<string, { count: number; seconds: number }>,
-  ): Array<[string, { count: number; seconds: number }]> {
+  function diffTimers(before: Map<string, Timer>, after: Map<string, Timer>): Array<[string, Timer]> {
     return [...after]
-      .map(([timer, { count, seconds }]): [string, { count: number; seconds: number }] => [
+      .map(([timer, { count, seconds }]): [string, Timer] => [
         timer,
         {
           count: count - (before.get(timer)?.count ?? 0),
