@@ -42,6 +42,12 @@ export async function startTemporalDevServer(
     'warn',
     ...searchAttributeDeclarations().flatMap((sa) => ['--search-attribute', sa]),
     ...(options.namespaces ?? []).flatMap((namespace) => ['--namespace', namespace]),
+    // The CLI turns the search attributes' cache off so that attributes added at run time show
+    // at once; ours are all registered above, before the server starts. With the cache off,
+    // every start, upsert and list read the cluster metadata through the in-memory database's
+    // one connection, which a burst's starts queue for.
+    '--dynamic-config-value',
+    'system.forceSearchAttributesCacheRefreshOnRead=false',
   );
   if (options.dbFile) args.push('--db-filename', options.dbFile);
   if (options.metricsPort !== undefined) args.push('--metrics-port', `${options.metricsPort}`);
