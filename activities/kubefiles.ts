@@ -14,7 +14,6 @@ import os from 'node:os';
 import path from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import nunjucks from 'nunjucks';
-import { parseAllDocuments } from 'yaml';
 import { buildRef, UnsafeCommitInfoError } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import type { BuildRef, BuildRepoSettings, KubefilesMode } from '../common/types';
@@ -105,7 +104,7 @@ export async function buildKustomization(
 ): Promise<KubernetesObject[]> {
   const dir = await writeKustomization(kustomization);
   try {
-    return parseObjects(await kustomize(config.kustomizeRenderer, dir));
+    return await kustomize(config.kustomizeRenderer, dir);
   } finally {
     await removeKustomization(dir, kustomization);
   }
@@ -222,19 +221,11 @@ function compiled(source: string): nunjucks.Template {
   return template;
 }
 
-async function kustomize(renderer: string, dir: string): Promise<string> {
+async function kustomize(renderer: string, dir: string): Promise<KubernetesObject[]> {
   try {
     return await kustomizeRenderer(renderer).build(dir);
   } catch (error) {
     if (error instanceof KustomizeError) throw new KubefilesError(`kustomize failed: ${error.message}`);
     throw error;
   }
-}
-
-function parseObjects(stream: string): KubernetesObject[] {
-  return parseAllDocuments(stream).flatMap((document) => {
-    if (document.errors.length) throw new KubefilesError(`kustomize output: ${document.errors[0].message}`);
-    const object = document.toJS() as KubernetesObject | null;
-    return object ? [object] : [];
-  });
 }

@@ -4,7 +4,11 @@
 // Protocol, one JSON object per line:
 //
 //	stdin:  {"id": 1, "dir": "/tmp/runboat-x"}
-//	stdout: {"id": 1, "yaml": "apiVersion: v1\n..."}   or   {"id": 1, "error": "..."}
+//	stdout: {"id": 1, "objects": [{"apiVersion": "v1", ...}, ...]}   or   {"id": 1, "error": "..."}
+//
+// The objects are those `kubectl kustomize` prints, in its order, as JSON: kustomize makes its
+// YAML from each object's JSON (resource.AsYAML), and this is that JSON, which the worker reads
+// natively instead of parsing YAML (a tenth of its main thread in a burst).
 //
 // Requests are answered in order, one at a time: krusty.Kustomizer.Run is not safe to call
 // from several goroutines (kyaml's OpenAPI schema is global state). The program exits when
@@ -31,9 +35,9 @@ type request struct {
 }
 
 type response struct {
-	ID    json.RawMessage `json:"id"`
-	YAML  *string         `json:"yaml,omitempty"`
-	Error *string         `json:"error,omitempty"`
+	ID      json.RawMessage   `json:"id"`
+	Objects []json.RawMessage `json:"objects,omitempty"`
+	Error   *string           `json:"error,omitempty"`
 }
 
 // The options `kubectl kustomize DIR` runs with (kustomize/v5 commands/build with no flags):
@@ -54,7 +58,7 @@ var builtinSchema = openapi.GetSchemaVersion()
 // so a warm process could give other results than kubectl's fresh one. Such a kustomization
 // is rendered again from a clean state, and the built-in schema put back for the next one.
 // (Resetting before every render would re-parse the built-in schema: ~65 ms each.)
-func build(dir string) ([]byte, error) {
+func build(dir string) ([]json.RawMessage, error) {
 	out, err := run(dir)
 	if openapi.GetSchemaVersion() != builtinSchema {
 		openapi.ResetOpenAPI()
@@ -64,7 +68,7 @@ func build(dir string) ([]byte, error) {
 	return out, err
 }
 
-func run(dir string) (out []byte, err error) {
+func run(dir string) (objects []json.RawMessage, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("kustomize panicked: %v", r)
@@ -74,7 +78,16 @@ func run(dir string) (out []byte, err error) {
 	if err != nil {
 		return nil, err
 	}
-	return m.AsYaml()
+	resources := m.Resources()
+	objects = make([]json.RawMessage, 0, len(resources))
+	for _, r := range resources {
+		object, err := r.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		objects = append(objects, object)
+	}
+	return objects, nil
 }
 
 func main() {
@@ -96,12 +109,11 @@ func main() {
 				res.Error = &message
 			} else {
 				res.ID = req.ID
-				if yaml, err := build(req.Dir); err != nil {
+				if objects, err := build(req.Dir); err != nil {
 					message := err.Error()
 					res.Error = &message
 				} else {
-					text := string(yaml)
-					res.YAML = &text
+					res.Objects = objects
 				}
 			}
 			if err := out.Encode(res); err != nil {
