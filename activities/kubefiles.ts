@@ -1,16 +1,4 @@
-import {
-  copyFile,
-  cp,
-  mkdir,
-  mkdtemp,
-  readdir,
-  readFile,
-  rm,
-  rmdir,
-  unlink,
-  writeFile,
-} from 'node:fs/promises';
-import os from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import nunjucks from 'nunjucks';
@@ -24,7 +12,7 @@ import { KustomizeError, kustomizeRenderer } from './kustomize';
 
 // Python-style `dict.items()` and friends, which runboat's templates use.
 nunjucks.installJinjaCompat();
-const templates = new nunjucks.Environment(null, { autoescape: false });
+const jinja = new nunjucks.Environment(null, { autoescape: false });
 
 /** A problem with the build's input or its kubefiles, which retrying cannot fix. */
 export class KubefilesError extends Error {
@@ -52,8 +40,8 @@ export interface Kustomization {
   dir: string;
   /** Each template's output, by its path in `dir` without `.jinja`. */
   rendered: Map<string, string>;
-  /** The other entries of `dir`, by their paths in it: copied as they are. */
-  others: { path: string; kind: 'directory' | 'file' | 'other' }[];
+  /** The templates, by their paths in `dir`: what kustomize does not see. */
+  templates: string[];
   /** Equal for kustomizations that build the same objects (while `dir` stays as it is). */
   key: string;
 }
@@ -93,69 +81,27 @@ export async function prepareKustomization(
     build_secret_env: { ...config.buildSecretEnv, ...entry?.secret_env },
     build_template_vars: { ...config.buildTemplateVars, ...settings.template_vars },
   };
-  const { rendered, others } = await renderTemplates(dir, variables);
-  return { dir, rendered, others, key: JSON.stringify([dir, [...rendered]]) };
+  const { rendered, templates } = await renderTemplates(dir, variables);
+  return { dir, rendered, templates, key: JSON.stringify([dir, [...rendered]]) };
 }
 
-/** The objects kustomize builds from `kustomization`, in a scratch copy of its directory. */
+/**
+ * The objects kustomize builds from `kustomization`: its directory as it is, with the templates'
+ * outputs in place of the templates, which the renderer lays over the directory in memory
+ * (runboat copies the directory and renders in the copy: the same files, none written).
+ */
 export async function buildKustomization(
   config: Config,
-  kustomization: Kustomization,
+  { dir, rendered, templates }: Kustomization,
 ): Promise<KubernetesObject[]> {
-  const dir = await writeKustomization(kustomization);
   try {
-    return await kustomize(config.kustomizeRenderer, dir);
-  } finally {
-    await removeKustomization(dir, kustomization);
-  }
-}
-
-/**
- * The kubefiles of a build's mode with their templates rendered: a kustomize directory in a
- * scratch folder, which the caller removes.
- */
-export async function renderKustomization(
-  config: Config,
-  build: BuildRef,
-  mode: KubefilesMode,
-  repo?: BuildRepoSettings,
-): Promise<string> {
-  return writeKustomization(await prepareKustomization(config, build, mode, repo));
-}
-
-/**
- * The kustomization in a scratch folder: the entries its listing names, one call each (a
- * recursive `cp` and `rm` stat every entry several times: a tenth of the worker's CPU).
- */
-async function writeKustomization({ dir, rendered, others }: Kustomization): Promise<string> {
-  const scratch = await mkdtemp(path.join(os.tmpdir(), 'runboat-kustomization-'));
-  try {
-    for (const entry of others) {
-      const [from, to] = [path.join(dir, entry.path), path.join(scratch, entry.path)];
-      if (entry.kind === 'directory') await mkdir(to);
-      else if (entry.kind === 'file') await copyFile(from, to).catch(gone(dir));
-      else await cp(from, to, { recursive: true }).catch(gone(dir));
-    }
-    for (const [file, content] of rendered) await writeFile(path.join(scratch, file), content);
-    return scratch;
+    return await kustomizeRenderer(config.kustomizeRenderer).build(dir, {
+      files: Object.fromEntries(rendered),
+      omit: templates,
+    });
   } catch (error) {
-    await rm(scratch, { recursive: true, force: true });
+    if (error instanceof KustomizeError) throw new KubefilesError(`kustomize failed: ${error.message}`);
     throw error;
-  }
-}
-
-/** Removes what `writeKustomization` wrote, or, should anything else be there, the whole folder. */
-async function removeKustomization(scratch: string, { rendered, others }: Kustomization): Promise<void> {
-  try {
-    const files = [...rendered.keys(), ...others.filter((e) => e.kind !== 'directory').map((e) => e.path)];
-    await Promise.all(files.map((file) => unlink(path.join(scratch, file))));
-    // Deepest first: the listing names a folder before what it holds.
-    for (const entry of others.filter((e) => e.kind === 'directory').reverse()) {
-      await rmdir(path.join(scratch, entry.path));
-    }
-    await rmdir(scratch);
-  } catch {
-    await rm(scratch, { recursive: true, force: true });
   }
 }
 
@@ -179,18 +125,15 @@ export function splitImage(image: string): [string, string] {
 async function renderTemplates(
   dir: string,
   variables: object,
-): Promise<Pick<Kustomization, 'rendered' | 'others'>> {
+): Promise<Pick<Kustomization, 'rendered' | 'templates'>> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(gone(dir));
   const rendered = new Map<string, string>();
-  const others: Kustomization['others'] = [];
+  const templates: string[] = [];
   for (const entry of entries) {
+    if (!entry.isFile() || !entry.name.endsWith('.jinja')) continue;
     const source = path.join(entry.parentPath, entry.name);
     const relative = path.relative(dir, source);
-    if (!entry.isFile() || !entry.name.endsWith('.jinja')) {
-      const kind = entry.isDirectory() ? 'directory' : entry.isFile() ? 'file' : 'other';
-      others.push({ path: relative, kind });
-      continue;
-    }
+    templates.push(relative);
     try {
       rendered.set(
         relative.slice(0, -'.jinja'.length),
@@ -200,9 +143,7 @@ async function renderTemplates(
       throw new KubefilesError(`cannot render ${entry.name}: ${(error as Error).message}`);
     }
   }
-  // A folder before what it holds, whatever order the listing came in.
-  others.sort((a, b) => a.path.split(path.sep).length - b.path.split(path.sep).length);
-  return { rendered, others };
+  return { rendered, templates };
 }
 
 const COMPILED_TEMPLATES_KEPT = 100;
@@ -212,20 +153,11 @@ const compiledTemplates = new Map<string, nunjucks.Template>();
 function compiled(source: string): nunjucks.Template {
   let template = compiledTemplates.get(source);
   if (!template) {
-    template = new nunjucks.Template(source, templates, undefined, true);
+    template = new nunjucks.Template(source, jinja, undefined, true);
     compiledTemplates.set(source, template);
     if (compiledTemplates.size > COMPILED_TEMPLATES_KEPT) {
       compiledTemplates.delete(compiledTemplates.keys().next().value as string);
     }
   }
   return template;
-}
-
-async function kustomize(renderer: string, dir: string): Promise<KubernetesObject[]> {
-  try {
-    return await kustomizeRenderer(renderer).build(dir);
-  } catch (error) {
-    if (error instanceof KustomizeError) throw new KubefilesError(`kustomize failed: ${error.message}`);
-    throw error;
-  }
 }

@@ -24,8 +24,17 @@ export class KustomizeError extends Error {
   }
 }
 
+/** Files laid over a kustomization directory for one build, none written (the worker's templates). */
+export interface Overlay {
+  /** Contents by path in the directory, in place of what is there. */
+  files: Record<string, string>;
+  /** Paths in the directory that kustomize does not see. */
+  omit: string[];
+}
+
 interface Request {
   dir: string;
+  overlay?: Overlay;
   attempts: number;
   child?: ChildProcessWithoutNullStreams;
   timer?: NodeJS.Timeout;
@@ -54,11 +63,11 @@ export class KustomizeRenderer {
     return this.child?.pid;
   }
 
-  /** The objects `kubectl kustomize dir` prints, in its order. */
-  build(dir: string): Promise<KubernetesObject[]> {
+  /** The objects `kubectl kustomize dir` prints, in its order, for `dir` with `overlay` laid over it. */
+  build(dir: string, overlay?: Overlay): Promise<KubernetesObject[]> {
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
-      this.requests.set(id, { dir, attempts: 0, resolve, reject });
+      this.requests.set(id, { dir, overlay, attempts: 0, resolve, reject });
       this.send(id);
     });
   }
@@ -103,7 +112,7 @@ export class KustomizeRenderer {
       child.kill('SIGKILL');
     }, this.timeoutMs);
     keepAlive(child, true);
-    child.stdin.write(`${JSON.stringify({ id, dir: request.dir })}\n`);
+    child.stdin.write(`${JSON.stringify({ id, dir: request.dir, ...request.overlay })}\n`);
   }
 
   private settle(id: number, result: KubernetesObject[] | Error): void {

@@ -62,7 +62,7 @@ provision_kustomize_renderer() {
   local src api hash out
   src="$(cd "$(dirname "$0")/kustomize-renderer" && pwd)"
   api=$(awk '$1 == "sigs.k8s.io/kustomize/api" { print $2 }' "$src/go.mod")
-  hash=$(cat "$src/go.mod" "$src/go.sum" "$src/main.go" | sha256sum | cut -c1-12)
+  hash=$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-12)
   out="$BIN/kustomize-renderer-$api-$hash"
   if [ ! -x "$out" ]; then
     log "building kustomize-renderer (kustomize/api $api) from its Go module"

@@ -1,16 +1,16 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
-import { appendFileSync, chmodSync, cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, describe, expect, it } from 'vitest';
-import { KubefilesError, renderKubefiles, renderKustomization } from '../activities/kubefiles';
+import { KubefilesError, prepareKustomization, renderKubefiles } from '../activities/kubefiles';
 import { KustomizeError, KustomizeRenderer } from '../activities/kustomize';
 import { buildRef } from '../common/build';
-import { loadConfig } from '../common/config';
-import type { KubefilesMode } from '../common/types';
+import { loadConfig, type Config } from '../common/config';
+import type { BuildRef, KubefilesMode } from '../common/types';
 import { binary } from '../scripts/paths';
 import { waitFor } from './helpers';
 
@@ -38,6 +38,20 @@ async function kubectlKustomize(dir: string): Promise<string> {
     const { stderr } = error as { stderr: string };
     throw new KustomizeError(stderr.replace(/^error: /, '').trim());
   }
+}
+
+/**
+ * The kubefiles of a build's mode in a scratch copy, as runboat renders them for `kubectl
+ * kustomize`: the directory copied, each template's output written in the copy in its place.
+ * The worker's renderer lays the outputs over the directory instead (none written).
+ */
+async function scratchCopy(config: Config, build: BuildRef, mode: KubefilesMode): Promise<string> {
+  const { dir, rendered, templates } = await prepareKustomization(config, build, mode);
+  const copy = mkdtempSync(path.join(scratch, 'copy-'));
+  cpSync(dir, copy, { recursive: true });
+  for (const template of templates) rmSync(path.join(copy, template));
+  for (const [file, content] of rendered) writeFileSync(path.join(copy, file), content);
+  return copy;
 }
 
 /** The objects of a YAML stream, as the worker parsed `kubectl kustomize`'s output before. */
@@ -76,9 +90,12 @@ describe('the kustomize renderer gives the objects `kubectl kustomize` prints', 
   ] as const;
   for (const [variant, templateVars] of variants) {
     it.each(MODES)(`for the default kubefiles in %s mode${variant}`, async (mode) => {
-      const dir = await renderKustomization(config(templateVars), build, mode);
+      const dir = await scratchCopy(config(templateVars), build, mode);
       try {
-        const [expected, actual] = await Promise.all([kubectlKustomize(dir), renderer.build(dir)]);
+        const [expected, actual] = await Promise.all([
+          kubectlKustomize(dir),
+          renderKubefiles(config(templateVars), build, mode),
+        ]);
         expect(actual).toEqual(parsed(expected));
         expect(actual.length).toBeGreaterThan(0);
       } finally {
@@ -171,10 +188,10 @@ describe('the kustomize renderer gives the objects `kubectl kustomize` prints', 
 });
 
 describe('renderKubefiles', () => {
-  it('turns kustomize errors into a KubefilesError with kustomize’s message', async () => {
-    const dir = mkdtempSync(path.join(scratch, 'bad-'));
-    writeFileSync(path.join(dir, 'kustomization.yaml'), 'resources:\n  - missing.yaml\n');
-    const config = loadConfig({
+  const kubefiles = (files: Record<string, string>) => {
+    const dir = mkdtempSync(path.join(scratch, 'kubefiles-'));
+    for (const [name, content] of Object.entries(files)) writeFileSync(path.join(dir, name), content);
+    return loadConfig({
       RUNBOAT_BUILD_NAMESPACE: 'ns',
       RUNBOAT_BUILD_DOMAIN: 'example.com',
       RUNBOAT_KUSTOMIZE_RENDERER: binary('kustomize-renderer'),
@@ -182,14 +199,60 @@ describe('renderKubefiles', () => {
         { repo: '.*', branch: '.*', builds: [{ image: 'odoo', kubefiles_path: dir }] },
       ]),
     });
-    const build = buildRef({ repo: 'oca/x', target_branch: '16.0', pr: 1, git_commit: 'a'.repeat(40) });
+  };
+  const build = buildRef({ repo: 'oca/x', target_branch: '16.0', pr: 1, git_commit: 'a'.repeat(40) });
+
+  // In a scratch copy (as runboat renders, and kubectl then builds) and laid over the directory
+  // (as the worker's renderer builds), the same refusal; only the folders differ.
+  it.each([
+    ['a missing resource', { 'kustomization.yaml': 'resources:\n  - missing.yaml\n' }],
+    [
+      'a missing resource, from a template',
+      { 'kustomization.yaml.jinja': 'resources:\n  - missing.yaml\n  - {{ build_name }}.yaml\n' },
+    ],
+    [
+      'a template named as a resource (templates are not in the copy)',
+      {
+        'kustomization.yaml.jinja': 'resources:\n  - cm.yaml.jinja\n',
+        'cm.yaml.jinja': 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n',
+      },
+    ],
+    [
+      'a template named in a generator',
+      {
+        'kustomization.yaml.jinja': 'configMapGenerator:\n  - name: x\n    files: [env.jinja]\n',
+        'env.jinja': 'A=1\n',
+      },
+    ],
+  ])('turns kustomize errors into a KubefilesError with kustomize’s message: %s', async (_, files) => {
+    const config = kubefiles(files);
     const error = await renderKubefiles(config, build, 'deployment').catch((e: unknown) => e);
     expect(error).toBeInstanceOf(KubefilesError);
-    // The same message, but for the folder: renderKubefiles builds a rendered copy.
-    const message = await kubectlKustomize(dir).catch((e: Error) => e.message);
-    const folderless = (text: string) => text.replace(/\/[^\s']*\/missing\.yaml/g, '<dir>/missing.yaml');
+    const copy = await scratchCopy(config, build, 'deployment');
+    const message = await kubectlKustomize(copy).then(
+      () => 'no error',
+      (e: Error) => e.message,
+    );
+    const folderless = (text: string) => text.replaceAll(/\/[^\s':]*\/(kubefiles|copy)-[^/\s':]*/g, '<dir>');
     expect(folderless((error as Error).message)).toBe(folderless(`kustomize failed: ${message}`));
-    expect(message).toContain('missing.yaml');
+    expect(message).not.toBe('no error');
+  });
+
+  it('builds what the scratch copy builds, templates in subfolders included', async () => {
+    const config = kubefiles({
+      'kustomization.yaml.jinja': 'resources:\n  - base\nnamePrefix: {{ build_name }}-\n',
+    });
+    const { dir } = await prepareKustomization(config, build, 'deployment');
+    mkdirSync(path.join(dir, 'base'));
+    writeFileSync(path.join(dir, 'base', 'kustomization.yaml'), 'resources: [cm.yaml]\n');
+    writeFileSync(
+      path.join(dir, 'base', 'cm.yaml.jinja'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\ndata:\n  mode: {{ mode }}\n',
+    );
+    const copy = await scratchCopy(config, build, 'deployment');
+    const objects = await renderKubefiles(config, build, 'deployment');
+    expect(objects).toEqual(parsed(await kubectlKustomize(copy)));
+    expect(objects).toEqual([expect.objectContaining({ data: { mode: 'deployment' } })]);
   });
 });
 
