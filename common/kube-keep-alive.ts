@@ -1,3 +1,4 @@
+import type { OutgoingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
@@ -114,6 +115,21 @@ const keptAliveAgents = (socketTimeoutMs: number) =>
     (options) => new SilenceClosingAgent({ ...options, keepAlive: true, timeout: socketTimeoutMs }),
   );
 
+/**
+ * How long `KeptAliveRequests` reuses the credentials it resolved. The client resolves them
+ * anew for each call (token files and exec plugins rotate them), building an HTTPS agent each
+ * time: 4% of the worker's main thread through a burst. A rotated token is read again within
+ * this; the one it replaces stays valid far longer (a projected service account token is
+ * rotated at 80% of its hour).
+ */
+export const CREDENTIALS_REUSED_MS = 10_000;
+
+interface Credentials {
+  agent: https.Agent;
+  auth?: string | null;
+  headers?: OutgoingHttpHeaders | readonly string[];
+}
+
 /** The answer of a call made by `KeptAliveRequests`: its status and body, read as text. */
 export interface RawResponse {
   status: number;
@@ -131,21 +147,44 @@ export interface RawResponse {
 export function keptAliveRequests(
   kubeConfig: KubeConfig,
   socketTimeoutMs = SOCKET_TIMEOUT_MS,
+  credentialsReusedMs = CREDENTIALS_REUSED_MS,
 ): KeptAliveRequests | undefined {
   const cluster = kubeConfig.getCurrentCluster();
   if (!cluster?.server.startsWith('https://') || cluster.proxyUrl) return undefined;
-  return new KeptAliveRequests(kubeConfig, cluster.server, socketTimeoutMs);
+  return new KeptAliveRequests(kubeConfig, cluster.server, socketTimeoutMs, credentialsReusedMs);
 }
 
 export class KeptAliveRequests {
   private readonly agents: SharedAgent;
+  private credentials?: { until: number; resolved: Promise<Credentials> };
 
   constructor(
     private readonly kubeConfig: KubeConfig,
     private readonly server: string,
     socketTimeoutMs = SOCKET_TIMEOUT_MS,
+    private readonly credentialsReusedMs = CREDENTIALS_REUSED_MS,
   ) {
     this.agents = keptAliveAgents(socketTimeoutMs);
+  }
+
+  /** The client's credentials, resolved at most once per `credentialsReusedMs`. */
+  private currentCredentials(): Promise<Credentials> {
+    if (this.credentials && Date.now() < this.credentials.until) return this.credentials.resolved;
+    const resolved = (async () => {
+      const options: https.RequestOptions = {};
+      await this.kubeConfig.applyToHTTPSOptions(options);
+      return {
+        agent: this.agents.for(options.agent as https.Agent),
+        auth: options.auth,
+        headers: options.headers,
+      };
+    })();
+    this.credentials = { until: Date.now() + this.credentialsReusedMs, resolved };
+    // A failure (a token file being replaced) is not kept: the next call resolves again.
+    resolved.catch(() => {
+      if (this.credentials?.resolved === resolved) this.credentials = undefined;
+    });
+    return resolved;
   }
 
   async send(
@@ -155,18 +194,16 @@ export class KeptAliveRequests {
     contentType = 'application/json',
     accept = 'application/json',
   ): Promise<RawResponse> {
-    // Per call, as the generated clients do: a token file or exec credential may have rotated.
-    const options: https.RequestOptions = {};
-    await this.kubeConfig.applyToHTTPSOptions(options);
+    const { agent, auth, headers } = await this.currentCredentials();
     const url = new URL(path, this.server);
     return new Promise((resolve, reject) => {
       const request = https.request(
         url,
         {
           method,
-          agent: this.agents.for(options.agent as https.Agent),
-          auth: options.auth,
-          headers: { ...options.headers, 'content-type': contentType, accept },
+          agent,
+          auth,
+          headers: { ...headers, 'content-type': contentType, accept },
         },
         (response) => {
           const chunks: Buffer[] = [];

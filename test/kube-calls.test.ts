@@ -114,6 +114,17 @@ describe('Kubernetes API calls over kept-alive connections', () => {
       connections.mockRestore();
     }
   });
+  it('resolves the credentials once per CREDENTIALS_REUSED_MS, not for every call', async () => {
+    const kubeConfig = kubeConfigThrough(proxy);
+    const resolved = vi.spyOn(kubeConfig, 'applyToHTTPSOptions');
+    const reused = keptAliveRequests(kubeConfig)!;
+    for (let call = 0; call < 5; call++) expect((await reused.send('GET', '/version')).status).toBe(200);
+    expect(resolved).toHaveBeenCalledTimes(1);
+    // Past the time (here none), each call resolves them again: a rotated token is read.
+    const everyCall = keptAliveRequests(kubeConfig, undefined, 0)!;
+    for (let call = 0; call < 3; call++) expect((await everyCall.send('GET', '/version')).status).toBe(200);
+    expect(resolved).toHaveBeenCalledTimes(4);
+  });
 });
 
 describe('a kube-apiserver that stops answering', () => {
