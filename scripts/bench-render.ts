@@ -1,47 +1,21 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import { renderKubefiles } from '../activities/kubefiles';
 import { buildRef } from '../common/build';
 import { loadConfig } from '../common/config';
 import { forEachAtOnce } from './at-once';
 import { binary } from './paths';
+import { cpuSeconds, ownCpuSeconds } from './proc-cpu';
 
 // `npm run bench:render`: CPU and wall time per render of the default kubefiles in
-// `deployment` mode, sequentially and with concurrent renders. CPU is this process's plus its
-// children's: those it has reaped (cutime + cstime of /proc/self/stat) and those still alive
-// (utime + stime of each /proc/<pid>/stat whose parent is this process).
+// `deployment` mode, sequentially and with concurrent renders. CPU is this process's (the
+// worker's share) and its children's (the renderer's), from /proc (scripts/proc-cpu.ts).
 
 const RENDERS = Number(process.env.BENCH_RENDERS ?? 200);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
-const TICK_MS = 10; // USER_HZ is 100 on Linux
 
-/** [utime + stime, cutime + cstime] of a /proc/<pid>/stat, in ms; fields after the command. */
-function procTimes(pid: number | 'self'): { ppid: number; own: number; children: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat
-    .slice(stat.lastIndexOf(')') + 2)
-    .split(' ')
-    .map(Number);
-  // fields[0] is field 3 (state): ppid is field 4, utime..cstime are fields 14..17.
-  return {
-    ppid: fields[1],
-    own: (fields[11] + fields[12]) * TICK_MS,
-    children: (fields[13] + fields[14]) * TICK_MS,
-  };
-}
-
+/** CPU ms of this process, and of its children (the renderer, and any it reaped). */
 function cpuMs(): { self: number; children: number } {
-  const self = procTimes('self');
-  let live = 0;
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const times = procTimes(Number(entry));
-      if (times.ppid === process.pid) live += times.own + times.children;
-    } catch {
-      // Exited while listing.
-    }
-  }
-  return { self: self.own, children: self.children + live };
+  const self = ownCpuSeconds(process.pid) * 1000;
+  return { self, children: cpuSeconds(process.pid) * 1000 - self };
 }
 
 const percentile = (values: number[], p: number) => {

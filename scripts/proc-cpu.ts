@@ -9,16 +9,30 @@ const CLOCK_TICKS = 100; // USER_HZ on Linux
  * kustomize-renderer) read one by one, the ended ones through the reaped-children counters.
  */
 export function cpuSeconds(pid: number): number {
-  let ticks = 0;
+  const ticks = statTicks(pid);
+  if (!ticks) return 0; // ended between listing and reading
+  const own = (ticks.own + ticks.reaped) / CLOCK_TICKS;
+  return own + childPids(pid).reduce((total, child) => total + cpuSeconds(child), 0);
+}
+
+/** CPU seconds of the process itself, without any child's. */
+export function ownCpuSeconds(pid: number): number {
+  return (statTicks(pid)?.own ?? 0) / CLOCK_TICKS;
+}
+
+/** utime + stime, and cutime + cstime (children reaped): fields 14-17 of proc(5). */
+function statTicks(pid: number): { own: number; reaped: number } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // utime, stime, cutime, cstime: fields 14-17 of proc(5), counted from `state` (field 3).
-    ticks = fields.slice(11, 15).reduce((total, value) => total + Number(value), 0);
+    // Counted from `state` (field 3): the command before it may hold spaces.
+    const fields = stat
+      .slice(stat.lastIndexOf(')') + 2)
+      .split(' ')
+      .map(Number);
+    return { own: fields[11] + fields[12], reaped: fields[13] + fields[14] };
   } catch {
-    return 0; // ended between listing and reading
+    return undefined;
   }
-  return ticks / CLOCK_TICKS + childPids(pid).reduce((total, child) => total + cpuSeconds(child), 0);
 }
 
 export function childPids(pid: number): number[] {
