@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import nunjucks from 'nunjucks';
@@ -130,8 +130,10 @@ async function renderTemplates(
   const rendered = new Map<string, string>();
   const templates: string[] = [];
   for (const entry of entries) {
-    if (!entry.isFile() || !entry.name.endsWith('.jinja')) continue;
+    if (!entry.name.endsWith('.jinja')) continue;
     const source = path.join(entry.parentPath, entry.name);
+    // A ConfigMap mounted as a volume gives links to its files (`x.jinja` -> `..data/x.jinja`).
+    if (!entry.isFile() && !(entry.isSymbolicLink() && (await isFile(source)))) continue;
     const relative = path.relative(dir, source);
     templates.push(relative);
     try {
@@ -145,6 +147,12 @@ async function renderTemplates(
   }
   return { rendered, templates };
 }
+
+const isFile = (file: string) =>
+  stat(file).then(
+    (stats) => stats.isFile(),
+    () => false,
+  );
 
 const COMPILED_TEMPLATES_KEPT = 100;
 const compiledTemplates = new Map<string, nunjucks.Template>();

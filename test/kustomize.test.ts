@@ -1,6 +1,15 @@
 import type { KubernetesObject } from '@kubernetes/client-node';
 import { execFile } from 'node:child_process';
-import { appendFileSync, chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  chmodSync,
+  cpSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -48,7 +57,8 @@ async function kubectlKustomize(dir: string): Promise<string> {
 async function scratchCopy(config: Config, build: BuildRef, mode: KubefilesMode): Promise<string> {
   const { dir, rendered, templates } = await prepareKustomization(config, build, mode);
   const copy = mkdtempSync(path.join(scratch, 'copy-'));
-  cpSync(dir, copy, { recursive: true });
+  // Links copied as the files they point to, as runboat's shutil.copytree does.
+  cpSync(dir, copy, { recursive: true, dereference: true });
   for (const template of templates) rmSync(path.join(copy, template));
   for (const [file, content] of rendered) writeFileSync(path.join(copy, file), content);
   return copy;
@@ -236,6 +246,25 @@ describe('renderKubefiles', () => {
     const folderless = (text: string) => text.replaceAll(/\/[^\s':]*\/(kubefiles|copy)-[^/\s':]*/g, '<dir>');
     expect(folderless((error as Error).message)).toBe(folderless(`kustomize failed: ${message}`));
     expect(message).not.toBe('no error');
+  });
+
+  it('renders kubefiles mounted from a ConfigMap, whose files are links into a hidden folder', async () => {
+    const config = kubefiles({});
+    const { dir } = await prepareKustomization(config, build, 'deployment');
+    // As the kubelet lays out a ConfigMap volume: ..data -> ..<timestamp>/, x -> ..data/x.
+    const files = path.join(dir, '..2026_12_04_00_00_00.1');
+    mkdirSync(files);
+    writeFileSync(
+      path.join(files, 'kustomization.yaml.jinja'),
+      'resources: [cm.yaml]\nnamePrefix: {{ build_name }}-\n',
+    );
+    writeFileSync(path.join(files, 'cm.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm\n');
+    symlinkSync('..2026_12_04_00_00_00.1', path.join(dir, '..data'));
+    for (const name of ['kustomization.yaml.jinja', 'cm.yaml'])
+      symlinkSync(`..data/${name}`, path.join(dir, name));
+    const objects = await renderKubefiles(config, build, 'deployment');
+    expect(objects).toEqual(parsed(await kubectlKustomize(await scratchCopy(config, build, 'deployment'))));
+    expect(objects.map((o) => o.metadata?.name)).toEqual([`${build.name}-cm`]);
   });
 
   it('builds what the scratch copy builds, templates in subfolders included', async () => {
