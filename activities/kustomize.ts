@@ -156,7 +156,16 @@ export class KustomizeRenderer {
     }
     if (response.id === null) logger.error({ kustomizeRenderer: child.pid }, response.error ?? line);
     else if (response.error !== undefined) this.settle(response.id, new KustomizeError(response.error));
-    else this.settle(response.id, response.objects ?? []);
+    else if (response.objects !== undefined) this.settle(response.id, response.objects);
+    else {
+      // An older renderer (YAML answers): applying nothing would look like success.
+      this.settle(
+        response.id,
+        new Error(
+          `kustomize-renderer at ${this.command} answered without objects: it predates this worker (rebuild it: scripts/provision.sh kustomize-renderer)`,
+        ),
+      );
+    }
   }
 
   /** Sends what a renderer held to a new one, once; 'error' and 'close' may both come. */

@@ -364,6 +364,24 @@ describe('KustomizeRenderer', () => {
     await own.close();
   });
 
+  it('answers an empty kustomization with no objects, and refuses an older renderer’s answer', async () => {
+    const empty = mkdtempSync(path.join(scratch, 'empty-'));
+    writeFileSync(path.join(empty, 'kustomization.yaml'), 'resources: []\n');
+    expect(await renderer.build(empty)).toEqual([]);
+
+    // Before JSON answers, the renderer sent the YAML text: taken as no objects, a build would
+    // have applied nothing and gone on.
+    const older = path.join(scratch, 'older-renderer.sh');
+    writeFileSync(
+      older,
+      `#!/bin/sh\nwhile IFS= read -r line; do\n  id=$(printf '%s' "$line" | sed 's/^{"id":\\([0-9]*\\).*/\\1/')\n  printf '{"id":%s,"yaml":"kind: ConfigMap\\\\n"}\\n' "$id"\ndone\n`,
+    );
+    chmodSync(older, 0o755);
+    const own = new KustomizeRenderer(older);
+    await expect(own.build(empty)).rejects.toThrow(/answered without objects: it predates this worker/);
+    await own.close();
+  });
+
   it('says where the binary should be when it is missing', async () => {
     const missing = new KustomizeRenderer(path.join(scratch, 'no-such-renderer'));
     await expect(missing.build(scratch)).rejects.toThrow(

@@ -39,10 +39,12 @@ type request struct {
 	Omit  []string          `json:"omit"`
 }
 
+// Objects is set on success, empty or not: a worker told from an older renderer's answer (YAML
+// text) by it refuses the answer instead of applying nothing.
 type response struct {
-	ID      json.RawMessage   `json:"id"`
-	Objects []json.RawMessage `json:"objects,omitempty"`
-	Error   *string           `json:"error,omitempty"`
+	ID      json.RawMessage    `json:"id"`
+	Objects *[]json.RawMessage `json:"objects,omitempty"`
+	Error   *string            `json:"error,omitempty"`
 }
 
 // The options `kubectl kustomize DIR` runs with (kustomize/v5 commands/build with no flags):
@@ -126,7 +128,7 @@ func main() {
 					message := err.Error()
 					res.Error = &message
 				} else {
-					res.Objects = objects
+					res.Objects = &objects
 				}
 			}
 			if err := out.Encode(res); err != nil {
