@@ -60,40 +60,46 @@ func (o *overlayFs) key(path string) string {
 	return filepath.Clean(path)
 }
 
+// at is what the overlay holds at path: a rendered file's content, a template left out, or
+// neither (the disk answers).
+func (o *overlayFs) at(path string) (content []byte, rendered, omitted bool) {
+	abs := o.key(path)
+	content, rendered = o.files[abs]
+	return content, rendered, o.omitted[abs]
+}
+
 // notFound is what the disk answers for a file that is not there.
 func notFound(op, path string) error {
 	return &fs.PathError{Op: op, Path: path, Err: syscall.ENOENT}
 }
 
 func (o *overlayFs) Exists(path string) bool {
-	if _, ok := o.files[o.key(path)]; ok {
-		return true
-	}
-	return !o.omitted[o.key(path)] && o.FileSystem.Exists(path)
+	_, rendered, omitted := o.at(path)
+	return rendered || !omitted && o.FileSystem.Exists(path)
 }
 
 func (o *overlayFs) IsDir(path string) bool {
-	if _, ok := o.files[o.key(path)]; ok || o.omitted[o.key(path)] {
-		return false
-	}
-	return o.FileSystem.IsDir(path)
+	_, rendered, omitted := o.at(path)
+	return !rendered && !omitted && o.FileSystem.IsDir(path)
 }
 
 func (o *overlayFs) ReadFile(path string) ([]byte, error) {
-	if content, ok := o.files[o.key(path)]; ok {
+	content, rendered, omitted := o.at(path)
+	switch {
+	case rendered:
 		return bytes.Clone(content), nil
-	}
-	if o.omitted[o.key(path)] {
+	case omitted:
 		return nil, errors.Wrap(notFound("open", path))
 	}
 	return o.FileSystem.ReadFile(path)
 }
 
 func (o *overlayFs) Open(path string) (filesys.File, error) {
-	if content, ok := o.files[o.key(path)]; ok {
+	content, rendered, omitted := o.at(path)
+	switch {
+	case rendered:
 		return &overlayFile{Reader: bytes.NewReader(content), name: filepath.Base(path)}, nil
-	}
-	if o.omitted[o.key(path)] {
+	case omitted:
 		return nil, notFound("open", path)
 	}
 	return o.FileSystem.Open(path)
@@ -105,11 +111,22 @@ func (o *overlayFs) CleanedAbs(path string) (filesys.ConfirmedDir, string, error
 	if o.omitted[abs] {
 		return "", "", fmt.Errorf("evalsymlink failure on '%s' : %w", path, notFound("lstat", abs))
 	}
-	if _, ok := o.files[abs]; !ok {
+	if _, rendered := o.files[abs]; !rendered {
 		return o.FileSystem.CleanedAbs(path)
 	}
 	dir, _, err := o.FileSystem.CleanedAbs(filepath.Dir(abs))
 	return dir, filepath.Base(abs), err
+}
+
+// fromDisk keeps the disk's paths that the overlay neither replaces nor leaves out.
+func (o *overlayFs) fromDisk(paths []string, pathOf func(string) string) []string {
+	kept := paths[:0]
+	for _, p := range paths {
+		if _, rendered, omitted := o.at(pathOf(p)); !rendered && !omitted {
+			kept = append(kept, p)
+		}
+	}
+	return kept
 }
 
 func (o *overlayFs) ReadDir(path string) ([]string, error) {
@@ -118,12 +135,7 @@ func (o *overlayFs) ReadDir(path string) ([]string, error) {
 		return nil, err
 	}
 	dir := o.key(path)
-	kept := names[:0]
-	for _, name := range names {
-		if _, rendered := o.files[filepath.Join(dir, name)]; !rendered && !o.omitted[filepath.Join(dir, name)] {
-			kept = append(kept, name)
-		}
-	}
+	kept := o.fromDisk(names, func(name string) string { return filepath.Join(dir, name) })
 	for file := range o.files {
 		if filepath.Dir(file) == dir {
 			kept = append(kept, filepath.Base(file))
@@ -138,12 +150,7 @@ func (o *overlayFs) Glob(pattern string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	kept := matches[:0]
-	for _, match := range matches {
-		if _, rendered := o.files[o.key(match)]; !rendered && !o.omitted[o.key(match)] {
-			kept = append(kept, match)
-		}
-	}
+	kept := o.fromDisk(matches, func(match string) string { return match })
 	for file := range o.files {
 		hidden := filesys.IsHiddenFilePath(file) && !filesys.IsHiddenFilePath(pattern)
 		if ok, _ := filepath.Match(o.key(pattern), file); ok && !hidden {
