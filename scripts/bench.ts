@@ -223,6 +223,30 @@ function histogramBound({ count, buckets }: Histogram, quantile: number): string
   return le === Infinity ? `> ${(bounds.at(-2)?.[0] ?? 0) * 1000}` : `≤ ${le * 1000}`;
 }
 
+/**
+ * The histograms of a Prometheus scrape whose names are `names` (a regex alternation), summed by
+ * `keyOf(name, label)`; a series it gives no key is left out.
+ */
+function scrapedHistograms(
+  text: string,
+  names: string,
+  keyOf: (name: string, label: (label: string) => string) => string | undefined,
+): Map<string, Histogram> {
+  const histograms = new Map<string, Histogram>();
+  const series = new RegExp(`^(${names})_(bucket|sum|count)\\{([^}]*)\\} (\\S+)$`, 'gm');
+  for (const [, name, kind, labels, value] of text.matchAll(series)) {
+    const label = (label: string) => new RegExp(`${label}="([^"]*)"`).exec(labels)?.[1] ?? '';
+    const key = keyOf(name, label);
+    if (key === undefined) continue;
+    const histogram = histograms.get(key) ?? { count: 0, seconds: 0, buckets: new Map() };
+    if (kind === 'count') histogram.count += Number(value);
+    else if (kind === 'sum') histogram.seconds += Number(value);
+    else histogram.buckets.set(label('le'), (histogram.buckets.get(label('le')) ?? 0) + Number(value));
+    histograms.set(key, histogram);
+  }
+  return histograms;
+}
+
 const sum = (values: Record<string, number>) => Object.values(values).reduce((a, b) => a + b, 0);
 const fmt = (seconds: number) => seconds.toFixed(2);
 
@@ -981,18 +1005,10 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
   /** The API's own timing of the webhooks it answered (its `/metrics` histogram). */
   async function webhooksHandled(): Promise<Histogram> {
     const text = await (await fetch(`${apiUrl}/metrics`)).text();
-    const histogram: Histogram = { count: 0, seconds: 0, buckets: new Map() };
-    const series =
-      /^runboat_http_request_duration_seconds_(bucket|sum|count)\{([^}]*route="\/webhooks\/github"[^}]*)\} (\S+)$/gm;
-    for (const [, kind, labels, value] of text.matchAll(series)) {
-      if (kind === 'count') histogram.count += Number(value);
-      else if (kind === 'sum') histogram.seconds += Number(value);
-      else {
-        const le = /le="([^"]*)"/.exec(labels)?.[1] as string;
-        histogram.buckets.set(le, (histogram.buckets.get(le) ?? 0) + Number(value));
-      }
-    }
-    return histogram;
+    const webhooks = scrapedHistograms(text, 'runboat_http_request_duration_seconds', (_, label) =>
+      label('route') === '/webhooks/github' ? 'webhooks' : undefined,
+    );
+    return webhooks.get('webhooks') ?? { count: 0, seconds: 0, buckets: new Map() };
   }
 
   /** The Temporal dev server's Prometheus scrape (undefined on PostgreSQL: no metrics port). */
@@ -1009,25 +1025,16 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
   async function temporalTimers(): Promise<Map<string, Timer> | undefined> {
     const text = await temporalMetrics();
     if (text === undefined) return undefined;
-    const timers = new Map<string, Timer>();
-    const wanted =
-      /^(service_latency|persistence_latency|lock_latency|semaphore_latency)_(sum|count)\{([^}]*)\} (\S+)$/gm;
-    for (const [, metric, kind, labels, value] of text.matchAll(wanted)) {
-      const label = (name: string) => new RegExp(`${name}="([^"]*)"`).exec(labels)?.[1] ?? '';
-      if (
-        metric === 'service_latency' &&
-        !/^(StartWorkflowExecution|RespondWorkflowTaskCompleted|RespondActivityTaskCompleted|PollWorkflowTaskQueue)$/.test(
-          label('operation'),
-        )
-      )
-        continue;
-      const timer = `${metric} ${label('service_name')} ${label('operation')}`;
-      const entry = timers.get(timer) ?? { count: 0, seconds: 0 };
-      if (kind === 'count') entry.count += Number(value);
-      else entry.seconds += Number(value);
-      timers.set(timer, entry);
-    }
-    return timers;
+    const served =
+      /^(StartWorkflowExecution|RespondWorkflowTaskCompleted|RespondActivityTaskCompleted|PollWorkflowTaskQueue)$/;
+    return scrapedHistograms(
+      text,
+      'service_latency|persistence_latency|lock_latency|semaphore_latency',
+      (name, label) =>
+        name === 'service_latency' && !served.test(label('operation'))
+          ? undefined
+          : `${name} ${label('service_name')} ${label('operation')}`,
+    );
   }
 
   function diffTimers(before: Map<string, Timer>, after: Map<string, Timer>): Array<[string, Timer]> {
