@@ -30,7 +30,7 @@ import { binary } from './paths';
 import { startServiceProcesses } from './service';
 import { CONTROLLER_MANAGER_QPS, startSimulatedCluster } from './simulated-cluster';
 import { freePort } from './processes';
-import { childPids, cpuSeconds } from './proc-cpu';
+import { childPids, cpuSeconds, ownCpuSeconds } from './proc-cpu';
 import { startTemporalDevServer } from './temporal-dev';
 import { startTemporalPostgres } from './temporal-postgres';
 import { fillVisibility } from './visibility-fill';
@@ -469,7 +469,16 @@ async function main(): Promise<void> {
     const started = Date.now();
     const server0 = await temporalTimers();
     const handled0 = await webhooksHandled();
+    const answering0 = { ...service.sample(), ...clusterMeter.sample(), bench: ownCpuSeconds(process.pid) };
     await forEachAtOnce(BUILDS, BURST_CONCURRENCY, request);
+    const answering = {
+      ms: Date.now() - started,
+      cpu: growth(answering0, {
+        ...service.sample(),
+        ...clusterMeter.sample(),
+        bench: ownCpuSeconds(process.pid),
+      }),
+    };
     const startsServerSide = server0 && diffTimers(server0, (await temporalTimers())!);
     const handled = diffHistogram(handled0, await webhooksHandled());
     while (deployed.size < BUILDS) await sleep(20);
@@ -585,6 +594,17 @@ async function main(): Promise<void> {
       `| eviction again, nothing to do (${BUILDS} running builds) | run ${idleEvictionMs} ms, CPU ${fmt(idleEvictionCpu)} s |`,
     );
     console.log(`| worker RSS now / peak | ${workerMemory.rss} / ${workerMemory.peak} MiB |`);
+    // Whether the answers waited on the cores or on something else (the cores' full share is 2).
+    const coresBusy = (seconds: number) => (seconds / (answering.ms / 1000)).toFixed(2);
+    console.log(
+      `| cores busy while the ${BUILDS} ${VIA_WEBHOOKS ? 'webhooks' : 'starts'} were answered (${answering.ms} ms) | ` +
+        `${coresBusy(sum(answering.cpu))} of ${os.cpus().length} (` +
+        Object.entries(answering.cpu)
+          .sort(([, a], [, b]) => b - a)
+          .map(([name, seconds]) => `${name} ${coresBusy(seconds)}`)
+          .join(', ') +
+        ') |',
+    );
     if (startsServerSide) {
       console.log(
         `\nWhile the ${BUILDS} ${VIA_WEBHOOKS ? 'webhooks' : 'starts'} were answered, inside the ${stackName}:\n`,
