@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { startControlPlane } from '../scripts/control-plane';
+import { freePort } from '../scripts/processes';
 import { startTemporalDevServer } from '../scripts/temporal-dev';
 import { temporalNamespaceOf } from './namespaces';
 
@@ -13,6 +14,8 @@ import { temporalNamespaceOf } from './namespaces';
 declare module 'vitest' {
   export interface ProvidedContext {
     temporalAddress: string;
+    /** The dev server's Prometheus metrics (what it reads from its database, say). */
+    temporalMetricsUrl: string;
     kubeconfig: string;
   }
 }
@@ -25,11 +28,13 @@ export default async function setup(project: TestProject) {
       namespaces: readdirSync(__dirname)
         .filter((file) => file.endsWith('.test.ts'))
         .map(temporalNamespaceOf),
+      metricsPort: await freePort(),
     }),
     startControlPlane(path.join(workDir, 'kube')),
   ]);
   console.log(`substrate up in ${Date.now() - started} ms (logs in ${workDir})`);
   project.provide('temporalAddress', temporal.address);
+  project.provide('temporalMetricsUrl', temporal.metricsUrl as string);
   project.provide('kubeconfig', controlPlane.kubeconfigPath);
   return async () => {
     await Promise.all([temporal.stop(), controlPlane.stop()]);

@@ -1,35 +1,19 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { Client, Connection } from '@temporalio/client';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { Client } from '@temporalio/client';
+import { expect, inject, it } from 'vitest';
 import { startSearchAttributes } from '../api/build-client';
 import { buildRef } from '../common/build';
-import { freePort } from '../scripts/processes';
-import { startTemporalDevServer, type TemporalDevServer } from '../scripts/temporal-dev';
+import { testConfig, useTemporalClient } from './helpers';
 
-// The dev server that `npm start`, the tests and the benchmarks run, as they configure it: its
-// search attributes are all registered when it starts, so a start does not read them again
-// from the database, whose one connection a burst's starts would queue for.
+// The dev server that `npm start`, the tests and the benchmarks run, as they configure it (this
+// is the suite's own): its search attributes are all registered when it starts, so a start does
+// not read them again from the database, whose one connection a burst's starts would queue for.
 
-const workDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-temporal-dev-'));
-let server: TemporalDevServer;
-let connection: Connection;
-
-beforeAll(async () => {
-  server = await startTemporalDevServer(workDir, { metricsPort: await freePort() });
-  connection = await Connection.connect({ address: server.address });
-});
-
-afterAll(async () => {
-  await connection?.close();
-  await server?.stop();
-  rmSync(workDir, { recursive: true, force: true });
-});
+const config = testConfig();
+const temporal = useTemporalClient(config);
 
 /** How many times the server has read the cluster metadata (where search attributes live). */
 async function clusterMetadataReads(): Promise<number> {
-  const text = await (await fetch(server.metricsUrl as string)).text();
+  const text = await (await fetch(inject('temporalMetricsUrl'))).text();
   return [
     ...text.matchAll(
       /^persistence_latency_count\{[^}]*operation="GetCurrentClusterMetadata"[^}]*\} (\d+)$/gm,
@@ -38,9 +22,10 @@ async function clusterMetadataReads(): Promise<number> {
 }
 
 it('starts builds with their search attributes without reading them from the database', async () => {
-  const client = new Client({ connection });
+  const client: Client = temporal.client;
   const starts = 10;
   // The cache is filled by the first start; the ones after it are what a burst's starts are.
+  // Other test files use the server meanwhile: with the cache off, their calls only add reads.
   const startOne = (pr: number) => {
     const build = buildRef({
       repo: 'oca/mis-builder',
@@ -50,7 +35,7 @@ it('starts builds with their search attributes without reading them from the dat
     });
     return client.workflow.start('notRunByAnyWorker', {
       workflowId: build.name,
-      taskQueue: 'temporal-dev-test',
+      taskQueue: config.taskQueue,
       typedSearchAttributes: startSearchAttributes(build),
     });
   };
