@@ -68,6 +68,8 @@ import { fillVisibility } from './visibility-fill';
 //   BENCH_CLUSTER=bare: the bare control plane, the bench playing the Job and Deployment
 //     controllers (the benchmark as it was before the simulated cluster).
 //   BENCH_HISTORY=1 prints the first build's history.
+//   BENCH_WAIT_MINUTES (10): how long any one wait for the service (Deployments, readiness, an
+//     eviction) may last before the run fails, keeping its logs: a broken worker ends the run.
 //   BENCH_CLUSTER_NICE=N runs the cluster's processes at nice N (0: as issue 10 measures, the
 //     cluster sharing the cores evenly with the service): a stand-in for a cluster on machines
 //     of its own, as in production, to tell the service's latencies from the shared cores'.
@@ -96,6 +98,7 @@ const SCALE_MAX_STARTED = 150;
 /** Undeploys asked of a later over-limit eviction run, after the measured one. */
 const LATER_UNDEPLOYS = 20;
 const CLUSTER_NICE = Number(process.env.BENCH_CLUSTER_NICE ?? 0);
+const WAIT_MS = Number(process.env.BENCH_WAIT_MINUTES ?? 10) * 60_000;
 
 const percentile = (values: number[], p: number) => {
   if (values.length === 0) return NaN;
@@ -441,24 +444,41 @@ async function main(): Promise<void> {
     requested.set(name, t);
   };
 
-  const finish = async () => {
+  /**
+   * Waits for `done` to hold. A service that never gets there (a worker failing every workflow
+   * task, say) fails the run after WAIT_MS instead of holding it, and the cluster, for good.
+   */
+  const until = async (what: string, done: () => boolean | Promise<boolean>, everyMs = 20) => {
+    const deadline = Date.now() + WAIT_MS;
+    while (!(await done())) {
+      if (Date.now() > deadline)
+        throw new Error(`timed out after ${WAIT_MS / 60_000} min waiting for ${what}`);
+      await sleep(everyMs);
+    }
+  };
+
+  const finish = async (keepLogs: boolean) => {
     finishing = true;
     for (const w of watches) w.abort();
     await stopService();
     await connection.close();
     await Promise.all([temporal.stop(), cluster.stop()]);
-    if (!process.env.BENCH_KEEP) rmSync(workDir, { recursive: true, force: true });
+    if (keepLogs)
+      console.error(`bench ${SCENARIO} failed: the worker's and the API's logs are in ${workDir}`);
+    else rmSync(workDir, { recursive: true, force: true });
   };
 
   // A scenario that fails still stops the processes it started: a crashed run once left a
   // worker of 1 GiB polling a dead server through the next run.
+  let failed = true;
   try {
     if (SCALE) await scaleScenario();
     else if (API) await apiScenario();
     else if (IDLE) await idleScenario();
     else await burstScenario();
+    failed = false;
   } finally {
-    await finish();
+    await finish(failed || Boolean(process.env.BENCH_KEEP));
   }
 
   async function burstScenario(): Promise<void> {
@@ -481,13 +501,13 @@ async function main(): Promise<void> {
     };
     const startsServerSide = server0 && diffTimers(server0, (await temporalTimers())!);
     const handled = diffHistogram(handled0, await webhooksHandled());
-    while (deployed.size < BUILDS) await sleep(20);
+    await until(`${BUILDS} Deployments`, () => deployed.size >= BUILDS);
     const deployPhase = {
       ms: Date.now() - started,
       cpu: growth(cpu0, service.sample()),
       clusterCpu: growth(clusterCpu0, clusterMeter.sample()),
     };
-    while (ready.size < BUILDS) await sleep(100);
+    await until(`${BUILDS} builds started`, () => ready.size >= BUILDS, 100);
     const allStartedMs = Date.now() - started;
     const cpu = growth(cpu0, service.sample());
     const clusterCpu = growth(clusterCpu0, clusterMeter.sample());
@@ -505,11 +525,12 @@ async function main(): Promise<void> {
       args: [{ maxStarted: 6, maxDeployed: MAX_DEPLOYED_AFTER }],
     });
     const evictionRunMs = Date.now() - evictionStarted;
-    for (;;) {
-      const { items } = await apps.listNamespacedDeployment({ namespace: 'bench' });
-      if (items.length <= MAX_DEPLOYED_AFTER) break;
-      await sleep(100);
-    }
+    await until(
+      `eviction down to ${MAX_DEPLOYED_AFTER} Deployments`,
+      async () =>
+        (await apps.listNamespacedDeployment({ namespace: 'bench' })).items.length <= MAX_DEPLOYED_AFTER,
+      100,
+    );
     const evictionMs = Date.now() - evictionStarted;
     const evictionCpu = sum(growth(evictionCpu0, service.sample()));
     // Again, once visibility shows the result: the steady state, where nothing is to be done.
@@ -644,7 +665,7 @@ async function main(): Promise<void> {
     for (let i = 0; i < BUILDS; i++) {
       await request(i);
       const name = [...requested.keys()][i];
-      while (!ready.has(name)) await sleep(10);
+      await until(`build ${name} started`, () => ready.has(name), 10);
     }
     const names = [...requested.keys()];
     const deploy = names.map((name) => (deployed.get(name) as number) - (requested.get(name) as number));
@@ -850,7 +871,7 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     const before = requested.size;
     await request(BUILDS + 1);
     const [newName] = [...requested.keys()].slice(before);
-    while (!deployed.has(newName)) await sleep(20);
+    await until(`the Deployment of ${newName}`, () => deployed.has(newName));
     const newBuildMs = (deployed.get(newName) as number) - (requested.get(newName) as number);
 
     // A later run over the limit, as at OCA, where each new build pushes 7,000 deployed over:
