@@ -103,14 +103,21 @@ export function startDaemon(name: string, command: string, args: string[], logFi
 }
 
 /**
- * Polls `probe` until it resolves true; fails with the daemon's log path if it exits first,
- * and with a clear message after `timeoutMs`. A probe that hangs (a server that accepts the
- * connection and never answers) counts as false after `probeTimeoutMs`, so the deadline holds.
+ * Polls `probe` every `intervalMs` (200) until it resolves true; fails with the daemon's log
+ * path if it exits first, and with a clear message after `timeoutMs`. A probe that hangs (a
+ * server that accepts the connection and never answers) counts as false after
+ * `probeTimeoutMs`, so the deadline holds.
  */
 export async function waitUntil(
   what: string,
   probe: () => Promise<boolean>,
-  options: { timeoutMs: number; daemon?: Daemon; logFile?: string; probeTimeoutMs?: number },
+  options: {
+    timeoutMs: number;
+    daemon?: Daemon;
+    logFile?: string;
+    probeTimeoutMs?: number;
+    intervalMs?: number;
+  },
 ): Promise<void> {
   const deadline = Date.now() + options.timeoutMs;
   const see = options.logFile ? `; see ${options.logFile}` : '';
@@ -126,7 +133,7 @@ export async function waitUntil(
     if (Date.now() > deadline) {
       throw new Error(`timed out after ${options.timeoutMs / 1000} s waiting for ${what}${see}`);
     }
-    await sleep(200);
+    await sleep(options.intervalMs ?? 200);
   }
 }
 
