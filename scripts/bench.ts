@@ -29,7 +29,7 @@ import { forEachAtOnce } from './at-once';
 import { binary } from './paths';
 import { startServiceProcesses } from './service';
 import { CONTROLLER_MANAGER_QPS, startSimulatedCluster } from './simulated-cluster';
-import { freePort } from './processes';
+import { freePort, waitUntil } from './processes';
 import { childPids, cpuSeconds, ownCpuSeconds } from './proc-cpu';
 import { startTemporalDevServer } from './temporal-dev';
 import { startTemporalPostgres } from './temporal-postgres';
@@ -448,14 +448,8 @@ async function main(): Promise<void> {
    * Waits for `done` to hold. A service that never gets there (a worker failing every workflow
    * task, say) fails the run after WAIT_MS instead of holding it, and the cluster, for good.
    */
-  const until = async (what: string, done: () => boolean | Promise<boolean>, everyMs = 20) => {
-    const deadline = Date.now() + WAIT_MS;
-    while (!(await done())) {
-      if (Date.now() > deadline)
-        throw new Error(`timed out after ${WAIT_MS / 60_000} min waiting for ${what}`);
-      await sleep(everyMs);
-    }
-  };
+  const until = (what: string, done: () => boolean | Promise<boolean>, intervalMs = 20) =>
+    waitUntil(what, async () => done(), { timeoutMs: WAIT_MS, logFile: workDir, intervalMs });
 
   const finish = async (keepLogs: boolean) => {
     finishing = true;
@@ -489,17 +483,15 @@ async function main(): Promise<void> {
     const started = Date.now();
     const server0 = await temporalTimers();
     const handled0 = await webhooksHandled();
-    const answering0 = { ...service.sample(), ...clusterMeter.sample(), bench: ownCpuSeconds(process.pid) };
+    const everyone = () => ({
+      ...service.sample(),
+      ...clusterMeter.sample(),
+      bench: ownCpuSeconds(process.pid),
+    });
+    const answering0 = everyone();
     const answeringStarted = Date.now();
     await forEachAtOnce(BUILDS, BURST_CONCURRENCY, request);
-    const answering = {
-      ms: Date.now() - answeringStarted,
-      cpu: growth(answering0, {
-        ...service.sample(),
-        ...clusterMeter.sample(),
-        bench: ownCpuSeconds(process.pid),
-      }),
-    };
+    const answering = { ms: Date.now() - answeringStarted, cpu: growth(answering0, everyone()) };
     const startsServerSide = server0 && diffTimers(server0, (await temporalTimers())!);
     const handled = diffHistogram(handled0, await webhooksHandled());
     await until(`${BUILDS} Deployments`, () => deployed.size >= BUILDS);
