@@ -24,9 +24,11 @@ COPY activities activities
 COPY worker worker
 COPY api api
 COPY kubefiles kubefiles
+# Replayed by the worker before it polls (worker/self-check.ts), from dist/test/fixtures/histories.
+COPY test/fixtures/histories test/fixtures/histories
 COPY deploy/dist-assets.sh deploy/dist-assets.sh
-# (test/ and scripts/, but for the renderer's Go sources, are not in the build context:
-# tsconfig.json's other folders compile alone.)
+# (test/, but for the recorded histories, and scripts/, but for the renderer's Go sources, are
+# not in the build context: tsconfig.json's other folders compile alone.)
 # The workflow code is bundled here, once, not by every worker at start (dist/workflow-bundle.js).
 RUN npm run build && sh deploy/dist-assets.sh dist && node dist/worker/bundle.js
 

@@ -101,6 +101,7 @@ const boolean = z
   .transform((value) => /^(1|true|yes|on)$/i.test(value));
 
 const positiveInt = z.coerce.number().int().positive();
+const hostPort = z.string().regex(/^[^:\s]*:\d+$/, 'must be host:port');
 
 /** A duration: seconds (`3600`) or units (`2h`, `30m`, `1h30m`, `45s`, `1d`), in seconds. */
 const duration = z.string().transform((text, ctx) => {
@@ -156,10 +157,8 @@ const envSchema = z.object({
   RUNBOAT_ORPHAN_GRACE: duration.default(3_600),
   RUNBOAT_INIT_TIMEOUT: positiveInt.default(1200),
   RUNBOAT_TEMPORAL_UI_URL: url.default('http://localhost:8233'),
-  RUNBOAT_WORKER_METRICS_ADDRESS: z
-    .string()
-    .regex(/^[^:\s]*:\d+$/, 'must be host:port')
-    .optional(),
+  RUNBOAT_WORKER_METRICS_ADDRESS: hostPort.optional(),
+  RUNBOAT_WORKER_HEALTH_ADDRESS: hostPort.optional(),
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   RUNBOAT_AUTO_STOP_AFTER: duration.optional(),
   RUNBOAT_MAX_BUILDS_PER_REF: positiveInt.optional(),
@@ -208,6 +207,8 @@ export interface Config {
   temporalUiUrl: string;
   /** `host:port` of the worker's Prometheus endpoint; none when unset. */
   workerMetricsAddress: string | undefined;
+  /** `host:port` of the worker's probes (/healthz, /readyz); none when unset. */
+  workerHealthAddress: string | undefined;
   port: number;
   /** Seconds a started build may go unvisited before it is stopped; none when unset. */
   autoStopAfterSeconds: number | undefined;
@@ -282,6 +283,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
     initTimeoutSeconds: e.RUNBOAT_INIT_TIMEOUT,
     temporalUiUrl: e.RUNBOAT_TEMPORAL_UI_URL,
     workerMetricsAddress: e.RUNBOAT_WORKER_METRICS_ADDRESS,
+    workerHealthAddress: e.RUNBOAT_WORKER_HEALTH_ADDRESS,
     port: e.PORT,
     autoStopAfterSeconds: e.RUNBOAT_AUTO_STOP_AFTER,
     maxBuildsPerRef: e.RUNBOAT_MAX_BUILDS_PER_REF,

@@ -307,6 +307,18 @@ describe('loadConfig errors', () => {
     expect(message).not.toContain('RUNBOAT_BUILD_NAMESPACE');
   });
 
+  it.each(['RUNBOAT_WORKER_METRICS_ADDRESS', 'RUNBOAT_WORKER_HEALTH_ADDRESS'])(
+    'takes %s as host:port, and names it otherwise',
+    (variable) => {
+      expect(load({ [variable]: '0.0.0.0:8001' })).toMatchObject({
+        workerMetricsAddress: variable === 'RUNBOAT_WORKER_METRICS_ADDRESS' ? '0.0.0.0:8001' : undefined,
+        workerHealthAddress: variable === 'RUNBOAT_WORKER_HEALTH_ADDRESS' ? '0.0.0.0:8001' : undefined,
+      });
+      expect(load({ [variable]: ':8001' })).toBeDefined();
+      expect(configError({ ...REQUIRED, [variable]: '8001' })).toContain(`${variable} must be host:port`);
+    },
+  );
+
   it('names a bad boolean', () => {
     const message = configError({ ...REQUIRED, RUNBOAT_NO_CLEANUP_JOB: 'maybe' });
     expect(message).toContain('RUNBOAT_NO_CLEANUP_JOB');

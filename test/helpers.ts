@@ -12,7 +12,7 @@ import {
 } from '@temporalio/client';
 import type { QueryDefinition } from '@temporalio/common';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
-import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { apiConnectionOptions } from '../api/backend';
@@ -442,6 +442,14 @@ export function spawnServiceProcess(
     },
     { onLine: output },
   );
+}
+
+const quietBundler = { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} };
+
+/** The workflow bundle of `workflowsPath` (a folder or a module), without the bundler's progress logs. */
+export async function bundleQuietly(workflowsPath: string): Promise<{ code: string }> {
+  const { code } = await bundleWorkflowCode({ workflowsPath, logger: quietBundler });
+  return { code };
 }
 
 /** Replays `history` on today's workflow code: it fails on any non-determinism. */

@@ -24,7 +24,7 @@ import { binary } from '../scripts/paths';
 import { WORKER_PROCESS } from '../worker/worker';
 import { buildWorkflowId } from '../workflows/definitions';
 import { freePort } from '../scripts/processes';
-import { SHA, TestCluster, testConfig, waitFor } from './helpers';
+import { bundleQuietly, SHA, TestCluster, testConfig, waitFor } from './helpers';
 
 // What of the production packaging can run here, where no container engine runs and no image
 // can be pulled: the compose file's structure (and `docker compose config` where the CLI is),
@@ -258,6 +258,34 @@ describe('deploy/', () => {
       WORKER_PROCESS.env,
     );
   });
+
+  it('rolls a new worker image out only as its pods get ready, which its self-check gates', () => {
+    interface Probe {
+      httpGet: { path: string; port: string };
+    }
+    const deployment = parse(read('deploy/worker.yaml')) as {
+      spec: {
+        strategy: { rollingUpdate: { maxUnavailable: number } };
+        template: {
+          spec: {
+            containers: Array<{
+              env: Array<{ name: string; value: string }>;
+              ports: Array<{ name: string; containerPort: number }>;
+              readinessProbe: Probe;
+              livenessProbe: Probe;
+            }>;
+          };
+        };
+      };
+    };
+    expect(deployment.spec.strategy.rollingUpdate.maxUnavailable).toBe(0);
+    const [container] = deployment.spec.template.spec.containers;
+    const address = container.env.find(({ name }) => name === 'RUNBOAT_WORKER_HEALTH_ADDRESS')?.value;
+    const port = container.ports.find(({ containerPort }) => `${containerPort}` === address?.split(':')[1]);
+    expect(port, `a container port for RUNBOAT_WORKER_HEALTH_ADDRESS=${address}`).toBeDefined();
+    expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: port!.name });
+    expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: port!.name });
+  });
 });
 
 describe('the compiled entry points', () => {
@@ -350,10 +378,18 @@ describe('the compiled entry points', () => {
   });
 
   it('run a build with no TypeScript and no source tree, and stop on SIGTERM', async () => {
-    const worker = start('dist/worker/main.js', {});
+    const workerHealth = await freePort();
+    const worker = start('dist/worker/main.js', {
+      RUNBOAT_WORKER_HEALTH_ADDRESS: `127.0.0.1:${workerHealth}`,
+    });
     const api = start('dist/api/main.js', { PORT: String(port) });
     await waitFor('the API', async () => (await fetch(url('/healthz'))).ok);
     await waitFor('the API to be ready', async () => (await fetch(url('/readyz'))).ok);
+    await waitFor(
+      'the worker to be ready',
+      async () => (await fetch(`http://127.0.0.1:${workerHealth}/readyz`)).ok,
+      60_000,
+    );
     if (existsSync(path.join(root, 'api', 'ui', 'home.html'))) {
       const home = await fetch(url('/'));
       expect(home.status).toBe(200);
@@ -387,9 +423,33 @@ describe('the compiled entry points', () => {
     worker.kill('SIGTERM');
     expect(await exitOf(api)).toBe(0);
     expect(await exitOf(worker)).toBe(0);
-    // The worker ran the workflows from the image's pre-built bundle, not from a bundle of its own.
-    expect(readFileSync(path.join(app, 'worker.log'), 'utf8')).toContain(
-      'using the pre-built workflow bundle',
-    );
+    // The worker ran the workflows from the image's pre-built bundle, not from a bundle of its own,
+    // once it had replayed the latest release's histories, shipped beside it, on that bundle.
+    const workerLog = readFileSync(path.join(app, 'worker.log'), 'utf8');
+    expect(workerLog).toContain('using the pre-built workflow bundle');
+    expect(workerLog).toContain("the workflow code replays the latest release's recorded histories");
   });
+
+  it('a worker whose bundle cannot run the builds exits 1, saying why, and is never ready', async () => {
+    // An image with another buildWorkflow in its bundle: it loads and would poll, but it cannot
+    // replay the builds the latest release started.
+    const { code } = await bundleQuietly(path.join(__dirname, 'fixtures', 'workflows', 'continued-runs.ts'));
+    writeFileSync(path.join(app, 'dist', 'workflow-bundle.js'), code);
+    const health = await freePort();
+    const worker = start('dist/worker/main.js', { RUNBOAT_WORKER_HEALTH_ADDRESS: `127.0.0.1:${health}` });
+    let exited = false;
+    const exitCode = exitOf(worker).finally(() => (exited = true));
+    const answers: number[] = [];
+    // Until it exits, or says it is ready (which it must not).
+    while (!exited && !answers.includes(200)) {
+      const answer = await fetch(`http://127.0.0.1:${health}/readyz`).catch(() => undefined);
+      if (answer) answers.push(answer.status);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(answers).not.toContain(200);
+    expect(await exitCode).toBe(1);
+    expect(readFileSync(path.join(app, 'worker.log'), 'utf8')).toMatch(
+      /"level":60.*the workflow code cannot run release v\d+'s builds: replaying its recorded history [\w-]+ failed: .*[Nn]ondeterminism/,
+    );
+  }, 60_000);
 });

@@ -12,7 +12,8 @@ import { SHA, spawnServiceProcess, spawnWorkerProcess, TestCluster, testConfig, 
 
 // The worker and API processes started before Temporal: each waits, retrying with backoff and
 // saying so, and serves once a Temporal server comes up on its address. A fatal error (a
-// namespace that does not exist) still ends the worker at once, with a clear message.
+// namespace that does not exist) still ends the worker at once, with a clear message. The worker's
+// probes say all along whether it polls.
 
 const workDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-outage-'));
 const children: ChildProcess[] = [];
@@ -64,7 +65,8 @@ afterAll(async () => {
 it('a worker and an API started before Temporal wait for it, then serve builds', async () => {
   const apiPort = await freePort();
   const url = `http://127.0.0.1:${apiPort}`;
-  const worker = spawn('worker');
+  const workerProbes = `http://127.0.0.1:${await freePort()}`;
+  const worker = spawn('worker', { RUNBOAT_WORKER_HEALTH_ADDRESS: workerProbes.slice('http://'.length) });
   const api = spawn(path.join('api', 'main.ts'), { PORT: String(apiPort) });
 
   // Both wait, backing off: 1 s after the first failed attempt, 2 s after the second.
@@ -79,12 +81,20 @@ it('a worker and an API started before Temporal wait for it, then serve builds',
   expect(worker.child.exitCode).toBeNull();
   expect(api.child.exitCode).toBeNull();
   expect((await fetch(`${url}/readyz`)).status).toBe(503);
+  // The worker answers its probes while it waits, and is not ready: it polls nothing.
+  expect((await fetch(`${workerProbes}/healthz`)).status).toBe(200);
+  expect((await fetch(`${workerProbes}/readyz`)).status).toBe(503);
 
   temporal = await startTemporalDevServer(path.join(workDir, 'temporal'), {
     port: Number(config.temporalAddress.split(':')[1]),
   });
 
   await waitFor('the API ready', async () => (await fetch(`${url}/readyz`)).status === 200, 60_000);
+  await waitFor(
+    'the worker ready',
+    async () => (await fetch(`${workerProbes}/readyz`)).status === 200,
+    60_000,
+  );
   const connection = await Connection.connect({ address: config.temporalAddress });
   try {
     const client = new Client({ connection, namespace: config.temporalNamespace });

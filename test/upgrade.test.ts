@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { NativeConnection, Worker, bundleWorkflowCode } from '@temporalio/worker';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sendBuildCommand, startBuild } from '../api/build-client';
 import { createActivities } from '../activities';
@@ -11,7 +11,7 @@ import type { EvictionLimits } from '../common/eviction';
 import type { evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { useStack } from './api-server';
-import { replayOnTodaysCode, SHA, testConfig, waitFor, untilBuildStatus } from './helpers';
+import { bundleQuietly, replayOnTodaysCode, SHA, testConfig, waitFor, untilBuildStatus } from './helpers';
 
 // Builds started by a released version's worker go on living under today's: stopped, started,
 // initialized and undeployed by the new code (SPEC §9, README "Upgrading"). Each release's
@@ -29,13 +29,11 @@ async function releasedWorkflowBundle(commit: string): Promise<{ code: string }>
     const archive = execFileSync('git', ['archive', commit, 'workflows', 'common'], { cwd: ROOT });
     execFileSync('tar', ['-x', '-C', dir], { input: archive });
     symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
-    return await bundleWorkflowCode({ workflowsPath: path.join(dir, 'workflows'), logger: quietBundler });
+    return await bundleQuietly(path.join(dir, 'workflows'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
-
-const quietBundler = { trace() {}, debug() {}, info() {}, warn() {}, error: console.error, log() {} };
 
 it('knows at least one release', () => {
   expect(RELEASES.length).toBeGreaterThan(0);

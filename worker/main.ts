@@ -1,19 +1,23 @@
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { NativeConnection, type WorkflowBundleOption } from '@temporalio/worker';
 import { closeKustomizeRenderers, kustomizeRenderer } from '../activities/kustomize';
 import { ConfigError, loadConfig, type Config } from '../common/config';
 import { buildCluster, UnknownResourceTypesError, type BuildCluster } from '../common/kubernetes';
 import { logger } from '../common/logger';
 import { isTemporalUnreachable, waitToRetry } from '../common/retry';
+import { loadWorkflowBundle } from './bundle';
+import { WorkerHealth } from './health';
 import { activitiesInFlight } from './heartbeats';
 import { installRuntime } from './runtime';
 import { ensureEvictionSchedule, ensureOrphanSweepSchedule } from './schedule';
+import { checkWorkflowCode, WorkflowCodeError } from './self-check';
 import { createWorker, PROCESS_SHUTDOWN_FORCE_TIME, SLOW_SHUTDOWN_MS } from './worker';
 
 // The worker process: runs build workflows and their activities until SIGTERM/SIGINT, when
 // it stops polling and lets in-flight activities finish (the SDK's graceful shutdown).
 // Temporal being unreachable is waited out, at start and while running: the worker connects
-// again with backoff and polls anew. Anything else (bad configuration) ends it with exit 1.
+// again with backoff and polls anew. Anything else (bad configuration, workflow code that cannot
+// run the latest release's builds) ends it with exit 1.
 
 /** A worker that polled this long before losing Temporal starts its backoff over. */
 const HEALTHY_RUN_MS = 60_000;
@@ -31,21 +35,32 @@ async function main(): Promise<void> {
       logger.warn({ err: (error as Error).message }, 'kustomize-renderer failed to start'),
     );
   installRuntime(config);
+  const health = new WorkerHealth();
+  if (config.workerHealthAddress) await health.serve(config.workerHealthAddress);
+  const workflowBundle = await loadWorkflowBundle();
+  const checked = await checkWorkflowCode(workflowBundle);
+  if (checked) logger.info(checked, "the workflow code replays the latest release's recorded histories");
+  else logger.warn('no recorded histories beside the code: the workflow code is not checked before it runs');
   // The SDK shuts a running worker down on these signals; while no worker runs (Temporal is
   // down), they end the wait instead.
   const stopping = new AbortController();
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       logger.info({ signal }, 'worker shutting down');
+      health.setPolling(false);
       stopping.abort();
     });
   }
   for (let failures = 1; ; failures++) {
     let pollingSince: number | undefined;
     try {
-      await runWorker(config, cluster, stopping.signal, () => (pollingSince = Date.now()));
+      await runWorker(config, cluster, workflowBundle, stopping.signal, () => {
+        pollingSince = Date.now();
+        health.setPolling(true);
+      });
       return;
     } catch (error) {
+      health.setPolling(false);
       if (stopping.signal.aborted) return;
       if (!isTemporalUnreachable(error)) throw error;
       if (pollingSince !== undefined) {
@@ -88,6 +103,7 @@ async function checkResourceTypes(cluster: BuildCluster): Promise<void> {
 async function runWorker(
   config: Config,
   cluster: BuildCluster,
+  workflowBundle: WorkflowBundleOption,
   stopping: AbortSignal,
   polling: () => void,
 ): Promise<void> {
@@ -101,6 +117,7 @@ async function runWorker(
     if (stopping.aborted) return;
     const worker = await createWorker(config, connection, cluster, {
       shutdownForceTime: PROCESS_SHUTDOWN_FORCE_TIME,
+      workflowBundle,
     });
     logger.info({ taskQueue: config.taskQueue, namespace: config.buildNamespace }, 'worker started');
     polling();
@@ -142,7 +159,8 @@ main()
   .then(
     () => process.exit(0),
     (error: unknown) => {
-      logger.fatal(error instanceof ConfigError ? error.message : error, 'worker failed');
+      const explained = error instanceof ConfigError || error instanceof WorkflowCodeError;
+      logger.fatal(explained ? error.message : error, 'worker failed');
       process.exit(1);
     },
   );

@@ -1,10 +1,8 @@
-import { existsSync } from 'node:fs';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../activities';
 import { buildCluster, type BuildCluster } from '../common/kubernetes';
 import type { Config } from '../common/config';
-import { logger } from '../common/logger';
-import { WORKFLOW_BUNDLE_PATH, workflowsPath } from './bundle';
+import { loadWorkflowBundle } from './bundle';
 import { heartbeatWhileRunning } from './heartbeats';
 
 /**
@@ -68,17 +66,13 @@ export async function createWorker(
   config: Config,
   connection: NativeConnection,
   cluster: BuildCluster = buildCluster(config),
-  options: Pick<WorkerOptions, 'shutdownForceTime'> = {},
+  { workflowBundle, ...options }: Pick<WorkerOptions, 'shutdownForceTime' | 'workflowBundle'> = {},
 ): Promise<Worker> {
-  // The production image carries the bundle (built by worker/bundle.ts); compiled code uses it
-  // when it is there, code run from sources (tsx) always bundles the sources it runs.
-  const prebuilt = __filename.endsWith('.js') && existsSync(WORKFLOW_BUNDLE_PATH);
-  if (prebuilt) logger.info({ workflowBundle: WORKFLOW_BUNDLE_PATH }, 'using the pre-built workflow bundle');
   return Worker.create({
     connection,
     namespace: config.temporalNamespace,
     taskQueue: config.taskQueue,
-    ...(prebuilt ? { workflowBundle: { codePath: WORKFLOW_BUNDLE_PATH } } : { workflowsPath }),
+    workflowBundle: workflowBundle ?? (await loadWorkflowBundle()),
     activities: createActivities(config, cluster),
     interceptors: { activity: [heartbeatWhileRunning] },
     ...WORKER_TUNING,
