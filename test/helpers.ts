@@ -23,6 +23,7 @@ import type { BuildStatus } from '../common/types';
 import { binary } from '../scripts/paths';
 import { freePort, spawnService } from '../scripts/processes';
 import { activitiesInFlight } from '../worker/heartbeats';
+import { RELEASED_HISTORIES } from '../worker/self-check';
 import { createWorker, SLOW_SHUTDOWN_MS } from '../worker/worker';
 import { temporalNamespaceOf } from './namespaces';
 import type { TcpProxy } from './tcp-proxy';
@@ -492,7 +493,7 @@ export async function replayAndRecord(
   await replayOnTodaysCode(history, file);
   const version = process.env.RUNBOAT_RECORD_HISTORIES;
   if (!version) return;
-  const dir = path.join(__dirname, 'fixtures', 'histories', version);
+  const dir = path.join(RELEASED_HISTORIES, version);
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, file), historyToJSON(history), { flag: 'wx' });
 }

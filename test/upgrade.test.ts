@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { NativeConnection, Worker } from '@temporalio/worker';
@@ -8,6 +8,7 @@ import { sendBuildCommand, startBuild } from '../api/build-client';
 import { createActivities } from '../activities';
 import type { BuildRef, BuildStatus } from '../common/types';
 import type { EvictionLimits } from '../common/eviction';
+import { releases } from '../worker/self-check';
 import type { evictionWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { useStack } from './api-server';
@@ -18,9 +19,7 @@ import { bundleQuietly, replayOnTodaysCode, SHA, testConfig, waitFor, untilBuild
 // workflow code is taken from git at its commit, bundled, and run as that release's worker.
 
 const ROOT = path.resolve(__dirname, '..');
-export const RELEASES: Array<{ version: string; commit: string }> = JSON.parse(
-  readFileSync(path.join(__dirname, 'fixtures', 'histories', 'releases.json'), 'utf8'),
-);
+const RELEASES = releases();
 
 /** The workflow bundle of `commit`: its workflows/ and common/ folders, bundled as it shipped. */
 async function releasedWorkflowBundle(commit: string): Promise<{ code: string }> {
