@@ -30,7 +30,7 @@ import { binary } from './paths';
 import { startServiceProcesses } from './service';
 import { CONTROLLER_MANAGER_QPS, startSimulatedCluster } from './simulated-cluster';
 import { freePort, waitUntil } from './processes';
-import { childPids, cpuSeconds, ownCpuSeconds } from './proc-cpu';
+import { calibrationCpuMs, childPids, cpuSeconds, ownCpuSeconds } from './proc-cpu';
 import { startTemporalDevServer } from './temporal-dev';
 import { startTemporalPostgres } from './temporal-postgres';
 import { fillVisibility } from './visibility-fill';
@@ -254,6 +254,8 @@ const sum = (values: Record<string, number>) => Object.values(values).reduce((a,
 const fmt = (seconds: number) => seconds.toFixed(2);
 
 async function main(): Promise<void> {
+  // Measured first, on a machine the bench has not loaded yet.
+  const machine = `${os.cpus().length} cores (calibration ${calibrationCpuMs()} ms of CPU)`;
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-bench-'));
   console.log(`bench ${SCENARIO}: logs in ${workDir}`);
   const [temporal, cluster] = await Promise.all([
@@ -547,7 +549,7 @@ async function main(): Promise<void> {
       `\n${BUILDS} builds (${VIA_WEBHOOKS ? 'signed webhooks through the API' : 'started by the Temporal client'}, ` +
         `${BURST_CONCURRENCY} at a time), ` +
         `${BARE ? 'bare control plane' : `simulated cluster (controller-manager at ${CONTROLLER_MANAGER_QPS.qps} requests/s)`}${CLUSTER_NICE ? ` at nice ${CLUSTER_NICE}` : ''}, max_initializing ${config.maxInitializing}, ` +
-        `${os.cpus().length} cores\n`,
+        `${machine}\n`,
     );
     console.log('| measure (ms) | p50 | p95 | p99 | target |');
     console.log('| --- | --- | --- | --- | --- |');
@@ -669,7 +671,7 @@ async function main(): Promise<void> {
       `
 one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} warm), ` +
         `${VIA_WEBHOOKS ? 'signed webhooks through the API' : 'started by the Temporal client'}, ` +
-        `${BARE ? 'bare control plane' : 'simulated cluster'}, ${os.cpus().length} cores\n`,
+        `${BARE ? 'bare control plane' : 'simulated cluster'}, ${machine}\n`,
     );
     console.log('| measure (ms) | cold | warm p50 / max | target |\n| --- | --- | --- | --- |');
     console.log(`| webhook response | ${responseMs[0]} | ${warm(responseMs)} | |`);
@@ -882,7 +884,7 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     console.log(
       `\nscale on the ${stackName}: ${n} builds initialized (of ${BUILDS} asked, ${sent} sent) across ${REPOS} repos in ` +
         `${Math.round(populateMs / 1000)} s, max_initializing ${config.maxInitializing}, max_started 150, ` +
-        `${os.cpus().length} cores; ${total} open build workflows` +
+        `${machine}; ${total} open build workflows` +
         (filled.added
           ? ` (${filled.added} visibility-only ones added in ${Math.round(filled.ms / 1000)} s)`
           : '') +
@@ -1202,7 +1204,7 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     const [first, last] = [measured[0], measured[measured.length - 1]];
     console.log(
       `\nAPI latencies on the ${stackName} (p50 / p99 ms; ${API_REQUESTS} requests each, 5 page loads), ` +
-        `${os.cpus().length} cores, load average ${loadAverage()}\n`,
+        `${machine}, load average ${loadAverage()}\n`,
     );
     console.log(
       `| measure | ${measured.map((m) => `${m.open} builds`).join(' | ')} | p50 per 1,000 builds |\n` +

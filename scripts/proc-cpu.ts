@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { releaseHistories, releases } from '../worker/self-check';
 
 // CPU time of processes from /proc, for the benchmarks.
 
@@ -41,4 +42,22 @@ export function childPids(pid: number): number[] {
   } catch {
     return [];
   }
+}
+
+/**
+ * CPU milliseconds this process takes for a fixed piece of JavaScript work (JSON round trips of
+ * the latest release's recorded histories, the best of three): the same commit costs a third
+ * more CPU on some of these shared machines than on others, and this tells a slower machine
+ * from a costlier change when runs of different days are compared. Lower is faster.
+ */
+export function calibrationCpuMs(): number {
+  const texts = releaseHistories(releases().at(-1)!.version).map((file) => readFileSync(file, 'utf8'));
+  let best = Infinity;
+  for (let round = 0; round < 3; round++) {
+    const start = process.cpuUsage();
+    for (let i = 0; i < 300; i++) for (const text of texts) JSON.stringify(JSON.parse(text));
+    const { user, system } = process.cpuUsage(start);
+    best = Math.min(best, (user + system) / 1000);
+  }
+  return Math.round(best);
 }
