@@ -17,7 +17,7 @@ import { promisify } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { temporal as proto } from '@temporalio/proto';
 import { parse } from 'yaml';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { startBuild } from '../api/build-client';
 import { searchAttributeDeclarations } from '../common/search-attributes';
 import { binary } from '../scripts/paths';
@@ -434,7 +434,10 @@ describe('the compiled entry points', () => {
     // An image with another buildWorkflow in its bundle: it loads and would poll, but it cannot
     // replay the builds the latest release started.
     const { code } = await bundleQuietly(path.join(__dirname, 'fixtures', 'workflows', 'continued-runs.ts'));
-    writeFileSync(path.join(app, 'dist', 'workflow-bundle.js'), code);
+    const bundle = path.join(app, 'dist', 'workflow-bundle.js');
+    const released = readFileSync(bundle, 'utf8');
+    writeFileSync(bundle, code);
+    onTestFinished(() => writeFileSync(bundle, released));
     const health = await freePort();
     const worker = start('dist/worker/main.js', { RUNBOAT_WORKER_HEALTH_ADDRESS: `127.0.0.1:${health}` });
     let exited = false;
