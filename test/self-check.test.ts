@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -63,3 +63,14 @@ it('checks against the newest release listed, not the others', async () => {
   for (const file of releaseHistories(latest.version, dir).slice(1)) rmSync(file);
   expect(await checkWorkflowCode(todays, dir)).toEqual({ release: latest.version, histories: 1 });
 }, 60_000);
+
+it('names a file of the recorded histories it cannot read', async () => {
+  const dir = path.join(scratch, 'damaged');
+  cpSync(RELEASED_HISTORIES, dir, { recursive: true });
+  for (const damaged of [releaseHistories(latest.version, dir)[0], path.join(dir, 'releases.json')]) {
+    writeFileSync(damaged, '{"events": [');
+    const error = await checkWorkflowCode(todays, dir).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkflowCodeError);
+    expect((error as Error).message).toContain(`cannot read ${damaged} of the recorded histories: `);
+  }
+});

@@ -20,7 +20,7 @@ export interface Release {
 
 /** The releases whose histories are kept, oldest first (releases.json). */
 export function releases(dir = RELEASED_HISTORIES): Release[] {
-  return JSON.parse(readFileSync(path.join(dir, 'releases.json'), 'utf8')) as Release[];
+  return readJson(path.join(dir, 'releases.json')) as Release[];
 }
 
 /** The history files a release recorded (paths). */
@@ -33,6 +33,15 @@ export function releaseHistories(version: string, dir = RELEASED_HISTORIES): str
 }
 
 export class WorkflowCodeError extends Error {}
+
+/** A file of the recorded histories; one that cannot be read stops the check, named. */
+function readJson(file: string): unknown {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new WorkflowCodeError(`cannot read ${file} of the recorded histories: ${(error as Error).message}`);
+  }
+}
 
 export interface SelfCheck {
   release: string;
@@ -54,7 +63,7 @@ export async function checkWorkflowCode(
   const files = releaseHistories(latest.version, dir);
   const histories = files.map((file) => ({
     workflowId: path.basename(file, '.json'),
-    history: historyFromJSON(JSON.parse(readFileSync(file, 'utf8'))),
+    history: historyFromJSON(readJson(file)),
   }));
   let failure: string | undefined;
   try {
