@@ -416,6 +416,23 @@ export async function spawnApiProcess(
   return { child, url };
 }
 
+/** The environment that configures a worker or API process like `config`, on the test cluster. */
+export function serviceEnv(config: Config): Record<string, string> {
+  return {
+    KUBECONFIG: inject('kubeconfig'),
+    TEMPORAL_ADDRESS: config.temporalAddress,
+    TEMPORAL_NAMESPACE: config.temporalNamespace,
+    RUNBOAT_TASK_QUEUE: config.taskQueue,
+    RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
+    RUNBOAT_BUILD_DOMAIN: config.buildDomain,
+    RUNBOAT_KUSTOMIZE_RENDERER: config.kustomizeRenderer,
+    RUNBOAT_MAX_INITIALIZING: String(config.maxInitializing),
+    RUNBOAT_DISABLE_COMMIT_STATUSES: String(config.disableCommitStatuses),
+    RUNBOAT_GITHUB_API_URL: config.githubApiUrl,
+    RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
+  };
+}
+
 /** `worker/main.ts` or `api/main.ts` as its own process, configured like `config`. */
 export function spawnServiceProcess(
   main: string,
@@ -425,22 +442,7 @@ export function spawnServiceProcess(
 ): ChildProcess {
   return spawnService(
     main,
-    {
-      ...process.env,
-      KUBECONFIG: inject('kubeconfig'),
-      TEMPORAL_ADDRESS: config.temporalAddress,
-      TEMPORAL_NAMESPACE: config.temporalNamespace,
-      RUNBOAT_TASK_QUEUE: config.taskQueue,
-      RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
-      RUNBOAT_BUILD_DOMAIN: config.buildDomain,
-      RUNBOAT_KUSTOMIZE_RENDERER: config.kustomizeRenderer,
-      RUNBOAT_MAX_INITIALIZING: String(config.maxInitializing),
-      RUNBOAT_DISABLE_COMMIT_STATUSES: String(config.disableCommitStatuses),
-      RUNBOAT_GITHUB_API_URL: config.githubApiUrl,
-      RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
-      LOG_LEVEL: 'warn',
-      ...env,
-    },
+    { ...process.env, ...serviceEnv(config), LOG_LEVEL: 'warn', ...env },
     { onLine: output },
   );
 }

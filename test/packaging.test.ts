@@ -24,7 +24,7 @@ import { binary } from '../scripts/paths';
 import { WORKER_PROCESS } from '../worker/worker';
 import { buildWorkflowId } from '../workflows/definitions';
 import { freePort } from '../scripts/processes';
-import { bundleQuietly, SHA, TestCluster, testConfig, waitFor } from './helpers';
+import { bundleQuietly, serviceEnv, SHA, TestCluster, testConfig, waitFor } from './helpers';
 
 // What of the production packaging can run here, where no container engine runs and no image
 // can be pulled: the compose file's structure (and `docker compose config` where the CLI is),
@@ -314,16 +314,7 @@ describe('the compiled entry points', () => {
         PATH: process.env.PATH,
         HOME: process.env.HOME,
         NODE_ENV: 'production',
-        KUBECONFIG: inject('kubeconfig'),
-        TEMPORAL_ADDRESS: config.temporalAddress,
-        TEMPORAL_NAMESPACE: config.temporalNamespace,
-        RUNBOAT_TASK_QUEUE: config.taskQueue,
-        RUNBOAT_BUILD_NAMESPACE: config.buildNamespace,
-        RUNBOAT_BUILD_DOMAIN: config.buildDomain,
-        RUNBOAT_KUSTOMIZE_RENDERER: binary('kustomize-renderer'),
-        RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
-        RUNBOAT_GITHUB_API_URL: config.githubApiUrl,
-        RUNBOAT_REPOS: JSON.stringify([{ repo: '^oca/.*', branch: '.*', builds: [{ image: 'odoo:16' }] }]),
+        ...serviceEnv(config),
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
