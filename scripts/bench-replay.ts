@@ -3,6 +3,7 @@ import path from 'node:path';
 import { historyFromJSON } from '@temporalio/common/lib/proto-utils';
 import { Worker } from '@temporalio/worker';
 import { workflowsPath } from '../worker/bundle';
+import { RELEASED_HISTORIES } from '../worker/self-check';
 
 // `npm run bench:replay`: what a build the worker no longer holds costs the worker's workflow
 // thread before it can take a command, a replay of its run's history, for a run holding a whole
@@ -13,7 +14,7 @@ import { workflowsPath } from '../worker/bundle';
 // replay, is the replay's own cost, the bundle's excluded.
 
 const REPLAYS = Number(process.env.BENCH_REPLAYS ?? 100);
-const FIXTURE = path.resolve(__dirname, '..', 'test', 'fixtures', 'histories', 'v3', 'build-evicted.json');
+const FIXTURE = path.join(RELEASED_HISTORIES, 'v3', 'build-evicted.json');
 /** Started, workflow task scheduled, started, completed. */
 const FIRST_TASK_EVENTS = 4;
 

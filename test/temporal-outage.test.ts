@@ -65,8 +65,9 @@ afterAll(async () => {
 it('a worker and an API started before Temporal wait for it, then serve builds', async () => {
   const apiPort = await freePort();
   const url = `http://127.0.0.1:${apiPort}`;
-  const workerProbes = `http://127.0.0.1:${await freePort()}`;
-  const worker = spawn('worker', { RUNBOAT_WORKER_HEALTH_ADDRESS: workerProbes.slice('http://'.length) });
+  const probesAddress = `127.0.0.1:${await freePort()}`;
+  const workerProbes = `http://${probesAddress}`;
+  const worker = spawn('worker', { RUNBOAT_WORKER_HEALTH_ADDRESS: probesAddress });
   const api = spawn(path.join('api', 'main.ts'), { PORT: String(apiPort) });
 
   // Both wait, backing off: 1 s after the first failed attempt, 2 s after the second.
