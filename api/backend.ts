@@ -1,3 +1,4 @@
+import { InterceptingCall, Metadata, status as grpcStatus, type NextCall } from '@grpc/grpc-js';
 import {
   defaultGrpcRetryOptions,
   makeGrpcRetryInterceptor,
@@ -40,7 +41,6 @@ export function withinDeadline<T>(client: Client, ms: number, work: () => Promis
 
 type Interceptor = NonNullable<ConnectionOptions['interceptors']>[number];
 
-const RESOURCE_EXHAUSTED = 8;
 let rateLimitRefusals = 0;
 
 /**
@@ -65,12 +65,45 @@ export function retriesWithinDeadline(): Interceptor {
     let delay = 0;
     return makeGrpcRetryInterceptor({
       retryableDecider: (attempt, status) => {
-        if (status.code === RESOURCE_EXHAUSTED) rateLimitRefusals++;
+        if (status.code === grpcStatus.RESOURCE_EXHAUSTED) rateLimitRefusals++;
         delay = retry.delayFunction(attempt, status);
         return retry.retryableDecider(attempt, status) && Date.now() + delay < deadline;
       },
       delayFunction: () => delay,
-    })(options, nextCall);
+    })(options, endedWhenClosed(nextCall));
+  };
+}
+
+/**
+ * `nextCall`, except that on a closed connection it ends the call CANCELLED. The SDK starts a
+ * retry from a timer: one still waiting when the connection closes (the API shutting down while
+ * Temporal is unreachable) would otherwise throw gRPC's "Channel has been shut down" from that
+ * timer, an uncaught exception that ends the process.
+ */
+function endedWhenClosed(nextCall: NextCall): NextCall {
+  return (options) => {
+    try {
+      return nextCall(options);
+    } catch (error) {
+      return new InterceptingCall(endedCall(`connection closed: ${(error as Error).message}`));
+    }
+  };
+}
+
+function endedCall(details: string): ConstructorParameters<typeof InterceptingCall>[0] {
+  return {
+    start(_metadata, listener) {
+      process.nextTick(() =>
+        listener?.onReceiveStatus?.({ code: grpcStatus.CANCELLED, details, metadata: new Metadata() }),
+      );
+    },
+    cancelWithStatus: () => undefined,
+    getPeer: () => '',
+    sendMessageWithContext: () => undefined,
+    sendMessage: () => undefined,
+    startRead: () => undefined,
+    halfClose: () => undefined,
+    getAuthContext: () => null,
   };
 }
 

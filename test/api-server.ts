@@ -165,7 +165,6 @@ export async function startTestApi(
     follow: (query) => openEventStream(`${url}/api/v1/build-events?${query}`),
     async close() {
       events.close();
-      // A poll still running would call Temporal after the test closed its connection.
       // A poll or an index read still running would call Temporal after the test closed its
       // connection (their retries outlive any request that waited for them).
       await waitFor(

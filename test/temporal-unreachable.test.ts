@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { apiConnectionOptions } from '../api/backend';
@@ -126,3 +127,20 @@ it("every endpoint answers within GitHub's 10 s while Temporal is unreachable", 
   expect(answers).toContain('POST /webhooks/github (push webhook): 503');
   expect(answers).toContain('GET /api/v1/status (well-formed): 503');
 }, 120_000);
+
+it('ends a call whose retry waits when the connection closes, instead of throwing from the retry', async () => {
+  const unreachable = await startTcpProxy(config.temporalAddress);
+  try {
+    const closing = await Connection.connect(apiConnectionOptions(unreachable.address));
+    unreachable.cut();
+    // No deadline: the SDK retries an unavailable server from a timer, up to 10 times.
+    const call = closing.workflowService.getSystemInfo({});
+    await closing.close();
+    await expect(call).rejects.toMatchObject({
+      code: grpcStatus.CANCELLED,
+      details: expect.stringMatching(/connection closed/),
+    });
+  } finally {
+    await unreachable.close();
+  }
+});
