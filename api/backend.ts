@@ -76,9 +76,9 @@ export function retriesWithinDeadline(): Interceptor {
 
 /**
  * `nextCall`, except that on a closed connection it ends the call CANCELLED. The SDK starts a
- * retry from a timer: one still waiting when the connection closes (the API shutting down while
- * Temporal is unreachable) would otherwise throw gRPC's "Channel has been shut down" from that
- * timer, an uncaught exception that ends the process.
+ * retry from a timer: one still waiting when its connection closes (a call that outlived its
+ * request while Temporal was unreachable) would otherwise throw gRPC's "Channel has been shut
+ * down" from that timer, an uncaught exception in whatever process goes on after the close.
  */
 function endedWhenClosed(nextCall: NextCall): NextCall {
   return (options) => {
