@@ -1,5 +1,6 @@
 import { Client, Connection } from '@temporalio/client';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { apiConnectionOptions } from '../api/backend';
 import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import type { BuildJson } from '../api/views';
 import type { BuildRef, BuildStatus } from '../common/types';
@@ -99,7 +100,9 @@ describe('build events', () => {
 
   it('resume once Temporal is reachable again after an outage', async () => {
     const proxy = await startTcpProxy(config.temporalAddress);
-    const connection = await Connection.connect({ address: proxy.address });
+    // Connected as the API connects: its retries end at a request's deadline, and one still
+    // waiting when the test closes the connection ends there (api/backend.ts).
+    const connection = await Connection.connect(apiConnectionOptions(proxy.address));
     const api = await startTestApi(
       config,
       new Client({ connection, namespace: config.temporalNamespace }),
