@@ -24,6 +24,11 @@ export interface UiDependencies {
 export interface LivePageOptions {
   /** Served on the build's own host: reload the page once the build is up, link back absolutely. */
   wake?: boolean;
+  /**
+   * Opened by a person in a browser (`isPersonOpening`): only then does the page start a stopped
+   * build and count a visit. Anyone else gets the page with a button that starts it.
+   */
+  byPerson: boolean;
 }
 
 /**
@@ -35,7 +40,7 @@ export async function serveLivePage(
   deps: UiDependencies,
   name: string,
   response: Response,
-  options: LivePageOptions = {},
+  options: LivePageOptions,
 ): Promise<void> {
   const { config, client, bounded } = deps;
   response.set(securityHeaders(config));
@@ -73,12 +78,13 @@ export async function serveLivePage(
   }
   const json = buildJson(config, state);
   const opening = state.status !== 'failed' && state.status !== 'undeploying';
-  if (opening) void deps.visits?.record(name);
+  if (opening && options.byPerson) void deps.visits?.record(name);
   if (state.status === 'started' && !options.wake) {
     response.set('cache-control', 'no-store').redirect(302, json.deploy_link);
     return;
   }
-  if (state.status === 'stopped') {
+  const leftStopped = state.status === 'stopped' && !options.byPerson;
+  if (state.status === 'stopped' && options.byPerson) {
     await bounded(() => sendBuildCommand(client, name, 'start'));
   }
   const buildLink = `${base}/builds/${encodeURIComponent(name)}`;
@@ -89,8 +95,11 @@ export async function serveLivePage(
     ? `This build failed to initialize${state.last_error ? `: ${escapeHtml(state.last_error)}` : '.'}`
     : undeploying
       ? 'This build is being undeployed; it cannot be started.'
-      : 'Starting the build. This page takes you to it as soon as it is up.';
-  if (options.wake) response.set('retry-after', '5');
+      : leftStopped
+        ? 'This build is stopped.'
+        : 'Starting the build. This page takes you to it as soon as it is up.';
+  // A stopped build is not coming up by itself: what is not a person need not come back soon.
+  if (options.wake) response.set('retry-after', leftStopped ? '3600' : '5');
   sendPage(
     config,
     response,
@@ -102,7 +111,7 @@ export async function serveLivePage(
 <p class="muted">Build <a href="${escapeHtml(buildLink)}">${escapeHtml(name)}</a> · commit <a href="${escapeHtml(json.repo_commit_link)}"><code>${escapeHtml(json.commit_info.git_commit.slice(0, 8))}</code></a></p>
 <p class="status-line">Status: <span id="live-status" class="badge status-${escapeHtml(state.status)}" role="status" aria-live="polite">${escapeHtml(state.status)}</span></p>
 <p id="live-message" aria-live="polite">${message}</p>
-<div id="live-spinner" class="spinner"${failed || undeploying ? ' hidden' : ''} aria-hidden="true"></div>
+${leftStopped ? '<p><button id="live-start" type="button">Start the build</button></p>\n' : ''}<div id="live-spinner" class="spinner"${failed || undeploying || leftStopped ? ' hidden' : ''} aria-hidden="true"></div>
 <p id="live-failed"${failed ? '' : ' hidden'}><a href="${escapeHtml(base)}/api/v1/builds/${escapeHtml(encodeURIComponent(name))}/init-log">Read the init log</a> · <a href="${escapeHtml(buildLink)}">Open the build page</a> to reset it.</p>
 </section>`,
     'live.js',

@@ -5,6 +5,7 @@ import { BUILD_NAME_PATTERN } from '../common/build';
 import { buildWorkflowId } from '../workflows/definitions';
 import { describeError, HttpError, logRequestError } from './errors';
 import { serveLivePage, type UiDependencies } from './live-page';
+import { isPersonOpening } from './visitors';
 import { escapeHtml, page, securityHeaders, sendPage } from './pages';
 import { readTimeline } from './timeline';
 
@@ -77,7 +78,7 @@ export function uiRouter(deps: UiDependencies): Router {
       response.set('cache-control', 'no-cache').type('html').send(buildPage);
       return;
     }
-    await serveLivePage(deps, name, response);
+    await serveLivePage(deps, name, response, { byPerson: isPersonOpening(request) });
   });
 
   // Errors on UI pages are pages too; JSON routes (timeline.json) leave them to the app's handler.

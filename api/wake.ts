@@ -6,12 +6,14 @@ import { serveLivePage } from './live-page';
 import type { Bounded } from './backend';
 import type { BuildIndex } from '../common/build-index';
 import type { Visits } from './visits';
+import { BUILD_HOST_ROBOTS_TXT, isPersonOpening } from './visitors';
 
 // Wake on visit (issue 11 §1). The default kubefiles send a build's hosts here while the build
 // has no ready pod (ingress-nginx: `default-backend` + `custom-http-errors: "503"`), so this
 // answers requests whose Host is `<slug>.<build domain>` or `<slug>.mail.<build domain>`: a
 // stopped build is started and the visitor waits on the live page, which reloads the address
-// they asked for once the build is up. It never proxies the build's traffic.
+// they asked for once the build is up. It never proxies the build's traffic. Only a person's
+// visit starts a build (visitors.ts); crawlers are asked to keep away (robots.txt).
 //
 // ingress-nginx hands its error backend `GET /` with the address asked for in X-Original-URI
 // (and the original Host). The live page's own requests (its script and style under /ui/, the
@@ -53,6 +55,10 @@ export function wakeHandler(deps: WakeDependencies): RequestHandler {
       if (originalUri) request.url = originalUri;
       return next();
     }
+    if (path.split('?')[0] === '/robots.txt') {
+      response.set('cache-control', 'no-store').type('text/plain').send(BUILD_HOST_ROBOTS_TXT);
+      return;
+    }
     let name: string | undefined;
     try {
       name = (await deps.bounded(() => index.list({ slug })))[0]?.name;
@@ -69,6 +75,6 @@ export function wakeHandler(deps: WakeDependencies): RequestHandler {
         .send(`No build is deployed at ${request.get('host')}.`);
       return;
     }
-    await serveLivePage(deps, name, response, { wake: true });
+    await serveLivePage(deps, name, response, { wake: true, byPerson: isPersonOpening(request) });
   };
 }

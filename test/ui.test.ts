@@ -284,6 +284,30 @@ describe('?live', () => {
     expect(response.status).toBe(404);
     expect(await response.text()).toContain('Build not found');
   });
+
+  it("leaves a stopped build stopped for a crawler's visit, and starts it at a click on its page", async () => {
+    const build = builds.older;
+    const crawler = await browser.newContext({
+      userAgent: 'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)',
+    });
+    try {
+      await crawler.route('http://*.runboat.test/**', (route) =>
+        route.fulfill({ contentType: 'text/html', body: '<title>odoo</title>odoo' }),
+      );
+      const visit = await crawler.newPage();
+      await visit.goto(`${stack.api.url}/builds/${build.name}?live`);
+      const start = visit.getByRole('button', { name: 'Start the build' });
+      await start.waitFor();
+      expect(await visit.locator('#live-message').innerText()).toBe('This build is stopped.');
+      // The page was answered without a start (the server sends one before it answers).
+      expect((await getBuildState(stack.temporal.client, build.name)).status).toBe('stopped');
+      await start.click();
+      await visit.waitForURL(`http://${build.slug}.runboat.test/`);
+      expect((await getBuildState(stack.temporal.client, build.name)).status).toBe('started');
+    } finally {
+      await crawler.close();
+    }
+  });
 });
 
 describe('build page', () => {

@@ -43,17 +43,36 @@ interface Answer {
   body: string;
 }
 
-/** A request with the Host header a browser sends (fetch would not let a test set it). */
+/** What a browser sends when a person opens an address (Firefox 133's headers). */
+const A_PERSON_OPENING = {
+  'user-agent': 'Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0',
+  accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8',
+  'sec-fetch-mode': 'navigate',
+  'sec-fetch-dest': 'document',
+};
+
+/**
+ * A request with the Host header a browser sends (fetch would not let a test set it): by
+ * default the headers of a person opening the address, which `headers` replace one by one
+ * (or leave out, set to '').
+ */
 function request(
   path: string,
   host: string,
   headers: Record<string, string> = {},
   apiUrl = stack.api.url,
+  method = 'GET',
 ): Promise<Answer> {
   const { port } = new URL(apiUrl);
   return new Promise((resolve, reject) => {
     const outgoing = http.request(
-      { host: '127.0.0.1', port, path, method: 'GET', headers: { host, ...headers } },
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method,
+        headers: withoutEmpty({ host, ...A_PERSON_OPENING, ...headers }),
+      },
       (response) => {
         if (response.headers['content-type']?.startsWith('text/event-stream')) {
           // A stream never ends: its head and first chunk are the answer.
@@ -77,6 +96,11 @@ function request(
     outgoing.on('error', reject);
     outgoing.end();
   });
+}
+
+/** `headers` without those set to '': a test's way to leave out a header a browser sends. */
+function withoutEmpty(headers: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(headers).filter(([, value]) => value !== ''));
 }
 
 async function startedBuild(sha: string, pr: number | null = 7): Promise<BuildRef> {
@@ -108,6 +132,44 @@ describe('wake on visit', () => {
     await reach(build, 'started');
     // The visit is recorded: it postpones the idle stop.
     expect((await state(build)).last_visited).toEqual(expect.any(String));
+  });
+
+  it('leaves a stopped build stopped for what is not a person opening it, and asks crawlers to keep away', async () => {
+    const build = await stoppedBuild('9', 18);
+    const host = `${build.slug}.runboat.test`;
+    const notPeople: Array<[string, Record<string, string>, string?]> = [
+      [
+        'a crawler',
+        { 'user-agent': 'Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)' },
+      ],
+      ['a chat unfurler', { 'user-agent': 'Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)' }],
+      ['curl', { 'user-agent': 'curl/8.5.0', accept: '*/*', 'sec-fetch-mode': '' }],
+      ["an open tab's websocket", { 'sec-fetch-mode': 'websocket', 'x-original-uri': '/websocket' }],
+      ["an open tab's call", { 'sec-fetch-mode': 'cors', 'x-original-uri': '/web/dataset/call_kw' }, 'POST'],
+      ['a link checker', {}, 'HEAD'],
+    ];
+    for (const [who, headers, method] of notPeople) {
+      const answer = await request('/', host, headers, stack.api.url, method);
+      expect([answer.status, answer.headers['retry-after']], who).toEqual([503, '3600']);
+      if (method !== 'HEAD') {
+        expect(answer.body, who).toContain('This build is stopped.');
+        expect(answer.body, who).toContain('<button id="live-start"');
+      }
+    }
+    const robots = await request('/robots.txt', host, { 'user-agent': 'Googlebot/2.1' });
+    expect([robots.status, robots.body]).toEqual([200, 'User-agent: *\nDisallow: /\n']);
+    // The handler sends a start before it answers: none was sent.
+    expect(await state(build)).toMatchObject({ status: 'stopped', pending_commands: [] });
+
+    // A person's visit then starts it, and is the visit recorded: none of the requests above
+    // recorded one (this API process would have let no other through for a minute).
+    const personCame = Date.now();
+    expect((await request('/', host)).status).toBe(503);
+    await reach(build, 'started');
+    const visited = await waitFor('the visit', async () => (await state(build)).last_visited);
+    expect(Date.parse(visited ?? ''), 'the visit recorded is the person’s').toBeGreaterThanOrEqual(
+      personCame,
+    );
   });
 
   it('answers on the mail host too', async () => {

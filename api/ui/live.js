@@ -15,7 +15,25 @@ const status = document.getElementById('live-status');
 const message = document.getElementById('live-message');
 const spinner = document.getElementById('live-spinner');
 const failed = document.getElementById('live-failed');
+// Served without starting the build (the request did not look like a person's visit), the
+// page starts it when the button is pressed; otherwise whenever it finds the build stopped.
+const startButton = document.getElementById('live-start');
+let startWanted = !startButton;
 let startSent = false;
+
+function start() {
+  if (startSent) return;
+  startSent = true;
+  void fetch(`/api/v1/builds/${encodeURIComponent(name)}/start`, { method: 'POST' });
+}
+
+startButton?.addEventListener('click', () => {
+  startWanted = true;
+  startButton.hidden = true;
+  spinner.hidden = false;
+  message.textContent = 'Starting the build. This page takes you to it as soon as it is up.';
+  start();
+});
 
 const stream = followBuildEvents(
   { build_name: name },
@@ -34,9 +52,8 @@ const stream = followBuildEvents(
         message.textContent = 'The build is up: opening it…';
         if (reload) setTimeout(() => window.location.reload(), RELOAD_DELAY_MS);
         else window.location.replace(deployLink);
-      } else if (build.status === 'stopped' && !startSent) {
-        startSent = true;
-        void fetch(`/api/v1/builds/${encodeURIComponent(name)}/start`, { method: 'POST' });
+      } else if (build.status === 'stopped' && startWanted) {
+        start();
       } else if (build.status === 'failed') {
         spinner.hidden = true;
         failed.hidden = false;
