@@ -59,12 +59,13 @@ export function createApp(deps: ApiDependencies): Api {
   const app = express();
   app.disable('x-powered-by');
   app.use(metrics.timeRequests);
-  app.use(wakeHandler({ config, client, bounded, visits, index }));
+  const { observeStoppedOpening } = metrics;
+  app.use(wakeHandler({ config, client, bounded, visits, index, observeStoppedOpening }));
   app.get('/metrics', metrics.serve);
   app.use(healthRouter(client, bounded));
   app.use(webhookRouter(config, client, metrics.observeWebhook, bounded));
   app.use('/api/v1', api);
-  app.use(uiRouter({ config, client, bounded, visits }));
+  app.use(uiRouter({ config, client, bounded, visits, observeStoppedOpening }));
   app.use('/api/v1', (_request, _response) => {
     throw new HttpError(404, 'no such endpoint');
   });

@@ -7,6 +7,7 @@ import type { Bounded } from './backend';
 import { getBuildState, sendBuildCommand } from './build-client';
 import { escapeHtml, securityHeaders, sendPage } from './pages';
 import { buildJson } from './views';
+import type { StoppedOpeningObserver } from './visitors';
 import type { Visits } from './visits';
 
 // `/builds/{name}?live` and the wake handler's page: start a stopped build and take the visitor
@@ -18,6 +19,7 @@ export interface UiDependencies {
   bounded: Bounded;
   /** Counts `?live` openings as visits (idle stop); none in tests that do not need it. */
   visits?: Visits;
+  observeStoppedOpening?: StoppedOpeningObserver;
 }
 
 /** How the live page is served: on this service's host, or on a build's host (wake on visit). */
@@ -83,6 +85,7 @@ export async function serveLivePage(
     response.set('cache-control', 'no-store').redirect(302, json.deploy_link);
     return;
   }
+  if (state.status === 'stopped') deps.observeStoppedOpening?.(options.byPerson ? 'person' : 'other');
   const leftStopped = state.status === 'stopped' && !options.byPerson;
   if (state.status === 'stopped' && options.byPerson) {
     await bounded(() => sendBuildCommand(client, name, 'start'));

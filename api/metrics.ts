@@ -8,6 +8,7 @@ import { initSlotsQuery, initSlotsWorkflowId, orphanSweepScheduleId } from '../w
 import { temporalRateLimitRefusals, type Bounded } from './backend';
 import type { BuildIndex, IndexReadObserver } from '../common/build-index';
 import type { EventsPollObserver } from './events';
+import type { StoppedOpeningObserver } from './visitors';
 import type { WebhookObserver } from './webhooks';
 
 /** The events GitHub sends that are counted by name: those handled, and its `ping`. */
@@ -22,6 +23,7 @@ export interface ApiMetrics {
   observeWebhook: WebhookObserver;
   observeEventsPoll: EventsPollObserver;
   observeIndexRead: IndexReadObserver;
+  observeStoppedOpening: StoppedOpeningObserver;
   timeRequests: RequestHandler;
   /** GET /metrics: the scrape. */
   serve: RequestHandler;
@@ -113,6 +115,12 @@ export function createMetrics(
       this.inc(temporalRateLimitRefusals());
     },
   });
+  const stoppedOpenings = new Counter({
+    name: 'runboat_stopped_build_openings_total',
+    help: "Openings of a stopped build's page (its host, or ?live) by a person, which start it, and by anything else (crawlers, unfurlers, an open tab's calls), which leave it stopped",
+    labelNames: ['by'],
+    registers: [registry],
+  });
   const requests = new Histogram({
     name: 'runboat_http_request_duration_seconds',
     help: 'HTTP requests served, by route and status',
@@ -130,6 +138,7 @@ export function createMetrics(
       eventsListed.inc(listed);
     },
     observeIndexRead: (kind, outcome) => indexReads.inc({ kind, outcome }),
+    observeStoppedOpening: (by) => stoppedOpenings.inc({ by }),
     timeRequests: (request, response, next) => {
       const end = requests.startTimer({ method: request.method });
       response.on('finish', () => {

@@ -29,5 +29,8 @@ export function isPersonOpening(request: Request): boolean {
   return navigation && agent !== '' && !isAutomated(agent);
 }
 
+/** Counts the openings of a stopped build's page, by a person (which start it) or not. */
+export type StoppedOpeningObserver = (by: 'person' | 'other') => void;
+
 /** A stopped build's hosts are for people: crawlers that ask are told to keep away. */
 export const BUILD_HOST_ROBOTS_TXT = 'User-agent: *\nDisallow: /\n';

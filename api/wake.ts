@@ -6,7 +6,7 @@ import { serveLivePage } from './live-page';
 import type { Bounded } from './backend';
 import type { BuildIndex } from '../common/build-index';
 import type { Visits } from './visits';
-import { BUILD_HOST_ROBOTS_TXT, isPersonOpening } from './visitors';
+import { BUILD_HOST_ROBOTS_TXT, isPersonOpening, type StoppedOpeningObserver } from './visitors';
 
 // Wake on visit (issue 11 §1). The default kubefiles send a build's hosts here while the build
 // has no ready pod (ingress-nginx: `default-backend` + `custom-http-errors: "503"`), so this
@@ -33,6 +33,7 @@ export interface WakeDependencies {
    * namespace's visibility rate from everyone (see build-index.ts).
    */
   index: BuildIndex;
+  observeStoppedOpening?: StoppedOpeningObserver;
 }
 
 /** The slug in `host` when it is one of a build's hosts, else undefined. */

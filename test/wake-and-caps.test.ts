@@ -148,6 +148,14 @@ describe('wake on visit', () => {
       ["an open tab's call", { 'sec-fetch-mode': 'cors', 'x-original-uri': '/web/dataset/call_kw' }, 'POST'],
       ['a link checker', {}, 'HEAD'],
     ];
+    const openings = async (by: string) => {
+      const scraped = await (await stack.api.request('GET', '/metrics')).text();
+      const sample = new RegExp(`^runboat_stopped_build_openings_total\\{by="${by}"\\} (\\d+)$`, 'm').exec(
+        scraped,
+      );
+      return Number(sample?.[1] ?? 0);
+    };
+    const [others, people] = [await openings('other'), await openings('person')];
     for (const [who, headers, method] of notPeople) {
       const answer = await request('/', host, headers, stack.api.url, method);
       expect([answer.status, answer.headers['retry-after']], who).toEqual([503, '3600']);
@@ -160,11 +168,13 @@ describe('wake on visit', () => {
     expect([robots.status, robots.body]).toEqual([200, 'User-agent: *\nDisallow: /\n']);
     // The handler sends a start before it answers: none was sent.
     expect(await state(build)).toMatchObject({ status: 'stopped', pending_commands: [] });
+    expect(await openings('other')).toBe(others + notPeople.length);
 
     // A person's visit then starts it, and is the visit recorded: none of the requests above
     // recorded one (this API process would have let no other through for a minute).
     const personCame = Date.now();
     expect((await request('/', host)).status).toBe(503);
+    expect(await openings('person')).toBe(people + 1);
     await reach(build, 'started');
     const visited = await waitFor('the visit', async () => (await state(build)).last_visited);
     expect(Date.parse(visited ?? ''), 'the visit recorded is the person’s').toBeGreaterThanOrEqual(
