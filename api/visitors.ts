@@ -16,12 +16,14 @@ const isAutomated = createIsbotFromList(list.filter((pattern) => pattern !== 'he
 /**
  * Whether `request` is a person opening the address in a browser: a GET the browser made as a
  * navigation (`Sec-Fetch-Mode: navigate`, which every current browser sends; an HTML `Accept`
- * from older ones), from a user agent that no crawler, unfurler, monitor or library claims.
- * ingress-nginx hands its error backend the client's method and headers, so this holds on a
+ * from older ones), from a user agent that no crawler, unfurler, monitor or library claims,
+ * and not a prefetch (`Sec-Purpose`, `Purpose`: browsers fetch some pages before anyone opens
+ * them). ingress-nginx hands its error backend the client's method and headers, so this holds on a
  * build's host too.
  */
 export function isPersonOpening(request: Request): boolean {
   if (request.method !== 'GET') return false;
+  if (/prefetch|prerender/i.test(request.get('sec-purpose') ?? request.get('purpose') ?? '')) return false;
   const mode = request.get('sec-fetch-mode');
   const navigation =
     mode === undefined ? (request.get('accept') ?? '').includes('text/html') : mode === 'navigate';

@@ -35,6 +35,13 @@ it.each([
     { ...NAVIGATION, 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/131.0.0.0 Safari/537.36' },
     true,
   ],
+  ['a prefetch', 'GET', { ...NAVIGATION, 'sec-purpose': 'prefetch', 'user-agent': FIREFOX }, false],
+  [
+    'a prefetch, as older browsers say it',
+    'GET',
+    { ...NAVIGATION, purpose: 'prefetch', 'user-agent': FIREFOX },
+    false,
+  ],
   ['a HEAD from a browser', 'HEAD', { ...NAVIGATION, 'user-agent': FIREFOX }, false],
   ["a page's own fetch", 'GET', { 'sec-fetch-mode': 'cors', accept: '*/*', 'user-agent': FIREFOX }, false],
   ["an open tab's websocket", 'GET', { 'sec-fetch-mode': 'websocket', 'user-agent': FIREFOX }, false],
