@@ -85,11 +85,11 @@ export async function serveLivePage(
     response.set('cache-control', 'no-store').redirect(302, json.deploy_link);
     return;
   }
-  if (state.status === 'stopped') deps.observeStoppedOpening?.(options.byPerson ? 'person' : 'other');
-  const leftStopped = state.status === 'stopped' && !options.byPerson;
-  if (state.status === 'stopped' && options.byPerson) {
-    await bounded(() => sendBuildCommand(client, name, 'start'));
+  if (state.status === 'stopped') {
+    deps.observeStoppedOpening?.(options.byPerson ? 'person' : 'other');
+    if (options.byPerson) await bounded(() => sendBuildCommand(client, name, 'start'));
   }
+  const leftStopped = state.status === 'stopped' && !options.byPerson;
   const buildLink = `${base}/builds/${encodeURIComponent(name)}`;
   const title = `${json.commit_info.repo} ${json.commit_info.pr ? `PR #${json.commit_info.pr}` : json.commit_info.target_branch}`;
   const failed = state.status === 'failed';

@@ -15,10 +15,10 @@ import { BUILD_HOST_ROBOTS_TXT, isPersonOpening, type StoppedOpeningObserver } f
 // they asked for once the build is up. It never proxies the build's traffic. Only a person's
 // visit starts a build (visitors.ts); crawlers are asked to keep away (robots.txt).
 //
-// ingress-nginx hands its error backend `GET /` with the address asked for in X-Original-URI
-// (and the original Host). The live page's own requests (its script and style under /ui/, the
-// build's events and start under /api/v1/) come the same way, so they are routed as if they had
-// been made to this service.
+// ingress-nginx hands its error backend `/` with the address asked for in X-Original-URI (and
+// the client's method and headers, the original Host among them). The live page's own requests
+// (its script and style under /ui/, the build's events and start under /api/v1/) come the same
+// way, so they are routed as if they had been made to this service.
 
 const OWN_PATHS = /^\/(ui|api\/v1)\//;
 
