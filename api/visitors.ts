@@ -2,7 +2,7 @@ import type { Request } from 'express';
 import { createIsbotFromList, list } from 'isbot';
 
 // Wake on visit starts a stopped build for a person, not for whatever fetches its address:
-// crawlers follow the "View deployment" links of public pull requests, chat apps unfold links
+// crawlers follow the "View deployment" links of public pull requests, chat apps unfurl links
 // pasted in a channel, and a tab left open on a stopped build keeps calling it (Odoo's bus
 // reconnects all night). Each would start the build again after every idle stop, and a crawl
 // of OCA's 7,000 deployed builds would churn its 150 started ones through eviction.
@@ -18,8 +18,8 @@ const isAutomated = createIsbotFromList(list.filter((pattern) => pattern !== 'he
  * navigation (`Sec-Fetch-Mode: navigate`, which every current browser sends; an HTML `Accept`
  * from older ones), from a user agent that no crawler, unfurler, monitor or library claims,
  * and not a prefetch (`Sec-Purpose`, `Purpose`: browsers fetch some pages before anyone opens
- * them). ingress-nginx hands its error backend the client's method and headers, so this holds on a
- * build's host too.
+ * them). ingress-nginx hands its error backend the client's method and headers, so this holds
+ * on a build's host too.
  */
 export function isPersonOpening(request: Request): boolean {
   if (request.method !== 'GET') return false;
