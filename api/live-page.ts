@@ -114,7 +114,7 @@ export async function serveLivePage(
 <p class="muted">Build <a href="${escapeHtml(buildLink)}">${escapeHtml(name)}</a> · commit <a href="${escapeHtml(json.repo_commit_link)}"><code>${escapeHtml(json.commit_info.git_commit.slice(0, 8))}</code></a></p>
 <p class="status-line">Status: <span id="live-status" class="badge status-${escapeHtml(state.status)}" role="status" aria-live="polite">${escapeHtml(state.status)}</span></p>
 <p id="live-message" aria-live="polite">${message}</p>
-${leftStopped ? '<p><button id="live-start" type="button">Start the build</button></p>\n' : ''}<div id="live-spinner" class="spinner"${failed || undeploying || leftStopped ? ' hidden' : ''} aria-hidden="true"></div>
+${leftStopped ? '<p><button id="live-start" type="button" class="action">Start the build</button></p>\n' : ''}<div id="live-spinner" class="spinner"${failed || undeploying || leftStopped ? ' hidden' : ''} aria-hidden="true"></div>
 <p id="live-failed"${failed ? '' : ' hidden'}><a href="${escapeHtml(base)}/api/v1/builds/${escapeHtml(encodeURIComponent(name))}/init-log">Read the init log</a> · <a href="${escapeHtml(buildLink)}">Open the build page</a> to reset it.</p>
 </section>`,
     'live.js',

@@ -299,6 +299,7 @@ describe('?live', () => {
       const start = visit.getByRole('button', { name: 'Start the build' });
       await start.waitFor();
       expect(await visit.locator('#live-message').innerText()).toBe('This build is stopped.');
+      await visit.screenshot({ path: path.join(SCREENSHOTS, 'live-stopped.png'), fullPage: true });
       // The page was answered without a start (the server sends one before it answers).
       expect((await getBuildState(stack.temporal.client, build.name)).status).toBe('stopped');
       await start.click();
