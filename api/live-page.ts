@@ -46,6 +46,9 @@ export async function serveLivePage(
 ): Promise<void> {
   const { config, client, bounded } = deps;
   response.set(securityHeaders(config));
+  // Linked from public pull requests: search engines that follow the links keep it out of their
+  // index, as they keep away from the build's hosts (robots.txt).
+  response.set('x-robots-tag', 'noindex, nofollow');
   let state;
   try {
     state = await bounded(async () => {

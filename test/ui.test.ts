@@ -295,7 +295,8 @@ describe('?live', () => {
         route.fulfill({ contentType: 'text/html', body: '<title>odoo</title>odoo' }),
       );
       const visit = await crawler.newPage();
-      await visit.goto(`${stack.api.url}/builds/${build.name}?live`);
+      const opened = await visit.goto(`${stack.api.url}/builds/${build.name}?live`);
+      expect(opened?.headers()['x-robots-tag']).toBe('noindex, nofollow');
       const start = visit.getByRole('button', { name: 'Start the build' });
       await start.waitFor();
       expect(await visit.locator('#live-message').innerText()).toBe('This build is stopped.');

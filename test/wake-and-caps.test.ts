@@ -159,6 +159,7 @@ describe('wake on visit', () => {
     for (const [who, headers, method] of notPeople) {
       const answer = await request('/', host, headers, stack.api.url, method);
       expect([answer.status, answer.headers['retry-after']], who).toEqual([503, '3600']);
+      expect(answer.headers['x-robots-tag'], who).toBe('noindex, nofollow');
       if (method !== 'HEAD') {
         expect(answer.body, who).toContain('This build is stopped.');
         expect(answer.body, who).toContain('<button id="live-start"');
