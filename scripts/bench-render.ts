@@ -3,6 +3,7 @@ import { buildRef } from '../common/build';
 import { loadConfig } from '../common/config';
 import { forEachAtOnce } from './at-once';
 import { binary } from './paths';
+import { percentile } from './percentile';
 import { cpuSeconds, ownCpuSeconds } from './proc-cpu';
 
 // `npm run bench:render`: CPU and wall time per render of the default kubefiles in
@@ -17,11 +18,6 @@ function cpuMs(): { self: number; children: number } {
   const self = ownCpuSeconds(process.pid) * 1000;
   return { self, children: cpuSeconds(process.pid) * 1000 - self };
 }
-
-const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-};
 
 async function main(): Promise<void> {
   const config = loadConfig({

@@ -5,6 +5,7 @@ import { Client, Connection } from '@temporalio/client';
 import { startBuild } from '../api/build-client';
 import { loadConfig } from '../common/config';
 import { forEachAtOnce } from './at-once';
+import { percentile } from './percentile';
 import { calibrationCpuMs, cpuSeconds } from './proc-cpu';
 import { startTemporalDevServer } from './temporal-dev';
 import { startTemporalPostgres } from './temporal-postgres';
@@ -27,9 +28,6 @@ interface Round {
   wallMs: number;
   serverCpuMs: number;
 }
-
-const percentile = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 
 async function main(): Promise<void> {
   const machine = `${os.cpus().length} cores (calibration ${calibrationCpuMs()} ms of CPU)`;
@@ -67,7 +65,7 @@ async function main(): Promise<void> {
       });
       const wallMs = performance.now() - began;
       return {
-        ms: ms.sort((a, b) => a - b),
+        ms,
         wallMs,
         serverCpuMs: (serverCpuSeconds() - cpuBefore) * 1000,
       };
@@ -85,7 +83,7 @@ async function main(): Promise<void> {
     for (const concurrency of [1, CONCURRENCY]) {
       const rounds: Round[] = [];
       for (let i = 0; i < ROUNDS; i++) rounds.push(await round(concurrency));
-      const all = rounds.flatMap((r) => r.ms).sort((a, b) => a - b);
+      const all = rounds.flatMap((r) => r.ms);
       const wall = rounds.reduce((total, r) => total + r.wallMs, 0);
       const cpu = rounds.reduce((total, r) => total + r.serverCpuMs, 0);
       const fixed = (value: number) => value.toFixed(0);

@@ -30,6 +30,7 @@ import { binary } from './paths';
 import { startServiceProcesses } from './service';
 import { CONTROLLER_MANAGER_QPS, startSimulatedCluster } from './simulated-cluster';
 import { freePort, waitUntil } from './processes';
+import { percentile } from './percentile';
 import { calibrationCpuMs, childPids, cpuSeconds, ownCpuSeconds } from './proc-cpu';
 import { startTemporalDevServer } from './temporal-dev';
 import { startTemporalPostgres } from './temporal-postgres';
@@ -100,11 +101,6 @@ const LATER_UNDEPLOYS = 20;
 const CLUSTER_NICE = Number(process.env.BENCH_CLUSTER_NICE ?? 0);
 const WAIT_MS = Number(process.env.BENCH_WAIT_MINUTES ?? 10) * 60_000;
 
-const percentile = (values: number[], p: number) => {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-};
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Linux's nice is per thread: every thread of `pid` (the threads it makes later inherit it). */
