@@ -42,18 +42,26 @@ export interface EventStream {
   close(): void;
 }
 
+/** The API's /metrics, as Prometheus scrapes it. */
+export async function scrapeMetrics(api: Pick<TestApi, 'request'>): Promise<string> {
+  return (await api.request('GET', '/metrics')).text();
+}
+
+/** The value of one series (`name{labels}`, as /metrics writes it) in a scrape; undefined if absent. */
+export function metricSample(scraped: string, series: string): number | undefined {
+  const line = scraped.split('\n').find((each) => each.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
 /** The API's count of build-events polls with this outcome, read from its /metrics. */
 export async function buildEventPolls(api: TestApi, outcome: 'ok' | 'failed'): Promise<number> {
-  const text = await (await api.request('GET', '/metrics')).text();
-  const sample = new RegExp(`^runboat_build_events_polls_total\\{outcome="${outcome}"\\} (\\d+)$`, 'm').exec(
-    text,
-  );
-  return sample ? Number(sample[1]) : 0;
+  const series = `runboat_build_events_polls_total{outcome="${outcome}"}`;
+  return metricSample(await scrapeMetrics(api), series) ?? 0;
 }
 
 /** How many reads of visibility the API's build index made so far (both kinds, both outcomes). */
 export async function buildIndexReads(api: TestApi): Promise<number> {
-  const text = await (await api.request('GET', '/metrics')).text();
+  const text = await scrapeMetrics(api);
   return [...text.matchAll(/^runboat_build_index_reads_total\{[^}]*\} (\d+)$/gm)].reduce(
     (sum, [, count]) => sum + Number(count),
     0,
@@ -62,8 +70,7 @@ export async function buildIndexReads(api: TestApi): Promise<number> {
 
 /** How many builds the API's build-events polls listed so far, read from its /metrics. */
 export async function buildEventsListed(api: TestApi): Promise<number> {
-  const text = await (await api.request('GET', '/metrics')).text();
-  return Number(/^runboat_build_events_listed_builds_total (\d+)$/m.exec(text)?.[1] ?? NaN);
+  return metricSample(await scrapeMetrics(api), 'runboat_build_events_listed_builds_total') ?? NaN;
 }
 
 /** Waits until the API has polled successfully for three times `deadlineMs`, its backend deadline. */

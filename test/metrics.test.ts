@@ -2,7 +2,7 @@ import { Connection } from '@temporalio/client';
 import { expect, it } from 'vitest';
 import { apiConnectionOptions, temporalRateLimitRefusals } from '../api/backend';
 import { buildRef } from '../common/build';
-import { payloads, useStack } from './api-server';
+import { metricSample, payloads, scrapeMetrics, useStack } from './api-server';
 import { SHA, testConfig, waitFor } from './helpers';
 
 // /metrics, scraped as Prometheus would, after real webhook deliveries.
@@ -10,14 +10,8 @@ import { SHA, testConfig, waitFor } from './helpers';
 const config = testConfig({ RUNBOAT_MAX_INITIALIZING: '1' });
 const stack = useStack(config, { deploymentController: false });
 
-const scrape = async () => (await stack.api.request('GET', '/metrics')).text();
-const sample = (text: string, series: string) =>
-  Number(
-    text
-      .split('\n')
-      .find((line) => line.startsWith(`${series} `))
-      ?.split(' ')[1],
-  );
+const scrape = () => scrapeMetrics(stack.api);
+const sample = (text: string, series: string) => metricSample(text, series) ?? NaN;
 
 it('counts builds by status, the init queue, webhooks by outcome and requests by route', async () => {
   for (const sha of ['1', '2']) {

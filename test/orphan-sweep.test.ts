@@ -4,7 +4,7 @@ import type { CommitInfo, OrphanSweep } from '../common/types';
 import { ensureOrphanSweepSchedule } from '../worker/schedule';
 import type { orphanSweepWorkflow } from '../workflows';
 import { buildWorkflowId, orphanSweepScheduleId } from '../workflows/definitions';
-import { useStack } from './api-server';
+import { metricSample, scrapeMetrics, useStack } from './api-server';
 import { SHA, testConfig, waitFor } from './helpers';
 
 // A build whose workflow is gone without undeploying it (terminated from the Temporal UI)
@@ -75,9 +75,8 @@ it('reports in /metrics what the last scheduled sweep deleted', async () => {
   await schedule.trigger();
   // 0 until a sweep of the schedule has finished.
   const swept = await waitFor('the sweep in /metrics', async () => {
-    const text = await (await stack.api.request('GET', '/metrics')).text();
-    const value = /^runboat_orphan_objects_swept (\d+)$/m.exec(text)?.[1];
-    return value !== '0' && value;
+    const value = metricSample(await scrapeMetrics(stack.api), 'runboat_orphan_objects_swept');
+    return value !== 0 && value;
   });
   // What the scheduled run itself returned (the build's objects; more may have come from its
   // last activity, still running when the workflow was terminated).

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { getBuildState, startBuild } from '../api/build-client';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
-import { payloads, startTestApi, useStack } from './api-server';
+import { metricSample, payloads, scrapeMetrics, startTestApi, useStack } from './api-server';
 import { FRESH_FOR_MS } from '../common/build-index';
 import { SHA, testConfig, waitFor } from './helpers';
 
@@ -148,13 +148,8 @@ describe('wake on visit', () => {
       ["an open tab's call", { 'sec-fetch-mode': 'cors', 'x-original-uri': '/web/dataset/call_kw' }, 'POST'],
       ['a link checker', {}, 'HEAD'],
     ];
-    const openings = async (by: string) => {
-      const scraped = await (await stack.api.request('GET', '/metrics')).text();
-      const sample = new RegExp(`^runboat_stopped_build_openings_total\\{by="${by}"\\} (\\d+)$`, 'm').exec(
-        scraped,
-      );
-      return Number(sample?.[1] ?? 0);
-    };
+    const openings = async (by: string) =>
+      metricSample(await scrapeMetrics(stack.api), `runboat_stopped_build_openings_total{by="${by}"}`) ?? 0;
     const [others, people] = [await openings('other'), await openings('person')];
     for (const [who, headers, method] of notPeople) {
       const answer = await request('/', host, headers, stack.api.url, method);
