@@ -78,6 +78,9 @@ export interface CallOptions {
  * A list's items with their metadata only: kube-apiserver encodes, and the worker parses, no spec
  * or status (a Pod's or a Deployment's are most of it).
  */
+/** The finalizer runboat's own deployment.yaml puts on the Deployment. */
+const RUNBOAT_CLEANUP_FINALIZER = 'runboat/cleanup';
+
 const METADATA_LIST = 'application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json';
 
 /** Enough for every object of a few thousand builds, at about 100 bytes each. */
@@ -339,11 +342,13 @@ export class BuildCluster {
         ? !(kind.apiVersion === 'v1' && kind.kind === 'Pod')
         : kind.required || this.appliedKinds.has(`${kind.apiVersion}/${kind.kind}`);
     const deleteKind = (kind: ObjectKind, i: number) =>
-      this.skippingForbidden(kind, 0, () =>
-        madeByKubefiles(kind, i)
-          ? this.deleteCollection(kind.apiVersion, kind.kind, selector)
-          : this.deleteAll(kind.apiVersion, kind.kind, selector, (object) => !controlled(object)),
-      );
+      this.skippingForbidden(kind, 0, async () => {
+        const deleted = madeByKubefiles(kind, i)
+          ? await this.deleteCollection(kind.apiVersion, kind.kind, selector)
+          : await this.deleteAll(kind.apiVersion, kind.kind, selector, (object) => !controlled(object));
+        await this.releaseCleanupFinalizers(kind, deleted);
+        return deleted.length;
+      });
     let deleted = 0;
     // The contract's kinds in their order; the others (rarely any object) all at once.
     for (const [i, kind] of kinds.slice(0, BUILD_OBJECT_KINDS.length).entries())
@@ -711,7 +716,11 @@ export class BuildCluster {
    * granted by the worker's Role, or not served for the kind), lists and deletes them one by one
    * from then on.
    */
-  private async deleteCollection(apiVersion: string, kind: string, labelSelector: string): Promise<number> {
+  private async deleteCollection(
+    apiVersion: string,
+    kind: string,
+    labelSelector: string,
+  ): Promise<KubernetesObject[]> {
     const key = `${apiVersion}/${kind}`;
     if (this.requests && !this.collectionDeleteRefused.has(key)) {
       const query = new URLSearchParams({ labelSelector, propagationPolicy: 'Background' });
@@ -719,7 +728,7 @@ export class BuildCluster {
       const response = await this.requests.send('DELETE', path, '', 'application/json', METADATA_LIST);
       if (response.status !== 403 && response.status !== 405) {
         failUnlessAccepted(response);
-        return ((JSON.parse(response.body) as { items: unknown[] | null }).items ?? []).length;
+        return (JSON.parse(response.body) as { items: KubernetesObject[] | null }).items ?? [];
       }
       this.collectionDeleteRefused.add(key);
     }
@@ -731,10 +740,41 @@ export class BuildCluster {
     kind: string,
     labelSelector: string,
     select: (item: KubernetesObject) => boolean = () => true,
-  ): Promise<number> {
+  ): Promise<KubernetesObject[]> {
     const items = (await this.listMetadata(apiVersion, kind, labelSelector)).filter(select);
     for (const item of items) await this.deleteObject({ apiVersion, kind, metadata: item.metadata });
-    return items.length;
+    return items;
+  }
+
+  /**
+   * Kubefiles kept from runboat give the Deployment runboat's cleanup finalizer, which runboat's
+   * controller removed once the cleanup Job had run. Here the workflow runs that Job before it
+   * deletes anything, so the finalizer has served: released from the objects just deleted, which
+   * would otherwise stay Terminating for good, their ReplicaSets and pods with them.
+   */
+  private async releaseCleanupFinalizers(kind: ObjectKind, deleted: KubernetesObject[]): Promise<void> {
+    for (const { metadata } of deleted) {
+      const finalizers = metadata?.finalizers ?? [];
+      if (!finalizers.includes(RUNBOAT_CLEANUP_FINALIZER)) continue;
+      await this.objects
+        .patch(
+          {
+            apiVersion: kind.apiVersion,
+            kind: kind.kind,
+            metadata: {
+              name: metadata?.name,
+              namespace: this.namespace,
+              finalizers: finalizers.filter((finalizer) => finalizer !== RUNBOAT_CLEANUP_FINALIZER),
+            },
+          },
+          undefined,
+          undefined,
+          FIELD_MANAGER,
+          undefined,
+          PatchStrategy.MergePatch,
+        )
+        .catch((error: unknown) => (isStatus(error, 404) ? undefined : Promise.reject(error)));
+    }
   }
 
   /**

@@ -11,11 +11,23 @@ import { useStack } from './api-server';
 import { SHA, spawnWorkerProcess, testConfig, waitFor } from './helpers';
 
 // A kubefile may create kinds beyond the contract's (a NetworkPolicy, a CronJob): undeploy
-// deletes them too, found by API discovery rather than from a fixed list.
+// deletes them too, found by API discovery rather than from a fixed list. And kubefiles kept from
+// runboat put its cleanup finalizer on the Deployment, which nothing but the undeploy removes.
 
-/** The default kubefiles, plus a NetworkPolicy and a CronJob in `deployment` mode. */
+/**
+ * The default kubefiles, plus a NetworkPolicy and a CronJob in `deployment` mode, and the
+ * Deployment's `runboat/cleanup` finalizer as runboat's own deployment.yaml has it.
+ */
 const kubefiles = mkdtempSync(path.join(os.tmpdir(), 'runboat-extra-kinds-'));
 cpSync(DEFAULT_KUBEFILES_PATH, kubefiles, { recursive: true });
+const deploymentFile = path.join(kubefiles, 'deployment.yaml');
+writeFileSync(
+  deploymentFile,
+  readFileSync(deploymentFile, 'utf8').replace(
+    '  name: odoo\n',
+    '  name: odoo\n  finalizers:\n    - runboat/cleanup\n',
+  ),
+);
 const kustomization = path.join(kubefiles, 'kustomization.yaml.jinja');
 writeFileSync(
   kustomization,
@@ -90,6 +102,23 @@ it('deletes every kind the kubefiles created, beyond the contract, on undeploy',
   await sendBuildCommand(stack.temporal.client, build.name, 'undeploy');
   await stack.temporal.client.workflow.getHandle(buildWorkflowId(build.name)).result();
   expect(await extra(build.name)).toEqual([]);
+  expect(await stack.cluster.builds.listBuildObjects(build.name)).toEqual([]);
+});
+
+it("deletes a Deployment that carries runboat's cleanup finalizer, its cleanup done", async () => {
+  const build = await startBuild(stack.temporal.client, config, {
+    repo: 'oca/fin',
+    target_branch: '16.0',
+    pr: 7,
+    git_commit: SHA('f'),
+  });
+  await waitFor('the Deployment', async () => (await stack.cluster.deployment(build.name)) !== undefined);
+  expect((await stack.cluster.deployment(build.name)).metadata?.finalizers).toEqual(['runboat/cleanup']);
+
+  await sendBuildCommand(stack.temporal.client, build.name, 'undeploy');
+  await stack.temporal.client.workflow.getHandle(buildWorkflowId(build.name)).result();
+  // Left Terminating by the finalizer, the Deployment would keep its ReplicaSets and pods too.
+  expect(await stack.cluster.deployment(build.name)).toBeUndefined();
   expect(await stack.cluster.builds.listBuildObjects(build.name)).toEqual([]);
 });
 
