@@ -168,18 +168,8 @@ export function createCoordinationActivities(config: Config) {
 
     /** Those of `workflowIds` whose workflow is no longer running. */
     async endedWorkflows(workflowIds: string[]): Promise<string[]> {
-      const { client } = Context.current();
-      const ended: string[] = [];
-      for (const workflowId of workflowIds) {
-        try {
-          const { status } = await client.workflow.getHandle(workflowId).describe();
-          if (status.name !== 'RUNNING') ended.push(workflowId);
-        } catch (error) {
-          if (!(error instanceof WorkflowNotFoundError)) throw error;
-          ended.push(workflowId);
-        }
-      }
-      return ended;
+      const states = await workflowStates(Context.current().client, workflowIds);
+      return workflowIds.filter((workflowId) => states.get(workflowId) !== 'running');
     },
   };
   return {
@@ -190,4 +180,25 @@ export function createCoordinationActivities(config: Config) {
      */
     evictionPlan: activities.evict,
   };
+}
+
+/**
+ * Whether each of `workflowIds` is running, has ended, or is unknown to Temporal: never started
+ * in this namespace, or ended so long ago that its history is gone.
+ */
+export async function workflowStates(
+  client: Client,
+  workflowIds: string[],
+): Promise<Map<string, 'running' | 'ended' | 'unknown'>> {
+  const states = new Map<string, 'running' | 'ended' | 'unknown'>();
+  for (const workflowId of workflowIds) {
+    try {
+      const { status } = await client.workflow.getHandle(workflowId).describe();
+      states.set(workflowId, status.name === 'RUNNING' ? 'running' : 'ended');
+    } catch (error) {
+      if (!(error instanceof WorkflowNotFoundError)) throw error;
+      states.set(workflowId, 'unknown');
+    }
+  }
+  return states;
 }

@@ -1,7 +1,10 @@
 import { ApiException, type KubernetesObject } from '@kubernetes/client-node';
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import { adoptionOf, type Adoption } from '../common/adoption';
 import { UnsafeCommitInfoError } from '../common/build';
-import type { Config } from '../common/config';
+import { adoptedBuildStart } from '../common/build-start';
+import { captureRepoSettings, findRepoSettings, type Config } from '../common/config';
 import type {
   BuildRef,
   BuildRepoSettings,
@@ -11,8 +14,8 @@ import type {
   KubefilesMode,
   OrphanSweep,
 } from '../common/types';
-import { buildWorkflowId } from '../workflows/definitions';
-import { createCoordinationActivities } from './coordination';
+import { buildWorkflowId, type BuildWorkflow } from '../workflows/definitions';
+import { createCoordinationActivities, workflowStates } from './coordination';
 import { GitHub, type CommitStatusState } from '../common/github';
 import { GitHubDeployments } from './github-deployments';
 import { buildKustomization, KubefilesError, prepareKustomization, type Kustomization } from './kubefiles';
@@ -168,30 +171,71 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
   const rendered = renderCache(config);
   const deployments = new GitHubDeployments(config, github);
   const coordination = createCoordinationActivities(config);
+  /**
+   * Starts a workflow for `name`, deployed with no workflow, in the state its Deployment says:
+   * 'orphan' when it has none to say it (its objects are then swept), 'taken' when another
+   * workflow was started for it meanwhile.
+   */
+  const adopt = async (client: Client, name: string): Promise<'adopted' | 'orphan' | 'taken'> => {
+    const found = await cluster.deploymentsOf(name);
+    const adoption: Adoption =
+      found.length === 1 ? adoptionOf(found[0]) : { refused: `it has ${found.length} Deployments, not one` };
+    if ('refused' in adoption) {
+      log.warn('not adoptable: its objects are swept', { build: name, reason: adoption.refused });
+      return 'orphan';
+    }
+    const { repo, target_branch } = adoption.state.commit;
+    // A repo or branch no longer configured is adopted all the same, as such builds of release
+    // v1 run: the build is counted and evicted, and its undeploy skips the cleanup it cannot render.
+    const entry = findRepoSettings(config, repo, target_branch);
+    try {
+      await client.workflow.start<BuildWorkflow>(
+        'buildWorkflow',
+        adoptedBuildStart(config, adoption.state, adoption.phase, entry && captureRepoSettings(entry)),
+      );
+      return 'adopted';
+    } catch (error) {
+      if (error instanceof WorkflowExecutionAlreadyStartedError) return 'taken';
+      throw error;
+    }
+  };
+
   return {
     ...coordination,
 
     /**
-     * Deletes the objects of every build whose workflow is not running (ended, or never
-     * started here), once its newest object is `graceSeconds` old: a build being created has
-     * its workflow before its first object, and the grace covers any lag in between. The
-     * workflow is looked up by id, not in visibility, which lags.
+     * Deletes the objects of every build whose workflow is not running, once its newest object is
+     * `graceSeconds` old: a build being created has its workflow before its first object, and the
+     * grace covers any lag in between. The workflow is looked up by id, not in visibility, which
+     * lags. A build whose Deployment says where it is (runboat's, or one whose history Temporal
+     * lost) and that never had a workflow here is adopted instead: a workflow takes it over.
      */
     async sweepOrphans(graceSeconds: number): Promise<OrphanSweep> {
+      const { client } = Context.current();
       const settled = [...(await cluster.buildsWithObjects())]
         .filter(([, newest]) => Date.now() - newest.getTime() >= graceSeconds * 1000)
         .map(([name]) => name);
-      const byWorkflow = new Map(settled.map((name) => [buildWorkflowId(name), name]));
-      const orphans = (await coordination.endedWorkflows([...byWorkflow.keys()])).map(
-        (workflowId) => byWorkflow.get(workflowId) as string,
-      );
+      const workflows = await workflowStates(client, settled.map(buildWorkflowId));
+      const orphans: string[] = [];
+      const adopted: string[] = [];
+      for (const name of settled) {
+        const workflow = workflows.get(buildWorkflowId(name));
+        if (workflow === 'running') continue;
+        const adoption = workflow === 'unknown' ? await adopt(client, name) : 'orphan';
+        if (adoption === 'adopted') adopted.push(name);
+        else if (adoption === 'orphan') orphans.push(name);
+      }
       let objects = 0;
       for (const name of orphans) objects += await cluster.deleteBuild(name, { everyKind: true });
       if (objects) {
         log.warn('deleted the objects of builds without a running workflow', { builds: orphans, objects });
         orphanObjectsDeleted().add(objects);
       }
-      return { builds: orphans, objects };
+      if (adopted.length) {
+        log.warn('adopted builds deployed without a workflow', { builds: adopted });
+        buildsAdopted().add(adopted.length);
+      }
+      return { builds: orphans, objects, adopted };
     },
 
     /**
@@ -278,6 +322,14 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
     },
   };
 }
+
+/** The worker's Prometheus counter of builds the orphan sweep adopted. */
+const buildsAdopted = () =>
+  Context.current().metricMeter.createCounter(
+    'runboat_builds_adopted',
+    'builds',
+    "Builds deployed without a workflow (runboat's, or whose history was lost), adopted by the orphan sweep",
+  );
 
 /** The worker's Prometheus counter (RUNBOAT_WORKER_METRICS_ADDRESS) of objects swept. */
 const orphanObjectsDeleted = () =>

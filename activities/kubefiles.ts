@@ -2,7 +2,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { KubernetesObject } from '@kubernetes/client-node';
 import nunjucks from 'nunjucks';
-import { buildRef, UnsafeCommitInfoError } from '../common/build';
+import { buildRef, namesBuildOf, UnsafeCommitInfoError } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import type { BuildRef, BuildRepoSettings, KubefilesMode } from '../common/types';
 import { KustomizeError, kustomizeRenderer } from './kustomize';
@@ -54,8 +54,8 @@ export async function prepareKustomization(
   repo?: BuildRepoSettings,
 ): Promise<Kustomization> {
   // Name and slug reach names and host names: they must be the ones the commit gives.
-  const { commit, name, slug } = buildRef(build.commit);
-  if (name !== build.name || slug !== build.slug) {
+  const { commit, slug } = buildRef(build.commit);
+  if (!namesBuildOf(build.name, commit) || slug !== build.slug) {
     throw new UnsafeCommitInfoError(
       `build name ${JSON.stringify(build.name)} or slug does not match its commit`,
     );

@@ -4,7 +4,7 @@ import {
   WorkflowUpdateRPCTimeoutOrCancelledError,
   type Client,
 } from '@temporalio/client';
-import { ApplicationFailure, type SearchAttributePair } from '@temporalio/common';
+import { ApplicationFailure } from '@temporalio/common';
 import { buildRef, UnsafeCommitInfoError } from '../common/build';
 import { judgeCommand } from '../common/commands';
 import { captureRepoSettings, findRepoSettings, type Config } from '../common/config';
@@ -12,7 +12,7 @@ import { logger } from '../common/logger';
 import { withinDeadline } from './backend';
 import { capBuildsOfRef } from './per-ref-cap';
 import { listBuilds, type BuildFilter } from '../common/build-list';
-import { buildSearchAttributes } from '../common/search-attributes';
+import { newBuildStart } from '../common/build-start';
 import {
   type BuildCommand,
   type BuildRef,
@@ -28,7 +28,6 @@ import {
   commandUpdate,
   forceUndeploySignal,
   type BuildWorkflow,
-  type LifecycleSettings,
 } from '../workflows/definitions';
 
 // How the API (and tests) drive build workflows: always through Temporal, never Kubernetes.
@@ -87,17 +86,7 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
     logger.warn({ commit, reason: (error as Error).message }, 'build refused');
     throw error;
   }
-  await client.workflow.start<BuildWorkflow>('buildWorkflow', {
-    workflowId: buildWorkflowId(build.name),
-    taskQueue: config.taskQueue,
-    args: [{ build, settings: lifecycleSettings(config), repo }],
-    workflowIdConflictPolicy: 'USE_EXISTING',
-    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-    // Listable (and counted by eviction) from the start, not from its first workflow task. The
-    // workflow upserts the same attributes with its exact start time on its first task; an
-    // existing build (USE_EXISTING) keeps its own.
-    typedSearchAttributes: startSearchAttributes(build),
-  });
+  await client.workflow.start<BuildWorkflow>('buildWorkflow', newBuildStart(config, build, repo));
   try {
     await capBuildsOfRef(client, config, build);
   } catch (error) {
@@ -105,31 +94,6 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
     logger.warn({ err: error, build: build.name }, 'per-ref cap not applied');
   }
   return build;
-}
-
-/** A new build's search attributes, given when its workflow starts. */
-export function startSearchAttributes(build: BuildRef): SearchAttributePair[] {
-  const now = new Date();
-  return buildSearchAttributes(
-    {
-      ...build,
-      status: 'initializing',
-      init_status: 'todo',
-      created: now.toISOString(),
-      last_scaled: null,
-      last_error: null,
-    },
-    now,
-  );
-}
-
-export function lifecycleSettings(config: Config): LifecycleSettings {
-  return {
-    maxInitializing: config.maxInitializing,
-    initTimeoutSeconds: config.initTimeoutSeconds,
-    noCleanupJob: config.noCleanupJob,
-    autoStopAfterSeconds: config.autoStopAfterSeconds,
-  };
 }
 
 /** Undeploys `name` without its cleanup job; the reason is kept in the build's history. */

@@ -84,6 +84,17 @@ export function buildName(commit: CommitInfo): string {
   return prefix ? `${prefix}-${hash}` : `b-${hash}`;
 }
 
+/** runboat's build names: `b` and a random uuid. Its builds keep them when adopted. */
+const RUNBOAT_BUILD_NAME = /^b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * Whether `name` may name the build of `commit` (which `validateCommitInfo` passed): the name
+ * this service derives from it, or a name runboat gave (a build adopted from runboat).
+ */
+export function namesBuildOf(name: string, commit: CommitInfo): boolean {
+  return name === buildName(commit) || RUNBOAT_BUILD_NAME.test(name);
+}
+
 export function buildRef(commit: CommitInfo): BuildRef {
   const safe = validateCommitInfo(commit);
   return { name: buildName(safe), slug: buildSlug(safe), commit: safe };

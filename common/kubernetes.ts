@@ -379,6 +379,11 @@ export class BuildCluster {
     return [...inUse, ...applied];
   }
 
+  /** The Deployments labelled with `build`, whole (one, unless a kubefile made more). */
+  async deploymentsOf(build: string): Promise<V1Deployment[]> {
+    return (await this.list('apps/v1', 'Deployment', `runboat/build=${build}`)).items as V1Deployment[];
+  }
+
   /** Objects of every kind `objectKinds` names, matching `labelSelector` (one build's by default). */
   async listBuildObjects(
     build: string,

@@ -75,10 +75,14 @@ export interface BuildState extends BuildRef {
   forced_undeploy?: string | null;
 }
 
-/** What one orphan sweep deleted: the objects of builds that have no running workflow. */
+/**
+ * What one orphan sweep did: deleted the objects of `builds`, which have no running workflow,
+ * and adopted the builds deployed with no workflow ever (absent from sweeps of older workers).
+ */
 export interface OrphanSweep {
   builds: string[];
   objects: number;
+  adopted?: string[];
 }
 
 /** What the build workflow's query answers: its state and the commands it has yet to act on. */

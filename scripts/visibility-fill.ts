@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type Client, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { startSearchAttributes } from '../api/build-client';
+import { startSearchAttributes } from '../common/build-start';
 import { buildRef } from '../common/build';
 import type { LifecycleSettings } from '../workflows/definitions';
 import type { buildWorkflow } from '../workflows';

@@ -47,7 +47,7 @@ it('deletes the objects of a build without a running workflow, after the grace p
   expect(orphanObjects.size).toBeGreaterThan(0);
 
   // Younger than the grace period: left alone, whatever its workflow.
-  expect(await sweep(3_600)).toEqual({ builds: [], objects: 0 });
+  expect(await sweep(3_600)).toEqual({ builds: [], objects: 0, adopted: [] });
   expect(await stillThere(orphaned.name, orphanObjects)).toBe(orphanObjects.size);
 
   const livingObjects = await uidsOf(living.name);

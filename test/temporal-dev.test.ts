@@ -1,6 +1,6 @@
 import { Client } from '@temporalio/client';
 import { expect, inject, it } from 'vitest';
-import { startSearchAttributes } from '../api/build-client';
+import { startSearchAttributes } from '../common/build-start';
 import { buildRef } from '../common/build';
 import { testConfig, useTemporalClient } from './helpers';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { lifecycleSettings, startSearchAttributes } from '../api/build-client';
+import { lifecycleSettings, startSearchAttributes } from '../common/build-start';
 import type { Timeline } from '../api/timeline';
 import { buildRef } from '../common/build';
 import type { buildWorkflow } from '../workflows';
