@@ -1,6 +1,6 @@
 import type { V1Deployment } from '@kubernetes/client-node';
 import { buildSlug, namesBuildOf, validateCommitInfo } from './build';
-import type { BuildState, BuildStatus, InitStatus } from './types';
+import type { BuildState, BuildStatus, CommitInfo, InitStatus } from './types';
 import type { BuildPhase } from '../workflows/definitions';
 
 // A build deployed with no workflow: one of runboat's, found in the namespace it hands over, or
@@ -8,7 +8,7 @@ import type { BuildPhase } from '../workflows/definitions';
 // on its Deployment (the kubefiles contract's label and annotations, its replicas), which this
 // service keeps up to date too: enough to take the build over where it is.
 
-/** What the orphan sweep does with such a build: take it over, or leave it, saying why. */
+/** Where a workflow takes such a build over, or why none can (its objects are then swept). */
 export type Adoption = { state: BuildState; phase: BuildPhase } | { refused: string };
 
 const INIT_STATUSES: readonly InitStatus[] = ['todo', 'started', 'succeeded', 'failed'];
@@ -21,7 +21,7 @@ export function adoptionOf(deployment: V1Deployment): Adoption {
   if (!INIT_STATUSES.includes(initStatus))
     return { refused: `runboat/init-status ${JSON.stringify(initStatus ?? null)} is not one of runboat's` };
   const pr = annotations['runboat/pr'] || null;
-  let commit;
+  let commit: CommitInfo;
   try {
     commit = validateCommitInfo({
       repo: annotations['runboat/repo'] ?? '',
