@@ -2,6 +2,7 @@ import { ApiException, type KubernetesObject } from '@kubernetes/client-node';
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 import { adoptionOf, type Adoption } from '../common/adoption';
+import { listRunningBuilds } from '../common/build-list';
 import { UnsafeCommitInfoError } from '../common/build';
 import { adoptedBuildStart } from '../common/build-start';
 import { captureRepoSettings, findRepoSettings, type Config } from '../common/config';
@@ -206,8 +207,8 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
     /**
      * Deletes the objects of every build whose workflow is not running, once its newest object is
      * `graceSeconds` old: a build being created has its workflow before its first object, and the
-     * grace covers any lag in between. The workflow is looked up by id, not in visibility, which
-     * lags. A build whose Deployment says where it is (runboat's, or one whose history Temporal
+     * grace covers any lag in between. A workflow visibility does not list as running is looked up
+     * by id: visibility lags. A build whose Deployment says where it is (runboat's, or one whose history Temporal
      * lost) and that never had a workflow here is adopted instead: a workflow takes it over.
      */
     async sweepOrphans(graceSeconds: number): Promise<OrphanSweep> {
@@ -215,10 +216,15 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
       const settled = [...(await cluster.buildsWithObjects())]
         .filter(([, newest]) => Date.now() - newest.getTime() >= graceSeconds * 1000)
         .map(([name]) => name);
-      const workflows = await workflowStates(client, settled.map(buildWorkflowId));
+      // Visibility says which builds run in one list; only the others are looked up by id (a
+      // workflow ended that visibility still lists is found by the next sweep). Looking every
+      // build up took 20 s and 23 s of CPU at 7,000 builds, every 10 minutes.
+      const listed = new Set((await listRunningBuilds(client, config.taskQueue)).map((build) => build.name));
+      const unlisted = settled.filter((name) => !listed.has(name));
+      const workflows = await workflowStates(client, unlisted.map(buildWorkflowId));
       const orphans: string[] = [];
       const adopted: string[] = [];
-      for (const name of settled) {
+      for (const name of unlisted) {
         const workflow = workflows.get(buildWorkflowId(name));
         if (workflow === 'running') continue;
         const adoption = workflow === 'unknown' ? await adopt(client, name) : 'orphan';

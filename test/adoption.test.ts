@@ -7,7 +7,7 @@ import type { OrphanSweep } from '../common/types';
 import type { orphanSweepWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { useStack } from './api-server';
-import { SHA, testConfig, waitFor } from './helpers';
+import { SHA, terminateBuildWorkflow, testConfig, waitFor } from './helpers';
 
 // Moving from runboat: its builds stay deployed in the namespace it hands over, each one's state
 // on its Deployment (runboat kept nothing else). The orphan sweep takes each over with a
@@ -99,7 +99,7 @@ it("adopts runboat's builds where they are, and still sweeps what no workflow ca
     git_commit: SHA('7'),
   });
   await waitFor('its Deployment', () => stack.cluster.deployment(terminated.name));
-  await stack.temporal.client.workflow.getHandle(buildWorkflowId(terminated.name)).terminate('lost by hand');
+  await terminateBuildWorkflow(stack.temporal.client, config, terminated.name);
 
   const swept = await sweep();
   expect(swept.adopted?.sort()).toEqual(

@@ -16,6 +16,7 @@ import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } 
 import { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, expect, inject } from 'vitest';
 import { apiConnectionOptions } from '../api/backend';
+import { listRunningBuilds } from '../common/build-list';
 import { BuildCluster } from '../common/kubernetes';
 import { getBuildState } from '../api/build-client';
 import { loadConfig, type Config } from '../common/config';
@@ -25,6 +26,7 @@ import { freePort, spawnService } from '../scripts/processes';
 import { activitiesInFlight } from '../worker/heartbeats';
 import { RELEASED_HISTORIES } from '../worker/self-check';
 import { createWorker, SLOW_SHUTDOWN_MS } from '../worker/worker';
+import { buildWorkflowId } from '../workflows/definitions';
 import { temporalNamespaceOf } from './namespaces';
 import type { TcpProxy } from './tcp-proxy';
 
@@ -297,6 +299,18 @@ export function untilBuildStatus(
     `${name} ${status}`,
     async () => (await getBuildState(client, name)).status === status,
     timeoutMs,
+  );
+}
+
+/**
+ * Terminates a build's workflow, as from the Temporal UI, leaving its objects; resolves once
+ * visibility no longer lists the build running (the orphan sweep trusts that list).
+ */
+export async function terminateBuildWorkflow(client: Client, config: Config, name: string): Promise<void> {
+  await client.workflow.getHandle(buildWorkflowId(name)).terminate('lost by hand');
+  await waitFor(
+    'visibility to list the build as ended',
+    async () => !(await listRunningBuilds(client, config.taskQueue)).some((build) => build.name === name),
   );
 }
 

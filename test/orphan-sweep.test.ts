@@ -3,9 +3,9 @@ import { startBuild } from '../api/build-client';
 import type { CommitInfo, OrphanSweep } from '../common/types';
 import { ensureOrphanSweepSchedule } from '../worker/schedule';
 import type { orphanSweepWorkflow } from '../workflows';
-import { buildWorkflowId, orphanSweepScheduleId } from '../workflows/definitions';
+import { orphanSweepScheduleId } from '../workflows/definitions';
 import { metricSample, scrapeMetrics, useStack } from './api-server';
-import { SHA, testConfig, waitFor } from './helpers';
+import { SHA, terminateBuildWorkflow, testConfig, waitFor } from './helpers';
 
 // A build whose workflow is gone without undeploying it (terminated from the Temporal UI)
 // leaves its objects: the orphan sweep deletes them once they are older than the grace
@@ -34,7 +34,7 @@ it('deletes the objects of a build without a running workflow, after the grace p
   const orphaned = await startBuild(client, config, commit('2'));
   for (const build of [living, orphaned])
     await waitFor('its Deployment', () => stack.cluster.deployment(build.name));
-  await client.workflow.getHandle(buildWorkflowId(orphaned.name)).terminate('lost by hand');
+  await terminateBuildWorkflow(client, config, orphaned.name);
   // By uid, not by count: the builds' last activities may still add objects (an init Job) as
   // the test runs; what matters is which objects the sweeps remove.
   const uidsOf = async (name: string) =>
@@ -68,7 +68,7 @@ it('reports in /metrics what the last scheduled sweep deleted', async () => {
   const { client } = stack.temporal;
   const orphaned = await startBuild(client, config, commit('3'));
   await waitFor('its Deployment', () => stack.cluster.deployment(orphaned.name));
-  await client.workflow.getHandle(buildWorkflowId(orphaned.name)).terminate('lost by hand');
+  await terminateBuildWorkflow(client, config, orphaned.name);
 
   await ensureOrphanSweepSchedule(client, { ...config, orphanGraceSeconds: 0 });
   const schedule = client.schedule.getHandle(orphanSweepScheduleId(config));
