@@ -207,9 +207,10 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
     /**
      * Deletes the objects of every build whose workflow is not running, once its newest object is
      * `graceSeconds` old: a build being created has its workflow before its first object, and the
-     * grace covers any lag in between. A workflow visibility does not list as running is looked up
-     * by id: visibility lags. A build whose Deployment says where it is (runboat's, or one whose history Temporal
-     * lost) and that never had a workflow here is adopted instead: a workflow takes it over.
+     * grace covers any lag in between. A workflow that visibility does not list as running is
+     * looked up by id, as visibility lags. A build that never had a workflow here and whose
+     * Deployment says where it is (runboat's, or one whose history Temporal lost) is adopted
+     * instead: a workflow takes it over.
      */
     async sweepOrphans(graceSeconds: number): Promise<OrphanSweep> {
       const { client } = Context.current();

@@ -1,4 +1,5 @@
 import type { WorkflowStartOptions } from '@temporalio/client';
+import type { SearchAttributePair } from '@temporalio/common';
 import { buildSearchAttributes } from './search-attributes';
 import type { Config } from './config';
 import type { BuildRef, BuildRepoSettings, BuildState } from './types';
@@ -22,7 +23,7 @@ export function lifecycleSettings(config: Config): LifecycleSettings {
 }
 
 /** A new build's search attributes, given when its workflow starts. */
-export function startSearchAttributes(build: BuildRef): ReturnType<typeof buildSearchAttributes> {
+export function startSearchAttributes(build: BuildRef): SearchAttributePair[] {
   const now = new Date();
   return buildSearchAttributes(
     {
