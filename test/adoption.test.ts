@@ -4,10 +4,11 @@ import { sendBuildCommand, startBuild } from '../api/build-client';
 import { adoptionOf } from '../common/adoption';
 import { buildRef } from '../common/build';
 import type { OrphanSweep } from '../common/types';
+import { workflowStates } from '../activities/coordination';
 import type { orphanSweepWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { useStack } from './api-server';
-import { SHA, terminateBuildWorkflow, testConfig, waitFor } from './helpers';
+import { SHA, terminateBuildWorkflow, testConfig, untilBuildStatus, waitFor } from './helpers';
 
 // Moving from runboat: its builds stay deployed in the namespace it hands over, each one's state
 // on its Deployment (runboat kept nothing else). The orphan sweep takes each over with a
@@ -156,6 +157,41 @@ it('takes over a build runboat was undeploying, and finishes the undeploy', asyn
   expect((await sweep()).adopted).toEqual([undeploying.name]);
   await stack.temporal.client.workflow.getHandle(buildWorkflowId(undeploying.name)).result();
   expect(await stack.cluster.builds.listBuildObjects(undeploying.name)).toEqual([]);
+});
+
+it("recovers this service's own build whose history Temporal lost", async () => {
+  const { client } = stack.temporal;
+  stack.cluster.playJobController();
+  const build = await startBuild(client, config, {
+    repo: 'oca/recovered',
+    target_branch: '16.0',
+    pr: 3,
+    git_commit: SHA('d'),
+  });
+  await untilBuildStatus(client, build.name, 'started');
+  const before = await buildJson(build.name);
+  // Every run of its workflow deleted, as a lost database would have it.
+  for await (const run of client.workflow.list({ query: `WorkflowId = '${buildWorkflowId(build.name)}'` }))
+    await client.workflowService.deleteWorkflowExecution({
+      namespace: config.temporalNamespace,
+      workflowExecution: { workflowId: run.workflowId, runId: run.runId },
+    });
+  await waitFor('its history gone', async () => {
+    const [state] = (await workflowStates(client, [buildWorkflowId(build.name)])).values();
+    return state === 'unknown';
+  });
+
+  expect((await sweep()).adopted).toEqual([build.name]);
+  await untilBuildStatus(client, build.name, 'started');
+  expect(await buildJson(build.name)).toMatchObject({
+    name: build.name,
+    commit_info: build.commit,
+    status: 'started',
+    last_scaled: before?.last_scaled,
+  });
+  // From its Deployment, created to the second just after the workflow started.
+  const created = Date.parse((await buildJson(build.name))?.created as string);
+  expect(Math.abs(created - Date.parse(before?.created as string))).toBeLessThan(2_000);
 });
 
 describe("runboat's statuses, read from the Deployment as runboat read them", () => {
