@@ -1,11 +1,7 @@
 import { ApiException, type KubernetesObject } from '@kubernetes/client-node';
 import { ApplicationFailure, Context, log } from '@temporalio/activity';
-import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { adoptionOf, type Adoption } from '../common/adoption';
-import { listRunningBuilds } from '../common/build-list';
 import { UnsafeCommitInfoError } from '../common/build';
-import { adoptedBuildStart } from '../common/build-start';
-import { captureRepoSettings, findRepoSettings, type Config } from '../common/config';
+import type { Config } from '../common/config';
 import type {
   BuildRef,
   BuildRepoSettings,
@@ -15,8 +11,8 @@ import type {
   KubefilesMode,
   OrphanSweep,
 } from '../common/types';
-import { buildWorkflowId, type BuildWorkflow } from '../workflows/definitions';
-import { createCoordinationActivities, workflowStates } from './coordination';
+import { createCoordinationActivities } from './coordination';
+import { adoptBuild, planOrphans } from './orphans';
 import { GitHub, type CommitStatusState } from '../common/github';
 import { GitHubDeployments } from './github-deployments';
 import { buildKustomization, KubefilesError, prepareKustomization, type Kustomization } from './kubefiles';
@@ -172,77 +168,31 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
   const rendered = renderCache(config);
   const deployments = new GitHubDeployments(config, github);
   const coordination = createCoordinationActivities(config);
-  /**
-   * Starts a workflow for `name`, deployed with no workflow, in the state its Deployment says:
-   * 'orphan' when it has none to say it (its objects are then swept), 'taken' when another
-   * workflow was started for it meanwhile.
-   */
-  const adopt = async (client: Client, name: string): Promise<'adopted' | 'orphan' | 'taken'> => {
-    const found = await cluster.deploymentsOf(name);
-    const adoption: Adoption =
-      found.length === 1 ? adoptionOf(found[0]) : { refused: `it has ${found.length} Deployments, not one` };
-    if ('refused' in adoption) {
-      log.warn('not adoptable: its objects are swept', { build: name, reason: adoption.refused });
-      return 'orphan';
-    }
-    const { repo, target_branch } = adoption.state.commit;
-    // A repo or branch no longer configured is adopted all the same, as such builds of release
-    // v1 run: the build is counted and evicted, and its undeploy skips the cleanup it cannot render.
-    const entry = findRepoSettings(config, repo, target_branch);
-    try {
-      await client.workflow.start<BuildWorkflow>(
-        'buildWorkflow',
-        adoptedBuildStart(config, adoption.state, adoption.phase, entry && captureRepoSettings(entry)),
-      );
-      return 'adopted';
-    } catch (error) {
-      if (error instanceof WorkflowExecutionAlreadyStartedError) return 'taken';
-      throw error;
-    }
-  };
-
   return {
     ...coordination,
 
     /**
-     * Deletes the objects of every build whose workflow is not running, once its newest object is
-     * `graceSeconds` old: a build being created has its workflow before its first object, and the
-     * grace covers any lag in between. A workflow that visibility does not list as running is
-     * looked up by id, as visibility lags. A build that never had a workflow here and whose
-     * Deployment says where it is (runboat's, or one whose history Temporal lost) is adopted
-     * instead: a workflow takes it over.
+     * Deletes the objects of the builds that have no running workflow, and adopts those that
+     * never had one and can be (see `planOrphans`).
      */
     async sweepOrphans(graceSeconds: number): Promise<OrphanSweep> {
       const { client } = Context.current();
-      const settled = [...(await cluster.buildsWithObjects())]
-        .filter(([, newest]) => Date.now() - newest.getTime() >= graceSeconds * 1000)
-        .map(([name]) => name);
-      // Visibility says which builds run in one list; only the others are looked up by id (a
-      // workflow ended that visibility still lists is found by the next sweep). Looking every
-      // build up took 20 s and 23 s of CPU at 7,000 builds, every 10 minutes.
-      const listed = new Set((await listRunningBuilds(client, config.taskQueue)).map((build) => build.name));
-      const unlisted = settled.filter((name) => !listed.has(name));
-      const workflows = await workflowStates(client, unlisted.map(buildWorkflowId));
-      const orphans: string[] = [];
+      const plan = await planOrphans(client, config, cluster, graceSeconds);
       const adopted: string[] = [];
-      for (const name of unlisted) {
-        const workflow = workflows.get(buildWorkflowId(name));
-        if (workflow === 'running') continue;
-        const adoption = workflow === 'unknown' ? await adopt(client, name) : 'orphan';
-        if (adoption === 'adopted') adopted.push(name);
-        else if (adoption === 'orphan') orphans.push(name);
-      }
+      for (const build of plan.adopt)
+        if (await adoptBuild(client, config, build)) adopted.push(build.state.name);
+      const swept = plan.sweep.map(({ name }) => name);
       let objects = 0;
-      for (const name of orphans) objects += await cluster.deleteBuild(name, { everyKind: true });
+      for (const name of swept) objects += await cluster.deleteBuild(name, { everyKind: true });
       if (objects) {
-        log.warn('deleted the objects of builds without a running workflow', { builds: orphans, objects });
+        log.warn('deleted the objects of builds without a running workflow', { builds: plan.sweep, objects });
         orphanObjectsDeleted().add(objects);
       }
       if (adopted.length) {
         log.warn('adopted builds deployed without a workflow', { builds: adopted });
         buildsAdopted().add(adopted.length);
       }
-      return { builds: orphans, objects, adopted };
+      return { builds: swept, objects, adopted };
     },
 
     /**

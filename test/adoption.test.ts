@@ -1,3 +1,6 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import type { V1Deployment } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
 import { sendBuildCommand, startBuild } from '../api/build-client';
@@ -5,10 +8,12 @@ import { adoptionOf } from '../common/adoption';
 import { buildRef } from '../common/build';
 import type { OrphanSweep } from '../common/types';
 import { workflowStates } from '../activities/coordination';
+import { planOrphans } from '../activities/orphans';
+import { describePlan } from '../scripts/orphans';
 import type { orphanSweepWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { useStack } from './api-server';
-import { SHA, terminateBuildWorkflow, testConfig, untilBuildStatus, waitFor } from './helpers';
+import { SHA, serviceEnv, terminateBuildWorkflow, testConfig, untilBuildStatus, waitFor } from './helpers';
 
 // Moving from runboat: its builds stay deployed in the namespace it hands over, each one's state
 // on its Deployment (runboat kept nothing else). The orphan sweep takes each over with a
@@ -102,6 +107,21 @@ it("adopts runboat's builds where they are, and still sweeps what no workflow ca
   await waitFor('its Deployment', () => stack.cluster.deployment(terminated.name));
   await terminateBuildWorkflow(stack.temporal.client, config, terminated.name);
 
+  // What `npm run orphans` shows beforehand is what the sweep then does.
+  const plan = await planOrphans(stack.temporal.client, config, stack.cluster.builds, 0);
+  const preview = describePlan(plan, 0);
+  expect(preview).toContain('- adopt 5 builds: ');
+  expect(preview).toContain('(1 of a repo or branch RUNBOAT_REPOS no longer has)');
+  expect(preview).toContain('- delete the objects of 2 builds');
+  expect(preview).toContain(`delete ${terminated.name}  its workflow ended`);
+  expect(preview).toContain(
+    `delete ${malformed.name}  no workflow, and not adoptable: runboat/init-status "unknown" is not one of runboat's`,
+  );
+  expect(preview).toContain(
+    `adopt  ${initializing.name}  initializing (initialized again)  oca/mis-builder 16.0`,
+  );
+  expect(preview).toContain(`adopt  ${unconfigured.name}  stopped  acsone/gone 16.0  (not configured)`);
+
   const swept = await sweep();
   expect(swept.adopted?.sort()).toEqual(
     [stopped, started, failed, initializing, unconfigured].map((build) => build.name).sort(),
@@ -153,6 +173,15 @@ it('takes over a build runboat was undeploying, and finishes the undeploy', asyn
     name: `${undeploying.name}-odoo`,
     namespace: stack.cluster.namespace,
   });
+
+  // `npm run orphans`, as an operator runs it before the worker: the worker's configuration.
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--import', 'tsx', 'scripts/orphans.ts', '--all'],
+    { cwd: path.resolve(__dirname, '..'), env: { ...process.env, ...serviceEnv(config), LOG_LEVEL: 'warn' } },
+  );
+  expect(stdout).toContain('- adopt 1 builds: 1 undeploying\n');
+  expect(stdout).toContain(`adopt  ${undeploying.name}  undeploying  oca/mis-builder 16.0\n`);
 
   expect((await sweep()).adopted).toEqual([undeploying.name]);
   await stack.temporal.client.workflow.getHandle(buildWorkflowId(undeploying.name)).result();
