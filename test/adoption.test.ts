@@ -9,7 +9,7 @@ import { buildRef } from '../common/build';
 import type { OrphanSweep } from '../common/types';
 import { workflowStates } from '../activities/coordination';
 import { planOrphans } from '../activities/orphans';
-import { describePlan } from '../scripts/orphans';
+import { describePlan } from '../worker/orphans';
 import type { orphanSweepWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
 import { useStack } from './api-server';
@@ -177,7 +177,7 @@ it('takes over a build runboat was undeploying, and finishes the undeploy', asyn
   // `npm run orphans`, as an operator runs it before the worker: the worker's configuration.
   const { stdout } = await promisify(execFile)(
     process.execPath,
-    ['--import', 'tsx', 'scripts/orphans.ts', '--all'],
+    ['--import', 'tsx', 'worker/orphans.ts', '--all'],
     { cwd: path.resolve(__dirname, '..'), env: { ...process.env, ...serviceEnv(config), LOG_LEVEL: 'warn' } },
   );
   expect(stdout).toContain('- adopt 1 builds: 1 undeploying\n');

@@ -3,11 +3,12 @@ import { planOrphans, type OrphanPlan } from '../activities/orphans';
 import { loadConfig } from '../common/config';
 import { buildCluster } from '../common/kubernetes';
 
-// `npm run orphans` (README, Migrating from runboat): what the orphan sweep would do now, with
-// the worker's configuration, without doing it: the builds it would adopt (runboat's, before a
-// move) and those whose objects it would delete, and why. Run it before starting the worker on
-// a namespace runboat hands over; `-- --all` shows every build, however recent its objects
-// (the sweep waits RUNBOAT_ORPHAN_GRACE after a build's newest object).
+// `npm run orphans`, or `node dist/worker/orphans.js` in the worker's image (README, Migrating
+// from runboat): what the orphan sweep would do now, with the worker's configuration, without
+// doing it: the builds it would adopt (runboat's, before a move) and those whose objects it would
+// delete, and why. Run it before starting the worker on a namespace runboat hands over; `--all`
+// shows every build, however recent its objects (the sweep waits RUNBOAT_ORPHAN_GRACE after a
+// build's newest object).
 
 export function describePlan(plan: OrphanPlan, graceSeconds: number): string {
   const byStatus = new Map<string, number>();
