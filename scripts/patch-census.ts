@@ -1,7 +1,7 @@
-import { Client, Connection } from '@temporalio/client';
-import { loadConfig } from '../common/config';
+import type { Client } from '@temporalio/client';
 import { buildWorkflowsQuery } from '../common/search-attributes';
 import { initSlotsWorkflowId } from '../workflows/definitions';
+import { runCommand } from '../worker/command';
 
 // `npm run patch-census -- <rollout time>` (README, Upgrading): how many open workflow runs of
 // this deployment started before a release's rollout, and so may still take the code paths
@@ -39,31 +39,19 @@ export async function runsStartedBefore(
   return { builds: count, coordinator, oldest };
 }
 
-async function main(): Promise<void> {
+if (require.main === module) {
   const [when] = process.argv.slice(2);
   const before = new Date(when ?? '');
   if (!when || Number.isNaN(before.getTime())) {
     console.error('usage: npm run patch-census -- <rollout time, e.g. 2026-12-02T08:00:00Z>');
     process.exit(2);
   }
-  const config = loadConfig();
-  const connection = await Connection.connect({ address: config.temporalAddress });
-  try {
-    const client = new Client({ connection, namespace: config.temporalNamespace });
+  runCommand(async (client, config) => {
     const census = await runsStartedBefore(client, config.taskQueue, before);
     console.log(
       `open runs started before ${before.toISOString()}: ${census.builds} build workflows` +
         `${census.oldest ? ` (oldest ${census.oldest.toISOString()})` : ''}, ` +
         `init-slot coordinator: ${census.coordinator ? 'yes' : 'no'}`,
     );
-  } finally {
-    await connection.close();
-  }
-}
-
-if (require.main === module) {
-  main().catch((error: unknown) => {
-    console.error(error);
-    process.exit(1);
   });
 }

@@ -1,7 +1,6 @@
-import { Client, Connection } from '@temporalio/client';
 import { planOrphans, type OrphanPlan } from '../activities/orphans';
-import { loadConfig } from '../common/config';
 import { buildCluster } from '../common/kubernetes';
+import { runCommand } from './command';
 
 // `npm run orphans`, or `node dist/worker/orphans.js` in the worker's image (README, Migrating
 // from runboat): what the orphan sweep would do now, with the worker's configuration, without
@@ -32,7 +31,7 @@ export function describePlan(plan: OrphanPlan, graceSeconds: number): string {
   return lines.join('\n');
 }
 
-async function main(): Promise<void> {
+if (require.main === module) {
   const args = process.argv.slice(2);
   if (args.some((arg) => arg !== '--all')) {
     console.error(
@@ -40,21 +39,9 @@ async function main(): Promise<void> {
     );
     process.exit(2);
   }
-  const config = loadConfig();
-  const graceSeconds = args.includes('--all') ? 0 : config.orphanGraceSeconds;
-  const connection = await Connection.connect({ address: config.temporalAddress });
-  try {
-    const client = new Client({ connection, namespace: config.temporalNamespace });
+  runCommand(async (client, config) => {
+    const graceSeconds = args.includes('--all') ? 0 : config.orphanGraceSeconds;
     const plan = await planOrphans(client, config, buildCluster(config), graceSeconds);
     console.log(describePlan(plan, graceSeconds));
-  } finally {
-    await connection.close();
-  }
-}
-
-if (require.main === module) {
-  main().catch((error: unknown) => {
-    console.error(error);
-    process.exit(1);
   });
 }
