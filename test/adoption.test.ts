@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { sendBuildCommand, startBuild } from '../api/build-client';
 import { adoptionOf } from '../common/adoption';
 import { buildRef } from '../common/build';
+import { listRunningBuilds } from '../common/build-list';
 import type { OrphanSweep } from '../common/types';
 import { workflowStates } from '../activities/coordination';
 import { planOrphans } from '../activities/orphans';
@@ -205,9 +206,13 @@ it("recovers this service's own build whose history Temporal lost", async () => 
       namespace: config.temporalNamespace,
       workflowExecution: { workflowId: run.workflowId, runId: run.runId },
     });
+  // Deleted asynchronously, from the history and from visibility (which the sweep reads first).
   await waitFor('its history gone', async () => {
     const [state] = (await workflowStates(client, [buildWorkflowId(build.name)])).values();
-    return state === 'unknown';
+    const listed = (await listRunningBuilds(client, config.taskQueue)).some(
+      ({ name }) => name === build.name,
+    );
+    return state === 'unknown' && !listed;
   });
 
   expect((await sweep()).adopted).toEqual([build.name]);
