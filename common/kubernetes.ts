@@ -74,13 +74,13 @@ export interface CallOptions {
   listPageSize?: number;
 }
 
+/** The finalizer runboat's own deployment.yaml puts on the Deployment. */
+const RUNBOAT_CLEANUP_FINALIZER = 'runboat/cleanup';
+
 /**
  * A list's items with their metadata only: kube-apiserver encodes, and the worker parses, no spec
  * or status (a Pod's or a Deployment's are most of it).
  */
-/** The finalizer runboat's own deployment.yaml puts on the Deployment. */
-const RUNBOAT_CLEANUP_FINALIZER = 'runboat/cleanup';
-
 const METADATA_LIST = 'application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io,application/json';
 
 /** Enough for every object of a few thousand builds, at about 100 bytes each. */
