@@ -8,7 +8,7 @@ import type { orphanSweepWorkflow } from '../workflows';
 import { forEachAtOnce } from './at-once';
 import { startControlPlane } from './control-plane';
 import { binary } from './paths';
-import { calibrationCpuMs, cpuSeconds } from './proc-cpu';
+import { calibrationCpuMs, CpuMeter, cpuSeconds, growth } from './proc-cpu';
 import { startServiceProcesses } from './service';
 import { startTemporalDevServer } from './temporal-dev';
 
@@ -163,13 +163,16 @@ async function main(): Promise<void> {
     temporal: temporal.pid,
     ...Object.fromEntries(cluster.daemons.map((daemon) => [daemon.name, daemon.process.pid as number])),
   };
-  const cpu = () => Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuSeconds(pid)]));
+  const meter = new CpuMeter(pids);
+  const cpu = () => meter.sample();
   const spent = (from: Record<string, number>, to: Record<string, number>) =>
-    Object.entries(to)
-      .map(([name, seconds]) => `${name} ${(seconds - from[name]).toFixed(1)}`)
+    Object.entries(growth(from, to))
+      .map(([name, seconds]) => `${name} ${seconds.toFixed(1)}`)
       .join(', ');
-  const serviceSeconds = (from: Record<string, number>, to: Record<string, number>) =>
-    ['worker', 'api', 'temporal'].reduce((sum, name) => sum + to[name] - from[name], 0);
+  const serviceSeconds = (from: Record<string, number>, to: Record<string, number>) => {
+    const grown = growth(from, to);
+    return grown.worker + grown.api + grown.temporal;
+  };
   const sweep = async () => {
     const before = cpu();
     const start = performance.now();

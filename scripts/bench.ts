@@ -32,7 +32,7 @@ import { startServiceProcesses } from './service';
 import { CONTROLLER_MANAGER_QPS, startSimulatedCluster } from './simulated-cluster';
 import { freePort, waitUntil } from './processes';
 import { percentile } from './percentile';
-import { calibrationCpuMs, childPids, cpuSeconds, ownCpuSeconds } from './proc-cpu';
+import { calibrationCpuMs, childPids, CpuMeter, growth, ownCpuSeconds } from './proc-cpu';
 import { startTemporalDevServer } from './temporal-dev';
 import { startTemporalPostgres } from './temporal-postgres';
 import { fillVisibility } from './visibility-fill';
@@ -138,18 +138,6 @@ function diskMiB(dir: string): number {
   }
 }
 
-/** A set of processes whose CPU is counted together. */
-class CpuMeter {
-  constructor(private readonly pids: Record<string, number>) {}
-  sample(): Record<string, number> {
-    return Object.fromEntries(Object.entries(this.pids).map(([name, pid]) => [name, cpuSeconds(pid)]));
-  }
-}
-
-/** What each count (CPU seconds, requests) grew by from `before` to `after`. */
-function growth(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
-  return Object.fromEntries(Object.keys(after).map((name) => [name, after[name] - (before[name] ?? 0)]));
-}
 /**
  * The kube-apiserver's requests so far by verb and resource (`POST events`; APPLY is server-side
  * apply, DRY-RUN its dry runs), from its `apiserver_request_total` metric: every client's, the

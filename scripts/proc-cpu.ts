@@ -36,6 +36,22 @@ function statTicks(pid: number): { own: number; reaped: number } | undefined {
   }
 }
 
+/** A set of processes whose CPU is counted together. */
+export class CpuMeter {
+  constructor(private readonly pids: Record<string, number>) {}
+  sample(): Record<string, number> {
+    return Object.fromEntries(Object.entries(this.pids).map(([name, pid]) => [name, cpuSeconds(pid)]));
+  }
+}
+
+/** What each count (CPU seconds, requests) grew by from `before` to `after`. */
+export function growth(
+  before: Record<string, number>,
+  after: Record<string, number>,
+): Record<string, number> {
+  return Object.fromEntries(Object.keys(after).map((name) => [name, after[name] - (before[name] ?? 0)]));
+}
+
 export function childPids(pid: number): number[] {
   try {
     return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
