@@ -1,11 +1,10 @@
-import { log } from '@temporalio/activity';
 import type { Config } from '../common/config';
 import type { BuildRef } from '../common/types';
 import type { CommitStatusState, DeploymentState, GitHub } from '../common/github';
 
 // Each build as a GitHub deployment (RUNBOAT_GITHUB_DEPLOYMENTS), so that its pull request shows
-// "View deployment": reported on the same steps as the commit status, from the same activity,
-// so the workflow needs no call of its own but the `inactive` one when the build is undeployed.
+// "View deployment": reported on the same steps as the commit status, and `inactive` once the
+// build is undeployed, through the GitHub reporter (activities/github-reports.ts).
 
 const STATES: Record<CommitStatusState | 'inactive', DeploymentState> = {
   pending: 'in_progress',
@@ -26,22 +25,17 @@ export class GitHubDeployments {
     private readonly github: GitHub,
   ) {}
 
-  /** Never throws: GitHub's errors are logged, and the build goes on. */
   async report(build: BuildRef, state: CommitStatusState | 'inactive', description: string): Promise<void> {
-    try {
-      const id = await this.deploymentId(build, state === 'inactive');
-      if (id === undefined) return;
-      const page = `${this.config.baseUrl}/builds/${build.name}`;
-      await this.github.postDeploymentStatus(build.commit, id, {
-        state: STATES[state],
-        description,
-        logUrl: page,
-        environmentUrl: state === 'success' ? `${page}?live` : undefined,
-      });
-      if (state === 'inactive') this.ids.delete(build.name);
-    } catch (error) {
-      log.warn('could not report GitHub deployment', { build: build.name, state, error: String(error) });
-    }
+    const id = await this.deploymentId(build, state === 'inactive');
+    if (id === undefined) return;
+    const page = `${this.config.baseUrl}/builds/${build.name}`;
+    await this.github.postDeploymentStatus(build.commit, id, {
+      state: STATES[state],
+      description,
+      logUrl: page,
+      environmentUrl: state === 'success' ? `${page}?live` : undefined,
+    });
+    if (state === 'inactive') this.ids.delete(build.name);
   }
 
   private async deploymentId(build: BuildRef, existingOnly: boolean): Promise<number | undefined> {

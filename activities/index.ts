@@ -14,7 +14,7 @@ import type {
 import { createCoordinationActivities } from './coordination';
 import { adoptBuild, planOrphans } from './orphans';
 import { GitHub, type CommitStatusState } from '../common/github';
-import { GitHubDeployments } from './github-deployments';
+import { createReportDelivery, reportsOf, signalReporter, type ReportQueue } from './github-reports';
 import { buildKustomization, KubefilesError, prepareKustomization, type Kustomization } from './kubefiles';
 import { JOB_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from '../common/kubernetes';
 
@@ -23,9 +23,14 @@ import { JOB_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from '..
 
 const HEARTBEAT_INTERVAL_MS = 5_000;
 
-export function createActivities(config: Config, cluster: BuildCluster, github = new GitHub(config)) {
-  const steps = createStepActivities(config, cluster, github);
-  return { ...steps, ...transitionActivities(steps) };
+export function createActivities(
+  config: Config,
+  cluster: BuildCluster,
+  github = new GitHub(config),
+  queueReports: ReportQueue = signalReporter(config),
+) {
+  const steps = createStepActivities(config, cluster, queueReports);
+  return { ...steps, ...transitionActivities(steps), ...createReportDelivery(config, github) };
 }
 
 export type BuildActivities = ReturnType<typeof createActivities>;
@@ -164,9 +169,12 @@ export function transitionActivities(
   };
 }
 
-function createStepActivities(config: Config, cluster: BuildCluster, github: GitHub) {
+function createStepActivities(config: Config, cluster: BuildCluster, queueReports: ReportQueue) {
   const rendered = renderCache(config);
-  const deployments = new GitHubDeployments(config, github);
+  const report = async (build: BuildRef, state: CommitStatusState | 'inactive', description: string) => {
+    const reports = reportsOf(config, build, state, description);
+    if (reports.length) await queueReports(reports);
+  };
   const coordination = createCoordinationActivities(config);
   return {
     ...coordination,
@@ -196,24 +204,16 @@ function createStepActivities(config: Config, cluster: BuildCluster, github: Git
     },
 
     /**
-     * Reports the build on its commit, and as a GitHub deployment when those are on; a failure
-     * to post is logged, never fails the build.
+     * Reports the build on its commit, and as a GitHub deployment when those are on: queued with
+     * the GitHub reporter, so that GitHub refusing or failing never holds up or fails the build.
      */
     async reportCommitStatus(build: BuildRef, state: CommitStatusState, description: string): Promise<void> {
-      const targetUrl = `${config.baseUrl}/builds/${build.name}?live`;
-      if (!config.disableCommitStatuses) {
-        try {
-          await github.postCommitStatus(build.commit, { state, description, targetUrl });
-        } catch (error) {
-          log.warn('could not post commit status', { build: build.name, state, error: String(error) });
-        }
-      }
-      if (config.githubDeployments) await deployments.report(build, state, description);
+      await report(build, state, description);
     },
 
     /** The build is gone: its GitHub deployment, if any, becomes inactive. */
     async reportUndeployed(build: BuildRef): Promise<void> {
-      if (config.githubDeployments) await deployments.report(build, 'inactive', 'undeployed');
+      await report(build, 'inactive', 'undeployed');
     },
 
     /**

@@ -164,6 +164,7 @@ const envSchema = z.object({
   RUNBOAT_MAX_BUILDS_PER_REF: positiveInt.optional(),
   RUNBOAT_MAX_EVENT_STREAMS: positiveInt.default(1_000),
   RUNBOAT_GITHUB_DEPLOYMENTS: boolean.optional(),
+  RUNBOAT_GITHUB_WRITES_PER_MINUTE: positiveInt.default(60),
 });
 
 export type RepoSettings = z.infer<typeof repoSettings>;
@@ -218,6 +219,8 @@ export interface Config {
   maxEventStreams: number;
   /** Report each build as a GitHub deployment (default: when a token is set). */
   githubDeployments: boolean;
+  /** Statuses and deployments posted to GitHub a minute at most (its limits: 80, 500 an hour). */
+  githubWritesPerMinute: number;
 }
 
 export class ConfigError extends Error {
@@ -289,6 +292,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
     maxBuildsPerRef: e.RUNBOAT_MAX_BUILDS_PER_REF,
     maxEventStreams: e.RUNBOAT_MAX_EVENT_STREAMS,
     githubDeployments: e.RUNBOAT_GITHUB_DEPLOYMENTS ?? e.RUNBOAT_GITHUB_TOKEN !== undefined,
+    githubWritesPerMinute: e.RUNBOAT_GITHUB_WRITES_PER_MINUTE,
   };
 }
 

@@ -1,11 +1,12 @@
 import { Octokit } from '@octokit/rest';
 import type { Config } from './config';
+import type { CommitStatusState, GitHubRefusal } from './github-reports';
 import type { CommitInfo } from './types';
 
 // All GitHub access goes through this module. The API base URL is configurable, so that
 // tests point it at a local recording server (and GitHub Enterprise users at theirs).
 
-export type CommitStatusState = 'pending' | 'success' | 'failure' | 'error';
+export type { CommitStatusState };
 
 export const COMMIT_STATUS_CONTEXT = 'runboat/build';
 
@@ -19,6 +20,8 @@ const REQUEST_TIMEOUT_MS = 10_000;
 
 export class GitHub {
   private readonly octokit: Octokit;
+  /** When this process's next write may go: writes are spaced by RUNBOAT_GITHUB_WRITES_PER_MINUTE. */
+  private nextWriteAt = 0;
 
   constructor(config: Config) {
     this.octokit = new Octokit({
@@ -26,6 +29,15 @@ export class GitHub {
       baseUrl: config.githubApiUrl,
       userAgent: 'runboat-temporal',
       request: { timeout: REQUEST_TIMEOUT_MS },
+    });
+    // GitHub's secondary rate limits count content-creating requests (80 a minute at most, by
+    // its documentation), and it asks for them one at a time, a second apart.
+    const writeSpacingMs = 60_000 / config.githubWritesPerMinute;
+    this.octokit.hook.before('request', async ({ method }) => {
+      if (method === 'GET' || method === 'HEAD') return;
+      const at = Math.max(Date.now(), this.nextWriteAt);
+      this.nextWriteAt = at + writeSpacingMs;
+      if (at > Date.now()) await new Promise((resolve) => setTimeout(resolve, at - Date.now()));
     });
   }
 
@@ -127,6 +139,35 @@ export class GitHub {
       git_commit: expectString(data.head?.sha, 'head.sha'),
     };
   }
+}
+
+/**
+ * What a failed request says of the next one: GitHub's rate limit (primary or secondary: 403 or
+ * 429 with `retry-after`, or `x-ratelimit-remaining: 0` and `x-ratelimit-reset`, or its message),
+ * GitHub unavailable (5xx, network, timeout), or undefined: refused for good (a repo gone, a token
+ * without the right, an invalid request, an answer without what was asked), which asking again
+ * would not change.
+ */
+export function gitHubRefusal(error: unknown, now = Date.now()): GitHubRefusal | undefined {
+  const { status, response, message } = error as {
+    status?: unknown;
+    response?: { headers?: Record<string, string | number | undefined> };
+    message?: unknown;
+  };
+  // Octokit gives its network errors and timeouts status 500; an error without one is not
+  // GitHub's (an answer this service cannot read), and would be the same the next time.
+  if (typeof status !== 'number') return undefined;
+  if (status >= 500 || status === 408) return { kind: 'unavailable' };
+  const headers = response?.headers ?? {};
+  const retryAfter = Number(headers['retry-after']);
+  if ((status === 403 || status === 429) && headers['retry-after'] !== undefined && retryAfter >= 0)
+    return { kind: 'rate-limited', retryAfterMs: retryAfter * 1000 };
+  const reset = Number(headers['x-ratelimit-reset']);
+  if ((status === 403 || status === 429) && String(headers['x-ratelimit-remaining']) === '0' && reset > 0)
+    return { kind: 'rate-limited', retryAfterMs: Math.max(reset * 1000 - now, 0) };
+  if (status === 429 || (status === 403 && /rate limit/i.test(String(message))))
+    return { kind: 'rate-limited' };
+  return undefined;
 }
 
 export class UnexpectedGitHubResponse extends Error {

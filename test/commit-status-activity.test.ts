@@ -1,25 +1,63 @@
+import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it, vi } from 'vitest';
 import { createActivities } from '../activities';
-import type { GitHub } from '../common/github';
+import { gitHubRefusal, UnexpectedGitHubResponse, type GitHub } from '../common/github';
+import { waitAfterRefusal, type GitHubReport } from '../common/github-reports';
 import type { BuildCluster } from '../common/kubernetes';
 import { buildRef } from '../common/build';
 import { SHA, testConfig } from './helpers';
 
-// The activity alone: nothing of Kubernetes or Temporal is involved in these decisions.
+// The activities alone: nothing of Kubernetes or Temporal is involved in these decisions.
 
 const build = buildRef({ repo: 'oca/web', target_branch: '16.0', pr: null, git_commit: SHA('f') });
 
-function activitiesWith(env: Record<string, string>) {
-  const github = { postCommitStatus: vi.fn(async () => undefined) };
-  const activities = createActivities(testConfig(env), {} as BuildCluster, github as unknown as GitHub);
-  return { activities, github };
+function activitiesWith(env: Record<string, string>, postCommitStatus = vi.fn(async () => undefined)) {
+  const github = { postCommitStatus };
+  const queued: GitHubReport[][] = [];
+  const activities = createActivities(
+    testConfig(env),
+    {} as BuildCluster,
+    github as unknown as GitHub,
+    async (reports) => void queued.push(reports),
+  );
+  return { activities, github, queued };
 }
 
+/** Shaped as Octokit's RequestError (test/github-reports.test.ts has real ones, from loopback). */
+const refusal = (status: number, headers: Record<string, string> = {}, message = 'refused') =>
+  Object.assign(new Error(message), { status, response: { status, headers, data: {} } });
+
 describe('reportCommitStatus', () => {
-  it('posts nothing when RUNBOAT_DISABLE_COMMIT_STATUSES is set', async () => {
-    const { activities, github } = activitiesWith({ RUNBOAT_DISABLE_COMMIT_STATUSES: 'true' });
+  it('queues nothing when RUNBOAT_DISABLE_COMMIT_STATUSES is set and deployments are off', async () => {
+    const { activities, queued } = activitiesWith({ RUNBOAT_DISABLE_COMMIT_STATUSES: 'true' });
     await activities.reportCommitStatus(build, 'pending', 'initializing');
-    expect(github.postCommitStatus).not.toHaveBeenCalled();
+    await activities.reportUndeployed(build);
+    expect(queued).toEqual([]);
+  });
+
+  it('queues the commit status and the deployment status of the step in one signal', async () => {
+    const { activities, queued } = activitiesWith({
+      RUNBOAT_DISABLE_COMMIT_STATUSES: 'false',
+      RUNBOAT_GITHUB_DEPLOYMENTS: 'true',
+    });
+    await activities.reportCommitStatus(build, 'success', 'ready');
+    await activities.reportUndeployed(build);
+    expect(queued).toEqual([
+      [
+        { build, target: 'status', state: 'success', description: 'ready' },
+        { build, target: 'deployment', state: 'success', description: 'ready' },
+      ],
+      [{ build, target: 'deployment', state: 'inactive', description: 'undeployed' }],
+    ]);
+  });
+});
+
+describe('deliverGitHubReports', () => {
+  const report = (state: GitHubReport['state']): GitHubReport => ({
+    build,
+    target: 'status',
+    state,
+    description: state,
   });
 
   it('links the status to the live build under RUNBOAT_BASE_URL', async () => {
@@ -27,11 +65,69 @@ describe('reportCommitStatus', () => {
       RUNBOAT_DISABLE_COMMIT_STATUSES: 'false',
       RUNBOAT_BASE_URL: 'https://runboat.example.org/',
     });
-    await activities.reportCommitStatus(build, 'success', 'ready');
+    const delivery = await new MockActivityEnvironment().run(activities.deliverGitHubReports, [
+      report('success'),
+    ]);
+    expect(delivery).toEqual({ done: 1 });
     expect(github.postCommitStatus).toHaveBeenCalledWith(build.commit, {
       state: 'success',
-      description: 'ready',
+      description: 'success',
       targetUrl: `https://runboat.example.org/builds/${build.name}?live`,
     });
+  });
+
+  it("stops at GitHub's rate limit, and drops what GitHub refuses for good", async () => {
+    const answers = [refusal(422), undefined, refusal(403, { 'retry-after': '30' }), undefined];
+    const { activities, github } = activitiesWith(
+      {},
+      vi.fn(async () => {
+        const answer = answers.shift();
+        if (answer) throw answer;
+      }),
+    );
+    const delivery = await new MockActivityEnvironment().run(activities.deliverGitHubReports, [
+      report('pending'),
+      report('success'),
+      report('failure'),
+      report('error'),
+    ]);
+    expect(delivery).toEqual({ done: 2, refusal: { kind: 'rate-limited', retryAfterMs: 30_000 } });
+    expect(github.postCommitStatus).toHaveBeenCalledTimes(3);
+  });
+});
+
+describe("GitHub's refusals", () => {
+  it('tells a rate limit, with the wait GitHub asks for, from an outage and from a refusal for good', () => {
+    const now = Date.parse('2026-12-05T00:00:00Z');
+    expect(gitHubRefusal(refusal(403, { 'retry-after': '7' }), now)).toEqual({
+      kind: 'rate-limited',
+      retryAfterMs: 7_000,
+    });
+    const reset = `${now / 1000 + 90}`;
+    expect(
+      gitHubRefusal(refusal(403, { 'x-ratelimit-remaining': '0', 'x-ratelimit-reset': reset }), now),
+    ).toEqual({ kind: 'rate-limited', retryAfterMs: 90_000 });
+    expect(gitHubRefusal(refusal(403, {}, 'You have exceeded a secondary rate limit'), now)).toEqual({
+      kind: 'rate-limited',
+    });
+    expect(gitHubRefusal(refusal(429), now)).toEqual({ kind: 'rate-limited' });
+    expect(gitHubRefusal(refusal(502), now)).toEqual({ kind: 'unavailable' });
+    // Octokit's network errors and timeouts have status 500; an error without one is this side's.
+    expect(gitHubRefusal(refusal(500, {}, 'socket hang up'), now)).toEqual({ kind: 'unavailable' });
+    expect(gitHubRefusal(new UnexpectedGitHubResponse('deployment id'), now)).toBeUndefined();
+    expect(gitHubRefusal(refusal(403, {}, 'Resource not accessible by integration'), now)).toBeUndefined();
+    expect(gitHubRefusal(refusal(404), now)).toBeUndefined();
+    expect(gitHubRefusal(refusal(422), now)).toBeUndefined();
+  });
+
+  it('waits as GitHub asks: its time first, a minute without one, longer at each refusal in a row', () => {
+    expect(waitAfterRefusal({ kind: 'rate-limited', retryAfterMs: 7_000 }, 1)).toBe(7_000);
+    expect(waitAfterRefusal({ kind: 'rate-limited', retryAfterMs: 7_000 }, 2)).toBe(120_000);
+    expect(waitAfterRefusal({ kind: 'rate-limited', retryAfterMs: 600_000 }, 2)).toBe(600_000);
+    expect(waitAfterRefusal({ kind: 'rate-limited' }, 1)).toBe(60_000);
+    expect(waitAfterRefusal({ kind: 'rate-limited' }, 3)).toBe(240_000);
+    expect(waitAfterRefusal({ kind: 'unavailable' }, 1)).toBe(5_000);
+    expect(waitAfterRefusal({ kind: 'unavailable' }, 4)).toBe(40_000);
+    expect(waitAfterRefusal({ kind: 'unavailable' }, 40)).toBe(3_600_000);
   });
 });

@@ -11,6 +11,15 @@ export interface RecordedCall {
   path: string;
   body: unknown;
   authorization: string | undefined;
+  /** When it arrived (ms since the epoch), and the status it was answered with. */
+  at: number;
+  status: number;
+}
+
+export interface CannedAnswer {
+  status: number;
+  body: unknown;
+  headers?: Record<string, string>;
 }
 
 export interface GitHubRecorder {
@@ -18,26 +27,35 @@ export interface GitHubRecorder {
   calls: RecordedCall[];
   /** Answers `METHOD /path` with `body` (JSON) and `status`; unknown routes get 201 `{}`. */
   route(method: string, path: string, status: number, body: unknown): void;
+  /** Answers the next `times` calls that `matches` with `answer`, before any route. */
+  answerNext(times: number, answer: CannedAnswer, matches: (call: RecordedCall) => boolean): void;
   close(): Promise<void>;
 }
 
 export async function startGitHubRecorder(): Promise<GitHubRecorder> {
   const calls: RecordedCall[] = [];
-  const routes = new Map<string, { status: number; body: unknown }>();
+  const routes = new Map<string, CannedAnswer>();
+  const next: Array<{ left: number; answer: CannedAnswer; matches: (call: RecordedCall) => boolean }> = [];
   const server = http.createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
       const text = Buffer.concat(chunks).toString('utf8');
       const path = request.url ?? '/';
-      calls.push({
+      const call: RecordedCall = {
         method: request.method ?? 'GET',
         path,
         body: text ? (JSON.parse(text) as unknown) : undefined,
         authorization: request.headers.authorization,
-      });
-      const answer = routes.get(`${request.method} ${path}`) ?? { status: 201, body: {} };
-      response.writeHead(answer.status, { 'content-type': 'application/json' });
+        at: Date.now(),
+        status: 0,
+      };
+      const canned = next.find((each) => each.left > 0 && each.matches(call));
+      if (canned) canned.left--;
+      const answer = canned?.answer ?? routes.get(`${request.method} ${path}`) ?? { status: 201, body: {} };
+      call.status = answer.status;
+      calls.push(call);
+      response.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
       response.end(JSON.stringify(answer.body));
     });
   });
@@ -48,6 +66,9 @@ export async function startGitHubRecorder(): Promise<GitHubRecorder> {
     calls,
     route(method, path, status, body) {
       routes.set(`${method} ${path}`, { status, body });
+    },
+    answerNext(times, answer, matches) {
+      next.push({ left: times, answer, matches });
     },
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
@@ -60,6 +81,8 @@ export function reportingTo(github: GitHubRecorder, env: Record<string, string> 
     RUNBOAT_GITHUB_API_URL: github.url,
     RUNBOAT_GITHUB_TOKEN: 'test-token',
     RUNBOAT_BASE_URL: 'https://runboat.example.org',
+    // GitHub's writes spaced by 10 ms, not a second: tests post dozens.
+    RUNBOAT_GITHUB_WRITES_PER_MINUTE: '6000',
     ...env,
   });
 }

@@ -112,6 +112,9 @@ function stubActivities(waits: Partial<Waits> = {}) {
     sweepOrphans: vi.fn<BuildActivities['sweepOrphans']>(async () => ({ builds: [], objects: 0 })),
     reportCommitStatus: vi.fn<BuildActivities['reportCommitStatus']>(async () => undefined),
     reportUndeployed: vi.fn<BuildActivities['reportUndeployed']>(async () => undefined),
+    deliverGitHubReports: vi.fn<BuildActivities['deliverGitHubReports']>(async (reports) => ({
+      done: reports.length,
+    })),
     applyKubefiles: vi.fn<BuildActivities['applyKubefiles']>(async () => undefined),
     scaleBuild: vi.fn<BuildActivities['scaleBuild']>(async () => undefined),
     setInitStatus: vi.fn<BuildActivities['setInitStatus']>(async () => undefined),

@@ -1,5 +1,6 @@
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 import type { EvictionOrder } from '../common/eviction';
+import type { GitHubReport } from '../common/github-reports';
 import type { BuildCommand, BuildRef, BuildRepoSettings, BuildSnapshot, BuildState } from '../common/types';
 
 // The workflows' interfaces (ids, signals, queries, updates, inputs), shared by the workflows,
@@ -136,3 +137,26 @@ export const initSlotsQuery = defineQuery<InitSlots>('initSlots');
 
 /** The coordinator's signature, for `signalWithStart` without importing the workflow code. */
 export type InitSlotsWorkflow = (initial: InitSlots) => Promise<void>;
+
+// The GitHub reporter (workflows/github-reports.ts): every commit status and deployment status
+// goes to GitHub through it, newest first per build, spaced, and held while GitHub refuses.
+
+/** One reporter per task queue, as the init-slots coordinator. */
+export const githubReportsWorkflowId = (taskQueue: string): string => `runboat-github-reports-${taskQueue}`;
+
+export const githubReportsSignal = defineSignal<[GitHubReport[]]>('githubReports');
+
+export interface GitHubReports {
+  /** Reports not delivered yet, oldest request first; at most one per build and target. */
+  queued: GitHubReport[];
+  /** GitHub's rate-limit refusals in a row: each wait is longer than the one before. */
+  refusals: number;
+  /** Reports GitHub failed on (5xx, network), by report key: how many times, and when to retry. */
+  retries?: Record<string, { failures: number; at: number }>;
+}
+export const githubReportsQuery = defineQuery<GitHubReports & { waitingUntil: string | null }>(
+  'githubReports',
+);
+
+/** The reporter's signature, for `signalWithStart` without importing the workflow code. */
+export type GitHubReportsWorkflow = (initial: GitHubReports) => Promise<void>;

@@ -3,3 +3,4 @@ export { buildWorkflow } from './build';
 export { initSlotsWorkflow } from './init-slots';
 export { evictionWorkflow } from './eviction';
 export { orphanSweepWorkflow } from './orphan-sweep';
+export { githubReportsWorkflow } from './github-reports';

@@ -1,0 +1,128 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signalReporter } from '../activities/github-reports';
+import { startBuild } from '../api/build-client';
+import { buildRef } from '../common/build';
+import type { CommitInfo } from '../common/types';
+import { githubReportsQuery, githubReportsWorkflowId } from '../workflows/definitions';
+import { reportingTo, startGitHubRecorder, type GitHubRecorder, type RecordedCall } from './github-recorder';
+import { startStack, type TestStack } from './api-server';
+import { SHA, TestCluster, testConfig, untilBuildStatus, waitFor } from './helpers';
+
+// GitHub's rate limits, on loopback: every report of a burst reaches GitHub in the end, none is
+// sent while GitHub asks to wait, the writes are spaced, and a build's newest state is the last
+// one posted. The queue lives in the reporter's workflow, so a new worker finds it.
+
+let github: GitHubRecorder;
+let stack: TestStack;
+let config: ReturnType<typeof testConfig>;
+let cluster: TestCluster;
+let worker: Awaited<ReturnType<TestStack['temporal']['startWorker']>>;
+
+const SPACING_MS = 100;
+
+beforeAll(async () => {
+  github = await startGitHubRecorder();
+  config = reportingTo(github, {
+    RUNBOAT_GITHUB_WRITES_PER_MINUTE: `${60_000 / SPACING_MS}`,
+    RUNBOAT_GITHUB_DEPLOYMENTS: 'false',
+    RUNBOAT_MAX_INITIALIZING: '6',
+  });
+  cluster = new TestCluster(config.buildNamespace);
+  stack = await startStack(config, cluster, { worker: false });
+});
+
+afterAll(async () => {
+  await stack?.close();
+  await github?.close();
+});
+
+const commit = (sha: string): CommitInfo => ({
+  repo: 'oca/stock-logistics',
+  target_branch: '16.0',
+  pr: 7,
+  git_commit: SHA(sha),
+});
+const writes = () => github.calls.filter((call) => call.method === 'POST');
+const stateOf = (call: RecordedCall) => (call.body as { state: string }).state;
+const reporterState = () =>
+  stack.temporal.client.workflow
+    .getHandle(githubReportsWorkflowId(config.taskQueue))
+    .query(githubReportsQuery);
+
+/** GitHub's answer to a token past its secondary rate limit. */
+const rateLimited = (retryAfterSeconds: number) => ({
+  status: 403,
+  body: {
+    message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.',
+  },
+  headers: { 'retry-after': `${retryAfterSeconds}` },
+});
+
+describe('GitHub reports under its rate limit', () => {
+  it('posts every build of a burst its final status, waiting as GitHub asks, spaced, newest last', async () => {
+    worker = await stack.temporal.startWorker();
+    let posts = 0;
+    github.answerNext(1, rateLimited(2), (call) => call.method === 'POST' && ++posts === 4);
+    const builds = await Promise.all(
+      ['1', '2', '3', '4', '5', '6'].map((sha) => startBuild(stack.temporal.client, config, commit(sha))),
+    );
+    for (const build of builds) await cluster.finishJob(build.name, 'initialize', true);
+    // GitHub's answers hold up no build.
+    for (const build of builds) await untilBuildStatus(stack.temporal.client, build.name, 'started');
+    const statusesOf = (sha: string) =>
+      writes().filter((call) => call.path === `/repos/oca/stock-logistics/statuses/${SHA(sha)}`);
+    await waitFor(
+      'every build its success status',
+      async () =>
+        ['1', '2', '3', '4', '5', '6'].every((sha) =>
+          statusesOf(sha).some((call) => call.status === 201 && stateOf(call) === 'success'),
+        ),
+      60_000,
+    );
+
+    const [refused, ...rest] = writes().filter((call) => call.status === 403);
+    expect(rest).toEqual([]);
+    // Nothing was sent in the 2 s GitHub asked for.
+    const next = writes().find((call) => call.at > refused.at);
+    expect(next!.at - refused.at).toBeGreaterThanOrEqual(2_000);
+    // One write at a time, spaced (the arrival of each may lag its sending by a few ms).
+    const times = writes().map((call) => call.at);
+    for (const [at, time] of times.slice(1).entries())
+      expect(time - times[at]).toBeGreaterThan(SPACING_MS - 20);
+    // Each build's last status is its newest: the refused one was sent again, none went back.
+    for (const sha of ['1', '2', '3', '4', '5', '6']) {
+      const posted = statusesOf(sha).filter((call) => call.status === 201);
+      expect(posted.map(stateOf).at(-1), sha).toBe('success');
+      expect(posted.map(stateOf).indexOf('success'), sha).toBe(posted.length - 1);
+    }
+    await waitFor('an empty queue', async () => (await reporterState()).queued.length === 0);
+  });
+
+  it('keeps the reports GitHub made it wait for across a new worker, and delivers them', async () => {
+    const build = buildRef(commit('7'));
+    const before = writes().length;
+    github.answerNext(1, rateLimited(3), (call) => call.method === 'POST');
+    await signalReporter(
+      config,
+      () => stack.temporal.client,
+    )([{ build, target: 'status', state: 'pending', description: 'initializing' }]);
+    await waitFor('the reporter waiting', async () => (await reporterState()).waitingUntil !== null);
+    const report = { build, target: 'status', state: 'success', description: 'ready' } as const;
+    await signalReporter(config, () => stack.temporal.client)([report]);
+    // The worker that ran it goes; another one (none of its memory) takes the reporter over.
+    await worker.stop();
+    worker = await stack.temporal.startWorker();
+    await waitFor('the queued report delivered', async () =>
+      writes()
+        .slice(before)
+        .some((call) => call.status === 201),
+    );
+    const sent = writes().slice(before);
+    expect(sent.map((call) => [call.status, stateOf(call)])).toEqual([
+      [403, 'pending'],
+      [201, 'success'],
+    ]);
+    expect(sent[1].at - sent[0].at).toBeGreaterThanOrEqual(3_000);
+    expect((await reporterState()).queued).toEqual([]);
+  });
+});

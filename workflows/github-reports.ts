@@ -1,0 +1,104 @@
+import {
+  condition,
+  continueAsNew,
+  log,
+  proxyActivities,
+  setHandler,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { BuildActivities } from '../activities';
+import { reportKey, waitAfterRefusal, type GitHubReport } from '../common/github-reports';
+import { githubReportsQuery, githubReportsSignal, type GitHubReports } from './definitions';
+
+// Every build's GitHub reports (commit statuses, deployment statuses), delivered by one
+// long-lived workflow per task queue: GitHub's rate limits are the token's, not a worker's.
+// Reports wait here, in Temporal, while GitHub refuses them (a crash or an upgrade loses none);
+// a build's newer report replaces its older one not yet sent (GitHub shows the last one), and
+// keeps its place in line.
+
+const { deliverGitHubReports } = proxyActivities<BuildActivities>({
+  // A batch at RUNBOAT_GITHUB_WRITES_PER_MINUTE's default (60) takes about as many seconds.
+  startToCloseTimeout: '10 minutes',
+  heartbeatTimeout: '1 minute',
+  retry: { initialInterval: '1 second', maximumInterval: '1 minute' },
+});
+
+/** Reports a delivery takes at once; the others (and newer ones) wait for the next. */
+const BATCH = 20;
+/** The reporter's history replays whole after a worker restart: kept short. */
+const MAX_HISTORY_EVENTS = 500;
+/** A report GitHub failed on this many times in a row (about 85 minutes of waits) is given up. */
+const MAX_FAILURES = 10;
+
+export async function githubReportsWorkflow(initial: GitHubReports): Promise<void> {
+  const queued = new Map<string, GitHubReport>(initial.queued.map((report) => [reportKey(report), report]));
+  /** Reports GitHub failed on (5xx, network): each waits on its own, the others go on. */
+  const retries = new Map(Object.entries(initial.retries ?? {}));
+  let refusals = initial.refusals;
+  let waitingUntil: number | undefined;
+
+  setHandler(githubReportsSignal, (reports) => {
+    for (const report of reports) {
+      queued.set(reportKey(report), report);
+      retries.delete(reportKey(report));
+    }
+  });
+  const carried = (): GitHubReports => ({
+    queued: [...queued.values()],
+    refusals,
+    retries: Object.fromEntries(retries),
+  });
+  setHandler(githubReportsQuery, () => ({
+    ...carried(),
+    waitingUntil: waitingUntil === undefined ? null : new Date(waitingUntil).toISOString(),
+  }));
+
+  const due = () =>
+    [...queued.values()].filter((report) => (retries.get(reportKey(report))?.at ?? 0) <= Date.now());
+  const nextRetryAt = () => Math.min(...[...retries.values()].map((retry) => retry.at));
+  const historyFull = () => {
+    const info = workflowInfo();
+    return info.continueAsNewSuggested || info.historyLength > MAX_HISTORY_EVENTS;
+  };
+  const failedOn = (report: GitHubReport) => {
+    const key = reportKey(report);
+    if (queued.get(key) !== report) return; // replaced meanwhile: its newer state goes as new
+    const failures = (retries.get(key)?.failures ?? 0) + 1;
+    if (failures < MAX_FAILURES) {
+      retries.set(key, { failures, at: Date.now() + waitAfterRefusal({ kind: 'unavailable' }, failures) });
+      return;
+    }
+    queued.delete(key);
+    retries.delete(key);
+    log.warn('GitHub failed on a report too many times; given up', { report: key, state: report.state });
+  };
+
+  for (;;) {
+    const ready = () => due().length > 0 || historyFull();
+    if (retries.size) await condition(ready, Math.max(nextRetryAt() - Date.now(), 1));
+    else await condition(ready);
+    if (historyFull()) await continueAsNew<typeof githubReportsWorkflow>(carried());
+    const batch = due().slice(0, BATCH);
+    if (!batch.length) continue;
+    const { done, refusal } = await deliverGitHubReports(batch);
+    for (const report of batch.slice(0, done)) {
+      const key = reportKey(report);
+      // A report replaced while it was being delivered stays queued: its newer state goes next.
+      if (queued.get(key) !== report) continue;
+      queued.delete(key);
+      retries.delete(key);
+    }
+    if (refusal?.kind === 'unavailable') failedOn(batch[done]);
+    if (refusal?.kind !== 'rate-limited') {
+      refusals = 0;
+      continue;
+    }
+    // GitHub's rate limits are the token's: nothing goes until the time it names.
+    refusals++;
+    const wait = waitAfterRefusal(refusal, refusals);
+    waitingUntil = Date.now() + wait;
+    await sleep(wait);
+    waitingUntil = undefined;
+  }
+}
