@@ -33,6 +33,7 @@ import { CONTROLLER_MANAGER_QPS, startSimulatedCluster } from './simulated-clust
 import { freePort, waitUntil } from './processes';
 import { percentile } from './percentile';
 import { calibrationCpuMs, childPids, CpuMeter, growth, ownCpuSeconds } from './proc-cpu';
+import { startGitHubEmulator } from './github-emulator';
 import { startTemporalDevServer } from './temporal-dev';
 import { startTemporalPostgres } from './temporal-postgres';
 import { fillVisibility } from './visibility-fill';
@@ -69,6 +70,10 @@ import { fillVisibility } from './visibility-fill';
 //     what compose deploys) instead of the dev server; its CPU includes PostgreSQL's processes.
 //   BENCH_CLUSTER=bare: the bare control plane, the bench playing the Job and Deployment
 //     controllers (the benchmark as it was before the simulated cluster).
+//   BENCH_GITHUB=limited (burst): commit statuses on, posted to a GitHub on loopback with
+//     GitHub's secondary rate limit (scripts/github-emulator.ts; BENCH_GITHUB_DEPLOYMENTS=true
+//     adds deployments); after the burst, waits until every build's success status is posted (or
+//     BENCH_GITHUB_MINUTES, 10, pass) and prints what GitHub accepted, refused, and never got.
 //   BENCH_HISTORY=1 prints the first build's history.
 //   BENCH_WAIT_MINUTES (10): how long any one wait for the service (Deployments, readiness, an
 //     eviction) may last before the run fails, keeping its logs: a broken worker ends the run.
@@ -101,6 +106,8 @@ const SCALE_MAX_STARTED = 150;
 const LATER_UNDEPLOYS = 20;
 const CLUSTER_NICE = Number(process.env.BENCH_CLUSTER_NICE ?? 0);
 const WAIT_MS = Number(process.env.BENCH_WAIT_MINUTES ?? 10) * 60_000;
+const GITHUB_LIMITED = process.env.BENCH_GITHUB === 'limited';
+const GITHUB_WAIT_MS = Number(process.env.BENCH_GITHUB_MINUTES ?? 10) * 60_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -261,6 +268,7 @@ async function main(): Promise<void> {
     diskMiB('pgDataDir' in temporal ? path.join(temporal.pgDataDir, 'base') : path.join(workDir, 'temporal'));
   const stackName = ON_POSTGRES ? 'Temporal server + PostgreSQL' : 'Temporal dev server';
   const repos = Array.from({ length: REPOS }, (_, i) => (REPOS > 1 ? `oca/repo-${i}` : 'oca/bench'));
+  const github = GITHUB_LIMITED ? await startGitHubEmulator() : undefined;
   const env: Record<string, string> = {
     RUNBOAT_BUILD_NAMESPACE: 'bench',
     RUNBOAT_BUILD_DOMAIN: 'bench.test',
@@ -277,6 +285,12 @@ async function main(): Promise<void> {
     TEMPORAL_ADDRESS: temporal.address,
     KUBECONFIG: cluster.kubeconfigPath,
     LOG_LEVEL: 'warn',
+    ...(github && {
+      RUNBOAT_DISABLE_COMMIT_STATUSES: 'false',
+      RUNBOAT_GITHUB_API_URL: github.url,
+      RUNBOAT_GITHUB_TOKEN: 'bench',
+      RUNBOAT_GITHUB_DEPLOYMENTS: process.env.BENCH_GITHUB_DEPLOYMENTS ?? 'false',
+    }),
   };
   const config = loadConfig(env);
   const kc = new KubeConfig();
@@ -443,7 +457,7 @@ async function main(): Promise<void> {
     for (const w of watches) w.abort();
     await stopService();
     await connection.close();
-    await Promise.all([temporal.stop(), cluster.stop()]);
+    await Promise.all([temporal.stop(), cluster.stop(), github?.close()]);
     if (keepLogs)
       console.error(`bench ${SCENARIO} failed: the worker's and the API's logs are in ${workDir}`);
     else rmSync(workDir, { recursive: true, force: true });
@@ -495,6 +509,7 @@ async function main(): Promise<void> {
 
     const counts = await historyCounts([...requested.keys()].slice(0, 10));
     const firstMoments = await Promise.all([...requested.keys()].map(firstSteps));
+    const githubOutcome = github && (await githubReports(started, cpu0));
     await sleep(2_000);
 
     const evictionCpu0 = service.sample();
@@ -622,6 +637,8 @@ async function main(): Promise<void> {
         `${disk0} → ${disk} MiB (${Math.round(((disk - disk0) / BUILDS) * 1000)} MiB per 1,000 builds) |`,
     );
 
+    if (githubOutcome) console.log(githubOutcome);
+
     if (process.env.BENCH_HISTORY) {
       const [name] = requested.keys();
       const { events } = await client.workflow.getHandle(buildWorkflowId(name)).fetchHistory();
@@ -635,6 +652,44 @@ async function main(): Promise<void> {
         );
       }
     }
+  }
+
+  /**
+   * BENCH_GITHUB=limited: waits until GitHub has every build's success status (or the wait is
+   * over), then tells what it accepted, refused, and never got, and the service's CPU until then.
+   */
+  async function githubReports(started: number, cpu0: Record<string, number>): Promise<string> {
+    const emulated = github!;
+    const succeeded = () =>
+      new Set(
+        emulated.writes
+          .filter(
+            (write) => write.status < 400 && write.state === 'success' && write.path.includes('/statuses/'),
+          )
+          .map((write) => write.path),
+      );
+    const waitStarted = Date.now();
+    while (succeeded().size < BUILDS && Date.now() - waitStarted < GITHUB_WAIT_MS) await sleep(200);
+    const cpu = growth(cpu0, service.sample());
+    const statuses = emulated.writes.filter((write) => write.path.includes('/statuses/'));
+    const accepted = statuses.filter((write) => write.status < 400);
+    const lastAt = Math.max(
+      ...accepted.filter((write) => write.state === 'success').map((write) => write.at),
+    );
+    // A build whose last status GitHub accepted is not its final one shows that one forever.
+    const lastOf = new Map(accepted.map((write) => [write.path, write.state]));
+    const shown = [...lastOf.values()].filter((state) => state === 'success').length;
+    return [
+      `\nGitHub (loopback, its secondary rate limit: 80 writes a minute, 500 an hour), commit statuses` +
+        `${config.githubDeployments ? ' and deployments' : ''}, ${config.githubWritesPerMinute ?? 'unpaced'} writes a minute at most:\n`,
+      '| measure | value |',
+      '| --- | --- |',
+      `| writes accepted / refused (all) | ${emulated.writes.filter((write) => write.status < 400).length} / ${emulated.writes.filter((write) => write.status >= 400).length} |`,
+      `| commit statuses accepted / refused | ${accepted.length} / ${statuses.length - accepted.length} |`,
+      `| builds GitHub shows success / another state / nothing | ${shown} / ${lastOf.size - shown} / ${BUILDS - lastOf.size} |`,
+      `| burst start → last success status accepted | ${shown ? `${lastAt - started} ms` : 'none'} |`,
+      `| CPU per build, service, until then | ${fmt(sum(cpu) / BUILDS)} s (worker ${fmt(cpu.worker / BUILDS)}, API ${fmt(cpu.api / BUILDS)}, ${stackName} ${fmt(temporalCpu(cpu) / BUILDS)}) |`,
+    ].join('\n');
   }
 
   /**

@@ -1,0 +1,75 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+// GitHub's REST API as a burst of builds meets it, on loopback, for `npm run bench`
+// (BENCH_GITHUB=limited): commit statuses and deployments accepted, with GitHub's documented
+// secondary rate limit on content-creating requests (80 a rolling minute, 500 a rolling hour),
+// refused past it with a 403 and the `retry-after` GitHub sends.
+
+const LIMITS = [
+  { writes: 80, windowMs: 60_000 },
+  { writes: 500, windowMs: 3_600_000 },
+];
+
+export interface EmulatedWrite {
+  path: string;
+  state: string | undefined;
+  at: number;
+  status: number;
+}
+
+export interface GitHubEmulator {
+  url: string;
+  writes: EmulatedWrite[];
+  close(): Promise<void>;
+}
+
+export async function startGitHubEmulator(): Promise<GitHubEmulator> {
+  const writes: EmulatedWrite[] = [];
+  let deployments = 0;
+  /** Seconds until the writes accepted leave room for one more; 0 when there is room now. */
+  const waitSeconds = (now: number) => {
+    const accepted = writes.filter((write) => write.status < 400).map((write) => write.at);
+    let wait = 0;
+    for (const { writes: limit, windowMs } of LIMITS) {
+      const inWindow = accepted.filter((at) => at > now - windowMs);
+      if (inWindow.length >= limit) wait = Math.max(wait, inWindow[inWindow.length - limit] + windowMs - now);
+    }
+    return Math.ceil(wait / 1000);
+  };
+  const server = http.createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const path = request.url ?? '/';
+      const answer = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+        response.writeHead(status, { 'content-type': 'application/json', ...headers });
+        response.end(JSON.stringify(body));
+      };
+      if (request.method === 'GET') return answer(200, []);
+      const now = Date.now();
+      const body = chunks.length
+        ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { state?: string })
+        : {};
+      const wait = waitSeconds(now);
+      const status = wait > 0 ? 403 : 201;
+      writes.push({ path, state: body.state, at: now, status });
+      if (wait > 0)
+        return answer(
+          403,
+          {
+            message:
+              'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.',
+          },
+          { 'retry-after': `${wait}` },
+        );
+      answer(201, /\/deployments$/.test(path) ? { id: ++deployments } : {});
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    writes,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
