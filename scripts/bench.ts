@@ -73,7 +73,8 @@ import { fillVisibility } from './visibility-fill';
 //   BENCH_GITHUB=limited (burst): commit statuses on, posted to a GitHub on loopback with
 //     GitHub's secondary rate limit (scripts/github-emulator.ts; BENCH_GITHUB_DEPLOYMENTS=true
 //     adds deployments); after the burst, waits until every build's success status is posted (or
-//     BENCH_GITHUB_MINUTES, 10, pass) and prints what GitHub accepted, refused, and never got.
+//     BENCH_GITHUB_MINUTES, 10, pass, or GitHub gets nothing for 2 minutes) and prints what
+//     GitHub accepted, refused, and never got.
 //   BENCH_HISTORY=1 prints the first build's history.
 //   BENCH_WAIT_MINUTES (10): how long any one wait for the service (Deployments, readiness, an
 //     eviction) may last before the run fails, keeping its logs: a broken worker ends the run.
@@ -669,7 +670,10 @@ async function main(): Promise<void> {
           .map((write) => write.path),
       );
     const waitStarted = Date.now();
-    while (succeeded().size < BUILDS && Date.now() - waitStarted < GITHUB_WAIT_MS) await sleep(200);
+    // A service that drops what GitHub refused sends nothing more: two quiet minutes end the wait.
+    const quiet = () => Date.now() - Math.max(waitStarted, emulated.writes.at(-1)?.at ?? 0) > 120_000;
+    while (succeeded().size < BUILDS && Date.now() - waitStarted < GITHUB_WAIT_MS && !quiet())
+      await sleep(200);
     const cpu = growth(cpu0, service.sample());
     const statuses = emulated.writes.filter((write) => write.path.includes('/statuses/'));
     const accepted = statuses.filter((write) => write.status < 400);

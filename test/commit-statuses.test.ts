@@ -1,28 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBuild } from '../api/build-client';
 import type { BuildStatus, CommitInfo } from '../common/types';
-import { reportingTo, startGitHubRecorder, type GitHubRecorder, type RecordedCall } from './github-recorder';
-import { startStack, type TestStack } from './api-server';
-import { SHA, TestCluster, testConfig, waitFor, untilBuildStatus } from './helpers';
+import { startReportingStack, type ReportingStack, type RecordedCall } from './github-recorder';
+import { SHA, waitFor, untilBuildStatus } from './helpers';
 
 // Commit statuses, read back from a local server that records what GitHub would receive.
 
-let github: GitHubRecorder;
-let stack: TestStack;
-let config: ReturnType<typeof testConfig>;
-let cluster: TestCluster;
-
-beforeAll(async () => {
-  github = await startGitHubRecorder();
-  config = reportingTo(github);
-  cluster = new TestCluster(config.buildNamespace);
-  stack = await startStack(config, cluster);
-});
-
-afterAll(async () => {
-  await stack?.close();
-  await github?.close();
-});
+let reporting: ReportingStack;
+let { github, stack, config, cluster } = {} as ReportingStack;
+beforeAll(async () => ({ github, stack, config, cluster } = reporting = await startReportingStack()));
+afterAll(() => reporting?.close());
 
 const commit = (sha: string): CommitInfo => ({
   repo: 'oca/stock-logistics',

@@ -2,32 +2,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendBuildCommand, startBuild } from '../api/build-client';
 import type { BuildStatus, CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
-import { reportingTo, startGitHubRecorder, type GitHubRecorder } from './github-recorder';
-import { startStack, type TestStack } from './api-server';
-import { SHA, TestCluster, testConfig, waitFor, untilBuildStatus } from './helpers';
+import { startReportingStack, type ReportingStack } from './github-recorder';
+import { SHA, waitFor, untilBuildStatus } from './helpers';
 
 // Each build as a GitHub deployment, read back from a local server that records what GitHub
 // would receive.
 
-let github: GitHubRecorder;
-let stack: TestStack;
-let config: ReturnType<typeof testConfig>;
-let cluster: TestCluster;
+let reporting: ReportingStack;
+let { github, stack, config, cluster } = {} as ReportingStack;
+beforeAll(async () => {
+  ({ github, stack, config, cluster } = reporting = await startReportingStack({
+    RUNBOAT_NO_CLEANUP_JOB: 'true',
+  }));
+  expect(config.githubDeployments).toBe(true);
+});
+afterAll(() => reporting?.close());
 
 const REPO = '/repos/oca/sale-workflow';
-
-beforeAll(async () => {
-  github = await startGitHubRecorder();
-  config = reportingTo(github, { RUNBOAT_NO_CLEANUP_JOB: 'true' });
-  expect(config.githubDeployments).toBe(true);
-  cluster = new TestCluster(config.buildNamespace);
-  stack = await startStack(config, cluster);
-});
-
-afterAll(async () => {
-  await stack?.close();
-  await github?.close();
-});
 
 const commit = (sha: string, pr: number | null): CommitInfo => ({
   repo: 'oca/sale-workflow',

@@ -1,7 +1,8 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../common/config';
-import { testConfig } from './helpers';
+import { startStack, type StackOptions, type TestStack } from './api-server';
+import { TestCluster, testConfig } from './helpers';
 
 // Stands in for GitHub's REST API on loopback: records every call and answers with canned
 // responses, so tests read back what the service sent.
@@ -85,4 +86,33 @@ export function reportingTo(github: GitHubRecorder, env: Record<string, string> 
     RUNBOAT_GITHUB_WRITES_PER_MINUTE: '6000',
     ...env,
   });
+}
+
+export interface ReportingStack {
+  github: GitHubRecorder;
+  config: Config;
+  cluster: TestCluster;
+  stack: TestStack;
+  close(): Promise<void>;
+}
+
+/** A recorder, and a stack (`startStack`) whose configuration reports builds to it. */
+export async function startReportingStack(
+  env: Record<string, string> = {},
+  options: StackOptions = {},
+): Promise<ReportingStack> {
+  const github = await startGitHubRecorder();
+  const config = reportingTo(github, env);
+  const cluster = new TestCluster(config.buildNamespace);
+  const stack = await startStack(config, cluster, options);
+  return {
+    github,
+    config,
+    cluster,
+    stack,
+    async close() {
+      await stack.close();
+      await github.close();
+    },
+  };
 }

@@ -4,37 +4,28 @@ import { startBuild } from '../api/build-client';
 import { buildRef } from '../common/build';
 import type { CommitInfo } from '../common/types';
 import { githubReportsQuery, githubReportsWorkflowId } from '../workflows/definitions';
-import { reportingTo, startGitHubRecorder, type GitHubRecorder, type RecordedCall } from './github-recorder';
-import { startStack, type TestStack } from './api-server';
-import { SHA, TestCluster, testConfig, untilBuildStatus, waitFor } from './helpers';
+import { startReportingStack, type ReportingStack, type RecordedCall } from './github-recorder';
+import type { TestStack } from './api-server';
+import { replayAndRecord, SHA, untilBuildStatus, waitFor } from './helpers';
 
 // GitHub's rate limits, on loopback: every report of a burst reaches GitHub in the end, none is
 // sent while GitHub asks to wait, the writes are spaced, and a build's newest state is the last
 // one posted. The queue lives in the reporter's workflow, so a new worker finds it.
 
-let github: GitHubRecorder;
-let stack: TestStack;
-let config: ReturnType<typeof testConfig>;
-let cluster: TestCluster;
-let worker: Awaited<ReturnType<TestStack['temporal']['startWorker']>>;
-
 const SPACING_MS = 100;
 
+let reporting: ReportingStack;
+let { github, stack, config, cluster } = {} as ReportingStack;
 beforeAll(async () => {
-  github = await startGitHubRecorder();
-  config = reportingTo(github, {
+  const env = {
     RUNBOAT_GITHUB_WRITES_PER_MINUTE: `${60_000 / SPACING_MS}`,
     RUNBOAT_GITHUB_DEPLOYMENTS: 'false',
     RUNBOAT_MAX_INITIALIZING: '6',
-  });
-  cluster = new TestCluster(config.buildNamespace);
-  stack = await startStack(config, cluster, { worker: false });
+  };
+  ({ github, stack, config, cluster } = reporting = await startReportingStack(env, { worker: false }));
 });
-
-afterAll(async () => {
-  await stack?.close();
-  await github?.close();
-});
+afterAll(() => reporting?.close());
+let worker: Awaited<ReturnType<TestStack['temporal']['startWorker']>>;
 
 const commit = (sha: string): CommitInfo => ({
   repo: 'oca/stock-logistics',
@@ -63,6 +54,13 @@ describe('GitHub reports under its rate limit', () => {
     worker = await stack.temporal.startWorker();
     let posts = 0;
     github.answerNext(1, rateLimited(2), (call) => call.method === 'POST' && ++posts === 4);
+    // And once GitHub failing on one of them (which then waits on its own).
+    let laterPosts = 0;
+    github.answerNext(
+      1,
+      { status: 502, body: { message: 'Server Error' } },
+      (call) => call.method === 'POST' && ++laterPosts === 9,
+    );
     const builds = await Promise.all(
       ['1', '2', '3', '4', '5', '6'].map((sha) => startBuild(stack.temporal.client, config, commit(sha))),
     );
@@ -82,6 +80,7 @@ describe('GitHub reports under its rate limit', () => {
 
     const [refused, ...rest] = writes().filter((call) => call.status === 403);
     expect(rest).toEqual([]);
+    expect(writes().filter((call) => call.status === 502)).toHaveLength(1);
     // Nothing was sent in the 2 s GitHub asked for.
     const next = writes().find((call) => call.at > refused.at);
     expect(next!.at - refused.at).toBeGreaterThanOrEqual(2_000);
@@ -124,5 +123,10 @@ describe('GitHub reports under its rate limit', () => {
     ]);
     expect(sent[1].at - sent[0].at).toBeGreaterThanOrEqual(3_000);
     expect((await reporterState()).queued).toEqual([]);
+
+    // The reporter's whole history so far (both tests: batches, a rate limit's wait, a report
+    // failed on, continued on another worker) is kept as a release's fixture.
+    const reporter = stack.temporal.client.workflow.getHandle(githubReportsWorkflowId(config.taskQueue));
+    await replayAndRecord('github-reports.json', await reporter.fetchHistory());
   });
 });
