@@ -508,7 +508,9 @@ async function main(): Promise<void> {
     const clusterCpu = growth(clusterCpu0, clusterMeter.sample());
     const requests = growth(requests0, await apiserverRequests(kc));
 
-    const counts = await historyCounts([...requested.keys()].slice(0, 10));
+    const counts = await historyCounts(
+      [...requested.keys()].slice(0, 10).map((name) => ({ workflowId: buildWorkflowId(name) })),
+    );
     const firstMoments = await Promise.all([...requested.keys()].map(firstSteps));
     const githubOutcome = github && (await githubReports(started, cpu0));
     await sleep(2_000);
@@ -683,6 +685,11 @@ async function main(): Promise<void> {
     // A build whose last status GitHub accepted is not its final one shows that one forever.
     const lastOf = new Map(accepted.map((write) => [write.path, write.state]));
     const shown = [...lastOf.values()].filter((state) => state === 'success').length;
+    // The reporter's every run (it continues as new), where it exists.
+    const reporterRuns: Array<{ workflowId: string; runId: string }> = [];
+    for await (const run of client.workflow.list({ query: `WorkflowType = 'githubReportsWorkflow'` }))
+      reporterRuns.push({ workflowId: run.workflowId, runId: run.runId });
+    const reporter = reporterRuns.length ? (await historyCounts(reporterRuns)).totals : undefined;
     return [
       `\nGitHub (loopback, its secondary rate limit: 80 writes a minute, 500 an hour), commit statuses` +
         `${config.githubDeployments ? ' and deployments' : ''}, ${config.githubWritesPerMinute ?? 'unpaced'} writes a minute at most:\n`,
@@ -692,6 +699,7 @@ async function main(): Promise<void> {
       `| commit statuses accepted / refused | ${accepted.length} / ${statuses.length - accepted.length} |`,
       `| builds GitHub shows success / another state / nothing | ${shown} / ${lastOf.size - shown} / ${BUILDS - lastOf.size} |`,
       `| burst start → last success status accepted | ${shown ? `${lastAt - started} ms` : 'none'} |`,
+      `| the reporter workflow, per build: signals / workflow tasks / activities / events (runs) | ${reporter ? `${fmt(reporter.signals / BUILDS)} / ${fmt(reporter.workflowTasks / BUILDS)} / ${fmt(reporter.activities / BUILDS)} / ${fmt(reporter.events / BUILDS)} (${reporterRuns.length})` : 'none (statuses posted by the build steps)'} |`,
       `| CPU per build, service, until then | ${fmt(sum(cpu) / BUILDS)} s (worker ${fmt(cpu.worker / BUILDS)}, API ${fmt(cpu.api / BUILDS)}, ${stackName} ${fmt(temporalCpu(cpu) / BUILDS)}) |`,
     ].join('\n');
   }
@@ -765,22 +773,25 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
   }
 
   /** Mean counts over the histories of `names` (up to the point each build is started). */
-  async function historyCounts(names: string[]) {
+  /** Events of each kind in the histories of `runs` (workflow id and run id), per run. */
+  async function historyCounts(runs: Array<{ workflowId: string; runId?: string }>) {
     const { EventType } = temporalProto.api.enums.v1;
-    const totals = { events: 0, workflowTasks: 0, activities: 0, localActivities: 0 };
-    for (const name of names) {
-      const events = (await client.workflow.getHandle(buildWorkflowId(name)).fetchHistory()).events ?? [];
+    const totals = { events: 0, workflowTasks: 0, activities: 0, localActivities: 0, signals: 0 };
+    for (const { workflowId, runId } of runs) {
+      const events = (await client.workflow.getHandle(workflowId, runId).fetchHistory()).events ?? [];
       totals.events += events.length;
       for (const event of events) {
         if (event.eventType === EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) totals.workflowTasks++;
         if (event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED) totals.activities++;
+        if (event.eventType === EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED) totals.signals++;
         if (event.markerRecordedEventAttributes?.markerName === 'core_local_activity')
           totals.localActivities++;
       }
     }
-    const mean = (n: number) => Math.round((n / names.length) * 10) / 10;
+    const mean = (n: number) => Math.round((n / runs.length) * 10) / 10;
     return {
-      sampled: names.length,
+      sampled: runs.length,
+      totals,
       events: mean(totals.events),
       workflowTasks: mean(totals.workflowTasks),
       activities: mean(totals.activities),
