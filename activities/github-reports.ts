@@ -34,17 +34,12 @@ export function reportsOf(
   return reports;
 }
 
-/** Reports one signal carries at most: a signal's payload stays far below Temporal's 2 MB. */
-const REPORTS_PER_SIGNAL = 500;
-
 /**
  * Queues reports with the reporter of `config.taskQueue`, starting it if it is not running; from
- * an activity, with its worker's client. Reports queued while this process's last signal is on its
- * way go together in the next one (each signal wakes the reporter: a burst's hundreds of reports
- * cost it tens of workflow tasks, not hundreds); a report alone goes at once.
+ * an activity, with its worker's client.
  */
 export function signalReporter(config: Config, client = (): Client => Context.current().client): ReportQueue {
-  const signal = async (reports: GitHubReport[]) => {
+  return async (reports) => {
     await client().workflow.signalWithStart<GitHubReportsWorkflow, [GitHubReport[]]>(
       'githubReportsWorkflow',
       {
@@ -55,24 +50,6 @@ export function signalReporter(config: Config, client = (): Client => Context.cu
         signalArgs: [reports],
       },
     );
-  };
-  let collecting: { reports: GitHubReport[]; sent: Promise<void> } | undefined;
-  let lastSent: Promise<void> = Promise.resolve();
-  return (reports) => {
-    if (!collecting || collecting.reports.length >= REPORTS_PER_SIGNAL) {
-      const next = { reports: [] as GitHubReport[], sent: Promise.resolve() };
-      // Each caller waits for the signal that carries its reports, and gets its failure.
-      next.sent = lastSent
-        .catch(() => undefined)
-        .then(() => {
-          if (collecting === next) collecting = undefined;
-          return signal(next.reports);
-        });
-      lastSent = next.sent;
-      collecting = next;
-    }
-    collecting.reports.push(...reports);
-    return collecting.sent;
   };
 }
 

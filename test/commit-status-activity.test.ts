@@ -1,8 +1,6 @@
-import type { Client } from '@temporalio/client';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it, vi } from 'vitest';
 import { createActivities } from '../activities';
-import { signalReporter } from '../activities/github-reports';
 import { gitHubRefusal, UnexpectedGitHubResponse, type GitHub } from '../common/github';
 import { waitAfterRefusal, type GitHubReport } from '../common/github-reports';
 import type { BuildCluster } from '../common/kubernetes';
@@ -131,52 +129,5 @@ describe("GitHub's refusals", () => {
     expect(waitAfterRefusal({ kind: 'unavailable' }, 1)).toBe(5_000);
     expect(waitAfterRefusal({ kind: 'unavailable' }, 4)).toBe(40_000);
     expect(waitAfterRefusal({ kind: 'unavailable' }, 40)).toBe(3_600_000);
-  });
-});
-
-describe('signalReporter', () => {
-  it('sends a report alone at once, and those queued meanwhile together in the next signal', async () => {
-    const signals: Array<{ reports: GitHubReport[]; answer: () => void; fail: () => void }> = [];
-    const client = {
-      workflow: {
-        signalWithStart: vi.fn(
-          (_type: string, { signalArgs: [reports] }: { signalArgs: [GitHubReport[]] }) =>
-            new Promise<void>((resolve, reject) =>
-              signals.push({ reports, answer: resolve, fail: () => reject(new Error('unavailable')) }),
-            ),
-        ),
-      },
-    };
-    const queue = signalReporter(testConfig(), () => client as unknown as Client);
-    const report = (state: GitHubReport['state']): GitHubReport => ({
-      build,
-      target: 'status',
-      state,
-      description: state,
-    });
-    const settled: string[] = [];
-    const track = (name: string, sent: Promise<void>) =>
-      sent.then(
-        () => void settled.push(`${name} sent`),
-        () => void settled.push(`${name} failed`),
-      );
-    const first = track('first', queue([report('pending')]));
-    await vi.waitFor(() => expect(signals).toHaveLength(1));
-    const second = track('second', queue([report('success')]));
-    const third = track('third', queue([report('failure'), report('error')]));
-    signals[0].answer();
-    await first;
-    await vi.waitFor(() => expect(signals).toHaveLength(2));
-    // The two queued while the first signal was on its way went together, after it.
-    expect(signals[1].reports.map((each) => each.state)).toEqual(['success', 'failure', 'error']);
-    signals[1].fail();
-    await Promise.all([second, third]);
-    expect(settled).toEqual(['first sent', 'second failed', 'third failed']);
-    // The next report goes alone again, at once.
-    const fourth = track('fourth', queue([report('success')]));
-    await vi.waitFor(() => expect(signals).toHaveLength(3));
-    signals[2].answer();
-    await fourth;
-    expect(settled.at(-1)).toBe('fourth sent');
   });
 });
