@@ -17,6 +17,7 @@ import {
 } from './chaos-checks';
 import { buildStateQuery, buildWorkflowId } from '../workflows/definitions';
 import { binary } from './paths';
+import { shownOnGitHub, startGitHubEmulator } from './github-emulator';
 import { freePort, spawnService, waitUntil } from './processes';
 import { startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer, type TemporalDevServer } from './temporal-dev';
@@ -28,8 +29,10 @@ import { startTemporalDevServer, type TemporalDevServer } from './temporal-dev';
 // server (its database on a file) is restarted once and kube-apiserver twice. Then, once the
 // chaos has stopped and at most CHAOS_SETTLE_SECONDS later, it prints what must be zero:
 // stuck builds, orphan objects, builds that ever had two init Jobs, builds left in a status
-// that is not steady; and the peak of init Jobs at once against max_initializing. Exits 1
-// when one fails. Everything listens on loopback.
+// that is not steady; builds whose last status on GitHub (a loopback GitHub with its rate
+// limit, which the service is let to exceed) is not the one of their life's end; and the peak of
+// init Jobs at once against max_initializing. Exits 1 when one fails. Everything listens on
+// loopback.
 
 const BUILDS = Number(process.env.CHAOS_BUILDS ?? 100);
 const MAX_INITIALIZING = Number(process.env.CHAOS_MAX_INITIALIZING ?? 5);
@@ -48,6 +51,8 @@ const ADMIN = { user: 'admin', password: 'chaos' };
 /** Fractions of the lives' steps done at which the servers restart: in flight, not at the end. */
 const APISERVER_RESTARTS = [0.2, 0.65];
 const TEMPORAL_RESTART = 0.4;
+/** How long GitHub's statuses may take to arrive after the lives settled (its rate limit). */
+const GITHUB_SETTLE_SECONDS = Number(process.env.CHAOS_GITHUB_SETTLE_SECONDS ?? 600);
 
 async function main(): Promise<void> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'runboat-chaos-'));
@@ -72,6 +77,7 @@ async function main(): Promise<void> {
   await kc.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: NAMESPACE } } });
 
   const apiPort = await freePort();
+  const github = await startGitHubEmulator();
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     RUNBOAT_BUILD_NAMESPACE: NAMESPACE,
@@ -84,7 +90,12 @@ async function main(): Promise<void> {
     RUNBOAT_MAX_STARTED: String(BUILDS + 10),
     RUNBOAT_MAX_DEPLOYED: String(BUILDS + 10),
     RUNBOAT_EVICTION_INTERVAL: '86400',
-    RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
+    // Statuses and deployments, faster than GitHub allows: its refusals are part of the chaos.
+    RUNBOAT_DISABLE_COMMIT_STATUSES: 'false',
+    RUNBOAT_GITHUB_DEPLOYMENTS: 'true',
+    RUNBOAT_GITHUB_API_URL: github.url,
+    RUNBOAT_GITHUB_TOKEN: 'chaos',
+    RUNBOAT_GITHUB_WRITES_PER_MINUTE: '600',
     RUNBOAT_GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
     RUNBOAT_API_ADMIN_USER: ADMIN.user,
     RUNBOAT_API_ADMIN_PASSWD: ADMIN.password,
@@ -247,6 +258,20 @@ async function main(): Promise<void> {
       if (!['started', 'stopped', 'failed'].includes(status)) notSteady.push(`${life.name} (${status})`);
     }
   }
+  // Every life ended undeployed after it was started once: GitHub must show its commit's status
+  // `success` and its deployment `inactive`, once the reporter has delivered what it queued.
+  const githubSettleStarted = Date.now();
+  const notShown = () =>
+    lives
+      .filter((life) => life.stage === 'done')
+      .map((life) => ({
+        life,
+        shown: shownOnGitHub(github.writes, 'oca/chaos', chaosCommit(life.index).git_commit),
+      }))
+      .filter(({ shown }) => shown.status !== 'success' || shown.deployment !== 'inactive');
+  while (notShown().length && Date.now() - githubSettleStarted < GITHUB_SETTLE_SECONDS * 1000)
+    await sleep(1_000);
+  const githubSettledMs = Date.now() - githubSettleStarted;
   const doubleInits = observer.doubleInits();
   const initJobs = [...observer.uids.values()].reduce((sum, uids) => sum + uids.size, 0);
 
@@ -262,7 +287,7 @@ async function main(): Promise<void> {
       child && child.exitCode === null ? new Promise((resolve) => child.once('exit', resolve)) : undefined,
     ),
   );
-  await Promise.all([temporal.stop(), cluster.stop()]);
+  await Promise.all([temporal.stop(), cluster.stop(), github.close()]);
 
   const ok = (pass: boolean) => (pass ? 'ok' : '**FAIL**');
   const checks: Array<[string, string, boolean]> = [
@@ -290,6 +315,15 @@ async function main(): Promise<void> {
     ],
     ['builds not in a steady status', notSteady.length ? notSteady.join(', ') : '0', notSteady.length === 0],
     [
+      `lives done whose status or deployment GitHub shows otherwise (${Math.round(githubSettledMs / 1000)} s after they settled)`,
+      notShown().length
+        ? notShown()
+            .map(({ life, shown }) => `${life.name ?? life.index}: ${shown.status}/${shown.deployment}`)
+            .join(', ')
+        : '0',
+      notShown().length === 0,
+    ],
+    [
       'lives that failed (an API answer no retry changes)',
       failures.length ? failures.join('; ') : '0',
       failures.length === 0,
@@ -312,6 +346,10 @@ async function main(): Promise<void> {
     `| kube-apiserver restarts (ms) / Temporal restarts (ms) | ${restartMs['kube-apiserver'].join(', ')} / ${restartMs.temporal.join(', ')} | |`,
   );
   console.log(`| init Jobs created / init-Job watch relists | ${initJobs} / ${observer.relists} | |`);
+  const refused = github.writes.filter((write) => write.status >= 400).length;
+  console.log(
+    `| GitHub writes accepted / refused (its rate limit) | ${github.writes.length - refused} / ${refused} | |`,
+  );
   console.log(
     `| API answers (webhooks and commands, by HTTP status, or why none) | ${[...driver.answers]
       .sort(([a], [b]) => a.localeCompare(b))

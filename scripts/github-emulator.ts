@@ -2,9 +2,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 // GitHub's REST API as a burst of builds meets it, on loopback, for `npm run bench`
-// (BENCH_GITHUB=limited): commit statuses and deployments accepted, with GitHub's documented
-// secondary rate limit on content-creating requests (80 a rolling minute, 500 a rolling hour),
-// refused past it with a 403 and the `retry-after` GitHub sends.
+// (BENCH_GITHUB=limited) and `npm run chaos`: commit statuses and deployments accepted (a
+// deployment found again by sha and environment), with GitHub's documented secondary rate limit
+// on content-creating requests (80 a rolling minute, 500 a rolling hour), refused past it with a
+// 403 and the `retry-after` GitHub sends.
 
 const LIMITS = [
   { writes: 80, windowMs: 60_000 },
@@ -16,6 +17,8 @@ export interface EmulatedWrite {
   state: string | undefined;
   at: number;
   status: number;
+  /** A deployment created: its id, and the commit it deploys. */
+  deployment?: { id: number; ref: string; environment: string };
 }
 
 export interface GitHubEmulator {
@@ -71,5 +74,23 @@ export async function startGitHubEmulator(): Promise<GitHubEmulator> {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     writes,
     close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** What GitHub shows of commit `sha` of `repo`: its last commit status, its last deployment status. */
+export function shownOnGitHub(
+  writes: EmulatedWrite[],
+  repo: string,
+  sha: string,
+): { status: string | undefined; deployment: string | undefined } {
+  const accepted = writes.filter((write) => write.status < 400);
+  const ids = new Set(
+    accepted.filter((write) => write.deployment?.ref === sha).map((write) => write.deployment!.id),
+  );
+  const last = (paths: (path: string) => boolean) =>
+    accepted.filter((write) => paths(write.path)).at(-1)?.state;
+  return {
+    status: last((path) => path === `/repos/${repo}/statuses/${sha}`),
+    deployment: last((path) => [...ids].some((id) => path === `/repos/${repo}/deployments/${id}/statuses`)),
   };
 }
