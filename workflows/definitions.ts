@@ -153,10 +153,14 @@ export interface GitHubReports {
   refusals: number;
   /** Reports GitHub failed on (5xx, network), by report key: how many times, and when to retry. */
   retries?: Record<string, { failures: number; at: number }>;
+  /** GitHub asked for no request before this time (ms since the epoch). */
+  waitingUntil?: number;
+  /** History events after which the reporter continues as new (default 500; tests lower it). */
+  historyLimit?: number;
 }
-export const githubReportsQuery = defineQuery<GitHubReports & { waitingUntil: string | null }>(
-  'githubReports',
-);
+export const githubReportsQuery = defineQuery<
+  Omit<GitHubReports, 'waitingUntil'> & { waitingUntil: string | null }
+>('githubReports');
 
 /** The reporter's signature, for `signalWithStart` without importing the workflow code. */
 export type GitHubReportsWorkflow = (initial: GitHubReports) => Promise<void>;

@@ -2,6 +2,7 @@ import {
   condition,
   continueAsNew,
   log,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -30,13 +31,20 @@ const BATCH = 20;
 const MAX_HISTORY_EVENTS = 500;
 /** A report GitHub failed on this many times in a row (about 85 minutes of waits) is given up. */
 const MAX_FAILURES = 10;
+/**
+ * The wait GitHub asks for ends when the history is full (the reports signalled during an hour's
+ * wait could fill it past Temporal's limits), and the next run waits out the rest. v7's runs
+ * slept through it.
+ */
+const WAIT_CONTINUES_PATCH = 'github-wait-continues-as-new';
 
 export async function githubReportsWorkflow(initial: GitHubReports): Promise<void> {
   const queued = new Map<string, GitHubReport>(initial.queued.map((report) => [reportKey(report), report]));
   /** Reports GitHub failed on (5xx, network): each waits on its own, the others go on. */
   const retries = new Map(Object.entries(initial.retries ?? {}));
   let refusals = initial.refusals;
-  let waitingUntil: number | undefined;
+  /** GitHub asked for no request before this time (ms); carried over by continue-as-new. */
+  let waitingUntil = initial.waitingUntil;
 
   setHandler(githubReportsSignal, (reports) => {
     for (const report of reports) {
@@ -48,6 +56,8 @@ export async function githubReportsWorkflow(initial: GitHubReports): Promise<voi
     queued: [...queued.values()],
     refusals,
     retries: Object.fromEntries(retries),
+    ...(waitingUntil === undefined ? {} : { waitingUntil }),
+    ...(initial.historyLimit === undefined ? {} : { historyLimit: initial.historyLimit }),
   });
   setHandler(githubReportsQuery, () => ({
     ...carried(),
@@ -59,7 +69,7 @@ export async function githubReportsWorkflow(initial: GitHubReports): Promise<voi
   const nextRetryAt = () => Math.min(...[...retries.values()].map((retry) => retry.at));
   const historyFull = () => {
     const info = workflowInfo();
-    return info.continueAsNewSuggested || info.historyLength > MAX_HISTORY_EVENTS;
+    return info.continueAsNewSuggested || info.historyLength > (initial.historyLimit ?? MAX_HISTORY_EVENTS);
   };
   const failedOn = (report: GitHubReport) => {
     const key = reportKey(report);
@@ -74,6 +84,11 @@ export async function githubReportsWorkflow(initial: GitHubReports): Promise<voi
     log.warn('GitHub failed on a report too many times; given up', { report: key, state: report.state });
   };
 
+  // A run continued as new in the middle of GitHub's wait goes on with it.
+  if (waitingUntil !== undefined) {
+    await waitOutTheLimit();
+    waitingUntil = undefined;
+  }
   for (;;) {
     const ready = () => due().length > 0 || historyFull();
     if (retries.size) await condition(ready, Math.max(nextRetryAt() - Date.now(), 1));
@@ -98,7 +113,18 @@ export async function githubReportsWorkflow(initial: GitHubReports): Promise<voi
     refusals++;
     const wait = waitAfterRefusal(refusal, refusals);
     waitingUntil = Date.now() + wait;
-    await sleep(wait);
+    if (patched(WAIT_CONTINUES_PATCH)) await waitOutTheLimit();
+    else await sleep(wait);
     waitingUntil = undefined;
+  }
+
+  /**
+   * Until `waitingUntil`: a wait of up to an hour takes every report signalled meanwhile into the
+   * history, so it ends when the history is full, and the next run waits out the rest.
+   */
+  async function waitOutTheLimit(): Promise<void> {
+    const rest = (waitingUntil ?? 0) - Date.now();
+    if (rest > 0 && (await condition(historyFull, rest)))
+      await continueAsNew<typeof githubReportsWorkflow>(carried());
   }
 }
