@@ -49,14 +49,26 @@ export async function startGitHubEmulator(): Promise<GitHubEmulator> {
         response.writeHead(status, { 'content-type': 'application/json', ...headers });
         response.end(JSON.stringify(body));
       };
-      if (request.method === 'GET') return answer(200, []);
+      if (request.method === 'GET') {
+        const query = new URL(path, 'http://github').searchParams;
+        const found = writes
+          .map((write) => write.deployment)
+          .filter((deployment) => deployment && deployment.ref === query.get('sha'))
+          .filter((deployment) => deployment?.environment === query.get('environment'))
+          .reverse();
+        return answer(200, path.includes('/deployments?') ? found : []);
+      }
       const now = Date.now();
       const body = chunks.length
-        ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { state?: string })
+        ? (JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+            state?: string;
+            ref?: string;
+            environment?: string;
+          })
         : {};
       const wait = waitSeconds(now);
-      const status = wait > 0 ? 403 : 201;
-      writes.push({ path, state: body.state, at: now, status });
+      const write: EmulatedWrite = { path, state: body.state, at: now, status: wait > 0 ? 403 : 201 };
+      writes.push(write);
       if (wait > 0)
         return answer(
           403,
@@ -66,7 +78,9 @@ export async function startGitHubEmulator(): Promise<GitHubEmulator> {
           },
           { 'retry-after': `${wait}` },
         );
-      answer(201, /\/deployments$/.test(path) ? { id: ++deployments } : {});
+      if (!/\/deployments$/.test(path)) return answer(201, {});
+      write.deployment = { id: ++deployments, ref: body.ref ?? '', environment: body.environment ?? '' };
+      answer(201, write.deployment);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
