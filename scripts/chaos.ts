@@ -259,7 +259,9 @@ async function main(): Promise<void> {
     }
   }
   // Every life ended undeployed after it was started once: GitHub must show its commit's status
-  // `success` and its deployment `inactive`, once the reporter has delivered what it queued.
+  // `success` and its deployment `inactive`, once the reporter has delivered what it queued; or no
+  // deployment at all, when the build's `inactive` replaced its first report before GitHub's
+  // limit let that one go (nothing is then left active on GitHub).
   const githubSettleStarted = Date.now();
   const notShown = () =>
     lives
@@ -268,7 +270,9 @@ async function main(): Promise<void> {
         life,
         shown: shownOnGitHub(github.writes, 'oca/chaos', chaosCommit(life.index).git_commit),
       }))
-      .filter(({ shown }) => shown.status !== 'success' || shown.deployment !== 'inactive');
+      .filter(
+        ({ shown }) => shown.status !== 'success' || !['inactive', 'none'].includes(shown.deployment ?? ''),
+      );
   while (notShown().length && Date.now() - githubSettleStarted < GITHUB_SETTLE_SECONDS * 1000)
     await sleep(1_000);
   const githubSettledMs = Date.now() - githubSettleStarted;
@@ -347,6 +351,11 @@ async function main(): Promise<void> {
   );
   console.log(`| init Jobs created / init-Job watch relists | ${initJobs} / ${observer.relists} | |`);
   const refused = github.writes.filter((write) => write.status >= 400).length;
+  const undeployedUnseen = lives.filter(
+    (life) =>
+      shownOnGitHub(github.writes, 'oca/chaos', chaosCommit(life.index).git_commit).deployment === 'none',
+  ).length;
+  console.log(`| lives GitHub never saw a deployment of (undeployed first) | ${undeployedUnseen} | |`);
   console.log(
     `| GitHub writes accepted / refused (its rate limit) | ${github.writes.length - refused} / ${refused} | |`,
   );

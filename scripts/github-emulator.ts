@@ -91,7 +91,10 @@ export async function startGitHubEmulator(): Promise<GitHubEmulator> {
   };
 }
 
-/** What GitHub shows of commit `sha` of `repo`: its last commit status, its last deployment status. */
+/**
+ * What GitHub shows of commit `sha` of `repo`: its last commit status, and its deployment's last
+ * status (`none`: no deployment was ever created for it).
+ */
 export function shownOnGitHub(
   writes: EmulatedWrite[],
   repo: string,
@@ -105,6 +108,8 @@ export function shownOnGitHub(
     accepted.filter((write) => paths(write.path)).at(-1)?.state;
   return {
     status: last((path) => path === `/repos/${repo}/statuses/${sha}`),
-    deployment: last((path) => [...ids].some((id) => path === `/repos/${repo}/deployments/${id}/statuses`)),
+    deployment: ids.size
+      ? last((path) => [...ids].some((id) => path === `/repos/${repo}/deployments/${id}/statuses`))
+      : 'none',
   };
 }
