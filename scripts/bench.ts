@@ -772,7 +772,6 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
     return { jobRun, handoff, busy, firstCreated: created[0], lastSucceeded: succeeded.at(-1) as number };
   }
 
-  /** Mean counts over the histories of `names` (up to the point each build is started). */
   /** Events of each kind in the histories of `runs` (workflow id and run id), per run. */
   async function historyCounts(runs: Array<{ workflowId: string; runId?: string }>) {
     const { EventType } = temporalProto.api.enums.v1;

@@ -263,19 +263,25 @@ async function main(): Promise<void> {
   // deployment at all, when the build's `inactive` replaced its first report before GitHub's
   // limit let that one go (nothing is then left active on GitHub).
   const githubSettleStarted = Date.now();
-  const notShown = () =>
+  const shownOfLivesDone = () =>
     lives
       .filter((life) => life.stage === 'done')
       .map((life) => ({
         life,
         shown: shownOnGitHub(github.writes, 'oca/chaos', chaosCommit(life.index).git_commit),
-      }))
-      .filter(
-        ({ shown }) => shown.status !== 'success' || !['inactive', 'none'].includes(shown.deployment ?? ''),
-      );
-  while (notShown().length && Date.now() - githubSettleStarted < GITHUB_SETTLE_SECONDS * 1000)
+      }));
+  const notTheirEnd = (shownOf: ReturnType<typeof shownOfLivesDone>) =>
+    shownOf.filter(
+      ({ shown }) => shown.status !== 'success' || !['inactive', 'none'].includes(shown.deployment ?? ''),
+    );
+  while (
+    notTheirEnd(shownOfLivesDone()).length &&
+    Date.now() - githubSettleStarted < GITHUB_SETTLE_SECONDS * 1000
+  )
     await sleep(1_000);
   const githubSettledMs = Date.now() - githubSettleStarted;
+  const shownAtEnd = shownOfLivesDone();
+  const notShown = notTheirEnd(shownAtEnd);
   const doubleInits = observer.doubleInits();
   const initJobs = [...observer.uids.values()].reduce((sum, uids) => sum + uids.size, 0);
 
@@ -320,12 +326,12 @@ async function main(): Promise<void> {
     ['builds not in a steady status', notSteady.length ? notSteady.join(', ') : '0', notSteady.length === 0],
     [
       `lives done whose status or deployment GitHub shows otherwise (${Math.round(githubSettledMs / 1000)} s after they settled)`,
-      notShown().length
-        ? notShown()
+      notShown.length
+        ? notShown
             .map(({ life, shown }) => `${life.name ?? life.index}: ${shown.status}/${shown.deployment}`)
             .join(', ')
         : '0',
-      notShown().length === 0,
+      notShown.length === 0,
     ],
     [
       'lives that failed (an API answer no retry changes)',
@@ -351,10 +357,7 @@ async function main(): Promise<void> {
   );
   console.log(`| init Jobs created / init-Job watch relists | ${initJobs} / ${observer.relists} | |`);
   const refused = github.writes.filter((write) => write.status >= 400).length;
-  const undeployedUnseen = lives.filter(
-    (life) =>
-      shownOnGitHub(github.writes, 'oca/chaos', chaosCommit(life.index).git_commit).deployment === 'none',
-  ).length;
+  const undeployedUnseen = shownAtEnd.filter(({ shown }) => shown.deployment === 'none').length;
   console.log(`| lives GitHub never saw a deployment of (undeployed first) | ${undeployedUnseen} | |`);
   console.log(
     `| GitHub writes accepted / refused (its rate limit) | ${github.writes.length - refused} / ${refused} | |`,
