@@ -1,6 +1,7 @@
 import type { Config } from '../common/config';
 import type { BuildRef } from '../common/types';
-import type { CommitStatusState, DeploymentState, GitHub } from '../common/github';
+import type { DeploymentState, GitHub } from '../common/github';
+import type { CommitStatusState } from '../common/github-reports';
 
 // Each build as a GitHub deployment (RUNBOAT_GITHUB_DEPLOYMENTS), so that its pull request shows
 // "View deployment": reported on the same steps as the commit status, and `inactive` once the

@@ -13,7 +13,8 @@ import type {
 } from '../common/types';
 import { createCoordinationActivities } from './coordination';
 import { adoptBuild, planOrphans } from './orphans';
-import { GitHub, type CommitStatusState } from '../common/github';
+import { GitHub } from '../common/github';
+import type { CommitStatusState } from '../common/github-reports';
 import { createReportDelivery, reportsOf, signalReporter, type ReportQueue } from './github-reports';
 import { buildKustomization, KubefilesError, prepareKustomization, type Kustomization } from './kubefiles';
 import { JOB_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from '../common/kubernetes';

@@ -6,8 +6,6 @@ import type { CommitInfo } from './types';
 // All GitHub access goes through this module. The API base URL is configurable, so that
 // tests point it at a local recording server (and GitHub Enterprise users at theirs).
 
-export type { CommitStatusState };
-
 export const COMMIT_STATUS_CONTEXT = 'runboat/build';
 
 export type DeploymentState = 'in_progress' | 'success' | 'failure' | 'error' | 'inactive';

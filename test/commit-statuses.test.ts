@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBuild } from '../api/build-client';
 import type { BuildStatus, CommitInfo } from '../common/types';
-import { startReportingStack, type ReportingStack, type RecordedCall } from './github-recorder';
+import { startReportingStack, statesInTurn, type ReportingStack, type RecordedCall } from './github-recorder';
 import { SHA, waitFor, untilBuildStatus } from './helpers';
 
 // Commit statuses, read back from a local server that records what GitHub would receive.
@@ -21,11 +21,8 @@ const reach = (name: string, status: BuildStatus) => untilBuildStatus(stack.temp
 const statusesOf = (sha: string) =>
   github.calls.filter((call) => call.path === `/repos/oca/stock-logistics/statuses/${SHA(sha)}`);
 
-/** The states posted for the commit, a state repeated in a row counted once. */
 const statesOf = (sha: string) =>
-  statusesOf(sha)
-    .map((call) => (call.body as { state: string }).state)
-    .filter((state, at, states) => state !== states[at - 1]);
+  statesInTurn(statusesOf(sha).map((call) => (call.body as { state: string }).state));
 
 describe('commit statuses', () => {
   it('posts pending on deploy and on init start, then success, linking to the live build', async () => {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendBuildCommand, startBuild } from '../api/build-client';
 import type { BuildStatus, CommitInfo } from '../common/types';
 import { buildWorkflowId } from '../workflows/definitions';
-import { startReportingStack, type ReportingStack } from './github-recorder';
+import { startReportingStack, statesInTurn, type ReportingStack } from './github-recorder';
 import { SHA, waitFor, untilBuildStatus } from './helpers';
 
 // Each build as a GitHub deployment, read back from a local server that records what GitHub
@@ -31,11 +31,7 @@ const statusesOf = (id: number) =>
   github.calls
     .filter((call) => call.method === 'POST' && call.path === `${REPO}/deployments/${id}/statuses`)
     .map((call) => call.body as { state: string; environment_url?: string; log_url?: string });
-/** A state repeated in a row counted once: a status still queued when the next comes is replaced. */
-const statesOf = (id: number) =>
-  statusesOf(id)
-    .map((status) => status.state)
-    .filter((state, at, states) => state !== states[at - 1]);
+const statesOf = (id: number) => statesInTurn(statusesOf(id).map((status) => status.state));
 
 describe('GitHub deployments', () => {
   it('creates one transient deployment per build, in_progress then success with the live link, inactive once undeployed', async () => {

@@ -88,6 +88,13 @@ export function reportingTo(github: GitHubRecorder, env: Record<string, string> 
   });
 }
 
+/**
+ * The states posted, one after another, a state repeated in a row counted once: a status still
+ * queued when the build's next one comes is replaced by it, so how many of each go is not fixed.
+ */
+export const statesInTurn = (states: string[]): string[] =>
+  states.filter((state, at) => state !== states[at - 1]);
+
 export interface ReportingStack {
   github: GitHubRecorder;
   config: Config;
