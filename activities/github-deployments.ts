@@ -1,7 +1,6 @@
 import type { Config } from '../common/config';
-import type { BuildRef } from '../common/types';
 import type { DeploymentState, GitHub } from '../common/github';
-import type { CommitStatusState } from '../common/github-reports';
+import type { CommitStatusState, ReportedBuild } from '../common/github-reports';
 
 // Each build as a GitHub deployment (RUNBOAT_GITHUB_DEPLOYMENTS), so that its pull request shows
 // "View deployment": reported on the same steps as the commit status, and `inactive` once the
@@ -26,7 +25,11 @@ export class GitHubDeployments {
     private readonly github: GitHub,
   ) {}
 
-  async report(build: BuildRef, state: CommitStatusState | 'inactive', description: string): Promise<void> {
+  async report(
+    build: ReportedBuild,
+    state: CommitStatusState | 'inactive',
+    description: string,
+  ): Promise<void> {
     const id = await this.deploymentId(build, state === 'inactive');
     if (id === undefined) return;
     const page = `${this.config.baseUrl}/builds/${build.name}`;
@@ -39,7 +42,7 @@ export class GitHubDeployments {
     if (state === 'inactive') this.ids.delete(build.name);
   }
 
-  private async deploymentId(build: BuildRef, existingOnly: boolean): Promise<number | undefined> {
+  private async deploymentId(build: ReportedBuild, existingOnly: boolean): Promise<number | undefined> {
     const cached = this.ids.get(build.name);
     if (cached !== undefined) return cached;
     const id = existingOnly

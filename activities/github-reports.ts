@@ -28,9 +28,11 @@ export function reportsOf(
   description: string,
 ): GitHubReport[] {
   const reports: GitHubReport[] = [];
+  // Not the whole BuildRef: the reporter carries thousands of them when GitHub makes it wait.
+  const reported = { name: build.name, commit: build.commit };
   if (state !== 'inactive' && !config.disableCommitStatuses)
-    reports.push({ build, target: 'status', state, description });
-  if (config.githubDeployments) reports.push({ build, target: 'deployment', state, description });
+    reports.push({ build: reported, target: 'status', state, description });
+  if (config.githubDeployments) reports.push({ build: reported, target: 'deployment', state, description });
   return reports;
 }
 

@@ -4,7 +4,14 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { Config } from '../common/config';
 import { BUILD_STATUSES } from '../common/types';
 import type { OrphanSweep } from '../common/types';
-import { initSlotsQuery, initSlotsWorkflowId, orphanSweepScheduleId } from '../workflows/definitions';
+import {
+  githubReportsCountsQuery,
+  githubReportsWorkflowId,
+  initSlotsQuery,
+  initSlotsWorkflowId,
+  orphanSweepScheduleId,
+  type GitHubReportsCounts,
+} from '../workflows/definitions';
 import { temporalRateLimitRefusals, type Bounded } from './backend';
 import type { BuildIndex, IndexReadObserver } from '../common/build-index';
 import type { EventsPollObserver } from './events';
@@ -75,6 +82,11 @@ export function createMetrics(
       if (swept) this.set(swept.objects);
     },
   });
+  registerGitHubReportMetrics(registry, config, () =>
+    bounded(() =>
+      client.workflow.getHandle(githubReportsWorkflowId(config.taskQueue)).query(githubReportsCountsQuery),
+    ),
+  );
   const webhooks = new Counter({
     name: 'runboat_webhooks_total',
     help: 'GitHub webhook deliveries by event and outcome',
@@ -152,6 +164,61 @@ export function createMetrics(
       response.type(registry.contentType).send(await registry.metrics());
     },
   };
+}
+
+/**
+ * The GitHub reporter's queue, GitHub's wait and the reports given up, from one query per scrape
+ * (the gauges are collected one after another: they share it). No samples while the reporter is
+ * not running (nothing reported yet), or when this service reports nothing to GitHub.
+ */
+function registerGitHubReportMetrics(
+  registry: Registry,
+  config: Config,
+  readCounts: () => Promise<GitHubReportsCounts>,
+): void {
+  if (config.disableCommitStatuses && !config.githubDeployments) return;
+  let scrape: Promise<GitHubReportsCounts | undefined> | undefined;
+  const counts = () => {
+    scrape ??= readCounts()
+      .catch(() => undefined)
+      .finally(() => setImmediate(() => (scrape = undefined)));
+    return scrape;
+  };
+  new Gauge({
+    name: 'runboat_github_reports_queued',
+    help: 'Commit statuses and deployment statuses waiting to be sent to GitHub, by target',
+    labelNames: ['target'],
+    registers: [registry],
+    async collect() {
+      const read = await counts();
+      this.reset();
+      if (read) {
+        this.set({ target: 'status' }, read.statuses);
+        this.set({ target: 'deployment' }, read.deployments);
+      }
+    },
+  });
+  new Gauge({
+    name: 'runboat_github_reports_wait_seconds',
+    help: 'Seconds left of the wait GitHub asked for after refusing a report past its rate limit (0: none)',
+    registers: [registry],
+    async collect() {
+      const read = await counts();
+      this.reset();
+      if (read)
+        this.set(read.waitingUntil ? Math.max(Date.parse(read.waitingUntil) - Date.now(), 0) / 1000 : 0);
+    },
+  });
+  new Counter({
+    name: 'runboat_github_reports_given_up_total',
+    help: 'Reports never sent to GitHub: it failed on them ten times in a row (5xx, network), or the queue was too long to carry over',
+    registers: [registry],
+    async collect() {
+      const read = await counts();
+      this.reset();
+      if (read) this.inc(read.givenUp);
+    },
+  });
 }
 
 /**

@@ -11,13 +11,46 @@ export type CommitStatusState = 'pending' | 'success' | 'failure' | 'error';
  * report of each target matters: GitHub shows the last one posted.
  */
 export interface GitHubReport {
-  build: BuildRef;
+  build: ReportedBuild;
   target: 'status' | 'deployment';
   state: CommitStatusState | 'inactive';
   description: string;
 }
 
 export const reportKey = (report: GitHubReport): string => `${report.build.name} ${report.target}`;
+
+/** What a report needs of its build: its name (the page GitHub links to) and its commit. */
+export type ReportedBuild = Pick<BuildRef, 'name' | 'commit'>;
+
+/**
+ * The order reports go in when several are due: commit statuses first (the check a pull request
+ * shows, what its reviewers wait for), then deployment statuses, and last the deployments of
+ * builds already undeployed going inactive. Within each, the order they were queued in.
+ */
+export function inDeliveryOrder(reports: GitHubReport[]): GitHubReport[] {
+  const rank = (report: GitHubReport) =>
+    report.target === 'status' ? 0 : report.state === 'inactive' ? 2 : 1;
+  return reports
+    .map((report, at) => ({ report, at }))
+    .sort((a, b) => rank(a.report) - rank(b.report) || a.at - b.at)
+    .map(({ report }) => report);
+}
+
+/**
+ * The reports, in delivery order, whose JSON fits in `bytes`, and those past it: what a
+ * continue-as-new can carry (Temporal refuses a payload over 2 MB, and the reporter would be
+ * stuck retrying that workflow task). The ones that would have gone last are the ones left out.
+ */
+export function reportsWithin(
+  reports: GitHubReport[],
+  bytes: number,
+): { kept: GitHubReport[]; left: GitHubReport[] } {
+  let used = 0;
+  const fits = reports.findIndex((report) => (used += JSON.stringify(report).length + 1) > bytes);
+  return fits === -1
+    ? { kept: reports, left: [] }
+    : { kept: reports.slice(0, fits), left: reports.slice(fits) };
+}
 
 /**
  * Why a delivery stopped before its last report: GitHub's rate limit (with the wait it asked

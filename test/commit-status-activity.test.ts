@@ -2,7 +2,12 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { describe, expect, it, vi } from 'vitest';
 import { createActivities } from '../activities';
 import { gitHubRefusal, UnexpectedGitHubResponse, type GitHub } from '../common/github';
-import { waitAfterRefusal, type GitHubReport } from '../common/github-reports';
+import {
+  inDeliveryOrder,
+  reportsWithin,
+  waitAfterRefusal,
+  type GitHubReport,
+} from '../common/github-reports';
 import type { BuildCluster } from '../common/kubernetes';
 import { buildRef } from '../common/build';
 import { SHA, testConfig } from './helpers';
@@ -42,12 +47,14 @@ describe('reportCommitStatus', () => {
     });
     await activities.reportCommitStatus(build, 'success', 'ready');
     await activities.reportUndeployed(build);
+    // What the reports need of the build, no more: the reporter may carry thousands.
+    const reported = { name: build.name, commit: build.commit };
     expect(queued).toEqual([
       [
-        { build, target: 'status', state: 'success', description: 'ready' },
-        { build, target: 'deployment', state: 'success', description: 'ready' },
+        { build: reported, target: 'status', state: 'success', description: 'ready' },
+        { build: reported, target: 'deployment', state: 'success', description: 'ready' },
       ],
-      [{ build, target: 'deployment', state: 'inactive', description: 'undeployed' }],
+      [{ build: reported, target: 'deployment', state: 'inactive', description: 'undeployed' }],
     ]);
   });
 });
@@ -129,5 +136,44 @@ describe("GitHub's refusals", () => {
     expect(waitAfterRefusal({ kind: 'unavailable' }, 1)).toBe(5_000);
     expect(waitAfterRefusal({ kind: 'unavailable' }, 4)).toBe(40_000);
     expect(waitAfterRefusal({ kind: 'unavailable' }, 40)).toBe(3_600_000);
+  });
+});
+
+describe("the reporter's queue", () => {
+  const report = (
+    sha: string,
+    target: GitHubReport['target'],
+    state: GitHubReport['state'],
+  ): GitHubReport => ({
+    build: buildRef({ ...build.commit, git_commit: SHA(sha) }),
+    target,
+    state,
+    description: state,
+  });
+  const undeployed = report('1', 'deployment', 'inactive');
+  const deployed = report('2', 'deployment', 'success');
+  const started = report('3', 'status', 'success');
+  const initializing = report('4', 'status', 'pending');
+
+  it('goes commit statuses first, then deployments, then deployments going inactive, each in turn', () => {
+    expect(inDeliveryOrder([undeployed, deployed, started, initializing])).toEqual([
+      started,
+      initializing,
+      deployed,
+      undeployed,
+    ]);
+  });
+
+  it('carries over what fits, leaving out the reports that would go last', () => {
+    const queue = [started, initializing, deployed, undeployed];
+    const size = (reports: GitHubReport[]) =>
+      reports.reduce((sum, each) => sum + JSON.stringify(each).length + 1, 0);
+    expect(reportsWithin(queue, size(queue))).toEqual({ kept: queue, left: [] });
+    expect(reportsWithin(queue, size(queue) - 1)).toEqual({ kept: queue.slice(0, 3), left: [undeployed] });
+    expect(reportsWithin(queue, size(queue.slice(0, 2)))).toEqual({
+      kept: [started, initializing],
+      left: [deployed, undeployed],
+    });
+    expect(reportsWithin(queue, 0)).toEqual({ kept: [], left: queue });
   });
 });

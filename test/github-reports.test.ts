@@ -12,7 +12,7 @@ import {
   type GitHubReportsWorkflow,
 } from '../workflows/definitions';
 import { startReportingStack, type ReportingStack, type RecordedCall } from './github-recorder';
-import type { TestStack } from './api-server';
+import { metricSample, scrapeMetrics, type TestStack } from './api-server';
 import { replayAndRecord, SHA, untilBuildStatus, waitFor } from './helpers';
 
 // GitHub's rate limits, on loopback: every report of a burst reaches GitHub in the end, none is
@@ -42,12 +42,37 @@ const commit = (sha: string): CommitInfo => ({
   pr: 7,
   git_commit: SHA(sha),
 });
+const report = (
+  sha: string,
+  target: GitHubReport['target'] = 'status',
+  state: GitHubReport['state'] = 'success',
+): GitHubReport => ({ build: buildRef(commit(sha)), target, state, description: state });
 const writes = () => github.calls.filter((call) => call.method === 'POST');
 const stateOf = (call: RecordedCall) => (call.body as { state: string }).state;
 const reporterState = () =>
   stack.temporal.client.workflow
     .getHandle(githubReportsWorkflowId(config.taskQueue))
     .query(githubReportsQuery);
+
+/**
+ * The file's reporter replaced by one given `reports` and a short history (30 events), so that
+ * the test sees it continue as new.
+ */
+async function newReporterWith(reports: GitHubReport[]) {
+  const { client } = stack.temporal;
+  const reporter = client.workflow.getHandle(githubReportsWorkflowId(config.taskQueue));
+  await reporter.terminate('replaced by a reporter with a short history').catch((error: unknown) => {
+    if (!(error instanceof WorkflowNotFoundError)) throw error; // this test alone
+  });
+  await client.workflow.signalWithStart<GitHubReportsWorkflow, [GitHubReport[]]>('githubReportsWorkflow', {
+    workflowId: reporter.workflowId,
+    taskQueue: config.taskQueue,
+    args: [{ queued: [], refusals: 0, historyLimit: 30 }],
+    signal: githubReportsSignal,
+    signalArgs: [reports],
+  });
+  return reporter;
+}
 
 /** GitHub's answer to a token past its secondary rate limit. */
 const rateLimited = (retryAfterSeconds: number) => ({
@@ -141,25 +166,9 @@ describe('GitHub reports under its rate limit', () => {
 
   it("waits out GitHub's limit across a continue-as-new, when reports signalled meanwhile fill the history", async () => {
     const { client } = stack.temporal;
-    const reporter = client.workflow.getHandle(githubReportsWorkflowId(config.taskQueue));
-    await reporter.terminate('replaced by a reporter with a short history').catch((error: unknown) => {
-      if (!(error instanceof WorkflowNotFoundError)) throw error; // this test alone
-    });
-    const report = (sha: string): GitHubReport => ({
-      build: buildRef(commit(sha)),
-      target: 'status',
-      state: 'success',
-      description: 'ready',
-    });
     const before = writes().length;
     github.answerNext(1, rateLimited(4), (call) => call.method === 'POST');
-    await client.workflow.signalWithStart<GitHubReportsWorkflow, [GitHubReport[]]>('githubReportsWorkflow', {
-      workflowId: reporter.workflowId,
-      taskQueue: config.taskQueue,
-      args: [{ queued: [], refusals: 0, historyLimit: 30 }],
-      signal: githubReportsSignal,
-      signalArgs: [[report('8')]],
-    });
+    const reporter = await newReporterWith([report('8')]);
     await waitFor('the reporter waiting', async () => (await reporterState()).waitingUntil !== null);
     const { runId: waitingRun } = await reporter.describe();
     // Each report signalled adds four events (the signal, its workflow task): ten fill 30.
@@ -177,5 +186,96 @@ describe('GitHub reports under its rate limit', () => {
     expect(refused.status).toBe(403);
     // The next run kept GitHub's wait: nothing went before the 4 s it asked for.
     expect(next.at - refused.at).toBeGreaterThanOrEqual(4_000);
+  });
+
+  it('sends the commit statuses due before the deployment statuses, and those going inactive last', async () => {
+    github.route('POST', '/repos/oca/stock-logistics/deployments', 201, { id: 51 });
+    const before = writes().length;
+    github.answerNext(1, rateLimited(2), (call) => call.method === 'POST');
+    await newReporterWith([report('3')]);
+    await waitFor('the reporter waiting', async () => (await reporterState()).waitingUntil !== null);
+    // Queued while GitHub makes the reporter wait: deployments first, statuses after.
+    await signalReporter(
+      config,
+      () => stack.temporal.client,
+    )([report('4', 'deployment', 'inactive'), report('5', 'deployment'), report('4'), report('5')]);
+    await waitFor('every report delivered', async () => (await reporterState()).queued.length === 0);
+    // After the refusal: the three statuses, then the deployment of '5' (created, then its status).
+    // The inactive one finds no deployment on GitHub to mark: it writes nothing.
+    expect(
+      writes()
+        .slice(before + 1)
+        .map((call) => call.path.replace(/\/statuses\/[0-9a-f]{40}$/, '/statuses/…')),
+    ).toEqual([
+      '/repos/oca/stock-logistics/statuses/…',
+      '/repos/oca/stock-logistics/statuses/…',
+      '/repos/oca/stock-logistics/statuses/…',
+      '/repos/oca/stock-logistics/deployments',
+      '/repos/oca/stock-logistics/deployments/51/statuses',
+    ]);
+    const lookups = github.calls.filter(
+      (call) => call.method === 'GET' && call.path.includes('/deployments?'),
+    );
+    expect(lookups.at(-1)!.path).toContain(`sha=${SHA('4')}`);
+  });
+
+  it('continues as new with a queue too long for one payload, giving up the reports that would go last', async () => {
+    const { client } = stack.temporal;
+    github.answerNext(1, rateLimited(3_600), (call) => call.method === 'POST');
+    const reporter = await newReporterWith([report('6')]);
+    await waitFor('the reporter waiting', async () => (await reporterState()).waitingUntil !== null);
+    const { runId: waitingRun } = await reporter.describe();
+    // Thousands of builds undeployed and started while GitHub refuses for an hour: more than the
+    // 2 MB Temporal takes in one payload (the next run's input).
+    const many = (
+      count: number,
+      from: number,
+      target: GitHubReport['target'],
+      state: GitHubReport['state'],
+    ) =>
+      Array.from({ length: count }, (_, at) => ({
+        build: {
+          name: `b${from + at}`,
+          commit: { ...commit('7'), pr: from + at, git_commit: `${from + at}`.padStart(40, 'a') },
+        },
+        target,
+        state,
+        description: state,
+      }));
+    const undeploys = many(8_000, 10_000, 'deployment', 'inactive');
+    const starts = many(2_000, 20_000, 'status', 'success');
+    expect(JSON.stringify([...undeploys, ...starts]).length).toBeGreaterThan(2 * 1024 * 1024);
+    const queued = [...undeploys, ...starts];
+    for (let from = 0; from < queued.length; from += 3_000)
+      await signalReporter(config, () => client)(queued.slice(from, from + 3_000));
+    // The run continues as new at its 30th event: a few more signals (the same report) get it there.
+    await waitFor(
+      'the next run',
+      async () => {
+        if ((await reporter.describe()).runId !== waitingRun) return true;
+        await signalReporter(config, () => client)([report('6')]);
+        return false;
+      },
+      60_000,
+    );
+
+    // It carried every status (they go first) and the undeploys that fit, still waiting on GitHub.
+    const carried = await reporterState();
+    expect(carried.waitingUntil).not.toBeNull();
+    const statuses = carried.queued.filter((each) => each.target === 'status');
+    expect(statuses).toHaveLength(2_001);
+    const inactive = carried.queued.length - statuses.length;
+    expect(inactive).toBeGreaterThan(1_000);
+    expect(inactive).toBeLessThan(8_000);
+    // Those left out are the last queued: the first undeploys stay.
+    expect(carried.queued[2_001].build.name).toBe('b10000');
+    // And /metrics says so.
+    const metrics = await scrapeMetrics(stack.api);
+    expect(metricSample(metrics, 'runboat_github_reports_queued{target="status"}')).toBe(2_001);
+    expect(metricSample(metrics, 'runboat_github_reports_queued{target="deployment"}')).toBe(inactive);
+    expect(metricSample(metrics, 'runboat_github_reports_given_up_total')).toBe(8_000 - inactive);
+    expect(metricSample(metrics, 'runboat_github_reports_wait_seconds')).toBeGreaterThan(3_000);
+    // Not left for the next tests: an hour's wait.
+    await reporter.terminate('an hour of waiting');
   });
 });

@@ -157,10 +157,24 @@ export interface GitHubReports {
   waitingUntil?: number;
   /** History events after which the reporter continues as new (default 500; tests lower it). */
   historyLimit?: number;
+  /** Reports never delivered since the reporter started (GitHub failed on them, or no room). */
+  givenUp?: number;
 }
+/** The whole queue, in the order it goes to GitHub. */
 export const githubReportsQuery = defineQuery<
   Omit<GitHubReports, 'waitingUntil'> & { waitingUntil: string | null }
 >('githubReports');
+
+/** What /metrics shows of the reporter, whatever the length of its queue. */
+export interface GitHubReportsCounts {
+  /** Reports queued, by target. */
+  statuses: number;
+  deployments: number;
+  /** GitHub asked for no request before this time. */
+  waitingUntil: string | null;
+  givenUp: number;
+}
+export const githubReportsCountsQuery = defineQuery<GitHubReportsCounts>('githubReportsCounts');
 
 /** The reporter's signature, for `signalWithStart` without importing the workflow code. */
 export type GitHubReportsWorkflow = (initial: GitHubReports) => Promise<void>;

@@ -9,8 +9,19 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { BuildActivities } from '../activities';
-import { reportKey, waitAfterRefusal, type GitHubReport } from '../common/github-reports';
-import { githubReportsQuery, githubReportsSignal, type GitHubReports } from './definitions';
+import {
+  inDeliveryOrder,
+  reportKey,
+  reportsWithin,
+  waitAfterRefusal,
+  type GitHubReport,
+} from '../common/github-reports';
+import {
+  githubReportsCountsQuery,
+  githubReportsQuery,
+  githubReportsSignal,
+  type GitHubReports,
+} from './definitions';
 
 // Every build's GitHub reports (commit statuses, deployment statuses), delivered by one
 // long-lived workflow per task queue: GitHub's rate limits are the token's, not a worker's.
@@ -37,6 +48,13 @@ const MAX_FAILURES = 10;
  * slept through it.
  */
 const WAIT_CONTINUES_PATCH = 'github-wait-continues-as-new';
+/** Due reports go commit statuses first (`inDeliveryOrder`); v7's runs sent them as queued. */
+const BY_PRIORITY_PATCH = 'github-reports-by-priority';
+/**
+ * The queue a continue-as-new carries, in JSON characters (the reports are ASCII): about 5,000
+ * reports, under the 2 MB Temporal takes in one payload with room for the rest of the input.
+ */
+const CARRIED_QUEUE_CHARS = 1_500_000;
 
 export async function githubReportsWorkflow(initial: GitHubReports): Promise<void> {
   const queued = new Map<string, GitHubReport>(initial.queued.map((report) => [reportKey(report), report]));
@@ -45,6 +63,9 @@ export async function githubReportsWorkflow(initial: GitHubReports): Promise<voi
   let refusals = initial.refusals;
   /** GitHub asked for no request before this time (ms); carried over by continue-as-new. */
   let waitingUntil = initial.waitingUntil;
+  /** Reports never delivered: GitHub failed on them too often, or a continue-as-new had no room. */
+  let givenUp = initial.givenUp ?? 0;
+  const byPriority = patched(BY_PRIORITY_PATCH);
 
   setHandler(githubReportsSignal, (reports) => {
     for (const report of reports) {
@@ -52,20 +73,28 @@ export async function githubReportsWorkflow(initial: GitHubReports): Promise<voi
       retries.delete(reportKey(report));
     }
   });
-  const carried = (): GitHubReports => ({
-    queued: [...queued.values()],
+  const state = (): GitHubReports => ({
+    queued: inDeliveryOrder([...queued.values()]),
     refusals,
     retries: Object.fromEntries(retries),
     ...(waitingUntil === undefined ? {} : { waitingUntil }),
     ...(initial.historyLimit === undefined ? {} : { historyLimit: initial.historyLimit }),
+    ...(givenUp ? { givenUp } : {}),
   });
-  setHandler(githubReportsQuery, () => ({
-    ...carried(),
-    waitingUntil: waitingUntil === undefined ? null : new Date(waitingUntil).toISOString(),
+  const waitingUntilText = () => (waitingUntil === undefined ? null : new Date(waitingUntil).toISOString());
+  setHandler(githubReportsQuery, () => ({ ...state(), waitingUntil: waitingUntilText() }));
+  setHandler(githubReportsCountsQuery, () => ({
+    statuses: [...queued.values()].filter((report) => report.target === 'status').length,
+    deployments: [...queued.values()].filter((report) => report.target === 'deployment').length,
+    waitingUntil: waitingUntilText(),
+    givenUp,
   }));
 
-  const due = () =>
-    [...queued.values()].filter((report) => (retries.get(reportKey(report))?.at ?? 0) <= Date.now());
+  const isDue = (report: GitHubReport) => (retries.get(reportKey(report))?.at ?? 0) <= Date.now();
+  const due = () => {
+    const ready = [...queued.values()].filter(isDue);
+    return byPriority ? inDeliveryOrder(ready) : ready;
+  };
   const nextRetryAt = () => Math.min(...[...retries.values()].map((retry) => retry.at));
   const historyFull = () => {
     const info = workflowInfo();
@@ -81,6 +110,7 @@ export async function githubReportsWorkflow(initial: GitHubReports): Promise<voi
     }
     queued.delete(key);
     retries.delete(key);
+    givenUp++;
     log.warn('GitHub failed on a report too many times; given up', { report: key, state: report.state });
   };
 
@@ -90,10 +120,10 @@ export async function githubReportsWorkflow(initial: GitHubReports): Promise<voi
     waitingUntil = undefined;
   }
   for (;;) {
-    const ready = () => due().length > 0 || historyFull();
+    const ready = () => [...queued.values()].some(isDue) || historyFull();
     if (retries.size) await condition(ready, Math.max(nextRetryAt() - Date.now(), 1));
     else await condition(ready);
-    if (historyFull()) await continueAsNew<typeof githubReportsWorkflow>(carried());
+    if (historyFull()) await continueAsNewWithTheQueue();
     const batch = due().slice(0, BATCH);
     if (!batch.length) continue;
     const { done, refusal } = await deliverGitHubReports(batch);
@@ -119,12 +149,33 @@ export async function githubReportsWorkflow(initial: GitHubReports): Promise<voi
   }
 
   /**
+   * The next run takes the queue, as much of it as one payload holds: past that, the reports that
+   * would go last are given up, or the reporter could not continue at all (a queue of thousands:
+   * GitHub refusing for hours while thousands of builds change).
+   */
+  async function continueAsNewWithTheQueue(): Promise<never> {
+    const carried = state();
+    const { kept, left } = reportsWithin(carried.queued, CARRIED_QUEUE_CHARS);
+    if (left.length) {
+      log.warn('Too many GitHub reports queued to carry over; the last ones given up', {
+        kept: kept.length,
+        givenUp: left.length,
+      });
+      for (const report of left) delete carried.retries?.[reportKey(report)];
+    }
+    return continueAsNew<typeof githubReportsWorkflow>({
+      ...carried,
+      queued: kept,
+      ...(givenUp + left.length ? { givenUp: givenUp + left.length } : {}),
+    });
+  }
+
+  /**
    * Until `waitingUntil`: a wait of up to an hour takes every report signalled meanwhile into the
    * history, so it ends when the history is full, and the next run waits out the rest.
    */
   async function waitOutTheLimit(): Promise<void> {
     const rest = (waitingUntil ?? 0) - Date.now();
-    if (rest > 0 && (await condition(historyFull, rest)))
-      await continueAsNew<typeof githubReportsWorkflow>(carried());
+    if (rest > 0 && (await condition(historyFull, rest))) await continueAsNewWithTheQueue();
   }
 }
