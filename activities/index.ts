@@ -16,6 +16,7 @@ import { adoptBuild, planOrphans } from './orphans';
 import { GitHub } from '../common/github';
 import type { CommitStatusState } from '../common/github-reports';
 import { createReportDelivery, reportsOf, signalReporter, type ReportQueue } from './github-reports';
+import { createWebhookRedelivery } from './webhook-redelivery';
 import { buildKustomization, KubefilesError, prepareKustomization, type Kustomization } from './kubefiles';
 import { JOB_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from '../common/kubernetes';
 
@@ -31,7 +32,12 @@ export function createActivities(
   queueReports: ReportQueue = signalReporter(config),
 ) {
   const steps = createStepActivities(config, cluster, queueReports);
-  return { ...steps, ...transitionActivities(steps), ...createReportDelivery(config, github) };
+  return {
+    ...steps,
+    ...transitionActivities(steps),
+    ...createReportDelivery(config, github),
+    ...createWebhookRedelivery(config, github),
+  };
 }
 
 export type BuildActivities = ReturnType<typeof createActivities>;

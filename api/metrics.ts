@@ -13,6 +13,7 @@ import {
   type GitHubReportsCounts,
 } from '../workflows/definitions';
 import { temporalRateLimitRefusals, type Bounded } from './backend';
+import { lastScheduledResult } from '../common/schedules';
 import type { BuildIndex, IndexReadObserver } from '../common/build-index';
 import type { EventsPollObserver } from './events';
 import type { StoppedOpeningObserver } from './visitors';
@@ -77,7 +78,9 @@ export function createMetrics(
     help: 'Objects of builds without a running workflow, deleted by the last finished orphan sweep',
     registers: [registry],
     async collect() {
-      const swept = await bounded(() => lastOrphanSweep(client, config)).catch(() => undefined);
+      const swept = await bounded(() =>
+        lastScheduledResult<OrphanSweep>(client, orphanSweepScheduleId(config)),
+      ).catch(() => undefined);
       this.reset();
       if (swept) this.set(swept.objects);
     },
@@ -219,17 +222,4 @@ function registerGitHubReportMetrics(
       if (read) this.inc(read.givenUp);
     },
   });
-}
-
-/**
- * What the newest finished run of the orphan sweep schedule deleted: read from the schedule's
- * recent actions, a few calls whatever the number of builds.
- */
-async function lastOrphanSweep(client: Client, config: Config): Promise<OrphanSweep | undefined> {
-  const { info } = await client.schedule.getHandle(orphanSweepScheduleId(config)).describe();
-  for (const { action } of [...info.recentActions].reverse().slice(0, 3)) {
-    const run = client.workflow.getHandle(action.workflow.workflowId, action.workflow.firstExecutionRunId);
-    if ((await run.describe()).status.name === 'COMPLETED') return (await run.result()) as OrphanSweep;
-  }
-  return undefined;
 }

@@ -123,49 +123,75 @@ const duration = z.string().transform((text, ctx) => {
 });
 const url = z.url().transform((value) => value.replace(/\/+$/, ''));
 
-const envSchema = z.object({
-  RUNBOAT_REPOS: jsonOf(z.array(repoSettings)).default([]),
-  RUNBOAT_API_ADMIN_USER: z.string().default('admin'),
-  RUNBOAT_API_ADMIN_PASSWD: z.string().optional(),
-  RUNBOAT_MAX_INITIALIZING: positiveInt.default(2),
-  RUNBOAT_MAX_STARTED: positiveInt.optional(),
-  RUNBOAT_MAX_RUNNING: positiveInt.optional(),
-  RUNBOAT_MAX_DEPLOYED: positiveInt.default(10),
-  RUNBOAT_BUILD_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label'),
-  RUNBOAT_BUILD_DOMAIN: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a domain name'),
-  RUNBOAT_BUILD_ENV: jsonOf(stringMap).default({}),
-  RUNBOAT_BUILD_SECRET_ENV: jsonOf(stringMap).default({}),
-  RUNBOAT_BUILD_TEMPLATE_VARS: jsonOf(templateVars).default({}),
-  RUNBOAT_BUILD_DEFAULT_KUBEFILES_PATH: directory.optional(),
-  RUNBOAT_GITHUB_TOKEN: z.string().optional(),
-  RUNBOAT_GITHUB_WEBHOOK_SECRET: z.string().optional(),
-  RUNBOAT_GITHUB_API_URL: url.default('https://api.github.com'),
-  RUNBOAT_BASE_URL: url.default('http://localhost:8000'),
-  RUNBOAT_DISABLE_COMMIT_STATUSES: boolean.default(false),
-  RUNBOAT_NO_CLEANUP_JOB: boolean.default(false),
-  RUNBOAT_KUSTOMIZE_RENDERER: z.string().default('kustomize-renderer'),
-  RUNBOAT_DEPLOYMENT_RESOURCE_TYPES: resourceTypes.default(DEFAULT_DEPLOYMENT_RESOURCE_TYPES),
-  RUNBOAT_ADDITIONAL_FOOTER_HTML: z.string().default(''),
-  RUNBOAT_LOG_CONFIG: unsupported(
-    'runboat-temporal does not read Python logging configuration files; it logs JSON lines (pino) ' +
-      'to stdout. Unset it, and set LOG_LEVEL (trace, debug, info, warn, error) instead',
-  ).optional(),
-  TEMPORAL_ADDRESS: z.string().default('localhost:7233'),
-  TEMPORAL_NAMESPACE: z.string().default('default'),
-  RUNBOAT_TASK_QUEUE: z.string().default('runboat'),
-  RUNBOAT_EVICTION_INTERVAL: positiveInt.default(30),
-  RUNBOAT_ORPHAN_GRACE: duration.default(3_600),
-  RUNBOAT_INIT_TIMEOUT: positiveInt.default(1200),
-  RUNBOAT_TEMPORAL_UI_URL: url.default('http://localhost:8233'),
-  RUNBOAT_WORKER_METRICS_ADDRESS: hostPort.optional(),
-  RUNBOAT_WORKER_HEALTH_ADDRESS: hostPort.optional(),
-  PORT: z.coerce.number().int().min(0).max(65535).default(8000),
-  RUNBOAT_AUTO_STOP_AFTER: duration.optional(),
-  RUNBOAT_MAX_BUILDS_PER_REF: positiveInt.optional(),
-  RUNBOAT_MAX_EVENT_STREAMS: positiveInt.default(1_000),
-  RUNBOAT_GITHUB_DEPLOYMENTS: boolean.optional(),
-  RUNBOAT_GITHUB_WRITES_PER_MINUTE: positiveInt.default(60),
+/** Webhooks as GitHub's REST API names them, comma-separated. */
+const webhooks = z.string().transform((text, ctx) => {
+  const hooks = text
+    .split(',')
+    .map((each) => each.trim())
+    .filter(Boolean);
+  const bad = hooks.find((hook) => !/^(orgs\/[\w.-]+|repos\/[\w.-]+\/[\w.-]+)\/hooks\/\d+$/.test(hook));
+  if (bad === undefined) return hooks;
+  ctx.addIssue({
+    code: 'custom',
+    message: `has "${bad}": each must be orgs/<org>/hooks/<id> or repos/<owner>/<repo>/hooks/<id>`,
+  });
+  return z.NEVER;
 });
+
+const envSchema = z
+  .object({
+    RUNBOAT_REPOS: jsonOf(z.array(repoSettings)).default([]),
+    RUNBOAT_API_ADMIN_USER: z.string().default('admin'),
+    RUNBOAT_API_ADMIN_PASSWD: z.string().optional(),
+    RUNBOAT_MAX_INITIALIZING: positiveInt.default(2),
+    RUNBOAT_MAX_STARTED: positiveInt.optional(),
+    RUNBOAT_MAX_RUNNING: positiveInt.optional(),
+    RUNBOAT_MAX_DEPLOYED: positiveInt.default(10),
+    RUNBOAT_BUILD_NAMESPACE: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label'),
+    RUNBOAT_BUILD_DOMAIN: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a domain name'),
+    RUNBOAT_BUILD_ENV: jsonOf(stringMap).default({}),
+    RUNBOAT_BUILD_SECRET_ENV: jsonOf(stringMap).default({}),
+    RUNBOAT_BUILD_TEMPLATE_VARS: jsonOf(templateVars).default({}),
+    RUNBOAT_BUILD_DEFAULT_KUBEFILES_PATH: directory.optional(),
+    RUNBOAT_GITHUB_TOKEN: z.string().optional(),
+    RUNBOAT_GITHUB_WEBHOOK_SECRET: z.string().optional(),
+    RUNBOAT_GITHUB_API_URL: url.default('https://api.github.com'),
+    RUNBOAT_BASE_URL: url.default('http://localhost:8000'),
+    RUNBOAT_DISABLE_COMMIT_STATUSES: boolean.default(false),
+    RUNBOAT_NO_CLEANUP_JOB: boolean.default(false),
+    RUNBOAT_KUSTOMIZE_RENDERER: z.string().default('kustomize-renderer'),
+    RUNBOAT_DEPLOYMENT_RESOURCE_TYPES: resourceTypes.default(DEFAULT_DEPLOYMENT_RESOURCE_TYPES),
+    RUNBOAT_ADDITIONAL_FOOTER_HTML: z.string().default(''),
+    RUNBOAT_LOG_CONFIG: unsupported(
+      'runboat-temporal does not read Python logging configuration files; it logs JSON lines (pino) ' +
+        'to stdout. Unset it, and set LOG_LEVEL (trace, debug, info, warn, error) instead',
+    ).optional(),
+    TEMPORAL_ADDRESS: z.string().default('localhost:7233'),
+    TEMPORAL_NAMESPACE: z.string().default('default'),
+    RUNBOAT_TASK_QUEUE: z.string().default('runboat'),
+    RUNBOAT_EVICTION_INTERVAL: positiveInt.default(30),
+    RUNBOAT_ORPHAN_GRACE: duration.default(3_600),
+    RUNBOAT_INIT_TIMEOUT: positiveInt.default(1200),
+    RUNBOAT_TEMPORAL_UI_URL: url.default('http://localhost:8233'),
+    RUNBOAT_WORKER_METRICS_ADDRESS: hostPort.optional(),
+    RUNBOAT_WORKER_HEALTH_ADDRESS: hostPort.optional(),
+    PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+    RUNBOAT_AUTO_STOP_AFTER: duration.optional(),
+    RUNBOAT_MAX_BUILDS_PER_REF: positiveInt.optional(),
+    RUNBOAT_MAX_EVENT_STREAMS: positiveInt.default(1_000),
+    RUNBOAT_GITHUB_DEPLOYMENTS: boolean.optional(),
+    RUNBOAT_GITHUB_WRITES_PER_MINUTE: positiveInt.default(60),
+    RUNBOAT_REDELIVER_WEBHOOKS: webhooks.optional(),
+  })
+  .superRefine((env, ctx) => {
+    if (env.RUNBOAT_REDELIVER_WEBHOOKS?.length && env.RUNBOAT_GITHUB_TOKEN === undefined)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['RUNBOAT_REDELIVER_WEBHOOKS'],
+        message:
+          "needs RUNBOAT_GITHUB_TOKEN: a token that may read these webhooks' deliveries and redeliver them",
+      });
+  });
 
 export type RepoSettings = z.infer<typeof repoSettings>;
 export type BuildSettings = z.infer<typeof buildSettings>;
@@ -221,6 +247,11 @@ export interface Config {
   githubDeployments: boolean;
   /** Statuses and deployments posted to GitHub a minute at most (its limits: 80, 500 an hour). */
   githubWritesPerMinute: number;
+  /**
+   * The webhooks (`orgs/<org>/hooks/<id>`, `repos/<owner>/<repo>/hooks/<id>`) whose deliveries
+   * that failed (the API down or unable to reach Temporal) the service asks GitHub to send again.
+   */
+  redeliverWebhooks: string[];
 }
 
 export class ConfigError extends Error {
@@ -293,6 +324,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
     maxEventStreams: e.RUNBOAT_MAX_EVENT_STREAMS,
     githubDeployments: e.RUNBOAT_GITHUB_DEPLOYMENTS ?? e.RUNBOAT_GITHUB_TOKEN !== undefined,
     githubWritesPerMinute: e.RUNBOAT_GITHUB_WRITES_PER_MINUTE,
+    redeliverWebhooks: e.RUNBOAT_REDELIVER_WEBHOOKS ?? [],
   };
 }
 

@@ -126,6 +126,29 @@ export class GitHub {
     };
   }
 
+  /**
+   * A webhook's deliveries since `since` (ms), newest first: GitHub lists them a page at a time,
+   * newest first, so the listing stops at the first page that reaches back past `since`.
+   */
+  async webhookDeliveriesSince(hook: string, since: number): Promise<WebhookDelivery[]> {
+    const listed: WebhookDelivery[] = [];
+    for await (const { data } of this.octokit.paginate.iterator(`GET /${hook}/deliveries`, {
+      per_page: 100,
+    })) {
+      const page = (data as unknown[]).map(webhookDelivery);
+      listed.push(...page.filter((delivery) => Date.parse(delivery.delivered_at) >= since));
+      if (!page.length || Date.parse(page[page.length - 1].delivered_at) < since) break;
+    }
+    return listed;
+  }
+
+  /** Asks GitHub to send a webhook's delivery again (a new attempt, with the same guid). */
+  async redeliverWebhook(hook: string, deliveryId: number): Promise<void> {
+    await this.octokit.request(`POST /${hook}/deliveries/{delivery_id}/attempts`, {
+      delivery_id: deliveryId,
+    });
+  }
+
   /** A pull request's head commit and the branch it targets, as a build identity. */
   async pullRequestHead(repo: string, pr: number): Promise<CommitInfo> {
     const [owner, name] = repo.split('/');
@@ -166,6 +189,29 @@ export function gitHubRefusal(error: unknown, now = Date.now()): GitHubRefusal |
   if (status === 429 || (status === 403 && /rate limit/i.test(String(message))))
     return { kind: 'rate-limited' };
   return undefined;
+}
+
+/** One attempt at delivering a webhook event, as GitHub lists it (the fields used here). */
+export interface WebhookDelivery {
+  id: number;
+  /** The event's id: the same for every attempt at it (redeliveries included). */
+  guid: string;
+  delivered_at: string;
+  /** The receiver's answer; 0 when GitHub got none (it could not connect, or timed out). */
+  status_code: number;
+  event: string;
+}
+
+function webhookDelivery(value: unknown): WebhookDelivery {
+  const item = (value ?? {}) as Record<string, unknown>;
+  if (typeof item.id !== 'number') throw new UnexpectedGitHubResponse('delivery id');
+  return {
+    id: item.id,
+    guid: expectString(item.guid, 'delivery guid'),
+    delivered_at: expectString(item.delivered_at, 'delivered_at'),
+    status_code: typeof item.status_code === 'number' ? item.status_code : 0,
+    event: typeof item.event === 'string' ? item.event : '',
+  };
 }
 
 export class UnexpectedGitHubResponse extends Error {

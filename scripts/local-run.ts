@@ -10,7 +10,11 @@ import { createApp } from '../api/app';
 import { ConfigError, loadConfig, withDotEnv } from '../common/config';
 import { logger } from '../common/logger';
 import { installRuntime } from '../worker/runtime';
-import { ensureEvictionSchedule, ensureOrphanSweepSchedule } from '../worker/schedule';
+import {
+  ensureEvictionSchedule,
+  ensureOrphanSweepSchedule,
+  ensureWebhookRedeliverySchedule,
+} from '../worker/schedule';
 import { createWorker } from '../worker/worker';
 import { binary, cacheDir } from './paths';
 import { claimStateDir, releaseStateDir, step } from './processes';
@@ -122,6 +126,9 @@ async function main(): Promise<void> {
   await step('creating the eviction schedule', STEP_TIMEOUT_MS, () => ensureEvictionSchedule(client, config));
   await step('creating the orphan sweep schedule', STEP_TIMEOUT_MS, () =>
     ensureOrphanSweepSchedule(client, config),
+  );
+  await step('creating the webhook redelivery schedule', STEP_TIMEOUT_MS, () =>
+    ensureWebhookRedeliverySchedule(client, config),
   );
 
   const nativeConnection = await step('connecting the worker to Temporal', STEP_TIMEOUT_MS, () =>

@@ -16,11 +16,14 @@ export interface TestApi {
   url: string;
   routes: Array<{ method: string; path: string }>;
   events: BuildEvents;
-  /** Sends a GitHub webhook, signed with `secret` unless `signature` is given. */
+  /**
+   * Sends a GitHub webhook, signed with `secret` unless `signature` is given, as the delivery
+   * `delivery` (GitHub's guid of the event; a new one unless given).
+   */
   webhook(
     event: string,
     body: string | object,
-    options?: { secret?: string; signature?: string | null },
+    options?: { secret?: string; signature?: string | null; delivery?: string },
   ): Promise<Response>;
   request(method: string, path: string, options?: { admin?: boolean; body?: string }): Promise<Response>;
   /** Opens `/api/v1/build-events?<query>` as a browser's EventSource would. */
@@ -155,7 +158,7 @@ export async function startTestApi(
       const headers: Record<string, string> = {
         'content-type': 'application/json',
         'x-github-event': event,
-        'x-github-delivery': crypto.randomUUID(),
+        'x-github-delivery': options.delivery ?? crypto.randomUUID(),
       };
       const secret = options.secret ?? config.githubWebhookSecret;
       // Signed like GitHub does when a secret is set; unsigned otherwise (or when told so).

@@ -149,6 +149,16 @@ describe('loadConfig values', () => {
     expect(load({ RUNBOAT_ADDITIONAL_FOOTER_HTML: html }).additionalFooterHtml).toBe(html);
   });
 
+  it('parses RUNBOAT_REDELIVER_WEBHOOKS (comma-separated, as GitHub names webhooks), none by default', () => {
+    expect(load().redeliverWebhooks).toEqual([]);
+    expect(
+      load({
+        RUNBOAT_GITHUB_TOKEN: 'token',
+        RUNBOAT_REDELIVER_WEBHOOKS: 'orgs/OCA/hooks/123, repos/acme/web.site/hooks/45,',
+      }).redeliverWebhooks,
+    ).toEqual(['orgs/OCA/hooks/123', 'repos/acme/web.site/hooks/45']);
+  });
+
   it('strips the trailing slash of URLs', () => {
     expect(load({ RUNBOAT_BASE_URL: 'https://runboat.example.com/' }).baseUrl).toBe(
       'https://runboat.example.com',
@@ -318,6 +328,20 @@ describe('loadConfig errors', () => {
       expect(configError({ ...REQUIRED, [variable]: '8001' })).toContain(`${variable} must be host:port`);
     },
   );
+
+  it('refuses a RUNBOAT_REDELIVER_WEBHOOKS entry that names no webhook, or no token to redeliver with', () => {
+    const message = configError({
+      ...REQUIRED,
+      RUNBOAT_GITHUB_TOKEN: 'token',
+      RUNBOAT_REDELIVER_WEBHOOKS: 'orgs/OCA/hooks/123,https://github.com/OCA/hooks/4',
+    });
+    expect(message).toContain(
+      'RUNBOAT_REDELIVER_WEBHOOKS has "https://github.com/OCA/hooks/4": each must be orgs/<org>/hooks/<id> or repos/<owner>/<repo>/hooks/<id>',
+    );
+    expect(configError({ ...REQUIRED, RUNBOAT_REDELIVER_WEBHOOKS: 'orgs/OCA/hooks/123' })).toContain(
+      'RUNBOAT_REDELIVER_WEBHOOKS needs RUNBOAT_GITHUB_TOKEN',
+    );
+  });
 
   it('names a bad boolean', () => {
     const message = configError({ ...REQUIRED, RUNBOAT_NO_CLEANUP_JOB: 'maybe' });

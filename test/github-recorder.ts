@@ -30,6 +30,8 @@ export interface GitHubRecorder {
   route(method: string, path: string, status: number, body: unknown): void;
   /** Answers the next `times` calls that `matches` with `answer`, before any route. */
   answerNext(times: number, answer: CannedAnswer, matches: (call: RecordedCall) => boolean): void;
+  /** Answers the calls that `matches` with what `answer` makes of each, after `answerNext`'s. */
+  serve(matches: (call: RecordedCall) => boolean, answer: (call: RecordedCall) => CannedAnswer): void;
   close(): Promise<void>;
 }
 
@@ -37,6 +39,10 @@ export async function startGitHubRecorder(): Promise<GitHubRecorder> {
   const calls: RecordedCall[] = [];
   const routes = new Map<string, CannedAnswer>();
   const next: Array<{ left: number; answer: CannedAnswer; matches: (call: RecordedCall) => boolean }> = [];
+  const served: Array<{
+    matches: (call: RecordedCall) => boolean;
+    answer: (call: RecordedCall) => CannedAnswer;
+  }> = [];
   const server = http.createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -53,7 +59,9 @@ export async function startGitHubRecorder(): Promise<GitHubRecorder> {
       };
       const canned = next.find((each) => each.left > 0 && each.matches(call));
       if (canned) canned.left--;
-      const answer = canned?.answer ?? routes.get(`${request.method} ${path}`) ?? { status: 201, body: {} };
+      const answer = canned?.answer ??
+        served.find((each) => each.matches(call))?.answer(call) ??
+        routes.get(`${request.method} ${path}`) ?? { status: 201, body: {} };
       call.status = answer.status;
       calls.push(call);
       response.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
@@ -70,6 +78,9 @@ export async function startGitHubRecorder(): Promise<GitHubRecorder> {
     },
     answerNext(times, answer, matches) {
       next.push({ left: times, answer, matches });
+    },
+    serve(matches, answer) {
+      served.push({ matches, answer });
     },
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };

@@ -115,6 +115,13 @@ function stubActivities(waits: Partial<Waits> = {}) {
     deliverGitHubReports: vi.fn<BuildActivities['deliverGitHubReports']>(async (reports) => ({
       done: reports.length,
     })),
+    redeliverFailedWebhooks: vi.fn<BuildActivities['redeliverFailedWebhooks']>(async () => ({
+      listedFrom: '',
+      listedTo: '',
+      listed: 0,
+      redelivered: 0,
+      refused: 0,
+    })),
     applyKubefiles: vi.fn<BuildActivities['applyKubefiles']>(async () => undefined),
     scaleBuild: vi.fn<BuildActivities['scaleBuild']>(async () => undefined),
     setInitStatus: vi.fn<BuildActivities['setInitStatus']>(async () => undefined),

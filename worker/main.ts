@@ -9,7 +9,11 @@ import { loadWorkflowBundle } from './bundle';
 import { WorkerHealth } from './health';
 import { activitiesInFlight } from './heartbeats';
 import { installRuntime } from './runtime';
-import { ensureEvictionSchedule, ensureOrphanSweepSchedule } from './schedule';
+import {
+  ensureEvictionSchedule,
+  ensureOrphanSweepSchedule,
+  ensureWebhookRedeliverySchedule,
+} from './schedule';
 import { checkWorkflowCode, WorkflowCodeError } from './self-check';
 import { createWorker, PROCESS_SHUTDOWN_FORCE_TIME, SLOW_SHUTDOWN_MS } from './worker';
 
@@ -114,6 +118,7 @@ async function runWorker(
     const client = new Client({ connection: clientConnection, namespace: config.temporalNamespace });
     await ensureEvictionSchedule(client, config);
     await ensureOrphanSweepSchedule(client, config);
+    await ensureWebhookRedeliverySchedule(client, config);
     if (stopping.aborted) return;
     const worker = await createWorker(config, connection, cluster, {
       shutdownForceTime: PROCESS_SHUTDOWN_FORCE_TIME,

@@ -1,15 +1,22 @@
 import {
   ScheduleAlreadyRunning,
+  ScheduleNotFoundError,
   ScheduleOverlapPolicy,
   type Client,
   type ScheduleOptions,
 } from '@temporalio/client';
 import type { Config } from '../common/config';
 import type { evictionWorkflow, orphanSweepWorkflow } from '../workflows';
-import { evictionScheduleId, orphanSweepScheduleId } from '../workflows/definitions';
+import {
+  evictionScheduleId,
+  orphanSweepScheduleId,
+  webhookRedeliveryScheduleId,
+} from '../workflows/definitions';
 
 /** Orphans are rare (a workflow terminated by hand): a sweep every few minutes is plenty. */
 const ORPHAN_SWEEP_INTERVAL = '10 minutes';
+/** A push missed while the API was down waits at most this long for its build to start. */
+const WEBHOOK_REDELIVERY_INTERVAL = '5 minutes';
 
 /**
  * Creates the eviction schedule, or brings an existing one up to this configuration: every
@@ -43,6 +50,35 @@ export async function ensureOrphanSweepSchedule(client: Client, config: Config):
       workflowId: orphanSweepScheduleId(config),
       taskQueue: config.taskQueue,
       args: [{ graceSeconds: config.orphanGraceSeconds }] satisfies Parameters<typeof orphanSweepWorkflow>,
+    },
+    policies: { overlap: ScheduleOverlapPolicy.SKIP },
+  });
+}
+
+/**
+ * The webhook redelivery's schedule (workflows/webhook-redelivery.ts) when RUNBOAT_REDELIVER_WEBHOOKS
+ * names webhooks; removed when it names none.
+ */
+export async function ensureWebhookRedeliverySchedule(client: Client, config: Config): Promise<void> {
+  const scheduleId = webhookRedeliveryScheduleId(config);
+  if (!config.redeliverWebhooks.length) {
+    await client.schedule
+      .getHandle(scheduleId)
+      .delete()
+      .catch((error: unknown) => {
+        if (!(error instanceof ScheduleNotFoundError)) throw error;
+      });
+    return;
+  }
+  await ensureSchedule(client, {
+    scheduleId,
+    spec: { intervals: [{ every: WEBHOOK_REDELIVERY_INTERVAL }] },
+    action: {
+      type: 'startWorkflow',
+      workflowType: 'webhookRedeliveryWorkflow',
+      workflowId: scheduleId,
+      taskQueue: config.taskQueue,
+      args: [],
     },
     policies: { overlap: ScheduleOverlapPolicy.SKIP },
   });

@@ -15,6 +15,8 @@ export const evictionScheduleId = (config: { taskQueue: string }): string =>
   `runboat-eviction-${config.taskQueue}`;
 export const orphanSweepScheduleId = (config: { taskQueue: string }): string =>
   `runboat-orphan-sweep-${config.taskQueue}`;
+export const webhookRedeliveryScheduleId = (config: { taskQueue: string }): string =>
+  `runboat-webhook-redelivery-${config.taskQueue}`;
 
 export const startSignal = defineSignal('start');
 export const stopSignal = defineSignal('stop');

@@ -4,3 +4,4 @@ export { initSlotsWorkflow } from './init-slots';
 export { evictionWorkflow } from './eviction';
 export { orphanSweepWorkflow } from './orphan-sweep';
 export { githubReportsWorkflow } from './github-reports';
+export { webhookRedeliveryWorkflow } from './webhook-redelivery';

@@ -1,0 +1,52 @@
+import { Context, log } from '@temporalio/activity';
+import type { Config } from '../common/config';
+import { gitHubRefusal, type GitHub } from '../common/github';
+import { lastScheduledResult } from '../common/schedules';
+import { deliveriesToRedeliver, listingStart, type WebhookRedelivery } from '../common/webhook-redelivery';
+import { webhookRedeliveryScheduleId } from '../workflows/definitions';
+
+export function createWebhookRedelivery(config: Config, github: GitHub) {
+  return {
+    /**
+     * Asks GitHub to send again the events of RUNBOAT_REDELIVER_WEBHOOKS that the API failed to
+     * take since the last finished run (`deliveriesToRedeliver`). GitHub's rate limit or an
+     * outage fails the activity (retried); a redelivery GitHub refuses for good is counted.
+     */
+    async redeliverFailedWebhooks(): Promise<WebhookRedelivery> {
+      const { client } = Context.current();
+      const previous = await lastScheduledResult<WebhookRedelivery>(
+        client,
+        webhookRedeliveryScheduleId(config),
+      );
+      const now = Date.now();
+      const from = listingStart(previous, now);
+      const result = { listedFrom: new Date(from).toISOString(), listedTo: new Date(now).toISOString() };
+      let listed = 0;
+      let redelivered = 0;
+      let refused = 0;
+      for (const hook of config.redeliverWebhooks) {
+        const deliveries = await github.webhookDeliveriesSince(hook, from);
+        listed += deliveries.length;
+        for (const delivery of deliveriesToRedeliver(deliveries)) {
+          Context.current().heartbeat(delivery.id);
+          try {
+            await github.redeliverWebhook(hook, delivery.id);
+            redelivered++;
+          } catch (error) {
+            if (gitHubRefusal(error)) throw error;
+            refused++;
+            log.warn('GitHub refused to redeliver a webhook delivery', {
+              hook,
+              delivery: delivery.id,
+              event: delivery.event,
+              error: String(error),
+            });
+          }
+        }
+      }
+      if (redelivered)
+        log.info('asked GitHub to redeliver webhook events the API failed to take', { redelivered });
+      return { ...result, listed, redelivered, refused };
+    },
+  };
+}

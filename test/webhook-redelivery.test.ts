@@ -1,0 +1,188 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { buildRef } from '../common/build';
+import { lastScheduledResult } from '../common/schedules';
+import type { CommitInfo } from '../common/types';
+import type { WebhookRedelivery } from '../common/webhook-redelivery';
+import { ensureWebhookRedeliverySchedule } from '../worker/schedule';
+import { buildWorkflowId, webhookRedeliveryScheduleId } from '../workflows/definitions';
+import { payloads } from './api-server';
+import { startReportingStack, type ReportingStack } from './github-recorder';
+import { SHA, waitFor } from './helpers';
+
+// GitHub does not send a failed delivery again by itself. Here GitHub's webhook side is played on
+// loopback: it delivers real signed events to the API, records each attempt as GitHub lists them
+// (newest first, a page at a time), and sends one again when asked, as a new attempt of the
+// same event. The redelivery schedule must ask again exactly the events the API failed to take.
+
+const HOOK = 'orgs/oca/hooks/7';
+
+interface Attempt {
+  id: number;
+  guid: string;
+  delivered_at: string;
+  status_code: number;
+  event: string;
+  redelivery: boolean;
+  body: object;
+}
+
+let reporting: ReportingStack;
+let { github, stack, config } = {} as ReportingStack;
+const attempts: Attempt[] = [];
+/** While set, GitHub cannot connect to the API: an attempt gets no answer (status 0). */
+let apiDown = false;
+
+/** GitHub delivering an event to the API (again, when given its guid), recorded as it lists it. */
+async function deliver(body: object, guid: string = randomUUID(), redelivery = false): Promise<string> {
+  const status = apiDown ? 0 : (await stack.api.webhook('push', body, { delivery: guid })).status;
+  record({ guid, status_code: status, redelivery, body });
+  return guid;
+}
+function record(attempt: Omit<Attempt, 'id' | 'delivered_at' | 'event'> & { delivered_at?: string }) {
+  attempts.push({
+    id: attempts.length + 1,
+    delivered_at: new Date().toISOString(),
+    event: 'push',
+    ...attempt,
+  });
+}
+
+beforeAll(async () => {
+  reporting = await startReportingStack({
+    RUNBOAT_REDELIVER_WEBHOOKS: HOOK,
+    RUNBOAT_GITHUB_DEPLOYMENTS: 'false',
+    RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
+  });
+  ({ github, stack, config } = reporting);
+  github.serve(
+    (call) => call.method === 'GET' && call.path.startsWith(`/${HOOK}/deliveries?`),
+    (call) => {
+      const query = new URL(call.path, github.url).searchParams;
+      const perPage = Number(query.get('per_page') ?? 30);
+      const from = Number(query.get('cursor')?.replace('v1_', '') ?? 0);
+      const newestFirst = [...attempts].sort(
+        (a, b) => Date.parse(b.delivered_at) - Date.parse(a.delivered_at) || b.id - a.id,
+      );
+      const page = newestFirst.slice(from, from + perPage).map(({ body: _body, ...listed }) => listed);
+      const next = from + perPage < newestFirst.length;
+      const link = `<${github.url}/${HOOK}/deliveries?per_page=${perPage}&cursor=v1_${from + perPage}>; rel="next"`;
+      return { status: 200, body: page, headers: next ? { link } : undefined };
+    },
+  );
+  github.serve(
+    (call) => call.method === 'POST' && call.path.startsWith(`/${HOOK}/deliveries/`),
+    (call) => {
+      const id = Number(/\/deliveries\/(\d+)\/attempts$/.exec(call.path)?.[1]);
+      const attempt = attempts.find((each) => each.id === id);
+      if (!attempt) return { status: 404, body: { message: 'Not Found' } };
+      // GitHub accepts, then sends it.
+      void deliver(attempt.body, attempt.guid, true);
+      return { status: 202, body: {} };
+    },
+  );
+});
+afterAll(() => reporting?.close());
+
+const commit = (branch: string, sha: string): CommitInfo => ({
+  repo: 'oca/web',
+  target_branch: branch,
+  pr: null,
+  git_commit: SHA(sha),
+});
+const buildExists = (of: CommitInfo) =>
+  stack.temporal.client.workflow
+    .getHandle(buildWorkflowId(buildRef(of).name))
+    .describe()
+    .then(() => true)
+    .catch(() => false);
+const attemptsOf = (guid: string) => attempts.filter((each) => each.guid === guid);
+
+/** Runs the schedule once, as its interval would, and returns what that run did. */
+async function runTheSchedule(): Promise<WebhookRedelivery> {
+  const { client } = stack.temporal;
+  const scheduleId = webhookRedeliveryScheduleId(config);
+  const before = await lastScheduledResult<WebhookRedelivery>(client, scheduleId);
+  await client.schedule.getHandle(scheduleId).trigger();
+  return waitFor('the run finished', async () => {
+    const result = await lastScheduledResult<WebhookRedelivery>(client, scheduleId);
+    return result?.listedTo !== before?.listedTo && result;
+  });
+}
+
+it('asks GitHub again for the events the API failed to take, and for no other', async () => {
+  // More than a page of events the API took (pushes of a repo it does not build: 200, ignored).
+  for (let at = 0; at < 120; at++) await deliver(payloads.push('acme/web', '16.0', SHA('e')));
+  // A push while the API was down.
+  apiDown = true;
+  const missed = await deliver(payloads.push('oca/web', '16.0', SHA('1')));
+  apiDown = false;
+  // One the API could not take (503: Temporal unreachable), one it refused (401: a bad signature),
+  // one it could not take and GitHub was already asked again for, and the API took then.
+  record({
+    guid: 'unavailable',
+    status_code: 503,
+    redelivery: false,
+    body: payloads.push('oca/web', '13.0', SHA('3')),
+  });
+  record({
+    guid: 'refused',
+    status_code: 401,
+    redelivery: false,
+    body: payloads.push('oca/web', '14.0', SHA('4')),
+  });
+  record({
+    guid: 'mended',
+    status_code: 503,
+    redelivery: false,
+    body: payloads.push('oca/web', '15.0', SHA('5')),
+  });
+  await deliver(payloads.push('oca/web', '15.0', SHA('5')), 'mended', true);
+  // One the API took, sent again by hand later while it was down: taken already.
+  const taken = await deliver(payloads.push('oca/web', '10.0', SHA('8')));
+  apiDown = true;
+  await deliver(payloads.push('oca/web', '10.0', SHA('8')), taken, true);
+  apiDown = false;
+  // And one missed two hours ago: before the hour the first run looks back on.
+  record({
+    guid: 'long ago',
+    status_code: 0,
+    redelivery: false,
+    body: payloads.push('oca/web', '12.0', SHA('6')),
+    delivered_at: new Date(Date.now() - 2 * 3_600_000).toISOString(),
+  });
+
+  await ensureWebhookRedeliverySchedule(stack.temporal.client, config);
+  const first = await runTheSchedule();
+  expect(first).toMatchObject({ listed: 127, redelivered: 2, refused: 0 });
+  // GitHub sent both again, and the API took them: their builds are there.
+  await waitFor(
+    'the missed builds',
+    async () => (await buildExists(commit('16.0', '1'))) && (await buildExists(commit('13.0', '3'))),
+  );
+  expect(attemptsOf(missed).map((each) => each.status_code)).toEqual([0, 200]);
+  expect(attemptsOf('unavailable').map((each) => each.status_code)).toEqual([503, 200]);
+  for (const guid of ['refused', 'mended', 'long ago', taken])
+    expect(attemptsOf(guid), guid).toHaveLength(guid === 'mended' || guid === taken ? 2 : 1);
+  expect(await buildExists(commit('14.0', '4'))).toBe(false);
+});
+
+it('asks again at each run while the API stays down, and nothing it took since', async () => {
+  apiDown = true;
+  const during = await deliver(payloads.push('oca/web', '11.0', SHA('7')));
+  expect(await runTheSchedule()).toMatchObject({ redelivered: 1 });
+  await waitFor('the attempt made', async () => attemptsOf(during).length === 2);
+  apiDown = false;
+  expect(await runTheSchedule()).toMatchObject({ redelivered: 1 });
+  await waitFor('its build', () => buildExists(commit('11.0', '7')));
+  expect(attemptsOf(during).map((each) => each.status_code)).toEqual([0, 0, 200]);
+  expect(await runTheSchedule()).toMatchObject({ redelivered: 0 });
+});
+
+it('removes the schedule when no webhook is named', async () => {
+  const { client } = stack.temporal;
+  await ensureWebhookRedeliverySchedule(client, { ...config, redeliverWebhooks: [] });
+  await expect(client.schedule.getHandle(webhookRedeliveryScheduleId(config)).describe()).rejects.toThrow();
+  // And again, with none to remove.
+  await ensureWebhookRedeliverySchedule(client, { ...config, redeliverWebhooks: [] });
+});
