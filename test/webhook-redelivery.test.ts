@@ -8,7 +8,7 @@ import { ensureWebhookRedeliverySchedule } from '../worker/schedule';
 import { buildWorkflowId, webhookRedeliveryScheduleId } from '../workflows/definitions';
 import { payloads } from './api-server';
 import { startReportingStack, type ReportingStack } from './github-recorder';
-import { SHA, waitFor } from './helpers';
+import { replayAndRecord, SHA, waitFor } from './helpers';
 
 // GitHub does not send a failed delivery again by itself. Here GitHub's webhook side is played on
 // loopback: it delivers real signed events to the API, records each attempt as GitHub lists them
@@ -177,6 +177,16 @@ it('asks again at each run while the API stays down, and nothing it took since',
   await waitFor('its build', () => buildExists(commit('11.0', '7')));
   expect(attemptsOf(during).map((each) => each.status_code)).toEqual([0, 0, 200]);
   expect(await runTheSchedule()).toMatchObject({ redelivered: 0 });
+
+  // A run's history is kept as a release's fixture.
+  const { client } = stack.temporal;
+  const { recentActions } = (await client.schedule.getHandle(webhookRedeliveryScheduleId(config)).describe())
+    .info;
+  const { workflow } = recentActions[recentActions.length - 1].action;
+  await replayAndRecord(
+    'webhook-redelivery.json',
+    await client.workflow.getHandle(workflow.workflowId, workflow.firstExecutionRunId).fetchHistory(),
+  );
 });
 
 it('removes the schedule when no webhook is named', async () => {
