@@ -10,10 +10,12 @@ import {
   initSlotsQuery,
   initSlotsWorkflowId,
   orphanSweepScheduleId,
+  webhookRedeliveryScheduleId,
   type GitHubReportsCounts,
 } from '../workflows/definitions';
 import { temporalRateLimitRefusals, type Bounded } from './backend';
 import { lastScheduledResult } from '../common/schedules';
+import type { WebhookRedelivery } from '../common/webhook-redelivery';
 import type { BuildIndex, IndexReadObserver } from '../common/build-index';
 import type { EventsPollObserver } from './events';
 import type { StoppedOpeningObserver } from './visitors';
@@ -85,6 +87,19 @@ export function createMetrics(
       if (swept) this.set(swept.objects);
     },
   });
+  if (config.redeliverWebhooks.length)
+    new Gauge({
+      name: 'runboat_webhook_events_redelivered',
+      help: 'Webhook events the API failed to take (down, or Temporal unreachable) that the last finished redelivery run asked GitHub to send again',
+      registers: [registry],
+      async collect() {
+        const run = await bounded(() =>
+          lastScheduledResult<WebhookRedelivery>(client, webhookRedeliveryScheduleId(config)),
+        ).catch(() => undefined);
+        this.reset();
+        if (run) this.set(run.redelivered);
+      },
+    });
   registerGitHubReportMetrics(registry, config, () =>
     bounded(() =>
       client.workflow.getHandle(githubReportsWorkflowId(config.taskQueue)).query(githubReportsCountsQuery),

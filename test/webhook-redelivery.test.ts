@@ -6,7 +6,7 @@ import type { CommitInfo } from '../common/types';
 import type { WebhookRedelivery } from '../common/webhook-redelivery';
 import { ensureWebhookRedeliverySchedule } from '../worker/schedule';
 import { buildWorkflowId, webhookRedeliveryScheduleId } from '../workflows/definitions';
-import { payloads } from './api-server';
+import { metricSample, payloads, scrapeMetrics } from './api-server';
 import { startReportingStack, type ReportingStack } from './github-recorder';
 import { replayAndRecord, SHA, waitFor } from './helpers';
 
@@ -36,17 +36,28 @@ let apiDown = false;
 /** GitHub delivering an event to the API (again, when given its guid), recorded as it lists it. */
 async function deliver(body: object, guid: string = randomUUID(), redelivery = false): Promise<string> {
   const status = apiDown ? 0 : (await stack.api.webhook('push', body, { delivery: guid })).status;
-  record({ guid, status_code: status, redelivery, body });
+  record(guid, status, body, { redelivery });
   return guid;
 }
-function record(attempt: Omit<Attempt, 'id' | 'delivered_at' | 'event'> & { delivered_at?: string }) {
+/** An attempt as GitHub lists it, and the API's answer to it (0: none). */
+function record(
+  guid: string,
+  statusCode: number,
+  body: object,
+  { redelivery = false, at = new Date() } = {},
+) {
   attempts.push({
     id: attempts.length + 1,
-    delivered_at: new Date().toISOString(),
+    guid,
+    delivered_at: at.toISOString(),
+    status_code: statusCode,
     event: 'push',
-    ...attempt,
+    redelivery,
+    body,
   });
 }
+/** A push to a branch of a repo the service builds. */
+const push = (branch: string, sha: string) => payloads.push('oca/web', branch, SHA(sha));
 
 beforeAll(async () => {
   reporting = await startReportingStack({
@@ -115,42 +126,21 @@ it('asks GitHub again for the events the API failed to take, and for no other', 
   for (let at = 0; at < 120; at++) await deliver(payloads.push('acme/web', '16.0', SHA('e')));
   // A push while the API was down.
   apiDown = true;
-  const missed = await deliver(payloads.push('oca/web', '16.0', SHA('1')));
+  const missed = await deliver(push('16.0', '1'));
   apiDown = false;
   // One the API could not take (503: Temporal unreachable), one it refused (401: a bad signature),
   // one it could not take and GitHub was already asked again for, and the API took then.
-  record({
-    guid: 'unavailable',
-    status_code: 503,
-    redelivery: false,
-    body: payloads.push('oca/web', '13.0', SHA('3')),
-  });
-  record({
-    guid: 'refused',
-    status_code: 401,
-    redelivery: false,
-    body: payloads.push('oca/web', '14.0', SHA('4')),
-  });
-  record({
-    guid: 'mended',
-    status_code: 503,
-    redelivery: false,
-    body: payloads.push('oca/web', '15.0', SHA('5')),
-  });
-  await deliver(payloads.push('oca/web', '15.0', SHA('5')), 'mended', true);
+  record('unavailable', 503, push('13.0', '3'));
+  record('refused', 401, push('14.0', '4'));
+  record('mended', 503, push('15.0', '5'));
+  await deliver(push('15.0', '5'), 'mended', true);
   // One the API took, sent again by hand later while it was down: taken already.
-  const taken = await deliver(payloads.push('oca/web', '10.0', SHA('8')));
+  const taken = await deliver(push('10.0', '8'));
   apiDown = true;
-  await deliver(payloads.push('oca/web', '10.0', SHA('8')), taken, true);
+  await deliver(push('10.0', '8'), taken, true);
   apiDown = false;
   // And one missed two hours ago: before the hour the first run looks back on.
-  record({
-    guid: 'long ago',
-    status_code: 0,
-    redelivery: false,
-    body: payloads.push('oca/web', '12.0', SHA('6')),
-    delivered_at: new Date(Date.now() - 2 * 3_600_000).toISOString(),
-  });
+  record('long ago', 0, push('12.0', '6'), { at: new Date(Date.now() - 2 * 3_600_000) });
 
   await ensureWebhookRedeliverySchedule(stack.temporal.client, config);
   const first = await runTheSchedule();
@@ -165,11 +155,13 @@ it('asks GitHub again for the events the API failed to take, and for no other', 
   for (const guid of ['refused', 'mended', 'long ago', taken])
     expect(attemptsOf(guid), guid).toHaveLength(guid === 'mended' || guid === taken ? 2 : 1);
   expect(await buildExists(commit('14.0', '4'))).toBe(false);
+  // /metrics tells what the last run asked again.
+  expect(metricSample(await scrapeMetrics(stack.api), 'runboat_webhook_events_redelivered')).toBe(2);
 });
 
 it('asks again at each run while the API stays down, and nothing it took since', async () => {
   apiDown = true;
-  const during = await deliver(payloads.push('oca/web', '11.0', SHA('7')));
+  const during = await deliver(push('11.0', '7'));
   expect(await runTheSchedule()).toMatchObject({ redelivered: 1 });
   await waitFor('the attempt made', async () => attemptsOf(during).length === 2);
   apiDown = false;
