@@ -17,7 +17,9 @@ import {
 } from './chaos-checks';
 import { buildStateQuery, buildWorkflowId } from '../workflows/definitions';
 import { binary } from './paths';
+import { webhookVerifier } from '../api/webhooks';
 import { shownOnGitHub, startGitHubEmulator } from './github-emulator';
+import { WebhookSide } from './github-webhook-side';
 import { freePort, spawnService, waitUntil } from './processes';
 import { startSimulatedCluster } from './simulated-cluster';
 import { startTemporalDevServer, type TemporalDevServer } from './temporal-dev';
@@ -26,7 +28,9 @@ import { startTemporalDevServer, type TemporalDevServer } from './temporal-dev';
 // stop, start, undeploy, all through the API) on `npm start`'s simulated cluster, while the
 // worker process is SIGKILLed CHAOS_KILL_SECONDS after each start (from when it polls, so that
 // a loaded machine's slow starts still leave it time to work) and started again, the Temporal dev
-// server (its database on a file) is restarted once and kube-apiserver twice. Then, once the
+// server (its database on a file) is restarted once and kube-apiserver twice, and the API is
+// down for CHAOS_API_DOWN_SECONDS once. Webhooks come as GitHub sends them: once, a failed
+// delivery left for the service to ask again (RUNBOAT_REDELIVER_WEBHOOKS). Then, once the
 // chaos has stopped and at most CHAOS_SETTLE_SECONDS later, it prints what must be zero:
 // stuck builds, orphan objects, builds that ever had two init Jobs, builds left in a status
 // that is not steady; builds whose last status on GitHub (a loopback GitHub with its rate
@@ -51,6 +55,9 @@ const ADMIN = { user: 'admin', password: 'chaos' };
 /** Fractions of the lives' steps done at which the servers restart: in flight, not at the end. */
 const APISERVER_RESTARTS = [0.2, 0.65];
 const TEMPORAL_RESTART = 0.4;
+/** The API SIGKILLed and kept down this long: the webhooks of that while fail. */
+const API_DOWN = { at: 0.3, seconds: Number(process.env.CHAOS_API_DOWN_SECONDS ?? 15) };
+const HOOK = 'orgs/oca/hooks/1';
 /** How long GitHub's statuses may take to arrive after the lives settled (its rate limit). */
 const GITHUB_SETTLE_SECONDS = Number(process.env.CHAOS_GITHUB_SETTLE_SECONDS ?? 600);
 
@@ -97,6 +104,7 @@ async function main(): Promise<void> {
     RUNBOAT_GITHUB_TOKEN: 'chaos',
     RUNBOAT_GITHUB_WRITES_PER_MINUTE: '600',
     RUNBOAT_GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
+    RUNBOAT_REDELIVER_WEBHOOKS: HOOK,
     RUNBOAT_API_ADMIN_USER: ADMIN.user,
     RUNBOAT_API_ADMIN_PASSWD: ADMIN.password,
     TEMPORAL_ADDRESS: `127.0.0.1:${temporalOptions.port}`,
@@ -111,6 +119,8 @@ async function main(): Promise<void> {
   let ending = false;
   const processes: Record<'worker' | 'api', ChildProcess | undefined> = { worker: undefined, api: undefined };
   const killing = new Set<ChildProcess>();
+  /** The API is not started again before this time (ms). */
+  let apiBackAt = 0;
   /** When the current worker started polling; undefined while it is starting. */
   let workerUpSince: number | undefined;
   const keep = (name: 'worker' | 'api', main: string) => {
@@ -130,7 +140,8 @@ async function main(): Promise<void> {
     if (worker) workerUpSince = undefined;
     child.once('exit', () => {
       if (!killing.delete(child)) exitsOnTheirOwn[name]++;
-      if (!ending) keep(name, main);
+      const down = name === 'api' ? Math.max(apiBackAt - Date.now(), 0) : 0;
+      setTimeout(() => ending || keep(name, main), down);
     });
   };
   keep('worker', 'worker/main.ts');
@@ -141,12 +152,12 @@ async function main(): Promise<void> {
     for (const child of Object.values(processes)) child?.kill('SIGKILL');
     void Promise.all([temporal.stop(), cluster.stop()]).finally(() => process.exit(130));
   });
-  const killWorker = async () => {
-    const worker = processes.worker;
-    if (!worker || worker.exitCode !== null) return;
-    killing.add(worker);
-    const exited = new Promise((resolve) => worker.once('exit', resolve));
-    worker.kill('SIGKILL');
+  const kill = async (name: 'worker' | 'api') => {
+    const child = processes[name];
+    if (!child || child.exitCode !== null) return;
+    killing.add(child);
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
     await exited;
   };
 
@@ -162,10 +173,29 @@ async function main(): Promise<void> {
   );
   const observer = new InitJobObserver(kc, NAMESPACE);
   await observer.start();
+  // GitHub's side of the webhook: each event delivered once (10 s to answer, as GitHub allows).
+  const verifier = await webhookVerifier(WEBHOOK_SECRET);
+  const hook = new WebhookSide(HOOK, async (event, body, guid) => {
+    const response = await fetch(`http://127.0.0.1:${apiPort}/webhooks/github`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-github-event': event,
+        'x-github-delivery': guid,
+        'x-hub-signature-256': await verifier.sign(body),
+      },
+      body,
+      signal: AbortSignal.timeout(10_000),
+    });
+    await response.arrayBuffer();
+    return response.status;
+  });
+  github.serve(hook);
   const driver = new ServiceDriver(`http://127.0.0.1:${apiPort}`, {
     webhookSecret: WEBHOOK_SECRET,
     admin: ADMIN,
     pollMs: 1_000,
+    deliverWebhook: (event, body) => hook.deliver(event, body),
   });
   driver.start();
 
@@ -200,28 +230,36 @@ async function main(): Promise<void> {
   const restarts = [
     ...APISERVER_RESTARTS.map((at) => ({ at, what: 'kube-apiserver' as const })),
     { at: TEMPORAL_RESTART, what: 'temporal' as const },
+    { at: API_DOWN.at, what: 'api' as const },
   ].sort((a, b) => a.at - b.at);
   const chaosDeadline = started + CHAOS_MINUTES * 60_000;
   let kills = 0;
   let lastReport = Date.now();
-  const restartMs: Record<string, number[]> = { 'kube-apiserver': [], temporal: [] };
+  const restartMs: Record<string, number[]> = { 'kube-apiserver': [], temporal: [], api: [] };
   while (!livesDone && Date.now() < chaosDeadline) {
     if (workerUpSince !== undefined && Date.now() - workerUpSince >= KILL_SECONDS * 1000) {
-      await killWorker();
+      await kill('worker');
       kills++;
       event(`worker SIGKILLed (#${kills})`);
     }
     if (restarts.length && progress() >= restarts[0].at) {
       const { what } = restarts.shift()!;
       const t = Date.now();
-      if (what === 'temporal') {
+      if (what === 'api') {
+        apiBackAt = Date.now() + API_DOWN.seconds * 1000;
+        await kill('api');
+      } else if (what === 'temporal') {
         await temporal.stop();
         temporal = await startTemporalDevServer(temporalDir, temporalOptions);
       } else {
         await cluster.restartApiServer();
       }
       restartMs[what].push(Date.now() - t);
-      event(`${what} restarted in ${Date.now() - t} ms`);
+      event(
+        what === 'api'
+          ? `API SIGKILLed, down ${API_DOWN.seconds} s`
+          : `${what} restarted in ${Date.now() - t} ms`,
+      );
     }
     if (Date.now() - lastReport >= 60_000) {
       lastReport = Date.now();
@@ -299,6 +337,15 @@ async function main(): Promise<void> {
   );
   await Promise.all([temporal.stop(), cluster.stop(), github.close()]);
 
+  // Each event GitHub delivered: taken at once, taken when the service asked for it again, never.
+  const taken = (guid: string) =>
+    hook.attemptsOf(guid).some(({ status_code: code }) => code >= 200 && code < 300);
+  const delivered = [...new Set(hook.attempts.map((attempt) => attempt.guid))];
+  const takenAtOnce = delivered.filter((guid) => {
+    const code = hook.attemptsOf(guid)[0].status_code;
+    return code >= 200 && code < 300;
+  });
+  const neverTaken = delivered.filter((guid) => !taken(guid));
   const ok = (pass: boolean) => (pass ? 'ok' : '**FAIL**');
   const checks: Array<[string, string, boolean]> = [
     [
@@ -334,6 +381,11 @@ async function main(): Promise<void> {
       notShown.length === 0,
     ],
     [
+      'webhook events GitHub delivered that the API never took',
+      neverTaken.length ? neverTaken.join(', ') : '0',
+      neverTaken.length === 0,
+    ],
+    [
       'lives that failed (an API answer no retry changes)',
       failures.length ? failures.join('; ') : '0',
       failures.length === 0,
@@ -352,6 +404,9 @@ async function main(): Promise<void> {
   for (const [what, value, pass] of checks) console.log(`| ${what} | ${value} | ${ok(pass)} |`);
   console.log(`| worker SIGKILLs / exits on its own | ${kills} / ${ownExits.worker} | |`);
   console.log(`| API exits on its own | ${ownExits.api} | |`);
+  console.log(
+    `| webhook events: taken at their delivery / taken when asked again (redeliveries) | ${takenAtOnce.length} / ${delivered.length - takenAtOnce.length - neverTaken.length} (${hook.attempts.filter((attempt) => attempt.redelivery).length}) | |`,
+  );
   console.log(
     `| kube-apiserver restarts (ms) / Temporal restarts (ms) | ${restartMs['kube-apiserver'].join(', ')} / ${restartMs.temporal.join(', ')} | |`,
   );

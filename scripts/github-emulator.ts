@@ -1,11 +1,13 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { WebhookSide } from './github-webhook-side';
 
 // GitHub's REST API as a burst of builds meets it, on loopback, for `npm run bench`
 // (BENCH_GITHUB=limited) and `npm run chaos`: commit statuses and deployments accepted (a
 // deployment found again by sha and environment), with GitHub's documented secondary rate limit
 // on content-creating requests (80 a rolling minute, 500 a rolling hour), refused past it with a
-// 403 and the `retry-after` GitHub sends.
+// 403 and the `retry-after` GitHub sends. And the webhooks it serves: their deliveries listed,
+// and sent again when asked (`serve`).
 
 const LIMITS = [
   { writes: 80, windowMs: 60_000 },
@@ -24,11 +26,14 @@ export interface EmulatedWrite {
 export interface GitHubEmulator {
   url: string;
   writes: EmulatedWrite[];
+  /** Answers GitHub's REST calls about this webhook's deliveries (`WebhookSide.answer`). */
+  serve(side: WebhookSide): void;
   close(): Promise<void>;
 }
 
 export async function startGitHubEmulator(): Promise<GitHubEmulator> {
   const writes: EmulatedWrite[] = [];
+  const sides: WebhookSide[] = [];
   let deployments = 0;
   /** Seconds until the writes accepted leave room for one more; 0 when there is room now. */
   const waitSeconds = (now: number) => {
@@ -49,6 +54,10 @@ export async function startGitHubEmulator(): Promise<GitHubEmulator> {
         response.writeHead(status, { 'content-type': 'application/json', ...headers });
         response.end(JSON.stringify(body));
       };
+      for (const side of sides) {
+        const about = side.answer(request.method ?? 'GET', path, url());
+        if (about) return answer(about.status, about.body, about.headers);
+      }
       if (request.method === 'GET') {
         const query = new URL(path, 'http://github').searchParams;
         const found = writes
@@ -83,10 +92,12 @@ export async function startGitHubEmulator(): Promise<GitHubEmulator> {
       answer(201, write.deployment);
     });
   });
+  const url = () => `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: url(),
     writes,
+    serve: (side) => sides.push(side),
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

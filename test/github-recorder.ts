@@ -30,8 +30,8 @@ export interface GitHubRecorder {
   route(method: string, path: string, status: number, body: unknown): void;
   /** Answers the next `times` calls that `matches` with `answer`, before any route. */
   answerNext(times: number, answer: CannedAnswer, matches: (call: RecordedCall) => boolean): void;
-  /** Answers the calls that `matches` with what `answer` makes of each, after `answerNext`'s. */
-  serve(matches: (call: RecordedCall) => boolean, answer: (call: RecordedCall) => CannedAnswer): void;
+  /** Answers the calls `answer` has an answer for (after `answerNext`'s, before any route). */
+  serve(answer: (call: RecordedCall) => CannedAnswer | undefined): void;
   close(): Promise<void>;
 }
 
@@ -39,10 +39,7 @@ export async function startGitHubRecorder(): Promise<GitHubRecorder> {
   const calls: RecordedCall[] = [];
   const routes = new Map<string, CannedAnswer>();
   const next: Array<{ left: number; answer: CannedAnswer; matches: (call: RecordedCall) => boolean }> = [];
-  const served: Array<{
-    matches: (call: RecordedCall) => boolean;
-    answer: (call: RecordedCall) => CannedAnswer;
-  }> = [];
+  const served: Array<(call: RecordedCall) => CannedAnswer | undefined> = [];
   const server = http.createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -60,7 +57,7 @@ export async function startGitHubRecorder(): Promise<GitHubRecorder> {
       const canned = next.find((each) => each.left > 0 && each.matches(call));
       if (canned) canned.left--;
       const answer = canned?.answer ??
-        served.find((each) => each.matches(call))?.answer(call) ??
+        served.reduce<CannedAnswer | undefined>((found, answer) => found ?? answer(call), undefined) ??
         routes.get(`${request.method} ${path}`) ?? { status: 201, body: {} };
       call.status = answer.status;
       calls.push(call);
@@ -79,8 +76,8 @@ export async function startGitHubRecorder(): Promise<GitHubRecorder> {
     answerNext(times, answer, matches) {
       next.push({ left: times, answer, matches });
     },
-    serve(matches, answer) {
-      served.push({ matches, answer });
+    serve(answer) {
+      served.push(answer);
     },
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildRef } from '../common/build';
 import { lastScheduledResult } from '../common/schedules';
@@ -7,6 +6,7 @@ import type { WebhookRedelivery } from '../common/webhook-redelivery';
 import { ensureWebhookRedeliverySchedule } from '../worker/schedule';
 import { buildWorkflowId, webhookRedeliveryScheduleId } from '../workflows/definitions';
 import { metricSample, payloads, scrapeMetrics } from './api-server';
+import { WebhookSide } from '../scripts/github-webhook-side';
 import { startReportingStack, type ReportingStack } from './github-recorder';
 import { replayAndRecord, SHA, waitFor } from './helpers';
 
@@ -17,45 +17,28 @@ import { replayAndRecord, SHA, waitFor } from './helpers';
 
 const HOOK = 'orgs/oca/hooks/7';
 
-interface Attempt {
-  id: number;
-  guid: string;
-  delivered_at: string;
-  status_code: number;
-  event: string;
-  redelivery: boolean;
-  body: object;
-}
-
 let reporting: ReportingStack;
 let { github, stack, config } = {} as ReportingStack;
-const attempts: Attempt[] = [];
 /** While set, GitHub cannot connect to the API: an attempt gets no answer (status 0). */
 let apiDown = false;
+const hook = new WebhookSide(HOOK, async (event, body, guid) => {
+  if (apiDown) throw new Error('connection refused');
+  return (await stack.api.webhook(event, body, { delivery: guid })).status;
+});
 
-/** GitHub delivering an event to the API (again, when given its guid), recorded as it lists it. */
-async function deliver(body: object, guid: string = randomUUID(), redelivery = false): Promise<string> {
-  const status = apiDown ? 0 : (await stack.api.webhook('push', body, { delivery: guid })).status;
-  record(guid, status, body, { redelivery });
-  return guid;
-}
-/** An attempt as GitHub lists it, and the API's answer to it (0: none). */
-function record(
-  guid: string,
-  statusCode: number,
-  body: object,
-  { redelivery = false, at = new Date() } = {},
-) {
-  attempts.push({
-    id: attempts.length + 1,
+/** GitHub delivering a push to the API (again, when given its guid); the event's guid. */
+const deliver = async (body: object, guid?: string, redelivery = false) =>
+  (await hook.deliver('push', JSON.stringify(body), guid, redelivery)).guid;
+/** An attempt GitHub lists, answered `statusCode` by the API (0: no answer), made `at`. */
+const record = (guid: string, statusCode: number, body: object, at = new Date()) =>
+  hook.record({
     guid,
-    delivered_at: at.toISOString(),
     status_code: statusCode,
     event: 'push',
-    redelivery,
-    body,
+    redelivery: false,
+    body: JSON.stringify(body),
+    delivered_at: at.toISOString(),
   });
-}
 /** A push to a branch of a repo the service builds. */
 const push = (branch: string, sha: string) => payloads.push('oca/web', branch, SHA(sha));
 
@@ -66,32 +49,7 @@ beforeAll(async () => {
     RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
   });
   ({ github, stack, config } = reporting);
-  github.serve(
-    (call) => call.method === 'GET' && call.path.startsWith(`/${HOOK}/deliveries?`),
-    (call) => {
-      const query = new URL(call.path, github.url).searchParams;
-      const perPage = Number(query.get('per_page') ?? 30);
-      const from = Number(query.get('cursor')?.replace('v1_', '') ?? 0);
-      const newestFirst = [...attempts].sort(
-        (a, b) => Date.parse(b.delivered_at) - Date.parse(a.delivered_at) || b.id - a.id,
-      );
-      const page = newestFirst.slice(from, from + perPage).map(({ body: _body, ...listed }) => listed);
-      const next = from + perPage < newestFirst.length;
-      const link = `<${github.url}/${HOOK}/deliveries?per_page=${perPage}&cursor=v1_${from + perPage}>; rel="next"`;
-      return { status: 200, body: page, headers: next ? { link } : undefined };
-    },
-  );
-  github.serve(
-    (call) => call.method === 'POST' && call.path.startsWith(`/${HOOK}/deliveries/`),
-    (call) => {
-      const id = Number(/\/deliveries\/(\d+)\/attempts$/.exec(call.path)?.[1]);
-      const attempt = attempts.find((each) => each.id === id);
-      if (!attempt) return { status: 404, body: { message: 'Not Found' } };
-      // GitHub accepts, then sends it.
-      void deliver(attempt.body, attempt.guid, true);
-      return { status: 202, body: {} };
-    },
-  );
+  github.serve((call) => hook.answer(call.method, call.path, github.url));
 });
 afterAll(() => reporting?.close());
 
@@ -107,7 +65,7 @@ const buildExists = (of: CommitInfo) =>
     .describe()
     .then(() => true)
     .catch(() => false);
-const attemptsOf = (guid: string) => attempts.filter((each) => each.guid === guid);
+const attemptsOf = (guid: string) => hook.attemptsOf(guid);
 
 /** Runs the schedule once, as its interval would, and returns what that run did. */
 async function runTheSchedule(): Promise<WebhookRedelivery> {
@@ -140,7 +98,7 @@ it('asks GitHub again for the events the API failed to take, and for no other', 
   await deliver(push('10.0', '8'), taken, true);
   apiDown = false;
   // And one missed two hours ago: before the hour the first run looks back on.
-  record('long ago', 0, push('12.0', '6'), { at: new Date(Date.now() - 2 * 3_600_000) });
+  record('long ago', 0, push('12.0', '6'), new Date(Date.now() - 2 * 3_600_000));
 
   await ensureWebhookRedeliverySchedule(stack.temporal.client, config);
   const first = await runTheSchedule();
