@@ -28,7 +28,6 @@ export function createWebhookRedelivery(config: Config, github: GitHub) {
         const deliveries = await github.webhookDeliveriesSince(hook, from);
         listed += deliveries.length;
         for (const delivery of deliveriesToRedeliver(deliveries)) {
-          Context.current().heartbeat(delivery.id);
           try {
             await github.redeliverWebhook(hook, delivery.id);
             redelivered++;

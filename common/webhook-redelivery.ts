@@ -5,7 +5,7 @@ import type { WebhookDelivery } from './github';
 // redelivery schedule lists the configured webhooks' recent deliveries and asks GitHub to send
 // again each event whose attempts all failed in a way that may pass.
 
-/** What one run did; the next run lists from where this one's listing began (less an overlap). */
+/** What one run did; the next run lists from the time this one listed up to (less an overlap). */
 export interface WebhookRedelivery {
   /** The deliveries listed are those made in this span (ISO times). */
   listedFrom: string;
