@@ -139,6 +139,38 @@ it('asks again at each run while the API stays down, and nothing it took since',
   );
 });
 
+it('lists from where the last finished run listed to, across a run GitHub failed', async () => {
+  const { client } = stack.temporal;
+  const schedule = client.schedule.getHandle(webhookRedeliveryScheduleId(config));
+  const finished = await lastScheduledResult<WebhookRedelivery>(client, schedule.scheduleId);
+  const newestRun = async () => (await schedule.describe()).info.recentActions.at(-1)!.action.workflow;
+  const before = await newestRun();
+  // GitHub fails the listing (each of the activity's three attempts): the run fails.
+  github.answerNext(
+    3,
+    { status: 502, body: { message: 'Server Error' } },
+    (call) => call.method === 'GET' && call.path.startsWith(`/${HOOK}/deliveries`),
+  );
+  await schedule.trigger();
+  await waitFor('the run failed', async () => {
+    const run = await newestRun();
+    if (run.workflowId === before.workflowId) return false;
+    return (
+      (await client.workflow.getHandle(run.workflowId, run.firstExecutionRunId).describe()).status.name ===
+      'FAILED'
+    );
+  });
+  // A push missed meanwhile is asked for by the next run, which lists from the last finished one.
+  apiDown = true;
+  const missed = await deliver(push('17.0', '9'));
+  apiDown = false;
+  const next = await runTheSchedule();
+  expect(next.listedFrom).toBe(new Date(Date.parse(finished!.listedTo) - 2 * 60_000).toISOString());
+  expect(next.redelivered).toBe(1);
+  await waitFor('its build', () => buildExists(commit('17.0', '9')));
+  expect(attemptsOf(missed).map((each) => each.status_code)).toEqual([0, 200]);
+});
+
 it('removes the schedule when no webhook is named', async () => {
   const { client } = stack.temporal;
   await ensureWebhookRedeliverySchedule(client, { ...config, redeliverWebhooks: [] });
