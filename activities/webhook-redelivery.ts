@@ -1,4 +1,4 @@
-import { Context, log } from '@temporalio/activity';
+import { ApplicationFailure, Context, log } from '@temporalio/activity';
 import type { Config } from '../common/config';
 import { gitHubRefusal, type GitHub } from '../common/github';
 import { lastScheduledResult } from '../common/schedules';
@@ -10,7 +10,10 @@ export function createWebhookRedelivery(config: Config, github: GitHub) {
     /**
      * Asks GitHub to send again the events of RUNBOAT_REDELIVER_WEBHOOKS that the API failed to
      * take since the last finished run (`deliveriesToRedeliver`). GitHub's rate limit or an
-     * outage fails the activity (retried); a redelivery GitHub refuses for good is counted.
+     * outage fails the activity (retried); a redelivery GitHub refuses for good is counted. A
+     * webhook whose deliveries GitHub will not list (no such hook, a token without the right) fails
+     * the run for good once the others are done, naming it: the next run lists from the last
+     * finished one, so nothing is lost while the configuration is mended.
      */
     async redeliverFailedWebhooks(): Promise<WebhookRedelivery> {
       const { client } = Context.current();
@@ -24,8 +27,16 @@ export function createWebhookRedelivery(config: Config, github: GitHub) {
       let listed = 0;
       let redelivered = 0;
       let refused = 0;
+      const unreadable: string[] = [];
       for (const hook of config.redeliverWebhooks) {
-        const deliveries = await github.webhookDeliveriesSince(hook, from);
+        let deliveries;
+        try {
+          deliveries = await github.webhookDeliveriesSince(hook, from);
+        } catch (error) {
+          if (gitHubRefusal(error)) throw error;
+          unreadable.push(`${hook} (${String(error)})`);
+          continue;
+        }
         listed += deliveries.length;
         for (const delivery of deliveriesToRedeliver(deliveries)) {
           try {
@@ -45,6 +56,12 @@ export function createWebhookRedelivery(config: Config, github: GitHub) {
       }
       if (redelivered)
         log.info('asked GitHub to redeliver webhook events the API failed to take', { redelivered });
+      if (unreadable.length)
+        throw ApplicationFailure.nonRetryable(
+          `GitHub refused to list the deliveries of ${unreadable.join('; ')}: check RUNBOAT_REDELIVER_WEBHOOKS, ` +
+            'and that RUNBOAT_GITHUB_TOKEN may read them (admin:org_hook for an organization webhook, admin:repo_hook for a repository one)',
+          'WebhookDeliveriesUnreadable',
+        );
       return { ...result, listed, redelivered, refused };
     },
   };

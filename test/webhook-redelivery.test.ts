@@ -1,3 +1,4 @@
+import { ScheduleOverlapPolicy, type WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildRef } from '../common/build';
 import { lastScheduledResult } from '../common/schedules';
@@ -16,6 +17,9 @@ import { replayAndRecord, SHA, waitFor } from './helpers';
 // same event. The redelivery schedule must ask again exactly the events the API failed to take.
 
 const HOOK = 'orgs/oca/hooks/7';
+/** A second webhook, with no deliveries; GitHub refuses to list them while `tokenLacksRight`. */
+const OTHER_HOOK = 'repos/oca/web/hooks/9';
+let tokenLacksRight = false;
 
 let reporting: ReportingStack;
 let { github, stack, config } = {} as ReportingStack;
@@ -44,12 +48,18 @@ const push = (branch: string, sha: string) => payloads.push('oca/web', branch, S
 
 beforeAll(async () => {
   reporting = await startReportingStack({
-    RUNBOAT_REDELIVER_WEBHOOKS: HOOK,
+    RUNBOAT_REDELIVER_WEBHOOKS: `${HOOK},${OTHER_HOOK}`,
     RUNBOAT_GITHUB_DEPLOYMENTS: 'false',
     RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
   });
   ({ github, stack, config } = reporting);
   github.serve((call) => hook.answer(call.method, call.path, github.url));
+  github.serve((call) => {
+    if (call.method !== 'GET' || !call.path.startsWith(`/${OTHER_HOOK}/deliveries`)) return undefined;
+    return tokenLacksRight
+      ? { status: 403, body: { message: 'Resource not accessible by personal access token' } }
+      : { status: 200, body: [] };
+  });
 });
 afterAll(() => reporting?.close());
 
@@ -67,12 +77,16 @@ const buildExists = (of: CommitInfo) =>
     .catch(() => false);
 const attemptsOf = (guid: string) => hook.attemptsOf(guid);
 
-/** Runs the schedule once, as its interval would, and returns what that run did. */
+/**
+ * Runs the schedule once, as its interval would, and returns what that run did. Allowed to
+ * overlap: the scheduler may not have seen the last run end yet, and would skip it (no run of
+ * this file's overlaps another: each waits for the one before).
+ */
 async function runTheSchedule(): Promise<WebhookRedelivery> {
   const { client } = stack.temporal;
   const scheduleId = webhookRedeliveryScheduleId(config);
   const before = await lastScheduledResult<WebhookRedelivery>(client, scheduleId);
-  await client.schedule.getHandle(scheduleId).trigger();
+  await client.schedule.getHandle(scheduleId).trigger(ScheduleOverlapPolicy.ALLOW_ALL);
   return waitFor('the run finished', async () => {
     const result = await lastScheduledResult<WebhookRedelivery>(client, scheduleId);
     return result?.listedTo !== before?.listedTo && result;
@@ -151,10 +165,10 @@ it('lists from where the last finished run listed to, across a run GitHub failed
     { status: 502, body: { message: 'Server Error' } },
     (call) => call.method === 'GET' && call.path.startsWith(`/${HOOK}/deliveries`),
   );
-  await schedule.trigger();
+  await schedule.trigger(ScheduleOverlapPolicy.ALLOW_ALL);
   await waitFor('the run failed', async () => {
     const run = await newestRun();
-    if (run.workflowId === before.workflowId) return false;
+    if (run.firstExecutionRunId === before.firstExecutionRunId) return false;
     return (
       (await client.workflow.getHandle(run.workflowId, run.firstExecutionRunId).describe()).status.name ===
       'FAILED'
@@ -169,6 +183,39 @@ it('lists from where the last finished run listed to, across a run GitHub failed
   expect(next.redelivered).toBe(1);
   await waitFor('its build', () => buildExists(commit('17.0', '9')));
   expect(attemptsOf(missed).map((each) => each.status_code)).toEqual([0, 200]);
+});
+
+it("fails the run for good, naming the webhook, when GitHub will not list one's deliveries", async () => {
+  const { client } = stack.temporal;
+  const schedule = client.schedule.getHandle(webhookRedeliveryScheduleId(config));
+  const finished = await lastScheduledResult<WebhookRedelivery>(client, schedule.scheduleId);
+  const before = (await schedule.describe()).info.recentActions.at(-1)!.action.workflow;
+  apiDown = true;
+  const missed = await deliver(push('18.0', 'a'));
+  apiDown = false;
+  tokenLacksRight = true;
+  await schedule.trigger(ScheduleOverlapPolicy.ALLOW_ALL);
+  const failed = await waitFor('the run failed', async () => {
+    const run = (await schedule.describe()).info.recentActions.at(-1)!.action.workflow;
+    if (run.firstExecutionRunId === before.firstExecutionRunId) return false;
+    const handle = client.workflow.getHandle(run.workflowId, run.firstExecutionRunId);
+    return (await handle.describe()).status.name === 'FAILED' && handle;
+  });
+  const failure = await failed.result().then(
+    () => undefined,
+    (error: unknown) => error as WorkflowFailedError,
+  );
+  // The workflow's failure is the activity's, caused by the activity's own.
+  expect(String((failure?.cause?.cause as Error | undefined)?.message)).toContain(
+    `GitHub refused to list the deliveries of ${OTHER_HOOK} (HttpError: Resource not accessible by personal access token): check RUNBOAT_REDELIVER_WEBHOOKS`,
+  );
+  // The other webhook's missed event was asked for all the same.
+  await waitFor('its build', () => buildExists(commit('18.0', 'a')));
+  expect(attemptsOf(missed).map((each) => each.status_code)).toEqual([0, 200]);
+  // Mended, the next run lists from the last finished one.
+  tokenLacksRight = false;
+  const next = await runTheSchedule();
+  expect(next.listedFrom).toBe(new Date(Date.parse(finished!.listedTo) - 2 * 60_000).toISOString());
 });
 
 it('removes the schedule when no webhook is named', async () => {
