@@ -186,7 +186,7 @@ export function createMetrics(
 
 /**
  * The GitHub reporter's queue, GitHub's wait and the reports given up, from one query per scrape
- * (the gauges are collected one after another: they share it). No samples while the reporter is
+ * (a scrape collects the three together: they share it). No samples while the reporter is
  * not running (nothing reported yet), or when this service reports nothing to GitHub.
  */
 function registerGitHubReportMetrics(
