@@ -75,31 +75,31 @@ export function createMetrics(
       this.set(slots?.waiting.length ?? 0);
     },
   });
-  new Gauge({
-    name: 'runboat_orphan_objects_swept',
-    help: 'Objects of builds without a running workflow, deleted by the last finished orphan sweep',
-    registers: [registry],
-    async collect() {
-      const swept = await bounded(() =>
-        lastScheduledResult<OrphanSweep>(client, orphanSweepScheduleId(config)),
-      ).catch(() => undefined);
-      this.reset();
-      if (swept) this.set(swept.objects);
-    },
-  });
-  if (config.redeliverWebhooks.length)
+  /** A gauge of what the newest finished run of a schedule returned; no sample before one. */
+  const lastRunGauge = <T>(name: string, help: string, scheduleId: string, value: (result: T) => number) =>
     new Gauge({
-      name: 'runboat_webhook_events_redelivered',
-      help: 'Webhook events the API failed to take (down, or Temporal unreachable) that the last finished redelivery run asked GitHub to send again',
+      name,
+      help,
       registers: [registry],
       async collect() {
-        const run = await bounded(() =>
-          lastScheduledResult<WebhookRedelivery>(client, webhookRedeliveryScheduleId(config)),
-        ).catch(() => undefined);
+        const result = await bounded(() => lastScheduledResult<T>(client, scheduleId)).catch(() => undefined);
         this.reset();
-        if (run) this.set(run.redelivered);
+        if (result) this.set(value(result));
       },
     });
+  lastRunGauge<OrphanSweep>(
+    'runboat_orphan_objects_swept',
+    'Objects of builds without a running workflow, deleted by the last finished orphan sweep',
+    orphanSweepScheduleId(config),
+    (swept) => swept.objects,
+  );
+  if (config.redeliverWebhooks.length)
+    lastRunGauge<WebhookRedelivery>(
+      'runboat_webhook_events_redelivered',
+      'Webhook events the API failed to take (down, or Temporal unreachable) that the last finished redelivery run asked GitHub to send again',
+      webhookRedeliveryScheduleId(config),
+      (run) => run.redelivered,
+    );
   registerGitHubReportMetrics(registry, config, () =>
     bounded(() =>
       client.workflow.getHandle(githubReportsWorkflowId(config.taskQueue)).query(githubReportsCountsQuery),
