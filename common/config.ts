@@ -100,7 +100,15 @@ const boolean = z
   .regex(/^(1|0|true|false|yes|no|on|off)$/i, 'must be true or false')
   .transform((value) => /^(1|true|yes|on)$/i.test(value));
 
-const positiveInt = z.coerce.number().int().positive();
+const positiveInt = z
+  .string()
+  .regex(/^\s*[1-9]\d*\s*$/, 'must be a whole number above 0')
+  .transform(Number);
+const port = z
+  .string()
+  .regex(/^\s*\d{1,5}\s*$/, 'must be a port number (0 to 65535)')
+  .transform(Number)
+  .refine((value) => value <= 65_535, 'must be a port number (0 to 65535)');
 const hostPort = z.string().regex(/^[^:\s]*:\d+$/, 'must be host:port');
 
 /** A duration: seconds (`3600`) or units (`2h`, `30m`, `1h30m`, `45s`, `1d`), in seconds. */
@@ -175,7 +183,7 @@ const envSchema = z
     RUNBOAT_TEMPORAL_UI_URL: url.default('http://localhost:8233'),
     RUNBOAT_WORKER_METRICS_ADDRESS: hostPort.optional(),
     RUNBOAT_WORKER_HEALTH_ADDRESS: hostPort.optional(),
-    PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+    PORT: port.default(8000),
     RUNBOAT_AUTO_STOP_AFTER: duration.optional(),
     RUNBOAT_MAX_BUILDS_PER_REF: positiveInt.optional(),
     RUNBOAT_MAX_EVENT_STREAMS: positiveInt.default(1_000),
@@ -275,7 +283,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
   const present = Object.fromEntries(
     Object.entries(env).filter(([, value]) => value !== undefined && value !== ''),
   );
-  const parsed = envSchema.safeParse(present);
+  // With each issue's input: a value that is there but wrong is told apart from a missing one.
+  const parsed = envSchema.safeParse(present, { reportInput: true });
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const [variable, ...where] = issue.path;

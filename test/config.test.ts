@@ -343,6 +343,25 @@ describe('loadConfig errors', () => {
     );
   });
 
+  it('names a number that is not one, rather than calling it missing', () => {
+    for (const value of ['abc', '-1', '1.5', '0'])
+      expect(configError({ ...REQUIRED, RUNBOAT_MAX_INITIALIZING: value })).toBe(
+        'invalid configuration: RUNBOAT_MAX_INITIALIZING must be a whole number above 0',
+      );
+    expect(load({ RUNBOAT_MAX_INITIALIZING: ' 20 ' }).maxInitializing).toBe(20);
+    for (const value of ['http', '65536'])
+      expect(configError({ ...REQUIRED, PORT: value })).toBe(
+        'invalid configuration: PORT must be a port number (0 to 65535)',
+      );
+    expect(load({ PORT: '0' }).port).toBe(0);
+    // Inside RUNBOAT_REPOS too: a value of the wrong type is not a missing one.
+    expect(
+      configError({ ...REQUIRED, ...repos([{ repo: 5, branch: '.*', builds: [{ image: 'i' }] }]) }),
+    ).toBe(
+      'invalid configuration: RUNBOAT_REPOS (at 0.repo) Invalid input: expected string, received number',
+    );
+  });
+
   it('names a bad boolean', () => {
     const message = configError({ ...REQUIRED, RUNBOAT_NO_CLEANUP_JOB: 'maybe' });
     expect(message).toContain('RUNBOAT_NO_CLEANUP_JOB');
