@@ -59,7 +59,8 @@ export function createWebhookRedelivery(config: Config, github: GitHub) {
       if (unreadable.length)
         throw ApplicationFailure.nonRetryable(
           `GitHub refused to list the deliveries of ${unreadable.join('; ')}: check RUNBOAT_REDELIVER_WEBHOOKS, ` +
-            'and that RUNBOAT_GITHUB_TOKEN may read them (admin:org_hook for an organization webhook, admin:repo_hook for a repository one)',
+            'and that RUNBOAT_GITHUB_TOKEN may read them (admin:org_hook for an organization webhook, admin:repo_hook for a repository one), ' +
+            "or the GitHub App (its Webhooks permission on the organization or the repository; app/hook is the App's own)",
           'WebhookDeliveriesUnreadable',
         );
       return { ...result, listed, redelivered, refused };

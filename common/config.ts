@@ -1,3 +1,4 @@
+import { createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseEnv } from 'node:util';
@@ -137,14 +138,39 @@ const webhooks = z.string().transform((text, ctx) => {
     .split(',')
     .map((each) => each.trim())
     .filter(Boolean);
-  const bad = hooks.find((hook) => !/^(orgs\/[\w.-]+|repos\/[\w.-]+\/[\w.-]+)\/hooks\/\d+$/.test(hook));
+  const bad = hooks.find(
+    (hook) => hook !== 'app/hook' && !/^(orgs\/[\w.-]+|repos\/[\w.-]+\/[\w.-]+)\/hooks\/\d+$/.test(hook),
+  );
   if (bad === undefined) return hooks;
   ctx.addIssue({
     code: 'custom',
-    message: `has "${bad}": each must be orgs/<org>/hooks/<id> or repos/<owner>/<repo>/hooks/<id>`,
+    message: `has "${bad}": each must be orgs/<org>/hooks/<id>, repos/<owner>/<repo>/hooks/<id> or app/hook`,
   });
   return z.NEVER;
 });
+
+/**
+ * A GitHub App's private key, as GitHub gives it (a PEM file). A `.env` file holds it on one line
+ * with `\n` for its line breaks.
+ */
+const privateKey = z.string().transform((text, ctx) => {
+  const pem = text.replace(/\\n/g, '\n').trim();
+  if (privateKeyType(pem) === 'rsa') return pem;
+  ctx.addIssue({
+    code: 'custom',
+    message:
+      "is not an RSA private key in PEM format (the .pem file GitHub generates for the App; '\\n' may stand for its line breaks)",
+  });
+  return z.NEVER;
+});
+
+function privateKeyType(pem: string): string | undefined {
+  try {
+    return createPrivateKey(pem).asymmetricKeyType;
+  } catch {
+    return undefined;
+  }
+}
 
 const envSchema = z
   .object({
@@ -162,6 +188,8 @@ const envSchema = z
     RUNBOAT_BUILD_TEMPLATE_VARS: jsonOf(templateVars).default({}),
     RUNBOAT_BUILD_DEFAULT_KUBEFILES_PATH: directory.optional(),
     RUNBOAT_GITHUB_TOKEN: z.string().optional(),
+    RUNBOAT_GITHUB_APP_ID: positiveInt.optional(),
+    RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey.optional(),
     RUNBOAT_GITHUB_WEBHOOK_SECRET: z.string().optional(),
     RUNBOAT_GITHUB_API_URL: url.default('https://api.github.com'),
     RUNBOAT_BASE_URL: url.default('http://localhost:8000'),
@@ -192,13 +220,29 @@ const envSchema = z
     RUNBOAT_REDELIVER_WEBHOOKS: webhooks.optional(),
   })
   .superRefine((env, ctx) => {
-    if (env.RUNBOAT_REDELIVER_WEBHOOKS?.length && env.RUNBOAT_GITHUB_TOKEN === undefined)
-      ctx.addIssue({
-        code: 'custom',
-        path: ['RUNBOAT_REDELIVER_WEBHOOKS'],
-        message:
-          "needs RUNBOAT_GITHUB_TOKEN: a token that may read these webhooks' deliveries and redeliver them",
-      });
+    const problem = (variable: string, message: string) =>
+      ctx.addIssue({ code: 'custom', path: [variable], message });
+    const app = env.RUNBOAT_GITHUB_APP_ID !== undefined || env.RUNBOAT_GITHUB_APP_PRIVATE_KEY !== undefined;
+    if (env.RUNBOAT_GITHUB_APP_ID !== undefined && env.RUNBOAT_GITHUB_APP_PRIVATE_KEY === undefined)
+      problem('RUNBOAT_GITHUB_APP_ID', "needs RUNBOAT_GITHUB_APP_PRIVATE_KEY, the App's private key");
+    if (env.RUNBOAT_GITHUB_APP_PRIVATE_KEY !== undefined && env.RUNBOAT_GITHUB_APP_ID === undefined)
+      problem('RUNBOAT_GITHUB_APP_PRIVATE_KEY', "needs RUNBOAT_GITHUB_APP_ID, the App's id");
+    if (app && env.RUNBOAT_GITHUB_TOKEN !== undefined)
+      problem(
+        'RUNBOAT_GITHUB_TOKEN',
+        'and RUNBOAT_GITHUB_APP_ID are both set: the service acts on GitHub either with a token or as an App; unset one',
+      );
+    const hooks = env.RUNBOAT_REDELIVER_WEBHOOKS ?? [];
+    if (hooks.length && !app && env.RUNBOAT_GITHUB_TOKEN === undefined)
+      problem(
+        'RUNBOAT_REDELIVER_WEBHOOKS',
+        "needs RUNBOAT_GITHUB_TOKEN (or a GitHub App): a token that may read these webhooks' deliveries and redeliver them",
+      );
+    if (hooks.includes('app/hook') && !app)
+      problem(
+        'RUNBOAT_REDELIVER_WEBHOOKS',
+        "has app/hook, a GitHub App's webhook: set RUNBOAT_GITHUB_APP_ID and RUNBOAT_GITHUB_APP_PRIVATE_KEY",
+      );
   });
 
 export type RepoSettings = z.infer<typeof repoSettings>;
@@ -218,6 +262,8 @@ export interface Config {
   buildTemplateVars: Record<string, unknown>;
   defaultKubefilesPath: string;
   githubToken: string | undefined;
+  /** The GitHub App the service acts as, instead of a token: installation tokens are minted per account. */
+  githubApp: GitHubAppCredentials | undefined;
   githubWebhookSecret: string | undefined;
   githubApiUrl: string;
   baseUrl: string;
@@ -251,15 +297,21 @@ export interface Config {
   maxBuildsPerRef: number | undefined;
   /** Open `/build-events` streams one API process serves; more are refused (503). */
   maxEventStreams: number;
-  /** Report each build as a GitHub deployment (default: when a token is set). */
+  /** Report each build as a GitHub deployment (default: when a token or an App is set). */
   githubDeployments: boolean;
   /** Statuses and deployments posted to GitHub a minute at most (its limits: 80, 500 an hour). */
   githubWritesPerMinute: number;
   /**
-   * The webhooks (`orgs/<org>/hooks/<id>`, `repos/<owner>/<repo>/hooks/<id>`) whose deliveries
+   * The webhooks (`orgs/<org>/hooks/<id>`, `repos/<owner>/<repo>/hooks/<id>`, `app/hook`) whose deliveries
    * that failed (the API down or unable to reach Temporal) the service asks GitHub to send again.
    */
   redeliverWebhooks: string[];
+}
+
+export interface GitHubAppCredentials {
+  id: number;
+  /** PEM. */
+  privateKey: string;
 }
 
 export class ConfigError extends Error {
@@ -310,6 +362,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
     buildTemplateVars: e.RUNBOAT_BUILD_TEMPLATE_VARS,
     defaultKubefilesPath: e.RUNBOAT_BUILD_DEFAULT_KUBEFILES_PATH ?? DEFAULT_KUBEFILES_PATH,
     githubToken: e.RUNBOAT_GITHUB_TOKEN,
+    githubApp:
+      e.RUNBOAT_GITHUB_APP_ID === undefined || e.RUNBOAT_GITHUB_APP_PRIVATE_KEY === undefined
+        ? undefined
+        : { id: e.RUNBOAT_GITHUB_APP_ID, privateKey: e.RUNBOAT_GITHUB_APP_PRIVATE_KEY },
     githubWebhookSecret: e.RUNBOAT_GITHUB_WEBHOOK_SECRET,
     githubApiUrl: e.RUNBOAT_GITHUB_API_URL,
     baseUrl: e.RUNBOAT_BASE_URL,
@@ -331,7 +387,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
     autoStopAfterSeconds: e.RUNBOAT_AUTO_STOP_AFTER,
     maxBuildsPerRef: e.RUNBOAT_MAX_BUILDS_PER_REF,
     maxEventStreams: e.RUNBOAT_MAX_EVENT_STREAMS,
-    githubDeployments: e.RUNBOAT_GITHUB_DEPLOYMENTS ?? e.RUNBOAT_GITHUB_TOKEN !== undefined,
+    githubDeployments:
+      e.RUNBOAT_GITHUB_DEPLOYMENTS ??
+      (e.RUNBOAT_GITHUB_TOKEN !== undefined || e.RUNBOAT_GITHUB_APP_ID !== undefined),
     githubWritesPerMinute: e.RUNBOAT_GITHUB_WRITES_PER_MINUTE,
     redeliverWebhooks: e.RUNBOAT_REDELIVER_WEBHOOKS ?? [],
   };

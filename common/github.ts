@@ -1,5 +1,6 @@
+import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
-import type { Config } from './config';
+import type { Config, GitHubAppCredentials } from './config';
 import type { CommitStatusState, GitHubRefusal } from './github-reports';
 import type { CommitInfo } from './types';
 
@@ -16,27 +17,106 @@ export function deploymentEnvironment(commit: CommitInfo): string {
 }
 const REQUEST_TIMEOUT_MS = 10_000;
 
+type OctokitOptions = NonNullable<ConstructorParameters<typeof Octokit>[0]>;
+
+/**
+ * The account a request acts on: with a GitHub App, the App's installation there makes it. An
+ * installation is looked up by the repository when there is one, else by the organization.
+ */
+interface Account {
+  owner: string;
+  repo?: string;
+}
+
 export class GitHub {
-  private readonly octokit: Octokit;
+  /** With a token (or none): every request. */
+  private readonly withToken: Octokit | undefined;
+  /** As a GitHub App (its JWT): the App's own endpoints, and finding its installations. */
+  private readonly asApp: Octokit | undefined;
+  /** As the App's installation on each account, by owner (tokens minted and renewed by auth-app). */
+  private readonly installations = new Map<string, Promise<Octokit>>();
   /** When this process's next write may go: writes are spaced by RUNBOAT_GITHUB_WRITES_PER_MINUTE. */
   private nextWriteAt = 0;
 
-  constructor(config: Config) {
-    this.octokit = new Octokit({
-      auth: config.githubToken,
-      baseUrl: config.githubApiUrl,
+  constructor(private readonly config: Config) {
+    if (config.githubApp) this.asApp = this.client(this.appAuth());
+    else this.withToken = this.client({ auth: config.githubToken });
+  }
+
+  private appAuth(installationId?: number): Pick<OctokitOptions, 'auth' | 'authStrategy'> {
+    const { id, privateKey } = this.config.githubApp as GitHubAppCredentials;
+    return {
+      authStrategy: createAppAuth,
+      auth: { appId: id, privateKey, ...(installationId && { installationId }) },
+    };
+  }
+
+  private client(auth: Pick<OctokitOptions, 'auth' | 'authStrategy'>): Octokit {
+    const octokit = new Octokit({
+      ...auth,
+      baseUrl: this.config.githubApiUrl,
       userAgent: 'runboat-temporal',
       request: { timeout: REQUEST_TIMEOUT_MS },
     });
     // GitHub's secondary rate limits count content-creating requests (80 a minute at most, by
-    // its documentation), and it asks for them one at a time, a second apart.
-    const writeSpacingMs = 60_000 / config.githubWritesPerMinute;
-    this.octokit.hook.before('request', async ({ method }) => {
+    // its documentation), and it asks for them one at a time, a second apart. One pace for all
+    // of the process's clients: the limit is the App's (or the token's), not an installation's.
+    const writeSpacingMs = 60_000 / this.config.githubWritesPerMinute;
+    octokit.hook.before('request', async ({ method }) => {
       if (method === 'GET' || method === 'HEAD') return;
       const at = Math.max(Date.now(), this.nextWriteAt);
       this.nextWriteAt = at + writeSpacingMs;
       if (at > Date.now()) await new Promise((resolve) => setTimeout(resolve, at - Date.now()));
     });
+    return octokit;
+  }
+
+  /**
+   * Runs `call` with the client that may act on `account`. As an App, a token GitHub refuses
+   * (401: revoked, say, when the App's permissions changed) is dropped and the call made once
+   * more with a new one.
+   */
+  private async actingOn<T>(account: Account, call: (octokit: Octokit) => Promise<T>): Promise<T> {
+    if (this.withToken) return call(this.withToken);
+    const installation = this.installation(account);
+    try {
+      return await call(await installation);
+    } catch (error) {
+      if ((error as { status?: unknown }).status !== 401) throw error;
+      this.forgetInstallation(account.owner, installation);
+      return call(await this.installation(account));
+    }
+  }
+
+  private installation(account: Account): Promise<Octokit> {
+    const known = this.installations.get(account.owner);
+    if (known) return known;
+    const found = this.findInstallation(account).then((id) => this.client(this.appAuth(id)));
+    this.installations.set(account.owner, found);
+    // Not kept when it failed: GitHub was unavailable, or the App may be installed since.
+    found.catch(() => this.forgetInstallation(account.owner, found));
+    return found;
+  }
+
+  private forgetInstallation(owner: string, installation: Promise<Octokit>): void {
+    if (this.installations.get(owner) === installation) this.installations.delete(owner);
+  }
+
+  private async findInstallation({ owner, repo }: Account): Promise<number> {
+    const app = this.asApp as Octokit;
+    try {
+      const { data } =
+        repo === undefined
+          ? await app.rest.apps.getOrgInstallation({ org: owner })
+          : await app.rest.apps.getRepoInstallation({ owner, repo });
+      return data.id;
+    } catch (error) {
+      if ((error as { status?: unknown }).status !== 404) throw error;
+      throw new GitHubAppNotInstalled(
+        this.config.githubApp?.id,
+        repo === undefined ? owner : `${owner}/${repo}`,
+      );
+    }
   }
 
   async postCommitStatus(
@@ -44,15 +124,17 @@ export class GitHub {
     status: { state: CommitStatusState; description: string; targetUrl: string },
   ): Promise<void> {
     const [owner, repo] = commit.repo.split('/');
-    await this.octokit.rest.repos.createCommitStatus({
-      owner,
-      repo,
-      sha: commit.git_commit,
-      state: status.state,
-      description: status.description,
-      target_url: status.targetUrl,
-      context: COMMIT_STATUS_CONTEXT,
-    });
+    await this.actingOn({ owner, repo }, (octokit) =>
+      octokit.rest.repos.createCommitStatus({
+        owner,
+        repo,
+        sha: commit.git_commit,
+        state: status.state,
+        description: status.description,
+        target_url: status.targetUrl,
+        context: COMMIT_STATUS_CONTEXT,
+      }),
+    );
   }
 
   /**
@@ -64,19 +146,21 @@ export class GitHub {
     const environment = deploymentEnvironment(commit);
     const found = await this.findDeployment(commit);
     if (found !== undefined) return found;
-    const { data } = await this.octokit.rest.repos.createDeployment({
-      owner,
-      repo,
-      ref: commit.git_commit,
-      environment,
-      description,
-      // A preview: GitHub marks it inactive when a newer one of the environment succeeds.
-      transient_environment: true,
-      production_environment: false,
-      auto_merge: false,
-      // GitHub would otherwise wait for the commit's statuses, our own pending one included.
-      required_contexts: [],
-    });
+    const { data } = await this.actingOn({ owner, repo }, (octokit) =>
+      octokit.rest.repos.createDeployment({
+        owner,
+        repo,
+        ref: commit.git_commit,
+        environment,
+        description,
+        // A preview: GitHub marks it inactive when a newer one of the environment succeeds.
+        transient_environment: true,
+        production_environment: false,
+        auto_merge: false,
+        // GitHub would otherwise wait for the commit's statuses, our own pending one included.
+        required_contexts: [],
+      }),
+    );
     const id = (data as { id?: unknown }).id;
     if (typeof id !== 'number') throw new UnexpectedGitHubResponse('deployment id');
     return id;
@@ -84,13 +168,15 @@ export class GitHub {
 
   async findDeployment(commit: CommitInfo): Promise<number | undefined> {
     const [owner, repo] = commit.repo.split('/');
-    const { data } = await this.octokit.rest.repos.listDeployments({
-      owner,
-      repo,
-      sha: commit.git_commit,
-      environment: deploymentEnvironment(commit),
-      per_page: 1,
-    });
+    const { data } = await this.actingOn({ owner, repo }, (octokit) =>
+      octokit.rest.repos.listDeployments({
+        owner,
+        repo,
+        sha: commit.git_commit,
+        environment: deploymentEnvironment(commit),
+        per_page: 1,
+      }),
+    );
     const id = Array.isArray(data) ? (data[0] as { id?: unknown } | undefined)?.id : undefined;
     return typeof id === 'number' ? id : undefined;
   }
@@ -101,23 +187,27 @@ export class GitHub {
     status: { state: DeploymentState; description: string; environmentUrl?: string; logUrl?: string },
   ): Promise<void> {
     const [owner, repo] = commit.repo.split('/');
-    await this.octokit.rest.repos.createDeploymentStatus({
-      owner,
-      repo,
-      deployment_id: deploymentId,
-      state: status.state,
-      description: status.description,
-      environment_url: status.environmentUrl,
-      log_url: status.logUrl,
-      // Only the newest deployment of the environment stays active.
-      auto_inactive: true,
-    });
+    await this.actingOn({ owner, repo }, (octokit) =>
+      octokit.rest.repos.createDeploymentStatus({
+        owner,
+        repo,
+        deployment_id: deploymentId,
+        state: status.state,
+        description: status.description,
+        environment_url: status.environmentUrl,
+        log_url: status.logUrl,
+        // Only the newest deployment of the environment stays active.
+        auto_inactive: true,
+      }),
+    );
   }
 
   /** The commit a branch points at now, as a build identity. */
   async branchHead(repo: string, branch: string): Promise<CommitInfo> {
     const [owner, name] = repo.split('/');
-    const { data } = await this.octokit.rest.repos.getBranch({ owner, repo: name, branch });
+    const { data } = await this.actingOn({ owner, repo: name }, (octokit) =>
+      octokit.rest.repos.getBranch({ owner, repo: name, branch }),
+    );
     return {
       repo,
       target_branch: branch,
@@ -131,28 +221,41 @@ export class GitHub {
    * newest first, so the listing stops at the first page that reaches back past `since`.
    */
   async webhookDeliveriesSince(hook: string, since: number): Promise<WebhookDelivery[]> {
-    const listed: WebhookDelivery[] = [];
-    for await (const { data } of this.octokit.paginate.iterator(`GET /${hook}/deliveries`, {
-      per_page: 100,
-    })) {
-      const page = (data as unknown[]).map(webhookDelivery);
-      listed.push(...page.filter((delivery) => Date.parse(delivery.delivered_at) >= since));
-      if (!page.length || Date.parse(page[page.length - 1].delivered_at) < since) break;
-    }
-    return listed;
+    return this.actingOnHook(hook, async (octokit) => {
+      const listed: WebhookDelivery[] = [];
+      for await (const { data } of octokit.paginate.iterator(`GET /${hook}/deliveries`, { per_page: 100 })) {
+        const page = (data as unknown[]).map(webhookDelivery);
+        listed.push(...page.filter((delivery) => Date.parse(delivery.delivered_at) >= since));
+        if (!page.length || Date.parse(page[page.length - 1].delivered_at) < since) break;
+      }
+      return listed;
+    });
   }
 
   /** Asks GitHub to send a webhook's delivery again (a new attempt, with the same guid). */
   async redeliverWebhook(hook: string, deliveryId: number): Promise<void> {
-    await this.octokit.request(`POST /${hook}/deliveries/{delivery_id}/attempts`, {
-      delivery_id: deliveryId,
-    });
+    await this.actingOnHook(hook, (octokit) =>
+      octokit.request(`POST /${hook}/deliveries/{delivery_id}/attempts`, { delivery_id: deliveryId }),
+    );
+  }
+
+  /** `app/hook` is the App's own (its JWT); an organization's or a repository's, its installation's. */
+  private actingOnHook<T>(hook: string, call: (octokit: Octokit) => Promise<T>): Promise<T> {
+    if (hook === 'app/hook') {
+      if (!this.asApp)
+        throw new Error("app/hook is a GitHub App's webhook: the service has no App configured");
+      return call(this.asApp);
+    }
+    const [scope, owner, repo] = hook.split('/');
+    return this.actingOn(scope === 'repos' ? { owner, repo } : { owner }, call);
   }
 
   /** A pull request's head commit and the branch it targets, as a build identity. */
   async pullRequestHead(repo: string, pr: number): Promise<CommitInfo> {
     const [owner, name] = repo.split('/');
-    const { data } = await this.octokit.rest.pulls.get({ owner, repo: name, pull_number: pr });
+    const { data } = await this.actingOn({ owner, repo: name }, (octokit) =>
+      octokit.rest.pulls.get({ owner, repo: name, pull_number: pr }),
+    );
     return {
       repo,
       target_branch: expectString(data.base?.ref, 'base.ref'),
@@ -212,6 +315,22 @@ function webhookDelivery(value: unknown): WebhookDelivery {
     status_code: typeof item.status_code === 'number' ? item.status_code : 0,
     event: typeof item.event === 'string' ? item.event : '',
   };
+}
+
+/**
+ * The App has no installation that sees the account or repository: GitHub refuses for good (as
+ * its 404 would say) until someone installs it there.
+ */
+export class GitHubAppNotInstalled extends Error {
+  readonly status = 404;
+
+  constructor(appId: number | undefined, where: string) {
+    super(
+      `the GitHub App ${appId} (RUNBOAT_GITHUB_APP_ID) is not installed on ${where}, or its installation ` +
+        'does not include it: install the App there, with access to the repository',
+    );
+    this.name = 'GitHubAppNotInstalled';
+  }
 }
 
 export class UnexpectedGitHubResponse extends Error {

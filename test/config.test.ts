@@ -1,3 +1,4 @@
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -157,6 +158,27 @@ describe('loadConfig values', () => {
         RUNBOAT_REDELIVER_WEBHOOKS: 'orgs/OCA/hooks/123, repos/acme/web.site/hooks/45,',
       }).redeliverWebhooks,
     ).toEqual(['orgs/OCA/hooks/123', 'repos/acme/web.site/hooks/45']);
+  });
+
+  it("takes a GitHub App's id and private key, one line with \\n for its line breaks as a .env holds it", () => {
+    const { privateKey } = generateKeyPairSync('rsa', {
+      modulusLength: 2048,
+      privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+      publicKeyEncoding: { type: 'spki', format: 'pem' },
+    });
+    const config = load({
+      RUNBOAT_GITHUB_APP_ID: '4321',
+      RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey.replace(/\n/g, '\\n'),
+      RUNBOAT_REDELIVER_WEBHOOKS: 'app/hook,orgs/OCA/hooks/123',
+    });
+    expect(config.githubApp).toEqual({ id: 4321, privateKey: privateKey.trim() });
+    expect(config.githubToken).toBeUndefined();
+    expect(config.githubDeployments).toBe(true);
+    expect(config.redeliverWebhooks).toEqual(['app/hook', 'orgs/OCA/hooks/123']);
+    expect(
+      load({ RUNBOAT_GITHUB_APP_ID: '4321', RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey }).githubApp,
+    ).toEqual(config.githubApp);
+    expect(load().githubApp).toBeUndefined();
   });
 
   it('strips the trailing slash of URLs', () => {
@@ -336,11 +358,49 @@ describe('loadConfig errors', () => {
       RUNBOAT_REDELIVER_WEBHOOKS: 'orgs/OCA/hooks/123,https://github.com/OCA/hooks/4',
     });
     expect(message).toContain(
-      'RUNBOAT_REDELIVER_WEBHOOKS has "https://github.com/OCA/hooks/4": each must be orgs/<org>/hooks/<id> or repos/<owner>/<repo>/hooks/<id>',
+      'RUNBOAT_REDELIVER_WEBHOOKS has "https://github.com/OCA/hooks/4": each must be orgs/<org>/hooks/<id>, repos/<owner>/<repo>/hooks/<id> or app/hook',
     );
     expect(configError({ ...REQUIRED, RUNBOAT_REDELIVER_WEBHOOKS: 'orgs/OCA/hooks/123' })).toContain(
       'RUNBOAT_REDELIVER_WEBHOOKS needs RUNBOAT_GITHUB_TOKEN',
     );
+    expect(
+      configError({ ...REQUIRED, RUNBOAT_GITHUB_TOKEN: 'token', RUNBOAT_REDELIVER_WEBHOOKS: 'app/hook' }),
+    ).toContain("RUNBOAT_REDELIVER_WEBHOOKS has app/hook, a GitHub App's webhook: set RUNBOAT_GITHUB_APP_ID");
+  });
+
+  it('refuses half a GitHub App, a key that is not its, an id that is not one, and an App beside a token', () => {
+    const pem = (key: KeyObject) => key.export({ type: 'pkcs8', format: 'pem' }) as string;
+    const privateKey = pem(generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey);
+    const ecKey = pem(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey);
+    expect(configError({ ...REQUIRED, RUNBOAT_GITHUB_APP_ID: '4321' })).toBe(
+      "invalid configuration: RUNBOAT_GITHUB_APP_ID needs RUNBOAT_GITHUB_APP_PRIVATE_KEY, the App's private key",
+    );
+    expect(configError({ ...REQUIRED, RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey })).toBe(
+      "invalid configuration: RUNBOAT_GITHUB_APP_PRIVATE_KEY needs RUNBOAT_GITHUB_APP_ID, the App's id",
+    );
+    for (const notTheApps of ['ghp_notakey', ecKey])
+      expect(
+        configError({
+          ...REQUIRED,
+          RUNBOAT_GITHUB_APP_ID: '4321',
+          RUNBOAT_GITHUB_APP_PRIVATE_KEY: notTheApps,
+        }),
+      ).toContain('RUNBOAT_GITHUB_APP_PRIVATE_KEY is not an RSA private key in PEM format');
+    expect(
+      configError({
+        ...REQUIRED,
+        RUNBOAT_GITHUB_APP_ID: 'my-app',
+        RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey,
+      }),
+    ).toBe('invalid configuration: RUNBOAT_GITHUB_APP_ID must be a whole number above 0');
+    expect(
+      configError({
+        ...REQUIRED,
+        RUNBOAT_GITHUB_APP_ID: '4321',
+        RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey,
+        RUNBOAT_GITHUB_TOKEN: 'token',
+      }),
+    ).toContain('RUNBOAT_GITHUB_TOKEN and RUNBOAT_GITHUB_APP_ID are both set');
   });
 
   it('names a number that is not one, rather than calling it missing', () => {

@@ -88,7 +88,8 @@ export function reportingTo(github: GitHubRecorder, env: Record<string, string> 
   return testConfig({
     RUNBOAT_DISABLE_COMMIT_STATUSES: 'false',
     RUNBOAT_GITHUB_API_URL: github.url,
-    RUNBOAT_GITHUB_TOKEN: 'test-token',
+    // A token, unless the service acts as a GitHub App.
+    ...(env.RUNBOAT_GITHUB_APP_ID === undefined && { RUNBOAT_GITHUB_TOKEN: 'test-token' }),
     RUNBOAT_BASE_URL: 'https://runboat.example.org',
     // GitHub's writes spaced by 10 ms, not a second: tests post dozens.
     RUNBOAT_GITHUB_WRITES_PER_MINUTE: '6000',

@@ -1,0 +1,245 @@
+import { generateKeyPairSync, verify } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { startBuild } from '../api/build-client';
+import type { Config } from '../common/config';
+import { GitHub, GitHubAppNotInstalled, gitHubRefusal } from '../common/github';
+import type { CommitInfo } from '../common/types';
+import {
+  reportingTo,
+  startGitHubRecorder,
+  startReportingStack,
+  type CannedAnswer,
+  type GitHubRecorder,
+  type RecordedCall,
+} from './github-recorder';
+import { SHA, untilBuildStatus, waitFor } from './helpers';
+
+// The service acting on GitHub as a GitHub App: GitHub's App side is played on loopback. It
+// checks every JWT against the App's public key, tells each account's installation, mints
+// installation tokens, and refuses a repository call whose token is not one of the
+// installation's (401), as GitHub does.
+
+const APP_ID = 4321;
+const { privateKey, publicKey } = generateKeyPairSync('rsa', {
+  modulusLength: 2048,
+  // As GitHub gives an App's key: PKCS#1, "BEGIN RSA PRIVATE KEY".
+  privateKeyEncoding: { type: 'pkcs1', format: 'pem' },
+  publicKeyEncoding: { type: 'spki', format: 'pem' },
+});
+
+/** The accounts the App is installed on, and each installation's id. */
+let installedOn: Map<string, number>;
+/** Tokens GitHub minted and still takes, with the installation of each. */
+let tokens: Map<string, number>;
+let unavailable = false;
+
+/** The JWT's claims when `authorization` is one the App signed, else undefined. */
+function appClaims(
+  authorization: string | undefined,
+): { iss: unknown; iat: number; exp: number } | undefined {
+  const [header, payload, signature] = (authorization ?? '').replace(/^bearer /i, '').split('.');
+  if (!signature) return undefined;
+  const signed = verify(
+    'RSA-SHA256',
+    Buffer.from(`${header}.${payload}`),
+    publicKey,
+    Buffer.from(signature, 'base64url'),
+  );
+  return signed
+    ? (JSON.parse(Buffer.from(payload, 'base64url').toString()) as { iss: unknown; iat: number; exp: number })
+    : undefined;
+}
+
+const badCredentials: CannedAnswer = { status: 401, body: { message: 'Bad credentials' } };
+
+function appSide(call: RecordedCall): CannedAnswer | undefined {
+  const path = call.path.split('?')[0];
+  const lookup = /^\/(?:repos\/([^/]+)\/[^/]+|orgs\/([^/]+))\/installation$/.exec(path);
+  if (lookup || path.startsWith('/app/')) {
+    const claims = appClaims(call.authorization);
+    const now = Date.now() / 1000;
+    if (!claims || String(claims.iss) !== String(APP_ID) || claims.iat > now || claims.exp < now)
+      return badCredentials;
+    if (unavailable) return { status: 503, body: { message: 'Service unavailable' } };
+    if (lookup) {
+      const installation = installedOn.get(lookup[1] ?? lookup[2]);
+      return installation === undefined
+        ? { status: 404, body: { message: 'Not Found' } }
+        : { status: 200, body: { id: installation } };
+    }
+    const mint = /^\/app\/installations\/(\d+)\/access_tokens$/.exec(path);
+    if (mint && call.method === 'POST') {
+      const token = `ghs_${mint[1]}_${tokens.size}`;
+      tokens.set(token, Number(mint[1]));
+      return { status: 201, body: { token, expires_at: new Date(Date.now() + 3_600_000).toISOString() } };
+    }
+    return undefined;
+  }
+  const owner = /^\/(?:repos|orgs)\/([^/]+)/.exec(path)?.[1];
+  const token = call.authorization?.replace(/^token /, '') ?? '';
+  return owner !== undefined && tokens.get(token) === installedOn.get(owner) ? undefined : badCredentials;
+}
+
+const appConfig = (github: GitHubRecorder, env: Record<string, string> = {}): Config =>
+  reportingTo(github, {
+    RUNBOAT_GITHUB_APP_ID: `${APP_ID}`,
+    RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey,
+    ...env,
+  });
+
+const commit = (repo: string, sha = 'a'): CommitInfo => ({
+  repo,
+  target_branch: '16.0',
+  pr: null,
+  git_commit: SHA(sha),
+});
+const status = {
+  state: 'success',
+  description: 'started',
+  targetUrl: 'https://runboat.example.org',
+} as const;
+
+let github: GitHubRecorder;
+beforeAll(async () => {
+  github = await startGitHubRecorder();
+  github.serve(appSide);
+});
+afterAll(() => github?.close());
+beforeEach(() => {
+  installedOn = new Map([
+    ['oca', 11],
+    ['acme', 12],
+  ]);
+  tokens = new Map();
+  unavailable = false;
+  github.calls.length = 0;
+});
+
+const callsTo = (pattern: RegExp) => github.calls.filter((call) => pattern.test(call.path));
+const statusCalls = () => callsTo(/\/statuses\//);
+
+describe('the service as a GitHub App', () => {
+  it("acts on each account as the App's installation there: one lookup and one token per account, however many calls", async () => {
+    const gitHub = new GitHub(appConfig(github));
+    await Promise.all(
+      ['oca/sale-workflow', 'oca/web', 'oca/web', 'acme/shop'].map((repo, at) =>
+        gitHub.postCommitStatus(commit(repo, 'abcd'[at]), status),
+      ),
+    );
+    await gitHub.postCommitStatus(commit('oca/server-tools'), status);
+
+    // GitHub's App side takes a repository's call only with a token of the owner's installation.
+    expect(statusCalls().map((call) => call.status)).toEqual([201, 201, 201, 201, 201]);
+    expect(
+      callsTo(/\/installation$/)
+        .map((call) => call.path)
+        .sort(),
+    ).toEqual(['/repos/acme/shop/installation', '/repos/oca/sale-workflow/installation']);
+    expect(
+      callsTo(/access_tokens$/)
+        .map((call) => call.path)
+        .sort(),
+    ).toEqual(['/app/installations/11/access_tokens', '/app/installations/12/access_tokens']);
+    // Each signed with the App's key, for the App, and valid now (GitHub allows ten minutes).
+    for (const call of [...callsTo(/\/installation$/), ...callsTo(/access_tokens$/)]) {
+      const claims = appClaims(call.authorization);
+      expect(claims?.iss).toBe(APP_ID);
+      expect((claims?.exp ?? 0) - (claims?.iat ?? 0)).toBeLessThanOrEqual(600);
+    }
+  });
+
+  it('takes a new token when GitHub refuses the one it has (revoked), and makes the call once more', async () => {
+    const gitHub = new GitHub(appConfig(github));
+    await gitHub.postCommitStatus(commit('oca/web'), status);
+    tokens.clear();
+    // A minute later: auth-app itself asks again for 5 s after minting a token (GitHub may not
+    // know it everywhere yet), not what this test is about.
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() + 60_000 });
+    try {
+      await gitHub.postCommitStatus(commit('oca/web', 'b'), status);
+    } finally {
+      vi.useRealTimers();
+    }
+
+    expect(statusCalls().map((call) => call.status)).toEqual([201, 401, 201]);
+    expect(callsTo(/access_tokens$/)).toHaveLength(2);
+    expect(statusCalls().at(-1)?.authorization).toBe(`token ${[...tokens.keys()][0]}`);
+  });
+
+  it('names an account the App is not installed on, refused for good, and looks again on the next call', async () => {
+    const gitHub = new GitHub(appConfig(github));
+    const refused = await gitHub
+      .postCommitStatus(commit('nobody/addons'), status)
+      .catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(GitHubAppNotInstalled);
+    expect(String(refused)).toContain(
+      `the GitHub App ${APP_ID} (RUNBOAT_GITHUB_APP_ID) is not installed on nobody/addons`,
+    );
+    expect(gitHubRefusal(refused)).toBeUndefined();
+    expect(statusCalls()).toHaveLength(0);
+
+    installedOn.set('nobody', 13);
+    await gitHub.postCommitStatus(commit('nobody/addons'), status);
+    expect(statusCalls().map((call) => call.status)).toEqual([201]);
+  });
+
+  it('waits out GitHub unavailable while finding an installation, without keeping the failure', async () => {
+    const gitHub = new GitHub(appConfig(github));
+    unavailable = true;
+    const failed = await gitHub.postCommitStatus(commit('oca/web'), status).catch((error: unknown) => error);
+    expect(gitHubRefusal(failed)).toEqual({ kind: 'unavailable' });
+    unavailable = false;
+    await gitHub.postCommitStatus(commit('oca/web'), status);
+    expect(statusCalls().map((call) => call.status)).toEqual([201]);
+  });
+
+  it("reads and redelivers the App's own webhook with its JWT, an organization's through its installation", async () => {
+    const gitHub = new GitHub(appConfig(github));
+    github.route('GET', '/app/hook/deliveries?per_page=100', 200, []);
+    github.route('GET', '/orgs/oca/hooks/7/deliveries?per_page=100', 200, []);
+    expect(await gitHub.webhookDeliveriesSince('app/hook', 0)).toEqual([]);
+    await gitHub.redeliverWebhook('app/hook', 5);
+    expect(await gitHub.webhookDeliveriesSince('orgs/oca/hooks/7', 0)).toEqual([]);
+    await gitHub.redeliverWebhook('orgs/oca/hooks/7', 6);
+
+    expect(github.calls.map((call) => `${call.method} ${call.path} ${call.status}`)).toEqual([
+      'GET /app/hook/deliveries?per_page=100 200',
+      'POST /app/hook/deliveries/5/attempts 201',
+      'GET /orgs/oca/installation 200',
+      'POST /app/installations/11/access_tokens 201',
+      'GET /orgs/oca/hooks/7/deliveries?per_page=100 200',
+      'POST /orgs/oca/hooks/7/deliveries/6/attempts 201',
+    ]);
+    expect(appClaims(github.calls[0].authorization)?.iss).toBe(APP_ID);
+  });
+
+  it("reports a build's commit status and deployment as the App", async () => {
+    const reporting = await startReportingStack({
+      RUNBOAT_GITHUB_APP_ID: `${APP_ID}`,
+      RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey.replace(/\n/g, '\\n'),
+    });
+    try {
+      reporting.github.serve(appSide);
+      reporting.github.route('POST', '/repos/oca/web/deployments', 201, { id: 77 });
+      const { stack, config, cluster } = reporting;
+      expect(config.githubDeployments).toBe(true);
+      const build = await startBuild(stack.temporal.client, config, commit('oca/web'));
+      await cluster.finishJob(build.name, 'initialize', true);
+      await untilBuildStatus(stack.temporal.client, build.name, 'started');
+      const accepted = (path: string, state: string) =>
+        reporting.github.calls.some(
+          (call) =>
+            call.path === path && call.status === 201 && (call.body as { state?: string }).state === state,
+        );
+      await waitFor('the success commit status, accepted', async () =>
+        accepted(`/repos/oca/web/statuses/${SHA('a')}`, 'success'),
+      );
+      await waitFor('the success deployment status, accepted', async () =>
+        accepted('/repos/oca/web/deployments/77/statuses', 'success'),
+      );
+      expect(reporting.github.calls.filter((call) => call.status === 401)).toEqual([]);
+    } finally {
+      await reporting.close();
+    }
+  });
+});
