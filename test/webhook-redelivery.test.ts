@@ -1,4 +1,4 @@
-import { ScheduleOverlapPolicy, type WorkflowFailedError } from '@temporalio/client';
+import { ScheduleOverlapPolicy, type WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { buildRef } from '../common/build';
 import { lastScheduledResult } from '../common/schedules';
@@ -93,6 +93,22 @@ async function runTheSchedule(): Promise<WebhookRedelivery> {
   });
 }
 
+/** Runs the schedule once, as `runTheSchedule`, for a run that fails; its workflow's handle. */
+async function runTheScheduleToFailure(): Promise<WorkflowHandle> {
+  const { client } = stack.temporal;
+  const schedule = client.schedule.getHandle(webhookRedeliveryScheduleId(config));
+  const newestRun = async () => (await schedule.describe()).info.recentActions.at(-1)!.action.workflow;
+  const before = await newestRun();
+  await schedule.trigger(ScheduleOverlapPolicy.ALLOW_ALL);
+  return waitFor('the run failed', async () => {
+    // Runs of the same second share a workflow id: a new run is told by its run id.
+    const run = await newestRun();
+    if (run.firstExecutionRunId === before.firstExecutionRunId) return false;
+    const handle = client.workflow.getHandle(run.workflowId, run.firstExecutionRunId);
+    return (await handle.describe()).status.name === 'FAILED' && handle;
+  });
+}
+
 it('asks GitHub again for the events the API failed to take, and for no other', async () => {
   // More than a page of events the API took (pushes of a repo it does not build: 200, ignored).
   for (let at = 0; at < 120; at++) await deliver(payloads.push('acme/web', '16.0', SHA('e')));
@@ -155,25 +171,14 @@ it('asks again at each run while the API stays down, and nothing it took since',
 
 it('lists from where the last finished run listed to, across a run GitHub failed', async () => {
   const { client } = stack.temporal;
-  const schedule = client.schedule.getHandle(webhookRedeliveryScheduleId(config));
-  const finished = await lastScheduledResult<WebhookRedelivery>(client, schedule.scheduleId);
-  const newestRun = async () => (await schedule.describe()).info.recentActions.at(-1)!.action.workflow;
-  const before = await newestRun();
+  const finished = await lastScheduledResult<WebhookRedelivery>(client, webhookRedeliveryScheduleId(config));
   // GitHub fails the listing (each of the activity's three attempts): the run fails.
   github.answerNext(
     3,
     { status: 502, body: { message: 'Server Error' } },
     (call) => call.method === 'GET' && call.path.startsWith(`/${HOOK}/deliveries`),
   );
-  await schedule.trigger(ScheduleOverlapPolicy.ALLOW_ALL);
-  await waitFor('the run failed', async () => {
-    const run = await newestRun();
-    if (run.firstExecutionRunId === before.firstExecutionRunId) return false;
-    return (
-      (await client.workflow.getHandle(run.workflowId, run.firstExecutionRunId).describe()).status.name ===
-      'FAILED'
-    );
-  });
+  await runTheScheduleToFailure();
   // A push missed meanwhile is asked for by the next run, which lists from the last finished one.
   apiDown = true;
   const missed = await deliver(push('17.0', '9'));
@@ -187,21 +192,12 @@ it('lists from where the last finished run listed to, across a run GitHub failed
 
 it("fails the run for good, naming the webhook, when GitHub will not list one's deliveries", async () => {
   const { client } = stack.temporal;
-  const schedule = client.schedule.getHandle(webhookRedeliveryScheduleId(config));
-  const finished = await lastScheduledResult<WebhookRedelivery>(client, schedule.scheduleId);
-  const before = (await schedule.describe()).info.recentActions.at(-1)!.action.workflow;
+  const finished = await lastScheduledResult<WebhookRedelivery>(client, webhookRedeliveryScheduleId(config));
   apiDown = true;
   const missed = await deliver(push('18.0', 'a'));
   apiDown = false;
   tokenLacksRight = true;
-  await schedule.trigger(ScheduleOverlapPolicy.ALLOW_ALL);
-  const failed = await waitFor('the run failed', async () => {
-    const run = (await schedule.describe()).info.recentActions.at(-1)!.action.workflow;
-    if (run.firstExecutionRunId === before.firstExecutionRunId) return false;
-    const handle = client.workflow.getHandle(run.workflowId, run.firstExecutionRunId);
-    return (await handle.describe()).status.name === 'FAILED' && handle;
-  });
-  const failure = await failed.result().then(
+  const failure = await (await runTheScheduleToFailure()).result().then(
     () => undefined,
     (error: unknown) => error as WorkflowFailedError,
   );
