@@ -61,7 +61,14 @@ export function createReportDelivery(config: Config, github: GitHub) {
     if (target === 'deployment') return deployments.report(build, state, description);
     if (state === 'inactive') return;
     const targetUrl = `${config.baseUrl}/builds/${build.name}?live`;
-    await github.postCommitStatus(build.commit, { state, description, targetUrl });
+    if (config.githubCheckRuns)
+      await github.postCheckRun(build.commit, {
+        build: build.name,
+        state,
+        description,
+        detailsUrl: targetUrl,
+      });
+    else await github.postCommitStatus(build.commit, { state, description, targetUrl });
   };
   return {
     /**

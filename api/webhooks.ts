@@ -1,18 +1,22 @@
 import type { Webhooks } from '@octokit/webhooks';
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import express, { Router } from 'express';
 import { z } from 'zod';
-import { branchNameProblem } from '../common/build';
+import { branchNameProblem, BUILD_NAME_PATTERN } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
+import { COMMIT_STATUS_CONTEXT } from '../common/github';
+import { buildFromSearchAttributes } from '../common/search-attributes';
 import type { CommitInfo } from '../common/types';
 import { logger } from '../common/logger';
+import { buildWorkflowId } from '../workflows/definitions';
 import { boundedCalls, type Bounded } from './backend';
-import { startBuild, undeployBuilds } from './build-client';
+import { CommandRefusedError, sendBuildCommand, startBuild, undeployBuilds } from './build-client';
 import { HttpError } from './errors';
 import { parseOr400 } from './schemas';
 
 // GitHub's webhook: pushes and pull requests start builds; deleted branches and closed pull
-// requests undeploy theirs. Payloads are verified (when a secret is set) before being read.
+// requests undeploy theirs; a Re-run of a build's check run resets it, or starts it again once
+// undeployed. Payloads are verified (when a secret is set) before being read.
 
 export const WEBHOOK_BODY_LIMIT = '1mb';
 
@@ -31,12 +35,23 @@ const pullRequestPayload = z.object({
   repository,
 });
 const deletePayload = z.object({ ref: z.string(), ref_type: z.string(), repository });
+const checkRunPayload = z.object({
+  action: z.string(),
+  check_run: z.object({
+    name: z.string(),
+    external_id: z.string().nullish(),
+    app: z.object({ id: z.number() }).nullish(),
+  }),
+  repository,
+});
 
 export interface WebhookOutcome {
-  outcome: 'started' | 'undeployed' | 'ignored';
+  outcome: 'started' | 'reset' | 'undeployed' | 'ignored';
   detail: string;
   builds: string[];
 }
+
+const ignored = (detail: string): WebhookOutcome => ({ outcome: 'ignored', detail, builds: [] });
 
 export type WebhookObserver = (event: string, outcome: WebhookOutcome['outcome'] | 'rejected') => void;
 
@@ -81,7 +96,6 @@ export function webhookRouter(
   );
 
   async function handle(event: string, payload: unknown): Promise<WebhookOutcome> {
-    const ignored = (detail: string): WebhookOutcome => ({ outcome: 'ignored', detail, builds: [] });
     switch (event) {
       case 'push': {
         const push = parseOr400(pushPayload, payload, 'invalid payload');
@@ -118,6 +132,17 @@ export function webhookRouter(
         checkBranch(deleted.ref);
         return undeploy({ repo, branch: deleted.ref }, `branch ${deleted.ref} deleted`);
       }
+      case 'check_run': {
+        const { action, check_run: run } = parseOr400(checkRunPayload, payload, 'invalid payload');
+        if (action !== 'rerequested') return ignored(`action ${action}`);
+        if (!config.githubCheckRuns) return ignored('check runs are off (RUNBOAT_GITHUB_CHECK_RUNS)');
+        // An organization's webhook tells of every App's check runs.
+        if (run.name !== COMMIT_STATUS_CONTEXT || run.app?.id !== config.githubApp?.id)
+          return ignored(`check run ${run.name} is not one of this service's`);
+        const name = run.external_id ?? '';
+        if (!BUILD_NAME_PATTERN.test(name)) return ignored(`external id ${name} is not a build name`);
+        return rerun(name);
+      }
       default:
         return ignored(`event ${event || '(none)'} is not handled`);
     }
@@ -126,6 +151,31 @@ export function webhookRouter(
   async function start(commit: Parameters<typeof startBuild>[2]): Promise<WebhookOutcome> {
     const build = await startBuild(client, config, commit);
     return { outcome: 'started', detail: `build ${build.name}`, builds: [build.name] };
+  }
+
+  /** A build running is reset (initialized again); one undeployed is started again. */
+  async function rerun(name: string): Promise<WebhookOutcome> {
+    const workflow = await client.workflow
+      .getHandle(buildWorkflowId(name))
+      .describe()
+      .catch((error: unknown) => {
+        if (error instanceof WorkflowNotFoundError) return undefined;
+        throw error;
+      });
+    if (!workflow) return ignored(`build ${name} is not known (any more): push again`);
+    if (workflow.status.name === 'RUNNING') {
+      try {
+        const outcome = await sendBuildCommand(client, name, 'reset');
+        return { outcome: 'reset', detail: `build ${name}: reset ${outcome}`, builds: [name] };
+      } catch (error) {
+        if (error instanceof CommandRefusedError) return ignored(error.message);
+        throw error;
+      }
+    }
+    const build = buildFromSearchAttributes(workflow.typedSearchAttributes);
+    if (!build || !findRepoSettings(config, build.commit.repo, build.commit.target_branch))
+      return ignored(`build ${name} cannot be started again: its repo or branch is not configured`);
+    return start(build.commit);
   }
 
   async function undeploy(

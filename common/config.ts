@@ -216,6 +216,7 @@ const envSchema = z
     RUNBOAT_MAX_BUILDS_PER_REF: positiveInt.optional(),
     RUNBOAT_MAX_EVENT_STREAMS: positiveInt.default(1_000),
     RUNBOAT_GITHUB_DEPLOYMENTS: boolean.optional(),
+    RUNBOAT_GITHUB_CHECK_RUNS: boolean.default(false),
     RUNBOAT_GITHUB_WRITES_PER_MINUTE: positiveInt.default(60),
     RUNBOAT_REDELIVER_WEBHOOKS: webhooks.optional(),
   })
@@ -231,6 +232,11 @@ const envSchema = z
       problem(
         'RUNBOAT_GITHUB_TOKEN',
         'and RUNBOAT_GITHUB_APP_ID are both set: the service acts on GitHub either with a token or as an App; unset one',
+      );
+    if (env.RUNBOAT_GITHUB_CHECK_RUNS && !app)
+      problem(
+        'RUNBOAT_GITHUB_CHECK_RUNS',
+        'needs a GitHub App (RUNBOAT_GITHUB_APP_ID, RUNBOAT_GITHUB_APP_PRIVATE_KEY): GitHub lets only Apps create check runs',
       );
     const hooks = env.RUNBOAT_REDELIVER_WEBHOOKS ?? [];
     if (hooks.length && !app && env.RUNBOAT_GITHUB_TOKEN === undefined)
@@ -299,6 +305,11 @@ export interface Config {
   maxEventStreams: number;
   /** Report each build as a GitHub deployment (default: when a token or an App is set). */
   githubDeployments: boolean;
+  /**
+   * Report each build as a check run (`runboat/build`, with a Re-run button) instead of a commit
+   * status; a GitHub App only.
+   */
+  githubCheckRuns: boolean;
   /** Statuses and deployments posted to GitHub a minute at most (its limits: 80, 500 an hour). */
   githubWritesPerMinute: number;
   /**
@@ -390,6 +401,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
     githubDeployments:
       e.RUNBOAT_GITHUB_DEPLOYMENTS ??
       (e.RUNBOAT_GITHUB_TOKEN !== undefined || e.RUNBOAT_GITHUB_APP_ID !== undefined),
+    githubCheckRuns: e.RUNBOAT_GITHUB_CHECK_RUNS,
     githubWritesPerMinute: e.RUNBOAT_GITHUB_WRITES_PER_MINUTE,
     redeliverWebhooks: e.RUNBOAT_REDELIVER_WEBHOOKS ?? [],
   };

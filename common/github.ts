@@ -138,6 +138,32 @@ export class GitHub {
   }
 
   /**
+   * A check run of the commit, named as the commit status (`runboat/build`), whose external id is
+   * the build's name (what a Re-run of it names). Each report is a new run: GitHub shows a
+   * commit's newest run of a name, so retries need no id kept anywhere.
+   */
+  async postCheckRun(
+    commit: CommitInfo,
+    run: { build: string; state: CommitStatusState; description: string; detailsUrl: string },
+  ): Promise<void> {
+    const [owner, repo] = commit.repo.split('/');
+    const done = run.state !== 'pending';
+    await this.actingOn({ owner, repo }, (octokit) =>
+      octokit.rest.checks.create({
+        owner,
+        repo,
+        name: COMMIT_STATUS_CONTEXT,
+        head_sha: commit.git_commit,
+        external_id: run.build,
+        details_url: run.detailsUrl,
+        status: done ? 'completed' : 'in_progress',
+        ...(done && { conclusion: run.state === 'success' ? 'success' : 'failure' }),
+        output: { title: run.description, summary: `Build \`${run.build}\`: ${run.description}.` },
+      }),
+    );
+  }
+
+  /**
    * The build's deployment: found by environment and sha, or created, so that every retry and
    * every worker lands on the same one without keeping its id anywhere.
    */

@@ -401,6 +401,11 @@ describe('loadConfig errors', () => {
         RUNBOAT_GITHUB_TOKEN: 'token',
       }),
     ).toContain('RUNBOAT_GITHUB_TOKEN and RUNBOAT_GITHUB_APP_ID are both set');
+    expect(
+      configError({ ...REQUIRED, RUNBOAT_GITHUB_TOKEN: 'token', RUNBOAT_GITHUB_CHECK_RUNS: 'true' }),
+    ).toBe(
+      'invalid configuration: RUNBOAT_GITHUB_CHECK_RUNS needs a GitHub App (RUNBOAT_GITHUB_APP_ID, RUNBOAT_GITHUB_APP_PRIVATE_KEY): GitHub lets only Apps create check runs',
+    );
   });
 
   it('names a number that is not one, rather than calling it missing', () => {

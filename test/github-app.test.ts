@@ -1,6 +1,6 @@
 import { generateKeyPairSync, verify } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { startBuild } from '../api/build-client';
+import { sendBuildCommand, startBuild } from '../api/build-client';
 import type { Config } from '../common/config';
 import { GitHub, GitHubAppNotInstalled, gitHubRefusal } from '../common/github';
 import type { CommitInfo } from '../common/types';
@@ -11,7 +11,9 @@ import {
   type CannedAnswer,
   type GitHubRecorder,
   type RecordedCall,
+  type ReportingStack,
 } from './github-recorder';
+import { buildWorkflowId } from '../workflows/definitions';
 import { SHA, untilBuildStatus, waitFor } from './helpers';
 
 // The service acting on GitHub as a GitHub App: GitHub's App side is played on loopback. It
@@ -241,5 +243,110 @@ describe('the service as a GitHub App', () => {
     } finally {
       await reporting.close();
     }
+  });
+});
+
+describe('check runs (RUNBOAT_GITHUB_CHECK_RUNS)', () => {
+  let reporting: ReportingStack;
+  beforeAll(async () => {
+    reporting = await startReportingStack({
+      RUNBOAT_GITHUB_APP_ID: `${APP_ID}`,
+      RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey,
+      RUNBOAT_GITHUB_CHECK_RUNS: 'true',
+      RUNBOAT_GITHUB_DEPLOYMENTS: 'false',
+      RUNBOAT_NO_CLEANUP_JOB: 'true',
+    });
+    reporting.github.serve(appSide);
+  });
+  afterAll(() => reporting?.close());
+
+  const checkRuns = (sha: string) =>
+    reporting.github.calls
+      .filter((call) => call.path === '/repos/oca/web/check-runs' && call.status === 201)
+      .map((call) => call.body as Record<string, unknown>)
+      .filter((run) => run.head_sha === SHA(sha));
+  const rerun = (checkRun: object) =>
+    reporting.stack.api.webhook('check_run', {
+      action: 'rerequested',
+      check_run: { name: 'runboat/build', app: { id: APP_ID }, ...checkRun },
+      repository: { full_name: 'oca/web' },
+    });
+  const newInitJob = (name: string) =>
+    waitFor('a new init job', async () => {
+      const [job] = await reporting.cluster.jobs(name, 'initialize');
+      return job && !job.status?.conditions?.length;
+    });
+
+  it('reports a build as a check run; its Re-run resets the build, or starts it again once it is undeployed', async () => {
+    const { stack, config, cluster } = reporting;
+    const build = await startBuild(stack.temporal.client, config, commit('oca/web', 'c'));
+    await cluster.finishJob(build.name, 'initialize', true);
+    await untilBuildStatus(stack.temporal.client, build.name, 'started');
+    await waitFor('the successful check run', async () =>
+      checkRuns('c').some((run) => run.conclusion === 'success'),
+    );
+    expect(checkRuns('c')[0]).toMatchObject({
+      name: 'runboat/build',
+      external_id: build.name,
+      status: 'in_progress',
+      details_url: `https://runboat.example.org/builds/${build.name}?live`,
+    });
+    expect(checkRuns('c').at(-1)).toMatchObject({ status: 'completed', conclusion: 'success' });
+    // A check run instead of the commit status, not beside it.
+    expect(reporting.github.calls.filter((call) => call.path.includes('/statuses/'))).toEqual([]);
+
+    // Re-run on GitHub: the build is initialized again.
+    const reset = await rerun({ external_id: build.name });
+    expect(reset.status).toBe(200);
+    expect(await reset.json()).toMatchObject({ outcome: 'reset', builds: [build.name] });
+    await newInitJob(build.name);
+    await cluster.finishJob(build.name, 'initialize', true);
+    await untilBuildStatus(stack.temporal.client, build.name, 'started');
+
+    // Undeployed, then Re-run: the same build is started again, from its commit.
+    await sendBuildCommand(stack.temporal.client, build.name, 'undeploy');
+    await stack.temporal.client.workflow.getHandle(buildWorkflowId(build.name)).result();
+    const again = await rerun({ external_id: build.name });
+    expect(await again.json()).toMatchObject({ outcome: 'started', builds: [build.name] });
+    await newInitJob(build.name);
+    await cluster.finishJob(build.name, 'initialize', true);
+    await untilBuildStatus(stack.temporal.client, build.name, 'started');
+  });
+
+  it("ignores other Apps' check runs, other actions and names that are no build's, and refuses a malformed payload", async () => {
+    const outcomes = async (...checkRuns: object[]) =>
+      Promise.all(
+        checkRuns.map(async (checkRun) => {
+          const response = await rerun(checkRun);
+          return [response.status, ((await response.json()) as { outcome?: string }).outcome];
+        }),
+      );
+    // A build of this service, whose name another App's check run might carry.
+    const { name } = await startBuild(
+      reporting.stack.temporal.client,
+      reporting.config,
+      commit('oca/web', 'd'),
+    );
+    expect(
+      await outcomes(
+        { external_id: name, app: { id: APP_ID + 1 } },
+        { external_id: name, name: 'ci/tests' },
+        { external_id: '../etc' },
+        { external_id: null },
+        { external_id: 'oca-web-16-0-never-built' },
+      ),
+    ).toEqual(Array(5).fill([200, 'ignored']));
+    const completed = await reporting.stack.api.webhook('check_run', {
+      action: 'completed',
+      check_run: { name: 'runboat/build', external_id: 'x' },
+      repository: { full_name: 'oca/web' },
+    });
+    expect(await completed.json()).toMatchObject({ outcome: 'ignored', detail: 'action completed' });
+    const malformed = await reporting.stack.api.webhook('check_run', {
+      action: 'rerequested',
+      check_run: { external_id: 'x' },
+      repository: { full_name: 'oca/web' },
+    });
+    expect(malformed.status).toBe(400);
   });
 });

@@ -174,6 +174,15 @@ describe('GitHub webhooks', () => {
       ['push', payloads.push('oca/web', 'feature/16.0', SHA('9'))],
       ['push', { ...payloads.push('oca/web', '16.0', SHA('9')), ref: 'refs/tags/16.0' }],
       ['pull_request', payloads.pullRequest('labeled', 'oca/web', 7, '16.0', SHA('9'))],
+      // A Re-run of a check run, with check runs off (they are a GitHub App's).
+      [
+        'check_run',
+        {
+          action: 'rerequested',
+          check_run: { name: 'runboat/build', external_id: 'oca-web-16-0-x' },
+          repository: { full_name: 'oca/web' },
+        },
+      ],
     ] as const) {
       const answer = await stack.api.webhook(event, body);
       expect(answer.status, `${event} ${JSON.stringify(body).slice(0, 60)}`).toBe(200);
