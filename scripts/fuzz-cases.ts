@@ -1,4 +1,4 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, generateKeyPairSync } from 'node:crypto';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
@@ -32,6 +32,18 @@ export interface HostileRequest {
   dropAfterMs?: number;
   /** The build a valid signed webhook starts: nothing else may start one. */
   starts?: string;
+}
+
+/** The GitHub App the fuzzed service acts as (id 1), with check runs: their Re-runs are fuzzed too. */
+export function fuzzedGitHubApp(): Record<string, string> {
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    RUNBOAT_GITHUB_APP_ID: '1',
+    RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
+    RUNBOAT_GITHUB_CHECK_RUNS: 'true',
+    // Nothing is reported: GitHub is nowhere here.
+    RUNBOAT_GITHUB_DEPLOYMENTS: 'false',
+  };
 }
 
 export interface FuzzTarget {
@@ -146,7 +158,16 @@ const QUERY_KEYS = [
 
 const METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD', 'PROPFIND', 'TRACE'];
 
-const WEBHOOK_EVENTS = ['push', 'pull_request', 'delete', 'ping', 'issues', '', 'x'.repeat(2_000)];
+const WEBHOOK_EVENTS = [
+  'push',
+  'pull_request',
+  'delete',
+  'check_run',
+  'ping',
+  'issues',
+  '',
+  'x'.repeat(2_000),
+];
 
 let bomb: Buffer | undefined;
 /** 20 MiB of zeros in 20 KiB: inflated, far past the webhook's body limit. */
@@ -221,6 +242,16 @@ export function* hostileRequests(seed: number, count: number, target: FuzzTarget
         event: 'delete',
         payload: { ref: '../..', ref_type: 'branch', repository: { full_name: target.repo } },
       }),
+      // A Re-run of a check run that names no build of the service: ignored, or refused if malformed.
+      () => ({
+        event: 'check_run',
+        payload: {
+          action: 'rerequested',
+          check_run: { name: 'runboat/build', external_id: fillName(), app: { id: int(3) } },
+          repository: { full_name: target.repo },
+        },
+      }),
+      () => ({ event: 'check_run', payload: { action: 'rerequested', check_run: hostileValue() } }),
       () => ({ event: 'push', payload: [] }),
       () => ({ event: 'push', payload: null }),
       () => ({ event: 'pull_request', payload: 42 }),

@@ -7,6 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { startControlPlane } from './control-plane';
 import {
   buildWorkflowIds,
+  fuzzedGitHubApp,
   hostileRequests,
   outcomeTable,
   sendAll,
@@ -93,6 +94,7 @@ async function main(): Promise<void> {
     RUNBOAT_API_ADMIN_PASSWD: target.adminPassword,
     RUNBOAT_GITHUB_WEBHOOK_SECRET: target.webhookSecret,
     RUNBOAT_DISABLE_COMMIT_STATUSES: 'true',
+    ...fuzzedGitHubApp(),
     // Triggers ask GitHub for a head: nowhere, on loopback (GitHub failing is the documented 503).
     RUNBOAT_GITHUB_API_URL: 'http://127.0.0.1:9',
     TEMPORAL_ADDRESS: temporal.address,

@@ -1,6 +1,7 @@
 import { expect, it } from 'vitest';
 import {
   buildWorkflowIds,
+  fuzzedGitHubApp,
   hostileRequests,
   sendAll,
   streamBurst,
@@ -24,6 +25,7 @@ const config = testConfig({
   RUNBOAT_GITHUB_WEBHOOK_SECRET: secrets.webhookSecret,
   RUNBOAT_API_ADMIN_USER: secrets.adminUser,
   RUNBOAT_API_ADMIN_PASSWD: secrets.adminPassword,
+  ...fuzzedGitHubApp(),
 });
 const stack = useStack(config);
 
