@@ -2,7 +2,7 @@ import { ServiceError, WorkflowNotFoundError } from '@temporalio/client';
 import { RequestError } from '@octokit/request-error';
 import { STATUS_CODES } from 'node:http';
 import type { ErrorRequestHandler, Request } from 'express';
-import { UnexpectedGitHubResponse } from '../common/github';
+import { GitHubAppNotInstalled, UnexpectedGitHubResponse } from '../common/github';
 import { UnsafeCommitInfoError } from '../common/build';
 import { BuildsNotListedError } from '../common/build-index';
 import { logger } from '../common/logger';
@@ -78,7 +78,8 @@ export function describeError(error: unknown): {
       ? { status: 404, detail: 'not found on GitHub' }
       : { status: 503, detail: `GitHub failed: ${error.message}` };
   }
-  if (error instanceof UnexpectedGitHubResponse) return { status: 503, detail: error.message };
+  if (error instanceof UnexpectedGitHubResponse || error instanceof GitHubAppNotInstalled)
+    return { status: 503, detail: error.message };
   if (error instanceof UnsafeCommitInfoError || error instanceof UnsupportedBuildError) {
     return { status: 400, detail: error.message };
   }

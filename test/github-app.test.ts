@@ -255,6 +255,7 @@ describe('check runs (RUNBOAT_GITHUB_CHECK_RUNS)', () => {
       RUNBOAT_GITHUB_CHECK_RUNS: 'true',
       RUNBOAT_GITHUB_DEPLOYMENTS: 'false',
       RUNBOAT_NO_CLEANUP_JOB: 'true',
+      RUNBOAT_API_ADMIN_PASSWD: 'admin-password',
     });
     reporting.github.serve(appSide);
   });
@@ -348,5 +349,18 @@ describe('check runs (RUNBOAT_GITHUB_CHECK_RUNS)', () => {
       repository: { full_name: 'oca/web' },
     });
     expect(malformed.status).toBe(400);
+  });
+
+  it('answers a trigger for an account the App is not installed on with 503, saying so', async () => {
+    installedOn.delete('oca');
+    const answer = await reporting.stack.api.request(
+      'POST',
+      '/api/v1/builds/trigger/branch?repo=oca/web&branch=16.0',
+      { admin: true },
+    );
+    expect(answer.status).toBe(503);
+    expect(((await answer.json()) as { detail: string }).detail).toContain(
+      `the GitHub App ${APP_ID} (RUNBOAT_GITHUB_APP_ID) is not installed on oca/web`,
+    );
   });
 });
