@@ -1,0 +1,129 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parser } from '@prometheus-io/lezer-promql';
+import type { Client } from '@temporalio/client';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import type { Bounded } from '../api/backend';
+import { createMetrics } from '../api/metrics';
+import type { BuildIndex } from '../common/build-index';
+import { loadConfig } from '../common/config';
+
+// deploy/prometheus-rules.yaml: every expression must parse as PromQL and name only metrics, and
+// labels of them, that the API exports; an alert on a metric renamed since would never fire.
+
+interface Rule {
+  alert: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+const rules = (
+  parse(readFileSync(path.join(__dirname, '..', 'deploy', 'prometheus-rules.yaml'), 'utf8')) as {
+    groups: { name: string; rules: Rule[] }[];
+  }
+).groups.flatMap((group) => group.rules);
+
+/** Each series name the API's registry exports (a histogram's three), with its labels. */
+function exportedSeries(): Map<string, Set<string>> {
+  // Every optional metric registered: statuses reported, webhooks redelivered.
+  const config = loadConfig({
+    RUNBOAT_BUILD_NAMESPACE: 'builds',
+    RUNBOAT_BUILD_DOMAIN: 'runboat.example.org',
+    RUNBOAT_GITHUB_TOKEN: 'token',
+    RUNBOAT_REDELIVER_WEBHOOKS: 'orgs/oca/hooks/1',
+  });
+  // Nothing is collected here: only the metrics' definitions are read.
+  const unused = {} as Client;
+  const { registry } = createMetrics(
+    config,
+    unused,
+    (() => undefined) as unknown as Bounded,
+    {} as BuildIndex,
+    () => 0,
+  );
+  const series = new Map<string, Set<string>>();
+  for (const metric of registry.getMetricsAsArray()) {
+    const { name, labelNames, type } = metric as unknown as {
+      name: string;
+      labelNames: string[];
+      type: string;
+    };
+    const labels = new Set(labelNames);
+    if (type === 'histogram') {
+      series.set(`${name}_bucket`, new Set([...labels, 'le']));
+      series.set(`${name}_sum`, labels);
+      series.set(`${name}_count`, labels);
+    } else series.set(name, labels);
+  }
+  return series;
+}
+
+/** The metric names an expression selects, each with the label names its matchers use. */
+function selectors(expr: string): { errors: number; selected: { metric: string; labels: string[] }[] } {
+  let errors = 0;
+  const selected: { metric: string; labels: string[] }[] = [];
+  parser.parse(expr).iterate({
+    enter(node) {
+      if (node.type.isError) errors++;
+      if (node.name !== 'VectorSelector') return;
+      const metric = node.node.getChild('Identifier');
+      const labels = node.node.getChild('LabelMatchers')?.getChildren('UnquotedLabelMatcher') ?? [];
+      selected.push({
+        metric: metric ? expr.slice(metric.from, metric.to) : '',
+        labels: labels.map((matcher) => {
+          const label = matcher.getChild('LabelName');
+          return label ? expr.slice(label.from, label.to) : '';
+        }),
+      });
+    },
+  });
+  return { errors, selected };
+}
+
+describe('deploy/prometheus-rules.yaml', () => {
+  const series = exportedSeries();
+
+  it('has alerts, each named, with a severity, a summary and a description', () => {
+    expect(rules.length).toBeGreaterThanOrEqual(8);
+    for (const rule of rules) {
+      expect(rule.alert, JSON.stringify(rule)).toMatch(/^Runboat[A-Z]\w+$/);
+      expect(['critical', 'warning', 'info'], rule.alert).toContain(rule.labels?.severity);
+      expect(rule.annotations?.summary, rule.alert).toBeTruthy();
+      expect(rule.annotations?.description, rule.alert).toBeTruthy();
+    }
+    expect(new Set(rules.map((rule) => rule.alert)).size).toBe(rules.length);
+  });
+
+  it.each(rules.map((rule) => [rule.alert, rule.expr]))(
+    '%s: parses, and selects only series the API exports, by labels they have',
+    (_alert, expr) => {
+      const { errors, selected } = selectors(expr);
+      expect(errors).toBe(0);
+      expect(selected.length).toBeGreaterThan(0);
+      for (const { metric, labels } of selected) {
+        expect([...series.keys()], `${metric} in ${expr}`).toContain(metric);
+        for (const label of labels)
+          expect([...(series.get(metric) ?? [])], `${metric}{${label}}`).toContain(label);
+      }
+    },
+  );
+
+  it('tells a typo from an exported metric or label (the checks above can fail)', () => {
+    const typos = selectors(
+      'sum(rate(runboat_webhook_total[5m])) > 0 or sum(rate(runboat_webhooks_total{outcom="x"}[5m])) > 0',
+    );
+    expect(typos).toEqual({
+      errors: 0,
+      selected: [
+        { metric: 'runboat_webhook_total', labels: [] },
+        { metric: 'runboat_webhooks_total', labels: ['outcom'] },
+      ],
+    });
+    expect(series.has('runboat_webhook_total')).toBe(false);
+    expect(series.get('runboat_webhooks_total')).toEqual(new Set(['event', 'outcome']));
+    expect(selectors('sum(rate(runboat_webhooks_total[5m]) >').errors).toBeGreaterThan(0);
+  });
+});
