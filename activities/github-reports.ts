@@ -11,6 +11,7 @@ import {
   type GitHubReportsWorkflow,
 } from '../workflows/definitions';
 import { GitHubDeployments } from './github-deployments';
+import { count } from './worker-metrics';
 
 // A build's steps queue their GitHub reports with the reporter workflow (a signal: durable, a few
 // milliseconds) instead of posting them: under a burst GitHub refuses most of them (80
@@ -93,6 +94,11 @@ export function createReportDelivery(config: Config, github: GitHub) {
             return { done, refusal };
           }
           log.warn('GitHub refused a report for good; dropped', { ...about, error: String(error) });
+          const { status } = error as { status?: unknown };
+          count('githubReportsRefused', 1, {
+            target: report.target,
+            status: typeof status === 'number' ? String(status) : 'none',
+          });
         }
       }
       return { done: reports.length };

@@ -17,6 +17,7 @@ import { GitHub } from '../common/github';
 import type { CommitStatusState } from '../common/github-reports';
 import { createReportDelivery, reportsOf, signalReporter, type ReportQueue } from './github-reports';
 import { createWebhookRedelivery } from './webhook-redelivery';
+import { count } from './worker-metrics';
 import { buildKustomization, KubefilesError, prepareKustomization, type Kustomization } from './kubefiles';
 import { JOB_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from '../common/kubernetes';
 
@@ -201,11 +202,11 @@ function createStepActivities(config: Config, cluster: BuildCluster, queueReport
       for (const name of swept) objects += await cluster.deleteBuild(name, { everyKind: true });
       if (objects) {
         log.warn('deleted the objects of builds without a running workflow', { builds: plan.sweep, objects });
-        orphanObjectsDeleted().add(objects);
+        count('orphanObjectsDeleted', objects);
       }
       if (adopted.length) {
         log.warn('adopted builds deployed without a workflow', { builds: adopted });
-        buildsAdopted().add(adopted.length);
+        count('buildsAdopted', adopted.length);
       }
       return { builds: swept, objects, adopted };
     },
@@ -286,22 +287,6 @@ function createStepActivities(config: Config, cluster: BuildCluster, queueReport
     },
   };
 }
-
-/** The worker's Prometheus counter of builds the orphan sweep adopted. */
-const buildsAdopted = () =>
-  Context.current().metricMeter.createCounter(
-    'runboat_builds_adopted',
-    'builds',
-    "Builds deployed without a workflow (runboat's, or whose history was lost), adopted by the orphan sweep",
-  );
-
-/** The worker's Prometheus counter (RUNBOAT_WORKER_METRICS_ADDRESS) of objects swept. */
-const orphanObjectsDeleted = () =>
-  Context.current().metricMeter.createCounter(
-    'runboat_orphan_objects_deleted',
-    'objects',
-    'Objects of builds without a running workflow, deleted by the orphan sweep',
-  );
 
 const RENDER_CACHE_SIZE = 2_000;
 

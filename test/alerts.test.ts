@@ -6,11 +6,13 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import type { Bounded } from '../api/backend';
 import { createMetrics } from '../api/metrics';
+import { WORKER_COUNTERS } from '../activities/worker-metrics';
 import type { BuildIndex } from '../common/build-index';
 import { loadConfig } from '../common/config';
 
 // deploy/prometheus-rules.yaml: every expression must parse as PromQL and name only metrics, and
-// labels of them, that the API exports; an alert on a metric renamed since would never fire.
+// labels of them, that the API or the worker exports (test/worker-metrics.test.ts scrapes the
+// worker's as `<name>_total`); an alert on a metric renamed since would never fire.
 
 interface Rule {
   alert: string;
@@ -26,7 +28,10 @@ const rules = (
   }
 ).groups.flatMap((group) => group.rules);
 
-/** Each series name the API's registry exports (a histogram's three), with its labels. */
+/**
+ * Each series name the API's registry exports (a histogram's three), and the worker's counters,
+ * with their labels.
+ */
 function exportedSeries(): Map<string, Set<string>> {
   // Every optional metric registered: statuses reported, webhooks redelivered.
   const config = loadConfig({
@@ -58,6 +63,7 @@ function exportedSeries(): Map<string, Set<string>> {
       series.set(`${name}_count`, labels);
     } else series.set(name, labels);
   }
+  for (const { name, labels } of Object.values(WORKER_COUNTERS)) series.set(`${name}_total`, new Set(labels));
   return series;
 }
 

@@ -1,0 +1,74 @@
+import type { ChildProcess } from 'node:child_process';
+import { Client, Connection } from '@temporalio/client';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startBuild } from '../api/build-client';
+import type { Config } from '../common/config';
+import { freePort } from '../scripts/processes';
+import { reportingTo, startGitHubRecorder, type GitHubRecorder } from './github-recorder';
+import { SHA, spawnWorkerProcess, TestCluster, waitFor } from './helpers';
+
+// The worker's own counters, scraped from a worker process at RUNBOAT_WORKER_METRICS_ADDRESS as
+// Prometheus would: here, the reports GitHub refuses for good (a token without the right).
+
+let github: GitHubRecorder;
+let config: Config;
+let worker: ChildProcess | undefined;
+let connection: Connection | undefined;
+const metricsAddress = freePort().then((port) => `127.0.0.1:${port}`);
+
+beforeAll(async () => {
+  github = await startGitHubRecorder();
+  github.serve((call) =>
+    call.method === 'POST' && call.path.includes('/statuses/')
+      ? { status: 403, body: { message: 'Resource not accessible by personal access token' } }
+      : undefined,
+  );
+  config = reportingTo(github, { RUNBOAT_GITHUB_DEPLOYMENTS: 'false' });
+  await new TestCluster(config.buildNamespace).createNamespace();
+  worker = spawnWorkerProcess(config, {
+    RUNBOAT_WORKER_METRICS_ADDRESS: await metricsAddress,
+    RUNBOAT_GITHUB_TOKEN: 'test-token',
+    RUNBOAT_GITHUB_DEPLOYMENTS: 'false',
+  });
+  connection = await Connection.connect({ address: config.temporalAddress });
+});
+
+afterAll(async () => {
+  if (worker && worker.exitCode === null) {
+    const exited = new Promise((resolve) => worker?.once('exit', resolve));
+    worker.kill('SIGTERM');
+    await exited;
+  }
+  await connection?.close();
+  await github?.close();
+});
+
+it('counts the reports GitHub refused for good, by target and status', async () => {
+  const client = new Client({ connection: connection as Connection, namespace: config.temporalNamespace });
+  await startBuild(client, config, {
+    repo: 'oca/web',
+    target_branch: '16.0',
+    pr: null,
+    git_commit: SHA('a'),
+  });
+  const refused = await waitFor(
+    'the refused status counted',
+    async () => {
+      const text = await fetch(`http://${await metricsAddress}/metrics`)
+        .then((response) => response.text())
+        .catch(() => '');
+      const line = text
+        .split('\n')
+        .find(
+          (each) =>
+            each.startsWith('runboat_github_reports_refused_total{') &&
+            each.includes('target="status"') &&
+            each.includes('status="403"'),
+        );
+      return line;
+    },
+    60_000,
+  );
+  expect(Number(refused.split(' ').at(-1))).toBeGreaterThanOrEqual(1);
+  expect(github.calls.some((call) => call.path.includes('/statuses/') && call.status === 403)).toBe(true);
+});
