@@ -56,20 +56,31 @@ export function signalReporter(config: Config, client = (): Client => Context.cu
   };
 }
 
-export function createReportDelivery(config: Config, github: GitHub) {
+/**
+ * `readInitLog`: the build's init log (a failed build's is kept), which a failure's check run
+ * shows; undefined when there is none.
+ */
+export function createReportDelivery(
+  config: Config,
+  github: GitHub,
+  readInitLog: (build: string) => Promise<string | undefined>,
+) {
   const deployments = new GitHubDeployments(config, github);
   const post = async ({ build, target, state, description }: GitHubReport) => {
     if (target === 'deployment') return deployments.report(build, state, description);
     if (state === 'inactive') return;
     const targetUrl = `${config.baseUrl}/builds/${build.name}?live`;
-    if (config.githubCheckRuns)
+    if (config.githubCheckRuns) {
+      // The report goes without the log when it cannot be read: the build's page has it too.
+      const log = state === 'failure' ? await readInitLog(build.name).catch(() => undefined) : undefined;
       await github.postCheckRun(build.commit, {
         build: build.name,
         state,
         description,
         detailsUrl: targetUrl,
+        log,
       });
-    else await github.postCommitStatus(build.commit, { state, description, targetUrl });
+    } else await github.postCommitStatus(build.commit, { state, description, targetUrl });
   };
   return {
     /**

@@ -36,7 +36,7 @@ export function createActivities(
   return {
     ...steps,
     ...transitionActivities(steps),
-    ...createReportDelivery(config, github),
+    ...createReportDelivery(config, github, (build) => cluster.readLog(build, 'initialize')),
     ...createWebhookRedelivery(config, github),
   };
 }

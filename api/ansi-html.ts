@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { ANSI_ESCAPES, CONTROL_CHARACTERS } from '../common/ansi';
 
 // Build logs as runboat serves them: an HTML page in the shape of Python's ansi2html (which
 // runboat's `/init-log` and `/log` use): the text in `<pre class="ansi2html-content">`, SGR
@@ -89,13 +90,6 @@ function escape(text: string): string {
   );
 }
 
-// CSI (ESC [ params intermediates final), OSC (ESC ] … BEL or ESC \), or a two-character escape.
-// eslint-disable-next-line no-control-regex
-const ESCAPES = /\x1b(?:\[([0-?]*)[ -/]*([@-~])|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_]|$)/g;
-// Other control characters than tab, line feed and carriage return carry nothing readable.
-// eslint-disable-next-line no-control-regex
-const CONTROLS = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g;
-
 interface SgrState {
   attributes: Set<number>;
   fg: string | undefined;
@@ -144,12 +138,12 @@ export function ansiToHtmlContent(log: string): string {
   let html = '';
   let last = 0;
   const emit = (text: string) => {
-    const clean = text.replace(CONTROLS, '');
+    const clean = text.replace(CONTROL_CHARACTERS, '');
     if (!clean) return;
     const classes = classesOf(state);
     html += classes ? `<span class="${classes}">${escape(clean)}</span>` : escape(clean);
   };
-  for (const match of log.matchAll(ESCAPES)) {
+  for (const match of log.matchAll(ANSI_ESCAPES)) {
     emit(log.slice(last, match.index));
     last = match.index + match[0].length;
     if (match[2] === 'm') applySgr(state, match[1] ?? '');

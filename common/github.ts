@@ -2,6 +2,7 @@ import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import type { Config, GitHubAppCredentials } from './config';
 import type { CommitStatusState, GitHubRefusal } from './github-reports';
+import { plainText } from './ansi';
 import type { CommitInfo } from './types';
 
 // All GitHub access goes through this module. The API base URL is configurable, so that
@@ -144,7 +145,7 @@ export class GitHub {
    */
   async postCheckRun(
     commit: CommitInfo,
-    run: { build: string; state: CommitStatusState; description: string; detailsUrl: string },
+    run: { build: string; state: CommitStatusState; description: string; detailsUrl: string; log?: string },
   ): Promise<void> {
     const [owner, repo] = commit.repo.split('/');
     const done = run.state !== 'pending';
@@ -158,7 +159,11 @@ export class GitHub {
         details_url: run.detailsUrl,
         status: done ? 'completed' : 'in_progress',
         ...(done && { conclusion: run.state === 'success' ? 'success' : 'failure' }),
-        output: { title: run.description, summary: `Build \`${run.build}\`: ${run.description}.` },
+        output: {
+          title: run.description,
+          summary: `Build \`${run.build}\`: ${run.description}.`,
+          ...(run.log && { text: checkRunLogText(run.log) }),
+        },
       }),
     );
   }
@@ -289,6 +294,21 @@ export class GitHub {
       git_commit: expectString(data.head?.sha, 'head.sha'),
     };
   }
+}
+
+/** Lines of a failed init's log a check run shows (GitHub takes 65,535 characters of text). */
+const CHECK_RUN_LOG_LINES = 200;
+const CHECK_RUN_LOG_CHARS = 60_000;
+
+/** The end of a log, as a check run's Markdown text: plain, fenced, its last lines. */
+export function checkRunLogText(log: string): string {
+  const lines = plainText(log).trimEnd().split('\n');
+  let tail = lines.slice(-CHECK_RUN_LOG_LINES).join('\n');
+  if (tail.length > CHECK_RUN_LOG_CHARS) tail = tail.slice(-CHECK_RUN_LOG_CHARS);
+  // A fence longer than any run of backticks in the log, which would otherwise close it.
+  const fence = '`'.repeat(Math.max(3, ...[...tail.matchAll(/`+/g)].map(([run]) => run.length + 1)));
+  const cut = lines.length > CHECK_RUN_LOG_LINES || tail.length === CHECK_RUN_LOG_CHARS;
+  return `${cut ? 'The end of the init log:' : 'The init log:'}\n\n${fence}text\n${tail}\n${fence}\n`;
 }
 
 /**

@@ -2,7 +2,7 @@ import { generateKeyPairSync, verify } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { sendBuildCommand, startBuild } from '../api/build-client';
 import type { Config } from '../common/config';
-import { GitHub, GitHubAppNotInstalled, gitHubRefusal } from '../common/github';
+import { checkRunLogText, GitHub, GitHubAppNotInstalled, gitHubRefusal } from '../common/github';
 import type { CommitInfo } from '../common/types';
 import {
   reportingTo,
@@ -247,6 +247,17 @@ describe('the service as a GitHub App', () => {
 });
 
 describe('check runs (RUNBOAT_GITHUB_CHECK_RUNS)', () => {
+  it("fences a log's plain text, longer than its own backticks, and keeps its end", () => {
+    expect(checkRunLogText('a ``` b\n\x1b[1mbold\x1b[0m\x07\n\n')).toBe(
+      'The init log:\n\n````text\na ``` b\nbold\n````\n',
+    );
+    const long = Array.from({ length: 500 }, (_, at) => `line ${at}`).join('\n');
+    const text = checkRunLogText(long);
+    expect(text.startsWith('The end of the init log:\n\n```text\nline 300\n')).toBe(true);
+    expect(text.endsWith('line 499\n```\n')).toBe(true);
+    expect(checkRunLogText('x'.repeat(100_000)).length).toBeLessThan(65_535);
+  });
+
   let reporting: ReportingStack;
   beforeAll(async () => {
     reporting = await startReportingStack({
@@ -312,6 +323,26 @@ describe('check runs (RUNBOAT_GITHUB_CHECK_RUNS)', () => {
     await newInitJob(build.name);
     await cluster.finishJob(build.name, 'initialize', true);
     await untilBuildStatus(stack.temporal.client, build.name, 'started');
+  });
+
+  it("shows a failed build's init log in its check run", async () => {
+    const { stack, config, cluster } = reporting;
+    const build = await startBuild(stack.temporal.client, config, commit('oca/web', 'e'));
+    // The log the worker keeps once the init failed (the test cluster runs no pods).
+    await cluster.core.createNamespacedConfigMap({
+      namespace: config.buildNamespace,
+      body: {
+        metadata: { name: `${build.name}-init-log`, labels: { 'runboat/build': build.name } },
+        data: { log: 'installing addons\n\x1b[31mERROR: module sale_stock: column does not exist\x1b[0m\n' },
+      },
+    });
+    await cluster.finishJob(build.name, 'initialize', false);
+    const failed = await waitFor('the failed check run', async () =>
+      checkRuns('e').find((run) => run.conclusion === 'failure'),
+    );
+    expect((failed.output as { text?: string }).text).toBe(
+      'The init log:\n\n```text\ninstalling addons\nERROR: module sale_stock: column does not exist\n```\n',
+    );
   });
 
   it("ignores other Apps' check runs, other actions and names that are no build's, and refuses a malformed payload", async () => {
