@@ -18,6 +18,7 @@ import {
 import { buildStateQuery, buildWorkflowId } from '../workflows/definitions';
 import { binary } from './paths';
 import { webhookVerifier } from '../api/webhooks';
+import { newGitHubAppKey } from './github-app-key';
 import { shownOnGitHub, startGitHubEmulator } from './github-emulator';
 import { WebhookSide } from './github-webhook-side';
 import { freePort, spawnService, waitUntil } from './processes';
@@ -36,7 +37,7 @@ import { startTemporalDevServer, type TemporalDevServer } from './temporal-dev';
 // that is not steady; builds whose last status on GitHub (a loopback GitHub with its rate
 // limit, which the service is let to exceed) is not the one of their life's end; and the peak of
 // init Jobs at once against max_initializing. Exits 1 when one fails. Everything listens on
-// loopback.
+// loopback. CHAOS_GITHUB_APP=true: the service acts as a GitHub App and reports check runs.
 
 const BUILDS = Number(process.env.CHAOS_BUILDS ?? 100);
 const MAX_INITIALIZING = Number(process.env.CHAOS_MAX_INITIALIZING ?? 5);
@@ -57,7 +58,9 @@ const APISERVER_RESTARTS = [0.2, 0.65];
 const TEMPORAL_RESTART = 0.4;
 /** The API SIGKILLed and kept down this long: the webhooks of that while fail. */
 const API_DOWN = { at: 0.3, seconds: Number(process.env.CHAOS_API_DOWN_SECONDS ?? 15) };
-const HOOK = 'orgs/oca/hooks/1';
+/** The service acting as a GitHub App, reporting builds as check runs, rather than with a token. */
+const AS_GITHUB_APP = process.env.CHAOS_GITHUB_APP === 'true';
+const HOOK = AS_GITHUB_APP ? 'app/hook' : 'orgs/oca/hooks/1';
 /** How long GitHub's statuses may take to arrive after the lives settled (its rate limit). */
 const GITHUB_SETTLE_SECONDS = Number(process.env.CHAOS_GITHUB_SETTLE_SECONDS ?? 600);
 
@@ -101,7 +104,13 @@ async function main(): Promise<void> {
     RUNBOAT_DISABLE_COMMIT_STATUSES: 'false',
     RUNBOAT_GITHUB_DEPLOYMENTS: 'true',
     RUNBOAT_GITHUB_API_URL: github.url,
-    RUNBOAT_GITHUB_TOKEN: 'chaos',
+    ...(AS_GITHUB_APP
+      ? {
+          RUNBOAT_GITHUB_APP_ID: '1',
+          RUNBOAT_GITHUB_APP_PRIVATE_KEY: newGitHubAppKey(),
+          RUNBOAT_GITHUB_CHECK_RUNS: 'true',
+        }
+      : { RUNBOAT_GITHUB_TOKEN: 'chaos' }),
     RUNBOAT_GITHUB_WRITES_PER_MINUTE: '600',
     RUNBOAT_GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET,
     RUNBOAT_REDELIVER_WEBHOOKS: HOOK,

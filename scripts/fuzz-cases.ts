@@ -1,10 +1,11 @@
-import { createHmac, generateKeyPairSync } from 'node:crypto';
+import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import type { Client } from '@temporalio/client';
 import { buildRef } from '../common/build';
 import { buildWorkflowsQuery } from '../common/search-attributes';
+import { newGitHubAppKey } from './github-app-key';
 
 // The hostile requests of `npm run fuzz` and of its fast version in `npm test`: one generator,
 // deterministic for a seed, over every route it is given. Each request is either hostile (bad
@@ -36,10 +37,9 @@ export interface HostileRequest {
 
 /** The GitHub App the fuzzed service acts as (id 1), with check runs: their Re-runs are fuzzed too. */
 export function fuzzedGitHubApp(): Record<string, string> {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
   return {
     RUNBOAT_GITHUB_APP_ID: '1',
-    RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey.export({ type: 'pkcs1', format: 'pem' }).toString(),
+    RUNBOAT_GITHUB_APP_PRIVATE_KEY: newGitHubAppKey(),
     RUNBOAT_GITHUB_CHECK_RUNS: 'true',
     // Nothing is reported: GitHub is nowhere here.
     RUNBOAT_GITHUB_DEPLOYMENTS: 'false',

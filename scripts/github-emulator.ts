@@ -6,8 +6,10 @@ import type { WebhookSide } from './github-webhook-side';
 // (BENCH_GITHUB=limited) and `npm run chaos`: commit statuses and deployments accepted (a
 // deployment found again by sha and environment), with GitHub's documented secondary rate limit
 // on content-creating requests (80 a rolling minute, 500 a rolling hour), refused past it with a
-// 403 and the `retry-after` GitHub sends. And the webhooks it serves: their deliveries listed,
-// and sent again when asked (`serve`).
+// 403 and the `retry-after` GitHub sends. For a service acting as a GitHub App, its installation
+// (one, on every account) and installation tokens, and check runs as commit statuses are
+// (credentials are not checked here: test/github-app.test.ts does). And the webhooks it serves:
+// their deliveries listed, and sent again when asked (`serve`).
 
 const LIMITS = [
   { writes: 80, windowMs: 60_000 },
@@ -21,6 +23,8 @@ export interface EmulatedWrite {
   status: number;
   /** A deployment created: its id, and the commit it deploys. */
   deployment?: { id: number; ref: string; environment: string };
+  /** A check run's commit. */
+  sha?: string;
 }
 
 export interface GitHubEmulator {
@@ -35,6 +39,7 @@ export async function startGitHubEmulator(): Promise<GitHubEmulator> {
   const writes: EmulatedWrite[] = [];
   const sides: WebhookSide[] = [];
   let deployments = 0;
+  let tokens = 0;
   /** Seconds until the writes accepted leave room for one more; 0 when there is room now. */
   const waitSeconds = (now: number) => {
     const accepted = writes.filter((write) => write.status < 400).map((write) => write.at);
@@ -58,6 +63,13 @@ export async function startGitHubEmulator(): Promise<GitHubEmulator> {
         const about = side.answer(request.method ?? 'GET', path, url());
         if (about) return answer(about.status, about.body, about.headers);
       }
+      if (/^\/(repos\/[^/]+\/[^/]+|orgs\/[^/]+)\/installation$/.test(path)) return answer(200, { id: 1 });
+      // Minting a token is not content GitHub's secondary limit counts.
+      if (/^\/app\/installations\/\d+\/access_tokens$/.test(path))
+        return answer(201, {
+          token: `ghs_${++tokens}`,
+          expires_at: new Date(Date.now() + 3_600_000).toISOString(),
+        });
       if (request.method === 'GET') {
         const query = new URL(path, 'http://github').searchParams;
         const found = writes
@@ -73,10 +85,15 @@ export async function startGitHubEmulator(): Promise<GitHubEmulator> {
             state?: string;
             ref?: string;
             environment?: string;
+            head_sha?: string;
+            status?: string;
+            conclusion?: string;
           })
         : {};
       const wait = waitSeconds(now);
-      const write: EmulatedWrite = { path, state: body.state, at: now, status: wait > 0 ? 403 : 201 };
+      // A check run's state as the commit status it stands for.
+      const state = body.head_sha === undefined ? body.state : (body.conclusion ?? 'pending');
+      const write: EmulatedWrite = { path, state, at: now, status: wait > 0 ? 403 : 201, sha: body.head_sha };
       writes.push(write);
       if (wait > 0)
         return answer(
@@ -103,8 +120,8 @@ export async function startGitHubEmulator(): Promise<GitHubEmulator> {
 }
 
 /**
- * What GitHub shows of commit `sha` of `repo`: its last commit status, and its deployment's last
- * status (`none`: no deployment was ever created for it).
+ * What GitHub shows of commit `sha` of `repo`: its last commit status (or check run), and its
+ * deployment's last status (`none`: no deployment was ever created for it).
  */
 export function shownOnGitHub(
   writes: EmulatedWrite[],
@@ -118,7 +135,13 @@ export function shownOnGitHub(
   const last = (paths: (path: string) => boolean) =>
     accepted.filter((write) => paths(write.path)).at(-1)?.state;
   return {
-    status: last((path) => path === `/repos/${repo}/statuses/${sha}`),
+    status: accepted
+      .filter(
+        (write) =>
+          write.path === `/repos/${repo}/statuses/${sha}` ||
+          (write.path === `/repos/${repo}/check-runs` && write.sha === sha),
+      )
+      .at(-1)?.state,
     deployment: ids.size
       ? last((path) => [...ids].some((id) => path === `/repos/${repo}/deployments/${id}/statuses`))
       : 'none',
