@@ -4,11 +4,13 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startBuild } from '../api/build-client';
 import type { Config } from '../common/config';
 import { freePort } from '../scripts/processes';
+import { selectedSeries } from './alert-rules';
 import { reportingTo, startGitHubRecorder, type GitHubRecorder } from './github-recorder';
 import { SHA, spawnWorkerProcess, TestCluster, waitFor } from './helpers';
 
-// The worker's own counters, scraped from a worker process at RUNBOAT_WORKER_METRICS_ADDRESS as
-// Prometheus would: here, the reports GitHub refuses for good (a token without the right).
+// The worker's metrics, scraped from a worker process at RUNBOAT_WORKER_METRICS_ADDRESS as
+// Prometheus would: its own counters (here, the reports GitHub refuses for good: a token without
+// the right), and the Temporal SDK's series that the alert rules use.
 
 let github: GitHubRecorder;
 let config: Config;
@@ -71,4 +73,20 @@ it('counts the reports GitHub refused for good, by target and status', async () 
   );
   expect(Number(refused.split(' ').at(-1))).toBeGreaterThanOrEqual(1);
   expect(github.calls.some((call) => call.path.includes('/statuses/') && call.status === 403)).toBe(true);
+});
+
+it("serves the Temporal SDK's series the alert rules use, with the labels they match on", async () => {
+  const used = selectedSeries().filter(({ metric }) => metric.startsWith('temporal_'));
+  expect(used.length).toBeGreaterThan(0);
+  // Each has samples once the worker ran a workflow task and an activity (the build above).
+  const sampleOf = (text: string, metric: string) =>
+    text.split('\n').find((line) => line.startsWith(`${metric}{`));
+  const text = await waitFor('a sample of each', async () => {
+    const scraped = await fetch(`http://${await metricsAddress}/metrics`).then((response) => response.text());
+    return used.every(({ metric }) => sampleOf(scraped, metric)) && scraped;
+  });
+  for (const { metric, labels } of used) {
+    const sample = sampleOf(text, metric);
+    for (const label of labels) expect(sample, `${metric}{${label}}`).toContain(`${label}="`);
+  }
 });
