@@ -22,7 +22,7 @@ import type { StoppedOpeningObserver } from './visitors';
 import type { WebhookObserver } from './webhooks';
 
 /** The events GitHub sends that are counted by name: those handled, and its `ping`. */
-const WEBHOOK_EVENTS = new Set(['push', 'pull_request', 'delete', 'check_run', 'ping']);
+const WEBHOOK_EVENTS = new Set(['push', 'pull_request', 'delete', 'check_run', 'check_suite', 'ping']);
 
 // Prometheus metrics of the API process, read from Temporal at scrape time (the builds' counts
 // from the process's build index, so every API instance reports the same numbers within its

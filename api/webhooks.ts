@@ -5,7 +5,13 @@ import { z } from 'zod';
 import { branchNameProblem, BUILD_NAME_PATTERN } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import { COMMIT_STATUS_CONTEXT } from '../common/github';
-import { buildFromSearchAttributes } from '../common/search-attributes';
+import { listNewestRows } from '../common/build-list';
+import {
+  buildFromSearchAttributes,
+  buildWorkflowsQuery,
+  searchAttributes,
+  visibilityString,
+} from '../common/search-attributes';
 import type { CommitInfo } from '../common/types';
 import { logger } from '../common/logger';
 import { buildWorkflowId } from '../workflows/definitions';
@@ -16,7 +22,8 @@ import { parseOr400 } from './schemas';
 
 // GitHub's webhook: pushes and pull requests start builds; deleted branches and closed pull
 // requests undeploy theirs; a Re-run of a build's check run resets it, or starts it again once
-// undeployed. Payloads are verified (when a secret is set) before being read.
+// undeployed, and a Re-run of all checks does so for every build of the commit. Payloads are
+// verified (when a secret is set) before being read.
 
 export const WEBHOOK_BODY_LIMIT = '1mb';
 
@@ -44,6 +51,13 @@ const checkRunPayload = z.object({
   }),
   repository,
 });
+const checkSuitePayload = z.object({
+  action: z.string(),
+  check_suite: z.object({ head_sha: z.string(), app: z.object({ id: z.number() }).nullish() }),
+  repository,
+});
+/** Builds of one commit a "Re-run all checks" acts on, at most. */
+const MAX_RERUNS_OF_A_COMMIT = 10;
 
 export interface WebhookOutcome {
   outcome: 'started' | 'reset' | 'undeployed' | 'ignored';
@@ -143,6 +157,20 @@ export function webhookRouter(
         if (!BUILD_NAME_PATTERN.test(name)) return ignored(`external id ${name} is not a build name`);
         return rerun(name);
       }
+      case 'check_suite': {
+        const {
+          action,
+          check_suite: suite,
+          repository,
+        } = parseOr400(checkSuitePayload, payload, 'invalid payload');
+        if (action !== 'rerequested') return ignored(`action ${action}`);
+        if (!config.githubCheckRuns) return ignored('check runs are off (RUNBOAT_GITHUB_CHECK_RUNS)');
+        if (suite.app?.id !== config.githubApp?.id)
+          return ignored("check suite is not one of this service's");
+        if (!/^[0-9a-f]{40}$/.test(suite.head_sha))
+          return ignored(`head_sha ${suite.head_sha} is not a commit`);
+        return rerunCommit(repository.full_name.toLowerCase(), suite.head_sha);
+      }
       default:
         return ignored(`event ${event || '(none)'} is not handled`);
     }
@@ -176,6 +204,22 @@ export function webhookRouter(
     if (!build || !findRepoSettings(config, build.commit.repo, build.commit.target_branch))
       return ignored(`build ${name} cannot be started again: its repo or branch is not configured`);
     return start(build.commit);
+  }
+
+  /** "Re-run all checks": every build of the commit, deployed or not (one check run each). */
+  async function rerunCommit(repo: string, sha: string): Promise<WebhookOutcome> {
+    const query =
+      `${buildWorkflowsQuery(config.taskQueue)} AND ${searchAttributes.repo.name} = ${visibilityString(repo)}` +
+      ` AND ${searchAttributes.commit.name} = ${visibilityString(sha)}`;
+    const builds = (await listNewestRows(client, query)).slice(0, MAX_RERUNS_OF_A_COMMIT);
+    if (!builds.length) return ignored(`no build of ${repo} ${sha}`);
+    const outcomes: WebhookOutcome[] = [];
+    for (const { name } of builds) outcomes.push(await rerun(name));
+    return {
+      outcome: outcomes.find(({ outcome }) => outcome !== 'ignored')?.outcome ?? 'ignored',
+      detail: outcomes.map(({ detail }) => detail).join('; '),
+      builds: outcomes.flatMap(({ builds }) => builds),
+    };
   }
 
   async function undeploy(

@@ -32,7 +32,7 @@ const { privateKey, publicKey } = generateKeyPairSync('rsa', {
 /** The accounts the App is installed on, and each installation's id. */
 let installedOn: Map<string, number>;
 /** Tokens GitHub minted and still takes, with the installation of each. */
-let tokens: Map<string, number>;
+const tokens = new Map<string, number>();
 let unavailable = false;
 
 /** The JWT's claims when `authorization` is one the App signed, else undefined. */
@@ -112,7 +112,6 @@ beforeEach(() => {
     ['oca', 11],
     ['acme', 12],
   ]);
-  tokens = new Map();
   unavailable = false;
   github.calls.length = 0;
 });
@@ -343,6 +342,38 @@ describe('check runs (RUNBOAT_GITHUB_CHECK_RUNS)', () => {
     expect((failed.output as { text?: string }).text).toBe(
       'The init log:\n\n```text\ninstalling addons\nERROR: module sale_stock: column does not exist\n```\n',
     );
+  });
+
+  it('resets every build of the commit on a Re-run of all checks', async () => {
+    const { stack, config, cluster } = reporting;
+    const { client } = stack.temporal;
+    const builds = [
+      await startBuild(client, config, commit('oca/web', 'f')),
+      await startBuild(client, config, { ...commit('oca/web', 'f'), pr: 5 }),
+    ];
+    for (const { name } of builds) {
+      await cluster.finishJob(name, 'initialize', true);
+      await untilBuildStatus(client, name, 'started');
+    }
+    const suite = (checkSuite: object) =>
+      reporting.stack.api.webhook('check_suite', {
+        action: 'rerequested',
+        check_suite: { head_sha: SHA('f'), app: { id: APP_ID }, ...checkSuite },
+        repository: { full_name: 'oca/web' },
+      });
+    expect(await (await suite({ app: { id: APP_ID + 1 } })).json()).toMatchObject({ outcome: 'ignored' });
+    expect(await (await suite({ head_sha: SHA('9') })).json()).toMatchObject({
+      outcome: 'ignored',
+      builds: [],
+    });
+    const answer = (await (await suite({})).json()) as { outcome: string; builds: string[] };
+    expect(answer.outcome).toBe('reset');
+    expect(answer.builds.sort()).toEqual(builds.map(({ name }) => name).sort());
+    for (const { name } of builds) {
+      await newInitJob(name);
+      await cluster.finishJob(name, 'initialize', true);
+      await untilBuildStatus(client, name, 'started');
+    }
   });
 
   it("ignores other Apps' check runs, other actions and names that are no build's, and refuses a malformed payload", async () => {
