@@ -163,6 +163,7 @@ const WEBHOOK_EVENTS = [
   'pull_request',
   'delete',
   'check_run',
+  'check_suite',
   'ping',
   'issues',
   '',
@@ -252,6 +253,14 @@ export function* hostileRequests(seed: number, count: number, target: FuzzTarget
         },
       }),
       () => ({ event: 'check_run', payload: { action: 'rerequested', check_run: hostileValue() } }),
+      () => ({
+        event: 'check_suite',
+        payload: {
+          action: 'rerequested',
+          check_suite: { head_sha: chance(0.5) ? sha() : hostileValue(), app: { id: int(3) } },
+          repository: { full_name: chance(0.5) ? target.repo : hostileValue() },
+        },
+      }),
       () => ({ event: 'push', payload: [] }),
       () => ({ event: 'push', payload: null }),
       () => ({ event: 'pull_request', payload: 42 }),
