@@ -281,6 +281,43 @@ export class GitHub {
     return this.actingOn(scope === 'repos' ? { owner, repo } : { owner }, call);
   }
 
+  /**
+   * Who the service is on GitHub, for `npm run github-check`: the App, its permissions and events
+   * and each installation's permissions; or the token's login and (a classic token's) scopes.
+   */
+  async identity(): Promise<GitHubIdentity> {
+    if (this.asApp) {
+      const { data: app } = await this.asApp.rest.apps.getAuthenticated();
+      const installations = await this.asApp.paginate(this.asApp.rest.apps.listInstallations, {
+        per_page: 100,
+      });
+      return {
+        kind: 'app',
+        name: app?.slug ?? app?.name ?? String(this.config.githubApp?.id),
+        permissions: (app?.permissions ?? {}) as Record<string, string>,
+        events: app?.events ?? [],
+        installations: installations.map((installation) => ({
+          account: (installation.account as { login?: string } | null)?.login ?? String(installation.id),
+          permissions: installation.permissions as Record<string, string>,
+        })),
+      };
+    }
+    if (!this.withToken || this.config.githubToken === undefined) return { kind: 'none' };
+    const { data, headers } = await this.withToken.rest.users.getAuthenticated();
+    const scopes = headers['x-oauth-scopes'];
+    return {
+      kind: 'token',
+      name: data.login,
+      scopes:
+        typeof scopes === 'string'
+          ? scopes
+              .split(',')
+              .map((scope) => scope.trim())
+              .filter(Boolean)
+          : undefined,
+    };
+  }
+
   /** A pull request's head commit and the branch it targets, as a build identity. */
   async pullRequestHead(repo: string, pr: number): Promise<CommitInfo> {
     const [owner, name] = repo.split('/');
@@ -362,6 +399,18 @@ function webhookDelivery(value: unknown): WebhookDelivery {
     event: typeof item.event === 'string' ? item.event : '',
   };
 }
+
+export type GitHubIdentity =
+  | { kind: 'none' }
+  /** `scopes`: a classic token's; undefined for a fine-grained one, which GitHub does not tell. */
+  | { kind: 'token'; name: string; scopes: string[] | undefined }
+  | {
+      kind: 'app';
+      name: string;
+      permissions: Record<string, string>;
+      events: string[];
+      installations: { account: string; permissions: Record<string, string> }[];
+    };
 
 /**
  * The App has no installation that sees the account or repository: GitHub refuses for good (as
