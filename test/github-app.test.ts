@@ -33,6 +33,7 @@ const { privateKey, publicKey } = generateKeyPairSync('rsa', {
 let installedOn: Map<string, number>;
 /** Tokens GitHub minted and still takes, with the installation of each. */
 const tokens = new Map<string, number>();
+let minted = 0;
 let unavailable = false;
 
 /** The JWT's claims when `authorization` is one the App signed, else undefined. */
@@ -71,7 +72,7 @@ function appSide(call: RecordedCall): CannedAnswer | undefined {
     }
     const mint = /^\/app\/installations\/(\d+)\/access_tokens$/.exec(path);
     if (mint && call.method === 'POST') {
-      const token = `ghs_${mint[1]}_${tokens.size}`;
+      const token = `ghs_${mint[1]}_${++minted}`;
       tokens.set(token, Number(mint[1]));
       return { status: 201, body: { token, expires_at: new Date(Date.now() + 3_600_000).toISOString() } };
     }
