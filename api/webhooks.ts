@@ -69,6 +69,21 @@ const ignored = (detail: string): WebhookOutcome => ({ outcome: 'ignored', detai
 
 export type WebhookObserver = (event: string, outcome: WebhookOutcome['outcome'] | 'rejected') => void;
 
+/**
+ * A delivery's payload: its body, or, with GitHub's other content type (a webhook's default,
+ * `application/x-www-form-urlencoded`), the body's `payload` field. The signature is over the
+ * body as sent either way.
+ */
+function webhookPayload(body: string, formEncoded: boolean): unknown {
+  const json = formEncoded ? new URLSearchParams(body).get('payload') : body;
+  if (json === null) throw new HttpError(400, 'the form-encoded delivery has no payload field');
+  try {
+    return JSON.parse(json);
+  } catch {
+    throw new HttpError(400, 'the payload is not valid JSON');
+  }
+}
+
 export function webhookRouter(
   config: Config,
   client: Client,
@@ -92,12 +107,7 @@ export function webhookRouter(
             signature !== '' && (await (await verifier).verify(body, signature).catch(() => false));
           if (!valid) throw new HttpError(401, 'missing or invalid X-Hub-Signature-256');
         }
-        let payload: unknown;
-        try {
-          payload = JSON.parse(body);
-        } catch {
-          throw new HttpError(400, 'the payload is not valid JSON');
-        }
+        const payload = webhookPayload(body, Boolean(request.is('application/x-www-form-urlencoded')));
         const result = await bounded(() => handle(event, payload));
         logger[result.outcome === 'ignored' ? 'debug' : 'info']({ event, ...result }, 'webhook');
         observe(event, result.outcome);

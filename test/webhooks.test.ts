@@ -236,6 +236,36 @@ describe('GitHub webhooks', () => {
         body,
       });
 
+    it("takes GitHub's form-encoded deliveries (a webhook's default content type), signed as sent", async () => {
+      const json = JSON.stringify(payloads.push('oca/web', '16.0', SHA('f')));
+      const form = new URLSearchParams({ payload: json }).toString();
+      const signature = await new Webhooks({ secret: 'webhook-secret' }).sign(form);
+      const formHeaders = {
+        'content-type': 'application/x-www-form-urlencoded',
+        'x-hub-signature-256': signature,
+      };
+      const answer = await deliver(form, formHeaders);
+      expect(answer.status).toBe(200);
+      const { name } = buildRef({ repo: 'oca/web', target_branch: '16.0', pr: null, git_commit: SHA('f') });
+      expect(await answer.json()).toMatchObject({ outcome: 'started', builds: [name] });
+      // Signed over the JSON rather than the body sent: refused.
+      const jsonSignature = await new Webhooks({ secret: 'webhook-secret' }).sign(json);
+      expect((await deliver(form, { ...formHeaders, 'x-hub-signature-256': jsonSignature })).status).toBe(
+        401,
+      );
+      // A form without the payload field, or with one that is not JSON.
+      for (const body of ['zen=hello', new URLSearchParams({ payload: '{"after":' }).toString()]) {
+        const bad = await deliver(body, {
+          ...formHeaders,
+          'x-hub-signature-256': await new Webhooks({ secret: 'webhook-secret' }).sign(body),
+        });
+        expect(bad.status, body).toBe(400);
+        expect(((await bad.json()) as { detail: string }).detail, body).toMatch(
+          /no payload field|not valid JSON/,
+        );
+      }
+    });
+
     it('answers 415 to an unknown Content-Encoding and 400 to a body that does not decode', async () => {
       const error = vi.spyOn(logger, 'error');
       try {
