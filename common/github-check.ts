@@ -1,5 +1,5 @@
 import type { Config } from './config';
-import type { GitHubIdentity } from './github';
+import type { GitHubIdentity, WebhookConfig } from './github';
 
 // `npm run github-check`: whether the service's GitHub credentials may do what its configuration
 // asks of them, before builds find out one report at a time (refused for good, and dropped).
@@ -129,6 +129,43 @@ export function checkGitHubAccess(
       }
       break;
     }
+  }
+  return { lines, problems };
+}
+
+/** The webhooks the check reads: the App's own, and those named for redelivery. */
+export function checkedWebhooks(config: Config): string[] {
+  return [...new Set([...(config.githubApp ? ['app/hook'] : []), ...config.redeliverWebhooks])];
+}
+
+/**
+ * Whether each webhook sends its deliveries to this service, signed as it expects; a webhook
+ * given as a string is one GitHub would not show, and why.
+ */
+export function checkWebhooks(
+  config: Config,
+  webhooks: { hook: string; webhook: WebhookConfig | string }[],
+): { lines: string[]; problems: number } {
+  const expected = `${config.baseUrl}/webhooks/github`;
+  const lines: string[] = [];
+  let problems = 0;
+  for (const { hook, webhook } of webhooks) {
+    if (typeof webhook === 'string') {
+      lines.push(`MISSING ${hook}: GitHub did not show it (${webhook})`);
+      problems++;
+    } else if (webhook.url !== expected) {
+      lines.push(`MISSING ${hook}: it sends its deliveries to ${webhook.url || 'no URL'}, not ${expected}`);
+      problems++;
+    } else if (!webhook.signed && config.githubWebhookSecret !== undefined) {
+      lines.push(
+        `MISSING ${hook}: a secret (RUNBOAT_GITHUB_WEBHOOK_SECRET is set, so its unsigned deliveries get 401)`,
+      );
+      problems++;
+    } else if (webhook.signed && config.githubWebhookSecret === undefined)
+      lines.push(
+        `ok      ${hook} (signed, but RUNBOAT_GITHUB_WEBHOOK_SECRET is unset: signatures are not checked)`,
+      );
+    else lines.push(`ok      ${hook} sends to ${expected}${webhook.signed ? ', signed' : ''}`);
   }
   return { lines, problems };
 }

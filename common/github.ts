@@ -3,6 +3,7 @@ import { Octokit } from '@octokit/rest';
 import type { Config, GitHubAppCredentials } from './config';
 import type { CommitStatusState, GitHubRefusal } from './github-reports';
 import { plainText } from './ansi';
+import { logger } from './logger';
 import type { CommitInfo } from './types';
 
 // All GitHub access goes through this module. The API base URL is configurable, so that
@@ -19,6 +20,18 @@ export function deploymentEnvironment(commit: CommitInfo): string {
 const REQUEST_TIMEOUT_MS = 10_000;
 
 type OctokitOptions = NonNullable<ConstructorParameters<typeof Octokit>[0]>;
+
+/**
+ * Octokit's own log lines into the service's JSON logs (it writes to the console otherwise, a
+ * plain line in a JSON stream for every request GitHub refuses). Its line per failed request is
+ * debug: the caller logs the failure, with the build it was about.
+ */
+const OCTOKIT_LOG = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (message: string) => logger.warn({ from: 'octokit' }, message),
+  error: (message: string) => logger.debug({ from: 'octokit' }, message),
+};
 
 /**
  * The account a request acts on: with a GitHub App, the App's installation there makes it. An
@@ -58,6 +71,7 @@ export class GitHub {
       baseUrl: this.config.githubApiUrl,
       userAgent: 'runboat-temporal',
       request: { timeout: REQUEST_TIMEOUT_MS },
+      log: OCTOKIT_LOG,
     });
     // GitHub's secondary rate limits count content-creating requests (80 a minute at most, by
     // its documentation), and it asks for them one at a time, a second apart. One pace for all
@@ -282,6 +296,22 @@ export class GitHub {
   }
 
   /**
+   * Where a webhook sends its deliveries, and whether it signs them, for `npm run github-check`:
+   * `app/hook` is the App's own (`/app/hook/config`), the others an organization's or a
+   * repository's (their `config`).
+   */
+  async webhookConfig(hook: string): Promise<WebhookConfig> {
+    const { data } = await this.actingOnHook(hook, (octokit) =>
+      octokit.request(hook === 'app/hook' ? 'GET /app/hook/config' : `GET /${hook}`),
+    );
+    const config = ((hook === 'app/hook' ? data : (data as { config?: unknown }).config) ?? {}) as {
+      url?: unknown;
+      secret?: unknown;
+    };
+    return { url: typeof config.url === 'string' ? config.url : '', signed: Boolean(config.secret) };
+  }
+
+  /**
    * Who the service is on GitHub, for `npm run github-check`: the App, its permissions and events
    * and each installation's permissions; or the token's login and (a classic token's) scopes.
    */
@@ -398,6 +428,12 @@ function webhookDelivery(value: unknown): WebhookDelivery {
     status_code: typeof item.status_code === 'number' ? item.status_code : 0,
     event: typeof item.event === 'string' ? item.event : '',
   };
+}
+
+/** A webhook's URL, and whether it has a secret (GitHub never shows the secret itself). */
+export interface WebhookConfig {
+  url: string;
+  signed: boolean;
 }
 
 export type GitHubIdentity =

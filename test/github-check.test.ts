@@ -1,10 +1,11 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig, type Config } from '../common/config';
 import { GitHub } from '../common/github';
-import { checkGitHubAccess } from '../common/github-check';
+import { checkedWebhooks, checkGitHubAccess, checkWebhooks } from '../common/github-check';
+import { logger } from '../common/logger';
 import { newGitHubAppKey } from '../scripts/github-app-key';
 import { startGitHubRecorder, type CannedAnswer, type GitHubRecorder } from './github-recorder';
 
@@ -112,6 +113,69 @@ describe('github-check', () => {
     expect(fineGrained.lines[1]).toMatch(
       /^A fine-grained token: GitHub does not tell its permissions\. It needs/,
     );
+  });
+
+  it("reads where the App's webhook and those named for redelivery send, and whether they sign", async () => {
+    const hooks = {
+      RUNBOAT_REDELIVER_WEBHOOKS: 'orgs/OCA/hooks/1,repos/oca/web/hooks/2,repos/oca/gone/hooks/3',
+    };
+    const webhook = (url: string, secret?: string): CannedAnswer => ({
+      status: 200,
+      body: { config: { url, content_type: 'json', ...(secret && { secret }) } },
+    });
+    answers = {
+      '/orgs/OCA/hooks/1': webhook('https://old.example.org/webhooks/github', '********'),
+      '/repos/oca/web/hooks/2': webhook('https://runboat.example.org/webhooks/github'),
+      '/repos/oca/gone/hooks/3': { status: 404, body: { message: 'Not Found' } },
+    };
+    const checked = async (env: Record<string, string>) => {
+      const config = configOf({ RUNBOAT_BASE_URL: 'https://runboat.example.org', ...env });
+      const github = new GitHub(config);
+      return checkWebhooks(
+        config,
+        await Promise.all(
+          checkedWebhooks(config).map(async (hook) => ({
+            hook,
+            webhook: await github.webhookConfig(hook).catch((error: unknown) => String(error)),
+          })),
+        ),
+      );
+    };
+    // Octokit's own line for the refused request goes to the JSON logs (debug), not the console.
+    const debug = vi.spyOn(logger, 'debug');
+    const withToken = await checked({
+      RUNBOAT_GITHUB_TOKEN: 'token',
+      RUNBOAT_GITHUB_WEBHOOK_SECRET: 's',
+      ...hooks,
+    });
+    expect(withToken.lines.slice(0, 2)).toEqual([
+      'MISSING orgs/OCA/hooks/1: it sends its deliveries to https://old.example.org/webhooks/github, not https://runboat.example.org/webhooks/github',
+      'MISSING repos/oca/web/hooks/2: a secret (RUNBOAT_GITHUB_WEBHOOK_SECRET is set, so its unsigned deliveries get 401)',
+    ]);
+    expect(withToken.lines[2]).toMatch(
+      /^MISSING repos\/oca\/gone\/hooks\/3: GitHub did not show it \(HttpError: Not Found/,
+    );
+    expect(withToken.problems).toBe(3);
+    expect(debug).toHaveBeenCalledWith(
+      { from: 'octokit' },
+      expect.stringMatching(/^GET \/repos\/oca\/gone\/hooks\/3 - 404/),
+    );
+    debug.mockRestore();
+
+    // As an App: its own webhook, with its JWT.
+    answers = {
+      '/app/hook/config': {
+        status: 200,
+        body: { url: 'https://runboat.example.org/webhooks/github', secret: '********' },
+      },
+    };
+    expect(await checked({ ...asApp, RUNBOAT_GITHUB_WEBHOOK_SECRET: 's' })).toEqual({
+      lines: ['ok      app/hook sends to https://runboat.example.org/webhooks/github, signed'],
+      problems: 0,
+    });
+    expect((await checked(asApp)).lines).toEqual([
+      'ok      app/hook (signed, but RUNBOAT_GITHUB_WEBHOOK_SECRET is unset: signatures are not checked)',
+    ]);
   });
 
   it('without credentials, names what cannot be posted', async () => {

@@ -1,22 +1,33 @@
 import { loadConfig } from '../common/config';
 import { GitHub } from '../common/github';
-import { checkGitHubAccess } from '../common/github-check';
+import { checkedWebhooks, checkGitHubAccess, checkWebhooks } from '../common/github-check';
 
 // `npm run github-check`, or `node dist/worker/github-check.js` in the worker's image: with the
 // worker's configuration, who the service is on GitHub and whether it may do what the
 // configuration asks (statuses or check runs, deployments, the trigger endpoints, webhook
-// redelivery; an App's events and each installation's accepted permissions). Exits 1 when
-// something is missing, 2 when GitHub cannot be asked.
+// redelivery; an App's events and each installation's accepted permissions), and whether its
+// webhooks (the App's, those named for redelivery) send to it, signed as it expects. Exits 1
+// when something is missing, 2 when GitHub cannot be asked.
 
 if (require.main === module) {
   const config = loadConfig();
-  new GitHub(config)
-    .identity()
-    .then((identity) => {
-      const { lines, problems } = checkGitHubAccess(config, identity);
-      console.log(lines.join('\n'));
-      process.exit(problems ? 1 : 0);
-    })
+  const github = new GitHub(config);
+  const run = async () => {
+    const access = checkGitHubAccess(config, await github.identity());
+    const webhooks = checkWebhooks(
+      config,
+      await Promise.all(
+        checkedWebhooks(config).map(async (hook) => ({
+          hook,
+          webhook: await github.webhookConfig(hook).catch((error: unknown) => String(error)),
+        })),
+      ),
+    );
+    console.log([...access.lines, ...webhooks.lines].join('\n'));
+    return access.problems + webhooks.problems;
+  };
+  run()
+    .then((problems) => process.exit(problems ? 1 : 0))
     .catch((error: unknown) => {
       console.error(`GitHub could not be asked: ${String(error)}`);
       process.exit(2);
