@@ -1,5 +1,5 @@
 import type { Config } from './config';
-import type { GitHubIdentity, WebhookConfig } from './github';
+import type { GitHub, GitHubIdentity, WebhookConfig } from './github';
 
 // `npm run github-check`: whether the service's GitHub credentials may do what its configuration
 // asks of them, before builds find out one report at a time (refused for good, and dropped).
@@ -133,9 +133,21 @@ export function checkGitHubAccess(
   return { lines, problems };
 }
 
-/** The webhooks the check reads: the App's own, and those named for redelivery. */
-export function checkedWebhooks(config: Config): string[] {
-  return [...new Set([...(config.githubApp ? ['app/hook'] : []), ...config.redeliverWebhooks])];
+/**
+ * The webhooks the check reads (the App's own, and those named for redelivery), each as GitHub
+ * shows it, or why it would not.
+ */
+export async function readWebhooks(
+  config: Config,
+  github: GitHub,
+): Promise<{ hook: string; webhook: WebhookConfig | string }[]> {
+  const hooks = new Set([...(config.githubApp ? ['app/hook'] : []), ...config.redeliverWebhooks]);
+  return Promise.all(
+    [...hooks].map(async (hook) => ({
+      hook,
+      webhook: await github.webhookConfig(hook).catch((error: unknown) => String(error)),
+    })),
+  );
 }
 
 /**

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig, type Config } from '../common/config';
 import { GitHub } from '../common/github';
-import { checkedWebhooks, checkGitHubAccess, checkWebhooks } from '../common/github-check';
+import { checkGitHubAccess, checkWebhooks, readWebhooks } from '../common/github-check';
 import { logger } from '../common/logger';
 import { newGitHubAppKey } from '../scripts/github-app-key';
 import { startGitHubRecorder, type CannedAnswer, type GitHubRecorder } from './github-recorder';
@@ -130,16 +130,7 @@ describe('github-check', () => {
     };
     const checked = async (env: Record<string, string>) => {
       const config = configOf({ RUNBOAT_BASE_URL: 'https://runboat.example.org', ...env });
-      const github = new GitHub(config);
-      return checkWebhooks(
-        config,
-        await Promise.all(
-          checkedWebhooks(config).map(async (hook) => ({
-            hook,
-            webhook: await github.webhookConfig(hook).catch((error: unknown) => String(error)),
-          })),
-        ),
-      );
+      return checkWebhooks(config, await readWebhooks(config, new GitHub(config)));
     };
     // Octokit's own line for the refused request goes to the JSON logs (debug), not the console.
     const debug = vi.spyOn(logger, 'debug');

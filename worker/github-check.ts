@@ -1,6 +1,6 @@
 import { loadConfig } from '../common/config';
 import { GitHub } from '../common/github';
-import { checkedWebhooks, checkGitHubAccess, checkWebhooks } from '../common/github-check';
+import { checkGitHubAccess, checkWebhooks, readWebhooks } from '../common/github-check';
 
 // `npm run github-check`, or `node dist/worker/github-check.js` in the worker's image: with the
 // worker's configuration, who the service is on GitHub and whether it may do what the
@@ -14,15 +14,7 @@ if (require.main === module) {
   const github = new GitHub(config);
   const run = async () => {
     const access = checkGitHubAccess(config, await github.identity());
-    const webhooks = checkWebhooks(
-      config,
-      await Promise.all(
-        checkedWebhooks(config).map(async (hook) => ({
-          hook,
-          webhook: await github.webhookConfig(hook).catch((error: unknown) => String(error)),
-        })),
-      ),
-    );
+    const webhooks = checkWebhooks(config, await readWebhooks(config, github));
     console.log([...access.lines, ...webhooks.lines].join('\n'));
     return access.problems + webhooks.problems;
   };
