@@ -2,16 +2,11 @@ import type { Webhooks } from '@octokit/webhooks';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import express, { Router } from 'express';
 import { z } from 'zod';
-import { branchNameProblem, BUILD_NAME_PATTERN } from '../common/build';
+import { branchNameProblem, BUILD_NAME_PATTERN, GIT_SHA } from '../common/build';
 import { findRepoSettings, type Config } from '../common/config';
 import { COMMIT_STATUS_CONTEXT } from '../common/github';
-import { listNewestRows } from '../common/build-list';
-import {
-  buildFromSearchAttributes,
-  buildWorkflowsQuery,
-  searchAttributes,
-  visibilityString,
-} from '../common/search-attributes';
+import { listBuildsRunningOrEnded } from '../common/build-list';
+import { buildFromSearchAttributes } from '../common/search-attributes';
 import type { CommitInfo } from '../common/types';
 import { logger } from '../common/logger';
 import { buildWorkflowId } from '../workflows/definitions';
@@ -158,10 +153,9 @@ export function webhookRouter(
       }
       case 'check_run': {
         const { action, check_run: run } = parseOr400(checkRunPayload, payload, 'invalid payload');
-        if (action !== 'rerequested') return ignored(`action ${action}`);
-        if (!config.githubCheckRuns) return ignored('check runs are off (RUNBOAT_GITHUB_CHECK_RUNS)');
-        // An organization's webhook tells of every App's check runs.
-        if (run.name !== COMMIT_STATUS_CONTEXT || run.app?.id !== config.githubApp?.id)
+        const notOurs = notOurRerun(action, run.app);
+        if (notOurs) return ignored(notOurs);
+        if (run.name !== COMMIT_STATUS_CONTEXT)
           return ignored(`check run ${run.name} is not one of this service's`);
         const name = run.external_id ?? '';
         if (!BUILD_NAME_PATTERN.test(name)) return ignored(`external id ${name} is not a build name`);
@@ -173,12 +167,9 @@ export function webhookRouter(
           check_suite: suite,
           repository,
         } = parseOr400(checkSuitePayload, payload, 'invalid payload');
-        if (action !== 'rerequested') return ignored(`action ${action}`);
-        if (!config.githubCheckRuns) return ignored('check runs are off (RUNBOAT_GITHUB_CHECK_RUNS)');
-        if (suite.app?.id !== config.githubApp?.id)
-          return ignored("check suite is not one of this service's");
-        if (!/^[0-9a-f]{40}$/.test(suite.head_sha))
-          return ignored(`head_sha ${suite.head_sha} is not a commit`);
+        const notOurs = notOurRerun(action, suite.app);
+        if (notOurs) return ignored(notOurs);
+        if (!GIT_SHA.test(suite.head_sha)) return ignored(`head_sha ${suite.head_sha} is not a commit`);
         return rerunCommit(repository.full_name.toLowerCase(), suite.head_sha);
       }
       default:
@@ -189,6 +180,15 @@ export function webhookRouter(
   async function start(commit: Parameters<typeof startBuild>[2]): Promise<WebhookOutcome> {
     const build = await startBuild(client, config, commit);
     return { outcome: 'started', detail: `build ${build.name}`, builds: [build.name] };
+  }
+
+  /** Why a Re-run of a check run or of a check suite is not this service's to act on; undefined if it is. */
+  function notOurRerun(action: string, app: { id: number } | null | undefined): string | undefined {
+    if (action !== 'rerequested') return `action ${action}`;
+    if (!config.githubCheckRuns) return 'check runs are off (RUNBOAT_GITHUB_CHECK_RUNS)';
+    // An organization's webhook tells of every App's check runs and suites.
+    if (app?.id !== config.githubApp?.id) return "another App's check run or suite";
+    return undefined;
   }
 
   /** A build running is reset (initialized again); one undeployed is started again. */
@@ -218,10 +218,10 @@ export function webhookRouter(
 
   /** "Re-run all checks": every build of the commit, deployed or not (one check run each). */
   async function rerunCommit(repo: string, sha: string): Promise<WebhookOutcome> {
-    const query =
-      `${buildWorkflowsQuery(config.taskQueue)} AND ${searchAttributes.repo.name} = ${visibilityString(repo)}` +
-      ` AND ${searchAttributes.commit.name} = ${visibilityString(sha)}`;
-    const builds = (await listNewestRows(client, query)).slice(0, MAX_RERUNS_OF_A_COMMIT);
+    const builds = (await listBuildsRunningOrEnded(client, config.taskQueue, { repo, commit: sha })).slice(
+      0,
+      MAX_RERUNS_OF_A_COMMIT,
+    );
     if (!builds.length) return ignored(`no build of ${repo} ${sha}`);
     const outcomes: WebhookOutcome[] = [];
     for (const { name } of builds) outcomes.push(await rerun(name));

@@ -23,6 +23,8 @@ export interface BuildFilter {
   statuses?: readonly BuildStatus[];
   name?: string;
   slug?: string;
+  /** The commit built (a 40-digit sha). */
+  commit?: string;
 }
 
 /** Whether `build` passes `filter`: what `listRunningBuilds` asks visibility, for a build in hand. */
@@ -36,7 +38,8 @@ export function matches(filter: BuildFilter, build: ListedBuild): boolean {
     (!filter.status || build.status === filter.status) &&
     (!filter.statuses || filter.statuses.includes(build.status)) &&
     (!filter.name || build.name === filter.name) &&
-    (!filter.slug || build.slug === filter.slug)
+    (!filter.slug || build.slug === filter.slug) &&
+    (!filter.commit || build.commit.git_commit === filter.commit)
   );
 }
 
@@ -45,7 +48,7 @@ export function matches(filter: BuildFilter, build: ListedBuild): boolean {
  * of its workflow), `changing` on its status. Values are validated by callers; quoted all the same.
  */
 function filterClauses(filter: BuildFilter): { fixed: string[]; changing: string[] } {
-  const { name, slug, repo, targetBranch, pr, status } = searchAttributes;
+  const { name, slug, repo, targetBranch, pr, status, commit } = searchAttributes;
   const fixed: string[] = [];
   if (filter.repo) fixed.push(`${repo.name} = ${visibilityString(filter.repo.toLowerCase())}`);
   if (filter.target_branch) fixed.push(`${targetBranch.name} = ${visibilityString(filter.target_branch)}`);
@@ -54,6 +57,7 @@ function filterClauses(filter: BuildFilter): { fixed: string[]; changing: string
   if (filter.pr !== undefined) fixed.push(`${pr.name} = ${Math.trunc(filter.pr)}`);
   if (filter.name) fixed.push(`${name.name} = ${visibilityString(filter.name)}`);
   if (filter.slug) fixed.push(`${slug.name} = ${visibilityString(filter.slug)}`);
+  if (filter.commit) fixed.push(`${commit.name} = ${visibilityString(filter.commit)}`);
   const changing: string[] = [];
   if (filter.status) changing.push(`${status.name} = ${visibilityString(filter.status)}`);
   if (filter.statuses)
@@ -94,6 +98,21 @@ export async function listRunningBuilds(
   return (await newestRunPerBuild(client, query))
     .filter(({ status, build }) => live.has(status) && matches(filter, build))
     .map(({ build }) => build);
+}
+
+/**
+ * The builds of `taskQueue` that match `filter`'s fixed fields (not its statuses), running or
+ * ended, one per build, as its newest run has it.
+ */
+export async function listBuildsRunningOrEnded(
+  client: Client,
+  taskQueue: string,
+  filter: Omit<BuildFilter, 'status' | 'statuses'>,
+): Promise<ListedBuild[]> {
+  return listNewestRows(
+    client,
+    [buildWorkflowsQuery(taskQueue), ...filterClauses(filter).fixed].join(' AND '),
+  );
 }
 
 /** The builds of the workflows `query` lists, one per build, as its newest listed run has it. */

@@ -4,7 +4,7 @@ import type { BuildRef, CommitInfo } from './types';
 // GitHub lets far more through in repo and branch names than is safe to put in YAML, labels
 // or shell. Values reach kubefiles templates only when they match these.
 export const SAFE_REPO = /^[a-z0-9_.-]+\/[a-z0-9_.-]+$/;
-const GIT_SHA = /^[0-9a-f]{40}$/;
+export const GIT_SHA = /^[0-9a-f]{40}$/;
 
 /** Every character git forbids in a ref name (controls, space, `~^:?*[\`, and `@`) is outside it. */
 const SAFE_BRANCH_CHARACTERS = /^[A-Za-z0-9_./-]+$/;
