@@ -18,6 +18,17 @@ let worker: ChildProcess | undefined;
 let connection: Connection | undefined;
 const metricsAddress = freePort().then((port) => `127.0.0.1:${port}`);
 
+/** The worker's /metrics ('' while it does not answer yet). */
+const scrape = async () =>
+  fetch(`http://${await metricsAddress}/metrics`)
+    .then((response) => response.text())
+    .catch(() => '');
+/** The first sample line of `metric` in a scrape that has every one of `labels` (`name="value"`). */
+const sampleOf = (text: string, metric: string, ...labels: string[]) =>
+  text
+    .split('\n')
+    .find((line) => line.startsWith(`${metric}{`) && labels.every((label) => line.includes(label)));
+
 beforeAll(async () => {
   github = await startGitHubRecorder();
   github.serve((call) =>
@@ -55,20 +66,8 @@ it('counts the reports GitHub refused for good, by target and status', async () 
   });
   const refused = await waitFor(
     'the refused status counted',
-    async () => {
-      const text = await fetch(`http://${await metricsAddress}/metrics`)
-        .then((response) => response.text())
-        .catch(() => '');
-      const line = text
-        .split('\n')
-        .find(
-          (each) =>
-            each.startsWith('runboat_github_reports_refused_total{') &&
-            each.includes('target="status"') &&
-            each.includes('status="403"'),
-        );
-      return line;
-    },
+    async () =>
+      sampleOf(await scrape(), 'runboat_github_reports_refused_total', 'target="status"', 'status="403"'),
     60_000,
   );
   expect(Number(refused.split(' ').at(-1))).toBeGreaterThanOrEqual(1);
@@ -79,10 +78,8 @@ it("serves the Temporal SDK's series the alert rules use, with the labels they m
   const used = selectedSeries().filter(({ metric }) => metric.startsWith('temporal_'));
   expect(used.length).toBeGreaterThan(0);
   // Each has samples once the worker ran a workflow task and an activity (the build above).
-  const sampleOf = (text: string, metric: string) =>
-    text.split('\n').find((line) => line.startsWith(`${metric}{`));
   const text = await waitFor('a sample of each', async () => {
-    const scraped = await fetch(`http://${await metricsAddress}/metrics`).then((response) => response.text());
+    const scraped = await scrape();
     return used.every(({ metric }) => sampleOf(scraped, metric)) && scraped;
   });
   for (const { metric, labels } of used) {
