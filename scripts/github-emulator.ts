@@ -132,18 +132,15 @@ export function shownOnGitHub(
   const ids = new Set(
     accepted.filter((write) => write.deployment?.ref === sha).map((write) => write.deployment!.id),
   );
-  const last = (paths: (path: string) => boolean) =>
-    accepted.filter((write) => paths(write.path)).at(-1)?.state;
+  const last = (shows: (write: EmulatedWrite) => boolean) => accepted.filter(shows).at(-1)?.state;
   return {
-    status: accepted
-      .filter(
-        (write) =>
-          write.path === `/repos/${repo}/statuses/${sha}` ||
-          (write.path === `/repos/${repo}/check-runs` && write.sha === sha),
-      )
-      .at(-1)?.state,
+    status: last(
+      (write) =>
+        write.path === `/repos/${repo}/statuses/${sha}` ||
+        (write.path === `/repos/${repo}/check-runs` && write.sha === sha),
+    ),
     deployment: ids.size
-      ? last((path) => [...ids].some((id) => path === `/repos/${repo}/deployments/${id}/statuses`))
+      ? last(({ path }) => [...ids].some((id) => path === `/repos/${repo}/deployments/${id}/statuses`))
       : 'none',
   };
 }
