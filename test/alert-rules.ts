@@ -21,31 +21,37 @@ export const rules = (
   }
 ).groups.flatMap((group) => group.rules);
 
-/** The metric names an expression selects, each with the label names its matchers use. */
+type SyntaxNode = ReturnType<typeof parser.parse>['topNode'];
+
+/**
+ * The metric names an expression selects, each with the label names its matchers use and those
+ * the aggregations around it group `by` (an alert's `{{ $labels.x }}` reads those: a label the
+ * series lacks makes one group of everything, and an empty name in the alert).
+ */
 export function selectors(expr: string): {
   errors: number;
   selected: { metric: string; labels: string[] }[];
 } {
   let errors = 0;
   const selected: { metric: string; labels: string[] }[] = [];
+  const text = (node: SyntaxNode | null) => (node ? expr.slice(node.from, node.to) : '');
   parser.parse(expr).iterate({
     enter(node) {
       if (node.type.isError) errors++;
       if (node.name !== 'VectorSelector') return;
-      const metric = node.node.getChild('Identifier');
-      const labels = node.node.getChild('LabelMatchers')?.getChildren('UnquotedLabelMatcher') ?? [];
-      selected.push({
-        metric: metric ? expr.slice(metric.from, metric.to) : '',
-        labels: labels.map((matcher) => {
-          const label = matcher.getChild('LabelName');
-          return label ? expr.slice(label.from, label.to) : '';
-        }),
-      });
+      const matchers = node.node.getChild('LabelMatchers')?.getChildren('UnquotedLabelMatcher') ?? [];
+      const labels = matchers.map((matcher) => text(matcher.getChild('LabelName')));
+      for (let around = node.node.parent; around; around = around.parent) {
+        const modifier = around.name === 'AggregateExpr' ? around.getChild('AggregateModifier') : null;
+        if (modifier?.getChild('By'))
+          labels.push(...(modifier.getChild('GroupingLabels')?.getChildren('LabelName') ?? []).map(text));
+      }
+      selected.push({ metric: text(node.node.getChild('Identifier')), labels: [...new Set(labels)] });
     },
   });
   return { errors, selected };
 }
 
-/** The series the rules select, each with the label names its matchers use. */
+/** The series the rules select, each with the label names its matchers and groupings use. */
 export const selectedSeries = (): { metric: string; labels: string[] }[] =>
   rules.flatMap((rule) => selectors(rule.expr).selected);

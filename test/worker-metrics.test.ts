@@ -77,13 +77,26 @@ it('counts the reports GitHub refused for good, by target and status', async () 
 it("serves the Temporal SDK's series the alert rules use, with the labels they match on", async () => {
   const used = selectedSeries().filter(({ metric }) => metric.startsWith('temporal_'));
   expect(used.length).toBeGreaterThan(0);
-  // Each has samples once the worker ran a workflow task and an activity (the build above).
-  const text = await waitFor('a sample of each', async () => {
-    const scraped = await scrape();
-    return used.every(({ metric }) => sampleOf(scraped, metric)) && scraped;
+  // Each has samples once the worker ran a workflow task and an activity (the build above), and
+  // failed one: a workflow type the worker does not have, as on a task queue shared by mistake.
+  const client = new Client({ connection: connection as Connection, namespace: config.temporalNamespace });
+  const stranger = await client.workflow.start('noSuchWorkflow', {
+    taskQueue: config.taskQueue,
+    workflowId: `stranger-${SHA('b')}`,
   });
-  for (const { metric, labels } of used) {
-    const sample = sampleOf(text, metric);
-    for (const label of labels) expect(sample, `${metric}{${label}}`).toContain(`${label}="`);
+  try {
+    const text = await waitFor('a sample of each', async () => {
+      const scraped = await scrape();
+      return used.every(({ metric }) => sampleOf(scraped, metric)) && scraped;
+    });
+    for (const { metric, labels } of used) {
+      const sample = sampleOf(text, metric);
+      for (const label of labels) expect(sample, `${metric}{${label}}`).toContain(`${label}="`);
+    }
+    expect(
+      sampleOf(text, 'temporal_workflow_task_execution_failed_total', 'workflow_type="noSuchWorkflow"'),
+    ).toContain('failure_reason="WorkflowError"');
+  } finally {
+    await stranger.terminate('test over');
   }
 });
