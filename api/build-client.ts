@@ -69,8 +69,15 @@ export type CommandOutcome = 'accepted' | 'no-op' | 'queued';
  * Starts the build of `commit`, or finds the one already running: the workflow id is derived
  * from the build's identity, so a redelivered webhook or a racing trigger yields one build.
  * Refuses (and logs) commits whose values are unsafe or whose repo/branch is not configured.
+ * `capRef: false` leaves the ref's other builds alone (RUNBOAT_MAX_BUILDS_PER_REF): for a commit
+ * asked for again, which is not the ref's newest.
  */
-export async function startBuild(client: Client, config: Config, commit: CommitInfo): Promise<BuildRef> {
+export async function startBuild(
+  client: Client,
+  config: Config,
+  commit: CommitInfo,
+  { capRef = true }: { capRef?: boolean } = {},
+): Promise<BuildRef> {
   let build: BuildRef;
   let repo: BuildRepoSettings;
   try {
@@ -87,6 +94,7 @@ export async function startBuild(client: Client, config: Config, commit: CommitI
     throw error;
   }
   await client.workflow.start<BuildWorkflow>('buildWorkflow', newBuildStart(config, build, repo));
+  if (!capRef) return build;
   try {
     await capBuildsOfRef(client, config, build);
   } catch (error) {

@@ -177,8 +177,11 @@ export function webhookRouter(
     }
   }
 
-  async function start(commit: Parameters<typeof startBuild>[2]): Promise<WebhookOutcome> {
-    const build = await startBuild(client, config, commit);
+  async function start(
+    commit: Parameters<typeof startBuild>[2],
+    options?: Parameters<typeof startBuild>[3],
+  ): Promise<WebhookOutcome> {
+    const build = await startBuild(client, config, commit, options);
     return { outcome: 'started', detail: `build ${build.name}`, builds: [build.name] };
   }
 
@@ -213,7 +216,9 @@ export function webhookRouter(
     const build = buildFromSearchAttributes(workflow.typedSearchAttributes);
     if (!build || !findRepoSettings(config, build.commit.repo, build.commit.target_branch))
       return ignored(`build ${name} cannot be started again: its repo or branch is not configured`);
-    return start(build.commit);
+    // Asked for by name, it may be an older commit than the ref's newest build, which the per-ref
+    // cap would undeploy in its stead; the ref's next push applies the cap again.
+    return start(build.commit, { capRef: false });
   }
 
   /** "Re-run all checks": every build of the commit, deployed or not (one check run each). */

@@ -1,6 +1,6 @@
 import { generateKeyPairSync, verify } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { sendBuildCommand, startBuild } from '../api/build-client';
+import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import type { Config } from '../common/config';
 import { checkRunLogText, GitHub, GitHubAppNotInstalled, gitHubRefusal } from '../common/github';
 import type { CommitInfo } from '../common/types';
@@ -424,6 +424,56 @@ describe('check runs (RUNBOAT_GITHUB_CHECK_RUNS)', () => {
     expect(answer.status).toBe(503);
     expect(((await answer.json()) as { detail: string }).detail).toContain(
       `the GitHub App ${APP_ID} (RUNBOAT_GITHUB_APP_ID) is not installed on oca/web`,
+    );
+  });
+});
+
+describe('a Re-run under RUNBOAT_MAX_BUILDS_PER_REF', () => {
+  let reporting: ReportingStack;
+  beforeAll(async () => {
+    reporting = await startReportingStack({
+      RUNBOAT_GITHUB_APP_ID: `${APP_ID}`,
+      RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey,
+      RUNBOAT_GITHUB_CHECK_RUNS: 'true',
+      RUNBOAT_GITHUB_DEPLOYMENTS: 'false',
+      RUNBOAT_NO_CLEANUP_JOB: 'true',
+      RUNBOAT_MAX_BUILDS_PER_REF: '1',
+    });
+    reporting.github.serve(appSide);
+  });
+  afterAll(() => reporting?.close());
+
+  it("starts an older commit's build again beside the ref's newest, which it leaves deployed", async () => {
+    const { stack, config } = reporting;
+    const { client } = stack.temporal;
+    const older = await startBuild(client, config, { ...commit('oca/web', '1'), pr: 9 });
+    // Each listed before what comes next, as between two pushes, so that the cap counts it.
+    const listed = (name: string) =>
+      waitFor(`${name} listed`, async () => {
+        const builds = (await (await stack.api.request('GET', '/api/v1/builds?pr=9')).json()) as {
+          name: string;
+        }[];
+        return builds.some((build) => build.name === name);
+      });
+    await listed(older.name);
+    // The pull request's next push: the cap undeploys the older build.
+    const newest = await startBuild(client, config, { ...commit('oca/web', '2'), pr: 9 });
+    await client.workflow.getHandle(buildWorkflowId(older.name)).result();
+    await listed(newest.name);
+
+    // Re-run on the older commit's check run: asked for by name, it comes back; the newest stays.
+    const answer = await stack.api.webhook('check_run', {
+      action: 'rerequested',
+      check_run: { name: 'runboat/build', app: { id: APP_ID }, external_id: older.name },
+      repository: { full_name: 'oca/web' },
+    });
+    expect(await answer.json()).toMatchObject({ outcome: 'started', builds: [older.name] });
+    // The cap is applied within the answer: the newest build would have its undeploy by now.
+    const { status, pending_commands } = await getBuildState(client, newest.name);
+    expect(status).not.toBe('undeploying');
+    expect(pending_commands).not.toContain('undeploy');
+    expect((await client.workflow.getHandle(buildWorkflowId(older.name)).describe()).status.name).toBe(
+      'RUNNING',
     );
   });
 });
