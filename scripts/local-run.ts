@@ -67,13 +67,15 @@ async function main(): Promise<void> {
   const env: NodeJS.ProcessEnv = { ...DEMO_DEFAULTS, ...withDotEnv(process.env) };
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    // A second Ctrl-C (or a signal sent to the whole process group as well as relayed) must not
+    // end this process before its daemons: they would be left running until the next start.
+    if (stopping) return logger.warn({ signal }, 'already stopping: the daemons are being ended');
     stopping = true;
     logger.info({ signal }, 'stopping');
     void stopAll().then(() => process.exit(0));
   };
-  process.once('SIGINT', () => stop('SIGINT'));
-  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
   // A run killed before it could stop its children left them running: end them first.
   mkdirSync(stateDir, { recursive: true });
   await claimStateDir(path.join(stateDir, 'children.json'));

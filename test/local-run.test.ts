@@ -141,7 +141,20 @@ it('runs the whole service locally and stops it cleanly', async () => {
   // The cleanup Job runs on a kwok node and succeeds; then every object goes.
   await waitFor('undeployed', async () => !(await builds()).some((b) => b.name === pr.name), 60_000);
 
+  // Ctrl-C, and again while it stops (its API is the first thing it closes): the daemons still
+  // all end before it does.
+  const exited = new Promise((resolve) => service?.once('exit', resolve));
   service.kill('SIGINT');
-  await new Promise((resolve) => service?.once('exit', resolve));
+  await waitFor(
+    'the API closed',
+    async () =>
+      !(await fetch(`${url}/readyz`).then(
+        () => true,
+        () => false,
+      )),
+  );
+  service.kill('SIGINT');
+  service.kill('SIGTERM');
+  await exited;
   await waitFor('no daemon left', async () => daemonsLeft() === '', 15_000);
 }, 420_000);
