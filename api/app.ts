@@ -65,7 +65,8 @@ export function createApp(deps: ApiDependencies): Api {
   app.use(healthRouter(client, bounded));
   app.use(webhookRouter(config, client, metrics.observeWebhook, bounded));
   app.use('/api/v1', api);
-  app.use(uiRouter({ config, client, bounded, visits, observeStoppedOpening }));
+  const readInitLog = (name: string) => cluster.readLog(name, 'initialize');
+  app.use(uiRouter({ config, client, bounded, readInitLog, visits, observeStoppedOpening }));
   app.use('/api/v1', (_request, _response) => {
     throw new HttpError(404, 'no such endpoint');
   });

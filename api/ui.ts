@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import express, { Router, type RequestHandler } from 'express';
+import { logTail } from '../common/ansi';
 import { BUILD_NAME_PATTERN } from '../common/build';
 import { buildWorkflowId } from '../workflows/definitions';
 import { describeError, HttpError, logRequestError } from './errors';
@@ -11,11 +12,19 @@ import { readTimeline } from './timeline';
 
 // The Web UI's routes (SPEC §7): static pages under api/ui/ that read the JSON API and its build
 // events from the browser, plus what needs the server: `/builds/{name}?live` (live-page.ts)
-// and a build's timeline, read from its workflow history (timeline.ts).
+// a build's timeline, read from its workflow history (timeline.ts), and the end of its init log.
 
 const ASSETS = path.join(__dirname, 'ui');
+/** The end of a failed init's log on its build's page: what a screen shows, the rest a link away. */
+const INIT_LOG_TAIL_LINES = 60;
+const INIT_LOG_TAIL_CHARS = 20_000;
 
-export function uiRouter(deps: UiDependencies): Router {
+export function uiRouter(
+  deps: UiDependencies & {
+    /** A build's init log, as `/init-log` serves it (the pod's, or the copy kept after a failure). */
+    readInitLog: (name: string) => Promise<string | undefined>;
+  },
+): Router {
   const { config, client, bounded } = deps;
   const headers = securityHeaders(config);
   const secured: RequestHandler = (_request, response, next) => {
@@ -60,6 +69,13 @@ export function uiRouter(deps: UiDependencies): Router {
     const name = validName(String(request.params.name));
     const timeline = await bounded(() => readTimeline(client, buildWorkflowId(name)));
     response.set('cache-control', 'no-store').json(timeline);
+  });
+
+  // What a failed build's page shows of why: the end of its init log, as plain text.
+  ui.get('/builds/:name/init-log-tail.json', async (request, response) => {
+    const log = await deps.readInitLog(validName(String(request.params.name)));
+    if (log === undefined) throw new HttpError(404, 'No log found.');
+    response.set('cache-control', 'no-store').json(logTail(log, INIT_LOG_TAIL_LINES, INIT_LOG_TAIL_CHARS));
   });
 
   ui.get('/builds/:name', secured, async (request, response) => {

@@ -11,3 +11,15 @@ export const CONTROL_CHARACTERS = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g;
 export function plainText(log: string): string {
   return log.replace(ANSI_ESCAPES, '').replace(CONTROL_CHARACTERS, '');
 }
+
+/**
+ * The end of a log as plain text: its last `maxLines` lines, and of those its last `maxChars`
+ * characters; `cut` when that left some of it out.
+ */
+export function logTail(log: string, maxLines: number, maxChars: number): { text: string; cut: boolean } {
+  const lines = plainText(log).trimEnd().split('\n');
+  const text = lines.slice(-maxLines).join('\n');
+  return text.length > maxChars
+    ? { text: text.slice(-maxChars), cut: true }
+    : { text, cut: lines.length > maxLines };
+}

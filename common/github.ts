@@ -2,7 +2,7 @@ import { createAppAuth } from '@octokit/auth-app';
 import { Octokit } from '@octokit/rest';
 import type { Config, GitHubAppCredentials } from './config';
 import type { CommitStatusState, GitHubRefusal } from './github-reports';
-import { plainText } from './ansi';
+import { logTail } from './ansi';
 import { logger } from './logger';
 import type { CommitInfo } from './types';
 
@@ -369,13 +369,10 @@ const CHECK_RUN_LOG_CHARS = 60_000;
 
 /** The end of a log, as a check run's Markdown text: plain, fenced, its last lines. */
 export function checkRunLogText(log: string): string {
-  const lines = plainText(log).trimEnd().split('\n');
-  let tail = lines.slice(-CHECK_RUN_LOG_LINES).join('\n');
-  if (tail.length > CHECK_RUN_LOG_CHARS) tail = tail.slice(-CHECK_RUN_LOG_CHARS);
+  const { text, cut } = logTail(log, CHECK_RUN_LOG_LINES, CHECK_RUN_LOG_CHARS);
   // A fence longer than any run of backticks in the log, which would otherwise close it.
-  const fence = '`'.repeat(Math.max(3, ...[...tail.matchAll(/`+/g)].map(([run]) => run.length + 1)));
-  const cut = lines.length > CHECK_RUN_LOG_LINES || tail.length === CHECK_RUN_LOG_CHARS;
-  return `${cut ? 'The end of the init log:' : 'The init log:'}\n\n${fence}text\n${tail}\n${fence}\n`;
+  const fence = '`'.repeat(Math.max(3, ...[...text.matchAll(/`+/g)].map(([run]) => run.length + 1)));
+  return `${cut ? 'The end of the init log:' : 'The init log:'}\n\n${fence}text\n${text}\n${fence}\n`;
 }
 
 /**

@@ -362,6 +362,44 @@ describe('build page', () => {
     expect(await page.locator('#build-status').innerText()).toMatch(/stopped/i);
   });
 
+  it("shows the end of a failed init's log as plain text, and no such panel for a started build", async () => {
+    const build = builds.pr;
+    // The log the worker keeps once the init failed (the test cluster runs no pods).
+    const lines = Array.from({ length: 100 }, (_, at) => `installing module ${at}`);
+    await cluster.core.createNamespacedConfigMap({
+      namespace: config.buildNamespace,
+      body: {
+        metadata: { name: `${build.name}-init-log`, labels: { 'runboat/build': build.name } },
+        data: {
+          log: `${lines.join('\n')}\n\x1b[31mERROR: <img src=x onerror=alert(1)> column does not exist\x1b[0m\n`,
+        },
+      },
+    });
+    await page.goto(`${stack.api.url}/builds/${build.name}`);
+    const log = page.locator('#init-failure-log');
+    await log.waitFor();
+    const text = await log.textContent();
+    expect(text?.split('\n')).toHaveLength(60);
+    expect(text?.startsWith('installing module 41\n')).toBe(true);
+    expect(text?.endsWith('ERROR: <img src=x onerror=alert(1)> column does not exist')).toBe(true);
+    expect(await page.locator('#init-failure img').count()).toBe(0);
+    expect(await page.locator('#init-failure-note').innerText()).toMatch(
+      /^The end of the initialization log/,
+    );
+    expect(await page.locator('#init-failure-note a').getAttribute('href')).toBe(
+      `/api/v1/builds/${build.name}/init-log`,
+    );
+    await page.locator('#timeline[aria-busy="false"]').waitFor();
+    await page.screenshot({ path: path.join(SCREENSHOTS, 'build-failed.png'), fullPage: true });
+
+    await page.goto(`${stack.api.url}/builds/${builds.branch.name}`);
+    await card(builds.branch.name).waitFor();
+    expect(await page.locator('#init-failure').isHidden()).toBe(true);
+    const tail = (name: string) => stack.api.request('GET', `/builds/${name}/init-log-tail.json`);
+    expect((await tail(builds.branch.name)).status).toBe(404);
+    expect((await tail('Bad_Name')).status).toBe(400);
+  });
+
   it('serves the timeline as JSON', async () => {
     const response = await stack.api.request('GET', `/builds/${builds.pr.name}/timeline.json`);
     expect(response.status).toBe(200);

@@ -132,6 +132,43 @@ document.getElementById('force-undeploy').addEventListener('click', async () => 
   }
 });
 
+// A failed init's reason is at the end of its log: shown here, so that nobody has to open it.
+const initFailure = document.getElementById('init-failure');
+let initFailureShown = false;
+async function showInitFailure(build) {
+  if (build.init_status !== 'failed') {
+    // Reset: a later failure is read again.
+    initFailure.hidden = true;
+    initFailureShown = false;
+    return;
+  }
+  if (initFailureShown) return;
+  initFailureShown = true;
+  const note = document.getElementById('init-failure-note');
+  const log = document.getElementById('init-failure-log');
+  const logLink = h('a', {
+    href: `/api/v1/builds/${encodeURIComponent(build.name)}/init-log`,
+    text: 'open it with its colours',
+  });
+  try {
+    const { text, cut } = await getJson(`/builds/${encodeURIComponent(build.name)}/init-log-tail.json`);
+    note.replaceChildren(
+      cut ? 'The end of the initialization log; ' : 'The initialization log; ',
+      logLink,
+      '.',
+    );
+    log.textContent = text;
+    log.hidden = false;
+  } catch (error) {
+    // No log kept (a cluster that lost it): nothing to show.
+    if (error.status === 404) return;
+    note.replaceChildren(`The initialization log could not be read (${error.message}); `, logLink, '.');
+    log.hidden = true;
+  }
+  initFailure.hidden = false;
+  log.scrollTop = log.scrollHeight;
+}
+
 let timelineTimer;
 function refreshTimeline() {
   clearTimeout(timelineTimer);
@@ -166,6 +203,7 @@ async function loadDetails() {
     const build = await getJson(`/api/v1/builds/${encodeURIComponent(name)}`);
     lastError = build.last_error || null;
     render(build);
+    void showInitFailure(build);
   } catch (error) {
     if (error.status === 404) {
       document.getElementById('build-title').textContent = name;
@@ -191,6 +229,7 @@ if (await loadDetails()) {
         const changed =
           !card || card.build.status !== build.status || card.build.init_status !== build.init_status;
         render(build);
+        void showInitFailure(build);
         if (changed) {
           refreshTimeline();
           if (build.status === 'failed') void loadDetails();
