@@ -42,13 +42,20 @@ interface Account {
   repo?: string;
 }
 
+const accountKey = ({ owner, repo }: Account) => (repo === undefined ? owner : `${owner}/${repo}`);
+
 export class GitHub {
   /** With a token (or none): every request. */
   private readonly withToken: Octokit | undefined;
   /** As a GitHub App (its JWT): the App's own endpoints, and finding its installations. */
   private readonly asApp: Octokit | undefined;
-  /** As the App's installation on each account, by owner (tokens minted and renewed by auth-app). */
-  private readonly installations = new Map<string, Promise<Octokit>>();
+  /**
+   * The App's installation that sees each repository (`owner/repo`) or organization (`owner`): an
+   * installation on an account may have been given only some of its repositories.
+   */
+  private readonly installationIds = new Map<string, Promise<number>>();
+  /** A client per installation, for all its repositories (tokens minted and renewed by auth-app). */
+  private readonly installationClients = new Map<number, Octokit>();
   /** When this process's next write may go: writes are spaced by RUNBOAT_GITHUB_WRITES_PER_MINUTE. */
   private nextWriteAt = 0;
 
@@ -93,28 +100,36 @@ export class GitHub {
    */
   private async actingOn<T>(account: Account, call: (octokit: Octokit) => Promise<T>): Promise<T> {
     if (this.withToken) return call(this.withToken);
-    const installation = this.installation(account);
+    const id = await this.installationId(account);
     try {
-      return await call(await installation);
+      return await call(this.installationClient(id));
     } catch (error) {
       if ((error as { status?: unknown }).status !== 401) throw error;
-      this.forgetInstallation(account.owner, installation);
-      return call(await this.installation(account));
+      // Its tokens are refused: a new one, and the installation looked up again (it may have
+      // been removed and installed anew, under another id).
+      this.installationClients.delete(id);
+      this.installationIds.delete(accountKey(account));
+      return call(this.installationClient(await this.installationId(account)));
     }
   }
 
-  private installation(account: Account): Promise<Octokit> {
-    const known = this.installations.get(account.owner);
+  private installationId(account: Account): Promise<number> {
+    const key = accountKey(account);
+    const known = this.installationIds.get(key);
     if (known) return known;
-    const found = this.findInstallation(account).then((id) => this.client(this.appAuth(id)));
-    this.installations.set(account.owner, found);
+    const found = this.findInstallation(account);
+    this.installationIds.set(key, found);
     // Not kept when it failed: GitHub was unavailable, or the App may be installed since.
-    found.catch(() => this.forgetInstallation(account.owner, found));
+    found.catch(() => {
+      if (this.installationIds.get(key) === found) this.installationIds.delete(key);
+    });
     return found;
   }
 
-  private forgetInstallation(owner: string, installation: Promise<Octokit>): void {
-    if (this.installations.get(owner) === installation) this.installations.delete(owner);
+  private installationClient(id: number): Octokit {
+    let client = this.installationClients.get(id);
+    if (!client) this.installationClients.set(id, (client = this.client(this.appAuth(id))));
+    return client;
   }
 
   private async findInstallation({ owner, repo }: Account): Promise<number> {
@@ -127,10 +142,7 @@ export class GitHub {
       return data.id;
     } catch (error) {
       if ((error as { status?: unknown }).status !== 404) throw error;
-      throw new GitHubAppNotInstalled(
-        this.config.githubApp?.id,
-        repo === undefined ? owner : `${owner}/${repo}`,
-      );
+      throw new GitHubAppNotInstalled(this.config.githubApp?.id, accountKey({ owner, repo }));
     }
   }
 

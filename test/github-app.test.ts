@@ -31,6 +31,11 @@ const { privateKey, publicKey } = generateKeyPairSync('rsa', {
 
 /** The accounts the App is installed on, and each installation's id. */
 let installedOn: Map<string, number>;
+/** The installations given only some of their account's repositories ("Only select repositories"). */
+let selectedRepos: Map<number, string[]>;
+const sees = (installation: number | undefined, repo: string | undefined) =>
+  installation !== undefined &&
+  (repo === undefined || !selectedRepos.has(installation) || selectedRepos.get(installation)?.includes(repo));
 /** Tokens GitHub minted and still takes, with the installation of each. */
 const tokens = new Map<string, number>();
 let minted = 0;
@@ -57,7 +62,7 @@ const badCredentials: CannedAnswer = { status: 401, body: { message: 'Bad creden
 
 function appSide(call: RecordedCall): CannedAnswer | undefined {
   const path = call.path.split('?')[0];
-  const lookup = /^\/(?:repos\/([^/]+)\/[^/]+|orgs\/([^/]+))\/installation$/.exec(path);
+  const lookup = /^\/(?:repos\/([^/]+)\/([^/]+)|orgs\/([^/]+))\/installation$/.exec(path);
   if (lookup || path.startsWith('/app/')) {
     const claims = appClaims(call.authorization);
     const now = Date.now() / 1000;
@@ -65,10 +70,10 @@ function appSide(call: RecordedCall): CannedAnswer | undefined {
       return badCredentials;
     if (unavailable) return { status: 503, body: { message: 'Service unavailable' } };
     if (lookup) {
-      const installation = installedOn.get(lookup[1] ?? lookup[2]);
-      return installation === undefined
-        ? { status: 404, body: { message: 'Not Found' } }
-        : { status: 200, body: { id: installation } };
+      const installation = installedOn.get(lookup[1] ?? lookup[3]);
+      return sees(installation, lookup[2])
+        ? { status: 200, body: { id: installation } }
+        : { status: 404, body: { message: 'Not Found' } };
     }
     const mint = /^\/app\/installations\/(\d+)\/access_tokens$/.exec(path);
     if (mint && call.method === 'POST') {
@@ -78,9 +83,12 @@ function appSide(call: RecordedCall): CannedAnswer | undefined {
     }
     return undefined;
   }
-  const owner = /^\/(?:repos|orgs)\/([^/]+)/.exec(path)?.[1];
+  const [, owner, repo] = /^\/(?:repos|orgs)\/([^/]+)(?:\/([^/]+))?/.exec(path) ?? [];
   const token = call.authorization?.replace(/^token /, '') ?? '';
-  return owner !== undefined && tokens.get(token) === installedOn.get(owner) ? undefined : badCredentials;
+  if (owner === undefined || tokens.get(token) !== installedOn.get(owner)) return badCredentials;
+  return path.startsWith('/repos/') && !sees(installedOn.get(owner), repo)
+    ? { status: 403, body: { message: 'Resource not accessible by integration' } }
+    : undefined;
 }
 
 const appConfig = (github: GitHubRecorder, env: Record<string, string> = {}): Config =>
@@ -113,6 +121,7 @@ beforeEach(() => {
     ['oca', 11],
     ['acme', 12],
   ]);
+  selectedRepos = new Map();
   unavailable = false;
   github.calls.length = 0;
 });
@@ -121,7 +130,7 @@ const callsTo = (pattern: RegExp) => github.calls.filter((call) => pattern.test(
 const statusCalls = () => callsTo(/\/statuses\//);
 
 describe('the service as a GitHub App', () => {
-  it("acts on each account as the App's installation there: one lookup and one token per account, however many calls", async () => {
+  it("acts on each repository as the App's installation there: one lookup per repository, one token per installation", async () => {
     const gitHub = new GitHub(appConfig(github));
     await Promise.all(
       ['oca/sale-workflow', 'oca/web', 'oca/web', 'acme/shop'].map((repo, at) =>
@@ -136,7 +145,12 @@ describe('the service as a GitHub App', () => {
       callsTo(/\/installation$/)
         .map((call) => call.path)
         .sort(),
-    ).toEqual(['/repos/acme/shop/installation', '/repos/oca/sale-workflow/installation']);
+    ).toEqual([
+      '/repos/acme/shop/installation',
+      '/repos/oca/sale-workflow/installation',
+      '/repos/oca/server-tools/installation',
+      '/repos/oca/web/installation',
+    ]);
     expect(
       callsTo(/access_tokens$/)
         .map((call) => call.path)
@@ -183,6 +197,24 @@ describe('the service as a GitHub App', () => {
     installedOn.set('nobody', 13);
     await gitHub.postCommitStatus(commit('nobody/addons'), status);
     expect(statusCalls().map((call) => call.status)).toEqual([201]);
+  });
+
+  it("names a repository the account's installation was not given, as one the App is not installed on", async () => {
+    selectedRepos.set(11, ['web']);
+    const gitHub = new GitHub(appConfig(github));
+    await gitHub.postCommitStatus(commit('oca/web'), status);
+    const refused = await gitHub
+      .postCommitStatus(commit('oca/sale-workflow'), status)
+      .catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(GitHubAppNotInstalled);
+    expect(String(refused)).toContain('is not installed on oca/sale-workflow, or its installation does not');
+    expect(statusCalls().map((call) => call.path)).toEqual([`/repos/oca/web/statuses/${SHA('a')}`]);
+
+    // Given the repository since: the next call finds it, with the installation's token.
+    selectedRepos.set(11, ['web', 'sale-workflow']);
+    await gitHub.postCommitStatus(commit('oca/sale-workflow'), status);
+    expect(statusCalls().map((call) => call.status)).toEqual([201, 201]);
+    expect(callsTo(/access_tokens$/)).toHaveLength(1);
   });
 
   it('waits out GitHub unavailable while finding an installation, without keeping the failure', async () => {
