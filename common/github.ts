@@ -100,15 +100,18 @@ export class GitHub {
    */
   private async actingOn<T>(account: Account, call: (octokit: Octokit) => Promise<T>): Promise<T> {
     if (this.withToken) return call(this.withToken);
-    const id = await this.installationId(account);
+    const key = accountKey(account);
+    const found = this.installationId(account);
+    const id = await found;
+    const client = this.installationClient(id);
     try {
-      return await call(this.installationClient(id));
+      return await call(client);
     } catch (error) {
       if ((error as { status?: unknown }).status !== 401) throw error;
       // Its tokens are refused: a new one, and the installation looked up again (it may have
-      // been removed and installed anew, under another id).
-      this.installationClients.delete(id);
-      this.installationIds.delete(accountKey(account));
+      // been removed and installed anew, under another id). Calls refused together forget once.
+      if (this.installationClients.get(id) === client) this.installationClients.delete(id);
+      if (this.installationIds.get(key) === found) this.installationIds.delete(key);
       return call(this.installationClient(await this.installationId(account)));
     }
   }
