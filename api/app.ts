@@ -60,12 +60,12 @@ export function createApp(deps: ApiDependencies): Api {
   app.disable('x-powered-by');
   app.use(metrics.timeRequests);
   const { observeStoppedOpening } = metrics;
-  app.use(wakeHandler({ config, client, bounded, visits, index, observeStoppedOpening }));
+  const readInitLog = (name: string) => cluster.readLog(name, 'initialize');
+  app.use(wakeHandler({ config, client, bounded, visits, index, observeStoppedOpening, readInitLog }));
   app.get('/metrics', metrics.serve);
   app.use(healthRouter(client, bounded));
   app.use(webhookRouter(config, client, metrics.observeWebhook, bounded));
   app.use('/api/v1', api);
-  const readInitLog = (name: string) => cluster.readLog(name, 'initialize');
   app.use(uiRouter({ config, client, bounded, readInitLog, visits, observeStoppedOpening }));
   app.use('/api/v1', (_request, _response) => {
     throw new HttpError(404, 'no such endpoint');

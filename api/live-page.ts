@@ -1,5 +1,6 @@
 import type { Client } from '@temporalio/client';
 import type { Response } from 'express';
+import { logTail } from '../common/ansi';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 import { buildWorkflowId } from '../workflows/definitions';
@@ -13,10 +14,16 @@ import type { Visits } from './visits';
 // `/builds/{name}?live` and the wake handler's page: start a stopped build and take the visitor
 // to it once it is up.
 
+/** The end of a failed init's log on its pages: what a screen shows, the rest a link away. */
+const INIT_LOG_TAIL_LINES = 60;
+const INIT_LOG_TAIL_CHARS = 20_000;
+
 export interface UiDependencies {
   config: Config;
   client: Client;
   bounded: Bounded;
+  /** A build's init log, as `/init-log` serves it (the pod's, or the copy kept after a failure). */
+  readInitLog?: (name: string) => Promise<string | undefined>;
   /** Counts `?live` openings as visits (idle stop); none in tests that do not need it. */
   visits?: Visits;
   observeStoppedOpening?: StoppedOpeningObserver;
@@ -97,6 +104,8 @@ export async function serveLivePage(
   const title = `${json.commit_info.repo} ${json.commit_info.pr ? `PR #${json.commit_info.pr}` : json.commit_info.target_branch}`;
   const failed = state.status === 'failed';
   const undeploying = state.status === 'undeploying';
+  // Where a pull request's "View deployment" leads: a failed init says why here too.
+  const failure = failed && state.init_status === 'failed' ? await failedInitLogTail(deps, name) : undefined;
   const message = failed
     ? `This build failed to initialize${state.last_error ? `: ${escapeHtml(state.last_error)}` : '.'}`
     : undeploying
@@ -119,7 +128,19 @@ export async function serveLivePage(
 <p id="live-message" aria-live="polite">${message}</p>
 ${leftStopped ? '<p><button id="live-start" type="button" class="action">Start the build</button></p>\n' : ''}<div id="live-spinner" class="spinner"${failed || undeploying || leftStopped ? ' hidden' : ''} aria-hidden="true"></div>
 <p id="live-failed"${failed ? '' : ' hidden'}><a href="${escapeHtml(base)}/api/v1/builds/${escapeHtml(encodeURIComponent(name))}/init-log">Read the init log</a> · <a href="${escapeHtml(buildLink)}">Open the build page</a> to reset it.</p>
-</section>`,
+${failure ? `<pre class="log-tail" id="live-log" tabindex="0">${escapeHtml(failure.text)}</pre>\n` : ''}</section>`,
     'live.js',
   );
+}
+
+/** The end of an init's log as its pages show it: plain text, its last lines. */
+export const initLogTail = (log: string) => logTail(log, INIT_LOG_TAIL_LINES, INIT_LOG_TAIL_CHARS);
+
+/** The end of a failed init's log for the live page; undefined when there is none or it cannot be read. */
+async function failedInitLogTail(deps: UiDependencies, name: string) {
+  const log = await deps.readInitLog?.(name).catch((error: unknown) => {
+    logger.warn({ err: error, build: name }, 'live page: init log unavailable');
+    return undefined;
+  });
+  return log === undefined ? undefined : initLogTail(log);
 }

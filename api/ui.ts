@@ -1,11 +1,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import express, { Router, type RequestHandler } from 'express';
-import { logTail } from '../common/ansi';
 import { BUILD_NAME_PATTERN } from '../common/build';
 import { buildWorkflowId } from '../workflows/definitions';
 import { describeError, HttpError, logRequestError } from './errors';
-import { serveLivePage, type UiDependencies } from './live-page';
+import { initLogTail, serveLivePage, type UiDependencies } from './live-page';
 import { isPersonOpening } from './visitors';
 import { escapeHtml, page, securityHeaders, sendPage } from './pages';
 import { readTimeline } from './timeline';
@@ -15,16 +14,8 @@ import { readTimeline } from './timeline';
 // a build's timeline, read from its workflow history (timeline.ts), and the end of its init log.
 
 const ASSETS = path.join(__dirname, 'ui');
-/** The end of a failed init's log on its build's page: what a screen shows, the rest a link away. */
-const INIT_LOG_TAIL_LINES = 60;
-const INIT_LOG_TAIL_CHARS = 20_000;
 
-export function uiRouter(
-  deps: UiDependencies & {
-    /** A build's init log, as `/init-log` serves it (the pod's, or the copy kept after a failure). */
-    readInitLog: (name: string) => Promise<string | undefined>;
-  },
-): Router {
+export function uiRouter(deps: UiDependencies): Router {
   const { config, client, bounded } = deps;
   const headers = securityHeaders(config);
   const secured: RequestHandler = (_request, response, next) => {
@@ -73,9 +64,10 @@ export function uiRouter(
 
   // What a failed build's page shows of why: the end of its init log, as plain text.
   ui.get('/builds/:name/init-log-tail.json', async (request, response) => {
-    const log = await deps.readInitLog(validName(String(request.params.name)));
+    const name = validName(String(request.params.name));
+    const log = await deps.readInitLog?.(name);
     if (log === undefined) throw new HttpError(404, 'No log found.');
-    response.set('cache-control', 'no-store').json(logTail(log, INIT_LOG_TAIL_LINES, INIT_LOG_TAIL_CHARS));
+    response.set('cache-control', 'no-store').json(initLogTail(log));
   });
 
   ui.get('/builds/:name', secured, async (request, response) => {

@@ -34,6 +34,7 @@ export interface WakeDependencies {
    */
   index: BuildIndex;
   observeStoppedOpening?: StoppedOpeningObserver;
+  readInitLog?: (name: string) => Promise<string | undefined>;
 }
 
 /** The slug in `host` when it is one of a build's hosts, else undefined. */

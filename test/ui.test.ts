@@ -70,6 +70,17 @@ beforeAll(async () => {
     reach(builds.pr, 'failed'),
     reach(builds.older, 'started'),
   ]);
+  // The log the worker keeps once an init failed (the test cluster runs no pods).
+  const lines = Array.from({ length: 100 }, (_, at) => `installing module ${at}`);
+  await cluster.core.createNamespacedConfigMap({
+    namespace: config.buildNamespace,
+    body: {
+      metadata: { name: `${builds.pr.name}-init-log`, labels: { 'runboat/build': builds.pr.name } },
+      data: {
+        log: `${lines.join('\n')}\n\x1b[31mERROR: <img src=x onerror=alert(1)> column does not exist\x1b[0m\n`,
+      },
+    },
+  });
   await stack.api.request('POST', `/api/v1/builds/${builds.older.name}/stop`);
   await reach(builds.older, 'stopped');
   await waitFor('three builds listed', async () => (await listed('oca/website')).length === 3);
@@ -272,11 +283,15 @@ describe('?live', () => {
     expect(response.headers.get('location')).toBe(`http://${builds.branch.slug}.runboat.test`);
   });
 
-  it('says a failed build failed, with its init log', async () => {
+  it('says a failed build failed, with the end of its init log', async () => {
     await page.goto(`${stack.api.url}/builds/${builds.pr.name}?live`);
     expect(await page.locator('#live-message').innerText()).toMatch(/failed to initialize/);
     const log = page.getByRole('link', { name: 'Read the init log' });
     expect(await log.getAttribute('href')).toBe(`/api/v1/builds/${builds.pr.name}/init-log`);
+    const tail = (await page.locator('#live-log').textContent())?.split('\n');
+    expect(tail).toHaveLength(60);
+    expect(tail?.at(-1)).toBe('ERROR: <img src=x onerror=alert(1)> column does not exist');
+    expect(await page.locator('section.live img').count()).toBe(0);
   });
 
   it('answers 404 for an unknown build', async () => {
@@ -364,17 +379,6 @@ describe('build page', () => {
 
   it("shows the end of a failed init's log as plain text, and no such panel for a started build", async () => {
     const build = builds.pr;
-    // The log the worker keeps once the init failed (the test cluster runs no pods).
-    const lines = Array.from({ length: 100 }, (_, at) => `installing module ${at}`);
-    await cluster.core.createNamespacedConfigMap({
-      namespace: config.buildNamespace,
-      body: {
-        metadata: { name: `${build.name}-init-log`, labels: { 'runboat/build': build.name } },
-        data: {
-          log: `${lines.join('\n')}\n\x1b[31mERROR: <img src=x onerror=alert(1)> column does not exist\x1b[0m\n`,
-        },
-      },
-    });
     await page.goto(`${stack.api.url}/builds/${build.name}`);
     const log = page.locator('#init-failure-log');
     await log.waitFor();
