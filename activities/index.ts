@@ -17,7 +17,7 @@ import { GitHub } from '../common/github';
 import type { CommitStatusState } from '../common/github-reports';
 import { createReportDelivery, reportsOf, signalReporter, type ReportQueue } from './github-reports';
 import { createWebhookRedelivery } from './webhook-redelivery';
-import { count } from './worker-metrics';
+import { count, observe } from './worker-metrics';
 import { buildKustomization, KubefilesError, prepareKustomization, type Kustomization } from './kubefiles';
 import { JOB_ATTEMPT_ANNOTATION, type BuildCluster, type WatchOptions } from '../common/kubernetes';
 
@@ -279,7 +279,12 @@ function createStepActivities(config: Config, cluster: BuildCluster, queueReport
     },
 
     async waitForJob(name: string, kind: JobKind): Promise<JobOutcome> {
-      return withHeartbeats((options) => cluster.waitForJob(name, kind, options));
+      const { outcome, ranSeconds } = await withHeartbeats((options) =>
+        cluster.waitForJob(name, kind, options),
+      );
+      if (ranSeconds !== undefined)
+        observe('jobSeconds', ranSeconds, { kind, outcome: outcome.succeeded ? 'succeeded' : 'failed' });
+      return outcome;
     },
 
     async waitForReadyReplicas(name: string, replicas: number): Promise<void> {

@@ -30,6 +30,24 @@ export const WORKER_COUNTERS = {
   { name: string; unit: string; description: string; labels: readonly string[] }
 >;
 
+/**
+ * The worker's own histograms, served as `<name>_bucket`, `_sum` and `_count` with the buckets
+ * given here (the SDK's defaults stop at 10 s). One list, as the counters'.
+ */
+export const WORKER_HISTOGRAMS = {
+  jobSeconds: {
+    name: 'runboat_job_seconds',
+    unit: 's',
+    description:
+      "How long builds' init and cleanup Jobs ran, from their start to their end as their status says, by kind and outcome",
+    labels: ['kind', 'outcome'],
+    buckets: [10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600],
+  },
+} as const satisfies Record<
+  string,
+  { name: string; unit: string; description: string; labels: readonly string[]; buckets: readonly number[] }
+>;
+
 type Labels<C extends keyof typeof WORKER_COUNTERS> = Record<
   (typeof WORKER_COUNTERS)[C]['labels'][number],
   string
@@ -43,4 +61,14 @@ export function count<C extends keyof typeof WORKER_COUNTERS>(
 ): void {
   const { name, unit, description } = WORKER_COUNTERS[counter];
   Context.current().metricMeter.createCounter(name, unit, description).add(value, labels);
+}
+
+/** Records `value` in the worker's histogram `histogram`; from an activity. */
+export function observe<H extends keyof typeof WORKER_HISTOGRAMS>(
+  histogram: H,
+  value: number,
+  labels: Record<(typeof WORKER_HISTOGRAMS)[H]['labels'][number], string>,
+): void {
+  const { name, unit, description } = WORKER_HISTOGRAMS[histogram];
+  Context.current().metricMeter.createHistogram(name, 'float', unit, description).record(value, labels);
 }

@@ -541,11 +541,13 @@ export class BuildCluster {
   }
 
   /** Waits, by watching, until the build's job of `kind` succeeds or fails. */
-  async waitForJob(build: string, kind: JobKind, options: WatchOptions): Promise<JobOutcome> {
+  async waitForJob(build: string, kind: JobKind, options: WatchOptions): Promise<JobEnd> {
     const selector = `runboat/build=${build},runboat/job-kind=${kind}`;
-    return this.watchUntil<V1Job, JobOutcome>('batch/v1', 'Job', selector, options, (type, job) =>
-      type === 'DELETED' ? { succeeded: false, reason: `the ${kind} job was deleted` } : jobOutcome(job),
-    );
+    return this.watchUntil<V1Job, JobEnd>('batch/v1', 'Job', selector, options, (type, job) => {
+      if (type === 'DELETED') return { outcome: { succeeded: false, reason: `the ${kind} job was deleted` } };
+      const outcome = jobOutcome(job);
+      return outcome && { outcome, ranSeconds: jobRunSeconds(job) };
+    });
   }
 
   /** Waits, by watching, until the build's Deployment reports `replicas` ready replicas. */
@@ -920,6 +922,23 @@ const controlled = (object: KubernetesObject) =>
 
 function toError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
+}
+
+/** How a watched Job ended, and how long it ran (from its start to its end, by its status). */
+export interface JobEnd {
+  outcome: JobOutcome;
+  /** Undefined for a Job deleted, or whose status lacks the times (never started). */
+  ranSeconds?: number;
+}
+
+/** Seconds from an ended Job's start to its completion, or to its failure. */
+export function jobRunSeconds(job: V1Job): number | undefined {
+  const started = job.status?.startTime;
+  const ended =
+    job.status?.completionTime ??
+    job.status?.conditions?.find((c) => c.type === 'Failed' && c.status === 'True')?.lastTransitionTime;
+  if (!started || !ended) return undefined;
+  return Math.max(0, (new Date(ended).getTime() - new Date(started).getTime()) / 1000);
 }
 
 export function jobOutcome(job: V1Job): JobOutcome | undefined {

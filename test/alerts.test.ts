@@ -2,7 +2,7 @@ import type { Client } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import type { Bounded } from '../api/backend';
 import { createMetrics } from '../api/metrics';
-import { WORKER_COUNTERS } from '../activities/worker-metrics';
+import { WORKER_COUNTERS, WORKER_HISTOGRAMS } from '../activities/worker-metrics';
 import type { BuildIndex } from '../common/build-index';
 import { loadConfig } from '../common/config';
 import { rules, selectors } from './alert-rules';
@@ -48,6 +48,11 @@ function exportedSeries(): Map<string, Set<string>> {
     } else series.set(name, labels);
   }
   for (const { name, labels } of Object.values(WORKER_COUNTERS)) series.set(`${name}_total`, new Set(labels));
+  for (const { name, labels } of Object.values(WORKER_HISTOGRAMS)) {
+    series.set(`${name}_bucket`, new Set([...labels, 'le']));
+    series.set(`${name}_sum`, new Set(labels));
+    series.set(`${name}_count`, new Set(labels));
+  }
   return series;
 }
 

@@ -163,7 +163,8 @@ export class TestCluster {
    * exists (up to 60 s: under the full suite's load, a fresh worker's first Job once took more
    * than 30 s, in test/upgrade.test.ts, which waits as long for a build's status).
    */
-  async finishJob(build: string, kind: string, succeeded: boolean): Promise<void> {
+  /** Ends the build's job of `kind`, as its controller would; it started `ranSeconds` (0) before. */
+  async finishJob(build: string, kind: string, succeeded: boolean, { ranSeconds = 0 } = {}): Promise<void> {
     const [job] = await waitFor(
       `${kind} job of ${build}`,
       async () => {
@@ -172,11 +173,12 @@ export class TestCluster {
       },
       60_000,
     );
-    await this.completeJob(job, succeeded);
+    await this.completeJob(job, succeeded, ranSeconds);
   }
 
-  private async completeJob(job: V1Job, succeeded: boolean): Promise<void> {
+  private async completeJob(job: V1Job, succeeded: boolean, ranSeconds = 0): Promise<void> {
     const now = new Date();
+    const startTime = new Date(now.getTime() - ranSeconds * 1000);
     const condition = (type: string, reason: string) => ({
       type,
       status: 'True',
@@ -187,7 +189,7 @@ export class TestCluster {
     });
     const status: V1Job['status'] = succeeded
       ? {
-          startTime: now,
+          startTime,
           completionTime: now,
           succeeded: 1,
           conditions: [
@@ -196,7 +198,7 @@ export class TestCluster {
           ],
         }
       : {
-          startTime: now,
+          startTime,
           failed: 1,
           conditions: [
             condition('FailureTarget', 'BackoffLimitExceeded'),

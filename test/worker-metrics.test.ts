@@ -74,6 +74,33 @@ it('counts the reports GitHub refused for good, by target and status', async () 
   expect(github.calls.some((call) => call.path.includes('/statuses/') && call.status === 403)).toBe(true);
 });
 
+it('times the init Jobs from their start to their end, in buckets up to an hour', async () => {
+  const client = new Client({ connection: connection as Connection, namespace: config.temporalNamespace });
+  const build = await startBuild(client, config, {
+    repo: 'oca/web',
+    target_branch: '16.0',
+    pr: 7,
+    git_commit: SHA('c'),
+  });
+  await new TestCluster(config.buildNamespace).finishJob(build.name, 'initialize', true, { ranSeconds: 90 });
+  const labels = ['kind="initialize"', 'outcome="succeeded"'];
+  const text = await waitFor('the init job timed', async () => {
+    const scraped = await scrape();
+    return sampleOf(scraped, 'runboat_job_seconds_count', ...labels) && scraped;
+  });
+  const value = (metric: string, ...more: string[]) =>
+    Number(
+      sampleOf(text, metric, ...labels, ...more)
+        ?.split(' ')
+        .at(-1),
+    );
+  expect(value('runboat_job_seconds_count')).toBe(1);
+  expect(value('runboat_job_seconds_sum')).toBe(90);
+  expect(value('runboat_job_seconds_bucket', 'le="60"')).toBe(0);
+  expect(value('runboat_job_seconds_bucket', 'le="120"')).toBe(1);
+  expect(value('runboat_job_seconds_bucket', 'le="3600"')).toBe(1);
+});
+
 it("serves the Temporal SDK's series the alert rules use, with the labels they match on", async () => {
   const used = selectedSeries().filter(({ metric }) => metric.startsWith('temporal_'));
   expect(used.length).toBeGreaterThan(0);

@@ -1,4 +1,5 @@
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
+import { WORKER_HISTOGRAMS } from '../activities/worker-metrics';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 
@@ -21,7 +22,17 @@ export function installRuntime(config: Config): void {
       logger[PINO_LEVEL[level]](meta ?? {}, message),
     ),
     telemetryOptions: config.workerMetricsAddress
-      ? { metrics: { prometheus: { bindAddress: config.workerMetricsAddress, countersTotalSuffix: true } } }
+      ? {
+          metrics: {
+            prometheus: {
+              bindAddress: config.workerMetricsAddress,
+              countersTotalSuffix: true,
+              histogramBucketOverrides: Object.fromEntries(
+                Object.values(WORKER_HISTOGRAMS).map(({ name, buckets }) => [name, [...buckets]]),
+              ),
+            },
+          },
+        }
       : undefined,
   });
 }
