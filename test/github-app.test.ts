@@ -278,6 +278,20 @@ describe('the service as a GitHub App', () => {
   });
 });
 
+/** The service as the App, reporting check runs, behind the App side above; `env` beside. */
+async function startCheckRunsStack(env: Record<string, string>): Promise<ReportingStack> {
+  const reporting = await startReportingStack({
+    RUNBOAT_GITHUB_APP_ID: `${APP_ID}`,
+    RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey,
+    RUNBOAT_GITHUB_CHECK_RUNS: 'true',
+    RUNBOAT_GITHUB_DEPLOYMENTS: 'false',
+    RUNBOAT_NO_CLEANUP_JOB: 'true',
+    ...env,
+  });
+  reporting.github.serve(appSide);
+  return reporting;
+}
+
 describe('check runs (RUNBOAT_GITHUB_CHECK_RUNS)', () => {
   it("fences a log's plain text, longer than its own backticks, and keeps its end", () => {
     expect(checkRunLogText('a ``` b\n\x1b[1mbold\x1b[0m\x07\n\n')).toBe(
@@ -292,15 +306,7 @@ describe('check runs (RUNBOAT_GITHUB_CHECK_RUNS)', () => {
 
   let reporting: ReportingStack;
   beforeAll(async () => {
-    reporting = await startReportingStack({
-      RUNBOAT_GITHUB_APP_ID: `${APP_ID}`,
-      RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey,
-      RUNBOAT_GITHUB_CHECK_RUNS: 'true',
-      RUNBOAT_GITHUB_DEPLOYMENTS: 'false',
-      RUNBOAT_NO_CLEANUP_JOB: 'true',
-      RUNBOAT_API_ADMIN_PASSWD: 'admin-password',
-    });
-    reporting.github.serve(appSide);
+    reporting = await startCheckRunsStack({ RUNBOAT_API_ADMIN_PASSWD: 'admin-password' });
   });
   afterAll(() => reporting?.close());
 
@@ -463,15 +469,7 @@ describe('check runs (RUNBOAT_GITHUB_CHECK_RUNS)', () => {
 describe('a Re-run under RUNBOAT_MAX_BUILDS_PER_REF', () => {
   let reporting: ReportingStack;
   beforeAll(async () => {
-    reporting = await startReportingStack({
-      RUNBOAT_GITHUB_APP_ID: `${APP_ID}`,
-      RUNBOAT_GITHUB_APP_PRIVATE_KEY: privateKey,
-      RUNBOAT_GITHUB_CHECK_RUNS: 'true',
-      RUNBOAT_GITHUB_DEPLOYMENTS: 'false',
-      RUNBOAT_NO_CLEANUP_JOB: 'true',
-      RUNBOAT_MAX_BUILDS_PER_REF: '1',
-    });
-    reporting.github.serve(appSide);
+    reporting = await startCheckRunsStack({ RUNBOAT_MAX_BUILDS_PER_REF: '1' });
   });
   afterAll(() => reporting?.close());
 
