@@ -294,8 +294,12 @@ export class ServiceDriver {
     return builds[0];
   }
 
-  /** Sends until answered 2xx; fails on any other 4xx, which no retry changes. */
-  private async send(
+  /**
+   * Sends until answered 2xx; fails on any other 4xx, which no retry changes, but for a DELETE
+   * answered 404 once an earlier attempt may have reached the API (no answer, or a 5xx): that
+   * attempt undeployed the build, and the API went down before it could say so.
+   */
+  async send(
     method: string,
     path: string,
     abort: AbortSignal,
@@ -306,6 +310,7 @@ export class ServiceDriver {
       ...init.headers,
       authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}`,
     };
+    let mayHaveActed = false;
     for (let attempt = 1; ; attempt++) {
       abort.throwIfAborted();
       let noAnswer = '';
@@ -322,9 +327,11 @@ export class ServiceDriver {
       const answer = response ? String(code) : noAnswer;
       this.answers.set(answer, (this.answers.get(answer) ?? 0) + 1);
       if (response?.ok) return response;
+      if (response && method === 'DELETE' && code === 404 && mayHaveActed) return response;
       if (response && code < 500 && code !== 429) {
         throw new Error(`${method} ${path}: ${code} ${await response.text()}`);
       }
+      if (code !== 429) mayHaveActed = true;
       await response?.arrayBuffer();
       await sleep(Math.min(500 * attempt, 5_000));
     }
