@@ -294,6 +294,23 @@ describe('?live', () => {
     expect(await page.locator('section.live img').count()).toBe(0);
   });
 
+  it('shows why a build it waits on failed, once it fails', async () => {
+    const build = await startBuild(stack.temporal.client, config, commit('16.0', null, 'd', 'oca/live-fail'));
+    await page.goto(`${stack.api.url}/builds/${build.name}?live`);
+    await page.locator('#live-spinner').waitFor();
+    await cluster.core.createNamespacedConfigMap({
+      namespace: config.buildNamespace,
+      body: {
+        metadata: { name: `${build.name}-init-log`, labels: { 'runboat/build': build.name } },
+        data: { log: 'installing addons\nERROR: module website_sale: field does not exist\n' },
+      },
+    });
+    await cluster.finishJob(build.name, 'initialize', false);
+    // Served again once the build failed, with the end of its log.
+    await page.locator('#live-log', { hasText: 'field does not exist' }).waitFor();
+    expect(await page.locator('#live-message').innerText()).toMatch(/failed to initialize/);
+  });
+
   it('answers 404 for an unknown build', async () => {
     const response = await fetch(`${stack.api.url}/builds/no-such-build?live`);
     expect(response.status).toBe(404);

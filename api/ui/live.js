@@ -15,6 +15,7 @@ const status = document.getElementById('live-status');
 const message = document.getElementById('live-message');
 const spinner = document.getElementById('live-spinner');
 const failed = document.getElementById('live-failed');
+const servedFailed = !failed.hidden;
 // Served without starting the build (the request did not look like a person's visit), the
 // page starts it when the button is pressed; otherwise whenever it finds the build stopped.
 const startButton = document.getElementById('live-start');
@@ -58,6 +59,11 @@ const stream = followBuildEvents(
         spinner.hidden = true;
         failed.hidden = false;
         message.textContent = 'This build failed to initialize.';
+        // It failed while this page waited: the page served now says why (the end of its log).
+        if (!servedFailed) {
+          stream.close();
+          window.location.reload();
+        }
       } else if (build.status === 'undeploying') {
         spinner.hidden = true;
         message.textContent = 'This build is being undeployed; it cannot be started.';
