@@ -125,7 +125,13 @@ export function checkGitHubAccess(
             `${need.what} on ${installation.account}: its installation has not accepted ${need.permission}: ` +
               `${need.access} (an owner of ${installation.account} must approve the App's new permissions)`,
           );
-        if (!short.length) lines.push(`ok      installed on ${installation.account}`);
+        if (!short.length)
+          lines.push(
+            `ok      installed on ${installation.account}` +
+              (installation.selectedRepositories
+                ? ', for selected repositories only: builds of the others are not reported to GitHub'
+                : ''),
+          );
       }
       break;
     }

@@ -344,6 +344,7 @@ export class GitHub {
         installations: installations.map((installation) => ({
           account: (installation.account as { login?: string } | null)?.login ?? String(installation.id),
           permissions: installation.permissions as Record<string, string>,
+          selectedRepositories: installation.repository_selection === 'selected',
         })),
       };
     }
@@ -457,7 +458,12 @@ export type GitHubIdentity =
       name: string;
       permissions: Record<string, string>;
       events: string[];
-      installations: { account: string; permissions: Record<string, string> }[];
+      installations: {
+        account: string;
+        permissions: Record<string, string>;
+        /** Given only some of the account's repositories ("Only select repositories"). */
+        selectedRepositories: boolean;
+      }[];
     };
 
 /**

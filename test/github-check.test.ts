@@ -53,6 +53,13 @@ describe('github-check', () => {
             id: 11,
             account: { login: 'OCA' },
             permissions: { checks: 'write', contents: 'read', pull_requests: 'read' },
+            repository_selection: 'all',
+          },
+          {
+            id: 13,
+            account: { login: 'camptocamp' },
+            permissions: { checks: 'write', contents: 'read', pull_requests: 'read' },
+            repository_selection: 'selected',
           },
           { id: 12, account: { login: 'acme' }, permissions: { checks: 'write', contents: 'read' } },
         ],
@@ -67,6 +74,7 @@ describe('github-check', () => {
       'ok      the trigger endpoints (a pull request head) (pull_requests: read)',
       "MISSING the App's subscription to check_suite events (its webhook, or an organization's, must send them)",
       'ok      installed on OCA',
+      'ok      installed on camptocamp, for selected repositories only: builds of the others are not reported to GitHub',
       'MISSING the trigger endpoints (a pull request head) on acme: its installation has not accepted ' +
         "pull_requests: read (an owner of acme must approve the App's new permissions)",
     ]);
