@@ -18,6 +18,8 @@ let worker: ChildProcess | undefined;
 let connection: Connection | undefined;
 const metricsAddress = freePort().then((port) => `127.0.0.1:${port}`);
 
+const temporalClient = () =>
+  new Client({ connection: connection as Connection, namespace: config.temporalNamespace });
 /** The worker's /metrics ('' while it does not answer yet). */
 const scrape = async () =>
   fetch(`http://${await metricsAddress}/metrics`)
@@ -57,7 +59,7 @@ afterAll(async () => {
 });
 
 it('counts the reports GitHub refused for good, by target and status', async () => {
-  const client = new Client({ connection: connection as Connection, namespace: config.temporalNamespace });
+  const client = temporalClient();
   await startBuild(client, config, {
     repo: 'oca/web',
     target_branch: '16.0',
@@ -75,7 +77,7 @@ it('counts the reports GitHub refused for good, by target and status', async () 
 });
 
 it('times the init Jobs from their start to their end, in buckets up to an hour', async () => {
-  const client = new Client({ connection: connection as Connection, namespace: config.temporalNamespace });
+  const client = temporalClient();
   const build = await startBuild(client, config, {
     repo: 'oca/web',
     target_branch: '16.0',
@@ -106,7 +108,7 @@ it("serves the Temporal SDK's series the alert rules use, with the labels they m
   expect(used.length).toBeGreaterThan(0);
   // Each has samples once the worker ran a workflow task and an activity (the build above), and
   // failed one: a workflow type the worker does not have, as on a task queue shared by mistake.
-  const client = new Client({ connection: connection as Connection, namespace: config.temporalNamespace });
+  const client = temporalClient();
   const stranger = await client.workflow.start('noSuchWorkflow', {
     taskQueue: config.taskQueue,
     workflowId: `stranger-${SHA('b')}`,
