@@ -173,13 +173,10 @@ describe('GET', () => {
 
   it('/builds/{name}/init-log serves the log kept after the init failed', async () => {
     // No kubelet runs here, so no pod has a log: the test writes the copy the worker keeps.
-    await cluster.core.createNamespacedConfigMap({
-      namespace: config.buildNamespace,
-      body: {
-        metadata: { name: `${builds.pr.name}-init-log`, labels: { 'runboat/build': builds.pr.name } },
-        data: { log: '\x1b[1;31m\x1b[1;49mERROR\x1b[0m module <sale_x>: no such addon\n' },
-      },
-    });
+    await cluster.keepInitLog(
+      builds.pr.name,
+      '\x1b[1;31m\x1b[1;49mERROR\x1b[0m module <sale_x>: no such addon\n',
+    );
     // HTML by default, like runboat (ansi2html): colours as classed spans, the text escaped.
     const path = `/api/v1/builds/${builds.pr.name}/init-log`;
     const response = await stack.api.request('GET', path);

@@ -367,13 +367,10 @@ describe('check runs (RUNBOAT_GITHUB_CHECK_RUNS)', () => {
     const { stack, config, cluster } = reporting;
     const build = await startBuild(stack.temporal.client, config, commit('oca/web', 'e'));
     // The log the worker keeps once the init failed (the test cluster runs no pods).
-    await cluster.core.createNamespacedConfigMap({
-      namespace: config.buildNamespace,
-      body: {
-        metadata: { name: `${build.name}-init-log`, labels: { 'runboat/build': build.name } },
-        data: { log: 'installing addons\n\x1b[31mERROR: module sale_stock: column does not exist\x1b[0m\n' },
-      },
-    });
+    await cluster.keepInitLog(
+      build.name,
+      'installing addons\n\x1b[31mERROR: module sale_stock: column does not exist\x1b[0m\n',
+    );
     await cluster.finishJob(build.name, 'initialize', false);
     const failed = await waitFor('the failed check run', async () =>
       checkRuns('e').find((run) => run.conclusion === 'failure'),

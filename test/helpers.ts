@@ -163,6 +163,14 @@ export class TestCluster {
    * exists (up to 60 s: under the full suite's load, a fresh worker's first Job once took more
    * than 30 s, in test/upgrade.test.ts, which waits as long for a build's status).
    */
+  /** The copy of `build`'s init log the worker keeps once its init failed (no pod runs here). */
+  async keepInitLog(build: string, log: string): Promise<void> {
+    await this.core.createNamespacedConfigMap({
+      namespace: this.namespace,
+      body: { metadata: { name: `${build}-init-log`, labels: { 'runboat/build': build } }, data: { log } },
+    });
+  }
+
   /** Ends the build's job of `kind`, as its controller would; it started `ranSeconds` (0) before. */
   async finishJob(build: string, kind: string, succeeded: boolean, { ranSeconds = 0 } = {}): Promise<void> {
     const [job] = await waitFor(

@@ -72,15 +72,10 @@ beforeAll(async () => {
   ]);
   // The log the worker keeps once an init failed (the test cluster runs no pods).
   const lines = Array.from({ length: 100 }, (_, at) => `installing module ${at}`);
-  await cluster.core.createNamespacedConfigMap({
-    namespace: config.buildNamespace,
-    body: {
-      metadata: { name: `${builds.pr.name}-init-log`, labels: { 'runboat/build': builds.pr.name } },
-      data: {
-        log: `${lines.join('\n')}\n\x1b[31mERROR: <img src=x onerror=alert(1)> column does not exist\x1b[0m\n`,
-      },
-    },
-  });
+  await cluster.keepInitLog(
+    builds.pr.name,
+    `${lines.join('\n')}\n\x1b[31mERROR: <img src=x onerror=alert(1)> column does not exist\x1b[0m\n`,
+  );
   await stack.api.request('POST', `/api/v1/builds/${builds.older.name}/stop`);
   await reach(builds.older, 'stopped');
   await waitFor('three builds listed', async () => (await listed('oca/website')).length === 3);
@@ -298,13 +293,10 @@ describe('?live', () => {
     const build = await startBuild(stack.temporal.client, config, commit('16.0', null, 'd', 'oca/live-fail'));
     await page.goto(`${stack.api.url}/builds/${build.name}?live`);
     await page.locator('#live-spinner').waitFor();
-    await cluster.core.createNamespacedConfigMap({
-      namespace: config.buildNamespace,
-      body: {
-        metadata: { name: `${build.name}-init-log`, labels: { 'runboat/build': build.name } },
-        data: { log: 'installing addons\nERROR: module website_sale: field does not exist\n' },
-      },
-    });
+    await cluster.keepInitLog(
+      build.name,
+      'installing addons\nERROR: module website_sale: field does not exist\n',
+    );
     await cluster.finishJob(build.name, 'initialize', false);
     // Served again once the build failed, with the end of its log.
     await page.locator('#live-log', { hasText: 'field does not exist' }).waitFor();
