@@ -13,8 +13,8 @@ import { rules, selectors } from './alert-rules';
 // would never fire.
 
 /**
- * Each series name the API's registry exports (a histogram's three), and the worker's counters,
- * with their labels.
+ * Each series name the API's registry exports (a histogram's three), and the worker's counters
+ * and histograms, with their labels.
  */
 function exportedSeries(): Map<string, Set<string>> {
   // Every optional metric registered: statuses reported, webhooks redelivered.
@@ -34,25 +34,22 @@ function exportedSeries(): Map<string, Set<string>> {
     () => 0,
   );
   const series = new Map<string, Set<string>>();
+  const histogram = (name: string, labels: readonly string[]) => {
+    series.set(`${name}_bucket`, new Set([...labels, 'le']));
+    series.set(`${name}_sum`, new Set(labels));
+    series.set(`${name}_count`, new Set(labels));
+  };
   for (const metric of registry.getMetricsAsArray()) {
     const { name, labelNames, type } = metric as unknown as {
       name: string;
       labelNames: string[];
       type: string;
     };
-    const labels = new Set(labelNames);
-    if (type === 'histogram') {
-      series.set(`${name}_bucket`, new Set([...labels, 'le']));
-      series.set(`${name}_sum`, labels);
-      series.set(`${name}_count`, labels);
-    } else series.set(name, labels);
+    if (type === 'histogram') histogram(name, labelNames);
+    else series.set(name, new Set(labelNames));
   }
   for (const { name, labels } of Object.values(WORKER_COUNTERS)) series.set(`${name}_total`, new Set(labels));
-  for (const { name, labels } of Object.values(WORKER_HISTOGRAMS)) {
-    series.set(`${name}_bucket`, new Set([...labels, 'le']));
-    series.set(`${name}_sum`, new Set(labels));
-    series.set(`${name}_count`, new Set(labels));
-  }
+  for (const { name, labels } of Object.values(WORKER_HISTOGRAMS)) histogram(name, labels);
   return series;
 }
 
