@@ -1,12 +1,10 @@
-import type { Client } from '@temporalio/client';
 import type { RequestHandler } from 'express';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
-import { serveLivePage } from './live-page';
-import type { Bounded } from './backend';
+import { serveLivePage, type UiDependencies } from './live-page';
 import type { BuildIndex } from '../common/build-index';
 import type { Visits } from './visits';
-import { BUILD_HOST_ROBOTS_TXT, isPersonOpening, type StoppedOpeningObserver } from './visitors';
+import { BUILD_HOST_ROBOTS_TXT, isPersonOpening } from './visitors';
 
 // Wake on visit (issue 11 §1). The default kubefiles send a build's hosts here while the build
 // has no ready pod (ingress-nginx: `default-backend` + `custom-http-errors: "503"`), so this
@@ -22,10 +20,8 @@ import { BUILD_HOST_ROBOTS_TXT, isPersonOpening, type StoppedOpeningObserver } f
 
 const OWN_PATHS = /^\/(ui|api\/v1)\//;
 
-export interface WakeDependencies {
-  config: Config;
-  client: Client;
-  bounded: Bounded;
+/** The live page's, with the visits it counts and the index it finds a host's build in. */
+export interface WakeDependencies extends UiDependencies {
   visits: Visits;
   /**
    * Where a host's build is looked up: every request of a page to a stopped build comes here,
@@ -33,8 +29,6 @@ export interface WakeDependencies {
    * namespace's visibility rate from everyone (see build-index.ts).
    */
   index: BuildIndex;
-  observeStoppedOpening?: StoppedOpeningObserver;
-  readInitLog?: (name: string) => Promise<string | undefined>;
 }
 
 /** The slug in `host` when it is one of a build's hosts, else undefined. */
