@@ -104,8 +104,12 @@ export async function serveLivePage(
   const title = `${json.commit_info.repo} ${json.commit_info.pr ? `PR #${json.commit_info.pr}` : json.commit_info.target_branch}`;
   const failed = state.status === 'failed';
   const undeploying = state.status === 'undeploying';
-  // Where a pull request's "View deployment" leads: a failed init says why here too.
-  const failure = failed && state.init_status === 'failed' ? await failedInitLogTail(deps, name) : undefined;
+  // Where a pull request's "View deployment" leads: a failed init says why here too, to people
+  // (on a build's host every request comes here; reading a log for each crawler's is not owed).
+  const failure =
+    failed && state.init_status === 'failed' && options.byPerson
+      ? await failedInitLogTail(deps, name)
+      : undefined;
   const message = failed
     ? `This build failed to initialize${state.last_error ? `: ${escapeHtml(state.last_error)}` : '.'}`
     : undeploying

@@ -287,6 +287,10 @@ describe('?live', () => {
     expect(tail).toHaveLength(60);
     expect(tail?.at(-1)).toBe('ERROR: <img src=x onerror=alert(1)> column does not exist');
     expect(await page.locator('section.live img').count()).toBe(0);
+    // Not read for what is not a person's visit (on a build's host, every request comes there).
+    const fetched = await (await fetch(`${stack.api.url}/builds/${builds.pr.name}?live`)).text();
+    expect(fetched).toMatch(/failed to initialize[\s\S]*Read the init log/);
+    expect(fetched).not.toContain('id="live-log"');
   });
 
   it('shows why a build it waits on failed, once it fails', async () => {
