@@ -278,6 +278,14 @@ describe('the service as a GitHub App', () => {
   });
 });
 
+/** A Re-run of one of the App's check runs on oca/web, as GitHub sends it; `checkRun` beside. */
+const rerunCheckRun = (reporting: ReportingStack, checkRun: object) =>
+  reporting.stack.api.webhook('check_run', {
+    action: 'rerequested',
+    check_run: { name: 'runboat/build', app: { id: APP_ID }, ...checkRun },
+    repository: { full_name: 'oca/web' },
+  });
+
 /** The service as the App, reporting check runs, behind the App side above; `env` beside. */
 async function startCheckRunsStack(env: Record<string, string>): Promise<ReportingStack> {
   const reporting = await startReportingStack({
@@ -315,12 +323,7 @@ describe('check runs (RUNBOAT_GITHUB_CHECK_RUNS)', () => {
       .filter((call) => call.path === '/repos/oca/web/check-runs' && call.status === 201)
       .map((call) => call.body as Record<string, unknown>)
       .filter((run) => run.head_sha === SHA(sha));
-  const rerun = (checkRun: object) =>
-    reporting.stack.api.webhook('check_run', {
-      action: 'rerequested',
-      check_run: { name: 'runboat/build', app: { id: APP_ID }, ...checkRun },
-      repository: { full_name: 'oca/web' },
-    });
+  const rerun = (checkRun: object) => rerunCheckRun(reporting, checkRun);
   const newInitJob = (name: string) =>
     waitFor('a new init job', async () => {
       const [job] = await reporting.cluster.jobs(name, 'initialize');
@@ -489,11 +492,7 @@ describe('a Re-run under RUNBOAT_MAX_BUILDS_PER_REF', () => {
     await listed(newest.name);
 
     // Re-run on the older commit's check run: asked for by name, it comes back; the newest stays.
-    const answer = await stack.api.webhook('check_run', {
-      action: 'rerequested',
-      check_run: { name: 'runboat/build', app: { id: APP_ID }, external_id: older.name },
-      repository: { full_name: 'oca/web' },
-    });
+    const answer = await rerunCheckRun(reporting, { external_id: older.name });
     expect(await answer.json()).toMatchObject({ outcome: 'started', builds: [older.name] });
     // The cap is applied within the answer: the newest build would have its undeploy by now.
     const { status, pending_commands } = await getBuildState(client, newest.name);
