@@ -158,11 +158,6 @@ export class TestCluster {
     return (await this.batch.listNamespacedJob({ namespace: this.namespace, labelSelector })).items;
   }
 
-  /**
-   * Plays the Job controller: marks the build's `kind` job as succeeded or failed, once it
-   * exists (up to 60 s: under the full suite's load, a fresh worker's first Job once took more
-   * than 30 s, in test/upgrade.test.ts, which waits as long for a build's status).
-   */
   /** The copy of `build`'s init log the worker keeps once its init failed (no pod runs here). */
   async keepInitLog(build: string, log: string): Promise<void> {
     await this.core.createNamespacedConfigMap({
@@ -171,7 +166,12 @@ export class TestCluster {
     });
   }
 
-  /** Ends the build's job of `kind`, as its controller would; it started `ranSeconds` (0) before. */
+  /**
+   * Plays the Job controller: marks the build's `kind` job as succeeded or failed, started
+   * `ranSeconds` (0) before, once it exists (up to 60 s: under the full suite's load, a fresh
+   * worker's first Job once took more than 30 s, in test/upgrade.test.ts, which waits as long for
+   * a build's status).
+   */
   async finishJob(build: string, kind: string, succeeded: boolean, { ranSeconds = 0 } = {}): Promise<void> {
     const [job] = await waitFor(
       `${kind} job of ${build}`,
