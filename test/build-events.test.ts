@@ -14,6 +14,7 @@ import {
   type EventStream,
 } from './api-server';
 import { consistently, SHA, testConfig, waitFor, untilBuildStatus } from './helpers';
+import { runningBuildsQuery } from '../common/search-attributes';
 import { startTcpProxy } from './tcp-proxy';
 
 // `/build-events` over real HTTP for longer than the API's backend deadline, with subscribers
@@ -257,6 +258,14 @@ describe('build events', () => {
         target_branch: '16.0',
         pr: 8,
         git_commit: SHA('8'),
+      });
+      // Nothing left in motion: the last test's build ended (its undeploy was told before its
+      // workflow closed), and `still` waits on its init Job, which no one plays here. A change of
+      // either after the quiet below would reach the stream as what it is, a change.
+      const { client } = stack.temporal;
+      await waitFor("only this file's builds running, `still` waiting on its init Job", async () => {
+        const running = await client.workflow.count(runningBuildsQuery(config.taskQueue));
+        return running.count === 2 && (await getBuildState(client, still.name)).init_status === 'started';
       });
       // Quiet: two polls in a row list nothing, so no change lies within the feed's lookback.
       streams.push(await api.follow('changes_only=true'));
