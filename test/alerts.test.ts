@@ -2,7 +2,7 @@ import type { Client } from '@temporalio/client';
 import { describe, expect, it } from 'vitest';
 import type { Bounded } from '../api/backend';
 import { createMetrics } from '../api/metrics';
-import { WORKER_COUNTERS, WORKER_HISTOGRAMS } from '../activities/worker-metrics';
+import { WORKER_COUNTERS, WORKER_HISTOGRAMS } from '../common/worker-metrics';
 import type { BuildIndex } from '../common/build-index';
 import { loadConfig } from '../common/config';
 import { rules, selectors } from './alert-rules';

@@ -1,5 +1,5 @@
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
-import { WORKER_HISTOGRAMS } from '../activities/worker-metrics';
+import { WORKER_HISTOGRAMS } from '../common/worker-metrics';
 import type { Config } from '../common/config';
 import { logger } from '../common/logger';
 
