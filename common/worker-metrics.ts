@@ -42,6 +42,14 @@ export const WORKER_HISTOGRAMS = {
     labels: ['kind', 'outcome'],
     buckets: [10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600],
   },
+  buildReadySeconds: {
+    name: 'runboat_build_ready_seconds',
+    unit: 's',
+    description:
+      'How long people waited for builds to be started (their Deployment ready), by what they asked for: a new build from its webhook, a reset (or a failed build started again) from the command, both with the wait for an init slot and the init Job; a stopped build from its start (a visit, the button, the API). Waits that a stop, a failure or an undeploy ended are not counted',
+    labels: ['request'],
+    buckets: [5, 10, 30, 60, 120, 300, 600, 900, 1200, 1800, 3600, 7200],
+  },
 } as const satisfies Record<
   string,
   { name: string; unit: string; description: string; labels: readonly string[]; buckets: readonly number[] }

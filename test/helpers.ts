@@ -2,7 +2,14 @@ import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { AppsV1Api, BatchV1Api, CoreV1Api, KubeConfig, type V1Job } from '@kubernetes/client-node';
+import {
+  AppsV1Api,
+  BatchV1Api,
+  CoreV1Api,
+  KubeConfig,
+  type V1Deployment,
+  type V1Job,
+} from '@kubernetes/client-node';
 import {
   Client,
   Connection,
@@ -232,13 +239,13 @@ export class TestCluster {
     this.jobController = setInterval(() => void sync().catch(() => undefined), 100);
   }
 
-  /** Plays the Deployment controller: ready replicas follow the desired count. */
-  playDeploymentController(): void {
+  /** Plays the Deployment controller: ready replicas follow the desired count of those `admit` lets through. */
+  playDeploymentController(admit: (deployment: V1Deployment) => boolean = () => true): void {
     const sync = async () => {
       const { items } = await this.apps.listNamespacedDeployment({ namespace: this.namespace });
       for (const d of items) {
         const replicas = d.spec?.replicas ?? 0;
-        if ((d.status?.readyReplicas ?? 0) === replicas) continue;
+        if ((d.status?.readyReplicas ?? 0) === replicas || !admit(d)) continue;
         await this.apps
           .replaceNamespacedDeploymentStatus({
             name: d.metadata!.name!,

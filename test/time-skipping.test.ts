@@ -583,6 +583,15 @@ it('continues as new while waiting for its init job under a flood of signals, ho
       expect(signals).toEqual([]);
       const workflowId = handle.workflowId;
       expect(activities.releaseInitSlot.mock.calls).toEqual([[workflowId]]);
+      // Each run goes on timing the build's first wait from its creation, not from its own start.
+      for (const events of runs.slice(1)) {
+        const [payload] = events[0].workflowExecutionStartedEventAttributes?.input?.payloads ?? [];
+        const input = JSON.parse(Buffer.from(payload?.data ?? []).toString()) as BuildWorkflowInput;
+        expect(input.resume?.readyWait).toEqual({
+          since: Date.parse(input.resume!.state.created),
+          request: 'new',
+        });
+      }
       // Each run replays on today's code (the new paths are deterministic).
       await replayEachRun(runs, 'flood');
     },

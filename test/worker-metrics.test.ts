@@ -1,12 +1,12 @@
 import type { ChildProcess } from 'node:child_process';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startBuild } from '../api/build-client';
+import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import type { Config } from '../common/config';
 import { freePort } from '../scripts/processes';
 import { selectedSeries } from './alert-rules';
 import { reportingTo, startGitHubRecorder, type GitHubRecorder } from './github-recorder';
-import { SHA, spawnWorkerProcess, TestCluster, waitFor } from './helpers';
+import { SHA, spawnWorkerProcess, TestCluster, untilBuildStatus, waitFor } from './helpers';
 
 // The worker's metrics, scraped from a worker process at RUNBOAT_WORKER_METRICS_ADDRESS as
 // Prometheus would: its own counters (here, the reports GitHub refuses for good: a token without
@@ -127,5 +127,76 @@ it("serves the Temporal SDK's series the alert rules use, with the labels they m
     ).toContain('failure_reason="WorkflowError"');
   } finally {
     await stranger.terminate('test over');
+  }
+});
+
+it('times how long people waited for builds to be started, by what they asked for', async () => {
+  const client = temporalClient();
+  const cluster = new TestCluster(config.buildNamespace);
+  const build = await startBuild(client, config, {
+    repo: 'oca/web',
+    target_branch: '16.0',
+    pr: 9,
+    git_commit: SHA('d'),
+  });
+  // Only this build's pods come up: the build above still waits for its own.
+  cluster.playDeploymentController(
+    (deployment) => deployment.metadata?.labels?.['runboat/build'] === build.name,
+  );
+  try {
+    const waited = async (request: string) => {
+      const labels = [`request="${request}"`];
+      const text = await waitFor(`the ${request} wait counted`, async () => {
+        const scraped = await scrape();
+        return sampleOf(scraped, 'runboat_build_ready_seconds_count', ...labels) && scraped;
+      });
+      const value = (metric: string) =>
+        Number(
+          sampleOf(text, metric, ...labels)
+            ?.split(' ')
+            .at(-1),
+        );
+      return {
+        count: value('runboat_build_ready_seconds_count'),
+        seconds: value('runboat_build_ready_seconds_sum'),
+      };
+    };
+    const { created } = await getBuildState(client, build.name);
+    // The build cannot be up before its init Job ends: the wait is at least until then.
+    const initEnds = Date.now();
+    await cluster.finishJob(build.name, 'initialize', true);
+    await untilBuildStatus(client, build.name, 'started');
+    const upAfter = (Date.now() - Date.parse(created)) / 1000;
+    const fresh = await waited('new');
+    expect(fresh.count).toBe(1);
+    expect(fresh.seconds).toBeGreaterThanOrEqual((initEnds - Date.parse(created)) / 1000);
+    expect(fresh.seconds).toBeLessThanOrEqual(upAfter);
+
+    await sendBuildCommand(client, build.name, 'stop');
+    await untilBuildStatus(client, build.name, 'stopped');
+    const asked = Date.now();
+    await sendBuildCommand(client, build.name, 'start');
+    await untilBuildStatus(client, build.name, 'started');
+    const woken = await waited('start');
+    expect(woken.count).toBe(1);
+    expect(woken.seconds).toBeGreaterThan(0);
+    expect(woken.seconds).toBeLessThanOrEqual((Date.now() - asked) / 1000);
+
+    const reset = Date.now();
+    await sendBuildCommand(client, build.name, 'reset');
+    await waitFor(
+      'the new init Job',
+      async () => (await getBuildState(client, build.name)).init_status === 'started',
+    );
+    await cluster.finishJob(build.name, 'initialize', true);
+    await untilBuildStatus(client, build.name, 'started');
+    const again = await waited('reset');
+    expect(again.count).toBe(1);
+    expect(again.seconds).toBeGreaterThan(0);
+    expect(again.seconds).toBeLessThanOrEqual((Date.now() - reset) / 1000);
+    // Neither the start nor the reset counted the build's first wait again.
+    expect((await waited('new')).count).toBe(1);
+  } finally {
+    cluster.stopControllers();
   }
 });

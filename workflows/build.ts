@@ -43,9 +43,11 @@ import {
   slotGrantedSignal,
   type BuildPhase,
   type BuildWorkflowInput,
+  type ReadyWait,
 } from './definitions';
 import { takeEvictionOrders } from './eviction';
 import { recordVisits, untilReadyOrIdle } from './idle-stop';
+import { readyWaitAfter } from './ready-wait';
 
 // One build's whole life (SPEC §3): deploy, initialize once, then start/stop on request until
 // undeployed. Every Kubernetes side effect is an idempotent activity, retried until it succeeds.
@@ -126,6 +128,10 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     last_error: null,
   };
   const commands: BuildCommand[] = input.resume?.commands ?? [];
+  /** Someone waiting for the build to be started: a new build's requester from the start. */
+  let readyWait: ReadyWait | undefined = input.resume
+    ? input.resume.readyWait
+    : { since: Date.parse(state.created), request: 'new' };
 
   /**
    * Signals (the no-worker path, visits) add history while the workflow waits, and a wait can
@@ -185,6 +191,7 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     }
     state.status = status;
     state.init_status = initStatus;
+    readyWait = readyWaitAfter(readyWait, status);
     if (lean) {
       const changed = changedSearchAttributes(
         workflowInfo().typedSearchAttributes,
@@ -226,7 +233,10 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     const undeploy = commands.includes('undeploy');
     commands.splice(0, undeploy ? commands.length : commands.indexOf('reset') + 1);
     if (undeploy) setStatus('undeploying');
-    else setStatus('initializing', 'todo');
+    else {
+      setStatus('initializing', 'todo');
+      readyWait = { since: Date.now(), request: 'reset' };
+    }
     return undeploy ? 'undeploy' : 'redeploy';
   };
 
@@ -415,13 +425,17 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
     if (interruptRequested()) return takeInterrupt();
     if (commands.length === 0) return 'live';
     const command = commands.shift();
-    if (command === 'start' && state.status === 'failed') return 'initialize';
+    if (command === 'start' && state.status === 'failed') {
+      readyWait = { since: Date.now(), request: 'reset' };
+      return 'initialize';
+    }
     const transition =
       command === 'start' && (state.status === 'stopped' || state.status === 'stopping')
         ? start
         : command === 'stop' && (state.status === 'started' || state.status === 'starting')
           ? stop
           : undefined;
+    if (transition === start) readyWait ??= { since: Date.now(), request: 'start' };
     // The next command takes over a transition stuck retrying: a stop is never held up by a
     // start the cluster refuses, nor the other way round.
     if (transition) await untilInterrupted(transition, liveWaitOver);
@@ -434,7 +448,16 @@ export async function buildWorkflow(input: BuildWorkflowInput): Promise<void> {
       build,
       settings,
       repo,
-      resume: { state, phase, commands, initDeadline, initAttempt, transitionApplied, cleanupAttempt },
+      resume: {
+        state,
+        phase,
+        commands,
+        initDeadline,
+        initAttempt,
+        transitionApplied,
+        cleanupAttempt,
+        readyWait,
+      },
     });
   }
 

@@ -101,7 +101,19 @@ export interface BuildWorkflowInput {
     transitionApplied?: boolean;
     /** The undeploy's cleanup Job attempts so far: the next run goes on with their backoff. */
     cleanupAttempt?: number;
+    /** Someone waiting for the build to be started: the next run times the rest of the wait. */
+    readyWait?: ReadyWait;
   };
+}
+
+/**
+ * Someone waiting for a build to be started: since when (workflow time, ms), and after what they
+ * asked for: a new build (a webhook), a reset (or a failed build started again), a stopped
+ * build's start (a visit, the button, the API).
+ */
+export interface ReadyWait {
+  since: number;
+  request: 'new' | 'reset' | 'start';
 }
 
 /** The build workflow's signature, so that the API starts it without importing workflow code. */
