@@ -271,6 +271,7 @@ async function main(): Promise<void> {
   const stackName = ON_POSTGRES ? 'Temporal server + PostgreSQL' : 'Temporal dev server';
   const repos = Array.from({ length: REPOS }, (_, i) => (REPOS > 1 ? `oca/repo-${i}` : 'oca/bench'));
   const github = GITHUB_LIMITED ? await startGitHubEmulator() : undefined;
+  const workerMetricsAddress = `127.0.0.1:${await freePort()}`;
   const env: Record<string, string> = {
     RUNBOAT_BUILD_NAMESPACE: 'bench',
     RUNBOAT_BUILD_DOMAIN: 'bench.test',
@@ -287,6 +288,8 @@ async function main(): Promise<void> {
     TEMPORAL_ADDRESS: temporal.address,
     KUBECONFIG: cluster.kubeconfigPath,
     LOG_LEVEL: 'warn',
+    // As deployed (deploy/worker.yaml): the burst reads the worker's own timing of the builds' waits.
+    RUNBOAT_WORKER_METRICS_ADDRESS: workerMetricsAddress,
     ...(github && {
       RUNBOAT_DISABLE_COMMIT_STATUSES: 'false',
       RUNBOAT_GITHUB_API_URL: github.url,
@@ -581,6 +584,8 @@ async function main(): Promise<void> {
 
     const deployLatency = [...requested].map(([name, t]) => (deployed.get(name) as number) - t);
     const scaleLatency = [...initSucceeded].map(([name, t]) => (scaledUp.get(name) as number) - t);
+    const upLatency = [...requested].map(([name, t]) => (ready.get(name) as number) - t);
+    const waits = await newBuildsWaits();
     const row = (what: string, values: number[], target: string) =>
       `| ${what} | ${percentile(values, 50)} | ${percentile(values, 95)} | ${percentile(values, 99)} | ${target} |`;
     console.log(
@@ -600,6 +605,15 @@ async function main(): Promise<void> {
       const within = (quantile: number) => histogramBound(handled, quantile);
       console.log(
         `| — the same, inside the API (its histogram: mean; p50, p95, p99 within) | ${Math.round((handled.seconds / handled.count) * 1000)}; ${within(0.5)} | ${within(0.95)} | ${within(0.99)} | |`,
+      );
+    }
+    console.log(
+      row(`${VIA_WEBHOOKS ? 'webhook' : 'start request'} → build up (Deployment ready)`, upLatency, ''),
+    );
+    {
+      const within = (quantile: number) => histogramBound(waits, quantile);
+      console.log(
+        `| — the same, inside the worker (runboat_build_ready_seconds{request="new"}: ${waits.count} waits, mean; p50, p95, p99 within) | ${Math.round((waits.seconds / waits.count) * 1000)}; ${within(0.5)} | ${within(0.95)} | ${within(0.99)} | |`,
       );
     }
     for (const step of Object.keys(firstMoments[0]) as (keyof (typeof firstMoments)[0])[])
@@ -1134,6 +1148,15 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
       label('route') === '/webhooks/github' ? 'webhooks' : undefined,
     );
     return webhooks.get('webhooks') ?? { count: 0, seconds: 0, buckets: new Map() };
+  }
+
+  /** The worker's own timing of the new builds' waits, webhook to started (its `/metrics` histogram). */
+  async function newBuildsWaits(): Promise<Histogram> {
+    const text = await (await fetch(`http://${workerMetricsAddress}/metrics`)).text();
+    const waits = scrapedHistograms(text, 'runboat_build_ready_seconds', (_, label) =>
+      label('request') === 'new' ? 'new' : undefined,
+    );
+    return waits.get('new') ?? { count: 0, seconds: 0, buckets: new Map() };
   }
 
   /** The Temporal dev server's Prometheus scrape (undefined on PostgreSQL: no metrics port). */
