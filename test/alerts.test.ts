@@ -5,17 +5,30 @@ import { createMetrics } from '../api/metrics';
 import { WORKER_COUNTERS, WORKER_HISTOGRAMS } from '../common/worker-metrics';
 import type { BuildIndex } from '../common/build-index';
 import { loadConfig } from '../common/config';
-import { rules, selectors } from './alert-rules';
+import { dashboard, panelQueries, rules, selectors } from './prometheus-queries';
 
-// deploy/prometheus-rules.yaml: every expression must parse as PromQL and name only metrics, and
-// labels of them, that the API or the worker exports (test/worker-metrics.test.ts scrapes the
-// worker's as `<name>_total`, and the SDK's it alerts on); an alert on a metric renamed since
-// would never fire.
+// deploy/prometheus-rules.yaml and deploy/grafana-dashboard.json: every expression must parse as
+// PromQL and name only metrics, and labels of them, that the API or the worker exports
+// (test/worker-metrics.test.ts scrapes the worker's as `<name>_total`, and the SDK's they use); an
+// alert on a metric renamed since would never fire, a panel would stay empty.
 
 /**
  * Each series name the API's registry exports (a histogram's three), and the worker's counters
  * and histograms, with their labels.
  */
+/** `expr` parses, and selects only series of `series`, by labels they have. */
+function expectExported(series: Map<string, Set<string>>, expr: string): void {
+  const { errors, selected } = selectors(expr);
+  expect(errors, expr).toBe(0);
+  expect(selected.length).toBeGreaterThan(0);
+  // The Temporal SDK's are checked against a worker's scrape (test/worker-metrics.test.ts).
+  for (const { metric, labels } of selected.filter(({ metric }) => !metric.startsWith('temporal_'))) {
+    expect([...series.keys()], `${metric} in ${expr}`).toContain(metric);
+    for (const label of labels)
+      expect([...(series.get(metric) ?? [])], `${metric}{${label}}`).toContain(label);
+  }
+}
+
 function exportedSeries(): Map<string, Set<string>> {
   // Every optional metric registered: statuses reported, webhooks redelivered.
   const config = loadConfig({
@@ -69,17 +82,7 @@ describe('deploy/prometheus-rules.yaml', () => {
 
   it.each(rules.map((rule) => [rule.alert, rule.expr]))(
     '%s: parses, and selects only series the service exports, by labels they have',
-    (_alert, expr) => {
-      const { errors, selected } = selectors(expr);
-      expect(errors).toBe(0);
-      expect(selected.length).toBeGreaterThan(0);
-      // The Temporal SDK's are checked against a worker's scrape (test/worker-metrics.test.ts).
-      for (const { metric, labels } of selected.filter(({ metric }) => !metric.startsWith('temporal_'))) {
-        expect([...series.keys()], `${metric} in ${expr}`).toContain(metric);
-        for (const label of labels)
-          expect([...(series.get(metric) ?? [])], `${metric}{${label}}`).toContain(label);
-      }
-    },
+    (_alert, expr) => expectExported(series, expr),
   );
 
   it('tells a typo from an exported metric or label (the checks above can fail)', () => {
@@ -97,4 +100,39 @@ describe('deploy/prometheus-rules.yaml', () => {
     expect(series.get('runboat_webhooks_total')).toEqual(new Set(['event', 'outcome']));
     expect(selectors('sum(rate(runboat_webhooks_total[5m]) >').errors).toBeGreaterThan(0);
   });
+});
+
+describe('deploy/grafana-dashboard.json', () => {
+  const series = exportedSeries();
+  const panels = dashboard.panels.filter((panel) => panel.type !== 'row');
+
+  it('has panels, each titled, described and on the datasource variable, side by side', () => {
+    expect(dashboard.uid).toBe('runboat');
+    expect(dashboard.templating.list).toContainEqual(
+      expect.objectContaining({ name: 'datasource', type: 'datasource', query: 'prometheus' }),
+    );
+    expect(panels.length).toBeGreaterThanOrEqual(10);
+    expect(new Set(dashboard.panels.map((panel) => panel.id)).size).toBe(dashboard.panels.length);
+    for (const panel of panels) {
+      expect(panel.title).toBeTruthy();
+      expect(panel.description, panel.title).toBeTruthy();
+      expect(panel.datasource, panel.title).toEqual({ type: 'prometheus', uid: '${datasource}' });
+      expect(panel.targets?.length, panel.title).toBeGreaterThan(0);
+    }
+    // Within Grafana's 24 columns, and no two panels on the same cells.
+    const cells = new Map<string, string>();
+    for (const { title, gridPos } of dashboard.panels) {
+      expect(gridPos.x + gridPos.w, title).toBeLessThanOrEqual(24);
+      for (let x = gridPos.x; x < gridPos.x + gridPos.w; x++)
+        for (let y = gridPos.y; y < gridPos.y + gridPos.h; y++) {
+          expect(cells.get(`${x},${y}`), `${title} over another panel at ${x},${y}`).toBeUndefined();
+          cells.set(`${x},${y}`, title);
+        }
+    }
+  });
+
+  it.each(panelQueries().map(({ query, expr }) => [query, expr]))(
+    '%s: parses, and selects only series the service exports, by labels they have',
+    (_query, expr) => expectExported(series, expr),
+  );
 });

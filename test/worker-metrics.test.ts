@@ -4,7 +4,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import type { Config } from '../common/config';
 import { freePort } from '../scripts/processes';
-import { selectedSeries } from './alert-rules';
+import { selectedSeries } from './prometheus-queries';
 import { reportingTo, startGitHubRecorder, type GitHubRecorder } from './github-recorder';
 import { SHA, spawnWorkerProcess, TestCluster, untilBuildStatus, waitFor } from './helpers';
 
@@ -103,7 +103,7 @@ it('times the init Jobs from their start to their end, in buckets up to an hour'
   expect(value('runboat_job_seconds_bucket', 'le="3600"')).toBe(1);
 });
 
-it("serves the Temporal SDK's series the alert rules use, with the labels they match on", async () => {
+it("serves the Temporal SDK's series the alert rules and the dashboard use, with the labels they match on", async () => {
   const used = selectedSeries().filter(({ metric }) => metric.startsWith('temporal_'));
   expect(used.length).toBeGreaterThan(0);
   // Each has samples once the worker ran a workflow task and an activity (the build above), and

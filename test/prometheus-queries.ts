@@ -3,9 +3,12 @@ import path from 'node:path';
 import { parser } from '@prometheus-io/lezer-promql';
 import { parse } from 'yaml';
 
-// deploy/prometheus-rules.yaml, read as Prometheus would: its rules, and what each expression
-// selects. test/alerts.test.ts checks them against the service's own metrics, and
+// The queries deploy/ gives Prometheus, read as it would: the alert rules of
+// deploy/prometheus-rules.yaml and the panels of deploy/grafana-dashboard.json, and what each
+// expression selects. test/alerts.test.ts checks them against the service's own metrics, and
 // test/worker-metrics.test.ts the Temporal SDK's ones against a worker's scrape.
+
+const deployFile = (name: string) => readFileSync(path.join(__dirname, '..', 'deploy', name), 'utf8');
 
 export interface Rule {
   alert: string;
@@ -16,10 +19,39 @@ export interface Rule {
 }
 
 export const rules = (
-  parse(readFileSync(path.join(__dirname, '..', 'deploy', 'prometheus-rules.yaml'), 'utf8')) as {
+  parse(deployFile('prometheus-rules.yaml')) as {
     groups: { name: string; rules: Rule[] }[];
   }
 ).groups.flatMap((group) => group.rules);
+
+export interface Panel {
+  id: number;
+  type: string;
+  title: string;
+  description?: string;
+  datasource?: { type: string; uid: string };
+  gridPos: { h: number; w: number; x: number; y: number };
+  targets?: { refId: string; expr: string; legendFormat?: string }[];
+}
+
+export const dashboard = JSON.parse(deployFile('grafana-dashboard.json')) as {
+  uid: string;
+  title: string;
+  templating: { list: { name: string; type: string; query?: string }[] };
+  panels: Panel[];
+};
+
+/** A panel's query as Prometheus gets it: Grafana fills in its own variables first. */
+export const asGrafanaSends = (expr: string): string => expr.replaceAll('$__rate_interval', '5m');
+
+/** Every query of the dashboard's panels, named by panel and query. */
+export const panelQueries = (): { query: string; expr: string }[] =>
+  dashboard.panels.flatMap((panel) =>
+    (panel.targets ?? []).map((target) => ({
+      query: `${panel.title} (${target.refId})`,
+      expr: asGrafanaSends(target.expr),
+    })),
+  );
 
 type SyntaxNode = ReturnType<typeof parser.parse>['topNode'];
 
@@ -52,6 +84,8 @@ export function selectors(expr: string): {
   return { errors, selected };
 }
 
-/** The series the rules select, each with the label names its matchers and groupings use. */
+/** The series the rules and the dashboard select, each with the label names its matchers and groupings use. */
 export const selectedSeries = (): { metric: string; labels: string[] }[] =>
-  rules.flatMap((rule) => selectors(rule.expr).selected);
+  [...rules.map((rule) => rule.expr), ...panelQueries().map(({ expr }) => expr)].flatMap(
+    (expr) => selectors(expr).selected,
+  );
