@@ -8,6 +8,7 @@ import { BuildIndex } from '../common/build-index';
 import { errorHandler, HttpError } from './errors';
 import { BuildEvents } from './events';
 import { healthRouter } from './health';
+import { InitQueue } from './init-queue';
 import { createMetrics } from './metrics';
 import { routeList, type RouteEntry } from './route-list';
 import { restRouter } from './routes';
@@ -51,22 +52,24 @@ export function createApp(deps: ApiDependencies): Api {
     deps.eventsLookbackMs,
     (kind, outcome) => metrics.observeIndexRead(kind, outcome),
   );
-  const metrics = createMetrics(config, client, bounded, index, () => events.subscriberCount);
+  const initQueue = new InitQueue(client, config, bounded);
+  const metrics = createMetrics(config, client, bounded, index, initQueue, () => events.subscriberCount);
   const events = new BuildEvents(config, bounded, index, metrics.observeEventsPoll);
   const visits = new Visits(client);
-  const api = restRouter({ config, client, cluster, github, bounded, events, index, visits });
+  const api = restRouter({ config, client, cluster, github, bounded, events, index, visits, initQueue });
 
   const app = express();
   app.disable('x-powered-by');
   app.use(metrics.timeRequests);
   const { observeStoppedOpening } = metrics;
   const readInitLog = (name: string) => cluster.readLog(name, 'initialize');
-  app.use(wakeHandler({ config, client, bounded, visits, index, observeStoppedOpening, readInitLog }));
+  const pageDependencies = { config, client, bounded, readInitLog, visits, observeStoppedOpening };
+  app.use(wakeHandler({ ...pageDependencies, index }));
   app.get('/metrics', metrics.serve);
   app.use(healthRouter(client, bounded));
   app.use(webhookRouter(config, client, metrics.observeWebhook, bounded));
   app.use('/api/v1', api);
-  app.use(uiRouter({ config, client, bounded, readInitLog, visits, observeStoppedOpening }));
+  app.use(uiRouter(pageDependencies));
   app.use('/api/v1', (_request, _response) => {
     throw new HttpError(404, 'no such endpoint');
   });

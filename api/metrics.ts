@@ -7,8 +7,6 @@ import type { OrphanSweep } from '../common/types';
 import {
   githubReportsCountsQuery,
   githubReportsWorkflowId,
-  initSlotsQuery,
-  initSlotsWorkflowId,
   orphanSweepScheduleId,
   webhookRedeliveryScheduleId,
   type GitHubReportsCounts,
@@ -18,6 +16,7 @@ import { lastScheduledResult } from '../common/schedules';
 import type { WebhookRedelivery } from '../common/webhook-redelivery';
 import type { BuildIndex, IndexReadObserver } from '../common/build-index';
 import type { EventsPollObserver } from './events';
+import type { InitQueue } from './init-queue';
 import type { StoppedOpeningObserver } from './visitors';
 import type { WebhookObserver } from './webhooks';
 
@@ -44,6 +43,7 @@ export function createMetrics(
   client: Client,
   bounded: Bounded,
   index: BuildIndex,
+  initQueue: InitQueue,
   eventSubscribers: () => number,
 ): ApiMetrics {
   const registry = new Registry();
@@ -69,9 +69,7 @@ export function createMetrics(
     help: 'Builds waiting for an init slot',
     registers: [registry],
     async collect() {
-      const slots = await bounded(() =>
-        client.workflow.getHandle(initSlotsWorkflowId(config.taskQueue)).query(initSlotsQuery),
-      ).catch(() => undefined);
+      const slots = await initQueue.slots().catch(() => undefined);
       this.set(slots?.waiting.length ?? 0);
     },
   });

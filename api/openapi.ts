@@ -202,6 +202,29 @@ export function openApiDocument(config: Config) {
           responses: { '204': { description: 'Noted' }, '404': error('Unknown build') },
         },
       },
+      '/builds/{name}/init-queue': {
+        get: {
+          summary:
+            'Where the build is in the line for init slots (not in runboat; read from the coordinator at most every 2 s)',
+          parameters: [nameParameter],
+          responses: {
+            '200': json('Its place, and the line', {
+              type: 'object',
+              properties: {
+                place: {
+                  type: ['integer', 'null'],
+                  description: 'Among the builds waiting for a slot, 1 is the next; null when not waiting',
+                },
+                waiting: { type: 'integer' },
+                initializing: { type: 'integer', description: 'Builds holding a slot' },
+                max_initializing: { type: 'integer' },
+              },
+            }),
+            '400': error('Not a build name'),
+            '503': error('Temporal unreachable'),
+          },
+        },
+      },
       '/builds/{name}/init-log': {
         get: {
           summary: "The init job's log, kept after a failure",

@@ -34,6 +34,7 @@ import {
 } from './schemas';
 import { buildJson, listedBuildJson, statusFromCounts } from './views';
 import type { Visits } from './visits';
+import type { InitQueue } from './init-queue';
 
 // The REST API under /api/v1, runboat's paths and fields. Every answer comes from Temporal (and
 // pod logs from Kubernetes), so API processes scale out.
@@ -47,10 +48,11 @@ export interface RestDependencies {
   events: BuildEvents;
   index: BuildIndex;
   visits: Visits;
+  initQueue: InitQueue;
 }
 
 export function restRouter(deps: RestDependencies): Router {
-  const { config, client, cluster, github, bounded, events, index, visits } = deps;
+  const { config, client, cluster, github, bounded, events, index, visits, initQueue } = deps;
   const admin = adminOnly(config);
 
   /** Answers 404 unless the build's workflow runs; needs no worker. */
@@ -115,6 +117,12 @@ export function restRouter(deps: RestDependencies): Router {
   api.get('/builds/:name', async (request, response) => {
     const state = await runningBuild(request.params.name);
     response.json({ ...buildJson(config, state), last_error: state.last_error });
+  });
+
+  // Polled by the build's pages while it waits for an init slot: no Temporal call of its own.
+  api.get('/builds/:name/init-queue', async (request, response) => {
+    const name = parseOr400(buildName, request.params.name);
+    response.set('cache-control', 'no-store').json(await initQueue.placeOf(name));
   });
 
   for (const [path, kind] of [

@@ -4,6 +4,7 @@ import type { Bounded } from '../api/backend';
 import { createMetrics } from '../api/metrics';
 import { WORKER_COUNTERS, WORKER_HISTOGRAMS } from '../common/worker-metrics';
 import type { BuildIndex } from '../common/build-index';
+import type { InitQueue } from '../api/init-queue';
 import { loadConfig } from '../common/config';
 import { dashboard, panelQueries, rules, selectors } from './prometheus-queries';
 
@@ -44,6 +45,7 @@ function exportedSeries(): Map<string, Set<string>> {
     unused,
     (() => undefined) as unknown as Bounded,
     {} as BuildIndex,
+    {} as InitQueue,
     () => 0,
   );
   const series = new Map<string, Set<string>>();

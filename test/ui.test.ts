@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getBuildState, sendBuildCommand, startBuild } from '../api/build-client';
 import { escapeHtml } from '../api/pages';
@@ -9,6 +9,7 @@ import type { BuildJson } from '../api/views';
 import { buildRef } from '../common/build';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { payloads, pollPastTheDeadline, startStack, type TestStack } from './api-server';
+import { launchChromium } from './browser';
 import { SHA, TestCluster, testConfig, waitFor, untilBuildStatus } from './helpers';
 
 // The Web UI in Debian's chromium, driven by playwright-core, against the real API, worker,
@@ -80,19 +81,7 @@ beforeAll(async () => {
   await reach(builds.older, 'stopped');
   await waitFor('three builds listed', async () => (await listed('oca/website')).length === 3);
 
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
   context = await browser.newContext({
     viewport: { width: 1280, height: 800 },
     locale: 'en-GB',

@@ -6,6 +6,7 @@ import {
   formatTime,
   getJson,
   h,
+  initQueueFollower,
   rowTitle,
   shortSha,
   STATUS_LABELS,
@@ -21,6 +22,11 @@ const statusText = document.getElementById('build-status');
 const timeline = document.getElementById('timeline');
 let card;
 let lastError = null;
+const initQueue = document.getElementById('init-queue');
+const initQueueFollowing = initQueueFollower(name, (text) => {
+  initQueue.textContent = text;
+  initQueue.hidden = text === '';
+});
 
 function showError(text) {
   errorBox.textContent = text;
@@ -55,6 +61,7 @@ function render(build) {
   } else card.update(build);
   statusText.className = `badge status-${build.status}`;
   statusText.textContent = STATUS_LABELS[build.status] || build.status;
+  initQueueFollowing.update(build);
 
   const links = [
     link(
@@ -221,6 +228,7 @@ if (await loadDetails()) {
     {
       onEvent({ event, build }) {
         if (event === 'del') {
+          initQueueFollowing.update({ status: 'undeploying' });
           card?.gone();
           document.getElementById('build-gone').hidden = false;
           refreshTimeline();

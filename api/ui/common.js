@@ -97,6 +97,50 @@ export async function getJson(path) {
   return response.json();
 }
 
+/** 1st, 2nd, 3rd, 4th, …, 11th, 12th, 13th, …, 21st. */
+export function ordinal(n) {
+  const teen = n % 100 >= 11 && n % 100 <= 13;
+  return `${n}${teen ? 'th' : { 1: 'st', 2: 'nd', 3: 'rd' }[n % 10] || 'th'}`;
+}
+
+/** A build's place in the line for init slots, in words; '' when it is not in line. */
+export function initQueueText({ place, initializing, max_initializing: capacity }) {
+  if (place === null) return '';
+  return `Waiting for an init slot: ${ordinal(place)} in line, ${initializing} of ${capacity} slots busy.`;
+}
+
+const INIT_QUEUE_POLL_MS = 5_000;
+
+/**
+ * Follows a build's place in the line for init slots while it waits for one: `show` gets it in
+ * words now and every few seconds, and '' once the build no longer waits. `update(build)` with
+ * each new state of the build starts and stops the polling.
+ */
+export function initQueueFollower(name, show) {
+  let following = false;
+  let generation = 0;
+  let timer;
+  const poll = async (mine) => {
+    const line = await getJson(`/api/v1/builds/${encodeURIComponent(name)}/init-queue`).catch(
+      () => undefined,
+    );
+    if (mine !== generation) return;
+    if (line) show(initQueueText(line));
+    timer = setTimeout(() => void poll(mine), INIT_QUEUE_POLL_MS);
+  };
+  return {
+    update({ status, init_status: initStatus }) {
+      const waits = status === 'initializing' && initStatus === 'todo';
+      if (waits === following) return;
+      following = waits;
+      generation++;
+      clearTimeout(timer);
+      if (waits) void poll(generation);
+      else show('');
+    },
+  };
+}
+
 async function errorDetail(response) {
   try {
     const body = await response.json();

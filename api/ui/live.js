@@ -1,5 +1,5 @@
 /* global document, window, fetch, setTimeout */
-import { followBuildEvents, STATUS_LABELS } from './common.js';
+import { followBuildEvents, initQueueFollower, STATUS_LABELS } from './common.js';
 
 // `/builds/{name}?live` while the build is not up yet: follows its events and goes to the
 // instance as soon as it is started (starting it again if it stopped meanwhile).
@@ -28,11 +28,27 @@ function start() {
   void fetch(`/api/v1/builds/${encodeURIComponent(name)}/start`, { method: 'POST' });
 }
 
+const WAIT_NOTE = 'This page takes you to it as soon as it is up.';
+/** A build waiting for an init slot: where it is in line, in words. */
+let placeInLine = '';
+/** What a build coming up is at: the page served says "Starting the build" of every one. */
+function sayWhereItIs(build) {
+  if (build.status === 'starting') message.textContent = `Starting the build. ${WAIT_NOTE}`;
+  if (build.status !== 'initializing') return;
+  const step =
+    build.init_status === 'started' ? 'Initializing the build.' : placeInLine || 'Preparing the build.';
+  message.textContent = `${step} ${WAIT_NOTE}`;
+}
+const initQueue = initQueueFollower(name, (text) => {
+  placeInLine = text;
+  if (text) message.textContent = `${text} ${WAIT_NOTE}`;
+});
+
 startButton?.addEventListener('click', () => {
   startWanted = true;
   startButton.hidden = true;
   spinner.hidden = false;
-  message.textContent = 'Starting the build. This page takes you to it as soon as it is up.';
+  message.textContent = `Starting the build. ${WAIT_NOTE}`;
   start();
 });
 
@@ -41,6 +57,7 @@ const stream = followBuildEvents(
   {
     onEvent({ event, build }) {
       if (event === 'del') {
+        initQueue.update({ status: 'undeploying' });
         stream.close();
         spinner.hidden = true;
         message.textContent = 'This build has been undeployed.';
@@ -48,6 +65,8 @@ const stream = followBuildEvents(
       }
       status.className = `badge status-${build.status}`;
       status.textContent = STATUS_LABELS[build.status] || build.status;
+      sayWhereItIs(build);
+      initQueue.update(build);
       if (build.status === 'started') {
         stream.close();
         message.textContent = 'The build is up: opening it…';
