@@ -59,13 +59,21 @@ it("tells each build's place in line, the next to get a slot first", async () =>
   expect(bad.status).toBe(400);
 });
 
-it('says the place on the build page and the live page while the build waits, and moves it up', async () => {
+it('says the place on the board, the build page and the live page while the build waits, and moves it up', async () => {
   const [first, second, third] = builds;
   const page = await browser.newPage();
   const live = await browser.newPage();
+  const board = await browser.newPage();
   try {
+    await board.goto(`${stack.api.url}/builds?repo=oca/queue`);
+    const queueOn = (build: BuildRef) => board.locator(`article.card[data-build="${build.name}"] .queue`);
+    await queueOn(third)
+      .filter({ hasText: 'Waiting for an init slot: 2nd in line, 1 of 1 slots busy.' })
+      .waitFor();
+    await queueOn(second).filter({ hasText: '1st in line' }).waitFor();
+    expect(await queueOn(first).isHidden()).toBe(true);
     await page.goto(`${stack.api.url}/builds/${third.name}`);
-    const line = page.locator('#init-queue');
+    const line = page.locator(`article.card[data-build="${third.name}"] .queue`);
     await line.filter({ hasText: 'Waiting for an init slot: 2nd in line, 1 of 1 slots busy.' }).waitFor();
     // The page's own module, as its scripts import it (a string: vitest rewrites import() in functions).
     const ordinals = await page.evaluate(
@@ -85,10 +93,14 @@ it('says the place on the build page and the live page while the build waits, an
     await stack.cluster.finishJob(second.name, 'initialize', true);
     await untilBuildStatus(stack.temporal.client, third.name, 'initializing');
     await untilPlace(third, { place: null, waiting: 0, initializing: 1, max_initializing: 1 });
-    await page.locator('#init-queue[hidden]').waitFor({ state: 'attached' });
+    await page
+      .locator(`article.card[data-build="${third.name}"] .queue[hidden]`)
+      .waitFor({ state: 'attached' });
+    await board
+      .locator(`article.card[data-build="${third.name}"] .queue[hidden]`)
+      .waitFor({ state: 'attached' });
     await message.filter({ hasText: 'Initializing the build.' }).waitFor();
   } finally {
-    await page.close();
-    await live.close();
+    await Promise.all([page.close(), live.close(), board.close()]);
   }
 });

@@ -118,6 +118,7 @@ function remove(name) {
   const card = cards.get(name);
   if (!card) return;
   cards.delete(name);
+  card.gone();
   const item = card.element.parentElement;
   const list = item?.parentElement;
   item?.remove();

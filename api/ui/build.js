@@ -6,7 +6,6 @@ import {
   formatTime,
   getJson,
   h,
-  initQueueFollower,
   rowTitle,
   shortSha,
   STATUS_LABELS,
@@ -22,11 +21,6 @@ const statusText = document.getElementById('build-status');
 const timeline = document.getElementById('timeline');
 let card;
 let lastError = null;
-const initQueue = document.getElementById('init-queue');
-const initQueueFollowing = initQueueFollower(name, (text) => {
-  initQueue.textContent = text;
-  initQueue.hidden = text === '';
-});
 
 function showError(text) {
   errorBox.textContent = text;
@@ -61,7 +55,6 @@ function render(build) {
   } else card.update(build);
   statusText.className = `badge status-${build.status}`;
   statusText.textContent = STATUS_LABELS[build.status] || build.status;
-  initQueueFollowing.update(build);
 
   const links = [
     link(
@@ -228,7 +221,6 @@ if (await loadDetails()) {
     {
       onEvent({ event, build }) {
         if (event === 'del') {
-          initQueueFollowing.update({ status: 'undeploying' });
           card?.gone();
           document.getElementById('build-gone').hidden = false;
           refreshTimeline();

@@ -170,6 +170,12 @@ export function buildCard(initial, { heading = 'h3', announce = () => {} } = {})
   const time = h('time', { class: 'age' });
   const liveLink = h('a', { class: 'open' }, 'Open');
   const error = h('p', { class: 'error', role: 'alert', hidden: true });
+  // While the build waits for an init slot: its place in line.
+  const queue = h('p', { class: 'queue', role: 'status', hidden: true });
+  const queueFollowing = initQueueFollower(initial.name, (text) => {
+    queue.textContent = text;
+    queue.hidden = text === '';
+  });
   const buttons = {};
   for (const action of ['start', 'stop', 'reset']) {
     buttons[action] = h('button', {
@@ -185,6 +191,7 @@ export function buildCard(initial, { heading = 'h3', announce = () => {} } = {})
     { class: 'card', 'data-build': initial.name, 'aria-labelledby': titleId },
     h(heading, { class: 'card-title', id: titleId }, badge, ' ', nameLink),
     h('p', { class: 'meta' }, commitLink, ' · ', time),
+    queue,
     h('p', { class: 'links' }, liveLink),
     h(
       'div',
@@ -212,6 +219,7 @@ export function buildCard(initial, { heading = 'h3', announce = () => {} } = {})
     liveLink.textContent =
       status === 'started' ? 'Open' : status === 'stopped' ? 'Start and open' : 'Open when ready';
     liveLink.hidden = status === 'undeploying' || status === 'failed';
+    queueFollowing.update(build);
     const applies = actionsFor(status);
     for (const [action, button] of Object.entries(buttons)) {
       const busy = pending === action;
@@ -264,6 +272,7 @@ export function buildCard(initial, { heading = 'h3', announce = () => {} } = {})
     },
     gone() {
       settle();
+      queueFollowing.update({ status: 'undeploying' });
       card.classList.add('gone');
       for (const button of Object.values(buttons)) button.disabled = true;
     },
