@@ -1,10 +1,11 @@
+import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startBuild } from '../api/build-client';
 import type { InitQueuePlace } from '../api/init-queue';
 import type { BuildRef } from '../common/types';
 import { useStack } from './api-server';
-import { launchChromium } from './browser';
+import { dropScratchScreenshots, launchChromium, SCREEN, SCREENSHOTS } from './browser';
 import { SHA, testConfig, untilBuildStatus, waitFor } from './helpers';
 
 // Where a build waiting for an init slot is in line: `GET /api/v1/builds/{name}/init-queue`, and
@@ -47,6 +48,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
+  dropScratchScreenshots();
 });
 
 it("tells each build's place in line, the next to get a slot first", async () => {
@@ -61,9 +63,8 @@ it("tells each build's place in line, the next to get a slot first", async () =>
 
 it('says the place on the board, the build page and the live page while the build waits, and moves it up', async () => {
   const [first, second, third] = builds;
-  const page = await browser.newPage();
-  const live = await browser.newPage();
-  const board = await browser.newPage();
+  const context = await browser.newContext(SCREEN);
+  const [page, live, board] = [await context.newPage(), await context.newPage(), await context.newPage()];
   try {
     await board.goto(`${stack.api.url}/builds?repo=oca/queue`);
     const queueOn = (build: BuildRef) => board.locator(`article.card[data-build="${build.name}"] .queue`);
@@ -83,6 +84,7 @@ it('says the place on the board, the build page and the live page while the buil
     await live.goto(`${stack.api.url}/builds/${third.name}?live`);
     const message = live.locator('#live-message');
     await message.filter({ hasText: 'Waiting for an init slot: 2nd in line' }).waitFor();
+    await live.screenshot({ path: path.join(SCREENSHOTS, 'live-queued.png'), fullPage: true });
 
     // The first build's init ends: the second takes the slot, the third is next.
     await stack.cluster.finishJob(first.name, 'initialize', true);
@@ -101,6 +103,6 @@ it('says the place on the board, the build page and the live page while the buil
       .waitFor({ state: 'attached' });
     await message.filter({ hasText: 'Initializing the build.' }).waitFor();
   } finally {
-    await Promise.all([page.close(), live.close(), board.close()]);
+    await context.close();
   }
 });

@@ -1,5 +1,3 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,19 +7,12 @@ import type { BuildJson } from '../api/views';
 import { buildRef } from '../common/build';
 import type { BuildRef, BuildStatus, CommitInfo } from '../common/types';
 import { payloads, pollPastTheDeadline, startStack, type TestStack } from './api-server';
-import { launchChromium } from './browser';
+import { dropScratchScreenshots, launchChromium, SCREEN, SCREENSHOTS } from './browser';
 import { SHA, TestCluster, testConfig, waitFor, untilBuildStatus } from './helpers';
 
 // The Web UI in Debian's chromium, driven by playwright-core, against the real API, worker,
 // Temporal and kube-apiserver. The test plays the Job and Deployment controllers.
 
-/**
- * The README's screenshots, written again only on request (UPDATE_SCREENSHOTS=1): a test run
- * changes no tracked file. Otherwise the pages are still captured, to a scratch folder.
- */
-const SCREENSHOTS = process.env.UPDATE_SCREENSHOTS
-  ? path.resolve(__dirname, '..', 'docs', 'screenshots')
-  : mkdtempSync(path.join(os.tmpdir(), 'runboat-screenshots-'));
 const TEMPORAL_UI = 'https://stack.temporal.example.org';
 /** Shorter than the API's default, so that staying live past it takes seconds. */
 const BACKEND_DEADLINE_MS = 3_000;
@@ -82,12 +73,7 @@ beforeAll(async () => {
   await waitFor('three builds listed', async () => (await listed('oca/website')).length === 3);
 
   browser = await launchChromium();
-  context = await browser.newContext({
-    viewport: { width: 1280, height: 800 },
-    locale: 'en-GB',
-    timezoneId: 'UTC',
-    colorScheme: 'light',
-  });
+  context = await browser.newContext(SCREEN);
   context.on('request', (request) => requested.push(request.url()));
   // Build hosts do not resolve here: the "instance" answers from the test.
   await context.route('http://*.runboat.test/**', (route) =>
@@ -99,7 +85,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
   await stack?.close();
-  if (!process.env.UPDATE_SCREENSHOTS) rmSync(SCREENSHOTS, { recursive: true, force: true });
+  dropScratchScreenshots();
 });
 
 describe('home', () => {
