@@ -170,8 +170,9 @@ export function buildCard(initial, { heading = 'h3', announce = () => {} } = {})
   const time = h('time', { class: 'age' });
   const liveLink = h('a', { class: 'open' }, 'Open');
   const error = h('p', { class: 'error', role: 'alert', hidden: true });
-  // While the build waits for an init slot: its place in line.
-  const queue = h('p', { class: 'queue', role: 'status', hidden: true });
+  // While the build waits for an init slot: its place in line (not announced: on a board, every
+  // waiting card's place changes at each grant).
+  const queue = h('p', { class: 'queue', hidden: true });
   const queueFollowing = initQueueFollower(initial.name, (text) => {
     queue.textContent = text;
     queue.hidden = text === '';
