@@ -3,7 +3,7 @@ import { defaultPayloadConverter, optionalTsToDate, type SearchAttributes } from
 import { decodeSearchAttributes } from '@temporalio/common/lib/converter/payload-search-attributes';
 import { temporal } from '@temporalio/proto';
 import { searchAttributes } from '../common/search-attributes';
-import { commandUpdate } from '../workflows/definitions';
+import { commandUpdate, slotGrantedSignal } from '../workflows/definitions';
 
 // A build's timeline (`/builds/{name}/timeline.json`): its workflow history read as what
 // happened to the build, in words for people.
@@ -84,16 +84,28 @@ const INIT_TEXT: Record<string, string> = {
   failed: 'initialization failed',
 };
 
+/** A duration for people: "45 s", "3 min 20 s", "1 h 5 min". */
+export function formatDuration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 60) return `${seconds} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return seconds % 60 ? `${minutes} min ${seconds % 60} s` : `${minutes} min`;
+  return minutes % 60 ? `${Math.floor(minutes / 60)} h ${minutes % 60} min` : `${minutes / 60} h`;
+}
+
 /**
  * The build's transitions, from the histories of its workflow runs, oldest first: each status
  * change is an upsert of the RunboatStatus/RunboatInitStatus search attributes; signals and
- * updates are commands.
+ * updates are commands. The init slot's grant says how long the build waited in line, the
+ * init's end how long it ran.
  */
 export function timelineFromHistory(histories: History[]): TimelineEntry[] {
   const EventType = temporal.api.enums.v1.EventType;
   const entries: TimelineEntry[] = [];
   let status: string | undefined;
   let initStatus: string | undefined;
+  /** When the init status last changed, and to what: the grant and the init's end are timed from it. */
+  let initSince: { status: string; at: number } | undefined;
   const single = (attributes: SearchAttributes, name: string) => {
     const values = attributes[name] as unknown[] | undefined;
     return values && values.length ? String(values[0]) : undefined;
@@ -104,7 +116,13 @@ export function timelineFromHistory(histories: History[]): TimelineEntry[] {
     if (kind === 'status' && nextStatus === status && nextInit === initStatus) return;
     const parts: string[] = [];
     if (nextStatus) parts.push(nextStatus.charAt(0).toUpperCase() + nextStatus.slice(1));
-    if (nextInit && nextInit !== initStatus) parts.push(INIT_TEXT[nextInit] ?? nextInit);
+    if (nextInit && nextInit !== initStatus) {
+      const ran =
+        initSince?.status === 'started' ? ` (${formatDuration(Date.parse(time) - initSince.at)})` : '';
+      const ended = nextInit === 'succeeded' || nextInit === 'failed';
+      parts.push(`${INIT_TEXT[nextInit] ?? nextInit}${ended ? ran : ''}`);
+      initSince = { status: nextInit, at: Date.parse(time) };
+    }
     const prefix = kind === 'created' ? 'Build created' : '';
     const text = [prefix, parts.join(' — ')].filter(Boolean).join(': ');
     entries.push({ time, kind, text, status: nextStatus, init_status: nextInit });
@@ -133,7 +151,16 @@ export function timelineFromHistory(histories: History[]): TimelineEntry[] {
         const signal = event.workflowExecutionSignaledEventAttributes?.signalName ?? 'signal';
         // Visits only postpone the idle stop: one a minute of use would drown the timeline.
         if (signal === 'visited') break;
-        entries.push({ time, kind: 'signal', signal, text: SIGNAL_TEXT[signal] ?? `Signal ${signal}` });
+        const inLine =
+          signal === slotGrantedSignal.name && initSince?.status === 'todo'
+            ? ` after ${formatDuration(Date.parse(time) - initSince.at)} in line`
+            : '';
+        entries.push({
+          time,
+          kind: 'signal',
+          signal,
+          text: `${SIGNAL_TEXT[signal] ?? `Signal ${signal}`}${inLine}`,
+        });
         break;
       }
       case EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED: {
