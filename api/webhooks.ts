@@ -33,7 +33,11 @@ const pushPayload = z.object({
 const pullRequestPayload = z.object({
   action: z.string(),
   number: z.number().int().positive(),
-  pull_request: z.object({ head: z.object({ sha: z.string() }), base: z.object({ ref: z.string() }) }),
+  pull_request: z.object({
+    head: z.object({ sha: z.string() }),
+    base: z.object({ ref: z.string() }),
+    draft: z.boolean().optional(),
+  }),
   repository,
 });
 const deletePayload = z.object({ ref: z.string(), ref_type: z.string(), repository });
@@ -51,6 +55,8 @@ const checkSuitePayload = z.object({
   check_suite: z.object({ head_sha: z.string(), app: z.object({ id: z.number() }).nullish() }),
   repository,
 });
+/** The `pull_request` actions that build the pull request's head. */
+const BUILT_ACTIONS = ['opened', 'synchronize', 'reopened'];
 /** Builds of one commit a "Re-run all checks" acts on, at most. */
 const MAX_RERUNS_OF_A_COMMIT = 10;
 
@@ -135,12 +141,18 @@ export function webhookRouter(
         const target = pr.pull_request.base.ref;
         if (!findRepoSettings(config, repo, target)) return ignored(`${repo} ${target} is not configured`);
         checkBranch(target);
-        if (pr.action === 'closed') {
-          const head = { repo, target_branch: target, pr: pr.number, git_commit: pr.pull_request.head.sha };
+        const head = { repo, target_branch: target, pr: pr.number, git_commit: pr.pull_request.head.sha };
+        if (pr.action === 'closed')
           return undeploy({ repo, pr: pr.number }, `pull request ${pr.number} closed`, head);
+        if (config.skipDraftPullRequests) {
+          if (pr.action === 'converted_to_draft')
+            return undeploy({ repo, pr: pr.number }, `pull request ${pr.number} converted to a draft`, head);
+          if (pr.action === 'ready_for_review') return start(head);
+          if (pr.pull_request.draft && BUILT_ACTIONS.includes(pr.action))
+            return ignored(`pull request ${pr.number} is a draft (RUNBOAT_SKIP_DRAFT_PULL_REQUESTS)`);
         }
-        if (!['opened', 'synchronize', 'reopened'].includes(pr.action)) return ignored(`action ${pr.action}`);
-        return start({ repo, target_branch: target, pr: pr.number, git_commit: pr.pull_request.head.sha });
+        if (!BUILT_ACTIONS.includes(pr.action)) return ignored(`action ${pr.action}`);
+        return start(head);
       }
       case 'delete': {
         const deleted = parseOr400(deletePayload, payload, 'invalid payload');

@@ -217,6 +217,7 @@ const envSchema = z
     RUNBOAT_MAX_EVENT_STREAMS: positiveInt.default(1_000),
     RUNBOAT_GITHUB_DEPLOYMENTS: boolean.optional(),
     RUNBOAT_GITHUB_CHECK_RUNS: boolean.default(false),
+    RUNBOAT_SKIP_DRAFT_PULL_REQUESTS: boolean.default(false),
     RUNBOAT_GITHUB_WRITES_PER_MINUTE: positiveInt.default(60),
     RUNBOAT_REDELIVER_WEBHOOKS: webhooks.optional(),
   })
@@ -310,6 +311,11 @@ export interface Config {
    * status; a GitHub App only.
    */
   githubCheckRuns: boolean;
+  /**
+   * Draft pull requests get no build: one comes when the pull request is marked ready for review,
+   * and a pull request converted to a draft loses its builds. Off: runboat's behaviour.
+   */
+  skipDraftPullRequests: boolean;
   /** Statuses and deployments posted to GitHub a minute at most (its limits: 80, 500 an hour). */
   githubWritesPerMinute: number;
   /**
@@ -402,6 +408,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = withDotEnv(process.env)): Co
       e.RUNBOAT_GITHUB_DEPLOYMENTS ??
       (e.RUNBOAT_GITHUB_TOKEN !== undefined || e.RUNBOAT_GITHUB_APP_ID !== undefined),
     githubCheckRuns: e.RUNBOAT_GITHUB_CHECK_RUNS,
+    skipDraftPullRequests: e.RUNBOAT_SKIP_DRAFT_PULL_REQUESTS,
     githubWritesPerMinute: e.RUNBOAT_GITHUB_WRITES_PER_MINUTE,
     redeliverWebhooks: e.RUNBOAT_REDELIVER_WEBHOOKS ?? [],
   };

@@ -203,7 +203,14 @@ export const payloads = {
       commits: [],
     };
   },
-  pullRequest(action: string, repo: string, number: number, base: string, sha: string) {
+  pullRequest(
+    action: string,
+    repo: string,
+    number: number,
+    base: string,
+    sha: string,
+    { draft = false } = {},
+  ) {
     return {
       action,
       number,
@@ -211,6 +218,7 @@ export const payloads = {
         id: number,
         number,
         state: action === 'closed' ? 'closed' : 'open',
+        draft,
         title: 'Add a feature',
         head: { ref: 'feature', sha, repo: { full_name: `someone/${repo.split('/')[1]}` } },
         base: { ref: base, sha: 'f'.repeat(40), repo: { full_name: repo } },

@@ -114,9 +114,14 @@ describe('loadConfig values', () => {
     ['false', false],
     ['0', false],
   ])('reads boolean %j as %s', (value, expected) => {
-    const config = load({ RUNBOAT_DISABLE_COMMIT_STATUSES: value, RUNBOAT_NO_CLEANUP_JOB: value });
+    const config = load({
+      RUNBOAT_DISABLE_COMMIT_STATUSES: value,
+      RUNBOAT_NO_CLEANUP_JOB: value,
+      RUNBOAT_SKIP_DRAFT_PULL_REQUESTS: value,
+    });
     expect(config.disableCommitStatuses).toBe(expected);
     expect(config.noCleanupJob).toBe(expected);
+    expect(config.skipDraftPullRequests).toBe(expected);
   });
 
   it('parses the global build env, secret env and template vars', () => {
@@ -431,6 +436,9 @@ describe('loadConfig errors', () => {
     const message = configError({ ...REQUIRED, RUNBOAT_NO_CLEANUP_JOB: 'maybe' });
     expect(message).toContain('RUNBOAT_NO_CLEANUP_JOB');
     expect(message).toContain('must be true or false');
+    expect(configError({ ...REQUIRED, RUNBOAT_SKIP_DRAFT_PULL_REQUESTS: 'drafts' })).toContain(
+      'RUNBOAT_SKIP_DRAFT_PULL_REQUESTS',
+    );
   });
 
   it('names every bad variable in one message', () => {

@@ -9,13 +9,14 @@ import { buildName, buildRef } from '../common/build';
 import { logger } from '../common/logger';
 import type { buildWorkflow } from '../workflows';
 import { buildWorkflowId } from '../workflows/definitions';
-import { payloads, useStack } from './api-server';
+import { payloads, startTestApi, useStack } from './api-server';
 import { SHA, testConfig, waitFor } from './helpers';
 
 // Real signed webhook deliveries over HTTP to the API, with a real worker behind it.
 
 const config = testConfig({
   RUNBOAT_GITHUB_WEBHOOK_SECRET: 'webhook-secret',
+  RUNBOAT_SKIP_DRAFT_PULL_REQUESTS: 'true',
   RUNBOAT_REPOS: JSON.stringify([
     { repo: '^oca/.*', branch: '^1[0-9]\\.0$', builds: [{ image: 'odoo:16' }] },
     // Any branch at all: only the service's own branch-name rule stands in the way.
@@ -75,6 +76,65 @@ describe('GitHub webhooks', () => {
       await cluster.finishJob(name, 'cleanup', true);
       await stack.temporal.client.workflow.getHandle(buildWorkflowId(name)).result();
       expect(await cluster.builds.listBuildObjects(name)).toEqual([]);
+    }
+  });
+
+  it('builds a draft pull request only once it is ready for review, and no more once it is a draft again', async () => {
+    const pullRequest = (action: string, sha: string, draft: boolean) =>
+      stack.api.webhook('pull_request', payloads.pullRequest(action, 'oca/web', 77, '16.0', sha, { draft }));
+    const nameOf = (sha: string) =>
+      buildRef({ repo: 'oca/web', target_branch: '16.0', pr: 77, git_commit: sha }).name;
+    for (const [action, sha] of [
+      ['opened', SHA('7')],
+      ['synchronize', SHA('8')],
+    ]) {
+      const response = await pullRequest(action, sha, true);
+      expect(await response.json()).toEqual({
+        outcome: 'ignored',
+        detail: 'pull request 77 is a draft (RUNBOAT_SKIP_DRAFT_PULL_REQUESTS)',
+        builds: [],
+      });
+      await expect(
+        stack.temporal.client.workflow.getHandle(buildWorkflowId(nameOf(sha))).describe(),
+      ).rejects.toBeInstanceOf(WorkflowNotFoundError);
+    }
+
+    const ready = (await (await pullRequest('ready_for_review', SHA('8'), false)).json()) as {
+      outcome: string;
+      builds: string[];
+    };
+    expect(ready).toMatchObject({ outcome: 'started', builds: [nameOf(SHA('8'))] });
+    await waitFor('the ready pull request Deployment', () => cluster.deployment(nameOf(SHA('8'))));
+
+    const drafted = (await (await pullRequest('converted_to_draft', SHA('8'), true)).json()) as {
+      outcome: string;
+      builds: string[];
+    };
+    expect(drafted).toMatchObject({ outcome: 'undeployed', builds: [nameOf(SHA('8'))] });
+    await waitFor('cleanup job', async () => (await cluster.jobs(nameOf(SHA('8')), 'cleanup')).length > 0);
+    await cluster.finishJob(nameOf(SHA('8')), 'cleanup', true);
+    await stack.temporal.client.workflow.getHandle(buildWorkflowId(nameOf(SHA('8')))).result();
+  });
+
+  it('builds draft pull requests as runboat does when RUNBOAT_SKIP_DRAFT_PULL_REQUESTS is off', async () => {
+    const runboatLike = await startTestApi(
+      { ...config, skipDraftPullRequests: false },
+      stack.temporal.client,
+      cluster,
+    );
+    try {
+      const draft = payloads.pullRequest('opened', 'oca/web', 78, '16.0', SHA('9'), { draft: true });
+      const response = await runboatLike.webhook('pull_request', draft);
+      const name = buildRef({ repo: 'oca/web', target_branch: '16.0', pr: 78, git_commit: SHA('9') }).name;
+      expect(await response.json()).toMatchObject({ outcome: 'started', builds: [name] });
+      // Marked ready for review, the same commit has its build already: nothing to do.
+      const ready = payloads.pullRequest('ready_for_review', 'oca/web', 78, '16.0', SHA('9'));
+      expect(await (await runboatLike.webhook('pull_request', ready)).json()).toMatchObject({
+        outcome: 'ignored',
+        detail: 'action ready_for_review',
+      });
+    } finally {
+      await runboatLike.close();
     }
   });
 
