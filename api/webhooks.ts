@@ -36,7 +36,7 @@ const pullRequestPayload = z.object({
   pull_request: z.object({
     head: z.object({ sha: z.string() }),
     base: z.object({ ref: z.string() }),
-    draft: z.boolean().optional(),
+    draft: z.boolean().nullish(),
   }),
   repository,
 });
