@@ -104,8 +104,9 @@ export function timelineFromHistory(histories: History[]): TimelineEntry[] {
   const entries: TimelineEntry[] = [];
   let status: string | undefined;
   let initStatus: string | undefined;
-  /** When the init status last changed, and to what: the grant and the init's end are timed from it. */
-  let initSince: { status: string; at: number } | undefined;
+  /** When `initStatus` took its value: the grant and the init's end are timed from it. */
+  let initStatusSince = 0;
+  const sinceInitStatus = (time: string) => formatDuration(Date.parse(time) - initStatusSince);
   const single = (attributes: SearchAttributes, name: string) => {
     const values = attributes[name] as unknown[] | undefined;
     return values && values.length ? String(values[0]) : undefined;
@@ -117,11 +118,10 @@ export function timelineFromHistory(histories: History[]): TimelineEntry[] {
     const parts: string[] = [];
     if (nextStatus) parts.push(nextStatus.charAt(0).toUpperCase() + nextStatus.slice(1));
     if (nextInit && nextInit !== initStatus) {
-      const ran =
-        initSince?.status === 'started' ? ` (${formatDuration(Date.parse(time) - initSince.at)})` : '';
       const ended = nextInit === 'succeeded' || nextInit === 'failed';
-      parts.push(`${INIT_TEXT[nextInit] ?? nextInit}${ended ? ran : ''}`);
-      initSince = { status: nextInit, at: Date.parse(time) };
+      const ran = ended && initStatus === 'started' ? ` (${sinceInitStatus(time)})` : '';
+      parts.push(`${INIT_TEXT[nextInit] ?? nextInit}${ran}`);
+      initStatusSince = Date.parse(time);
     }
     const prefix = kind === 'created' ? 'Build created' : '';
     const text = [prefix, parts.join(' — ')].filter(Boolean).join(': ');
@@ -152,8 +152,8 @@ export function timelineFromHistory(histories: History[]): TimelineEntry[] {
         // Visits only postpone the idle stop: one a minute of use would drown the timeline.
         if (signal === 'visited') break;
         const inLine =
-          signal === slotGrantedSignal.name && initSince?.status === 'todo'
-            ? ` after ${formatDuration(Date.parse(time) - initSince.at)} in line`
+          signal === slotGrantedSignal.name && initStatus === 'todo'
+            ? ` after ${sinceInitStatus(time)} in line`
             : '';
         entries.push({
           time,
