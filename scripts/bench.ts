@@ -220,6 +220,17 @@ function histogramBound({ count, buckets }: Histogram, quantile: number): string
   return le === Infinity ? `> ${(bounds.at(-2)?.[0] ?? 0) * 1000}` : `≤ ${le * 1000}`;
 }
 
+/** The series of histogram `name` served at `url` that `selected` keeps, summed (none: empty). */
+async function servedHistogram(
+  url: string,
+  name: string,
+  selected: (label: (label: string) => string) => boolean,
+): Promise<Histogram> {
+  const text = await (await fetch(url)).text();
+  const histograms = scrapedHistograms(text, name, (_, label) => (selected(label) ? name : undefined));
+  return histograms.get(name) ?? { count: 0, seconds: 0, buckets: new Map() };
+}
+
 /**
  * The histograms of a Prometheus scrape whose names are `names` (a regex alternation), summed by
  * `keyOf(name, label)`; a series it gives no key is left out.
@@ -1142,21 +1153,21 @@ one build at a time on an idle system (${BUILDS}: the first cold, ${BUILDS - 1} 
   }
 
   /** The API's own timing of the webhooks it answered (its `/metrics` histogram). */
-  async function webhooksHandled(): Promise<Histogram> {
-    const text = await (await fetch(`${apiUrl}/metrics`)).text();
-    const webhooks = scrapedHistograms(text, 'runboat_http_request_duration_seconds', (_, label) =>
-      label('route') === '/webhooks/github' ? 'webhooks' : undefined,
+  function webhooksHandled(): Promise<Histogram> {
+    return servedHistogram(
+      `${apiUrl}/metrics`,
+      'runboat_http_request_duration_seconds',
+      (label) => label('route') === '/webhooks/github',
     );
-    return webhooks.get('webhooks') ?? { count: 0, seconds: 0, buckets: new Map() };
   }
 
   /** The worker's own timing of the new builds' waits, webhook to started (its `/metrics` histogram). */
-  async function newBuildsWaits(): Promise<Histogram> {
-    const text = await (await fetch(`http://${workerMetricsAddress}/metrics`)).text();
-    const waits = scrapedHistograms(text, 'runboat_build_ready_seconds', (_, label) =>
-      label('request') === 'new' ? 'new' : undefined,
+  function newBuildsWaits(): Promise<Histogram> {
+    return servedHistogram(
+      `http://${workerMetricsAddress}/metrics`,
+      'runboat_build_ready_seconds',
+      (label) => label('request') === 'new',
     );
-    return waits.get('new') ?? { count: 0, seconds: 0, buckets: new Map() };
   }
 
   /** The Temporal dev server's Prometheus scrape (undefined on PostgreSQL: no metrics port). */
