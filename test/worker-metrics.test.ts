@@ -30,6 +30,22 @@ const sampleOf = (text: string, metric: string, ...labels: string[]) =>
   text
     .split('\n')
     .find((line) => line.startsWith(`${metric}{`) && labels.every((label) => line.includes(label)));
+/**
+ * Waits until the worker serves histogram `name` with `labels`, then reads that scrape: the
+ * value of its `_count`, `_sum` or `_bucket` (with `more` labels, `le="60"` say).
+ */
+async function servedHistogram(name: string, labels: string[], what: string) {
+  const text = await waitFor(what, async () => {
+    const scraped = await scrape();
+    return sampleOf(scraped, `${name}_count`, ...labels) && scraped;
+  });
+  return (series: 'count' | 'sum' | 'bucket', ...more: string[]) =>
+    Number(
+      sampleOf(text, `${name}_${series}`, ...labels, ...more)
+        ?.split(' ')
+        .at(-1),
+    );
+}
 
 beforeAll(async () => {
   github = await startGitHubRecorder();
@@ -85,22 +101,16 @@ it('times the init Jobs from their start to their end, in buckets up to an hour'
     git_commit: SHA('c'),
   });
   await new TestCluster(config.buildNamespace).finishJob(build.name, 'initialize', true, { ranSeconds: 90 });
-  const labels = ['kind="initialize"', 'outcome="succeeded"'];
-  const text = await waitFor('the init job timed', async () => {
-    const scraped = await scrape();
-    return sampleOf(scraped, 'runboat_job_seconds_count', ...labels) && scraped;
-  });
-  const value = (metric: string, ...more: string[]) =>
-    Number(
-      sampleOf(text, metric, ...labels, ...more)
-        ?.split(' ')
-        .at(-1),
-    );
-  expect(value('runboat_job_seconds_count')).toBe(1);
-  expect(value('runboat_job_seconds_sum')).toBe(90);
-  expect(value('runboat_job_seconds_bucket', 'le="60"')).toBe(0);
-  expect(value('runboat_job_seconds_bucket', 'le="120"')).toBe(1);
-  expect(value('runboat_job_seconds_bucket', 'le="3600"')).toBe(1);
+  const value = await servedHistogram(
+    'runboat_job_seconds',
+    ['kind="initialize"', 'outcome="succeeded"'],
+    'the init job timed',
+  );
+  expect(value('count')).toBe(1);
+  expect(value('sum')).toBe(90);
+  expect(value('bucket', 'le="60"')).toBe(0);
+  expect(value('bucket', 'le="120"')).toBe(1);
+  expect(value('bucket', 'le="3600"')).toBe(1);
 });
 
 it("serves the Temporal SDK's series the alert rules and the dashboard use, with the labels they match on", async () => {
@@ -145,21 +155,12 @@ it('times how long people waited for builds to be started, by what they asked fo
   );
   try {
     const waited = async (request: string) => {
-      const labels = [`request="${request}"`];
-      const text = await waitFor(`the ${request} wait counted`, async () => {
-        const scraped = await scrape();
-        return sampleOf(scraped, 'runboat_build_ready_seconds_count', ...labels) && scraped;
-      });
-      const value = (metric: string) =>
-        Number(
-          sampleOf(text, metric, ...labels)
-            ?.split(' ')
-            .at(-1),
-        );
-      return {
-        count: value('runboat_build_ready_seconds_count'),
-        seconds: value('runboat_build_ready_seconds_sum'),
-      };
+      const value = await servedHistogram(
+        'runboat_build_ready_seconds',
+        [`request="${request}"`],
+        `the ${request} wait counted`,
+      );
+      return { count: value('count'), seconds: value('sum') };
     };
     const { created } = await getBuildState(client, build.name);
     // The build cannot be up before its init Job ends: the wait is at least until then.
