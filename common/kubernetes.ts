@@ -587,7 +587,7 @@ export class BuildCluster {
     }
     if (kind === 'deployment') return undefined;
     const kept = await this.core
-      .readNamespacedConfigMap({ name: `${build}-init-log`, namespace: this.namespace })
+      .readNamespacedConfigMap({ name: keptInitLogName(build), namespace: this.namespace })
       .catch((error: unknown) => (isStatus(error, 404) ? undefined : Promise.reject(error)));
     return kept?.data?.log;
   }
@@ -596,19 +596,24 @@ export class BuildCluster {
   async keepInitLog(build: string): Promise<boolean> {
     const log = await this.readLog(build, 'initialize');
     if (log === undefined) return false;
+    await this.storeInitLog(build, log);
+    return true;
+  }
+
+  /** Stores `log` as the build's kept init log, what `readLog` falls back to (its last MAX_LOG_BYTES). */
+  async storeInitLog(build: string, log: string): Promise<void> {
     await this.apply([
       {
         apiVersion: 'v1',
         kind: 'ConfigMap',
         metadata: {
-          name: `${build}-init-log`,
+          name: keptInitLogName(build),
           namespace: this.namespace,
           labels: { 'runboat/build': build },
         },
         data: { log: log.slice(-MAX_LOG_BYTES) },
       } as KubernetesObject,
     ]);
-    return true;
   }
 
   private async patchDeployment(
@@ -923,6 +928,9 @@ const controlled = (object: KubernetesObject) =>
 function toError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }
+
+/** The ConfigMap that keeps a build's init log once its pod may be gone. */
+const keptInitLogName = (build: string) => `${build}-init-log`;
 
 /** How a watched Job ended, and how long it ran (from its start to its end, by its status). */
 export interface JobEnd {

@@ -166,11 +166,8 @@ export class TestCluster {
   }
 
   /** The copy of `build`'s init log the worker keeps once its init failed (no pod runs here). */
-  async keepInitLog(build: string, log: string): Promise<void> {
-    await this.core.createNamespacedConfigMap({
-      namespace: this.namespace,
-      body: { metadata: { name: `${build}-init-log`, labels: { 'runboat/build': build } }, data: { log } },
-    });
+  keepInitLog(build: string, log: string): Promise<void> {
+    return this.builds.storeInitLog(build, log);
   }
 
   /**
